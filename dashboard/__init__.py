@@ -1,0 +1,1 @@
+"""Live dashboard (Flask-SocketIO): live wall, browser camera, acting challenge, charts, image mode."""

@@ -1,0 +1,222 @@
+"""Redis keys and stream calls: the only module that spells key names or talks the Streams commands.
+
+Keys of one camera share the hash tag `{<camera>}`, so on a Redis Cluster a camera's streams live on one
+shard and the Lua scripts below (which touch several of them) stay legal. Delivery is at least once:
+workers read with XREADGROUP, publish, then ack; results are written once per (camera, seq) by a bitmap
+checked in the same script, so a frame processed twice still yields one result entry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import redis
+
+from .protocol import DeadLetter, Frame, Result, check_camera
+
+log = logging.getLogger(__name__)
+
+PREFIX = "fervi"
+CAMERAS = f"{PREFIX}:cameras"  # set of camera names
+PROCESSES = f"{PREFIX}:proc:"  # + process id: heartbeat hash with a TTL
+WORKER_GROUP = "workers"
+SEEN_BLOCK = 1 << 20  # seqs per dedupe bitmap key
+SEEN_TTL_S = 86400
+DEAD_LETTER_MAXLEN = 1000
+
+
+def frames_key(camera: str) -> str:
+    return f"{PREFIX}:{{{camera}}}:frames"
+
+
+def results_key(camera: str) -> str:
+    return f"{PREFIX}:{{{camera}}}:results"
+
+
+def tracks_key(camera: str) -> str:
+    return f"{PREFIX}:{{{camera}}}:tracks"
+
+
+def dead_letter_key(camera: str) -> str:
+    return f"{PREFIX}:{{{camera}}}:deadletter"
+
+
+def stats_key(camera: str) -> str:
+    return f"{PREFIX}:{{{camera}}}:stats"
+
+
+def seq_key(camera: str) -> str:
+    return f"{PREFIX}:{{{camera}}}:seq"
+
+
+def seen_key(camera: str, seq: int) -> str:
+    return f"{PREFIX}:{{{camera}}}:seen:{seq // SEEN_BLOCK}"
+
+
+# KEYS: frames, seq counter. ARGV: maxlen (0 = no trim), then field, value, ...
+ADD_FRAME = """
+local seq = redis.call('INCR', KEYS[2])
+local args = {KEYS[1]}
+if tonumber(ARGV[1]) > 0 then
+  args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = ARGV[1]
+end
+args[#args + 1] = '*'; args[#args + 1] = 'seq'; args[#args + 1] = seq
+for i = 2, #ARGV do args[#args + 1] = ARGV[i] end
+local id = redis.call('XADD', unpack(args))
+return {seq, id}
+"""
+
+# KEYS: results, seen bitmap, frames. ARGV: seq bit, ttl, maxlen, group, entry id, field, value, ...
+PUBLISH_RESULT = """
+local first = redis.call('SETBIT', KEYS[2], ARGV[1], 1) == 0
+if first then
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  local args = {KEYS[1], 'MAXLEN', '~', ARGV[3], '*'}
+  for i = 6, #ARGV do args[#args + 1] = ARGV[i] end
+  redis.call('XADD', unpack(args))
+end
+redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
+redis.call('XDEL', KEYS[3], ARGV[5])
+return first and 1 or 0
+"""
+
+
+@dataclass
+class Entry:
+    camera: str
+    entry_id: str
+    fields: dict
+
+
+def connect(url: str, **kwargs) -> redis.Redis:
+    """A client with timeouts and keepalive, so a lost server is noticed instead of hanging."""
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=5, socket_timeout=kwargs.pop("socket_timeout", 30),
+        socket_keepalive=True, health_check_interval=10, **kwargs,
+    )
+
+
+def process_id(kind: str) -> str:
+    return f"{kind}-{socket.gethostname()}-{os.getpid()}"
+
+
+def _decode(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Bus:
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+        self._add_frame = client.register_script(ADD_FRAME)
+        self._publish = client.register_script(PUBLISH_RESULT)
+
+    # --- cameras -----------------------------------------------------------------------------
+    def register_camera(self, camera: str) -> None:
+        self.redis.sadd(CAMERAS, check_camera(camera))
+
+    def cameras(self) -> list[str]:
+        return sorted(_decode(c) for c in self.redis.smembers(CAMERAS))
+
+    def ensure_group(self, camera: str) -> None:
+        try:
+            self.redis.xgroup_create(frames_key(camera), WORKER_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as err:
+            if "BUSYGROUP" not in str(err):
+                raise
+
+    # --- ingest ------------------------------------------------------------------------------
+    def add_frame(self, frame: Frame, maxlen: int = 0) -> tuple[int, str]:
+        """XADD a frame; Redis assigns its seq. `maxlen` > 0 trims the stream (live sources)."""
+        flat: list = [maxlen]
+        for key, value in frame.to_fields().items():
+            flat += [key, value]
+        seq, entry_id = self._add_frame(keys=[frames_key(frame.camera), seq_key(frame.camera)], args=flat)
+        return int(seq), _decode(entry_id)
+
+    def backlog(self, camera: str) -> int:
+        """Frames added but not yet done (workers delete frames once their result is written)."""
+        return int(self.redis.xlen(frames_key(camera)))
+
+    # --- workers -----------------------------------------------------------------------------
+    def read_frames(self, consumer: str, cameras: list[str], count: int, block_ms: int) -> list[Entry]:
+        if not cameras:
+            time.sleep(block_ms / 1000)
+            return []
+        streams = {frames_key(c): ">" for c in cameras}
+        reply = self.redis.xreadgroup(WORKER_GROUP, consumer, streams, count=count, block=block_ms)
+        return list(self._entries(reply))
+
+    def reclaim(self, consumer: str, camera: str, min_idle_ms: int, count: int) -> list[Entry]:
+        """Take over entries another consumer read but did not ack within `min_idle_ms` (XAUTOCLAIM)."""
+        reply = self.redis.xautoclaim(frames_key(camera), WORKER_GROUP, consumer, min_idle_ms, "0-0", count=count)
+        claimed = reply[1]
+        # Entries trimmed from a live stream while pending: Redis 7 drops them from the PEL and lists them
+        # in reply[2]; Redis 6.2 returns them with no fields and keeps them pending, so ack them here.
+        gone = [i for i, f in claimed if not f]
+        if gone:
+            self.redis.xack(frames_key(camera), WORKER_GROUP, *gone)
+        if gone or (len(reply) > 2 and reply[2]):
+            log.info("event=reclaimed_trimmed camera=%s count=%d", camera, len(gone) + len(reply[2] if len(reply) > 2 else []))
+        return [Entry(camera, _decode(i), f) for i, f in claimed if f]
+
+    @staticmethod
+    def _entries(reply) -> Iterator[Entry]:
+        for stream, items in reply or []:
+            camera = _decode(stream).split("{", 1)[1].rsplit("}", 1)[0]
+            for entry_id, fields in items:
+                yield Entry(camera, _decode(entry_id), fields)
+
+    def publish_result(self, result: Result, entry_id: str, maxlen: int) -> bool:
+        """Write the result once per (camera, seq), ack and delete the frame, atomically. True if new."""
+        flat: list = [result.seq % SEEN_BLOCK, SEEN_TTL_S, maxlen, WORKER_GROUP, entry_id]
+        for key, value in result.to_fields().items():
+            flat += [key, value]
+        keys = [results_key(result.camera), seen_key(result.camera, result.seq), frames_key(result.camera)]
+        return bool(self._publish(keys=keys, args=flat))
+
+    def ack(self, camera: str, entry_id: str, counter: str | None = None) -> None:
+        """Ack and drop a frame without a result (skipped or dead-lettered), counting why."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xack(frames_key(camera), WORKER_GROUP, entry_id)
+        pipe.xdel(frames_key(camera), entry_id)
+        if counter:
+            pipe.hincrby(stats_key(camera), counter, 1)
+        pipe.execute()
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        self.redis.xadd(dead_letter_key(letter.camera), letter.to_fields(), maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+        self.ack(letter.camera, letter.entry_id, "dead_lettered")
+
+    def dead_letters(self, camera: str, count: int = 100) -> list[DeadLetter]:
+        return [DeadLetter.from_fields(f) for _, f in self.redis.xrange(dead_letter_key(camera), count=count)]
+
+    def stats(self, camera: str) -> dict[str, int]:
+        return {_decode(k): int(v) for k, v in self.redis.hgetall(stats_key(camera)).items()}
+
+    # --- reading results ---------------------------------------------------------------------
+    def results(self, camera: str, start: str = "-", count: int | None = None) -> list[tuple[str, Result]]:
+        return [(_decode(i), Result.from_fields(f)) for i, f in self.redis.xrange(results_key(camera), start, "+", count)]
+
+    # --- process registry --------------------------------------------------------------------
+    def heartbeat(self, proc: str, info: dict, ttl_s: int) -> None:
+        key = PROCESSES + proc
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, mapping={k: str(v) for k, v in info.items()})
+        pipe.expire(key, ttl_s)
+        pipe.execute()
+
+    def forget(self, proc: str) -> None:
+        self.redis.delete(PROCESSES + proc)
+
+    def processes(self) -> dict[str, dict[str, str]]:
+        out = {}
+        for key in self.redis.scan_iter(match=PROCESSES + "*", count=200):
+            info = self.redis.hgetall(key)
+            if info:
+                out[_decode(key)[len(PROCESSES):]] = {_decode(k): _decode(v) for k, v in info.items()}
+        return out

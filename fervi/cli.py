@@ -1,0 +1,261 @@
+"""The `fervi` command: one entry point for every stage of the product."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import click
+
+from . import __version__
+from .logs import setup_logging
+from .settings import Settings, load_settings
+
+log = logging.getLogger("fervi")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="fervi")
+@click.option("--log-level", default="INFO", show_default=True, envvar="FERVI_LOG_LEVEL", help="Logging level.")
+@click.pass_context
+def main(ctx: click.Context, log_level: str) -> None:
+    """FERVI: real-time facial-expression analytics on camera feeds, webcams and video files.
+
+    Settings come from FERVI_* environment variables (see `fervi config`). With no FERVI_REDIS_URL,
+    `fervi up` runs a private embedded Redis.
+    """
+    setup_logging(log_level)
+    try:
+        ctx.obj = load_settings()
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+
+
+def _settings() -> Settings:
+    return click.get_current_context().find_root().obj
+
+
+def _redis_url(settings: Settings) -> str:
+    if not settings.redis_url:
+        raise click.UsageError("set FERVI_REDIS_URL (for example redis://127.0.0.1:6379/0), or use `fervi up`")
+    return settings.redis_url
+
+
+@contextmanager
+def redis_for_command(settings: Settings) -> Iterator[str]:
+    """The configured Redis, or an embedded one for the lifetime of the command."""
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    from .embedded import EmbeddedRedis
+
+    with EmbeddedRedis(Path(settings.home) / "redis", settings.redis_port) as server:
+        yield server.url
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def config(as_json: bool) -> None:
+    """Print the effective settings and where each comes from."""
+    rows = _settings().describe()
+    if as_json:
+        click.echo(json.dumps({env: value for env, value, _ in rows}, indent=2))
+        return
+    width = max(len(env) for env, _, _ in rows)
+    for env, value, doc in rows:
+        click.echo(f"{env:<{width}}  {value:<28}  {doc}")
+
+
+@main.command()
+@click.option("--workers", type=click.IntRange(0), help="Worker processes (default: one per core).")
+@click.option("--demo/--no-demo", default=True, show_default=True, help="Run the demo camera.")
+@click.option("--camera", "cameras", multiple=True, metavar="NAME=SOURCE",
+              help="Also ingest SOURCE as camera NAME (repeatable).")
+def up(workers: int | None, demo: bool, cameras: tuple[str, ...]) -> None:
+    """Run the whole stack: Redis (embedded unless FERVI_REDIS_URL), workers, demo camera. Ctrl-C stops it."""
+    from .stack import Stack
+
+    extra = []
+    for item in cameras:
+        name, sep, source = item.partition("=")
+        if not sep or not source:
+            raise click.BadParameter(f"{item!r}: expected NAME=SOURCE", param_hint="--camera")
+        extra.append((name, source))
+    sys.exit(Stack(_settings(), workers, demo, extra).run())
+
+
+@main.command()
+@click.argument("source")
+@click.option("--camera", required=True, help="Camera name: letters, digits, '_', '.', '-'.")
+@click.option("--fps", type=click.FloatRange(min=0.1), help="Frames per second to send (live: drop the rest).")
+@click.option("--loop", is_flag=True, help="Start a file again at its end.")
+@click.option("--live/--no-live", "live", default=None,
+              help="Treat the source as live (drop frames, never wait) or as a file (wait, drop nothing). "
+                   "Default: webcams and URLs are live, files are not.")
+@click.option("--metrics-port", type=int, help="Port for /healthz and /metrics (default FERVI_METRICS_PORT).")
+def ingest(source: str, camera: str, fps: float | None, loop: bool, live: bool | None, metrics_port) -> None:
+    """Send frames of SOURCE to Redis: a webcam index, an RTSP/HTTP URL, a video file, an image or a folder."""
+    from ingest.publisher import run_ingest
+
+    from .protocol import ProtocolError, check_camera
+
+    try:
+        check_camera(camera)
+    except ProtocolError as err:
+        raise click.BadParameter(str(err), param_hint="--camera") from None
+    settings = _settings()
+    sys.exit(run_ingest(settings, _redis_url(settings), camera, source, fps, loop, live, metrics_port))
+
+
+@main.command()
+@click.option("--metrics-port", type=int, help="Port for /healthz and /metrics (default FERVI_METRICS_PORT).")
+def worker(metrics_port) -> None:
+    """Detect faces and classify emotions for every camera (joins the consumer group)."""
+    from workers.worker import run_worker
+
+    settings = _settings()
+    sys.exit(run_worker(settings, _redis_url(settings), metrics_port))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status(as_json: bool) -> None:
+    """List live FERVI processes (by heartbeat) and each camera's backlog and counters."""
+    from .bus import Bus, connect
+
+    settings = _settings()
+    bus = Bus(connect(_redis_url(settings)))
+    state = {
+        "processes": bus.processes(),
+        "cameras": {c: {"backlog": bus.backlog(c), **bus.stats(c)} for c in bus.cameras()},
+    }
+    if as_json:
+        click.echo(json.dumps(state, indent=2))
+        return
+    click.echo(f"{len(state['processes'])} process(es)")
+    for name, info in sorted(state["processes"].items()):
+        click.echo(f"  {name}  " + " ".join(f"{k}={v}" for k, v in sorted(info.items())))
+    click.echo(f"{len(state['cameras'])} camera(s)")
+    for name, info in state["cameras"].items():
+        click.echo(f"  {name}  " + " ".join(f"{k}={v}" for k, v in sorted(info.items())))
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per image.")
+def predict(images: tuple[str, ...], as_json: bool) -> None:
+    """Find faces in still images and label their emotions."""
+    from .emotions import EMOTIONS
+    from .vision.images import ImageError, decode_image
+    from .vision.pipeline import FacePipeline
+
+    settings = _settings()
+    pipeline = FacePipeline.from_settings(settings)
+    failed = 0
+    for path in images:
+        try:
+            image = decode_image(Path(path).read_bytes(), settings.max_frame_pixels)
+        except (OSError, ImageError) as err:
+            failed += 1
+            message = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            if as_json:
+                click.echo(json.dumps({"image": path, "error": message}))
+            else:
+                click.echo(f"{path}: error: {message}", err=True)
+            continue
+        faces = pipeline.analyze([image])[0]
+        items = [
+            {
+                "box": [int(round(v)) for v in box],
+                "label": label,
+                "score": round(float(p.max()), 4),
+                "probabilities": {e: round(float(v), 4) for e, v in zip(EMOTIONS, p)},
+            }
+            for box, p, label in zip(faces.boxes, faces.probs, faces.labels)
+        ]
+        if as_json:
+            click.echo(json.dumps({"image": path, "faces": items}))
+        else:
+            click.echo(f"{path}: {len(items)} face(s)")
+            for item in items:
+                click.echo(f"  box={item['box']} {item['label']} {item['score']:.2f}")
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True),
+              help="Dataset: FER-2013 CSV (.csv/.csv.gz), FER image folders, or CK+ emotion folders. "
+                   "Repeatable; the first selects the model on its validation split.")
+@click.option("--model", "model_name", default="cnn_lstm", show_default=True, help="Architecture name.")
+@click.option("--epochs", default=48, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--learning-rate", default=1e-3, show_default=True, type=float, help="Peak rate (warm-up, cosine).")
+@click.option("--label-smoothing", default=0.1, show_default=True, type=float)
+@click.option("--oversample", "oversample_min_share", default=0.15, show_default=True, type=float,
+              help="Repeat training faces of small classes up to this share of the largest class (0: off).")
+@click.option("--no-augment", is_flag=True, help="Train without augmentation.")
+@click.option("--patience", default=10, show_default=True, help="Early stopping patience in epochs.")
+@click.option("--seed", default=42, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --work-dir from its last epoch.")
+@click.option("--skip-bad", is_flag=True, help="Skip and count malformed rows instead of failing.")
+@click.option("--include-contempt", is_flag=True, help="Keep CK+ contempt faces (as disgust).")
+@click.option("--limit", type=click.IntRange(1), help="Use only the first N training faces (smoke runs).")
+@click.option("--out", default="models", show_default=True, type=click.Path(file_okay=False),
+              help="Where the trained model, TFLite export, card and figures go.")
+@click.option("--work-dir", default=".fervi/train", show_default=True, type=click.Path(file_okay=False),
+              help="Checkpoints, backups and logs of the run.")
+def train(data, model_name, **options) -> None:
+    """Train the emotion classifier honestly (split first, augment the training split only), export to --out."""
+    from training.datasets import DatasetError
+    from training.trainer import TrainConfig, train as run_training
+
+    try:
+        card = run_training(TrainConfig(data=list(data), model=model_name, augment=not options.pop("no_augment"),
+                                        **options))
+    except DatasetError as err:
+        raise click.ClickException(str(err)) from None
+    val = card["metrics"]["validation_flip_averaged"]
+    click.echo(json.dumps({"out": options["out"], "accuracy": val["accuracy"], "macro_f1": val["macro_f1"],
+                           "n": val["n"]}))
+
+
+@main.command()
+@click.option("--data", required=True, type=click.Path(exists=True), help="Dataset to evaluate on.")
+@click.option("--usage", default="PublicTest", show_default=True,
+              help="Rows of this Usage (ignored when the data has no Usage column: all rows).")
+@click.option("--model", "model_file", type=click.Path(exists=True, dir_okay=False),
+              help="A .tflite or .keras model (default: the shipped TFLite model).")
+@click.option("--limit", type=click.IntRange(1), help="Only the first N rows of the selection.")
+@click.option("--no-flip", is_flag=True, help="Single view (no horizontal-flip averaging).")
+@click.option("--skip-bad", is_flag=True, help="Skip and count malformed rows instead of failing.")
+@click.option("--confusion-png", default=".fervi/eval/confusion_matrix.png", show_default=True,
+              type=click.Path(dir_okay=False), help="Where to write the confusion matrix figure.")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
+def evaluate(data, usage, model_file, limit, no_flip, skip_bad, confusion_png, as_json) -> None:
+    """Accuracy, macro-F1, per-class metrics, confusion matrix, parameters and faces/s of a model."""
+    from training.datasets import DatasetError
+    from training.evaluate_cli import evaluate_model
+
+    settings = _settings()
+    try:
+        report = evaluate_model(data, usage, model_file, settings.models, limit, not no_flip, skip_bad, confusion_png)
+    except DatasetError as err:
+        raise click.ClickException(str(err)) from None
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"{report['n']} faces ({report['selection']}), model {report['model']} ({report['params']:,} params)")
+    click.echo(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
+               f"{report['faces_per_s']:.0f} faces/s")
+    click.echo(f"{'emotion':<10} {'precision':>9} {'recall':>7} {'f1':>6} {'n':>6}")
+    for name, m in report["per_class"].items():
+        click.echo(f"{name:<10} {m['precision']:>9.3f} {m['recall']:>7.3f} {m['f1']:>6.3f} {m['support']:>6}")
+    click.echo(f"confusion matrix: {report['confusion_png']}")
+
+
+if __name__ == "__main__":
+    main()

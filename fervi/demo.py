@@ -1,0 +1,85 @@
+"""Demo footage made from real face photos that ship in wheels (scikit-image's astronaut, matplotlib's
+Grace Hopper): faces that move across a canvas, for `fervi up`'s demo camera, tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the demo faces come from the package {name!r}: pip install it")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def face_photo_paths() -> list[Path]:
+    return [
+        _package_dir("skimage") / "data" / "astronaut.png",
+        _package_dir("matplotlib") / "mpl-data" / "sample_data" / "grace_hopper.jpg",
+    ]
+
+
+def face_photos() -> list[np.ndarray]:
+    """The two photos as BGR images."""
+    out = []
+    for path in face_photo_paths():
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise RuntimeError(f"cannot read demo photo {path}")
+        out.append(image)
+    return out
+
+
+# Head-and-shoulders crops (x, y, w, h) of each photo, so each face is a sizeable part of its tile.
+PORTRAIT_CROPS = [(110, 20, 230, 260), (100, 60, 330, 380)]
+
+
+def portraits(height: int = 200) -> list[np.ndarray]:
+    out = []
+    for image, (x, y, w, h) in zip(face_photos(), PORTRAIT_CROPS):
+        crop = image[y : y + h, x : x + w]
+        out.append(cv2.resize(crop, (round(w * height / h), height), interpolation=cv2.INTER_AREA))
+    return out
+
+
+def render_frame(index: int, total: int, width: int = 640, height: int = 480, faces: int = 2) -> np.ndarray:
+    """One frame: `faces` portraits gliding across a plain background; positions depend only on index."""
+    canvas = np.full((height, width, 3), (60, 70, 80), np.uint8)
+    tiles = portraits(max(64, int(height * 0.42)))
+    t = index / max(1, total - 1)
+    for k in range(faces):
+        tile = tiles[k % len(tiles)]
+        th, tw = tile.shape[:2]
+        lane = k % 2
+        row = k // 2
+        direction = 1 if lane == 0 else -1
+        span = max(1, width - tw)
+        x = int((0.1 + 0.8 * t) * span) if direction > 0 else int((0.9 - 0.8 * t) * span)
+        rows = max(1, (faces + 1) // 2)
+        y = int(row * (height - th) / max(1, rows - 1)) if rows > 1 else (height - th) // 2
+        if faces > 2:
+            x = int((lane * 0.5 + 0.05 + 0.35 * t) * span) if direction > 0 else int((lane * 0.5 + 0.4 - 0.35 * t) * span)
+        canvas[y : y + th, x : x + tw] = tile
+    return canvas
+
+
+def write_video(path: str | Path, frames: int = 60, fps: float = 15.0, width: int = 640, height: int = 480,
+                faces: int = 2) -> Path:
+    """An MP4 (mp4v) of `frames` frames; returns its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"cannot write video {path}")
+    try:
+        for i in range(frames):
+            writer.write(render_frame(i, frames, width, height, faces))
+    finally:
+        writer.release()
+    return path

@@ -1,0 +1,242 @@
+"""The stream protocol: what a frame, a result and a dead letter look like as Redis stream entries.
+
+Every stage reads and writes entries only through these classes; `docs/protocol.md` documents the same
+fields for clients in other languages. Entries carry `v` (the schema version); a reader rejects entries of
+a version it does not know with a `ProtocolError`, which workers turn into a dead letter.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .emotions import EMOTIONS, NUM_EMOTIONS
+
+SCHEMA_VERSION = 1
+CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class ProtocolError(ValueError):
+    """An entry that does not follow the protocol; the message is the dead-letter reason."""
+
+
+def check_camera(name: str) -> str:
+    """Camera names become parts of Redis keys and file names: letters, digits, `_ . -`, at most 64."""
+    if not isinstance(name, str) or not CAMERA_NAME.match(name) or ".." in name:
+        raise ProtocolError(
+            f"invalid camera name {name!r}: use 1-64 letters, digits, '_', '.', '-', starting with a letter or digit"
+        )
+    return name
+
+
+def _text(fields: dict, key: str) -> str:
+    value = fields.get(key, fields.get(key.encode()))
+    if value is None:
+        raise ProtocolError(f"missing field {key!r}")
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _number(fields: dict, key: str, kind=float):
+    raw = _text(fields, key)
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ProtocolError(f"field {key!r} is not a {kind.__name__}: {raw[:32]!r}") from None
+
+
+def _check_version(fields: dict) -> None:
+    version = _number(fields, "v", int)
+    if version != SCHEMA_VERSION:
+        raise ProtocolError(f"unsupported schema version {version} (this FERVI reads {SCHEMA_VERSION})")
+
+
+@dataclass
+class Frame:
+    """One captured image of a camera. `seq` is given by Redis when the frame is added (per camera, rising)."""
+
+    camera: str
+    captured_at: float  # unix seconds at capture
+    width: int
+    height: int
+    jpeg: bytes
+    live: bool = True  # live frames may be dropped or skipped; file frames never are
+    index: int = -1  # position in its source (frame number of a file), -1 when unknown
+    seq: int = -1
+
+    def to_fields(self) -> dict[str, bytes | str]:
+        """Fields for XADD; `seq` is added by the bus when Redis assigns it."""
+        return {
+            "v": str(SCHEMA_VERSION),
+            "camera": self.camera,
+            "ts": f"{self.captured_at:.6f}",
+            "w": str(self.width),
+            "h": str(self.height),
+            "live": "1" if self.live else "0",
+            "index": str(self.index),
+            "jpeg": self.jpeg,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> "Frame":
+        _check_version(fields)
+        jpeg = fields.get(b"jpeg", fields.get("jpeg"))
+        if jpeg is None:
+            raise ProtocolError("missing field 'jpeg'")
+        if isinstance(jpeg, str):
+            jpeg = jpeg.encode("latin-1")
+        if len(jpeg) == 0:
+            raise ProtocolError("empty jpeg")
+        return cls(
+            camera=check_camera(_text(fields, "camera")),
+            captured_at=_number(fields, "ts"),
+            width=_number(fields, "w", int),
+            height=_number(fields, "h", int),
+            jpeg=bytes(jpeg),
+            live=_text(fields, "live") == "1",
+            index=_number(fields, "index", int),
+            seq=_number(fields, "seq", int),
+        )
+
+
+@dataclass
+class Faces:
+    """All faces of one frame, batched: boxes (N, 4) xywh pixels, detector scores (N,), probabilities (N, 7)."""
+
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    probs: np.ndarray = field(default_factory=lambda: np.zeros((0, NUM_EMOTIONS), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def labels(self) -> list[str]:
+        return [EMOTIONS[i] for i in self.probs.argmax(axis=1)] if len(self) else []
+
+    @property
+    def label_scores(self) -> np.ndarray:
+        return self.probs.max(axis=1) if len(self) else np.zeros(0, np.float32)
+
+    def to_list(self) -> list[dict]:
+        return [
+            {
+                "box": [round(float(v), 1) for v in box],
+                "det": round(float(score), 4),
+                "label": label,
+                "score": round(float(p.max()), 4),
+                "probs": [round(float(v), 5) for v in p],
+            }
+            for box, score, p, label in zip(self.boxes, self.scores, self.probs, self.labels)
+        ]
+
+    @classmethod
+    def from_list(cls, items: list[dict]) -> "Faces":
+        if not items:
+            return cls()
+        try:
+            boxes = np.array([item["box"] for item in items], np.float32).reshape(-1, 4)
+            scores = np.array([item.get("det", 1.0) for item in items], np.float32)
+            probs = np.array([item["probs"] for item in items], np.float32).reshape(-1, NUM_EMOTIONS)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ProtocolError(f"malformed faces: {err}") from None
+        return cls(boxes, scores, probs)
+
+
+@dataclass
+class Result:
+    """A worker's answer for one frame: every face with its box and 7 emotion probabilities."""
+
+    camera: str
+    seq: int
+    index: int
+    captured_at: float
+    dequeued_at: float
+    done_at: float
+    worker: str
+    width: int
+    height: int
+    faces: Faces
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "v": str(SCHEMA_VERSION),
+            "camera": self.camera,
+            "seq": str(self.seq),
+            "index": str(self.index),
+            "ts": f"{self.captured_at:.6f}",
+            "ts_dequeue": f"{self.dequeued_at:.6f}",
+            "ts_done": f"{self.done_at:.6f}",
+            "worker": self.worker,
+            "w": str(self.width),
+            "h": str(self.height),
+            "faces": json.dumps(self.faces.to_list(), separators=(",", ":")),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> "Result":
+        _check_version(fields)
+        try:
+            faces = json.loads(_text(fields, "faces"))
+        except json.JSONDecodeError as err:
+            raise ProtocolError(f"faces is not JSON: {err}") from None
+        return cls(
+            camera=_text(fields, "camera"),
+            seq=_number(fields, "seq", int),
+            index=_number(fields, "index", int),
+            captured_at=_number(fields, "ts"),
+            dequeued_at=_number(fields, "ts_dequeue"),
+            done_at=_number(fields, "ts_done"),
+            worker=_text(fields, "worker"),
+            width=_number(fields, "w", int),
+            height=_number(fields, "h", int),
+            faces=Faces.from_list(faces),
+        )
+
+
+@dataclass
+class DeadLetter:
+    """An entry no worker could use, kept with the reason (the frame's JPEG is left out, its size kept)."""
+
+    camera: str
+    entry_id: str
+    reason: str
+    worker: str
+    at: float
+    fields: dict[str, str]
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "v": str(SCHEMA_VERSION),
+            "camera": self.camera,
+            "entry": self.entry_id,
+            "reason": self.reason,
+            "worker": self.worker,
+            "ts": f"{self.at:.6f}",
+            "fields": json.dumps(self.fields),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> "DeadLetter":
+        return cls(
+            camera=_text(fields, "camera"),
+            entry_id=_text(fields, "entry"),
+            reason=_text(fields, "reason"),
+            worker=_text(fields, "worker"),
+            at=_number(fields, "ts"),
+            fields=json.loads(_text(fields, "fields")),
+        )
+
+    @staticmethod
+    def summarize(fields: dict) -> dict[str, str]:
+        """The original fields as text, with binary payloads replaced by their size."""
+        out = {}
+        for key, value in fields.items():
+            key = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+            if key == "jpeg" or (isinstance(value, bytes) and len(value) > 256):
+                out[key] = f"<{len(value)} bytes>"
+            else:
+                out[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        return out

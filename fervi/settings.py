@@ -1,0 +1,129 @@
+"""Every FERVI setting in one validated object, read from `FERVI_*` environment variables.
+
+`fervi config` prints the effective values. Processes load settings once at start and log them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+DETECTORS = ("blazeface", "blazeface_full", "haar")
+DEVICES = ("auto", "cpu", "gpu")
+
+
+def default_model_dir() -> str:
+    """The trained model shipped in the `models` package (works for editable and regular installs)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("models")
+    if spec is not None and spec.submodule_search_locations:
+        return str(Path(next(iter(spec.submodule_search_locations))))
+    return str(Path(__file__).resolve().parent.parent / "models")
+
+
+def _setting(env: str, default, doc: str):
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = _setting("FERVI_REDIS_URL", "", "Redis to use; empty: start the embedded redis-server")
+    home: str = _setting("FERVI_HOME", ".fervi", "Folder for the embedded Redis data, runs and outputs")
+    redis_port: int = _setting("FERVI_REDIS_PORT", 0, "Port of the embedded Redis (0: a free one)")
+    live_maxlen: int = _setting("FERVI_LIVE_MAXLEN", 256, "Frames kept per live camera stream (MAXLEN ~)")
+    results_maxlen: int = _setting("FERVI_RESULTS_MAXLEN", 10000, "Entries kept per results/tracks stream")
+    file_max_lag: int = _setting("FERVI_FILE_MAX_LAG", 64, "File ingest waits while this many frames are unacked")
+    frame_max_age_s: float = _setting("FERVI_FRAME_MAX_AGE", 2.0, "Live frames older than this are skipped")
+    claim_timeout_s: float = _setting("FERVI_CLAIM_TIMEOUT", 15.0, "Idle time before another worker reclaims")
+    batch_frames: int = _setting("FERVI_BATCH_FRAMES", 8, "Frames a worker reads per batch, across cameras")
+    block_ms: int = _setting("FERVI_BLOCK_MS", 500, "XREADGROUP BLOCK timeout")
+    detector: str = _setting("FERVI_DETECTOR", "blazeface_full", f"Face detector: {', '.join(DETECTORS)}")
+    detector_min_score: float = _setting("FERVI_DETECTOR_MIN_SCORE", 0.5, "Minimum face detection score")
+    face_margin: float = _setting("FERVI_FACE_MARGIN", 0.25, "Crop margin around a detected face")
+    model_dir: str = _setting("FERVI_MODEL_DIR", "", "Folder with the trained model (empty: the shipped one)")
+    device: str = _setting("FERVI_DEVICE", "auto", "auto | cpu (TFLite) | gpu (Keras)")
+    flip_average: bool = _setting("FERVI_FLIP_AVERAGE", True, "Average each face with its mirror image")
+    classifier_batch: int = _setting("FERVI_CLASSIFIER_BATCH", 32, "Faces per classifier call (CPU)")
+    jpeg_quality: int = _setting("FERVI_JPEG_QUALITY", 85, "JPEG quality of ingested frames")
+    max_frame_pixels: int = _setting("FERVI_MAX_FRAME_PIXELS", 4096 * 4096, "Larger frames are dead-lettered")
+    heartbeat_ttl_s: int = _setting("FERVI_HEARTBEAT_TTL", 15, "A process missing heartbeats this long is gone")
+    metrics_port: int = _setting("FERVI_METRICS_PORT", 0, "Port for /healthz and /metrics (0: a free one)")
+
+    def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise ValueError(f"FERVI_DETECTOR must be one of {', '.join(DETECTORS)}, not {self.detector!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"FERVI_DEVICE must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        for name in ("live_maxlen", "results_maxlen", "file_max_lag", "batch_frames", "classifier_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{_env(name)} must be at least 1")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError("FERVI_JPEG_QUALITY must be within 1..100")
+
+    @property
+    def models(self) -> str:
+        return self.model_dir or default_model_dir()
+
+    @property
+    def embedded(self) -> bool:
+        return not self.redis_url
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(env var, effective value, doc) rows; passwords in the Redis URL are masked."""
+        rows = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "redis_url":
+                value = mask_password(value) or "(embedded)"
+            if f.name == "model_dir":
+                value = self.models
+            rows.append((f.metadata["env"], str(value), f.metadata["doc"]))
+        return rows
+
+
+def _env(name: str) -> str:
+    return next(f.metadata["env"] for f in fields(Settings) if f.name == name)
+
+
+def _parse(kind, raw: str, env: str):
+    try:
+        if kind is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{env}={raw!r} is not a valid {kind.__name__}") from None
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    values = {}
+    for f in fields(Settings):
+        raw = environ.get(f.metadata["env"])
+        if raw is not None and raw != "":
+            values[f.name] = _parse(type(f.default), raw, f.metadata["env"])
+    return Settings(**values)
+
+
+def mask_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

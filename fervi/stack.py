@@ -1,0 +1,112 @@
+"""`fervi up`: the whole stack as child processes under one supervisor.
+
+Starts the embedded Redis unless FERVI_REDIS_URL is set, then workers and the demo camera as `fervi`
+subcommands (the same commands docker-compose runs). A child that dies is restarted with backoff;
+Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after a grace period) and then Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .demo import write_video
+from .embedded import EmbeddedRedis
+from .service import Shutdown
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+GRACE_S = 15.0
+DEMO_FPS = 10.0
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    started_at: float = field(default=0.0)
+
+
+class Stack:
+    def __init__(self, settings: Settings, workers: int | None, demo: bool, cameras: list[tuple[str, str]]):
+        self.settings = settings
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        self.demo = demo
+        self.cameras = cameras
+        self.shutdown = Shutdown("stack")
+        self.redis: EmbeddedRedis | None = None
+
+    def _children(self) -> list[Child]:
+        children = [Child(f"worker-{i + 1}", ["worker"]) for i in range(self.workers)]
+        if self.demo:
+            video = write_video(Path(self.settings.home) / "demo" / "demo.mp4", frames=120, fps=DEMO_FPS)
+            children.append(Child("ingest-demo", ["ingest", str(video), "--camera", "demo", "--live", "--loop"]))
+        for name, source in self.cameras:
+            children.append(Child(f"ingest-{name}", ["ingest", source, "--camera", name]))
+        return children
+
+    def _start(self, child: Child, env: dict[str, str]) -> None:
+        command = [sys.executable, "-m", "fervi.cli", *child.args]
+        # Own session: a terminal's Ctrl-C reaches only the supervisor, which then stops children once.
+        child.process = subprocess.Popen(command, env=env, start_new_session=True)
+        child.started_at = time.monotonic()
+        log.info("event=child_started name=%s pid=%d command=%r", child.name, child.process.pid, " ".join(child.args))
+
+    def run(self) -> int:
+        self.shutdown.install()
+        url = self.settings.redis_url
+        if not url:
+            self.redis = EmbeddedRedis(Path(self.settings.home) / "redis", self.settings.redis_port).start()
+            url = self.redis.url
+        env = {**os.environ, "FERVI_REDIS_URL": url}
+        children = self._children()
+        try:
+            for child in children:
+                self._start(child, env)
+            log.info("event=stack_up redis=%s workers=%d cameras=%d", url, self.workers,
+                     len(self.cameras) + int(self.demo))
+            while not self.shutdown.wait(0.5):
+                self._supervise(children, env)
+        finally:
+            self._stop(children)
+            if self.redis:
+                self.redis.stop()
+        return 0
+
+    def _supervise(self, children: list[Child], env: dict[str, str]) -> None:
+        now = time.monotonic()
+        for child in children:
+            if child.process is not None and child.process.poll() is not None:
+                code = child.process.returncode
+                child.process = None
+                if now - child.started_at > 60:
+                    child.restarts = 0  # it ran a good while: a fresh failure, not a crash loop
+                delay = min(30.0, 0.5 * 2**child.restarts)
+                child.restarts += 1
+                child.next_start = now + delay
+                log.warning("event=child_exited name=%s code=%s restart_in_s=%.1f", child.name, code, delay)
+            if child.process is None and now >= child.next_start:
+                self._start(child, env)
+
+    def _stop(self, children: list[Child]) -> None:
+        running = [c for c in children if c.process is not None and c.process.poll() is None]
+        for child in running:
+            child.process.terminate()
+        deadline = time.monotonic() + GRACE_S
+        for child in running:
+            try:
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("event=child_killed name=%s", child.name)
+                child.process.kill()
+                child.process.wait()
+        log.info("event=stack_down children=%d", len(running))

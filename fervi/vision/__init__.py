@@ -1,0 +1,1 @@
+"""Vision runtime shared by workers, `fervi predict`, offline analysis and evaluation."""

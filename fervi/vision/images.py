@@ -1,0 +1,42 @@
+"""Image bytes in and out: JPEG encoding for the bus, and decoding that refuses bombs before allocating."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+
+class ImageError(ValueError):
+    """Bytes that are not a usable image; the message is shown to users and kept in dead letters."""
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the header alone (Pillow reads no pixels here)."""
+    if not data:
+        raise ImageError("empty image (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ImageError(f"not a readable image: {err.__class__.__name__}") from None
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """BGR uint8 image; the pixel count is checked from the header before any pixel is decoded."""
+    width, height = image_size(data)
+    if width * height > max_pixels:
+        raise ImageError(f"image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageError("corrupt image: decoding failed")
+    return image
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ImageError("JPEG encoding failed")
+    return buffer.tobytes()

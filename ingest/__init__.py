@@ -1,0 +1,1 @@
+"""Ingest: frames from webcams, RTSP/HTTP streams, video files, images and folders onto Redis Streams."""

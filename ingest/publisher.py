@@ -1,0 +1,151 @@
+"""`fervi ingest`: read a source, JPEG-encode its frames and add them to the camera's stream.
+
+Live sources never wait: frames beyond `--fps` and frames that arrive while Redis is away are dropped and
+counted. File sources wait instead: for Redis to come back, and while the workers' backlog is above
+`FERVI_FILE_MAX_LAG`, so no frame of a file is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+from fervi.bus import Bus, connect, process_id
+from fervi.metrics import BACKLOG, FRAMES_DROPPED, FRAMES_INGESTED
+from fervi.protocol import Frame, check_camera
+from fervi.service import REDIS_DOWN, Backoff, OpsServer, Shutdown
+from fervi.settings import Settings
+from fervi.vision.images import encode_jpeg
+
+from .sources import Buffering, Captured, SourceError, open_source
+
+log = logging.getLogger(__name__)
+
+BACKPRESSURE_POLL_S = 0.01
+
+
+class Publisher:
+    def __init__(self, settings: Settings, redis_url: str, camera: str, spec: str,
+                 fps: float | None = None, loop: bool = False, live: bool | None = None):
+        self.settings = settings
+        self.camera = check_camera(camera)
+        self.spec = spec
+        self.fps = fps
+        self.loop = loop
+        self.live_override = live
+        self.bus = Bus(connect(redis_url))
+        self.name = process_id(f"ingest-{camera}")
+        self.shutdown = Shutdown(self.name)
+        self.sent = 0
+        self.dropped = 0
+        self.redis_backoff = Backoff("redis")
+        self.redis_ok = False
+        self._registered = False
+        self._beat_at = 0.0
+
+    def health(self) -> dict:
+        return {"ok": self.redis_ok, "camera": self.camera, "sent": self.sent, "dropped": self.dropped}
+
+    def _live(self, source) -> bool:
+        return source.buffering is Buffering.DROP_OLDEST if self.live_override is None else self.live_override
+
+    def _publish(self, captured: Captured, live: bool) -> bool:
+        """Add one frame; True when it went out. Live frames are dropped while Redis is away."""
+        height, width = captured.image.shape[:2]
+        frame = Frame(self.camera, captured.captured_at, width, height,
+                      encode_jpeg(captured.image, self.settings.jpeg_quality), live, captured.index)
+        while not self.shutdown.requested:
+            try:
+                if not self._registered:
+                    self.bus.register_camera(self.camera)
+                    self._registered = True
+                if not live:
+                    self._wait_for_backlog()
+                self.bus.add_frame(frame, self.settings.live_maxlen if live else 0)
+                self._heartbeat()
+                self.redis_ok = True
+                self.redis_backoff.succeeded()
+                return True
+            except REDIS_DOWN as err:
+                self.redis_ok = False
+                self._registered = False
+                if live:  # a live camera does not wait for Redis: this frame is gone, the next one is fresh
+                    self.redis_backoff.failed(err, self.shutdown)
+                    return False
+                self.redis_backoff.failed(err, self.shutdown)
+        return False
+
+    def _wait_for_backlog(self) -> None:
+        while not self.shutdown.requested:
+            backlog = self.bus.backlog(self.camera)
+            BACKLOG.labels(self.camera).set(backlog)
+            if backlog < self.settings.file_max_lag:
+                return
+            time.sleep(BACKPRESSURE_POLL_S)
+
+    def _heartbeat(self) -> None:
+        now = time.time()
+        if now - self._beat_at >= 2.0:
+            self.bus.heartbeat(self.name, {"kind": "ingest", "camera": self.camera, "host": socket.gethostname(),
+                                           "source": self.spec, "sent": self.sent, "last_seen": f"{now:.0f}"},
+                               self.settings.heartbeat_ttl_s)
+            self._beat_at = now
+
+    def _play(self, source) -> None:
+        live = self._live(source)
+        fps = self.fps or (source.fps if live and self.live_override else None)
+        interval = 1.0 / fps if fps else 0.0
+        next_at = time.monotonic()
+        for captured in source.frames():
+            if self.shutdown.requested:
+                return
+            if interval:
+                now = time.monotonic()
+                if now < next_at:
+                    if live and source.buffering is Buffering.DROP_OLDEST:
+                        continue  # a real camera keeps streaming: drop frames faster than the fps cap
+                    self.shutdown.wait(next_at - now)
+                next_at = max(next_at + interval, time.monotonic() - interval)
+            if self._publish(captured, live):
+                self.sent += 1
+                FRAMES_INGESTED.labels(self.camera).inc()
+            else:
+                self.dropped += 1
+                FRAMES_DROPPED.labels(self.camera).inc()
+
+    def run(self) -> int:
+        self.shutdown.install()
+        source_backoff = Backoff(f"source {self.spec}", initial_s=0.5, cap_s=30)
+        log.info("event=ingest_started camera=%s source=%s", self.camera, self.spec)
+        while not self.shutdown.requested:
+            try:
+                source = open_source(self.spec)
+            except SourceError as err:
+                if "://" in self.spec or self.spec.isdigit():  # a live source may come back
+                    source_backoff.failed(err, self.shutdown)
+                    continue
+                log.error("event=source_failed camera=%s error=%r", self.camera, str(err))
+                return 2
+            source_backoff.succeeded()
+            try:
+                self._play(source)
+            except SourceError as err:
+                source_backoff.failed(err, self.shutdown)
+                continue
+            finally:
+                source.close()
+            if not self.loop:  # a live source only returns here on shutdown; a file ends
+                break
+        log.info("event=ingest_stopped camera=%s sent=%d dropped=%d", self.camera, self.sent, self.dropped)
+        return 0
+
+
+def run_ingest(settings: Settings, redis_url: str, camera: str, spec: str, fps: float | None,
+               loop: bool, live: bool | None, metrics_port: int | None = None) -> int:
+    publisher = Publisher(settings, redis_url, camera, spec, fps, loop, live)
+    ops = OpsServer(publisher.health, settings.metrics_port if metrics_port is None else metrics_port)
+    try:
+        return publisher.run()
+    finally:
+        ops.close()

@@ -1,0 +1,120 @@
+"""Frame sources. Each names its buffering choice, as Roboflow's InferencePipeline does:
+
+- `Buffering.DROP_OLDEST` (live: webcam, RTSP/HTTP): capture never waits; the camera stream is bounded and
+  old frames fall off; frames faster than the requested fps are dropped at the source.
+- `Buffering.WAIT` (file, image, folder): every frame is delivered; the publisher waits while the
+  workers' backlog is above a bound.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class Buffering(enum.Enum):
+    DROP_OLDEST = "drop_oldest"
+    WAIT = "wait"
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be opened or read (message says which and why)."""
+
+
+@dataclass
+class Captured:
+    index: int  # position in the source
+    image: np.ndarray  # BGR
+    captured_at: float  # unix seconds
+
+
+class Source:
+    buffering: Buffering
+    name: str
+
+    def frames(self) -> Iterator[Captured]:
+        raise NotImplementedError
+
+    @property
+    def fps(self) -> float | None:
+        return None
+
+
+class VideoSource(Source):
+    """A webcam index, an RTSP/HTTP URL (live) or a video file (every frame) through OpenCV."""
+
+    def __init__(self, spec: str | int, live: bool):
+        self.spec = spec
+        self.name = str(spec)
+        self.buffering = Buffering.DROP_OLDEST if live else Buffering.WAIT
+        self.capture = cv2.VideoCapture(spec)
+        if not self.capture.isOpened():
+            raise SourceError(f"cannot open video source {spec!r}")
+        if not live and self.capture.get(cv2.CAP_PROP_FRAME_COUNT) <= 0 and not self.capture.grab():
+            raise SourceError(f"{spec}: no video frames could be read")
+        if not live:
+            self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+
+    @property
+    def fps(self) -> float | None:
+        fps = self.capture.get(cv2.CAP_PROP_FPS)
+        return fps if fps and fps > 0 else None
+
+    def frames(self) -> Iterator[Captured]:
+        index = 0
+        while True:
+            ok, image = self.capture.read()
+            if not ok or image is None:
+                if self.buffering is Buffering.DROP_OLDEST:
+                    raise SourceError(f"lost video source {self.spec!r}")
+                return
+            yield Captured(index, image, time.time())
+            index += 1
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+class ImageSource(Source):
+    """One image or a folder of images, in name order; each file is one frame."""
+
+    buffering = Buffering.WAIT
+
+    def __init__(self, path: Path):
+        self.name = str(path)
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+        if not files:
+            raise SourceError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        self.files = files
+
+    def frames(self) -> Iterator[Captured]:
+        for index, file in enumerate(self.files):
+            image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+            if image is None:
+                raise SourceError(f"{file}: not a readable image")
+            yield Captured(index, image, time.time())
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(spec: str) -> Source:
+    """`0` (webcam index), `rtsp://...`/`http(s)://...` (live stream), a video file, an image or a folder."""
+    if spec.isdigit():
+        return VideoSource(int(spec), live=True)
+    if "://" in spec:
+        return VideoSource(spec, live=True)
+    path = Path(spec)
+    if not path.exists():
+        raise SourceError(f"{spec}: no such file, folder, webcam index or URL")
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource(path)
+    return VideoSource(str(path), live=False)

@@ -1,0 +1,54 @@
+"""`fervi evaluate`: measure a model (the shipped TFLite one by default) on a dataset's rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fervi.vision.classifier import MODEL_TFLITE, KerasClassifier, TFLiteClassifier
+
+from .datasets import load_faces
+from .evaluation import classification_metrics, timed_predict
+from .figures import confusion_matrix_png
+
+
+def _param_counts(model_file: Path) -> int:
+    """Parameters of a model: the Keras file beside a TFLite export knows them."""
+    keras_file = model_file if model_file.suffix == ".keras" else model_file.with_suffix(".keras")
+    if not keras_file.exists():
+        return 0
+    import keras
+
+    return int(keras.models.load_model(keras_file, compile=False).count_params())
+
+
+def evaluate_model(data: str, usage: str, model_file: str | None, model_dir: str, limit: int | None,
+                   flip: bool, skip_bad: bool, confusion_png: str) -> dict:
+    faces = load_faces(data, skip_bad=skip_bad)
+    if faces.has_usage:
+        faces = faces.subset(faces.usage == usage)
+        selection = f"Usage={usage}"
+    else:
+        selection = "all rows (no Usage column)"
+    if limit:
+        faces = faces.subset(np.arange(min(limit, len(faces))))
+        selection += f", first {len(faces)}"
+    path = Path(model_file) if model_file else Path(model_dir) / MODEL_TFLITE
+    classifier = KerasClassifier(path, flip_average=flip) if path.suffix == ".keras" else TFLiteClassifier(
+        path, flip_average=flip)
+    classifier.predict(faces.images[:1])  # warm-up: interpreter allocation is not throughput
+    probs, faces_per_s = timed_predict(classifier, faces.images)
+    report = classification_metrics(faces.labels, probs)
+    png = confusion_matrix_png(report["confusion"], Path(confusion_png),
+                               f"{Path(data).name}: {selection} ({len(faces)} faces)")
+    return {
+        **report,
+        "selection": selection,
+        "model": str(path),
+        "flip_average": flip,
+        "params": _param_counts(path),
+        "faces_per_s": round(faces_per_s, 1),
+        "skipped_bad_rows": faces.skipped,
+        "confusion_png": str(png),
+    }

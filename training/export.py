@@ -1,0 +1,182 @@
+"""Export a trained run to `models/`: Keras model, TFLite model for workers, model card and figures.
+
+Metrics in the card are measured here on the exported TFLite model, through the same runtime the
+workers use, on the validation split (PublicTest for FER-2013) and on each held-out dataset (CK+ subjects
+never seen in training).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from fervi.emotions import EMOTIONS
+from fervi.vision.classifier import MODEL_KERAS, MODEL_TFLITE, TFLiteClassifier
+
+from . import figures
+from .evaluation import classification_metrics, timed_predict
+
+log = logging.getLogger(__name__)
+
+
+def file_sha256(path: str | Path) -> str:
+    path = Path(path)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(file.relative_to(path).as_posix().encode())
+            digest.update(file.read_bytes())
+        return digest.hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def to_tflite(model) -> bytes:
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def _evaluate(classifier, faces) -> dict:
+    probs, faces_per_s = timed_predict(classifier, faces.images)
+    metrics = classification_metrics(faces.labels, probs)
+    metrics["faces_per_s"] = round(faces_per_s, 1)
+    return metrics, probs
+
+
+def export_run(config, data, work: Path) -> dict:
+    import keras
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = work / "best.keras" if (work / "best.keras").exists() else work / "last.keras"
+    model = keras.models.load_model(checkpoint, compile=False)
+    model.save(out / MODEL_KERAS)
+    (out / MODEL_TFLITE).write_bytes(to_tflite(model))
+
+    flip = TFLiteClassifier(out / MODEL_TFLITE, flip_average=True)
+    plain = TFLiteClassifier(out / MODEL_TFLITE, flip_average=False)
+    val_metrics, val_probs = _evaluate(flip, data.val)
+    plain_metrics, _ = _evaluate(plain, data.val)
+    holdouts = {name: _evaluate(flip, faces)[0] for name, faces in data.holdouts.items()}
+
+    history_csv = work / "history.csv"
+    epochs_run = len(_history_epochs(history_csv))
+    wall = json.loads((work / "wall_seconds.json").read_text())["seconds"] if (work / "wall_seconds.json").exists() else None
+    fig_dir = out / "figures"
+    figure_files = [
+        figures.training_curves(history_csv, fig_dir / "training_curves.png"),
+        figures.confusion_matrix_png(val_metrics["confusion"], fig_dir / "confusion_matrix.png",
+                                     f"Validation ({len(data.val)} faces), flip-averaged"),
+        figures.class_counts_png(data.report["class_counts_before"], data.report["class_counts_after"],
+                                 fig_dir / "class_counts.png"),
+        figures.misclassified_grid(data.val.images, data.val.labels, val_probs.argmax(1),
+                                   fig_dir / "misclassified.png"),
+    ]
+    card = {
+        "model": config.model,
+        "files": {"keras": MODEL_KERAS, "tflite": MODEL_TFLITE},
+        "emotions": list(EMOTIONS),
+        "input": "48x48 grayscale face, values 0..255 (the model scales them); see fervi.vision.preprocess",
+        "params": int(model.count_params()),
+        "non_trainable_params": int(sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)),
+        "data": [
+            {**entry, "sha256": file_sha256(entry["path"])} for entry in data.report["datasets"]
+        ],
+        "class_counts_before_oversampling": data.report["class_counts_before"],
+        "class_counts_after_oversampling": data.report["class_counts_after"],
+        "overlap_by_pixel_hash": data.report["overlap_train_val"],
+        "training": {
+            **{k: v for k, v in asdict(config).items() if k not in ("extra", "resume")},
+            "epochs_run": epochs_run,
+            "selected_checkpoint": checkpoint.name,
+            "wall_seconds": round(wall, 1) if wall else None,
+            "machine": f"{platform.machine()} {platform.processor() or ''} cpu_count={_cpus()}".strip(),
+        },
+        "metrics": {
+            "validation_flip_averaged": val_metrics,
+            "validation_single_view": plain_metrics,
+            **{f"holdout_{name}_flip_averaged": m for name, m in holdouts.items()},
+        },
+        "figures": [str(p.relative_to(out)) for p in figure_files],
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (out / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (out / "MODEL_CARD.md").write_text(model_card_markdown(card))
+    log.info("event=model_exported out=%s accuracy=%.4f macro_f1=%.4f", out, val_metrics["accuracy"], val_metrics["macro_f1"])
+    return card
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+def _history_epochs(history_csv: Path) -> list[int]:
+    if not history_csv.exists():
+        return []
+    import pandas as pd
+
+    return sorted(set(pd.read_csv(history_csv)["epoch"].tolist()))
+
+
+def model_card_markdown(card: dict) -> str:
+    val = card["metrics"]["validation_flip_averaged"]
+    single = card["metrics"]["validation_single_view"]
+    lines = [
+        f"# FERVI emotion classifier: {card['model']}",
+        "",
+        f"{card['params']:,} parameters ({card['non_trainable_params']} non-trainable); input "
+        f"{card['input']}.",
+        "",
+        "## Data and split",
+        "",
+    ]
+    for entry in card["data"]:
+        lines.append(
+            f"- `{entry['path']}` (sha256 `{entry['sha256'][:16]}…`): {entry['rows']} faces, split by "
+            f"{entry['split']}: {entry['train']} train / {entry['val']} held out."
+        )
+    lines += [
+        f"- Identical images across splits (pixel hash): {card['overlap_by_pixel_hash']}. The FER-2013 "
+        "duplicates are in the original data; over-sampling and augmentation touch the training split only.",
+        "",
+        "## Training",
+        "",
+        f"{card['training']['epochs_run']} epochs, batch {card['training']['batch_size']}, Adam peak "
+        f"{card['training']['learning_rate']:g} (warm-up, cosine decay), label smoothing "
+        f"{card['training']['label_smoothing']}, over-sampling to {card['training']['oversample_min_share']:g} of "
+        f"the largest class, augmentation {'on' if card['training']['augment'] else 'off'}; wall time "
+        f"{card['training']['wall_seconds']} s on {card['training']['machine']}.",
+        "",
+        "## Metrics (TFLite model, as the workers run it)",
+        "",
+        f"| set | n | accuracy | macro-F1 |",
+        "|---|---|---|---|",
+        f"| validation, flip-averaged | {val['n']} | {val['accuracy']:.4f} | {val['macro_f1']:.4f} |",
+        f"| validation, single view | {single['n']} | {single['accuracy']:.4f} | {single['macro_f1']:.4f} |",
+    ]
+    for name, metrics in card["metrics"].items():
+        if name.startswith("holdout_"):
+            lines.append(f"| {name} | {metrics['n']} | {metrics['accuracy']:.4f} | {metrics['macro_f1']:.4f} |")
+    lines += ["", "Per class (validation, flip-averaged):", "", "| emotion | precision | recall | F1 | n |",
+              "|---|---|---|---|---|"]
+    for name, m in val["per_class"].items():
+        lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in card["figures"]]
+    lines += [
+        "",
+        "## Limits",
+        "",
+        "FER-2013 faces are low-resolution web images, mostly frontal; accuracy on other data, camera angles "
+        "and lighting is lower. Disgust has few training faces. Do not use the labels to judge individuals.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,159 @@
+"""`fervi train`: load, split honestly, over-sample and augment the training split, fit, export.
+
+Resumable: a backup every epoch (Keras BackupAndRestore) lets `--resume` continue an interrupted run
+at the epoch it reached; the learning-rate schedule is a function of the epoch so it resumes exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import FaceSet, load_faces
+from .splits import overlap_report, oversample_indices, split_faces
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    data: list[str]
+    model: str = "cnn_lstm"
+    epochs: int = 48
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    warmup_epochs: int = 1
+    label_smoothing: float = 0.1
+    oversample_min_share: float = 0.15
+    augment: bool = True
+    patience: int = 10
+    seed: int = 42
+    holdout_fraction: float = 0.2
+    out: str = "models"
+    work_dir: str = ".fervi/train"
+    resume: bool = False
+    skip_bad: bool = False
+    include_contempt: bool = False
+    limit: int | None = None  # first N training faces only (smoke runs)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class PreparedData:
+    train: FaceSet
+    val: FaceSet
+    holdouts: dict[str, FaceSet]
+    train_index: np.ndarray  # over-sampled row indices into train
+    report: dict
+
+
+def prepare(config: TrainConfig) -> PreparedData:
+    """Split every dataset first, then over-sample the training rows only."""
+    trains, vals, holdouts, report = [], [], {}, {"datasets": []}
+    for i, path in enumerate(config.data):
+        faces = load_faces(path, skip_bad=config.skip_bad, include_contempt=config.include_contempt)
+        split = split_faces(faces, config.holdout_fraction, config.seed)
+        name = Path(path).name.split(".")[0]
+        entry = {
+            "path": str(path),
+            "rows": len(faces),
+            "skipped_bad_rows": faces.skipped,
+            "split": split.how,
+            "train": len(split.train),
+            "val": len(split.val),
+            "overlap_by_pixel_hash": overlap_report({"train": split.train, "val": split.val, "test": split.test}),
+        }
+        if split.how != "usage column":
+            entry["val_subjects"] = sorted(set(split.val.groups) - {""})
+        report["datasets"].append(entry)
+        trains.append(split.train)
+        if i == 0:
+            vals.append(split.val)  # the first dataset's validation split selects the model
+        else:
+            holdouts[name] = split.val
+    train = FaceSet.concat(trains)
+    if config.limit:
+        train = train.subset(np.arange(min(config.limit, len(train))))
+    val = vals[0]
+    index = oversample_indices(train.labels, config.oversample_min_share, config.seed)
+    report["class_counts_before"] = train.class_counts()
+    report["class_counts_after"] = train.subset(index).class_counts()
+    report["overlap_train_val"] = overlap_report({"train": train, "val": val, **holdouts})
+    return PreparedData(train, val, holdouts, index, report)
+
+
+def lr_schedule(config: TrainConfig):
+    """Linear warm-up, then cosine decay to zero at the last epoch."""
+
+    def rate(epoch: int, _current: float = 0.0) -> float:
+        if epoch < config.warmup_epochs:
+            return config.learning_rate * (epoch + 1) / (config.warmup_epochs + 1)
+        progress = (epoch - config.warmup_epochs) / max(1, config.epochs - config.warmup_epochs)
+        return 0.5 * config.learning_rate * (1 + math.cos(math.pi * progress))
+
+    return rate
+
+
+def train(config: TrainConfig) -> dict:
+    import keras
+
+    from .architectures import build
+    from .augment import eval_pipeline, train_pipeline
+
+    keras.utils.set_random_seed(config.seed)
+    work = Path(config.work_dir)
+    backup = work / "backup"
+    if not config.resume and backup.exists():
+        raise SystemExit(f"{backup} holds an earlier run: pass --resume to continue it, or remove it")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "config.json").write_text(json.dumps(asdict(config), indent=2))
+
+    data = prepare(config)
+    (work / "split_report.json").write_text(json.dumps(data.report, indent=2))
+    log.info(
+        "event=data_ready train=%d oversampled=%d val=%d overlap=%s",
+        len(data.train),
+        len(data.train_index),
+        len(data.val),
+        data.report["overlap_train_val"],
+    )
+    images = data.train.images[data.train_index]
+    labels = data.train.labels[data.train_index]
+
+    model = build(config.model)
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(backup)),
+        keras.callbacks.LearningRateScheduler(lr_schedule(config)),
+        keras.callbacks.ModelCheckpoint(str(work / "last.keras")),
+        keras.callbacks.ModelCheckpoint(str(work / "best.keras"), monitor="val_accuracy", save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.patience),
+        keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
+    ]
+    started = time.time()
+    model.fit(
+        train_pipeline(images, labels, config.batch_size, config.seed, config.augment),
+        validation_data=eval_pipeline(data.val.images, data.val.labels, 256),
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=1 if sys.stderr.isatty() else 2,
+    )
+    wall = time.time() - started
+    timing_file = work / "wall_seconds.json"
+    previous = json.loads(timing_file.read_text())["seconds"] if timing_file.exists() else 0.0
+    timing_file.write_text(json.dumps({"seconds": previous + wall}))
+
+    from .export import export_run
+
+    return export_run(config, data, work)

@@ -1,0 +1,157 @@
+"""`fervi worker`: the loop around the worker core. Read a batch across cameras, analyse, publish, ack.
+
+Read with XREADGROUP BLOCK on every camera's stream (the camera list is refreshed while running), take
+over entries of silent workers with XAUTOCLAIM, skip stale live frames, dead-letter bad entries, and on
+SIGTERM finish the batch in hand before leaving.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+import redis
+
+from fervi.bus import Bus, Entry, connect, process_id
+from fervi.metrics import BATCH_SECONDS, DEAD_LETTERS, FACES, FRAMES_DONE, FRAMES_RECLAIMED, FRAMES_SKIPPED, LATENCY
+from fervi.service import REDIS_DOWN, Backoff, OpsServer, Shutdown
+from fervi.settings import Settings
+from fervi.vision.pipeline import FacePipeline, Timing
+
+from .core import analyse, triage
+
+log = logging.getLogger(__name__)
+
+CAMERA_REFRESH_S = 2.0
+HEARTBEAT_EVERY_S = 2.0
+
+
+class Worker:
+    def __init__(self, settings: Settings, redis_url: str, pipeline: FacePipeline, name: str | None = None):
+        self.settings = settings
+        self.name = name or process_id("worker")
+        self.bus = Bus(connect(redis_url, socket_timeout=max(10, settings.block_ms / 1000 + 5)))
+        self.pipeline = pipeline
+        self.shutdown = Shutdown(self.name)
+        self.cameras: list[str] = []
+        self.frames_done = 0
+        self.started_at = time.time()
+        self._refreshed_at = 0.0
+        self._claimed_at = 0.0
+        self._beat_at = 0.0
+        self.redis_ok = False
+
+    # --- housekeeping ------------------------------------------------------------------------
+    def _refresh_cameras(self, now: float) -> None:
+        if now - self._refreshed_at < CAMERA_REFRESH_S:
+            return
+        cameras = self.bus.cameras()
+        for camera in set(cameras) - set(self.cameras):
+            self.bus.ensure_group(camera)
+            log.info("event=camera_joined worker=%s camera=%s", self.name, camera)
+        self.cameras = cameras
+        self._refreshed_at = now
+
+    def _heartbeat(self, now: float) -> None:
+        if now - self._beat_at < HEARTBEAT_EVERY_S:
+            return
+        self.bus.heartbeat(self.name, {
+            "kind": "worker", "host": socket.gethostname(), "started": f"{self.started_at:.0f}",
+            "frames": self.frames_done, "cameras": len(self.cameras), "last_seen": f"{now:.0f}",
+        }, self.settings.heartbeat_ttl_s)
+        self._beat_at = now
+
+    def _reclaim(self, now: float) -> list[Entry]:
+        """Entries idle past the claim timeout in another consumer's pending list become ours."""
+        if now - self._claimed_at < self.settings.claim_timeout_s / 2:
+            return []
+        self._claimed_at = now
+        claimed: list[Entry] = []
+        for camera in self.cameras:
+            entries = self.bus.reclaim(self.name, camera, int(self.settings.claim_timeout_s * 1000),
+                                       self.settings.batch_frames)
+            if entries:
+                FRAMES_RECLAIMED.labels(camera).inc(len(entries))
+                log.info("event=reclaimed worker=%s camera=%s frames=%d", self.name, camera, len(entries))
+            claimed += entries
+        return claimed
+
+    # --- one batch ---------------------------------------------------------------------------
+    def step(self) -> int:
+        """Read and finish one batch; returns the number of entries handled."""
+        now = time.time()
+        self._refresh_cameras(now)
+        self._heartbeat(now)
+        entries = self._reclaim(now)
+        if not entries:
+            per_camera = max(1, self.settings.batch_frames // max(1, len(self.cameras)))
+            entries = self.bus.read_frames(self.name, self.cameras, per_camera, self.settings.block_ms)
+        if not entries:
+            return 0
+        dequeued_at = time.time()
+        batch = triage(entries, self.name, dequeued_at, self.settings.frame_max_age_s, self.settings.max_frame_pixels)
+        for letter in batch.dead:
+            self.bus.dead_letter(letter)
+            DEAD_LETTERS.labels(letter.camera).inc()
+            log.warning("event=dead_letter worker=%s camera=%s entry=%s reason=%r",
+                        self.name, letter.camera, letter.entry_id, letter.reason)
+        for entry in batch.skipped:
+            self.bus.ack(entry.camera, entry.entry_id, "skipped")
+            FRAMES_SKIPPED.labels(entry.camera).inc()
+        if batch.work:
+            timing = Timing()
+            started = time.perf_counter()
+            results = analyse(batch.work, self.pipeline, self.name, dequeued_at, timing)
+            BATCH_SECONDS.labels("detect").observe(timing.detect_ms / 1000)
+            BATCH_SECONDS.labels("classify").observe(timing.classify_ms / 1000)
+            BATCH_SECONDS.labels("analyse").observe(time.perf_counter() - started)
+            for work, result in zip(batch.work, results):
+                self.bus.publish_result(result, work.entry.entry_id, self.settings.results_maxlen)
+                FRAMES_DONE.labels(result.camera).inc()
+                FACES.labels(result.camera).inc(len(result.faces))
+                LATENCY.observe(result.done_at - result.captured_at)
+            self.frames_done += len(results)
+            log.debug("event=batch worker=%s frames=%d faces=%d detect_ms=%.1f classify_ms=%.1f",
+                      self.name, len(results), timing.faces, timing.detect_ms, timing.classify_ms)
+        return len(entries)
+
+    def health(self) -> dict:
+        return {"ok": self.redis_ok and not self.shutdown.requested, "worker": self.name,
+                "cameras": self.cameras, "frames_done": self.frames_done}
+
+    def run(self) -> int:
+        self.shutdown.install()
+        backoff = Backoff("redis")
+        log.info("event=worker_started worker=%s detector=%s classifier=%s",
+                 self.name, self.pipeline.detector.name, self.pipeline.classifier.name)
+        while not self.shutdown.requested:
+            try:
+                self.step()
+                self.redis_ok = True
+                backoff.succeeded()
+            except REDIS_DOWN as err:
+                self.redis_ok = False
+                self._refreshed_at = 0.0  # the server may have lost its groups: recreate them on return
+                backoff.failed(err, self.shutdown)
+            except redis.ResponseError as err:
+                if "NOGROUP" not in str(err):
+                    raise
+                self._refreshed_at = 0.0
+                self.cameras = []
+        try:
+            self.bus.forget(self.name)
+        except REDIS_DOWN:
+            pass
+        log.info("event=worker_stopped worker=%s frames=%d", self.name, self.frames_done)
+        return 0
+
+
+def run_worker(settings: Settings, redis_url: str, metrics_port: int | None = None) -> int:
+    pipeline = FacePipeline.from_settings(settings)
+    worker = Worker(settings, redis_url, pipeline)
+    ops = OpsServer(worker.health, settings.metrics_port if metrics_port is None else metrics_port)
+    try:
+        return worker.run()
+    finally:
+        ops.close()
