@@ -49,23 +49,26 @@ def portraits(height: int = 200) -> list[np.ndarray]:
 
 
 def render_frame(index: int, total: int, width: int = 640, height: int = 480, faces: int = 2) -> np.ndarray:
-    """One frame: `faces` portraits gliding across a plain background; positions depend only on index."""
+    """One frame: `faces` portraits gliding across a plain background; positions depend only on index.
+
+    Faces sit in two rows (top row moving right, bottom row moving left) and in ceil(faces / 2) columns,
+    so they pass each other without ever overlapping.
+    """
     canvas = np.full((height, width, 3), (60, 70, 80), np.uint8)
-    tiles = portraits(max(64, int(height * 0.42)))
+    tiles = portraits(max(48, int(height * 0.42)))
     t = index / max(1, total - 1)
+    columns = max(1, (faces + 1) // 2)
+    segment = width // columns
     for k in range(faces):
         tile = tiles[k % len(tiles)]
         th, tw = tile.shape[:2]
-        lane = k % 2
-        row = k // 2
-        direction = 1 if lane == 0 else -1
-        span = max(1, width - tw)
-        x = int((0.1 + 0.8 * t) * span) if direction > 0 else int((0.9 - 0.8 * t) * span)
-        rows = max(1, (faces + 1) // 2)
-        y = int(row * (height - th) / max(1, rows - 1)) if rows > 1 else (height - th) // 2
-        if faces > 2:
-            x = int((lane * 0.5 + 0.05 + 0.35 * t) * span) if direction > 0 else int((lane * 0.5 + 0.4 - 0.35 * t) * span)
-        canvas[y : y + th, x : x + tw] = tile
+        tw = min(tw, segment)
+        row, column = k % 2, k // 2
+        travel = max(0, segment - tw)
+        offset = int((t if row == 0 else 1 - t) * travel)
+        x = column * segment + offset
+        y = 10 + row * max(0, height - th - 20)
+        canvas[y : y + th, x : x + tw] = tile[:, :tw]
     return canvas
 
 

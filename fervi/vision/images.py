@@ -20,6 +20,8 @@ def image_size(data: bytes) -> tuple[int, int]:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.size
+    except Image.DecompressionBombError as err:  # Pillow's own, larger limit
+        raise ImageError(f"image is too large: {err}") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ImageError(f"not a readable image: {err.__class__.__name__}") from None
 
@@ -28,7 +30,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     """BGR uint8 image; the pixel count is checked from the header before any pixel is decoded."""
     width, height = image_size(data)
     if width * height > max_pixels:
-        raise ImageError(f"image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
+        raise ImageError(f"image of {width}x{height} pixels is too large (limit {max_pixels} pixels)")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ImageError("corrupt image: decoding failed")

@@ -1,0 +1,103 @@
+"""Shared fixtures: a real redis-server per session (the embedded one), the shared data, FERVI processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from fervi.embedded import EmbeddedRedis
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("FERVI_SHARED", REPO.parent / "shared"))
+FER_CSV = SHARED / "data" / "fer2013" / "fer2013.csv.gz"
+CKPLUS = SHARED / "data" / "ckplus48"
+
+
+@pytest.fixture(scope="session")
+def fer_csv() -> Path:
+    if not FER_CSV.exists():
+        pytest.fail(f"the shared FER-2013 CSV is missing: {FER_CSV}")
+    return FER_CSV
+
+
+@pytest.fixture(scope="session")
+def ckplus_dir() -> Path:
+    if not CKPLUS.exists():
+        pytest.fail(f"the shared CK+ folder is missing: {CKPLUS}")
+    return CKPLUS
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def client(redis_url) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+def fervi_env(redis_url: str, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "FERVI_REDIS_URL": redis_url, "FERVI_LOG_LEVEL": "INFO"}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+class Processes:
+    """FERVI subcommands started as real processes; all are stopped at the end of the test."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.started: list[subprocess.Popen] = []
+
+    def start(self, args: list[str], env: dict[str, str], name: str) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "wb")
+        process = subprocess.Popen([sys.executable, "-m", "fervi.cli", *args], env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, cwd=self.log_dir)
+        process.log_path = self.log_dir / f"{name}.log"
+        self.started.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.started:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def processes(tmp_path):
+    procs = Processes(tmp_path)
+    yield procs
+    procs.stop_all()
+
+
+def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.1):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")

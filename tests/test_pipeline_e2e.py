@@ -1,0 +1,122 @@
+"""The real pipeline: a real redis-server, `fervi ingest` and `fervi worker` processes, the shipped model."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import redis
+
+from fervi.bus import Bus, dead_letter_key, frames_key
+from fervi.demo import write_video
+from fervi.embedded import EmbeddedRedis
+from fervi.protocol import Frame
+
+from .conftest import fervi_env, wait_for
+from .images import corrupt_jpeg, demo_jpeg, jpeg_claiming_size
+
+FAST = {"FERVI_CLAIM_TIMEOUT": "2", "FERVI_BLOCK_MS": "200", "FERVI_HEARTBEAT_TTL": "5"}
+
+
+def results_by_index(bus: Bus, camera: str) -> dict[int, list]:
+    """All result entries of a camera grouped by frame index (after dedupe by seq, one per frame)."""
+    by_seq = {}
+    for _, result in bus.results(camera):
+        by_seq.setdefault(result.seq, result)
+    out: dict[int, list] = {}
+    for result in by_seq.values():
+        out.setdefault(result.index, []).append(result)
+    return out
+
+
+def test_file_through_two_workers_gives_every_frame_one_result(tmp_path, redis_url, processes):
+    frames = 40
+    video = write_video(tmp_path / "faces.mp4", frames=frames, fps=15)
+    env = fervi_env(redis_url, **FAST)
+    workers = [processes.start(["worker"], env, f"worker{i}") for i in range(2)]
+    ingest = processes.start(["ingest", str(video), "--camera", "file1"], env, "ingest")
+    assert ingest.wait(120) == 0, ingest.log_path.read_text()
+    bus = Bus(redis.Redis.from_url(redis_url))
+    done = wait_for(lambda: len(results_by_index(bus, "file1")) == frames and results_by_index(bus, "file1"),
+                    120, "a result for every frame")
+    assert sorted(done) == list(range(frames))
+    assert all(len(v) == 1 for v in done.values())
+    raw = bus.results("file1")
+    assert len(raw) == len({r.seq for _, r in raw}), "a frame was published twice"
+    with_two_faces = sum(len(v[0].faces) == 2 for v in done.values())
+    assert with_two_faces >= frames * 0.9, with_two_faces
+    assert len({r.worker for _, r in raw}) == 2, "both workers should share the file"
+    assert bus.backlog("file1") == 0
+    assert all(w.poll() is None for w in workers)
+
+
+def test_killed_worker_loses_no_frame(tmp_path, redis_url, processes):
+    frames = 60
+    video = write_video(tmp_path / "faces.mp4", frames=frames, fps=15)
+    env = fervi_env(redis_url, **FAST, FERVI_BATCH_FRAMES="4")
+    victim = processes.start(["worker"], env, "victim")
+    survivor = processes.start(["worker"], env, "survivor")
+    processes.start(["ingest", str(video), "--camera", "file2"], env, "ingest")
+    bus = Bus(redis.Redis.from_url(redis_url))
+    wait_for(lambda: len(results_by_index(bus, "file2")) >= 10, 120, "the first results")
+    os.kill(victim.pid, signal.SIGKILL)
+    done = wait_for(lambda: len(results_by_index(bus, "file2")) == frames and results_by_index(bus, "file2"),
+                    120, "every frame after the kill")
+    assert sorted(done) == list(range(frames))
+    assert survivor.poll() is None
+    pending = bus.redis.xpending(frames_key("file2"), "workers")
+    assert pending["pending"] == 0
+
+
+def test_bad_entries_go_to_dead_letters_and_the_worker_keeps_serving(redis_url, processes, client):
+    env = fervi_env(redis_url, **FAST)
+    bus = Bus(client)
+    bus.register_camera("bad")
+    bus.ensure_group("bad")
+    worker = processes.start(["worker"], env, "worker")
+    good = Frame("bad", 0.0, 640, 480, demo_jpeg(), live=False)
+    bad_jpegs = {"corrupt": corrupt_jpeg(), "empty": b"", "huge": jpeg_claiming_size(20000, 20000)}
+    for jpeg in bad_jpegs.values():
+        bus.add_frame(Frame("bad", 0.0, 640, 480, jpeg, live=False))
+    client.xadd(frames_key("bad"), {"v": "1", "camera": "bad", "seq": "99"})  # missing fields
+    good_seq, _ = bus.add_frame(good)
+    wait_for(lambda: client.xlen(dead_letter_key("bad")) == 4, 60, "four dead letters")
+    reasons = sorted(letter.reason for letter in bus.dead_letters("bad"))
+    assert any("corrupt image" in r for r in reasons)
+    assert any("empty jpeg" in r for r in reasons)
+    assert any("too large" in r for r in reasons)
+    assert any("missing field" in r for r in reasons)
+    wait_for(lambda: any(r.seq == good_seq for _, r in bus.results("bad")), 60, "the good frame's result")
+    assert worker.poll() is None
+    assert bus.stats("bad")["dead_lettered"] == 4
+
+
+@pytest.fixture
+def restartable_redis(tmp_path):
+    server = EmbeddedRedis(tmp_path / "redis-restart").start()
+    yield server
+    server.stop()
+
+
+def test_redis_restart_under_running_ingest_and_worker(tmp_path, restartable_redis, processes):
+    frames = 50
+    video = write_video(tmp_path / "faces.mp4", frames=frames, fps=15)
+    url = restartable_redis.url
+    env = fervi_env(url, **FAST)
+    worker = processes.start(["worker"], env, "worker")
+    ingest = processes.start(["ingest", str(video), "--camera", "restart", "--fps", "8"], env, "ingest")
+    bus = Bus(redis.Redis.from_url(url))
+    wait_for(lambda: len(results_by_index(bus, "restart")) >= 8, 60, "results before the restart")
+    restartable_redis.stop()
+    import time
+
+    time.sleep(2.0)
+    restartable_redis.start()
+    assert ingest.wait(120) == 0, ingest.log_path.read_text()
+    done = wait_for(lambda: len(results_by_index(bus, "restart")) == frames and results_by_index(bus, "restart"),
+                    120, "every frame after the restart")
+    assert sorted(done) == list(range(frames))
+    assert worker.poll() is None
+    assert "event=reconnected" in worker.log_path.read_text()
+    assert "event=reconnected" in ingest.log_path.read_text()

@@ -1,0 +1,44 @@
+"""One epoch of real training on a small real subset, through the `fervi train` command, with export."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+from click.testing import CliRunner
+
+from fervi.cli import main
+
+
+def test_one_epoch_train_and_export(tmp_path, fer_csv, ckplus_dir):
+    subset = tmp_path / "fer_subset.csv"
+    with gzip.open(fer_csv, "rt") as src, open(subset, "w") as dst:
+        header = next(src)
+        dst.write(header)
+        kept = {"Training": 0, "PublicTest": 0}
+        for line in src:
+            usage = line.rstrip().rsplit(",", 1)[1]
+            if kept[usage] < (1500 if usage == "Training" else 300):
+                kept[usage] += 1
+                dst.write(line)
+            if kept == {"Training": 1500, "PublicTest": 300}:
+                break
+    out, work = tmp_path / "models", tmp_path / "work"
+    result = CliRunner().invoke(main, ["train", "--data", str(subset), "--data", str(ckplus_dir), "--epochs", "1",
+                                       "--out", str(out), "--work-dir", str(work)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["n"] == 300
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["params"] == 457_863
+    assert card["training"]["epochs_run"] == 1
+    assert card["class_counts_after_oversampling"]["disgust"] > card["class_counts_before_oversampling"]["disgust"]
+    assert card["overlap_by_pixel_hash"]["train&ckplus48"] == 0
+    for name in ("fervi_cnn_lstm.keras", "fervi_cnn_lstm.tflite", "MODEL_CARD.md", "figures/confusion_matrix.png",
+                 "figures/training_curves.png", "figures/class_counts.png", "figures/misclassified.png"):
+        assert (out / name).stat().st_size > 0, name
+    # --resume continues the same run: a second epoch, not a fresh first one
+    again = CliRunner().invoke(main, ["train", "--data", str(subset), "--data", str(ckplus_dir), "--epochs", "2",
+                                      "--resume", "--out", str(out), "--work-dir", str(work)])
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "model_card.json").read_text())["training"]["epochs_run"] == 2

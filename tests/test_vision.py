@@ -1,0 +1,84 @@
+"""Detectors, preprocessing and `fervi predict` on the real face photos that ship in wheels."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fervi.cli import main
+from fervi.demo import face_photo_paths, render_frame
+from fervi.vision.detector import BLAZEFACE_MODELS, blazeface_anchors, load_detector
+from fervi.vision.images import ImageError, decode_image
+from fervi.vision.preprocess import face_crops
+
+from .images import corrupt_jpeg, jpeg_claiming_size
+
+
+def test_anchor_counts_match_the_models():
+    assert len(blazeface_anchors(BLAZEFACE_MODELS["blazeface"])) == 896
+    assert len(blazeface_anchors(BLAZEFACE_MODELS["blazeface_full"])) == 2304
+
+
+@pytest.mark.parametrize("name", ["blazeface", "blazeface_full", "haar"])
+def test_detectors_find_the_face_in_both_photos(name):
+    detector = load_detector(name)
+    for path in face_photo_paths():
+        image = cv2.imread(str(path))
+        boxes, scores = detector.detect(image)
+        assert len(boxes) == 1, (name, path.name, boxes)
+        x, y, w, h = boxes[0]
+        assert 60 < w < 260 and 0 <= x and x + w <= image.shape[1]
+
+
+def test_blazeface_finds_both_moving_faces_in_demo_frames():
+    detector = load_detector("blazeface_full")
+    for index in (0, 5, 9):
+        boxes, _ = detector.detect(render_frame(index, 10))
+        assert len(boxes) == 2
+
+
+def test_face_crops_pad_at_the_frame_edge():
+    frame = np.zeros((100, 100), np.uint8)
+    frame[:50, :50] = 200
+    crops = face_crops(frame, np.array([[-10, -10, 40, 40]], np.float32), margin=0.25)
+    assert crops.shape == (1, 48, 48)
+    assert crops[0, :10, :10].mean() == 200  # replicated border, not black
+
+
+def test_decode_refuses_bombs_and_garbage():
+    with pytest.raises(ImageError, match="too large"):
+        decode_image(jpeg_claiming_size(20000, 20000), 4096 * 4096)
+    with pytest.raises(ImageError, match="empty"):
+        decode_image(b"", 100)
+    with pytest.raises(ImageError):
+        decode_image(b"hello, not an image", 100)
+    with pytest.raises(ImageError):
+        decode_image(corrupt_jpeg(), 4096 * 4096)
+
+
+def test_predict_finds_and_labels_the_face_in_both_photos():
+    paths = [str(p) for p in face_photo_paths()]
+    result = CliRunner().invoke(main, ["predict", *paths, "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.strip().splitlines() if line.startswith("{")]
+    assert [line["image"] for line in lines] == paths
+    for line in lines:
+        assert len(line["faces"]) == 1
+        face = line["faces"][0]
+        assert set(face["probabilities"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+        assert abs(sum(face["probabilities"].values()) - 1) < 1e-2
+        assert face["label"] == max(face["probabilities"], key=face["probabilities"].get)
+    # the astronaut smiles broadly: a trained model says so
+    assert lines[0]["faces"][0]["label"] == "happy"
+
+
+def test_predict_reports_unreadable_files(tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    result = CliRunner().invoke(main, ["predict", str(bad), "--json"])
+    assert result.exit_code == 1
+    assert "not a readable image" in json.loads(result.output.strip().splitlines()[-1])["error"]
