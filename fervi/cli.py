@@ -123,6 +123,41 @@ def worker(metrics_port) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--quick", is_flag=True, help="Fewer frames and shorter runs.")
+@click.option("--save", type=click.Path(dir_okay=False), help="Also write the JSON to this file.")
+def bench(as_json: bool, quick: bool, save: str | None) -> None:
+    """Measure classifier faces/s, detector ms/frame and one real worker's frames/s (1 and 4 faces)."""
+    from .bench import run_bench
+
+    settings = _settings()
+    with redis_for_command(settings) as url:
+        report = run_bench(settings, url, quick)
+    text = json.dumps(report, indent=None if as_json else 2)
+    if save:
+        Path(save).parent.mkdir(parents=True, exist_ok=True)
+        Path(save).write_text(json.dumps(report, indent=2) + "\n")
+    click.echo(text)
+
+
+@main.command("demo-video")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--frames", default=120, show_default=True, type=click.IntRange(1))
+@click.option("--fps", default=10.0, show_default=True, type=click.FloatRange(min=1))
+@click.option("--faces", default=2, show_default=True, type=click.IntRange(1, 8))
+@click.option("--size", default="640x480", show_default=True, help="WIDTHxHEIGHT")
+def demo_video(path: str, frames: int, fps: float, faces: int, size: str) -> None:
+    """Write a demo video of real face photos (shipped in wheels) moving across the frame."""
+    from .demo import write_video
+
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{size!r}: expected WIDTHxHEIGHT", param_hint="--size") from None
+    click.echo(write_video(path, frames, fps, width, height, faces))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def status(as_json: bool) -> None:
     """List live FERVI processes (by heartbeat) and each camera's backlog and counters."""
     from .bus import Bus, connect

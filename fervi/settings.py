@@ -51,6 +51,7 @@ class Settings:
     max_frame_pixels: int = _setting("FERVI_MAX_FRAME_PIXELS", 4096 * 4096, "Larger frames are dead-lettered")
     heartbeat_ttl_s: int = _setting("FERVI_HEARTBEAT_TTL", 15, "A process missing heartbeats this long is gone")
     metrics_port: int = _setting("FERVI_METRICS_PORT", 0, "Port for /healthz and /metrics (0: a free one)")
+    metrics_host: str = _setting("FERVI_METRICS_HOST", "127.0.0.1", "Address /healthz and /metrics bind to")
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:

@@ -144,7 +144,8 @@ class Publisher:
 def run_ingest(settings: Settings, redis_url: str, camera: str, spec: str, fps: float | None,
                loop: bool, live: bool | None, metrics_port: int | None = None) -> int:
     publisher = Publisher(settings, redis_url, camera, spec, fps, loop, live)
-    ops = OpsServer(publisher.health, settings.metrics_port if metrics_port is None else metrics_port)
+    ops = OpsServer(publisher.health, settings.metrics_port if metrics_port is None else metrics_port,
+                    settings.metrics_host)
     try:
         return publisher.run()
     finally:

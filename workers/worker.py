@@ -150,7 +150,8 @@ class Worker:
 def run_worker(settings: Settings, redis_url: str, metrics_port: int | None = None) -> int:
     pipeline = FacePipeline.from_settings(settings)
     worker = Worker(settings, redis_url, pipeline)
-    ops = OpsServer(worker.health, settings.metrics_port if metrics_port is None else metrics_port)
+    ops = OpsServer(worker.health, settings.metrics_port if metrics_port is None else metrics_port,
+                    settings.metrics_host)
     try:
         return worker.run()
     finally:
