@@ -110,7 +110,7 @@ class Publisher:
             if self._publish(captured, live):
                 self.sent += 1
                 FRAMES_INGESTED.labels(self.camera).inc()
-            else:
+            elif not self.shutdown.requested:
                 self.dropped += 1
                 FRAMES_DROPPED.labels(self.camera).inc()
 
