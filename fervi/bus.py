@@ -54,6 +54,31 @@ def seq_key(camera: str) -> str:
     return f"{PREFIX}:{{{camera}}}:seq"
 
 
+def aggregate_key(camera: str, resolution: str, bucket: int) -> str:
+    """Face-seconds per emotion: resolution "1s" holds a minute per key, "1m" an hour per key."""
+    return f"{PREFIX}:{{{camera}}}:agg:{resolution}:{bucket}"
+
+
+def track_key(camera: str, track_id: int) -> str:
+    return f"{PREFIX}:{{{camera}}}:track:{track_id}"
+
+
+def track_index_key(camera: str) -> str:
+    return f"{PREFIX}:{{{camera}}}:tracklist"
+
+
+def track_id_key(camera: str) -> str:
+    return f"{PREFIX}:{{{camera}}}:track_id"
+
+
+def live_key(camera: str) -> str:
+    return f"{PREFIX}:{{{camera}}}:live"
+
+
+def tracker_position_key(camera: str) -> str:
+    return f"{PREFIX}:{{{camera}}}:tracker_pos"
+
+
 def seen_key(camera: str, seq: int) -> str:
     return f"{PREFIX}:{{{camera}}}:seen:{seq // SEEN_BLOCK}"
 

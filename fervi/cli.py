@@ -157,6 +157,24 @@ def demo_video(path: str, frames: int, fps: float, faces: int, size: str) -> Non
 
 
 @main.command()
+@click.option("--shard", default="0/1", show_default=True, metavar="I/N",
+              help="Track the cameras whose stable hash modulo N is I (run N trackers to share cameras).")
+@click.option("--metrics-port", type=int, help="Port for /healthz and /metrics (default FERVI_METRICS_PORT).")
+def tracker(shard: str, metrics_port) -> None:
+    """Give faces stable track ids, smooth their emotions, keep per-camera statistics."""
+    from workers.tracker import run_tracker
+
+    try:
+        index, count = (int(v) for v in shard.split("/"))
+        if not 0 <= index < count:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"{shard!r}: expected I/N with 0 <= I < N", param_hint="--shard") from None
+    settings = _settings()
+    sys.exit(run_tracker(settings, _redis_url(settings), index, count, metrics_port))
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def status(as_json: bool) -> None:
     """List live FERVI processes (by heartbeat) and each camera's backlog and counters."""

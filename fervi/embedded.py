@@ -42,15 +42,17 @@ def free_port() -> int:
 class EmbeddedRedis:
     """Start with `start()` (or as a context manager); `url` is then the address to use."""
 
-    def __init__(self, data_dir: str | Path, port: int = 0, appendonly: bool = True):
+    def __init__(self, data_dir: str | Path, port: int = 0, appendonly: bool = True, password: str = ""):
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.password = password
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> "EmbeddedRedis":
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -65,11 +67,13 @@ class EmbeddedRedis:
             "--protected-mode", "yes",
             "--logfile", str(self.data_dir / "redis.log"),
         ]
+        if self.password:
+            command += ["--requirepass", self.password]
         # Own session: a terminal's Ctrl-C must not kill Redis before the workers have acked their batch.
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
         deadline = time.monotonic() + timeout_s
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
         while True:
             try:
                 client.ping()

@@ -240,3 +240,60 @@ class DeadLetter:
             else:
                 out[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
         return out
+
+
+@dataclass
+class TrackEntry:
+    """The tracker's answer for one frame: every face with a stable track id and smoothed probabilities."""
+
+    camera: str
+    seq: int
+    index: int
+    captured_at: float
+    tracked_at: float
+    width: int
+    height: int
+    faces: list[dict]  # {"track", "box", "label", "score", "probs" (raw), "smooth"}
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "v": str(SCHEMA_VERSION),
+            "camera": self.camera,
+            "seq": str(self.seq),
+            "index": str(self.index),
+            "ts": f"{self.captured_at:.6f}",
+            "ts_tracked": f"{self.tracked_at:.6f}",
+            "w": str(self.width),
+            "h": str(self.height),
+            "faces": json.dumps(self.faces, separators=(",", ":")),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> "TrackEntry":
+        _check_version(fields)
+        try:
+            faces = json.loads(_text(fields, "faces"))
+        except json.JSONDecodeError as err:
+            raise ProtocolError(f"faces is not JSON: {err}") from None
+        return cls(
+            camera=_text(fields, "camera"),
+            seq=_number(fields, "seq", int),
+            index=_number(fields, "index", int),
+            captured_at=_number(fields, "ts"),
+            tracked_at=_number(fields, "ts_tracked"),
+            width=_number(fields, "w", int),
+            height=_number(fields, "h", int),
+            faces=faces,
+        )
+
+    @staticmethod
+    def face(track_id: int, box, raw, smoothed) -> dict:
+        smoothed = np.asarray(smoothed)
+        return {
+            "track": int(track_id),
+            "box": [round(float(v), 1) for v in box],
+            "label": EMOTIONS[int(smoothed.argmax())],
+            "score": round(float(smoothed.max()), 4),
+            "probs": [round(float(v), 5) for v in raw],
+            "smooth": [round(float(v), 5) for v in smoothed],
+        }

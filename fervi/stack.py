@@ -47,6 +47,7 @@ class Stack:
 
     def _children(self) -> list[Child]:
         children = [Child(f"worker-{i + 1}", ["worker"]) for i in range(self.workers)]
+        children.append(Child("tracker", ["tracker"]))
         if self.demo:
             video = write_video(Path(self.settings.home) / "demo" / "demo.mp4", frames=120, fps=DEMO_FPS)
             children.append(Child("ingest-demo", ["ingest", str(video), "--camera", "demo", "--live", "--loop"]))

@@ -1,0 +1,191 @@
+"""Face tracks, pure and testable without Redis: stable ids, smoothed emotions, results in seq order.
+
+- `ReorderBuffer` turns results that workers finish out of order back into seq order, waiting at most
+  `window` frames for a missing seq (skipped live frames never get a result); later arrivals are counted.
+- `FaceTracker` matches faces to tracks by box overlap with an optimal assignment
+  (`scipy.optimize.linear_sum_assignment`), ends a track after `max_misses` frames without it, and smooths
+  each track's 7 probabilities with an exponential moving average whose half-life is in seconds, so it
+  behaves the same at any fps. Live tracking and offline video analysis both use it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .emotions import EMOTIONS, NUM_EMOTIONS
+from .protocol import Faces
+
+MAX_FRAME_GAP_S = 1.0  # a frame counts for at most this long in face-seconds (a camera that stalls)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every xywh box in `a` (N, 4) with every box in `b` (M, 4)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    ax1, ay1, ax2, ay2 = a[:, 0:1], a[:, 1:2], a[:, 0:1] + a[:, 2:3], a[:, 1:2] + a[:, 3:4]
+    bx1, by1, bx2, by2 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    inter = np.clip(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0, None) * np.clip(
+        np.minimum(ay2, by2) - np.maximum(ay1, by1), 0, None)
+    union = a[:, 2:3] * a[:, 3:4] + b[:, 2] * b[:, 3] - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+@dataclass
+class Track:
+    id: int
+    box: np.ndarray
+    smoothed: np.ndarray
+    started_at: float
+    last_seen: float
+    misses: int = 0
+    frames: int = 1
+    emotion_seconds: np.ndarray = field(default_factory=lambda: np.zeros(NUM_EMOTIONS))
+
+    @property
+    def label(self) -> str:
+        return EMOTIONS[int(self.smoothed.argmax())]
+
+    @property
+    def dominant(self) -> str:
+        """The emotion this face showed longest (by smoothed label); its current one before any time passed."""
+        return EMOTIONS[int(self.emotion_seconds.argmax())] if self.emotion_seconds.any() else self.label
+
+
+@dataclass
+class TrackedFace:
+    track_id: int
+    box: np.ndarray
+    raw: np.ndarray
+    smoothed: np.ndarray
+
+    @property
+    def label(self) -> str:
+        return EMOTIONS[int(self.smoothed.argmax())]
+
+    @property
+    def score(self) -> float:
+        return float(self.smoothed.max())
+
+
+@dataclass
+class FrameTracks:
+    """What the tracker says of one frame: its faces with track ids, the time it stands for, tracks ended."""
+
+    seq: int
+    ts: float
+    duration: float  # seconds this frame stands for in face-seconds (time since the previous frame, capped)
+    faces: list[TrackedFace]
+    started: list[Track]
+    ended: list[Track]
+
+
+class FaceTracker:
+    def __init__(self, iou_threshold: float = 0.3, max_misses: int = 15, half_life_s: float = 0.5,
+                 next_id: Callable[[], int] | None = None):
+        self.iou_threshold = iou_threshold
+        self.max_misses = max_misses
+        self.half_life_s = half_life_s
+        self.tracks: list[Track] = []
+        self._next_id = next_id or itertools.count(1).__next__  # live: ids from Redis, unique per camera
+        self.last_ts: float | None = None
+
+    def _alpha(self, dt: float) -> float:
+        """Weight of the new observation after dt seconds: 1 - 0.5 ** (dt / half_life)."""
+        if self.half_life_s <= 0:
+            return 1.0
+        return float(1.0 - 0.5 ** (max(dt, 0.0) / self.half_life_s))
+
+    def update(self, seq: int, ts: float, faces: Faces) -> FrameTracks:
+        duration = 0.0 if self.last_ts is None else float(np.clip(ts - self.last_ts, 0.0, MAX_FRAME_GAP_S))
+        self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
+        boxes = np.asarray(faces.boxes, np.float32).reshape(-1, 4)
+        probs = np.asarray(faces.probs, np.float32).reshape(-1, NUM_EMOTIONS)
+        track_boxes = np.array([t.box for t in self.tracks], np.float32).reshape(-1, 4)
+        overlap = iou_matrix(track_boxes, boxes)
+        pairs: list[tuple[int, int]] = []
+        if overlap.size:
+            rows, cols = linear_sum_assignment(-overlap)
+            pairs = [(r, c) for r, c in zip(rows, cols) if overlap[r, c] >= self.iou_threshold]
+        matched_tracks = {r for r, _ in pairs}
+        matched_faces = {c for _, c in pairs}
+        assigned: dict[int, Track] = {}
+        started: list[Track] = []
+        for r, c in pairs:
+            track = self.tracks[r]
+            alpha = self._alpha(ts - track.last_seen)
+            track.smoothed = (1 - alpha) * track.smoothed + alpha * probs[c]
+            track.box = boxes[c]
+            track.last_seen = max(track.last_seen, ts)
+            track.misses = 0
+            track.frames += 1
+            assigned[c] = track
+        for c in range(len(boxes)):
+            if c not in matched_faces:
+                track = Track(self._next_id(), boxes[c], probs[c].astype(np.float64), ts, ts)
+                self.tracks.append(track)
+                started.append(track)
+                assigned[c] = track
+        ended = []
+        for i, track in enumerate(list(self.tracks)):
+            if i < len(track_boxes) and i not in matched_tracks:
+                track.misses += 1
+        for track in list(self.tracks):
+            if track.misses > self.max_misses:
+                self.tracks.remove(track)
+                ended.append(track)
+        out = []
+        for c in range(len(boxes)):
+            track = assigned[c]
+            track.emotion_seconds[int(track.smoothed.argmax())] += duration
+            out.append(TrackedFace(track.id, boxes[c], probs[c], track.smoothed.astype(np.float32)))
+        return FrameTracks(seq, ts, duration, out, started, ended)
+
+    def finish(self) -> list[Track]:
+        """End every open track (the camera stopped, or the video ended)."""
+        ended, self.tracks = self.tracks, []
+        return ended
+
+
+class ReorderBuffer:
+    """Releases items in seq order. A missing seq is waited for until `window` later items are held."""
+
+    def __init__(self, window: int = 16):
+        self.window = window
+        self.pending: dict[int, object] = {}
+        self.next_seq: int | None = None
+        self.late = 0  # items that came after their turn had passed
+        self.gaps = 0  # seqs given up on (skipped live frames, or lost)
+
+    def push(self, seq: int, item) -> list[tuple[int, object]]:
+        if self.next_seq is not None and seq < self.next_seq or seq in self.pending:
+            self.late += 1
+            return []
+        self.pending[seq] = item
+        return self._release(force=False)
+
+    def _release(self, force: bool) -> list[tuple[int, object]]:
+        out = []
+        if self.next_seq is None:  # the first results may arrive out of order too: start at the lowest
+            if not (force or len(self.pending) > self.window):
+                return out
+            self.next_seq = min(self.pending)
+        while self.pending:
+            if self.next_seq in self.pending:
+                out.append((self.next_seq, self.pending.pop(self.next_seq)))
+                self.next_seq += 1
+            elif force or len(self.pending) > self.window:
+                lowest = min(self.pending)
+                self.gaps += lowest - self.next_seq
+                self.next_seq = lowest
+            else:
+                break
+        return out
+
+    def flush(self) -> list[tuple[int, object]]:
+        """Release everything held (the camera went quiet): missing seqs are given up on."""
+        return self._release(force=True)

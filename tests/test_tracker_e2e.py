@@ -1,0 +1,44 @@
+"""The tracker on the real pipeline: a video of two real faces moving across the frame -> two tracks."""
+
+from __future__ import annotations
+
+import redis
+
+from fervi import aggregates
+from fervi.bus import Bus, tracks_key
+from fervi.demo import write_video
+from fervi.protocol import TrackEntry
+
+from .conftest import fervi_env, wait_for
+
+FAST = {"FERVI_CLAIM_TIMEOUT": "2", "FERVI_BLOCK_MS": "200"}
+
+
+def test_one_track_per_face_for_the_whole_video(tmp_path, redis_url, processes):
+    frames = 45
+    video = write_video(tmp_path / "faces.mp4", frames=frames, fps=15)
+    env = fervi_env(redis_url, **FAST)
+    processes.start(["worker"], env, "worker1")
+    processes.start(["worker"], env, "worker2")  # two workers finish frames out of order
+    tracker = processes.start(["tracker"], env, "tracker")
+    ingest = processes.start(["ingest", str(video), "--camera", "walk"], env, "ingest")
+    assert ingest.wait(120) == 0
+    client = redis.Redis.from_url(redis_url)
+    wait_for(lambda: client.xlen(tracks_key("walk")) >= frames, 120, "a tracks entry per frame")
+    entries = [TrackEntry.from_fields(f) for _, f in client.xrange(tracks_key("walk"))]
+    assert [e.index for e in entries] == list(range(frames))  # in seq order, none lost, none twice
+    ids = {face["track"] for e in entries for face in e.faces}
+    assert len(ids) == 2, ids
+    per_frame = [len(e.faces) for e in entries]
+    assert sum(n == 2 for n in per_frame) >= frames * 0.9
+    for entry in entries:
+        for face in entry.faces:
+            assert abs(sum(face["smooth"]) - 1) < 1e-2 and face["label"] in aggregates.EMOTIONS
+    # the statistics hold the video's face-time
+    series = aggregates.emotion_series(client, "walk", "1s", entries[0].captured_at - 1, entries[-1].captured_at + 1)
+    face_seconds = sum(sum(series[e]) for e in aggregates.EMOTIONS)
+    expected = sum(len(b.faces) * min(1.0, b.captured_at - a.captured_at) for a, b in zip(entries, entries[1:]))
+    assert abs(face_seconds - expected) < 0.05
+    assert {t["id"] for t in aggregates.tracks(client, "walk")} == ids
+    assert tracker.poll() is None
+    assert Bus(client).stats("walk").get("late", 0) == 0

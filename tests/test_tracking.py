@@ -1,0 +1,137 @@
+"""Tracker core on synthetic result sequences: stable ids, ends, seq order, smoothing, exact aggregates."""
+
+from __future__ import annotations
+
+import time
+
+import fakeredis
+import numpy as np
+
+from fervi import aggregates
+from fervi.emotions import EMOTIONS
+from fervi.protocol import Faces
+from fervi.tracking import FaceTracker, ReorderBuffer, iou_matrix
+
+HAPPY = np.eye(7, dtype=np.float32)[3]
+
+
+def faces(*boxes, probs=None) -> Faces:
+    n = len(boxes)
+    p = np.tile(HAPPY, (n, 1)) if probs is None else np.asarray(probs, np.float32).reshape(n, 7)
+    return Faces(np.array(boxes, np.float32).reshape(-1, 4), np.ones(n, np.float32), p)
+
+
+def test_iou():
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    b = np.array([[5, 0, 10, 10], [20, 20, 5, 5]], np.float32)
+    assert np.allclose(iou_matrix(a, b), [[50 / 150, 0]])
+
+
+def test_two_faces_crossing_paths_keep_their_ids():
+    tracker = FaceTracker()
+    ids = []
+    for i in range(40):
+        a = (10 + 10 * i, 100, 100, 100)  # moving right
+        b = (410 - 10 * i, 160, 100, 100)  # moving left, passing over a
+        frame = tracker.update(i, i / 10, faces(a, b))
+        ids.append([f.track_id for f in frame.faces])
+    assert all(pair == ids[0] for pair in ids)
+    assert len(set(ids[0])) == 2
+
+
+def test_occlusion_within_the_miss_budget_keeps_the_id_and_a_long_one_ends_it():
+    tracker = FaceTracker(max_misses=5)
+    box = (100, 100, 80, 80)
+    first = tracker.update(0, 0.0, faces(box)).faces[0].track_id
+    for i in range(1, 5):  # hidden for 4 frames
+        assert tracker.update(i, i / 10, faces()).ended == []
+    assert tracker.update(5, 0.5, faces(box)).faces[0].track_id == first
+    ended = []
+    for i in range(6, 13):  # hidden for 7 frames: past the budget
+        ended += tracker.update(i, i / 10, faces()).ended
+    assert [t.id for t in ended] == [first]
+    assert tracker.update(13, 1.3, faces(box)).faces[0].track_id != first
+
+
+def test_a_camera_that_stops_ends_its_tracks():
+    tracker = FaceTracker()
+    tracker.update(0, 0.0, faces((0, 0, 50, 50), (200, 0, 50, 50)))
+    ended = tracker.finish()
+    assert len(ended) == 2 and tracker.tracks == []
+
+
+def test_reorder_buffer_restores_seq_order_and_counts_late_results():
+    buffer = ReorderBuffer(window=3)
+    out = []
+    for seq in [0, 2, 1, 3, 5, 4]:
+        out += [s for s, _ in buffer.push(seq, seq)]
+    assert out == [0, 1, 2, 3, 4, 5]
+    # seq 6 never comes (a skipped live frame): given up on once the window is full
+    for seq in [7, 8, 9, 10]:
+        out += [s for s, _ in buffer.push(seq, seq)]
+    assert out[-4:] == [7, 8, 9, 10] and buffer.gaps == 1
+    assert buffer.push(6, 6) == [] and buffer.late == 1
+    assert buffer.push(12, 12) == [] and [s for s, _ in buffer.flush()] == [12]
+
+
+def test_out_of_order_frames_track_like_in_order_ones():
+    rng = np.random.default_rng(0)
+    order = np.arange(30)
+    for start in range(0, 30, 4):
+        rng.shuffle(order[start : start + 4])
+    buffer, tracker, ids = ReorderBuffer(window=8), FaceTracker(), []
+    for seq in order:
+        for s, box in buffer.push(int(seq), (10 + 5 * int(seq), 50, 80, 80)):
+            ids.append(tracker.update(s, s / 10, faces(box)).faces[0].track_id)
+    ids += [tracker.update(s, s / 10, faces(b)).faces[0].track_id for s, b in buffer.flush()]
+    assert len(ids) == 30 and set(ids) == {ids[0]}
+
+
+def _flips(labels: list[int]) -> int:
+    return sum(a != b for a, b in zip(labels, labels[1:]))
+
+
+def test_smoothing_flickers_far_less_than_raw_labels():
+    rng = np.random.default_rng(1)
+    tracker = FaceTracker(half_life_s=0.5)
+    raw, smooth = [], []
+    for i in range(300):  # a face that is mostly neutral, with noisy sad/neutral scores at 30 fps
+        p = np.full(7, 0.02, np.float32)
+        p[6], p[4] = 0.45 + rng.normal(0, 0.12), 0.40 + rng.normal(0, 0.12)
+        p = np.clip(p, 0.001, None)
+        p /= p.sum()
+        face = tracker.update(i, i / 30, faces((100, 100, 80, 80), probs=p)).faces[0]
+        raw.append(int(face.raw.argmax()))
+        smooth.append(int(face.smoothed.argmax()))
+    assert _flips(raw) >= 60
+    assert _flips(smooth) * 10 <= _flips(raw), (_flips(smooth), _flips(raw))
+    assert EMOTIONS[max(set(smooth), key=smooth.count)] == "neutral"
+
+
+def test_aggregates_add_up_to_the_exact_face_seconds():
+    client = fakeredis.FakeRedis()
+    tracker = FaceTracker()
+    rng = np.random.default_rng(2)
+    t0 = float(int(time.time()) - 1000)
+    expected = {e: 0.0 for e in EMOTIONS}
+    ts = t0
+    for i in range(200):
+        ts += float(rng.uniform(0.02, 0.3))
+        n = int(rng.integers(0, 3))
+        boxes = [(50 + 200 * k, 50, 80, 80) for k in range(n)]
+        probs = np.eye(7, dtype=np.float32)[[(i // 50 + k) % 7 for k in range(n)]]
+        frame = tracker.update(i, ts, faces(*boxes, probs=probs) if n else faces())
+        for face in frame.faces:
+            expected[face.label] += frame.duration
+        pipe = client.pipeline()
+        aggregates.record_frame(pipe, "cam", frame)
+        pipe.execute()
+    seconds = aggregates.emotion_series(client, "cam", "1s", t0, ts + 1)
+    minutes = aggregates.emotion_totals(client, "cam", "1m", t0, ts + 60)
+    for emotion in EMOTIONS:
+        assert abs(sum(seconds[emotion]) - expected[emotion]) < 1e-2
+        assert abs(minutes[emotion] - expected[emotion]) < 1e-2
+    assert sum(expected.values()) > 10
+    assert aggregates.active_faces(client, "cam") == n
+    tracks = aggregates.tracks(client, "cam")
+    assert tracks and all(t["dominant"] in EMOTIONS for t in tracks)

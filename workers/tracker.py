@@ -1,0 +1,178 @@
+"""`fervi tracker`: results in seq order -> stable face tracks, smoothed emotions, statistics.
+
+Each tracker process owns the cameras whose stable hash falls in its shard (`--shard I/N`), so cameras
+scale out over several trackers. It reads a camera's results stream from where it left off (the position
+is kept in Redis), restores seq order with a small reorder window, and per frame publishes a tracks entry
+and updates the aggregates that the dashboard and reports read (`fervi.aggregates`).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import zlib
+from dataclasses import dataclass, field
+
+from fervi import aggregates
+from fervi.bus import Bus, connect, process_id, results_key, stats_key, track_id_key, tracker_position_key, tracks_key
+from fervi.protocol import ProtocolError, Result, TrackEntry
+from fervi.service import REDIS_DOWN, Backoff, OpsServer, Shutdown
+from fervi.settings import Settings
+from fervi.tracking import FaceTracker, ReorderBuffer
+from prometheus_client import Counter, Histogram
+
+log = logging.getLogger(__name__)
+
+TRACKED = Counter("fervi_frames_tracked_total", "Frames with a published tracks entry", ["camera"])
+LATE = Counter("fervi_results_late_total", "Results that arrived after the reorder window passed them", ["camera"])
+TRACK_SECONDS = Histogram("fervi_tracker_frame_seconds", "Tracker time per frame",
+                          buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05))
+FLUSH_AFTER_S = 1.0  # a camera quiet this long: release what the reorder buffer holds
+STOPPED_AFTER_S = 10.0  # a camera quiet this long: end its tracks
+
+
+def owns(camera: str, shard: int, shards: int) -> bool:
+    return zlib.crc32(camera.encode()) % shards == shard
+
+
+@dataclass
+class CameraState:
+    tracker: FaceTracker
+    buffer: ReorderBuffer
+    position: str
+    last_result: float = field(default_factory=time.monotonic)
+    stopped: bool = False
+
+
+class TrackerProcess:
+    def __init__(self, settings: Settings, redis_url: str, shard: int = 0, shards: int = 1):
+        self.settings = settings
+        self.shard, self.shards = shard, shards
+        self.name = process_id("tracker")
+        self.bus = Bus(connect(redis_url, socket_timeout=max(10, settings.block_ms / 1000 + 5)))
+        self.redis = self.bus.redis
+        self.shutdown = Shutdown(self.name)
+        self.cameras: dict[str, CameraState] = {}
+        self.frames = 0
+        self.redis_ok = False
+        self._refreshed_at = 0.0
+        self._beat_at = 0.0
+
+    def _state(self, camera: str) -> CameraState:
+        position = self.redis.get(tracker_position_key(camera))
+        tracker = FaceTracker(self.settings.track_iou, self.settings.track_max_misses, self.settings.track_half_life_s,
+                              next_id=lambda: int(self.redis.incr(track_id_key(camera))))
+        return CameraState(tracker, ReorderBuffer(self.settings.reorder_window),
+                           position.decode() if position else "0-0")
+
+    def _refresh(self, now: float) -> None:
+        if now - self._refreshed_at < 2.0:
+            return
+        self._refreshed_at = now
+        for camera in self.bus.cameras():
+            if camera not in self.cameras and owns(camera, self.shard, self.shards):
+                self.cameras[camera] = self._state(camera)
+                log.info("event=camera_tracked tracker=%s camera=%s from=%s", self.name, camera,
+                         self.cameras[camera].position)
+        if now - self._beat_at >= 2.0:
+            self.bus.heartbeat(self.name, {"kind": "tracker", "host": socket.gethostname(),
+                                           "shard": f"{self.shard}/{self.shards}", "cameras": len(self.cameras),
+                                           "frames": self.frames, "last_seen": f"{now:.0f}"},
+                               self.settings.heartbeat_ttl_s)
+            self._beat_at = now
+
+    def _publish(self, camera: str, state: CameraState, released: list[tuple[int, Result]]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for seq, result in released:
+            started = time.perf_counter()
+            frame = state.tracker.update(seq, result.captured_at, result.faces)
+            TRACK_SECONDS.observe(time.perf_counter() - started)
+            entry = TrackEntry(camera, seq, result.index, result.captured_at, time.time(), result.width,
+                               result.height, [TrackEntry.face(f.track_id, f.box, f.raw, f.smoothed)
+                                               for f in frame.faces])
+            pipe.xadd(tracks_key(camera), entry.to_fields(), maxlen=self.settings.results_maxlen, approximate=True)
+            aggregates.record_frame(pipe, camera, frame)
+            TRACKED.labels(camera).inc()
+            self.frames += 1
+        pipe.execute()
+
+    def step(self) -> None:
+        now = time.time()
+        self._refresh(now)
+        live = self.cameras
+        if not live:
+            self.shutdown.wait(self.settings.block_ms / 1000)
+            return
+        reply = self.redis.xread({results_key(c): s.position for c, s in live.items()}, count=256,
+                                 block=self.settings.block_ms)
+        for stream, items in reply or []:
+            camera = stream.decode().split("{", 1)[1].rsplit("}", 1)[0]
+            state = live[camera]
+            released = []
+            late_before = state.buffer.late
+            for entry_id, fields in items:
+                state.position = entry_id.decode()
+                try:
+                    result = Result.from_fields(fields)
+                except ProtocolError as err:
+                    log.warning("event=bad_result camera=%s entry=%s reason=%r", camera, state.position, str(err))
+                    continue
+                released += state.buffer.push(result.seq, result)
+            state.last_result = time.monotonic()
+            state.stopped = False
+            self._publish(camera, state, released)
+            if state.buffer.late > late_before:
+                self.redis.hincrby(stats_key(camera), "late", state.buffer.late - late_before)
+                LATE.labels(camera).inc(state.buffer.late - late_before)
+            self.redis.set(tracker_position_key(camera), state.position)
+        self._idle(time.monotonic())
+
+    def _idle(self, now: float) -> None:
+        for camera, state in self.cameras.items():
+            quiet = now - state.last_result
+            if quiet > FLUSH_AFTER_S and state.buffer.pending:
+                self._publish(camera, state, state.buffer.flush())
+            if quiet > STOPPED_AFTER_S and not state.stopped:
+                ended = state.tracker.finish()
+                pipe = self.redis.pipeline(transaction=False)
+                for track in ended:
+                    aggregates.record_track(pipe, camera, track, ended=True)
+                pipe.hset(aggregates.live_key(camera), "active", 0)
+                pipe.execute()
+                state.stopped = True
+                if ended:
+                    log.info("event=camera_quiet camera=%s tracks_ended=%d", camera, len(ended))
+
+    def health(self) -> dict:
+        return {"ok": self.redis_ok and not self.shutdown.requested, "tracker": self.name,
+                "cameras": sorted(self.cameras), "frames": self.frames}
+
+    def run(self) -> int:
+        self.shutdown.install()
+        backoff = Backoff("redis")
+        log.info("event=tracker_started tracker=%s shard=%d/%d", self.name, self.shard, self.shards)
+        while not self.shutdown.requested:
+            try:
+                self.step()
+                self.redis_ok = True
+                backoff.succeeded()
+            except REDIS_DOWN as err:
+                self.redis_ok = False
+                backoff.failed(err, self.shutdown)
+        try:
+            self.bus.forget(self.name)
+        except REDIS_DOWN:
+            pass
+        log.info("event=tracker_stopped tracker=%s frames=%d", self.name, self.frames)
+        return 0
+
+
+def run_tracker(settings: Settings, redis_url: str, shard: int, shards: int, metrics_port: int | None = None) -> int:
+    process = TrackerProcess(settings, redis_url, shard, shards)
+    ops = OpsServer(process.health, settings.metrics_port if metrics_port is None else metrics_port,
+                    settings.metrics_host)
+    try:
+        return process.run()
+    finally:
+        ops.close()
