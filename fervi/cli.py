@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,6 +155,76 @@ def demo_video(path: str, frames: int, fps: float, faces: int, size: str) -> Non
     except ValueError:
         raise click.BadParameter(f"{size!r}: expected WIDTHxHEIGHT", param_hint="--size") from None
     click.echo(write_video(path, frames, fps, width, height, faces))
+
+
+@main.command()
+@click.argument("videos", nargs=-1, required=True, type=click.Path())
+@click.option("--out", default="out", show_default=True, type=click.Path(file_okay=False),
+              help="Outputs go to OUT/<video stem>/.")
+@click.option("--segments", default=0, type=click.IntRange(0),
+              help="Segments per video, analysed in parallel (default: one per RQ worker, at least 2).")
+@click.option("--every", default=1, show_default=True, type=click.IntRange(1), help="Analyse every K-th frame.")
+@click.option("--workers", "rq_workers", type=click.IntRange(1),
+              help="RQ workers to start when using the embedded Redis (default: one per core).")
+@click.option("--no-wait", is_flag=True, help="Enqueue (FERVI_REDIS_URL must be set), print job ids, return.")
+def analyze(videos, out, segments, every, rq_workers, no_wait) -> None:
+    """Analyse video files offline as RQ jobs: faces.csv, summary.json, annotated.mp4, timeline.png."""
+    import redis as redis_lib
+    from rq import Queue
+
+    from workers.video_jobs import QUEUE
+    from workers.video_runner import cancel, follow, start_rq_workers, stop_processes, submit_all
+
+    settings = _settings()
+    if no_wait and not settings.redis_url:
+        raise click.UsageError("--no-wait needs FERVI_REDIS_URL: the embedded Redis ends with this command")
+    workers = rq_workers or (os.cpu_count() or 1)
+    segments = segments or max(2, workers)
+    with redis_for_command(settings) as url:
+        connection = redis_lib.Redis.from_url(url)
+        queue = Queue(QUEUE, connection=connection)
+        procs = [] if settings.redis_url else start_rq_workers(url, workers, Path(settings.home) / "logs")
+        try:
+            states = submit_all(queue, list(videos), out, segments, every)
+            if no_wait:
+                for state in states:
+                    ids = [job.id for job in state.submitted.jobs] if state.submitted else []
+                    click.echo(json.dumps({"video": state.video, "jobs": ids, "error": state.error or None}))
+                return
+            from tqdm import tqdm
+
+            with tqdm(total=1, unit="frame", desc="analyse", disable=None) as bar:
+                def progress(done: int, total: int) -> None:
+                    bar.total = max(total, 1)
+                    bar.n = min(done, bar.total)
+                    bar.refresh()
+
+                try:
+                    follow(states, queue, progress)
+                except KeyboardInterrupt:
+                    cancel(states, connection)
+                    raise click.Abort() from None
+        finally:
+            stop_processes(procs)
+    failed = 0
+    for state in states:
+        if state.error:
+            failed += 1
+            click.echo(f"{state.video}: failed: {state.error}", err=True)
+        else:
+            click.echo(f"{state.video}: {state.result.get('face_rows', 0)} face rows, "
+                       f"{state.result.get('tracks', 0)} tracks -> {state.result.get('out')}")
+    sys.exit(1 if failed else 0)
+
+
+@main.command("rq-worker")
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+def rq_worker(burst: bool) -> None:
+    """Run an RQ worker for offline video jobs (plain `rq worker fervi-video` works too)."""
+    from workers.video_runner import rq_worker as run
+
+    settings = _settings()
+    sys.exit(run(_redis_url(settings), burst))
 
 
 @main.command()

@@ -48,7 +48,7 @@ class Settings:
     flip_average: bool = _setting("FERVI_FLIP_AVERAGE", True, "Average each face with its mirror image")
     classifier_batch: int = _setting("FERVI_CLASSIFIER_BATCH", 32, "Faces per classifier call (CPU)")
     track_half_life_s: float = _setting("FERVI_TRACK_HALF_LIFE", 0.5, "Half-life (s) of a track's emotion smoothing")
-    track_iou: float = _setting("FERVI_TRACK_IOU", 0.3, "Minimum box overlap to continue a track")
+    track_iou: float = _setting("FERVI_TRACK_IOU", 0.3, "Minimum box overlap (or closeness) to continue a track")
     track_max_misses: int = _setting("FERVI_TRACK_MAX_MISSES", 15, "Frames a face may be missing before its track ends")
     reorder_window: int = _setting("FERVI_REORDER_WINDOW", 16, "Results held to restore seq order")
     jpeg_quality: int = _setting("FERVI_JPEG_QUALITY", 85, "JPEG quality of ingested frames")

@@ -1,6 +1,7 @@
 """`fervi up`: the whole stack as child processes under one supervisor.
 
-Starts the embedded Redis unless FERVI_REDIS_URL is set, then workers and the demo camera as `fervi`
+Starts the embedded Redis unless FERVI_REDIS_URL is set, then workers, the tracker, an RQ worker for
+offline videos and the demo camera as `fervi`
 subcommands (the same commands docker-compose runs). A child that dies is restarted with backoff;
 Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after a grace period) and then Redis.
 """
@@ -48,6 +49,7 @@ class Stack:
     def _children(self) -> list[Child]:
         children = [Child(f"worker-{i + 1}", ["worker"]) for i in range(self.workers)]
         children.append(Child("tracker", ["tracker"]))
+        children.append(Child("rq-worker", ["rq-worker"]))
         if self.demo:
             video = write_video(Path(self.settings.home) / "demo" / "demo.mp4", frames=120, fps=DEMO_FPS)
             children.append(Child("ingest-demo", ["ingest", str(video), "--camera", "demo", "--live", "--loop"]))

@@ -2,7 +2,7 @@
 
 - `ReorderBuffer` turns results that workers finish out of order back into seq order, waiting at most
   `window` frames for a missing seq (skipped live frames never get a result); later arrivals are counted.
-- `FaceTracker` matches faces to tracks by box overlap with an optimal assignment
+- `FaceTracker` matches faces to tracks by box overlap (or centre distance) with an optimal assignment
   (`scipy.optimize.linear_sum_assignment`), ends a track after `max_misses` frames without it, and smooths
   each track's 7 probabilities with an exponential moving average whose half-life is in seconds, so it
   behaves the same at any fps. Live tracking and offline video analysis both use it.
@@ -33,6 +33,19 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         np.minimum(ay2, by2) - np.maximum(ay1, by1), 0, None)
     union = a[:, 2:3] * a[:, 3:4] + b[:, 2] * b[:, 3] - inter
     return inter / np.maximum(union, 1e-9)
+
+
+def similarity_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How alike track boxes `a` and face boxes `b` are: their IoU, or, for a face that moved further than
+    its box overlaps (low fps, every k-th frame), 1 - centre distance / face size, whichever is larger."""
+    overlap = iou_matrix(a, b)
+    if overlap.size == 0:
+        return overlap
+    ca = a[:, None, :2] + a[:, None, 2:] / 2
+    cb = b[None, :, :2] + b[None, :, 2:] / 2
+    distance = np.linalg.norm(ca - cb, axis=2)
+    size = np.maximum(np.sqrt(a[:, None, 2] * a[:, None, 3]), np.sqrt(b[None, :, 2] * b[None, :, 3]))
+    return np.maximum(overlap, 1.0 - distance / np.maximum(size, 1e-9))
 
 
 @dataclass
@@ -106,7 +119,7 @@ class FaceTracker:
         boxes = np.asarray(faces.boxes, np.float32).reshape(-1, 4)
         probs = np.asarray(faces.probs, np.float32).reshape(-1, NUM_EMOTIONS)
         track_boxes = np.array([t.box for t in self.tracks], np.float32).reshape(-1, 4)
-        overlap = iou_matrix(track_boxes, boxes)
+        overlap = similarity_matrix(track_boxes, boxes)
         pairs: list[tuple[int, int]] = []
         if overlap.size:
             rows, cols = linear_sum_assignment(-overlap)

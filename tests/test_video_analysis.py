@@ -1,0 +1,141 @@
+"""Offline video analysis as RQ jobs on a real Redis with real `fervi rq-worker` processes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+import redis
+from click.testing import CliRunner
+from rq import Queue
+
+from fervi.cli import main
+from fervi.demo import write_video
+from workers.video_jobs import QUEUE, submit
+from workers.video_outputs import CSV_HEADER
+from workers.video_runner import VideoState, follow
+
+from .conftest import fervi_env, wait_for
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == CSV_HEADER
+        return list(reader)
+
+
+def _check_outputs(out: Path, frames: int, fps: float, every: int = 1) -> list[dict]:
+    rows = _rows(out / "faces.csv")
+    analysed = list(range(0, frames, every))
+    per_frame = {}
+    for row in rows:
+        per_frame.setdefault(int(row["frame"]), []).append(row)
+    assert sorted(per_frame) == analysed, "every analysed frame has rows, and only those"
+    assert all(len(v) == 2 for v in per_frame.values()), "one row per face per analysed frame"
+    assert len({(r["frame"], r["track_id"]) for r in rows}) == len(rows), "no duplicate rows"
+    assert {r["track_id"] for r in rows} == {"1", "2"}, "each face keeps one id across segment borders"
+    capture = cv2.VideoCapture(str(out / "annotated.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == frames
+    assert abs(capture.get(cv2.CAP_PROP_FPS) - fps) < 0.01
+    capture.release()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["face_rows"] == len(rows) and summary["tracks"] == 2
+    assert abs(sum(summary["emotion_share"].values()) - 1) < 1e-3
+    assert abs(summary["face_seconds"] - len(rows) * every / fps) < 1e-2
+    assert sum(sum(t["seconds"].values()) for t in summary["per_track"]) == pytest.approx(summary["face_seconds"], abs=1e-2)
+    assert (out / "timeline.png").stat().st_size > 0
+    return rows
+
+
+def test_analyze_command_alone_with_embedded_redis(tmp_path, monkeypatch):
+    frames, fps = 48, 12.0
+    video = write_video(tmp_path / "talk.mp4", frames=frames, fps=fps)
+    monkeypatch.delenv("FERVI_REDIS_URL", raising=False)
+    monkeypatch.setenv("FERVI_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(main, ["analyze", str(video), "--out", str(tmp_path / "out"), "--segments", "3",
+                                       "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    _check_outputs(tmp_path / "out" / "talk", frames, fps)
+
+
+def test_every_kth_frame(tmp_path, monkeypatch):
+    video = write_video(tmp_path / "skip.mp4", frames=30, fps=10)
+    monkeypatch.delenv("FERVI_REDIS_URL", raising=False)
+    monkeypatch.setenv("FERVI_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(main, ["analyze", str(video), "--out", str(tmp_path / "out"), "--every", "3",
+                                       "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    _check_outputs(tmp_path / "out" / "skip", 30, 10.0, every=3)
+
+
+def test_unreadable_files_fail_cleanly(tmp_path, monkeypatch):
+    text = tmp_path / "notes.mp4"
+    text.write_text("these are my meeting notes, not a video\n" * 50)
+    corrupt = tmp_path / "corrupt.mp4"
+    good = write_video(tmp_path / "good.mp4", frames=12, fps=6).read_bytes()
+    corrupt.write_bytes(good[:48] + os.urandom(len(good) - 48))
+    monkeypatch.delenv("FERVI_REDIS_URL", raising=False)
+    monkeypatch.setenv("FERVI_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(main, ["analyze", str(text), str(corrupt), str(tmp_path / "good.mp4"),
+                                       "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert result.exit_code == 1
+    assert f"{text}: failed: " in result.output and "not a readable video" in result.output
+    assert f"{corrupt}: failed: " in result.output
+    _check_outputs(tmp_path / "out" / "good", 12, 6.0)  # the good file in the same run is complete
+
+
+def _horse_of(pid: int) -> int | None:
+    """The RQ work-horse: the child the worker forked for the job in hand."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+@pytest.mark.parametrize("kill", ["horse", "worker"])
+def test_killed_rq_worker_mid_segment_still_gives_complete_output(tmp_path, redis_url, processes, kill):
+    frames, fps = 120, 15.0
+    video = write_video(tmp_path / "long.mp4", frames=frames, fps=fps)
+    env = fervi_env(redis_url)
+    victim = processes.start(["rq-worker"], env, "rq-victim")
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(QUEUE, connection=connection)
+    submitted = submit(queue, str(video), tmp_path / "out", segments=2, every=1)
+    # the victim is alone: wait until it is inside a segment, some frames done
+    wait_for(lambda: any(j.get_status() == "started" and j.get_meta().get("done", 0) >= 10 for j in submitted.segments),
+             120, "a segment in progress")
+    if kill == "horse":
+        horse = wait_for(lambda: _horse_of(victim.pid), 10, "the work-horse")
+        os.kill(horse, signal.SIGKILL)
+    else:
+        os.kill(victim.pid, signal.SIGKILL)
+        horse = _horse_of(victim.pid)
+        if horse:
+            os.kill(horse, signal.SIGKILL)
+    processes.start(["rq-worker"], env, "rq-survivor")
+    states = follow([VideoState(str(video), submitted)], queue, poll_s=0.5)
+    assert not states[0].error, states[0].error
+    _check_outputs(tmp_path / "out" / "long", frames, fps)
+    assert any(job.get_status() == "finished" and job.retries_left == 1 for job in submitted.segments
+               if (job.refresh() or True))
+
+
+def test_jobs_report_progress_and_can_be_cancelled(tmp_path, redis_url):
+    video = write_video(tmp_path / "c.mp4", frames=20, fps=10)
+    queue = Queue(QUEUE, connection=redis.Redis.from_url(redis_url))
+    submitted = submit(queue, str(video), tmp_path / "out", segments=2, every=1)
+    assert [j.get_meta()["total"] for j in submitted.segments] == [10, 10]
+    from workers.video_runner import cancel
+
+    cancel([VideoState(str(video), submitted)], queue.connection)
+    assert all(job.get_status() == "canceled" for job in submitted.jobs)
+    time.sleep(0.1)
+    assert queue.count == 0

@@ -1,0 +1,138 @@
+"""Files an offline analysis leaves per video: faces.csv, summary.json, annotated.mp4 and timeline.png."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fervi.emotions import EMOTIONS
+
+CSV_HEADER = ["frame", "time_s", "track_id", "x", "y", "w", "h", "label", "score", *EMOTIONS]
+COLORS = {  # BGR per emotion, for boxes and the timeline
+    "angry": (40, 40, 220), "disgust": (40, 140, 60), "fear": (150, 60, 150), "happy": (40, 200, 240),
+    "sad": (200, 120, 40), "surprise": (0, 140, 255), "neutral": (180, 180, 180),
+}
+
+
+@dataclass
+class FaceRow:
+    frame: int
+    time_s: float
+    track_id: int
+    box: np.ndarray  # x, y, w, h
+    label: str  # the track's smoothed label
+    score: float
+    probs: np.ndarray  # raw probabilities of this frame
+
+
+def write_csv(rows: list[FaceRow], path: Path) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_HEADER)
+        for r in rows:
+            writer.writerow([r.frame, f"{r.time_s:.3f}", r.track_id, *(int(round(v)) for v in r.box), r.label,
+                             f"{r.score:.4f}", *(f"{p:.4f}" for p in r.probs)])
+    tmp.replace(path)
+
+
+def summarize(rows: list[FaceRow], video: dict, frame_step_s: float) -> dict:
+    """Duration, fps, faces, share of face-time per emotion, and per track its dominant emotion and timeline."""
+    face_time = {e: 0.0 for e in EMOTIONS}
+    tracks: dict[int, dict] = {}
+    for r in rows:
+        face_time[r.label] += frame_step_s
+        track = tracks.setdefault(r.track_id, {"id": r.track_id, "start_s": r.time_s, "end_s": r.time_s,
+                                               "frames": 0, "seconds": {e: 0.0 for e in EMOTIONS},
+                                               "timeline": []})
+        track["end_s"] = r.time_s
+        track["frames"] += 1
+        track["seconds"][r.label] += frame_step_s
+        if not track["timeline"] or track["timeline"][-1]["label"] != r.label:
+            track["timeline"].append({"start_s": round(r.time_s, 3), "label": r.label})
+    total = sum(face_time.values())
+    for track in tracks.values():
+        track["dominant"] = max(track["seconds"], key=track["seconds"].get)
+        track["seconds"] = {e: round(v, 3) for e, v in track["seconds"].items()}
+    return {
+        **video,
+        "face_rows": len(rows),
+        "tracks": len(tracks),
+        "face_seconds": round(total, 3),
+        "emotion_share": {e: round(v / total, 4) if total else 0.0 for e, v in face_time.items()},
+        "per_track": sorted(tracks.values(), key=lambda t: t["id"]),
+    }
+
+
+def write_summary(summary: dict, path: Path) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def draw_faces(image: np.ndarray, faces: list[FaceRow]) -> np.ndarray:
+    for r in faces:
+        x, y, w, h = (int(round(v)) for v in r.box)
+        color = COLORS[r.label]
+        cv2.rectangle(image, (x, y), (x + w, y + h), color, 2)
+        text = f"#{r.track_id} {r.label} {r.score:.2f}"
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        cv2.rectangle(image, (x, max(0, y - th - 6)), (x + tw + 4, y), color, -1)
+        cv2.putText(image, text, (x + 2, max(th, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return image
+
+
+def write_annotated(video_path: str, rows: list[FaceRow], analysed: set[int], path: Path, fps: float) -> int:
+    """Every frame of the video with the boxes of its latest analysed frame; same fps and size."""
+    by_frame: dict[int, list[FaceRow]] = {}
+    for r in rows:
+        by_frame.setdefault(r.frame, []).append(r)
+    capture = cv2.VideoCapture(video_path)
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    tmp = path.with_name(path.stem + ".tmp.mp4")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    current: list[FaceRow] = []
+    written = 0
+    try:
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                break
+            if written in analysed:
+                current = by_frame.get(written, [])
+            writer.write(draw_faces(image, current))
+            written += 1
+    finally:
+        capture.release()
+        writer.release()
+    tmp.replace(path)
+    return written
+
+
+def write_timeline(rows: list[FaceRow], duration_s: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    track_ids = sorted({r.track_id for r in rows})
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.45 * max(1, len(track_ids))))
+    lane = {t: i for i, t in enumerate(track_ids)}
+    step = min((b.time_s - a.time_s for a, b in zip(rows, rows[1:]) if b.time_s > a.time_s), default=0.1)
+    for r in rows:
+        b, g, red = COLORS[r.label]
+        ax.barh(lane[r.track_id], step, left=r.time_s, color=(red / 255, g / 255, b / 255), height=0.8)
+    ax.set_yticks(range(len(track_ids)), [f"face #{t}" for t in track_ids])
+    ax.set_xlim(0, max(duration_s, step))
+    ax.set_xlabel("time (s)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=(c[2] / 255, c[1] / 255, c[0] / 255)) for c in COLORS.values()]
+    ax.legend(handles, list(COLORS), ncol=7, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(track_ids) < 3 else -0.15))
+    ax.set_title("Emotion per face over time (smoothed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,136 @@
+"""`fervi analyze` and `fervi rq-worker`: submit videos, follow their jobs, and run RQ workers.
+
+With no FERVI_REDIS_URL, `fervi analyze` brings its own embedded Redis and one RQ worker per core and
+stops them at the end. The wait loop also runs RQ's registry cleanup, so the segment of a worker that died
+without a word (kill -9, lost host) is retried once its heartbeat has expired.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+from rq import Queue, Worker
+from rq.command import send_stop_job_command
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+
+from fervi.bus import process_id
+
+from .video_jobs import QUEUE, Submitted, VideoError, submit
+
+log = logging.getLogger(__name__)
+
+CLEANUP_EVERY_S = 5.0
+
+
+def rq_worker(redis_url: str, burst: bool = False) -> int:
+    connection = redis.Redis.from_url(redis_url)
+    worker = Worker([Queue(QUEUE, connection=connection)], connection=connection, name=process_id("rq"))
+    worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
+    return 0
+
+
+def _failure(job: Job) -> str:
+    exc = job.exc_info or ""
+    lines = [line for line in exc.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else f"job {job.id} {job.get_status()}"
+
+
+@dataclass
+class VideoState:
+    video: str
+    submitted: Submitted | None
+    error: str = ""
+    done: bool = False
+    result: dict = field(default_factory=dict)
+
+
+def follow(states: list[VideoState], queue: Queue, on_progress=None, poll_s: float = 0.3) -> list[VideoState]:
+    """Wait until every video's merge job has finished or one of its jobs has failed for good."""
+    registry = StartedJobRegistry(queue=queue)
+    cleaned = 0.0
+    while True:
+        if time.monotonic() - cleaned > CLEANUP_EVERY_S:
+            registry.cleanup()  # abandoned jobs of dead workers: retried if they have retries left
+            cleaned = time.monotonic()
+        done = total = 0
+        for state in states:
+            if state.submitted is None or state.done:
+                continue
+            for job in state.submitted.jobs:
+                job.refresh()
+                status = job.get_status()
+                meta = job.meta
+                done += int(meta.get("done", 0))
+                total += int(meta.get("total", 0))
+                if status == JobStatus.FAILED and not state.error:
+                    state.error = _failure(job)
+                    state.done = True
+                    for other in state.submitted.jobs:
+                        if other.get_status() not in (JobStatus.FINISHED, JobStatus.FAILED):
+                            other.cancel()
+            merge = state.submitted.merge
+            if merge.get_status() == JobStatus.FINISHED:
+                state.done = True
+                state.result = merge.return_value() or {}
+        if on_progress:
+            on_progress(done, total)
+        if all(s.done or s.submitted is None for s in states):
+            return states
+        time.sleep(poll_s)
+
+
+def cancel(states: list[VideoState], connection: redis.Redis) -> None:
+    for state in states:
+        if state.submitted is None:
+            continue
+        for job in state.submitted.jobs:
+            status = job.get_status()
+            if status == JobStatus.STARTED:
+                try:
+                    send_stop_job_command(connection, job.id)
+                except Exception:  # noqa: BLE001 - the job may have just ended
+                    pass
+            elif status not in (JobStatus.FINISHED, JobStatus.FAILED):
+                job.cancel()
+
+
+def submit_all(queue: Queue, videos: list[str], out: str, segments: int, every: int) -> list[VideoState]:
+    states = []
+    for video in videos:
+        try:
+            states.append(VideoState(video, submit(queue, video, out, segments, every)))
+        except VideoError as err:
+            states.append(VideoState(video, None, str(err), True))
+    return states
+
+
+def start_rq_workers(redis_url: str, count: int, log_dir: Path) -> list[subprocess.Popen]:
+    env = {**os.environ, "FERVI_REDIS_URL": redis_url}
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i in range(count):
+        log_file = open(log_dir / f"rq-worker-{i + 1}.log", "ab")
+        procs.append(subprocess.Popen([sys.executable, "-m", "fervi.cli", "rq-worker"], env=env,
+                                      stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True))
+    return procs
+
+
+def stop_processes(procs: list[subprocess.Popen], grace_s: float = 20.0) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
