@@ -107,6 +107,49 @@ def _wait_results(bus: Bus, camera: str, count: int, timeout_s: float) -> None:
         time.sleep(0.01)
 
 
+def jittered_frame(index: int, total: int, rng: np.random.Generator) -> np.ndarray:
+    """A demo frame with camera-like noise: sensor noise, exposure drift, JPEG at quality 70."""
+    import cv2
+
+    image = render_frame(index, total).astype(np.float32)
+    image = image * (1 + 0.08 * np.sin(index / 7)) + rng.normal(0, 6, image.shape)
+    encoded = encode_jpeg(np.clip(image, 0, 255).astype(np.uint8), 70)
+    return cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
+
+
+def tracking_quality(settings: Settings, frames: int = 150, fps: float = 15.0) -> dict:
+    """Label flips per face-second, raw vs smoothed, and tracker cost per frame, on noisy demo footage."""
+    from .tracking import FaceTracker
+    from .vision.pipeline import FacePipeline
+
+    rng = np.random.default_rng(0)
+    pipeline = FacePipeline.from_settings(settings)
+    tracker = FaceTracker(settings.track_iou, settings.track_max_misses, settings.track_half_life_s)
+    last_raw: dict[int, int] = {}
+    last_smooth: dict[int, int] = {}
+    flips_raw = flips_smooth = faces_seen = 0
+    tracker_s = 0.0
+    for i in range(frames):
+        faces = pipeline.analyze([jittered_frame(i, frames, rng)])[0]
+        started = time.perf_counter()
+        tracked = tracker.update(i, i / fps, faces)
+        tracker_s += time.perf_counter() - started
+        for face in tracked.faces:
+            raw, smooth = int(face.raw.argmax()), int(face.smoothed.argmax())
+            flips_raw += face.track_id in last_raw and last_raw[face.track_id] != raw
+            flips_smooth += face.track_id in last_smooth and last_smooth[face.track_id] != smooth
+            last_raw[face.track_id], last_smooth[face.track_id] = raw, smooth
+            faces_seen += 1
+    face_seconds = faces_seen / fps
+    return {
+        "frames": frames, "fps": fps, "tracks": len(last_raw), "face_seconds": round(face_seconds, 2),
+        "half_life_s": settings.track_half_life_s,
+        "flips_per_face_second_raw": round(flips_raw / face_seconds, 3) if face_seconds else 0.0,
+        "flips_per_face_second_smoothed": round(flips_smooth / face_seconds, 3) if face_seconds else 0.0,
+        "tracker_ms_per_frame": round(tracker_s / frames * 1000, 4),
+    }
+
+
 def process_rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -129,6 +172,7 @@ def run_bench(settings: Settings, redis_url: str, quick: bool = False) -> dict:
         "detector_ms": detector_ms(settings, 20 if quick else 60),
         "worker_fps_1face": worker_fps(settings, redis_url, 1, frames),
         "worker_fps_4faces": worker_fps(settings, redis_url, 4, frames),
+        "tracking": tracking_quality(settings, 60 if quick else 150),
     }
     try:
         report["redis_rss_mb"] = round(redis.Redis.from_url(redis_url).info("memory")["used_memory_rss"] / 2**20, 1)

@@ -101,6 +101,21 @@ def lr_schedule(config: TrainConfig):
     return rate
 
 
+def wall_clock(path: Path):
+    """A callback adding each epoch's wall time to `path`, so resumed runs report their whole cost."""
+    import keras
+
+    class WallClock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            spent = json.loads(path.read_text())["seconds"] if path.exists() else 0.0
+            path.write_text(json.dumps({"seconds": spent + time.time() - self.started}))
+
+    return WallClock()
+
+
 def train(config: TrainConfig) -> dict:
     import keras
 
@@ -140,8 +155,8 @@ def train(config: TrainConfig) -> dict:
         keras.callbacks.ModelCheckpoint(str(work / "best.keras"), monitor="val_accuracy", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.patience),
         keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
+        wall_clock(work / "wall_seconds.json"),
     ]
-    started = time.time()
     model.fit(
         train_pipeline(images, labels, config.batch_size, config.seed, config.augment),
         validation_data=eval_pipeline(data.val.images, data.val.labels, 256),
@@ -149,10 +164,6 @@ def train(config: TrainConfig) -> dict:
         callbacks=callbacks,
         verbose=1 if sys.stderr.isatty() else 2,
     )
-    wall = time.time() - started
-    timing_file = work / "wall_seconds.json"
-    previous = json.loads(timing_file.read_text())["seconds"] if timing_file.exists() else 0.0
-    timing_file.write_text(json.dumps({"seconds": previous + wall}))
 
     from .export import export_run
 
