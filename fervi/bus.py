@@ -79,6 +79,15 @@ def tracker_position_key(camera: str) -> str:
     return f"{PREFIX}:{{{camera}}}:tracker_pos"
 
 
+def latest_frame_key(camera: str) -> str:
+    return f"{PREFIX}:{{{camera}}}:latest"
+
+
+LEADERBOARD = f"{PREFIX}:leaderboard"
+DASHBOARD_RELAY_LOCK = f"{PREFIX}:dashboard:relay"
+LATEST_FRAME_TTL_S = 10
+
+
 def seen_key(camera: str, seq: int) -> str:
     return f"{PREFIX}:{{{camera}}}:seen:{seq // SEEN_BLOCK}"
 
@@ -212,6 +221,24 @@ class Bus:
         if counter:
             pipe.hincrby(stats_key(camera), counter, 1)
         pipe.execute()
+
+    def set_latest_frame(self, camera: str, seq: int, jpeg: bytes) -> None:
+        """The newest analysed frame of a camera, for live displays (kept briefly)."""
+        key = latest_frame_key(camera)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, mapping={"seq": seq, "jpeg": jpeg, "ts": f"{time.time():.3f}"})
+        pipe.expire(key, LATEST_FRAME_TTL_S)
+        pipe.execute()
+
+    def latest_frame(self, camera: str) -> tuple[int, bytes] | None:
+        values = self.redis.hmget(latest_frame_key(camera), ["seq", "jpeg"])
+        return (int(values[0]), values[1]) if values[0] is not None and values[1] else None
+
+    def forget_camera(self, camera: str) -> None:
+        """Remove a camera and its keys (one-off cameras such as an uploaded image)."""
+        self.redis.srem(CAMERAS, camera)
+        for key in self.redis.scan_iter(match=f"{PREFIX}:{{{camera}}}:*", count=500):
+            self.redis.delete(key)
 
     def dead_letter(self, letter: DeadLetter) -> None:
         self.redis.xadd(dead_letter_key(letter.camera), letter.to_fields(), maxlen=DEAD_LETTER_MAXLEN, approximate=True)

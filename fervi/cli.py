@@ -228,6 +228,21 @@ def rq_worker(burst: bool) -> None:
 
 
 @main.command()
+@click.option("--host", help="Address to bind (default FERVI_DASHBOARD_HOST, 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default FERVI_DASHBOARD_PORT, 8000).")
+def dashboard(host: str | None, port: int | None) -> None:
+    """Serve the dashboard: live wall, browser camera, acting challenge, charts, image mode."""
+    import signal
+
+    from dashboard.app import run_dashboard
+
+    settings = _settings()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    sys.exit(run_dashboard(settings, _redis_url(settings), host or settings.dashboard_host,
+                           settings.dashboard_port if port is None else port, settings.dashboard_token))
+
+
+@main.command()
 @click.option("--shard", default="0/1", show_default=True, metavar="I/N",
               help="Track the cameras whose stable hash modulo N is I (run N trackers to share cameras).")
 @click.option("--metrics-port", type=int, help="Port for /healthz and /metrics (default FERVI_METRICS_PORT).")

@@ -55,6 +55,9 @@ class Settings:
     max_frame_pixels: int = _setting("FERVI_MAX_FRAME_PIXELS", 4096 * 4096, "Larger frames are dead-lettered")
     heartbeat_ttl_s: int = _setting("FERVI_HEARTBEAT_TTL", 15, "A process missing heartbeats this long is gone")
     metrics_port: int = _setting("FERVI_METRICS_PORT", 0, "Port for /healthz and /metrics (0: a free one)")
+    dashboard_host: str = _setting("FERVI_DASHBOARD_HOST", "127.0.0.1", "Address the dashboard binds to")
+    dashboard_port: int = _setting("FERVI_DASHBOARD_PORT", 8000, "Port of the dashboard")
+    dashboard_token: str = _setting("FERVI_DASHBOARD_TOKEN", "", "Access token for the dashboard (empty: none)")
     metrics_host: str = _setting("FERVI_METRICS_HOST", "127.0.0.1", "Address /healthz and /metrics bind to")
 
     def __post_init__(self) -> None:
@@ -86,6 +89,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "redis_url":
                 value = mask_password(value) or "(embedded)"
+            if f.name == "dashboard_token" and value:
+                value = "***"
             if f.name == "model_dir":
                 value = self.models
             rows.append((f.metadata["env"], str(value), f.metadata["doc"]))

@@ -1,7 +1,7 @@
 """`fervi up`: the whole stack as child processes under one supervisor.
 
 Starts the embedded Redis unless FERVI_REDIS_URL is set, then workers, the tracker, an RQ worker for
-offline videos and the demo camera as `fervi`
+offline videos, the dashboard and the demo camera as `fervi`
 subcommands (the same commands docker-compose runs). A child that dies is restarted with backoff;
 Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after a grace period) and then Redis.
 """
@@ -50,6 +50,7 @@ class Stack:
         children = [Child(f"worker-{i + 1}", ["worker"]) for i in range(self.workers)]
         children.append(Child("tracker", ["tracker"]))
         children.append(Child("rq-worker", ["rq-worker"]))
+        children.append(Child("dashboard", ["dashboard"]))
         if self.demo:
             video = write_video(Path(self.settings.home) / "demo" / "demo.mp4", frames=120, fps=DEMO_FPS)
             children.append(Child("ingest-demo", ["ingest", str(video), "--camera", "demo", "--live", "--loop"]))
@@ -75,8 +76,8 @@ class Stack:
         try:
             for child in children:
                 self._start(child, env)
-            log.info("event=stack_up redis=%s workers=%d cameras=%d", url, self.workers,
-                     len(self.cameras) + int(self.demo))
+            log.info("event=stack_up redis=%s workers=%d cameras=%d dashboard=http://%s:%d/", url, self.workers,
+                     len(self.cameras) + int(self.demo), self.settings.dashboard_host, self.settings.dashboard_port)
             while not self.shutdown.wait(0.5):
                 self._supervise(children, env)
         finally:

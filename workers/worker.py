@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 CAMERA_REFRESH_S = 2.0
 HEARTBEAT_EVERY_S = 2.0
+PREVIEW_EVERY_S = 0.1  # newest frame per camera for live displays, at most 10 a second
 
 
 class Worker:
@@ -40,6 +41,7 @@ class Worker:
         self._refreshed_at = 0.0
         self._claimed_at = 0.0
         self._beat_at = 0.0
+        self._preview_at: dict[str, float] = {}
         self.redis_ok = False
 
     # --- housekeeping ------------------------------------------------------------------------
@@ -111,6 +113,9 @@ class Worker:
                 FRAMES_DONE.labels(result.camera).inc()
                 FACES.labels(result.camera).inc(len(result.faces))
                 LATENCY.observe(result.done_at - result.captured_at)
+                if result.done_at - self._preview_at.get(result.camera, 0.0) >= PREVIEW_EVERY_S:
+                    self.bus.set_latest_frame(result.camera, result.seq, work.frame.jpeg)
+                    self._preview_at[result.camera] = result.done_at
             self.frames_done += len(results)
             log.debug("event=batch worker=%s frames=%d faces=%d detect_ms=%.1f classify_ms=%.1f",
                       self.name, len(results), timing.faces, timing.detect_ms, timing.classify_ms)

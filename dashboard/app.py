@@ -1,0 +1,203 @@
+"""The dashboard: a Flask app factory with Socket.IO on the Redis message queue.
+
+Pages: live wall (`/`), browser camera (`/webcam`), acting challenge (`/challenge`), charts (`/charts`),
+image mode (`/image`). Ops: `/healthz` (open) and `/metrics`. With `FERVI_DASHBOARD_TOKEN` set, every
+other route and the Socket.IO connection need `?token=...` (or the cookie set by the first visit).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+
+import redis
+from flask import Flask, abort, jsonify, make_response, render_template, request
+from flask_socketio import SocketIO, emit, join_room, leave_room
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+
+from fervi import aggregates
+from fervi.bus import LEADERBOARD, Bus, connect, process_id
+from fervi.emotions import EMOTIONS
+from fervi.metrics import FRAMES_INGESTED
+from fervi.protocol import Frame, ProtocolError, check_camera
+from fervi.settings import Settings
+
+from .image_mode import UploadError, analyse_upload, check_upload
+from .limits import TokenBucket
+from .relay import WALL_ROOM, Relay
+
+log = logging.getLogger(__name__)
+
+WEB_FRAME_MAX_BYTES = 512 * 1024
+WEB_FPS = 8.0
+UPLOADS = Counter("fervi_dashboard_uploads_total", "Images analysed in image mode", ["outcome"])
+WEB_FRAMES = Counter("fervi_dashboard_webcam_frames_total", "Browser camera frames", ["outcome"])
+
+
+def create_app(settings: Settings, redis_url: str, token: str = "", start_relay: bool = True):
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 12 * 2**20
+    client = connect(redis_url)
+    bus = Bus(client)
+    socketio = SocketIO(app, message_queue=redis_url, async_mode="threading",
+                        max_http_buffer_size=WEB_FRAME_MAX_BYTES + 4096, cors_allowed_origins=[])
+    buckets: dict[str, TokenBucket] = {}
+
+    def authorized() -> bool:
+        if not token:
+            return True
+        given = request.args.get("token") or request.cookies.get("fervi_token") or \
+            request.headers.get("Authorization", "").removeprefix("Bearer ")
+        return hmac.compare_digest(given or "", token)
+
+    @app.before_request
+    def guard():
+        if request.path != "/healthz" and not authorized():
+            abort(401)
+
+    @app.after_request
+    def remember_token(response):
+        if token and request.args.get("token") == token:
+            response.set_cookie("fervi_token", token, httponly=True, samesite="Strict")
+        return response
+
+    def page(name: str):
+        return render_template(f"{name}.html", emotions=EMOTIONS, page=name)
+
+    for name, rule in (("wall", "/"), ("webcam", "/webcam"), ("challenge", "/challenge"), ("charts", "/charts"),
+                       ("image", "/image")):
+        app.add_url_rule(rule, name, lambda name=name: page(name))
+
+    @app.get("/healthz")
+    def healthz():
+        try:
+            client.ping()
+            return jsonify(ok=True)
+        except redis.RedisError as err:
+            return jsonify(ok=False, error=str(err)), 503
+
+    @app.get("/metrics")
+    def metrics():
+        response = make_response(generate_latest())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    @app.get("/api/cameras")
+    def cameras():
+        return jsonify(relay.camera_list())
+
+    def _camera(name: str) -> str:
+        try:
+            return check_camera(name)
+        except ProtocolError as err:
+            abort(make_response(jsonify(error=str(err)), 400))
+
+    @app.get("/api/series/<camera>")
+    def series(camera: str):
+        resolution = request.args.get("resolution", "1s")
+        seconds = min(float(request.args.get("seconds", 300)), 7 * 86400)
+        if resolution not in aggregates.RESOLUTIONS:
+            return jsonify(error=f"resolution must be one of {list(aggregates.RESOLUTIONS)}"), 400
+        now = time.time()
+        camera = _camera(camera)
+        return jsonify(series=aggregates.emotion_series(client, camera, resolution, now - seconds, now),
+                       totals=aggregates.emotion_totals(client, camera, resolution, now - seconds, now),
+                       tracks=aggregates.tracks(client, camera, now - seconds, 50),
+                       active=aggregates.active_faces(client, camera))
+
+    @app.get("/api/leaderboard")
+    def leaderboard():
+        top = client.zrevrange(LEADERBOARD, 0, 9, withscores=True)
+        return jsonify([{"name": n.decode(), "score": int(s)} for n, s in top])
+
+    @app.post("/api/image")
+    def image_upload():
+        upload = request.files.get("image")
+        if upload is None:
+            return jsonify(error="send the image as multipart field 'image'"), 400
+        data = upload.read()
+        try:
+            width, height = check_upload(data, upload.mimetype or "", settings.max_frame_pixels)
+            result = analyse_upload(bus, data, width, height)
+        except UploadError as err:
+            UPLOADS.labels("refused").inc()
+            return jsonify(error=str(err)), 400
+        UPLOADS.labels("ok").inc()
+        return jsonify(width=result.width, height=result.height, faces=result.faces.to_list(), emotions=EMOTIONS)
+
+    @app.errorhandler(413)
+    def too_large(_err):
+        return jsonify(error="upload too large"), 413
+
+    # --- Socket.IO ------------------------------------------------------------------------------
+    @socketio.on("connect")
+    def on_connect(auth=None):
+        given = (auth or {}).get("token") if isinstance(auth, dict) else None
+        if token and not (authorized() or hmac.compare_digest(given or "", token)):
+            return False
+        buckets[request.sid] = TokenBucket(WEB_FPS, WEB_FPS)
+        return True
+
+    @socketio.on("disconnect")
+    def on_disconnect(*_args):
+        buckets.pop(request.sid, None)
+
+    @socketio.on("watch")
+    def on_watch(data):
+        camera = (data or {}).get("camera", "")
+        for room in (data or {}).get("leave", []):
+            leave_room(str(room))
+        if camera == WALL_ROOM:
+            join_room(WALL_ROOM)
+            return {"ok": True}
+        try:
+            join_room(check_camera(camera))
+        except ProtocolError as err:
+            return {"ok": False, "error": str(err)}
+        return {"ok": True}
+
+    @socketio.on("webcam")
+    def on_webcam(data):
+        """A JPEG from the browser's camera, into this browser's own camera stream."""
+        camera = f"web-{request.sid[:12].replace('_', '-')}"
+        jpeg = (data or {}).get("jpeg")
+        if not isinstance(jpeg, (bytes, bytearray)) or not jpeg:
+            WEB_FRAMES.labels("bad").inc()
+            return {"ok": False, "error": "send {jpeg: <bytes>}"}
+        if len(jpeg) > WEB_FRAME_MAX_BYTES:
+            WEB_FRAMES.labels("too_large").inc()
+            return {"ok": False, "error": f"frame larger than {WEB_FRAME_MAX_BYTES} bytes"}
+        if not buckets.setdefault(request.sid, TokenBucket(WEB_FPS, WEB_FPS)).take():
+            WEB_FRAMES.labels("rate_limited").inc()
+            return {"ok": False, "camera": camera, "slow_down": True}
+        width, height = int(data.get("w", 0)), int(data.get("h", 0))
+        bus.register_camera(camera)
+        bus.add_frame(Frame(camera, time.time(), width, height, bytes(jpeg), live=True), settings.live_maxlen)
+        FRAMES_INGESTED.labels(camera).inc()
+        WEB_FRAMES.labels("ok").inc()
+        join_room(camera)
+        return {"ok": True, "camera": camera}
+
+    @socketio.on("challenge_result")
+    def on_challenge_result(data):
+        name = str((data or {}).get("name", "")).strip()[:32] or "anonymous"
+        points = int((data or {}).get("points", 0))
+        if points > 0:
+            client.zincrby(LEADERBOARD, min(points, 10), name)
+        top = client.zrevrange(LEADERBOARD, 0, 9, withscores=True)
+        emit("leaderboard", [{"name": n.decode(), "score": int(s)} for n, s in top])
+        return {"ok": True}
+
+    relay = Relay(socketio, connect(redis_url, socket_timeout=10), process_id("dashboard"), settings.block_ms)
+    if start_relay:
+        socketio.start_background_task(relay.run)
+    app.extensions["fervi_relay"] = relay
+    return app, socketio
+
+
+def run_dashboard(settings: Settings, redis_url: str, host: str, port: int, token: str) -> int:
+    app, socketio = create_app(settings, redis_url, token)
+    log.info("event=dashboard_listening url=http://%s:%d/ token=%s", host, port, "required" if token else "off")
+    socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True, log_output=False)
+    return 0

@@ -1,0 +1,49 @@
+"""Image mode: an uploaded image goes through the same workers as camera frames, as a one-off camera."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from fervi.bus import Bus
+from fervi.protocol import Frame, Result
+from fervi.vision.images import ImageError, decode_image
+
+MAX_UPLOAD_BYTES = 10 * 2**20
+ALLOWED_TYPES = {"image/jpeg", "image/png", "image/webp", "image/bmp"}
+
+
+class UploadError(ValueError):
+    """Shown to the user as is."""
+
+
+def check_upload(data: bytes, content_type: str, max_pixels: int) -> tuple[int, int]:
+    if not data:
+        raise UploadError("empty upload")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise UploadError(f"image of {len(data)} bytes is larger than {MAX_UPLOAD_BYTES} bytes")
+    if content_type and content_type.split(";")[0].strip() not in ALLOWED_TYPES:
+        raise UploadError(f"unsupported type {content_type!r}: use JPEG, PNG, WebP or BMP")
+    try:
+        image = decode_image(data, max_pixels)
+    except ImageError as err:
+        raise UploadError(str(err)) from None
+    return image.shape[1], image.shape[0]
+
+
+def analyse_upload(bus: Bus, data: bytes, width: int, height: int, timeout_s: float = 30.0) -> Result:
+    """Queue the image as the only frame of a fresh camera, wait for its result, then forget the camera."""
+    camera = f"image-{uuid.uuid4().hex[:12]}"
+    bus.ensure_group(camera)
+    bus.register_camera(camera)
+    try:
+        seq, _ = bus.add_frame(Frame(camera, time.time(), width, height, data, live=False, index=0))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for _, result in bus.results(camera):
+                if result.seq == seq:
+                    return result
+            time.sleep(0.05)
+        raise UploadError("no worker answered in time: is `fervi worker` running?")
+    finally:
+        bus.forget_camera(camera)

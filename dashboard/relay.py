@@ -1,0 +1,113 @@
+"""The dashboard's background task: tracks entries and preview frames from Redis to Socket.IO rooms.
+
+One room per camera; a browser joins only the cameras it views. With several dashboard processes
+behind the Socket.IO Redis message queue, only the holder of a Redis lock relays, so no event is sent
+twice; another process takes over within `LOCK_TTL_S` when the holder dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+
+from fervi import aggregates
+from fervi.bus import DASHBOARD_RELAY_LOCK, Bus, tracks_key
+from fervi.protocol import ProtocolError, TrackEntry
+from fervi.service import REDIS_DOWN, Backoff
+
+log = logging.getLogger(__name__)
+
+LOCK_TTL_S = 5
+FRAME_EVERY_S = 0.2  # preview images per camera, at most 5 a second
+CAMERAS_EVERY_S = 1.0
+WALL_ROOM = "wall"
+
+
+def track_payload(entry: TrackEntry) -> dict:
+    now = time.time()
+    return {"camera": entry.camera, "seq": entry.seq, "ts": entry.captured_at, "w": entry.width, "h": entry.height,
+            "latency_ms": round((entry.tracked_at - entry.captured_at) * 1000, 1),
+            "age_ms": round((now - entry.captured_at) * 1000, 1), "faces": entry.faces}
+
+
+class Relay:
+    def __init__(self, socketio, client: redis.Redis, name: str, block_ms: int = 500):
+        self.socketio = socketio
+        self.bus = Bus(client)
+        self.redis = client
+        self.name = name
+        self.block_ms = block_ms
+        self.positions: dict[str, str] = {}
+        self.frame_sent: dict[str, float] = {}
+        self.fps: dict[str, list[float]] = {}
+        self.cameras_sent = 0.0
+        self.running = True
+
+    def _leader(self) -> bool:
+        if self.redis.set(DASHBOARD_RELAY_LOCK, self.name, nx=True, ex=LOCK_TTL_S):
+            return True
+        if self.redis.get(DASHBOARD_RELAY_LOCK) == self.name.encode():
+            self.redis.expire(DASHBOARD_RELAY_LOCK, LOCK_TTL_S)
+            return True
+        return False
+
+    def camera_list(self) -> list[dict]:
+        return [{"camera": c, "active": aggregates.active_faces(self.redis, c),
+                 "fps": round(self._fps(c), 1)} for c in self.bus.cameras() if not c.startswith("image-")]
+
+    def _fps(self, camera: str) -> float:
+        stamps = self.fps.get(camera, [])
+        return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
+
+    def step(self) -> None:
+        if not self._leader():
+            time.sleep(1.0)
+            return
+        now = time.time()
+        cameras = self.bus.cameras()
+        for camera in cameras:
+            self.positions.setdefault(camera, "$")
+        for camera in set(self.positions) - set(cameras):
+            del self.positions[camera]
+        if now - self.cameras_sent >= CAMERAS_EVERY_S:
+            self.socketio.emit("cameras", self.camera_list(), to=WALL_ROOM)
+            self.cameras_sent = now
+        if not self.positions:
+            time.sleep(self.block_ms / 1000)
+            return
+        reply = self.redis.xread({tracks_key(c): p for c, p in self.positions.items()}, count=50,
+                                 block=self.block_ms)
+        for stream, items in reply or []:
+            camera = stream.decode().split("{", 1)[1].rsplit("}", 1)[0]
+            latest = None
+            for entry_id, fields in items:
+                self.positions[camera] = entry_id.decode()
+                try:
+                    latest = TrackEntry.from_fields(fields)
+                except ProtocolError:
+                    continue
+                stamps = self.fps.setdefault(camera, [])
+                stamps.append(latest.captured_at)
+                del stamps[:-30]
+            if latest is None:
+                continue
+            self.socketio.emit("tracks", track_payload(latest), to=camera)
+            if time.time() - self.frame_sent.get(camera, 0.0) >= FRAME_EVERY_S:
+                frame = self.bus.latest_frame(camera)
+                if frame:
+                    self.socketio.emit("frame", {"camera": camera, "seq": frame[0], "jpeg": frame[1]}, to=camera)
+                    self.frame_sent[camera] = time.time()
+
+    def run(self) -> None:
+        backoff = Backoff("redis (dashboard relay)")
+        while self.running:
+            try:
+                self.step()
+                backoff.succeeded()
+            except REDIS_DOWN as err:
+                backoff.failed(err)
+            except Exception:  # noqa: BLE001 - the relay must outlive any one bad event
+                log.exception("event=relay_error")
+                time.sleep(1.0)

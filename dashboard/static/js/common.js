@@ -1,0 +1,89 @@
+// Shared by every page: the Socket.IO connection, the emotion palette, and drawing a camera tile.
+export const EMOTIONS = document.body.dataset.emotions.split(",");
+export const COLORS = {
+  angry: "#dc2828", disgust: "#3c8c28", fear: "#963c96", happy: "#f0c828",
+  sad: "#2878c8", surprise: "#ff8c00", neutral: "#b4b4b4",
+};
+export const params = new URLSearchParams(location.search);
+
+export function connect() {
+  const socket = io({ auth: { token: params.get("token") || "" }, transports: ["websocket", "polling"] });
+  const status = document.getElementById("status");
+  socket.on("connect", () => { status.textContent = "live"; status.className = "status ok"; });
+  socket.on("disconnect", () => { status.textContent = "reconnecting…"; status.className = "status bad"; });
+  return socket;
+}
+
+// A tile: the newest frame on a canvas, boxes and labels on top, per-face probability bars below.
+export class Tile {
+  constructor(element, title) {
+    this.element = element;
+    element.innerHTML = `<div class="tile-head"><b></b><span class="meta"></span></div>
+      <canvas width="640" height="480"></canvas><div class="bars"></div>`;
+    element.querySelector("b").textContent = title;
+    this.canvas = element.querySelector("canvas");
+    this.meta = element.querySelector(".meta");
+    this.bars = element.querySelector(".bars");
+    this.image = null;
+    this.tracks = null;
+  }
+  setFrame(jpeg) {
+    const blob = new Blob([jpeg], { type: "image/jpeg" });
+    createImageBitmap(blob).then((bitmap) => { this.image = bitmap; this.draw(); });
+  }
+  setTracks(payload) {
+    this.tracks = payload;
+    this.meta.textContent = `${payload.faces.length} face(s) · ${payload.fps ?? ""}${payload.fps ? " fps · " : ""}latency ${Math.round(payload.latency_ms)} ms`;
+    this.draw();
+    this.drawBars(payload.faces);
+    this.element.dataset.labels = payload.faces.map((f) => f.label).join(",");
+    this.element.dataset.seq = payload.seq;
+  }
+  draw() {
+    const ctx = this.canvas.getContext("2d");
+    const w = this.image ? this.image.width : (this.tracks ? this.tracks.w : 640);
+    const h = this.image ? this.image.height : (this.tracks ? this.tracks.h : 480);
+    if (this.canvas.width !== w || this.canvas.height !== h) { this.canvas.width = w; this.canvas.height = h; }
+    ctx.fillStyle = "#20252b"; ctx.fillRect(0, 0, w, h);
+    if (this.image) ctx.drawImage(this.image, 0, 0);
+    if (!this.tracks) return;
+    ctx.lineWidth = Math.max(2, w / 320);
+    ctx.font = `${Math.max(12, Math.round(w / 40))}px sans-serif`;
+    for (const face of this.tracks.faces) {
+      const [x, y, bw, bh] = face.box;
+      const color = COLORS[face.label];
+      ctx.strokeStyle = color; ctx.strokeRect(x, y, bw, bh);
+      const text = `${face.track !== undefined ? "#" + face.track + " " : ""}${face.label} ${(face.score * 100).toFixed(0)}%`;
+      const tw = ctx.measureText(text).width + 8;
+      ctx.fillStyle = color; ctx.fillRect(x, Math.max(0, y - 22), tw, 22);
+      ctx.fillStyle = "#000"; ctx.fillText(text, x + 4, Math.max(16, y - 6));
+    }
+  }
+  drawBars(faces) {
+    this.bars.innerHTML = "";
+    for (const face of faces) {
+      const probs = face.smooth || face.probs;
+      const row = document.createElement("div");
+      row.className = "face";
+      row.innerHTML = `<div class="face-title">${face.track !== undefined ? "face #" + face.track : "face"}: <b>${face.label}</b></div>` +
+        EMOTIONS.map((e, i) => `<div class="bar"><span>${e}</span><i style="width:${(probs[i] * 100).toFixed(1)}%;background:${COLORS[e]}"></i><em>${(probs[i] * 100).toFixed(0)}%</em></div>`).join("");
+      this.bars.appendChild(row);
+    }
+  }
+}
+
+// The browser camera: capture with getUserMedia, send JPEG frames at a capped rate, call back with each ack.
+export async function startWebcam(socket, video, onAck, fps = 6) {
+  const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+  video.srcObject = stream;
+  await video.play();
+  const canvas = document.createElement("canvas");
+  const send = () => {
+    if (!video.videoWidth) return;
+    canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+    canvas.getContext("2d").drawImage(video, 0, 0);
+    canvas.toBlob((blob) => blob && blob.arrayBuffer().then((buffer) =>
+      socket.emit("webcam", { jpeg: buffer, w: canvas.width, h: canvas.height }, onAck)), "image/jpeg", 0.8);
+  };
+  return setInterval(send, 1000 / fps);
+}

@@ -1,0 +1,160 @@
+"""The dashboard in a real headless Chromium against the real pipeline (Redis, worker, tracker, model).
+
+Chromium's fake camera plays a .y4m made from the astronaut photo (a smiling face), so the browser camera,
+the acting challenge (target fixed to "happy" by its URL setting) and the charts see a real face.
+Screenshots go to docs/screenshots/ (committed, shown in the README).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import redis
+
+from fervi.demo import face_photo_paths, write_video
+from fervi.embedded import free_port
+
+from .conftest import REPO, fervi_env, wait_for
+from .images import jpeg_claiming_size
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = REPO / "docs" / "screenshots"
+playwright_sync = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+
+
+def write_y4m(path: Path, frames: int = 30, fps: int = 10) -> Path:
+    """A fake-camera clip: the astronaut photo, gently moving, as YUV 4:2:0."""
+    photo = cv2.imread(str(face_photo_paths()[0]))
+    face = cv2.resize(photo[0:360, 60:420], (300, 300))
+    with open(path, "wb") as out:
+        out.write(f"YUV4MPEG2 W640 H480 F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for i in range(frames):
+            canvas = np.full((480, 640, 3), (90, 80, 70), np.uint8)
+            x = 170 + int(20 * np.sin(i / 5))
+            canvas[90:390, x : x + 300] = face
+            out.write(b"FRAME\n" + cv2.cvtColor(canvas, cv2.COLOR_BGR2YUV_I420).tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, redis_server):
+    """worker, tracker, dashboard and a live demo camera on the session's real Redis."""
+    from .conftest import Processes
+
+    tmp = tmp_path_factory.mktemp("dashboard")
+    redis.Redis.from_url(redis_server.url).flushall()
+    port = free_port()
+    env = fervi_env(redis_server.url, FERVI_DASHBOARD_PORT=port, FERVI_BLOCK_MS=200)
+    procs = Processes(tmp)
+    procs.start(["worker"], env, "worker")
+    procs.start(["tracker"], env, "tracker")
+    procs.start(["dashboard"], env, "dashboard")
+    video = write_video(tmp / "demo.mp4", frames=60, fps=10)
+    procs.start(["ingest", str(video), "--camera", "demo", "--live", "--loop"], env, "ingest")
+    import urllib.request
+
+    wait_for(lambda: _ok(f"http://127.0.0.1:{port}/healthz"), 60, "the dashboard")
+    yield {"url": f"http://127.0.0.1:{port}", "redis": redis_server.url, "tmp": tmp}
+    procs.stop_all()
+
+
+def _ok(url: str) -> bool:
+    import urllib.request
+
+    try:
+        return urllib.request.urlopen(url, timeout=2).status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def browser(stack):
+    y4m = write_y4m(stack["tmp"] / "camera.y4m")
+    with playwright_sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={y4m}"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, stack):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["camera"], origin=stack["url"])
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_live_wall_shows_the_demo_camera_with_labels(page, stack):
+    page.goto(stack["url"] + "/")
+    tile = page.locator('.tile[data-camera="demo"]')
+    tile.wait_for(timeout=30000)
+    page.wait_for_function("document.querySelector('.tile[data-camera=\"demo\"]')?.dataset.labels?.split(',').length === 2",
+                           timeout=30000)
+    labels = tile.get_attribute("data-labels").split(",")
+    assert all(label in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral") for label in labels)
+    time.sleep(1.0)  # let a preview frame arrive before the screenshot
+    shot(page, "wall")
+
+
+def test_browser_camera_gets_labels_back(page, stack):
+    page.goto(stack["url"] + "/webcam?autostart=1")
+    page.wait_for_function("document.getElementById('tile').dataset.labels?.length > 0", timeout=40000)
+    assert "happy" in page.locator("#tile").get_attribute("data-labels")
+    time.sleep(1.0)
+    shot(page, "webcam")
+
+
+def test_acting_challenge_round_is_won_with_the_target_emotion(page, stack):
+    page.goto(stack["url"] + "/challenge?target=happy&threshold=0.5&hold=1.0&round=30&name=astronaut&autostart=1")
+    page.wait_for_function("Number(document.body.dataset.roundsWon || 0) >= 1", timeout=60000)
+    assert "Round won: happy" in page.locator("#verdict").inner_text()
+    page.wait_for_function("document.getElementById('leaderboard').innerText.includes('astronaut')", timeout=10000)
+    shot(page, "challenge")
+
+
+def test_charts_hold_data(page, stack):
+    page.goto(stack["url"] + "/charts?camera=demo&minutes=2")
+    page.wait_for_function("Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1", timeout=30000)
+    time.sleep(2.5)  # a timeline of a few seconds
+    shot(page, "charts")
+
+
+def test_image_mode_labels_every_face_and_refuses_bad_uploads(page, stack, tmp_path):
+    group = tmp_path / "group.png"
+    canvas = np.full((480, 900, 3), 60, np.uint8)
+    for k, path in enumerate(face_photo_paths()):
+        photo = cv2.imread(str(path))
+        canvas[40:440, 20 + k * 440 : 420 + k * 440] = cv2.resize(photo[0:400, 40:440], (400, 400))
+    cv2.imwrite(str(group), canvas)
+    page.goto(stack["url"] + "/image")
+    page.set_input_files("#file", str(group))
+    page.click("button[type=submit]")
+    page.wait_for_function("document.getElementById('tile').dataset.done === '1'", timeout=30000)
+    assert len(page.locator("#tile").get_attribute("data-labels").split(",")) == 2
+    shot(page, "image")
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image")
+    page.set_input_files("#file", str(notes))
+    page.click("button[type=submit]")
+    page.wait_for_function("document.getElementById('error').innerText.length > 0", timeout=10000)
+    assert "not a readable image" in page.locator("#error").inner_text()
+    huge = tmp_path / "huge.jpg"
+    huge.write_bytes(jpeg_claiming_size(20000, 20000))
+    page.set_input_files("#file", str(huge))
+    page.click("button[type=submit]")
+    page.wait_for_function("document.getElementById('error').innerText.includes('too large')", timeout=10000)
