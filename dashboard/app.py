@@ -14,7 +14,7 @@ import time
 import redis
 from flask import Flask, abort, jsonify, make_response, render_template, request
 from flask_socketio import SocketIO, emit, join_room, leave_room
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from fervi import aggregates
 from fervi.bus import LEADERBOARD, Bus, connect, process_id
@@ -25,6 +25,7 @@ from fervi.settings import Settings
 
 from .image_mode import UploadError, analyse_upload, check_upload
 from .limits import TokenBucket
+from .pipeline_metrics import PipelineCollector
 from .relay import WALL_ROOM, Relay
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,12 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
         except redis.RedisError as err:
             return jsonify(ok=False, error=str(err)), 503
 
+    pipeline_registry = CollectorRegistry()
+    pipeline_registry.register(PipelineCollector(client))
+
     @app.get("/metrics")
     def metrics():
-        response = make_response(generate_latest())
+        response = make_response(generate_latest() + generate_latest(pipeline_registry))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 

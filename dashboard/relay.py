@@ -11,6 +11,7 @@ import logging
 import time
 
 import redis
+from prometheus_client import Histogram
 
 from fervi import aggregates
 from fervi.bus import DASHBOARD_RELAY_LOCK, Bus, tracks_key
@@ -18,6 +19,9 @@ from fervi.protocol import ProtocolError, TrackEntry
 from fervi.service import REDIS_DOWN, Backoff
 
 log = logging.getLogger(__name__)
+
+LATENCY = Histogram("fervi_dashboard_capture_to_tracks_seconds", "Capture to tracks entry, as the dashboard relays it",
+                    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
 
 LOCK_TTL_S = 5
 FRAME_EVERY_S = 0.2  # preview images per camera, at most 5 a second
@@ -93,6 +97,7 @@ class Relay:
                 del stamps[:-30]
             if latest is None:
                 continue
+            LATENCY.observe(max(0.0, latest.tracked_at - latest.captured_at))
             self.socketio.emit("tracks", track_payload(latest), to=camera)
             if time.time() - self.frame_sent.get(camera, 0.0) >= FRAME_EVERY_S:
                 frame = self.bus.latest_frame(camera)

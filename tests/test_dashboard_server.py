@@ -1,0 +1,63 @@
+"""Dashboard server routes without a browser: token, health, metrics, uploads refused with a reason."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from dashboard.app import create_app
+from dashboard.limits import TokenBucket
+from fervi.settings import load_settings
+
+from .images import jpeg_claiming_size
+
+
+@pytest.fixture
+def app_client(redis_url):
+    app, _socketio = create_app(load_settings({}), redis_url, token="t0ken", start_relay=False)
+    return app.test_client()
+
+
+def test_token_guards_everything_but_health(app_client):
+    assert app_client.get("/healthz").status_code == 200
+    assert app_client.get("/").status_code == 401
+    assert app_client.get("/api/cameras").status_code == 401
+    assert app_client.get("/?token=wrong").status_code == 401
+    response = app_client.get("/?token=t0ken")
+    assert response.status_code == 200 and b"Live wall" in response.data
+    assert app_client.get("/charts").status_code == 200  # the cookie from the first visit
+
+
+def test_metrics_are_prometheus_text(app_client, client):
+    client.sadd("fervi:cameras", "cam1")
+    client.set("fervi:{cam1}:seq", 42)
+    client.hset("fervi:{cam1}:stats", mapping={"skipped": 3, "dead_lettered": 1})
+    text = app_client.get("/metrics", headers={"Authorization": "Bearer t0ken"}).data.decode()
+    assert 'fervi_camera_frames_in_total{camera="cam1"} 42.0' in text
+    assert 'fervi_camera_frames_skipped_total{camera="cam1"} 3.0' in text
+    assert 'fervi_camera_dead_letters_total{camera="cam1"} 1.0' in text
+
+
+@pytest.mark.parametrize("data, kind, reason", [
+    (b"", "image/png", "empty upload"),
+    (b"%PDF-1.4 not an image", "application/pdf", "unsupported type"),
+    (b"hello", "image/png", "not a readable image"),
+    (jpeg_claiming_size(20000, 20000), "image/jpeg", "too large"),
+])
+def test_bad_uploads_are_refused_with_a_reason(app_client, data, kind, reason):
+    response = app_client.post("/api/image?token=t0ken", data={"image": (io.BytesIO(data), "x", kind)},
+                               content_type="multipart/form-data")
+    assert response.status_code == 400 and reason in response.get_json()["error"]
+
+
+def test_unknown_camera_names_with_path_characters(app_client):
+    response = app_client.get("/api/series/..%2Fetc?token=t0ken")
+    assert response.status_code in (400, 404)
+
+
+def test_token_bucket_slows_a_flooding_client():
+    bucket = TokenBucket(rate=8, burst=8)
+    allowed = sum(bucket.take(now=100.0 + i * 0.001) for i in range(100))  # 100 frames in 0.1 s
+    assert allowed == 8
+    assert bucket.take(now=100.5)  # tokens come back with time
