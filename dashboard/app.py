@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from pathlib import Path
 
 import redis
 from flask import Flask, abort, jsonify, make_response, render_template, request
@@ -23,10 +24,11 @@ from fervi.metrics import FRAMES_INGESTED
 from fervi.protocol import Frame, ProtocolError, check_camera
 from fervi.settings import Settings
 
-from .image_mode import UploadError, analyse_upload, check_upload
+from .image_mode import MAX_UPLOAD_BYTES, UploadError, analyse_upload, check_upload
 from .limits import TokenBucket
 from .pipeline_metrics import PipelineCollector
 from .relay import WALL_ROOM, Relay
+from .videos import MAX_VIDEO_BYTES, register_videos
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ WEB_FRAMES = Counter("fervi_dashboard_webcam_frames_total", "Browser camera fram
 
 def create_app(settings: Settings, redis_url: str, token: str = "", start_relay: bool = True):
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = 12 * 2**20
+    app.config["MAX_CONTENT_LENGTH"] = MAX_VIDEO_BYTES
     client = connect(redis_url)
     bus = Bus(client)
     socketio = SocketIO(app, message_queue=redis_url, async_mode="threading",
@@ -67,7 +69,7 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
         return render_template(f"{name}.html", emotions=EMOTIONS, page=name)
 
     for name, rule in (("wall", "/"), ("webcam", "/webcam"), ("challenge", "/challenge"), ("charts", "/charts"),
-                       ("image", "/image")):
+                       ("image", "/image"), ("videos", "/videos")):
         app.add_url_rule(rule, name, lambda name=name: page(name))
 
     @app.get("/healthz")
@@ -117,6 +119,8 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
 
     @app.post("/api/image")
     def image_upload():
+        if (request.content_length or 0) > MAX_UPLOAD_BYTES + 64 * 1024:
+            return jsonify(error=f"image larger than {MAX_UPLOAD_BYTES} bytes"), 413
         upload = request.files.get("image")
         if upload is None:
             return jsonify(error="send the image as multipart field 'image'"), 400
@@ -129,6 +133,8 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
             return jsonify(error=str(err)), 400
         UPLOADS.labels("ok").inc()
         return jsonify(width=result.width, height=result.height, faces=result.faces.to_list(), emotions=EMOTIONS)
+
+    register_videos(app, client, Path(settings.home).resolve())
 
     @app.errorhandler(413)
     def too_large(_err):

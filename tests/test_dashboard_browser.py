@@ -55,6 +55,7 @@ def stack(tmp_path_factory, redis_server):
     procs.start(["worker"], env, "worker")
     procs.start(["tracker"], env, "tracker")
     procs.start(["dashboard"], env, "dashboard")
+    procs.start(["rq-worker"], env, "rq-worker")
     video = write_video(tmp / "demo.mp4", frames=60, fps=10)
     procs.start(["ingest", str(video), "--camera", "demo", "--live", "--loop"], env, "ingest")
     import urllib.request
@@ -158,3 +159,27 @@ def test_image_mode_labels_every_face_and_refuses_bad_uploads(page, stack, tmp_p
     page.set_input_files("#file", str(huge))
     page.click("button[type=submit]")
     page.wait_for_function("document.getElementById('error').innerText.includes('too large')", timeout=10000)
+
+
+def test_video_upload_runs_as_jobs_with_progress_and_outputs(page, stack, tmp_path):
+    video = write_video(tmp_path / "interview.mp4", frames=40, fps=10)
+    page.goto(stack["url"] + "/videos")
+    page.set_input_files("#file", str(video))
+    page.click("button[type=submit]")
+    row = page.locator("tr[data-video]").first
+    row.wait_for(timeout=10000)
+    page.wait_for_function("document.querySelector('tr[data-video]')?.dataset.state === 'finished'", timeout=120000)
+    links = [a.inner_text() for a in row.locator(".files a").all()]
+    assert links == ["faces.csv", "summary.json", "annotated.mp4", "timeline.png"]
+    video_id = row.get_attribute("data-video")
+    import urllib.request
+
+    csv_text = urllib.request.urlopen(f"{stack['url']}/videos/{video_id}/faces.csv").read().decode()
+    assert csv_text.splitlines()[0].startswith("frame,time_s,track_id") and len(csv_text.splitlines()) == 1 + 2 * 40
+    page.wait_for_timeout(500)
+    shot(page, "videos")
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video at all")
+    page.set_input_files("#file", str(notes))
+    page.click("button[type=submit]")
+    page.wait_for_function("document.getElementById('error').innerText.includes('not a readable video')", timeout=20000)

@@ -52,6 +52,34 @@ class VideoState:
     result: dict = field(default_factory=dict)
 
 
+@dataclass
+class Progress:
+    done: int
+    total: int
+    state: str  # queued | running | finished | failed | canceled
+    error: str = ""
+    result: dict = field(default_factory=dict)
+
+
+def progress_of(segments: list[Job], merge: Job) -> Progress:
+    """Frames done/total over a video's jobs and where it stands, without waiting."""
+    done = total = 0
+    states = []
+    for job in [*segments, merge]:
+        job.refresh()
+        status = job.get_status()
+        states.append(status)
+        done += int(job.meta.get("done", 0))
+        total += int(job.meta.get("total", 0))
+        if status == JobStatus.FAILED:
+            return Progress(done, total, "failed", _failure(job))
+    if merge.get_status() == JobStatus.FINISHED:
+        return Progress(total, total, "finished", result=merge.return_value() or {})
+    if JobStatus.CANCELED in states:
+        return Progress(done, total, "canceled", "canceled")
+    return Progress(done, total, "running" if JobStatus.STARTED in states or done else "queued")
+
+
 def follow(states: list[VideoState], queue: Queue, on_progress=None, poll_s: float = 0.3) -> list[VideoState]:
     """Wait until every video's merge job has finished or one of its jobs has failed for good."""
     registry = StartedJobRegistry(queue=queue)
@@ -64,22 +92,13 @@ def follow(states: list[VideoState], queue: Queue, on_progress=None, poll_s: flo
         for state in states:
             if state.submitted is None or state.done:
                 continue
-            for job in state.submitted.jobs:
-                job.refresh()
-                status = job.get_status()
-                meta = job.meta
-                done += int(meta.get("done", 0))
-                total += int(meta.get("total", 0))
-                if status == JobStatus.FAILED and not state.error:
-                    state.error = _failure(job)
-                    state.done = True
-                    for other in state.submitted.jobs:
-                        if other.get_status() not in (JobStatus.FINISHED, JobStatus.FAILED):
-                            other.cancel()
-            merge = state.submitted.merge
-            if merge.get_status() == JobStatus.FINISHED:
-                state.done = True
-                state.result = merge.return_value() or {}
+            progress = progress_of(state.submitted.segments, state.submitted.merge)
+            done, total = done + progress.done, total + progress.total
+            if progress.state == "finished":
+                state.done, state.result = True, progress.result
+            elif progress.state in ("failed", "canceled"):
+                state.done, state.error = True, progress.error
+                cancel([state], queue.connection)
         if on_progress:
             on_progress(done, total)
         if all(s.done or s.submitted is None for s in states):
@@ -87,19 +106,23 @@ def follow(states: list[VideoState], queue: Queue, on_progress=None, poll_s: flo
         time.sleep(poll_s)
 
 
+def cancel_jobs(jobs: list[Job], connection: redis.Redis) -> None:
+    """Stop a running job (RQ stop command) and cancel the ones not started."""
+    for job in jobs:
+        status = job.get_status()
+        if status == JobStatus.STARTED:
+            try:
+                send_stop_job_command(connection, job.id)
+            except Exception:  # noqa: BLE001 - the job may have just ended
+                pass
+        elif status not in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED):
+            job.cancel()
+
+
 def cancel(states: list[VideoState], connection: redis.Redis) -> None:
     for state in states:
-        if state.submitted is None:
-            continue
-        for job in state.submitted.jobs:
-            status = job.get_status()
-            if status == JobStatus.STARTED:
-                try:
-                    send_stop_job_command(connection, job.id)
-                except Exception:  # noqa: BLE001 - the job may have just ended
-                    pass
-            elif status not in (JobStatus.FINISHED, JobStatus.FAILED):
-                job.cancel()
+        if state.submitted is not None:
+            cancel_jobs(state.submitted.jobs, connection)
 
 
 def submit_all(queue: Queue, videos: list[str], out: str, segments: int, every: int) -> list[VideoState]:
