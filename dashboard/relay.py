@@ -26,6 +26,7 @@ LATENCY = Histogram("fervi_dashboard_capture_to_tracks_seconds", "Capture to tra
 LOCK_TTL_S = 5
 FRAME_EVERY_S = 0.2  # preview images per camera, at most 5 a second
 CAMERAS_EVERY_S = 1.0
+CAMERA_GONE_S = 15.0
 WALL_ROOM = "wall"
 
 
@@ -58,8 +59,11 @@ class Relay:
         return False
 
     def camera_list(self) -> list[dict]:
-        return [{"camera": c, "active": aggregates.active_faces(self.redis, c),
-                 "fps": round(self._fps(c), 1)} for c in self.bus.cameras() if not c.startswith("image-")]
+        """Cameras with a tracked frame in the last `CAMERA_GONE_S` seconds: a stopped camera leaves the wall."""
+        now = time.time()
+        return [{"camera": c, "active": aggregates.active_faces(self.redis, c), "fps": round(self._fps(c), 1)}
+                for c in self.bus.cameras()
+                if not c.startswith("image-") and now - aggregates.last_frame_at(self.redis, c) < CAMERA_GONE_S]
 
     def _fps(self, camera: str) -> float:
         stamps = self.fps.get(camera, [])

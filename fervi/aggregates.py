@@ -106,6 +106,12 @@ def tracks(client: redis.Redis, camera: str, since: float = 0.0, limit: int = 20
     return out
 
 
+def last_frame_at(client: redis.Redis, camera: str) -> float:
+    """Capture time of the newest tracked frame of a camera (0 when none)."""
+    value = client.hget(live_key(camera), "ts")
+    return float(value) if value is not None else 0.0
+
+
 def active_faces(client: redis.Redis, camera: str) -> int:
     value = client.hget(live_key(camera), "active")
     return int(value) if value is not None else 0
