@@ -183,3 +183,30 @@ def test_video_upload_runs_as_jobs_with_progress_and_outputs(page, stack, tmp_pa
     page.set_input_files("#file", str(notes))
     page.click("button[type=submit]")
     page.wait_for_function("document.getElementById('error').innerText.includes('not a readable video')", timeout=20000)
+
+
+def test_oversized_and_malformed_socket_messages_are_refused(page, stack):
+    page.goto(stack["url"] + "/webcam")
+    page.wait_for_function("document.getElementById('status').textContent === 'live'", timeout=20000)
+    replies = page.evaluate("""async () => {
+        const socket = io({ transports: ["websocket"] });
+        await new Promise((ok) => socket.on("connect", ok));
+        const ask = (event, data) => new Promise((ok) => socket.emit(event, data, ok));
+        const out = {};
+        out.big = await ask("webcam", { jpeg: new Uint8Array(513 * 1024).buffer, w: 640, h: 480 });
+        out.empty = await ask("webcam", {});
+        out.path = await ask("watch", { camera: "../../etc/passwd" });
+        out.braces = await ask("watch", { camera: "{x}" });
+        const closed = new Promise((ok) => socket.on("disconnect", (reason) => ok(reason)));
+        socket.emit("webcam", { jpeg: new Uint8Array(4 * 1024 * 1024).buffer });
+        out.flood = await Promise.race([closed, new Promise((ok) => setTimeout(() => ok("still open"), 5000))]);
+        return out;
+    }""")
+    assert replies["big"]["ok"] is False and "larger than" in replies["big"]["error"]
+    assert replies["empty"]["ok"] is False
+    assert replies["path"]["ok"] is False and "invalid camera name" in replies["path"]["error"]
+    assert replies["braces"]["ok"] is False
+    assert replies["flood"] != "still open"  # the 4 MB message closed that connection ...
+    assert _ok(stack["url"] + "/healthz")  # ... and only that one
+    page.reload()
+    page.wait_for_function("document.getElementById('status').textContent === 'live'", timeout=20000)
