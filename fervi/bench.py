@@ -160,6 +160,124 @@ def process_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _spawn(args: list[str], redis_url: str, **env: str) -> subprocess.Popen:
+    full_env = {**os.environ, "FERVI_REDIS_URL": redis_url, "FERVI_LOG_LEVEL": "WARNING", **env}
+    return subprocess.Popen([sys.executable, "-m", "fervi.cli", *args], env=full_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 1) if values else 0.0
+
+
+def e2e_latency(settings: Settings, redis_url: str, cameras: int = 4, fps: float = 5.0, seconds: float = 30.0,
+                workers: int = 2, workdir: Path | None = None) -> dict:
+    """Capture-to-tracks-entry latency with `cameras` live cameras at `fps`, `workers` workers and a tracker."""
+    import tempfile
+
+    from .bus import tracks_key
+    from .demo import write_video
+    from .protocol import TrackEntry
+
+    client = redis.Redis.from_url(redis_url)
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="fervi-bench-"))
+    video = write_video(workdir / "live.mp4", frames=100, fps=fps)
+    redis_before = client.info("memory")["used_memory_rss"]
+    procs = [_spawn(["worker"], redis_url) for _ in range(workers)] + [_spawn(["tracker"], redis_url)]
+    names = [f"lat{i}-{os.getpid()}" for i in range(cameras)]
+    procs += [_spawn(["ingest", str(video), "--camera", n, "--live", "--loop", "--fps", str(fps)], redis_url)
+              for n in names]
+    try:
+        time.sleep(8.0)  # warm-up: models loaded, groups joined
+        worker_rss_start = [process_rss_mb(p.pid) for p in procs[:workers]]
+        start_ids = {n: (client.xrevrange(tracks_key(n), count=1) or [(b"0-0", None)])[0][0] for n in names}
+        time.sleep(seconds)
+        latencies = []
+        for name in names:
+            for _, fields in client.xrange(tracks_key(name), min=b"(" + start_ids[name]):
+                entry = TrackEntry.from_fields(fields)
+                latencies.append((entry.tracked_at - entry.captured_at) * 1000)
+        skipped = sum(Bus(client).stats(n).get("skipped", 0) for n in names)
+        return {
+            "cameras": cameras, "fps_per_camera": fps, "workers": workers, "seconds": seconds,
+            "frames_tracked": len(latencies), "frames_offered": int(cameras * fps * seconds),
+            "skipped_stale_frames": skipped,
+            "p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95), "p99": _percentile(latencies, 99),
+            "redis_rss_mb": {"before": round(redis_before / 2**20, 1),
+                             "after": round(client.info("memory")["used_memory_rss"] / 2**20, 1)},
+            "worker_rss_mb": {"start": worker_rss_start, "end": [process_rss_mb(p.pid) for p in procs[:workers]]},
+        }
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+
+
+def soak(redis_url: str, cameras: int = 8, fps: float = 15.0, minutes: float = 10.0, workers: int = 2,
+         sample_s: float = 30.0, workdir: Path | None = None, on_sample=None) -> dict:
+    """Live cameras for a bounded time (loopback only): memory of Redis and workers, latency per window,
+    skipped frames. Returns every sample and a verdict on memory growth."""
+    import tempfile
+
+    from .bus import tracks_key
+    from .demo import write_video
+    from .protocol import TrackEntry
+
+    client = redis.Redis.from_url(redis_url)
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="fervi-soak-"))
+    video = write_video(workdir / "live.mp4", frames=150, fps=fps)
+    procs = [_spawn(["worker"], redis_url) for _ in range(workers)] + [_spawn(["tracker"], redis_url)]
+    names = [f"soak{i}" for i in range(cameras)]
+    procs += [_spawn(["ingest", str(video), "--camera", n, "--live", "--loop", "--fps", str(fps)], redis_url)
+              for n in names]
+    samples = []
+    last = {n: b"0-0" for n in names}
+    started = time.time()
+    try:
+        time.sleep(10.0)
+        while time.time() - started < minutes * 60:
+            time.sleep(sample_s)
+            latencies = []
+            for name in names:
+                for entry_id, fields in client.xrange(tracks_key(name), min=b"(" + last[name]):
+                    last[name] = entry_id
+                    entry = TrackEntry.from_fields(fields)
+                    latencies.append((entry.tracked_at - entry.captured_at) * 1000)
+            bus = Bus(client)
+            sample = {
+                "t_s": round(time.time() - started, 1),
+                "redis_rss_mb": round(client.info("memory")["used_memory_rss"] / 2**20, 1),
+                "redis_used_mb": round(client.info("memory")["used_memory"] / 2**20, 2),
+                "worker_rss_mb": [process_rss_mb(p.pid) for p in procs[:workers]],
+                "frames_tracked": len(latencies),
+                "p50_ms": _percentile(latencies, 50), "p95_ms": _percentile(latencies, 95),
+                "skipped_total": sum(bus.stats(n).get("skipped", 0) for n in names),
+                "frames_in_total": sum(int(client.get(f"fervi:{{{n}}}:seq") or 0) for n in names),
+                "pending_total": sum(bus.redis.xpending(f"fervi:{{{n}}}:frames", "workers")["pending"] for n in names),
+                "stream_len_total": sum(bus.backlog(n) for n in names),
+            }
+            samples.append(sample)
+            if on_sample:
+                on_sample(sample)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+    first, final = samples[0], samples[-1]
+    return {
+        "cameras": cameras, "fps_per_camera": fps, "workers": workers, "minutes": minutes,
+        "machine_info": machine_info(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "redis_used_mb": {"start": first["redis_used_mb"], "end": final["redis_used_mb"]},
+        "redis_rss_mb": {"start": first["redis_rss_mb"], "end": final["redis_rss_mb"]},
+        "worker_rss_mb": {"start": first["worker_rss_mb"], "end": final["worker_rss_mb"]},
+        "p95_ms_max": max(s["p95_ms"] for s in samples),
+        "skipped_total": final["skipped_total"], "frames_in_total": final["frames_in_total"],
+        "samples": samples,
+    }
+
+
 def run_bench(settings: Settings, redis_url: str, quick: bool = False) -> dict:
     frames = 60 if quick else 200
     report = {
@@ -172,8 +290,14 @@ def run_bench(settings: Settings, redis_url: str, quick: bool = False) -> dict:
         "detector_ms": detector_ms(settings, 20 if quick else 60),
         "worker_fps_1face": worker_fps(settings, redis_url, 1, frames),
         "worker_fps_4faces": worker_fps(settings, redis_url, 4, frames),
-        "tracking": tracking_quality(settings, 60 if quick else 150),
     }
+    two = worker_fps(settings, redis_url, 1, frames, workers=2)
+    report["worker_fps_1face_2workers"] = two
+    report["scaling_2_workers"] = round(two / report["worker_fps_1face"], 2) if report["worker_fps_1face"] else 0.0
+    latency = e2e_latency(settings, redis_url, cameras=4, fps=5.0, seconds=10.0 if quick else 30.0)
+    report["e2e_latency_ms"] = {k: latency[k] for k in ("p50", "p95", "p99")}
+    report["e2e"] = latency
+    report["tracking"] = tracking_quality(settings, 60 if quick else 150)
     try:
         report["redis_rss_mb"] = round(redis.Redis.from_url(redis_url).info("memory")["used_memory_rss"] / 2**20, 1)
     except redis.RedisError:

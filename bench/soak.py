@@ -1,0 +1,38 @@
+"""Soak: 8 live cameras at 15 fps for 10 minutes with 2 workers on the embedded Redis (loopback only).
+
+    python bench/soak.py [--cameras 8] [--fps 15] [--minutes 10] [--workers 2] [--out bench/results/soak.json]
+
+Prints one JSON line per sample and writes the whole run (start/end memory, p95 latency per window,
+skipped frames) to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from fervi.bench import soak
+from fervi.embedded import EmbeddedRedis
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cameras", type=int, default=8)
+    parser.add_argument("--fps", type=float, default=15.0)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sample", type=float, default=30.0, help="seconds between samples")
+    parser.add_argument("--out", default="bench/results/soak.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
+        report = soak(server.url, args.cameras, args.fps, args.minutes, args.workers, args.sample, Path(tmp),
+                      on_sample=lambda s: print(json.dumps(s), flush=True))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "samples"}))
+
+
+if __name__ == "__main__":
+    main()
