@@ -278,7 +278,64 @@ def soak(redis_url: str, cameras: int = 8, fps: float = 15.0, minutes: float = 1
     }
 
 
-def run_bench(settings: Settings, redis_url: str, quick: bool = False) -> dict:
+PEER_VENV = Path(os.environ.get("FERVI_PEER_VENV", Path.home() / ".cache" / "fervi" / "peer-venv"))
+PEER_INSTALL = [  # `pip install fer` would pull torch (7.5 GB) for an option we do not use
+    ["--no-deps", "fer==25.10.3"],
+    ["tensorflow-cpu", "opencv-python-headless<5", "requests", "pillow", "pandas"],
+]
+
+
+def ensure_peer_venv(path: Path = PEER_VENV) -> Path:
+    """The `fer` package in its own virtual environment, created once and reused; returns its python."""
+    python = path / "bin" / "python"
+    if not (python.exists() and subprocess.run([str(python), "-c", "import fer.fer"], capture_output=True).returncode == 0):
+        subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+        for args in PEER_INSTALL:
+            subprocess.run([str(python), "-m", "pip", "install", "-q", *args], check=True)
+    return python
+
+
+def peer_comparison(settings: Settings, fervi_fps: dict[str, float], fer_csv: str | None, frames: int = 100) -> dict:
+    """The `fer` package on the same frames and the same PublicTest faces, in the same run."""
+    import json
+    import tempfile
+
+    python = ensure_peer_venv()
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        arrays = {
+            "frames_1face": np.stack([render_frame(i, frames, faces=1) for i in range(frames)]),
+            "frames_4faces": np.stack([render_frame(i, frames, faces=4) for i in range(frames)]),
+            "faces": np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8), "labels": np.zeros(0, np.int64),
+        }
+        if fer_csv:
+            from training.datasets import load_fer_csv
+
+            test = load_fer_csv(fer_csv)
+            test = test.subset(test.usage == "PublicTest")
+            arrays["faces"], arrays["labels"] = test.images, test.labels
+            classifier = TFLiteClassifier(Path(settings.models) / MODEL_TFLITE, flip_average=settings.flip_average)
+            out["accuracy_fervi"] = round(float((classifier.predict(test.images).argmax(1) == test.labels).mean()), 4)
+        np.savez(Path(tmp) / "input.npz", **arrays)
+        probe = subprocess.run([str(python), str(Path(__file__).with_name("peer_probe.py")), str(Path(tmp) / "input.npz")],
+                               capture_output=True, text=True, check=True)
+        fer = json.loads(probe.stdout.strip().splitlines()[-1])
+    out.update({
+        "package": "fer 25.10.3 (Haar cascade + quantized TFLite mini-Xception, its defaults)",
+        "fps_fer_1face": fer["fps_1face"], "fps_fer_4faces": fer["fps_4faces"],
+        "fps_ratio_1face": round(fervi_fps["1face"] / fer["fps_1face"], 2),
+        "fps_ratio_4faces": round(fervi_fps["4faces"] / fer["fps_4faces"], 2),
+        "faces_found_fer": {"1face": f"{fer['faces_found_1face']}/{fer['frames_1face']}",
+                            "4faces": f"{fer['faces_found_4faces']}/{4 * fer['frames_4faces']}"},
+    })
+    if fer_csv:
+        out["accuracy_fer"] = fer["accuracy"]
+        out["accuracy_n"] = fer["n"]
+    return out
+
+
+def run_bench(settings: Settings, redis_url: str, quick: bool = False, fer_csv: str | None = None,
+              peer: bool = True) -> dict:
     frames = 60 if quick else 200
     report = {
         "fervi_version": __import__("fervi").__version__,
@@ -298,6 +355,10 @@ def run_bench(settings: Settings, redis_url: str, quick: bool = False) -> dict:
     report["e2e_latency_ms"] = {k: latency[k] for k in ("p50", "p95", "p99")}
     report["e2e"] = latency
     report["tracking"] = tracking_quality(settings, 60 if quick else 150)
+    if peer:
+        report["peer"] = peer_comparison(settings, {"1face": report["worker_fps_1face"],
+                                                    "4faces": report["worker_fps_4faces"]}, fer_csv,
+                                         frames=40 if quick else 100)
     try:
         report["redis_rss_mb"] = round(redis.Redis.from_url(redis_url).info("memory")["used_memory_rss"] / 2**20, 1)
     except redis.RedisError:

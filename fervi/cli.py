@@ -126,13 +126,22 @@ def worker(metrics_port) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--quick", is_flag=True, help="Fewer frames and shorter runs.")
 @click.option("--save", type=click.Path(dir_okay=False), help="Also write the JSON to this file.")
-def bench(as_json: bool, quick: bool, save: str | None) -> None:
-    """Measure classifier faces/s, detector ms/frame and one real worker's frames/s (1 and 4 faces)."""
+@click.option("--data", type=click.Path(exists=True, dir_okay=False),
+              default=lambda: next((p for p in ("../shared/data/fer2013/fer2013.csv.gz",) if Path(p).exists()), None),
+              help="FER-2013 CSV whose PublicTest rows both classifiers are scored on (default: ../shared/...).")
+@click.option("--no-peer", is_flag=True, help="Skip the side-by-side run of the `fer` package.")
+def bench(as_json: bool, quick: bool, save: str | None, data: str | None, no_peer: bool) -> None:
+    """Speed, latency and scaling of this machine, side by side with the `fer` package (own venv).
+
+    Classifier faces/s (batch 1, 8, 32), detector ms per 640x480 frame, one real worker's frames/s
+    (1 and 4 faces), 2-worker scaling, capture-to-tracks latency at 4 live cameras, memory, tracking
+    flip rate, and the peer's frames/s and PublicTest accuracy.
+    """
     from .bench import run_bench
 
     settings = _settings()
     with redis_for_command(settings) as url:
-        report = run_bench(settings, url, quick)
+        report = run_bench(settings, url, quick, data, peer=not no_peer)
     text = json.dumps(report, indent=None if as_json else 2)
     if save:
         Path(save).parent.mkdir(parents=True, exist_ok=True)
