@@ -47,6 +47,13 @@ def _number(fields: dict, key: str, kind=float):
         raise ProtocolError(f"field {key!r} is not a {kind.__name__}: {raw[:32]!r}") from None
 
 
+def _json(fields: dict, key: str):
+    try:
+        return json.loads(_text(fields, key))
+    except json.JSONDecodeError as err:
+        raise ProtocolError(f"{key} is not JSON: {err}") from None
+
+
 def _check_version(fields: dict) -> None:
     version = _number(fields, "v", int)
     if version != SCHEMA_VERSION:
@@ -178,10 +185,6 @@ class Result:
     @classmethod
     def from_fields(cls, fields: dict) -> "Result":
         _check_version(fields)
-        try:
-            faces = json.loads(_text(fields, "faces"))
-        except json.JSONDecodeError as err:
-            raise ProtocolError(f"faces is not JSON: {err}") from None
         return cls(
             camera=_text(fields, "camera"),
             seq=_number(fields, "seq", int),
@@ -192,7 +195,7 @@ class Result:
             worker=_text(fields, "worker"),
             width=_number(fields, "w", int),
             height=_number(fields, "h", int),
-            faces=Faces.from_list(faces),
+            faces=Faces.from_list(_json(fields, "faces")),
         )
 
 
@@ -226,7 +229,7 @@ class DeadLetter:
             reason=_text(fields, "reason"),
             worker=_text(fields, "worker"),
             at=_number(fields, "ts"),
-            fields=json.loads(_text(fields, "fields")),
+            fields=_json(fields, "fields"),
         )
 
     @staticmethod
@@ -271,10 +274,6 @@ class TrackEntry:
     @classmethod
     def from_fields(cls, fields: dict) -> "TrackEntry":
         _check_version(fields)
-        try:
-            faces = json.loads(_text(fields, "faces"))
-        except json.JSONDecodeError as err:
-            raise ProtocolError(f"faces is not JSON: {err}") from None
         return cls(
             camera=_text(fields, "camera"),
             seq=_number(fields, "seq", int),
@@ -283,7 +282,7 @@ class TrackEntry:
             tracked_at=_number(fields, "ts_tracked"),
             width=_number(fields, "w", int),
             height=_number(fields, "h", int),
-            faces=faces,
+            faces=_json(fields, "faces"),
         )
 
     @staticmethod

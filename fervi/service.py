@@ -115,3 +115,31 @@ class Backoff:
 
 
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ConnectionError, OSError)
+
+
+def run_redis_loop(step: Callable[[], object], shutdown: Shutdown, on_redis_down=None) -> bool:
+    """Call `step` until shutdown; Redis outages back off and are retried. Returns whether Redis was up
+    at the last step. `on_redis_down` runs at each failure (to forget state the server may have lost)."""
+    backoff = Backoff("redis")
+    up = False
+    while not shutdown.requested:
+        try:
+            step()
+            up = True
+            backoff.succeeded()
+        except REDIS_DOWN as err:
+            up = False
+            if on_redis_down:
+                on_redis_down()
+            backoff.failed(err, shutdown)
+    return up
+
+
+def serve(process, metrics_port: int | None, settings) -> int:
+    """Run a long-running process (`.health()`, `.run()`) with its /healthz and /metrics endpoint."""
+    ops = OpsServer(process.health, settings.metrics_port if metrics_port is None else metrics_port,
+                    settings.metrics_host)
+    try:
+        return process.run()
+    finally:
+        ops.close()

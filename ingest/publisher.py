@@ -14,7 +14,7 @@ import time
 from fervi.bus import Bus, connect, process_id
 from fervi.metrics import BACKLOG, FRAMES_DROPPED, FRAMES_INGESTED
 from fervi.protocol import Frame, check_camera
-from fervi.service import REDIS_DOWN, Backoff, OpsServer, Shutdown
+from fervi.service import REDIS_DOWN, Backoff, Shutdown, serve
 from fervi.settings import Settings
 from fervi.vision.images import encode_jpeg
 
@@ -143,10 +143,4 @@ class Publisher:
 
 def run_ingest(settings: Settings, redis_url: str, camera: str, spec: str, fps: float | None,
                loop: bool, live: bool | None, metrics_port: int | None = None) -> int:
-    publisher = Publisher(settings, redis_url, camera, spec, fps, loop, live)
-    ops = OpsServer(publisher.health, settings.metrics_port if metrics_port is None else metrics_port,
-                    settings.metrics_host)
-    try:
-        return publisher.run()
-    finally:
-        ops.close()
+    return serve(Publisher(settings, redis_url, camera, spec, fps, loop, live), metrics_port, settings)

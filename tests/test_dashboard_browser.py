@@ -20,7 +20,7 @@ import redis
 from fervi.demo import face_photo_paths, write_video
 from fervi.embedded import free_port
 
-from .conftest import REPO, fervi_env, wait_for
+from .conftest import REPO, fervi_env, http_ok, wait_for
 from .images import jpeg_claiming_size
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -58,20 +58,9 @@ def stack(tmp_path_factory, redis_server):
     procs.start(["rq-worker"], env, "rq-worker")
     video = write_video(tmp / "demo.mp4", frames=60, fps=10)
     procs.start(["ingest", str(video), "--camera", "demo", "--live", "--loop"], env, "ingest")
-    import urllib.request
-
-    wait_for(lambda: _ok(f"http://127.0.0.1:{port}/healthz"), 60, "the dashboard")
+    wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "the dashboard")
     yield {"url": f"http://127.0.0.1:{port}", "redis": redis_server.url, "tmp": tmp}
     procs.stop_all()
-
-
-def _ok(url: str) -> bool:
-    import urllib.request
-
-    try:
-        return urllib.request.urlopen(url, timeout=2).status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +196,6 @@ def test_oversized_and_malformed_socket_messages_are_refused(page, stack):
     assert replies["path"]["ok"] is False and "invalid camera name" in replies["path"]["error"]
     assert replies["braces"]["ok"] is False
     assert replies["flood"] != "still open"  # the 4 MB message closed that connection ...
-    assert _ok(stack["url"] + "/healthz")  # ... and only that one
+    assert http_ok(stack["url"] + "/healthz")  # ... and only that one
     page.reload()
     page.wait_for_function("document.getElementById('status').textContent === 'live'", timeout=20000)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-import urllib.request
 
 import pytest
 import redis
@@ -15,7 +14,7 @@ from fervi.bus import Bus
 from fervi.demo import write_video
 from fervi.embedded import EmbeddedRedis, free_port
 
-from .conftest import fervi_env, wait_for
+from .conftest import fervi_env, http_ok, wait_for
 from .test_pipeline_e2e import results_by_index
 
 LIVE_RECOVERY_S = 15  # a live camera has fresh results this soon after Redis is back
@@ -26,13 +25,6 @@ def own_redis(tmp_path):
     server = EmbeddedRedis(tmp_path / "redis-faults").start()
     yield server
     server.stop()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return urllib.request.urlopen(url, timeout=2).status == 200
-    except OSError:
-        return False
 
 
 def test_frozen_killed_workers_and_a_redis_restart_lose_no_frame(tmp_path, own_redis, processes):
@@ -50,7 +42,7 @@ def test_frozen_killed_workers_and_a_redis_restart_lose_no_frame(tmp_path, own_r
     ingest = processes.start(["ingest", str(video), "--camera", "faults", "--fps", "10"], env, "ingest")
     live_ingest = processes.start(["ingest", str(live), "--camera", "cam-live", "--live", "--loop"], env, "live")
     bus = Bus(redis.Redis.from_url(url))
-    wait_for(lambda: _healthy(f"http://127.0.0.1:{port}/healthz"), 60, "the dashboard")
+    wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "the dashboard")
     wait_for(lambda: len(results_by_index(bus, "faults")) >= 10, 90, "the first results")
 
     os.kill(frozen.pid, signal.SIGSTOP)  # frozen with frames in hand, past the claim timeout
@@ -74,4 +66,4 @@ def test_frozen_killed_workers_and_a_redis_restart_lose_no_frame(tmp_path, own_r
     assert len(seqs) == len(set(seqs)), "a frame has two result entries"
     assert frozen.poll() is None and survivor.poll() is None and live_ingest.poll() is None
     assert dashboard.poll() is None
-    wait_for(lambda: _healthy(f"http://127.0.0.1:{port}/healthz"), 30, "the dashboard after the restart")
+    wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 30, "the dashboard after the restart")

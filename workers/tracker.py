@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from fervi import aggregates
 from fervi.bus import Bus, connect, process_id, results_key, stats_key, track_id_key, tracker_position_key, tracks_key
 from fervi.protocol import ProtocolError, Result, TrackEntry
-from fervi.service import REDIS_DOWN, Backoff, OpsServer, Shutdown
+from fervi.service import REDIS_DOWN, Shutdown, run_redis_loop, serve
 from fervi.settings import Settings
 from fervi.tracking import FaceTracker, ReorderBuffer
 from prometheus_client import Counter, Histogram
@@ -148,18 +148,17 @@ class TrackerProcess:
         return {"ok": self.redis_ok and not self.shutdown.requested, "tracker": self.name,
                 "cameras": sorted(self.cameras), "frames": self.frames}
 
+    def _step(self) -> None:
+        self.step()
+        self.redis_ok = True
+
+    def _redis_down(self) -> None:
+        self.redis_ok = False
+
     def run(self) -> int:
         self.shutdown.install()
-        backoff = Backoff("redis")
         log.info("event=tracker_started tracker=%s shard=%d/%d", self.name, self.shard, self.shards)
-        while not self.shutdown.requested:
-            try:
-                self.step()
-                self.redis_ok = True
-                backoff.succeeded()
-            except REDIS_DOWN as err:
-                self.redis_ok = False
-                backoff.failed(err, self.shutdown)
+        run_redis_loop(self._step, self.shutdown, self._redis_down)
         try:
             self.bus.forget(self.name)
         except REDIS_DOWN:
@@ -169,10 +168,4 @@ class TrackerProcess:
 
 
 def run_tracker(settings: Settings, redis_url: str, shard: int, shards: int, metrics_port: int | None = None) -> int:
-    process = TrackerProcess(settings, redis_url, shard, shards)
-    ops = OpsServer(process.health, settings.metrics_port if metrics_port is None else metrics_port,
-                    settings.metrics_host)
-    try:
-        return process.run()
-    finally:
-        ops.close()
+    return serve(TrackerProcess(settings, redis_url, shard, shards), metrics_port, settings)

@@ -15,7 +15,7 @@ import redis
 
 from fervi.bus import Bus, Entry, connect, process_id
 from fervi.metrics import BATCH_SECONDS, DEAD_LETTERS, FACES, FRAMES_DONE, FRAMES_RECLAIMED, FRAMES_SKIPPED, LATENCY
-from fervi.service import REDIS_DOWN, Backoff, OpsServer, Shutdown
+from fervi.service import REDIS_DOWN, Shutdown, run_redis_loop, serve
 from fervi.settings import Settings
 from fervi.vision.pipeline import FacePipeline, Timing
 
@@ -125,25 +125,25 @@ class Worker:
         return {"ok": self.redis_ok and not self.shutdown.requested, "worker": self.name,
                 "cameras": self.cameras, "frames_done": self.frames_done}
 
+    def _step_or_rejoin(self) -> None:
+        try:
+            self.step()
+            self.redis_ok = True
+        except redis.ResponseError as err:
+            if "NOGROUP" not in str(err):  # a stream or group deleted under us: join the cameras again
+                raise
+            self._forget_cameras()
+
+    def _forget_cameras(self) -> None:
+        self.redis_ok = False
+        self._refreshed_at = 0.0  # the server may have lost its groups: recreate them on return
+        self.cameras = []
+
     def run(self) -> int:
         self.shutdown.install()
-        backoff = Backoff("redis")
         log.info("event=worker_started worker=%s detector=%s classifier=%s",
                  self.name, self.pipeline.detector.name, self.pipeline.classifier.name)
-        while not self.shutdown.requested:
-            try:
-                self.step()
-                self.redis_ok = True
-                backoff.succeeded()
-            except REDIS_DOWN as err:
-                self.redis_ok = False
-                self._refreshed_at = 0.0  # the server may have lost its groups: recreate them on return
-                backoff.failed(err, self.shutdown)
-            except redis.ResponseError as err:
-                if "NOGROUP" not in str(err):
-                    raise
-                self._refreshed_at = 0.0
-                self.cameras = []
+        run_redis_loop(self._step_or_rejoin, self.shutdown, self._forget_cameras)
         try:
             self.bus.forget(self.name)
         except REDIS_DOWN:
@@ -153,11 +153,4 @@ class Worker:
 
 
 def run_worker(settings: Settings, redis_url: str, metrics_port: int | None = None) -> int:
-    pipeline = FacePipeline.from_settings(settings)
-    worker = Worker(settings, redis_url, pipeline)
-    ops = OpsServer(worker.health, settings.metrics_port if metrics_port is None else metrics_port,
-                    settings.metrics_host)
-    try:
-        return worker.run()
-    finally:
-        ops.close()
+    return serve(Worker(settings, redis_url, FacePipeline.from_settings(settings)), metrics_port, settings)
