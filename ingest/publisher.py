@@ -137,6 +137,10 @@ class Publisher:
                 source.close()
             if not self.loop:  # a live source only returns here on shutdown; a file ends
                 break
+        try:
+            self.bus.forget(self.name)
+        except REDIS_DOWN:
+            pass
         log.info("event=ingest_stopped camera=%s sent=%d dropped=%d", self.camera, self.sent, self.dropped)
         return 0
 

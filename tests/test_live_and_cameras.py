@@ -56,3 +56,18 @@ def test_password_in_the_redis_url(tmp_path, processes):
         wait_for(lambda: len(results_by_index(bus, "pw")) == 5, 60, "results with a password")
         processes.stop_all()
         time.sleep(0.2)
+
+
+def test_ingest_refuses_missing_sources_and_bad_camera_names(tmp_path, redis_url, processes):
+    env = fervi_env(redis_url)
+    missing = processes.start(["ingest", str(tmp_path / "nope.mp4"), "--camera", "x"], env, "missing")
+    assert missing.wait(30) == 2
+    assert "no such file" in missing.log_path.read_text()
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    bad = processes.start(["ingest", str(text), "--camera", "y"], env, "bad")
+    assert bad.wait(30) == 2
+    assert "source_failed" in bad.log_path.read_text()
+    name = processes.start(["ingest", str(text), "--camera", "../etc"], env, "name")
+    assert name.wait(30) == 2
+    assert "invalid camera name" in name.log_path.read_text()

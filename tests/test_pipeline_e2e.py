@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
 import pytest
 import redis
 
+from click.testing import CliRunner
+
 from fervi.bus import Bus, dead_letter_key, frames_key
+from fervi.cli import main
 from fervi.demo import write_video
 from fervi.embedded import EmbeddedRedis
 from fervi.protocol import Frame
@@ -49,6 +53,15 @@ def test_file_through_two_workers_gives_every_frame_one_result(tmp_path, redis_u
     assert len({r.worker for _, r in raw}) == 2, "both workers should share the file"
     assert bus.backlog("file1") == 0
     assert all(w.poll() is None for w in workers)
+    status = CliRunner(env={"FERVI_REDIS_URL": redis_url}).invoke(main, ["status", "--json"])
+    state = json.loads(status.output)
+    assert sum(p["kind"] == "worker" for p in state["processes"].values()) == 2
+    assert state["cameras"]["file1"]["backlog"] == 0
+    for worker in workers:  # SIGTERM: finish the batch, ack, exit 0, leave the registry
+        worker.send_signal(signal.SIGTERM)
+    assert [w.wait(30) for w in workers] == [0, 0]
+    assert all("event=worker_stopped" in w.log_path.read_text() for w in workers)
+    assert not bus.processes()
 
 
 def test_killed_worker_loses_no_frame(tmp_path, redis_url, processes):
