@@ -1,0 +1,57 @@
+"""Offline analysis speed: frames/s and x real time of `fervi analyze` for 640x480 and 1280x720 demo videos
+(30 fps, two real faces) with 1 and 2 RQ workers on the embedded Redis.
+
+    python bench/analyze_speed.py [--seconds 10] [--out bench/results/analyze_speed.json]
+
+Each run is the whole command as a user runs it (start Redis and workers, analyse, write every output),
+timed from the outside; the JSON also gives the time spent inside the jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from fervi.bench import machine_info
+from fervi.demo import write_video
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each test video")
+    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--out", default="bench/results/analyze_speed.json")
+    args = parser.parse_args()
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in ("640x480", "1280x720"):
+            width, height = (int(v) for v in size.split("x"))
+            frames = int(args.seconds * args.fps)
+            video = write_video(Path(tmp) / f"talk-{size}.mp4", frames, args.fps, width, height, faces=2)
+            for workers in (1, 2):
+                command = [sys.executable, "-m", "fervi.cli", "--log-level", "WARNING", "analyze", str(video),
+                           "--out", str(Path(tmp) / f"out-{size}-{workers}"), "--workers", str(workers),
+                           "--segments", str(max(2, workers))]
+                started = time.perf_counter()
+                subprocess.run(command, check=True, capture_output=True,
+                               env={**__import__("os").environ, "FERVI_HOME": str(Path(tmp) / "home")})
+                wall = time.perf_counter() - started
+                run = {"size": size, "frames": frames, "video_seconds": args.seconds, "rq_workers": workers,
+                       "wall_s": round(wall, 2), "frames_per_s": round(frames / wall, 1),
+                       "x_real_time": round(args.seconds / wall, 2),
+                       "command": f"fervi analyze talk-{size}.mp4 --workers {workers} --segments {max(2, workers)}"}
+                print(json.dumps(run), flush=True)
+                runs.append(run)
+    report = {"machine_info": machine_info(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "runs": runs}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
