@@ -42,7 +42,7 @@ class Settings:
     block_ms: int = _setting("FERVI_BLOCK_MS", 500, "XREADGROUP BLOCK timeout")
     detector: str = _setting("FERVI_DETECTOR", "blazeface_full", f"Face detector: {', '.join(DETECTORS)}")
     detector_min_score: float = _setting("FERVI_DETECTOR_MIN_SCORE", 0.5, "Minimum face detection score")
-    face_margin: float = _setting("FERVI_FACE_MARGIN", 0.25, "Crop margin around a detected face")
+    face_margin: float = _setting("FERVI_FACE_MARGIN", 0.15, "Crop margin around a detected face")
     model_dir: str = _setting("FERVI_MODEL_DIR", "", "Folder with the trained model (empty: the shipped one)")
     device: str = _setting("FERVI_DEVICE", "auto", "auto | cpu (TFLite) | gpu (Keras)")
     flip_average: bool = _setting("FERVI_FLIP_AVERAGE", True, "Average each face with its mirror image")

@@ -26,7 +26,7 @@ class Timing:
 
 
 class FacePipeline:
-    def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, margin: float = 0.25):
+    def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, margin: float = 0.15):
         self.detector = detector
         self.classifier = classifier
         self.margin = margin

@@ -1,8 +1,10 @@
-"""Turn detector boxes into classifier input, exactly as the training faces look.
+"""Turn detector boxes into classifier input, framed as the training faces are.
 
-FER-2013 faces are square grayscale crops from forehead to chin with a little background; a detector box
-is tighter, so the crop is a square around the box centre enlarged by `margin`, padded by replicating the
-border where it leaves the frame, resized to 48x48.
+FER-2013 faces are square grayscale crops from forehead to chin. Placed in a frame and found by BlazeFace
+(full range), a FER-2013 face gets a box 0.88 of its side, centred: so a square around the box centre,
+enlarged by `margin` = 0.15 (1 / 0.88 - 1 = 0.136), reproduces the training framing. On 754 PublicTest
+faces found that way, margins 0.1-0.25 gave the best accuracy and 0.4-0.5 clearly worse. The crop is
+padded by replicating the border where it leaves the frame and resized to 48x48.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def square_crop_boxes(boxes: np.ndarray, margin: float) -> np.ndarray:
     return np.round(squares).astype(np.int64)
 
 
-def face_crops(frame: np.ndarray, boxes: np.ndarray, margin: float = 0.25) -> np.ndarray:
+def face_crops(frame: np.ndarray, boxes: np.ndarray, margin: float = 0.15) -> np.ndarray:
     """(N, 48, 48) uint8 grayscale faces for (N, 4) xywh boxes in `frame` (BGR or gray)."""
     gray = to_gray(frame)
     height, width = gray.shape
