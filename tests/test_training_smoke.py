@@ -25,7 +25,7 @@ def test_one_epoch_train_and_export(tmp_path, fer_csv, ckplus_dir):
                 break
     out, work = tmp_path / "models", tmp_path / "work"
     result = CliRunner().invoke(main, ["train", "--data", str(subset), "--data", str(ckplus_dir), "--epochs", "1",
-                                       "--out", str(out), "--work-dir", str(work)])
+                                       "--oversample", "0.5", "--out", str(out), "--work-dir", str(work)])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["n"] == 300
@@ -39,6 +39,6 @@ def test_one_epoch_train_and_export(tmp_path, fer_csv, ckplus_dir):
         assert (out / name).stat().st_size > 0, name
     # --resume continues the same run: a second epoch, not a fresh first one
     again = CliRunner().invoke(main, ["train", "--data", str(subset), "--data", str(ckplus_dir), "--epochs", "2",
-                                      "--resume", "--out", str(out), "--work-dir", str(work)])
+                                      "--oversample", "0.5", "--resume", "--out", str(out), "--work-dir", str(work)])
     assert again.exit_code == 0, again.output
     assert json.loads((out / "model_card.json").read_text())["training"]["epochs_run"] == 2
