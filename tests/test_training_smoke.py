@@ -18,17 +18,17 @@ def test_one_epoch_train_and_export(tmp_path, fer_csv, ckplus_dir):
         kept = {"Training": 0, "PublicTest": 0}
         for line in src:
             usage = line.rstrip().rsplit(",", 1)[1]
-            if kept[usage] < (1500 if usage == "Training" else 300):
+            if kept[usage] < (1000 if usage == "Training" else 200):
                 kept[usage] += 1
                 dst.write(line)
-            if kept == {"Training": 1500, "PublicTest": 300}:
+            if kept == {"Training": 1000, "PublicTest": 200}:
                 break
     out, work = tmp_path / "models", tmp_path / "work"
     result = CliRunner().invoke(main, ["train", "--data", str(subset), "--data", str(ckplus_dir), "--epochs", "1",
                                        "--oversample", "0.5", "--out", str(out), "--work-dir", str(work)])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
-    assert summary["n"] == 300
+    assert summary["n"] == 200
     card = json.loads((out / "model_card.json").read_text())
     assert card["params"] == 457_863
     assert card["training"]["epochs_run"] == 1
