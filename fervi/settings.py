@@ -51,6 +51,7 @@ class Settings:
     track_iou: float = _setting("FERVI_TRACK_IOU", 0.3, "Minimum box overlap (or closeness) to continue a track")
     track_max_misses: int = _setting("FERVI_TRACK_MAX_MISSES", 15, "Frames a face may be missing before its track ends")
     reorder_window: int = _setting("FERVI_REORDER_WINDOW", 16, "Results held to restore seq order")
+    reorder_wait_s: float = _setting("FERVI_REORDER_WAIT", 0.5, "Longest wait (s) for a missing seq")
     jpeg_quality: int = _setting("FERVI_JPEG_QUALITY", 85, "JPEG quality of ingested frames")
     max_frame_pixels: int = _setting("FERVI_MAX_FRAME_PIXELS", 4096 * 4096, "Larger frames are dead-lettered")
     heartbeat_ttl_s: int = _setting("FERVI_HEARTBEAT_TTL", 15, "A process missing heartbeats this long is gone")

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -165,11 +166,14 @@ class FaceTracker:
 
 
 class ReorderBuffer:
-    """Releases items in seq order. A missing seq is waited for until `window` later items are held."""
+    """Releases items in seq order. A missing seq is waited for until `window` later items are held or
+    the oldest held item has waited `max_wait_s` (a live camera's skipped frame never comes)."""
 
-    def __init__(self, window: int = 16):
+    def __init__(self, window: int = 16, max_wait_s: float = 0.5, clock: Callable[[], float] = time.monotonic):
         self.window = window
-        self.pending: dict[int, object] = {}
+        self.max_wait_s = max_wait_s
+        self.clock = clock
+        self.pending: dict[int, tuple[object, float]] = {}
         self.next_seq: int | None = None
         self.late = 0  # items that came after their turn had passed
         self.gaps = 0  # seqs given up on (skipped live frames, or lost)
@@ -178,26 +182,34 @@ class ReorderBuffer:
         if self.next_seq is not None and seq < self.next_seq or seq in self.pending:
             self.late += 1
             return []
-        self.pending[seq] = item
+        self.pending[seq] = (item, self.clock())
         return self._release(force=False)
+
+    def _overdue(self) -> bool:
+        return len(self.pending) > self.window or (
+            bool(self.pending) and self.clock() - min(t for _, t in self.pending.values()) >= self.max_wait_s)
 
     def _release(self, force: bool) -> list[tuple[int, object]]:
         out = []
         if self.next_seq is None:  # the first results may arrive out of order too: start at the lowest
-            if not (force or len(self.pending) > self.window):
+            if not (force or self._overdue()):
                 return out
             self.next_seq = min(self.pending)
         while self.pending:
             if self.next_seq in self.pending:
-                out.append((self.next_seq, self.pending.pop(self.next_seq)))
+                out.append((self.next_seq, self.pending.pop(self.next_seq)[0]))
                 self.next_seq += 1
-            elif force or len(self.pending) > self.window:
+            elif force or self._overdue():
                 lowest = min(self.pending)
                 self.gaps += lowest - self.next_seq
                 self.next_seq = lowest
             else:
                 break
         return out
+
+    def due(self) -> list[tuple[int, object]]:
+        """Items whose wait for a missing seq is over (call it when nothing new arrives)."""
+        return self._release(force=False)
 
     def flush(self) -> list[tuple[int, object]]:
         """Release everything held (the camera went quiet): missing seqs are given up on."""

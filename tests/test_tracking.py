@@ -61,7 +61,7 @@ def test_a_camera_that_stops_ends_its_tracks():
 
 
 def test_reorder_buffer_restores_seq_order_and_counts_late_results():
-    buffer = ReorderBuffer(window=3)
+    buffer = ReorderBuffer(window=3, max_wait_s=60)
     out = []
     for seq in [0, 2, 1, 3, 5, 4]:
         out += [s for s, _ in buffer.push(seq, seq)]
@@ -74,12 +74,25 @@ def test_reorder_buffer_restores_seq_order_and_counts_late_results():
     assert buffer.push(12, 12) == [] and [s for s, _ in buffer.flush()] == [12]
 
 
+def test_a_missing_seq_is_waited_for_at_most_max_wait():
+    now = [0.0]
+    buffer = ReorderBuffer(window=100, max_wait_s=0.5, clock=lambda: now[0])
+    assert [s for s, _ in buffer.push(0, 0)] == []  # the first seq waits too: an earlier one may come
+    now[0] = 0.6
+    assert [s for s, _ in buffer.due()] == [0]
+    assert [s for s, _ in buffer.push(2, 2)] == []  # seq 1 skipped by the workers
+    now[0] = 0.9
+    assert buffer.due() == []
+    now[0] = 1.2
+    assert [s for s, _ in buffer.due()] == [2] and buffer.gaps == 1
+
+
 def test_out_of_order_frames_track_like_in_order_ones():
     rng = np.random.default_rng(0)
     order = np.arange(30)
     for start in range(0, 30, 4):
         rng.shuffle(order[start : start + 4])
-    buffer, tracker, ids = ReorderBuffer(window=8), FaceTracker(), []
+    buffer, tracker, ids = ReorderBuffer(window=8, max_wait_s=60), FaceTracker(), []
     for seq in order:
         for s, box in buffer.push(int(seq), (10 + 5 * int(seq), 50, 80, 80)):
             ids.append(tracker.update(s, s / 10, faces(box)).faces[0].track_id)

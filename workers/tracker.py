@@ -63,7 +63,7 @@ class TrackerProcess:
         position = self.redis.get(tracker_position_key(camera))
         tracker = FaceTracker(self.settings.track_iou, self.settings.track_max_misses, self.settings.track_half_life_s,
                               next_id=lambda: int(self.redis.incr(track_id_key(camera))))
-        return CameraState(tracker, ReorderBuffer(self.settings.reorder_window),
+        return CameraState(tracker, ReorderBuffer(self.settings.reorder_window, self.settings.reorder_wait_s),
                            position.decode() if position else "0-0")
 
     def _refresh(self, now: float) -> None:
@@ -131,8 +131,10 @@ class TrackerProcess:
     def _idle(self, now: float) -> None:
         for camera, state in self.cameras.items():
             quiet = now - state.last_result
-            if quiet > FLUSH_AFTER_S and state.buffer.pending:
-                self._publish(camera, state, state.buffer.flush())
+            if state.buffer.pending:
+                released = state.buffer.flush() if quiet > FLUSH_AFTER_S else state.buffer.due()
+                if released:
+                    self._publish(camera, state, released)
             if quiet > STOPPED_AFTER_S and not state.stopped:
                 ended = state.tracker.finish()
                 pipe = self.redis.pipeline(transaction=False)
