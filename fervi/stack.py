@@ -81,9 +81,11 @@ class Stack:
             while not self.shutdown.wait(0.5):
                 self._supervise(children, env)
         finally:
-            self._stop(children)
-            if self.redis:
-                self.redis.stop()
+            try:
+                self._stop(children)
+            finally:  # even when a second Ctrl-C cuts the children's grace period short
+                if self.redis:
+                    self.redis.stop()
         return 0
 
     def _supervise(self, children: list[Child], env: dict[str, str]) -> None:
