@@ -21,6 +21,7 @@ from .bus import Bus, connect
 from .demo import render_frame
 from .emotions import FACE_SIZE
 from .protocol import Frame
+from .service import die_with_parent
 from .settings import Settings
 from .vision.classifier import MODEL_TFLITE, TFLiteClassifier
 from .vision.detector import load_detector
@@ -163,7 +164,7 @@ def process_rss_mb(pid: int) -> float:
 def _spawn(args: list[str], redis_url: str, **env: str) -> subprocess.Popen:
     full_env = {**os.environ, "FERVI_REDIS_URL": redis_url, "FERVI_LOG_LEVEL": "WARNING", **env}
     return subprocess.Popen([sys.executable, "-m", "fervi.cli", *args], env=full_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import redis
 
+from .service import die_with_parent
+
 log = logging.getLogger(__name__)
 
 
@@ -71,7 +73,7 @@ class EmbeddedRedis:
             command += ["--requirepass", self.password]
         # Own session: a terminal's Ctrl-C must not kill Redis before the workers have acked their batch.
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout_s
         client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
         while True:

@@ -143,3 +143,14 @@ def serve(process, metrics_port: int | None, settings) -> int:
         return process.run()
     finally:
         ops.close()
+
+
+def die_with_parent() -> None:
+    """`preexec_fn` for child processes: Linux sends them SIGTERM if their supervisor dies, even by SIGKILL,
+    so no worker or Redis is left orphaned (they run in their own sessions, away from the terminal's Ctrl-C)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: children outlive a killed supervisor

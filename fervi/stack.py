@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .demo import write_video
 from .embedded import EmbeddedRedis
-from .service import Shutdown
+from .service import Shutdown, die_with_parent
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class Stack:
     def _start(self, child: Child, env: dict[str, str]) -> None:
         command = [sys.executable, "-m", "fervi.cli", *child.args]
         # Own session: a terminal's Ctrl-C reaches only the supervisor, which then stops children once.
-        child.process = subprocess.Popen(command, env=env, start_new_session=True)
+        child.process = subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=die_with_parent)
         child.started_at = time.monotonic()
         log.info("event=child_started name=%s pid=%d command=%r", child.name, child.process.pid, " ".join(child.args))
 

@@ -22,6 +22,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
 from fervi.bus import process_id
+from fervi.service import die_with_parent
 
 from .video_jobs import QUEUE, Submitted, VideoError, submit
 
@@ -142,7 +143,8 @@ def start_rq_workers(redis_url: str, count: int, log_dir: Path) -> list[subproce
     for i in range(count):
         log_file = open(log_dir / f"rq-worker-{i + 1}.log", "ab")
         procs.append(subprocess.Popen([sys.executable, "-m", "fervi.cli", "rq-worker"], env=env,
-                                      stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True))
+                                      stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                                      preexec_fn=die_with_parent))
     return procs
 
 
