@@ -121,7 +121,7 @@ def test_killed_rq_worker_mid_segment_still_gives_complete_output(tmp_path, redi
         if horse:
             os.kill(horse, signal.SIGKILL)
     processes.start(["rq-worker"], env, "rq-survivor")
-    states = follow([VideoState(str(video), submitted)], queue, poll_s=0.5)
+    states = follow([VideoState(str(video), submitted)], queue, poll_s=0.5, timeout_s=300)
     assert not states[0].error, states[0].error
     _check_outputs(tmp_path / "out" / "long", frames, fps)
     assert any(job.get_status() == "finished" and job.retries_left == 1 for job in submitted.segments

@@ -81,11 +81,15 @@ def progress_of(segments: list[Job], merge: Job) -> Progress:
     return Progress(done, total, "running" if JobStatus.STARTED in states or done else "queued")
 
 
-def follow(states: list[VideoState], queue: Queue, on_progress=None, poll_s: float = 0.3) -> list[VideoState]:
+def follow(states: list[VideoState], queue: Queue, on_progress=None, poll_s: float = 0.3,
+           timeout_s: float | None = None) -> list[VideoState]:
     """Wait until every video's merge job has finished or one of its jobs has failed for good."""
     registry = StartedJobRegistry(queue=queue)
     cleaned = 0.0
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"videos not done after {timeout_s:.0f} s")
         if time.monotonic() - cleaned > CLEANUP_EVERY_S:
             registry.cleanup()  # abandoned jobs of dead workers: retried if they have retries left
             cleaned = time.monotonic()
