@@ -141,8 +141,8 @@ def model_card_markdown(card: dict) -> str:
     ]
     for entry in card["data"]:
         lines.append(
-            f"- `{entry['path']}` (sha256 `{entry['sha256'][:16]}…`): {entry['rows']} faces, split by "
-            f"{entry['split']}: {entry['train']} train / {entry['val']} held out."
+            f"- `{entry['path']}` (sha256 `{entry['sha256'][:16]}…`): {entry['rows']} faces; split: "
+            f"{entry['split']}; {entry['train']} train / {entry['val']} held out."
         )
     lines += [
         f"- Identical images across splits (pixel hash): {card['overlap_by_pixel_hash']}. The FER-2013 "
@@ -155,6 +155,7 @@ def model_card_markdown(card: dict) -> str:
         f"{card['training']['label_smoothing']}, over-sampling to {card['training']['oversample_min_share']:g} of "
         f"the largest class, augmentation {'on' if card['training']['augment'] else 'off'}; wall time "
         f"{card['training']['wall_seconds']} s on {card['training']['machine']}.",
+        *([f"", card["training"]["history_note"]] if card["training"].get("history_note") else []),
         "",
         "## Metrics (TFLite model, as the workers run it)",
         "",
