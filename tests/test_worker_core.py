@@ -33,7 +33,7 @@ def test_triage_sorts_good_stale_and_bad_entries():
     assert [w.frame.seq for w in batch.work] == [1, 6]
     assert [e.entry_id for e in batch.skipped] == ["5-0"]
     reasons = {d.entry_id: d.reason for d in batch.dead}
-    assert "corrupt image" in reasons["2-0"]
+    assert "corrupt image" in reasons["2-0"] or "not a readable image" in reasons["2-0"]  # by Pillow version
     assert "empty jpeg" in reasons["3-0"]
     assert "too large" in reasons["4-0"]
     assert "missing field" in reasons["7-0"]
