@@ -11,7 +11,8 @@ from fervi.protocol import TrackEntry
 
 from .conftest import fervi_env, wait_for
 
-FAST = {"FERVI_CLAIM_TIMEOUT": "2", "FERVI_BLOCK_MS": "200"}
+# A file has no skipped frames: let the reorder window wait for slow workers rather than give up on a seq.
+FAST = {"FERVI_CLAIM_TIMEOUT": "2", "FERVI_BLOCK_MS": "200", "FERVI_REORDER_WAIT": "10"}
 
 
 def test_one_track_per_face_for_the_whole_video(tmp_path, redis_url, processes):
