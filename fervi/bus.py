@@ -263,7 +263,11 @@ class Bus:
         pipe.execute()
 
     def forget(self, proc: str) -> None:
-        self.redis.delete(PROCESSES + proc)
+        """Leave the process registry on exit; with Redis away, the heartbeat's TTL does it instead."""
+        try:
+            self.redis.delete(PROCESSES + proc)
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            pass
 
     def processes(self) -> dict[str, dict[str, str]]:
         out = {}

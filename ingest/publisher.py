@@ -137,10 +137,7 @@ class Publisher:
                 source.close()
             if not self.loop:  # a live source only returns here on shutdown; a file ends
                 break
-        try:
-            self.bus.forget(self.name)
-        except REDIS_DOWN:
-            pass
+        self.bus.forget(self.name)
         log.info("event=ingest_stopped camera=%s sent=%d dropped=%d", self.camera, self.sent, self.dropped)
         return 0
 

@@ -42,6 +42,14 @@ def redis_server(tmp_path_factory):
 
 
 @pytest.fixture
+def restartable_redis(tmp_path):
+    """A redis-server of the test's own, which the test may stop and start again (same port, same data)."""
+    server = EmbeddedRedis(tmp_path / "redis-own").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def redis_url(redis_server) -> str:
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()

@@ -7,7 +7,6 @@ Screenshots go to docs/screenshots/ (committed, shown in the README).
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path

@@ -7,12 +7,11 @@ import os
 import signal
 import time
 
-import pytest
 import redis
 
 from fervi.bus import Bus
 from fervi.demo import write_video
-from fervi.embedded import EmbeddedRedis, free_port
+from fervi.embedded import free_port
 
 from .conftest import fervi_env, http_ok, wait_for
 from .test_pipeline_e2e import results_by_index
@@ -20,18 +19,11 @@ from .test_pipeline_e2e import results_by_index
 LIVE_RECOVERY_S = 15  # a live camera has fresh results this soon after Redis is back
 
 
-@pytest.fixture
-def own_redis(tmp_path):
-    server = EmbeddedRedis(tmp_path / "redis-faults").start()
-    yield server
-    server.stop()
-
-
-def test_frozen_killed_workers_and_a_redis_restart_lose_no_frame(tmp_path, own_redis, processes):
+def test_frozen_killed_workers_and_a_redis_restart_lose_no_frame(tmp_path, restartable_redis, processes):
     frames = 90
     video = write_video(tmp_path / "file.mp4", frames=frames, fps=15)
     live = write_video(tmp_path / "live.mp4", frames=30, fps=10)
-    url = own_redis.url
+    url = restartable_redis.url
     port = free_port()
     env = fervi_env(url, FERVI_CLAIM_TIMEOUT="2", FERVI_BLOCK_MS="200", FERVI_BATCH_FRAMES="4",
                     FERVI_DASHBOARD_PORT=str(port))
@@ -48,9 +40,9 @@ def test_frozen_killed_workers_and_a_redis_restart_lose_no_frame(tmp_path, own_r
     os.kill(frozen.pid, signal.SIGSTOP)  # frozen with frames in hand, past the claim timeout
     os.kill(killed.pid, signal.SIGKILL)
     time.sleep(3)
-    own_redis.stop()
+    restartable_redis.stop()
     time.sleep(2)
-    own_redis.start()
+    restartable_redis.start()
     restarted = time.time()
     os.kill(frozen.pid, signal.SIGCONT)
 

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 
-import pytest
 import redis
 
 from click.testing import CliRunner
@@ -14,7 +13,6 @@ from click.testing import CliRunner
 from fervi.bus import Bus, dead_letter_key, frames_key
 from fervi.cli import main
 from fervi.demo import write_video
-from fervi.embedded import EmbeddedRedis
 from fervi.protocol import Frame
 
 from .conftest import fervi_env, wait_for
@@ -103,13 +101,6 @@ def test_bad_entries_go_to_dead_letters_and_the_worker_keeps_serving(redis_url, 
     wait_for(lambda: any(r.seq == good_seq for _, r in bus.results("bad")), 60, "the good frame's result")
     assert worker.poll() is None
     assert bus.stats("bad")["dead_lettered"] == 4
-
-
-@pytest.fixture
-def restartable_redis(tmp_path):
-    server = EmbeddedRedis(tmp_path / "redis-restart").start()
-    yield server
-    server.stop()
 
 
 def test_redis_restart_under_running_ingest_and_worker(tmp_path, restartable_redis, processes):

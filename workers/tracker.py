@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from fervi import aggregates
 from fervi.bus import Bus, connect, process_id, results_key, stats_key, track_id_key, tracker_position_key, tracks_key
 from fervi.protocol import ProtocolError, Result, TrackEntry
-from fervi.service import REDIS_DOWN, Shutdown, run_redis_loop, serve
+from fervi.service import Shutdown, run_redis_loop, serve
 from fervi.settings import Settings
 from fervi.tracking import FaceTracker, ReorderBuffer
 from prometheus_client import Counter, Histogram
@@ -161,10 +161,7 @@ class TrackerProcess:
         self.shutdown.install()
         log.info("event=tracker_started tracker=%s shard=%d/%d", self.name, self.shard, self.shards)
         run_redis_loop(self._step, self.shutdown, self._redis_down)
-        try:
-            self.bus.forget(self.name)
-        except REDIS_DOWN:
-            pass
+        self.bus.forget(self.name)
         log.info("event=tracker_stopped tracker=%s frames=%d", self.name, self.frames)
         return 0
 

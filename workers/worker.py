@@ -15,7 +15,7 @@ import redis
 
 from fervi.bus import Bus, Entry, connect, process_id
 from fervi.metrics import BATCH_SECONDS, DEAD_LETTERS, FACES, FRAMES_DONE, FRAMES_RECLAIMED, FRAMES_SKIPPED, LATENCY
-from fervi.service import REDIS_DOWN, Shutdown, run_redis_loop, serve
+from fervi.service import Shutdown, run_redis_loop, serve
 from fervi.settings import Settings
 from fervi.vision.pipeline import FacePipeline, Timing
 
@@ -144,10 +144,7 @@ class Worker:
         log.info("event=worker_started worker=%s detector=%s classifier=%s",
                  self.name, self.pipeline.detector.name, self.pipeline.classifier.name)
         run_redis_loop(self._step_or_rejoin, self.shutdown, self._forget_cameras)
-        try:
-            self.bus.forget(self.name)
-        except REDIS_DOWN:
-            pass
+        self.bus.forget(self.name)
         log.info("event=worker_stopped worker=%s frames=%d", self.name, self.frames_done)
         return 0
 
