@@ -352,6 +352,8 @@ def predict(images: tuple[str, ...], as_json: bool) -> None:
 @click.option("--skip-bad", is_flag=True, help="Skip and count malformed rows instead of failing.")
 @click.option("--include-contempt", is_flag=True, help="Keep CK+ contempt faces (as disgust).")
 @click.option("--limit", type=click.IntRange(1), help="Use only the first N training faces (smoke runs).")
+@click.option("--init", type=click.Path(exists=True, dir_okay=False),
+              help="Start from this trained .keras model's weights (same architecture): continue or fine-tune.")
 @click.option("--out", default="models", show_default=True, type=click.Path(file_okay=False),
               help="Where the trained model, TFLite export, card and figures go.")
 @click.option("--work-dir", default=".fervi/train", show_default=True, type=click.Path(file_okay=False),

@@ -42,6 +42,7 @@ class TrainConfig:
     skip_bad: bool = False
     include_contempt: bool = False
     limit: int | None = None  # first N training faces only (smoke runs)
+    init: str | None = None  # start from this trained model's weights (continue or fine-tune)
     extra: dict = field(default_factory=dict)
 
 
@@ -143,6 +144,9 @@ def train(config: TrainConfig) -> dict:
     labels = data.train.labels[data.train_index]
 
     model = build(config.model)
+    if config.init:
+        model.set_weights(keras.models.load_model(config.init, compile=False).get_weights())
+        log.info("event=weights_loaded from=%s", config.init)
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
