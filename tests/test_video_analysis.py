@@ -135,3 +135,37 @@ def test_jobs_report_progress_and_can_be_cancelled(tmp_path, redis_url):
     assert all(job.get_status() == "canceled" for job in submitted.jobs)
     time.sleep(0.1)
     assert queue.count == 0
+
+
+def test_timeline_draws_runs_not_rows():
+    """A long video must not draw one bar per face row: consecutive rows of one label form one span."""
+    import numpy as np
+
+    from workers.video_outputs import FaceRow, label_spans
+
+    step = 1 / 30
+    labels = ["happy"] * 90 + ["sad"] * 30 + ["happy"] * 30
+    rows = [FaceRow(i, i * step, 1, np.zeros(4), label, 0.9, np.zeros(7)) for i, label in enumerate(labels)]
+    rows += [FaceRow(i, i * step, 2, np.zeros(4), "neutral", 0.8, np.zeros(7)) for i in (0, 1, 2, 100, 101)]
+    spans = label_spans(sorted(rows, key=lambda r: r.frame), step)
+    assert [round(s, 3) for s, _ in spans[(1, "happy")]] == [0.0, 4.0]
+    assert [round(length, 3) for _, length in spans[(1, "happy")]] == [3.0, 1.0]
+    assert [(round(s, 3), round(length, 3)) for s, length in spans[(1, "sad")]] == [(3.0, 1.0)]
+    assert len(spans[(2, "neutral")]) == 2  # a gap in a track's rows breaks its run
+
+
+def test_segments_start_on_their_exact_frame(tmp_path):
+    """A segment seeks to its first frame instead of decoding everything before it; the frame must be exact."""
+    import numpy as np
+
+    from workers.video_jobs import seek
+
+    video = write_video(tmp_path / "seek.mp4", 90, 30.0, 320, 240, faces=2)
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    while (read := capture.read())[0]:
+        frames.append(read[1])
+    for start in (1, 37, 89):
+        capture = cv2.VideoCapture(str(video))
+        assert seek(capture, str(video), start) == start
+        assert np.array_equal(capture.read()[1], frames[start])

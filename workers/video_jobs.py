@@ -81,6 +81,25 @@ def _progress(done: int, total: int) -> None:
         job.save_meta()
 
 
+def seek(capture: cv2.VideoCapture, video: str, start: int) -> int:
+    """Position `capture` at frame `start` and return the index reached.
+
+    OpenCV's FFmpeg backend seeks to the exact frame when the file's timestamps allow it, and then reports
+    that position; if it reports another, the file is reopened and read up to `start` frame by frame, which
+    is exact for every codec (and costs one decode of everything before the segment).
+    """
+    if start == 0:
+        return 0
+    if capture.set(cv2.CAP_PROP_POS_FRAMES, start) and int(capture.get(cv2.CAP_PROP_POS_FRAMES)) == start:
+        return start
+    log.warning("event=inexact_seek video=%s frame=%d fallback=sequential", video, start)
+    capture.open(video)
+    index = 0
+    while index < start and capture.grab():
+        index += 1
+    return index
+
+
 def analyze_segment(video: str, start: int, stop: int | None, every: int, out_file: str) -> dict:
     """Analyse frames [start, stop) whose index is a multiple of `every`; write them to `out_file` (.npz)."""
     from fervi.vision.pipeline import FacePipeline
@@ -91,9 +110,7 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
     if not capture.isOpened():
         raise VideoError(f"{video}: not a readable video")
     total = (stop - start) if stop is not None else max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) - start)
-    index = 0
-    while index < start and capture.grab():  # exact positions: seeking by frame is not exact in every codec
-        index += 1
+    index = seek(capture, video, start)
     frames, boxes, scores, probs, counts = [], [], [], [], []
     batch: list[tuple[int, np.ndarray]] = []
 
@@ -109,10 +126,13 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
     done = 0
     try:
         while stop is None or index < stop:
-            ok, image = capture.read()
-            if not ok:
-                break
-            if index % every == 0:
+            if index % every:
+                if not capture.grab():  # a skipped frame is read, not decoded into an image
+                    break
+            else:
+                ok, image = capture.read()
+                if not ok:
+                    break
                 batch.append((index, image))
                 if len(batch) == BATCH:
                     flush()

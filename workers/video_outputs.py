@@ -114,6 +114,28 @@ def write_annotated(video_path: str, rows: list[FaceRow], analysed: set[int], pa
     return written
 
 
+def label_spans(rows: list[FaceRow], step: float) -> dict[tuple[int, str], list[tuple[float, float]]]:
+    """Per (track, label): the (start, length) runs of consecutive rows, so a long video draws few bars."""
+    spans: dict[tuple[int, str], list[tuple[float, float]]] = {}
+    open_runs: dict[int, tuple[str, float, float]] = {}  # track -> (label, start, end)
+
+    def close(track_id: int) -> None:
+        label, start, end = open_runs.pop(track_id)
+        spans.setdefault((track_id, label), []).append((start, end - start))
+
+    for r in rows:
+        run = open_runs.get(r.track_id)
+        if run and run[0] == r.label and r.time_s - run[2] <= 1.5 * step:
+            open_runs[r.track_id] = (run[0], run[1], r.time_s + step)
+            continue
+        if run:
+            close(r.track_id)
+        open_runs[r.track_id] = (r.label, r.time_s, r.time_s + step)
+    for track_id in list(open_runs):
+        close(track_id)
+    return spans
+
+
 def write_timeline(rows: list[FaceRow], duration_s: float, path: Path) -> None:
     import matplotlib
 
@@ -124,9 +146,9 @@ def write_timeline(rows: list[FaceRow], duration_s: float, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 1.2 + 0.45 * max(1, len(track_ids))))
     lane = {t: i for i, t in enumerate(track_ids)}
     step = min((b.time_s - a.time_s for a, b in zip(rows, rows[1:]) if b.time_s > a.time_s), default=0.1)
-    for r in rows:
-        b, g, red = COLORS[r.label]
-        ax.barh(lane[r.track_id], step, left=r.time_s, color=(red / 255, g / 255, b / 255), height=0.8)
+    for (track_id, label), spans in label_spans(rows, step).items():
+        b, g, red = COLORS[label]
+        ax.broken_barh(spans, (lane[track_id] - 0.4, 0.8), facecolors=(red / 255, g / 255, b / 255))
     ax.set_yticks(range(len(track_ids)), [f"face #{t}" for t in track_ids])
     ax.set_xlim(0, max(duration_s, step))
     ax.set_xlabel("time (s)")
