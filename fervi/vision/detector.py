@@ -61,12 +61,12 @@ def _model_file(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data" / name
 
 
-def letterbox(frame_rgb: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int]:
+def letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int]:
     """Resize keeping aspect ratio into a size x size square; returns image, scale and padding."""
-    h, w = frame_rgb.shape[:2]
+    h, w = frame.shape[:2]
     scale = size / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    resized = cv2.resize(frame_rgb, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    resized = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     top, left = (size - nh) // 2, (size - nw) // 2
     square = cv2.copyMakeBorder(resized, top, size - nh - top, left, size - nw - left, cv2.BORDER_CONSTANT)
     return square, scale, left, top
@@ -110,9 +110,9 @@ class BlazeFaceDetector:
         self.score_index, self.box_index = outputs[0]["index"], outputs[-1]["index"]
 
     def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
-        square, scale, left, top = letterbox(rgb, self.spec.size)
-        self.interpreter.set_tensor(self.input_index, (square.astype(np.float32) / 127.5 - 1.0)[None])
+        square, scale, left, top = letterbox(frame, self.spec.size)  # colour converted after shrinking: cheaper
+        rgb = cv2.cvtColor(square, cv2.COLOR_BGR2RGB if square.ndim == 3 else cv2.COLOR_GRAY2RGB)
+        self.interpreter.set_tensor(self.input_index, (rgb.astype(np.float32) * (1 / 127.5) - 1.0)[None])
         self.interpreter.invoke()
         raw_scores = self.interpreter.get_tensor(self.score_index).reshape(-1)
         raw_boxes = self.interpreter.get_tensor(self.box_index).reshape(len(self.anchors), -1)
