@@ -7,6 +7,7 @@ takes to publish a result for every frame already queued, so they include decodi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
@@ -22,7 +23,7 @@ from .demo import render_frame
 from .emotions import FACE_SIZE
 from .protocol import Frame
 from .service import die_with_parent
-from .settings import Settings
+from .settings import Settings, load_settings
 from .vision.classifier import MODEL_TFLITE, TFLiteClassifier
 from .vision.detector import load_detector
 from .vision.images import encode_jpeg
@@ -67,6 +68,31 @@ def detector_ms(settings: Settings, frames: int = 60) -> float:
     for image in images:
         detector.detect(image)
     return round((time.perf_counter() - started) / frames * 1000, 2)
+
+
+@contextlib.contextmanager
+def one_core(cpu: int | None = None):
+    """Run the block on a single CPU, so FERVI and the peer get the same resources whatever their thread pools."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before) if cpu is None else cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def pipeline_fps(settings: Settings, faces: int, frames: int = 100) -> float:
+    """Frames/s of the face pipeline (detect + classify) on in-memory 640x480 frames, one frame per call:
+    what the peer's `detect_emotions` does, without FERVI's transport (JPEG, Redis)."""
+    from .vision.pipeline import FacePipeline
+
+    pipeline = FacePipeline.from_settings(settings)
+    images = [render_frame(i, frames, faces=faces) for i in range(frames)]
+    pipeline.analyze(images[:1])
+    started = time.perf_counter()
+    for image in images:
+        pipeline.analyze([image])
+    return round(frames / (time.perf_counter() - started), 2)
 
 
 def worker_fps(settings: Settings, redis_url: str, faces: int, frames: int = 200, workers: int = 1) -> float:
@@ -217,6 +243,9 @@ def e2e_latency(settings: Settings, redis_url: str, cameras: int = 4, fps: float
             proc.wait(30)
 
 
+MEMORY_FLAT_MB = 20.0
+
+
 def soak(redis_url: str, cameras: int = 8, fps: float = 15.0, minutes: float = 10.0, workers: int = 2,
          sample_s: float = 30.0, workdir: Path | None = None, on_sample=None) -> dict:
     """Live cameras for a bounded time (loopback only): memory of Redis and workers, latency per window,
@@ -269,7 +298,20 @@ def soak(redis_url: str, cameras: int = 8, fps: float = 15.0, minutes: float = 1
         for proc in procs:
             proc.wait(30)
     first, final = samples[0], samples[-1]
+    settings = load_settings()
+    p95_bound_ms = (settings.frame_max_age_s + settings.reorder_wait_s) * 1000  # skipped when older, by design
+    redis_growth = final["redis_used_mb"] - first["redis_used_mb"]
+    worker_growth = max(e - s for s, e in zip(first["worker_rss_mb"], final["worker_rss_mb"]))
     return {
+        "verdict": {
+            "redis_used_growth_mb": round(redis_growth, 2),
+            "worker_rss_growth_mb_max": round(worker_growth, 1),
+            "memory_flat": redis_growth < MEMORY_FLAT_MB and worker_growth < MEMORY_FLAT_MB,
+            "memory_flat_means": f"Redis used memory and every worker's RSS grew less than {MEMORY_FLAT_MB} MB",
+            "p95_bound_ms": p95_bound_ms,
+            "p95_within_bound": max(s["p95_ms"] for s in samples) <= p95_bound_ms,
+            "skipped_share": round(final["skipped_total"] / max(1, final["frames_in_total"]), 4),
+        },
         "cameras": cameras, "fps_per_camera": fps, "workers": workers, "minutes": minutes,
         "machine_info": machine_info(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "redis_used_mb": {"start": first["redis_used_mb"], "end": final["redis_used_mb"]},
@@ -298,13 +340,23 @@ def ensure_peer_venv(path: Path = PEER_VENV) -> Path:
     return python
 
 
-def peer_comparison(settings: Settings, fervi_fps: dict[str, float], fer_csv: str | None, frames: int = 100) -> dict:
-    """The `fer` package on the same frames and the same PublicTest faces, in the same run."""
+def peer_comparison(settings: Settings, worker_fps_by_faces: dict[str, float], fer_csv: str | None,
+                    frames: int = 100) -> dict:
+    """The `fer` package on the same frames and the same PublicTest faces, in the same run.
+
+    Frame rates are like for like: both pipelines take the same in-memory 640x480 frames one at a time,
+    each pinned to the same single CPU (a FERVI worker is one core; the peer's OpenCV would otherwise
+    spread its Haar cascade over every core). The worker ratios set FERVI's whole worker (JPEG decode,
+    Redis in and out) against the same peer figures.
+    """
     import json
     import tempfile
 
     python = ensure_peer_venv()
+    cpu = min(os.sched_getaffinity(0))
     out: dict = {}
+    with one_core(cpu):
+        fervi_fps = {"1face": pipeline_fps(settings, 1, frames), "4faces": pipeline_fps(settings, 4, frames)}
     with tempfile.TemporaryDirectory() as tmp:
         arrays = {
             "frames_1face": np.stack([render_frame(i, frames, faces=1) for i in range(frames)]),
@@ -321,13 +373,18 @@ def peer_comparison(settings: Settings, fervi_fps: dict[str, float], fer_csv: st
             out["accuracy_fervi"] = round(float((classifier.predict(test.images).argmax(1) == test.labels).mean()), 4)
         np.savez(Path(tmp) / "input.npz", **arrays)
         probe = subprocess.run([str(python), str(Path(__file__).with_name("peer_probe.py")), str(Path(tmp) / "input.npz")],
-                               capture_output=True, text=True, check=True)
+                               capture_output=True, text=True, check=True,
+                               preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
         fer = json.loads(probe.stdout.strip().splitlines()[-1])
     out.update({
         "package": "fer 25.10.3 (Haar cascade + quantized TFLite mini-Xception, its defaults)",
+        "how": "same in-memory 640x480 frames, one frame per call, both pinned to one CPU",
+        "fps_fervi_1face": fervi_fps["1face"], "fps_fervi_4faces": fervi_fps["4faces"],
         "fps_fer_1face": fer["fps_1face"], "fps_fer_4faces": fer["fps_4faces"],
         "fps_ratio_1face": round(fervi_fps["1face"] / fer["fps_1face"], 2),
         "fps_ratio_4faces": round(fervi_fps["4faces"] / fer["fps_4faces"], 2),
+        "worker_fps_ratio_1face": round(worker_fps_by_faces["1face"] / fer["fps_1face"], 2),
+        "worker_fps_ratio_4faces": round(worker_fps_by_faces["4faces"] / fer["fps_4faces"], 2),
         "faces_found_fer": {"1face": f"{fer['faces_found_1face']}/{fer['frames_1face']}",
                             "4faces": f"{fer['faces_found_4faces']}/{4 * fer['frames_4faces']}"},
     })

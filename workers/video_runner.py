@@ -31,7 +31,23 @@ log = logging.getLogger(__name__)
 CLEANUP_EVERY_S = 5.0
 
 
+def preload() -> None:
+    """Import what jobs use once, in the worker: RQ forks a work horse per job, which then starts warm
+    (matplotlib alone takes about a second to import)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
+    import fervi.vision.pipeline  # noqa: F401
+    from fervi.vision.tflite import interpreter_class
+
+    interpreter_class()  # imports LiteRT (or TensorFlow's tf.lite)
+    from . import video_jobs, video_outputs  # noqa: F401
+
+
 def rq_worker(redis_url: str, burst: bool = False) -> int:
+    preload()
     connection = redis.Redis.from_url(redis_url)
     worker = Worker([Queue(QUEUE, connection=connection)], connection=connection, name=process_id("rq"))
     worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
