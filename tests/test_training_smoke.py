@@ -42,3 +42,12 @@ def test_one_epoch_train_and_export(tmp_path, fer_csv, ckplus_dir):
                                       "--oversample", "0.5", "--resume", "--out", str(out), "--work-dir", str(work)])
     assert again.exit_code == 0, again.output
     assert json.loads((out / "model_card.json").read_text())["training"]["epochs_run"] == 2
+    # --init starts a new run from the exported model's weights; the card counts both runs
+    out2 = tmp_path / "models2"
+    tuned = CliRunner().invoke(main, ["train", "--data", str(subset), "--data", str(ckplus_dir), "--epochs", "1",
+                                      "--init", str(out / "fervi_cnn_lstm.keras"), "--out", str(out2),
+                                      "--work-dir", str(tmp_path / "work2")])
+    assert tuned.exit_code == 0, tuned.output
+    training = json.loads((out2 / "model_card.json").read_text())["training"]
+    assert training["init_from"]["epochs_run"] == 2 and training["epochs_total"] == 3
+    assert "Started from the weights" in (out2 / "MODEL_CARD.md").read_text()

@@ -97,6 +97,7 @@ def export_run(config, data, work: Path) -> dict:
             "epochs_run": epochs_run,
             "selected_checkpoint": checkpoint.name,
             "wall_seconds": round(wall, 1) if wall else None,
+            **_totals(epochs_run, wall, parent_run(config.init)),
             "machine": f"{platform.machine()} {platform.processor() or ''} cpu_count={_cpus()}".strip(),
         },
         "metrics": {
@@ -113,6 +114,36 @@ def export_run(config, data, work: Path) -> dict:
     return card
 
 
+def _totals(epochs_run: int, wall: float | None, parent: dict | None) -> dict:
+    if parent is None:
+        return {}
+    return {
+        "init_from": parent,
+        "epochs_total": epochs_run + (parent.get("epochs_run") or 0),
+        "wall_seconds_total": round((wall or 0) + (parent.get("wall_seconds") or 0), 1),
+    }
+
+
+def parent_run(init: str | None) -> dict | None:
+    """What the model a run started from (`--init`) had behind it, read from the card beside it."""
+    if not init:
+        return None
+    card_file = Path(init).with_name("model_card.json")
+    if not card_file.exists():
+        return {"file": str(init)}
+    parent = json.loads(card_file.read_text())
+    training = parent.get("training", {})
+    return {
+        "file": str(init),
+        "epochs_run": training.get("epochs_run"),
+        "wall_seconds": training.get("wall_seconds"),
+        "learning_rate": training.get("learning_rate"),
+        "history_note": training.get("history_note"),
+        "validation_accuracy": parent.get("metrics", {}).get("validation_flip_averaged", {}).get("accuracy"),
+        "exported_at": parent.get("exported_at"),
+    }
+
+
 def _cpus() -> int:
     import os
 
@@ -125,6 +156,17 @@ def _history_epochs(history_csv: Path) -> list[int]:
     import pandas as pd
 
     return sorted(set(pd.read_csv(history_csv)["epoch"].tolist()))
+
+
+def _init_line(training: dict) -> str:
+    parent = training["init_from"]
+    line = (f"Started from the weights of an earlier run (`--init`): {parent.get('epochs_run')} epochs, peak rate "
+            f"{parent.get('learning_rate')}, validation accuracy {parent.get('validation_accuracy') or 0:.4f}, "
+            f"{parent.get('wall_seconds')} s. In all: {training['epochs_total']} epochs, "
+            f"{training['wall_seconds_total']} s.")
+    if parent.get("history_note"):
+        line += f" That run: {parent['history_note']}"
+    return line
 
 
 def model_card_markdown(card: dict) -> str:
@@ -155,11 +197,12 @@ def model_card_markdown(card: dict) -> str:
         f"{card['training']['label_smoothing']}, over-sampling to {card['training']['oversample_min_share']:g} of "
         f"the largest class, augmentation {'on' if card['training']['augment'] else 'off'}; wall time "
         f"{card['training']['wall_seconds']} s on {card['training']['machine']}.",
-        *([f"", card["training"]["history_note"]] if card["training"].get("history_note") else []),
+        *(["", card["training"]["history_note"]] if card["training"].get("history_note") else []),
+        *(["", _init_line(card["training"])] if card["training"].get("init_from") else []),
         "",
         "## Metrics (TFLite model, as the workers run it)",
         "",
-        f"| set | n | accuracy | macro-F1 |",
+        "| set | n | accuracy | macro-F1 |",
         "|---|---|---|---|",
         f"| validation, flip-averaged | {val['n']} | {val['accuracy']:.4f} | {val['macro_f1']:.4f} |",
         f"| validation, single view | {single['n']} | {single['accuracy']:.4f} | {single['macro_f1']:.4f} |",
