@@ -13,13 +13,14 @@ from rq import Queue
 from rq.job import Job
 from werkzeug.utils import secure_filename
 
-from workers.video_jobs import QUEUE, VideoError, submit
+from workers.video_io import VideoError
+from workers.video_jobs import QUEUE, submit
 from workers.video_runner import cancel_jobs, progress_of
 
 MAX_VIDEO_BYTES = 2 * 2**30
 OUTPUTS = ("faces.csv", "summary.json", "annotated.mp4", "timeline.png")
 VIDEO_TTL_S = 7 * 86400
-VIDEOS = "fervi:videos"  # hash: video id -> JSON {name, segments, merge, out}
+VIDEOS = "fervi:videos"  # hash: video id -> JSON {name, out, jobs (ids), final (id of the last job)}
 
 
 def register_videos(app: Flask, client: redis.Redis, home: Path) -> None:
@@ -33,7 +34,7 @@ def register_videos(app: Flask, client: redis.Redis, home: Path) -> None:
         return json.loads(raw)
 
     def jobs(info: dict) -> tuple[list[Job], Job]:
-        return [Job.fetch(i, connection=client) for i in info["segments"]], Job.fetch(info["merge"], connection=client)
+        return [Job.fetch(i, connection=client) for i in info["jobs"]], Job.fetch(info["final"], connection=client)
 
     @app.post("/api/videos")
     def video_upload():
@@ -52,8 +53,8 @@ def register_videos(app: Flask, client: redis.Redis, home: Path) -> None:
             path.unlink(missing_ok=True)
             return jsonify(error=str(err).replace(str(path), name)), 400
         client.hset(VIDEOS, video_id, json.dumps({"name": name, "out": submitted.out_dir,
-                                                  "segments": [j.id for j in submitted.segments],
-                                                  "merge": submitted.merge.id}))
+                                                  "jobs": [j.id for j in submitted.jobs],
+                                                  "final": submitted.finish.id}))
         return jsonify(id=video_id, name=name)
 
     @app.get("/api/videos")
@@ -71,12 +72,12 @@ def register_videos(app: Flask, client: redis.Redis, home: Path) -> None:
 
     @app.post("/api/videos/<video_id>/cancel")
     def video_cancel(video_id: str):
-        segments, merge = jobs(record(video_id))
-        cancel_jobs([*segments, merge], client)
+        cancel_jobs(jobs(record(video_id))[0], client)
         return jsonify(ok=True)
 
     @app.get("/videos/<video_id>/<name>")
     def video_file(video_id: str, name: str):
         if name not in OUTPUTS:
             abort(404)
-        return send_from_directory(record(video_id)["out"], name, as_attachment=name != "timeline.png")
+        inline = name == "timeline.png" or (name == "annotated.mp4" and request.args.get("inline") == "1")
+        return send_from_directory(record(video_id)["out"], name, as_attachment=not inline)

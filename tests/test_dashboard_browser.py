@@ -164,6 +164,10 @@ def test_video_upload_runs_as_jobs_with_progress_and_outputs(page, stack, tmp_pa
 
     csv_text = urllib.request.urlopen(f"{stack['url']}/videos/{video_id}/faces.csv").read().decode()
     assert csv_text.splitlines()[0].startswith("frame,time_s,track_id") and len(csv_text.splitlines()) == 1 + 2 * 40
+    # the annotated video (H.264) plays in the page: the browser reads its metadata
+    page.wait_for_function("document.querySelector('tr[data-video] video')?.readyState >= 1", timeout=20000)
+    duration = page.evaluate("document.querySelector('tr[data-video] video').duration")
+    assert abs(duration - 4.0) < 0.2, duration
     page.wait_for_timeout(500)
     shot(page, "videos")
     notes = tmp_path / "notes.mp4"

@@ -158,7 +158,7 @@ def test_segments_start_on_their_exact_frame(tmp_path):
     """A segment seeks to its first frame instead of decoding everything before it; the frame must be exact."""
     import numpy as np
 
-    from workers.video_jobs import seek
+    from workers.video_io import seek
 
     video = write_video(tmp_path / "seek.mp4", 90, 30.0, 320, 240, faces=2)
     capture = cv2.VideoCapture(str(video))
@@ -169,3 +169,30 @@ def test_segments_start_on_their_exact_frame(tmp_path):
         capture = cv2.VideoCapture(str(video))
         assert seek(capture, str(video), start) == start
         assert np.array_equal(capture.read()[1], frames[start])
+
+
+def test_annotated_parts_join_in_order_without_reencoding(tmp_path):
+    """Parts drawn by different workers become one H.264 video: every frame once, in order, same fps."""
+    import av
+    import numpy as np
+
+    from workers.video_outputs import join_parts, write_annotated_part
+
+    source = tmp_path / "grey.mp4"
+    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (160, 120))
+    for i in range(50):
+        writer.write(np.full((120, 160, 3), 4 * i + 30, np.uint8))  # brightness tells the frame
+    writer.release()
+    parts = [tmp_path / "a.mp4", tmp_path / "b.mp4", tmp_path / "c.mp4"]
+    written = [write_annotated_part(str(source), [], [], start, stop, part, 25.0)
+               for (start, stop), part in zip([(0, 17), (17, 33), (33, None)], parts)]
+    assert written == [17, 16, 17]
+    assert join_parts(parts, tmp_path / "annotated.mp4") == 50
+    with av.open(str(tmp_path / "annotated.mp4")) as video:
+        stream = video.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.average_rate == 25
+        frames = list(video.decode(stream))
+    assert len(frames) == 50
+    assert [f.pts for f in frames] == sorted(f.pts for f in frames)
+    brightness = [float(f.to_ndarray(format="gray").mean()) for f in frames]
+    assert all(abs(b - (4 * i + 30)) < 4 for i, b in enumerate(brightness)), brightness

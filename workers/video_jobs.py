@@ -1,6 +1,7 @@
 """Offline video analysis as RQ jobs: a video is cut into frame ranges analysed in parallel, then a merge
 job (RQ `depends_on`) runs the live tracker (`fervi.tracking`, imported) across all of them, so a face keeps
-one id over segment borders, and writes the outputs (`video_outputs`).
+one id over segment borders, and writes faces.csv, summary.json and timeline.png; the annotated video is
+drawn in parallel parts again and joined by a last job without re-encoding (`video_outputs`).
 
 A segment writes its result file atomically, so a segment retried after its worker died (RQ `Retry`)
 replaces, never duplicates, what it found. Jobs report frames done/total in `job.meta`.
@@ -8,6 +9,7 @@ replaces, never duplicates, what it found. Jobs report frames done/total in `job
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import asdict, dataclass
@@ -22,7 +24,18 @@ from fervi.protocol import Faces
 from fervi.settings import load_settings
 from fervi.tracking import FaceTracker
 
-from .video_outputs import FaceRow, summarize, write_annotated, write_csv, write_summary, write_timeline
+from .video_io import VideoError, VideoInfo, probe, seek, segment_bounds
+from .video_outputs import (
+    FaceRow,
+    join_parts,
+    load_rows,
+    save_rows,
+    summarize,
+    write_annotated_part,
+    write_csv,
+    write_summary,
+    write_timeline,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,72 +45,11 @@ META_EVERY = 10
 SEGMENT_TIMEOUT_S = 3600
 
 
-class VideoError(ValueError):
-    """A file that is not a readable video; the message is what users see."""
-
-
-@dataclass
-class VideoInfo:
-    path: str
-    frames: int
-    fps: float
-    width: int
-    height: int
-
-    @property
-    def duration_s(self) -> float:
-        return self.frames / self.fps if self.fps else 0.0
-
-
-def probe(path: str | Path) -> VideoInfo:
-    path = Path(path)
-    if not path.is_file():
-        raise VideoError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise VideoError(f"{path}: empty file")
-    capture = cv2.VideoCapture(str(path))
-    try:
-        ok, image = capture.read() if capture.isOpened() else (False, None)
-        if not ok or image is None:
-            raise VideoError(f"{path}: not a readable video (OpenCV could not decode a frame)")
-        fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
-        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        return VideoInfo(str(path.resolve()), frames, fps if 0 < fps < 1000 else 25.0, image.shape[1], image.shape[0])
-    finally:
-        capture.release()
-
-
-def segment_bounds(frames: int, segments: int) -> list[tuple[int, int | None]]:
-    """Frame ranges [start, stop); the last one runs to the end of the file (frame counts can be off)."""
-    segments = max(1, min(segments, max(1, frames)))
-    edges = np.linspace(0, frames, segments + 1).round().astype(int).tolist()
-    return [(edges[i], edges[i + 1] if i < segments - 1 else None) for i in range(segments)]
-
-
 def _progress(done: int, total: int) -> None:
     job = get_current_job()
     if job is not None:
         job.meta.update({"done": done, "total": total})
         job.save_meta()
-
-
-def seek(capture: cv2.VideoCapture, video: str, start: int) -> int:
-    """Position `capture` at frame `start` and return the index reached.
-
-    OpenCV's FFmpeg backend seeks to the exact frame when the file's timestamps allow it, and then reports
-    that position; if it reports another, the file is reopened and read up to `start` frame by frame, which
-    is exact for every codec (and costs one decode of everything before the segment).
-    """
-    if start == 0:
-        return 0
-    if capture.set(cv2.CAP_PROP_POS_FRAMES, start) and int(capture.get(cv2.CAP_PROP_POS_FRAMES)) == start:
-        return start
-    log.warning("event=inexact_seek video=%s frame=%d fallback=sequential", video, start)
-    capture.open(video)
-    index = 0
-    while index < start and capture.grab():
-        index += 1
-    return index
 
 
 def analyze_segment(video: str, start: int, stop: int | None, every: int, out_file: str) -> dict:
@@ -157,12 +109,13 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
 
 
 def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: int) -> dict:
-    """Track faces across all segments in frame order and write the video's outputs."""
+    """Track faces across all segments in frame order; write faces.csv, summary.json, timeline.png and the
+    tracked rows the annotation parts draw."""
     settings = load_settings()
     video = VideoInfo(**info)
     tracker = FaceTracker(settings.track_iou, settings.track_max_misses, settings.track_half_life_s)
     rows: list[FaceRow] = []
-    analysed: set[int] = set()
+    analysed: list[int] = []
     for file in segment_files:
         data = np.load(file)
         offset = 0
@@ -170,12 +123,11 @@ def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: in
             faces = Faces(data["boxes"][offset : offset + count], data["scores"][offset : offset + count],
                           data["probs"][offset : offset + count])
             offset += count
-            analysed.add(frame)
+            analysed.append(frame)
             t = frame / video.fps
             for face in tracker.update(frame, t, faces).faces:
                 rows.append(FaceRow(frame, t, face.track_id, face.box, face.label, face.score, face.raw))
     out = Path(out_dir)
-    _progress(0, 3)
     write_csv(rows, out / "faces.csv")
     frames_total = max(analysed) + 1 if analysed else 0
     summary = summarize(rows, {"video": video.path, "fps": video.fps, "frames": frames_total,
@@ -183,45 +135,79 @@ def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: in
                                "duration_s": round(frames_total / video.fps, 3), "analysed_frames": len(analysed),
                                "every": every}, every / video.fps)
     write_summary(summary, out / "summary.json")
-    _progress(1, 3)
-    written = write_annotated(video.path, rows, analysed, out / "annotated.mp4", video.fps)
-    _progress(2, 3)
     write_timeline(rows, summary["duration_s"], out / "timeline.png")
+    save_rows(rows, analysed, out / ".segments" / "tracked.npz")
+    _progress(1, 1)
+    return {"out": str(out), "face_rows": len(rows), "tracks": summary["tracks"]}
+
+
+def annotate_part(info: dict, start: int, stop: int | None, out_dir: str, part_file: str) -> dict:
+    """Frames [start, stop) with their tracked boxes and labels, as one part of annotated.mp4."""
+    video = VideoInfo(**info)
+    rows, analysed = load_rows(Path(out_dir) / ".segments" / "tracked.npz", video.fps)
+    total = (stop if stop is not None else video.frames) - start
+    written = write_annotated_part(video.path, rows, analysed, start, stop, Path(part_file), video.fps,
+                                   on_frame=lambda done: done % META_EVERY or _progress(done, total))
+    _progress(written, written)
+    return {"start": start, "frames": written}
+
+
+def finish_video(part_files: list[str], out_dir: str) -> dict:
+    """Join the annotated parts into annotated.mp4, remove the intermediate files, report the outputs."""
+    out = Path(out_dir)
+    frames = join_parts([Path(p) for p in part_files], out / "annotated.mp4")
+    summary = json.loads((out / "summary.json").read_text())
     shutil.rmtree(out / ".segments", ignore_errors=True)
-    _progress(3, 3)
-    return {"out": str(out), "frames": written, "face_rows": len(rows), "tracks": summary["tracks"]}
+    _progress(1, 1)
+    return {"out": str(out), "frames": frames, "face_rows": summary["face_rows"], "tracks": summary["tracks"]}
 
 
 @dataclass
 class Submitted:
+    """The jobs of one video: segments -> merge -> annotation parts -> finish, each stage depending on the last."""
+
     video: str
     out_dir: str
     segments: list  # rq jobs
-    merge: object  # rq job
+    merge: object
+    parts: list
+    finish: object
 
     @property
     def jobs(self) -> list:
-        return [*self.segments, self.merge]
+        return [*self.segments, self.merge, *self.parts, self.finish]
 
 
 def submit(queue: Queue, video: str, out_root: str | Path, segments: int, every: int, retries: int = 2) -> Submitted:
-    """Enqueue the segment jobs and the merge job of one video. Raises VideoError for unreadable files."""
+    """Enqueue the jobs of one video. Raises VideoError for unreadable files."""
     info = probe(video)
     out = Path(out_root) / Path(video).stem
-    (out / ".segments").mkdir(parents=True, exist_ok=True)
-    files, jobs = [], []
+    work = out / ".segments"
+    work.mkdir(parents=True, exist_ok=True)
     bounds = segment_bounds(info.frames, segments)
-    for i, (start, stop) in enumerate(bounds):
-        file = str((out / ".segments" / f"{i:03d}.npz").resolve())
-        files.append(file)
-        jobs.append(queue.enqueue(analyze_segment, info.path, start, stop, every, file, retry=Retry(max=retries),
-                                  job_timeout=SEGMENT_TIMEOUT_S, meta={"video": info.path, "kind": "segment",
-                                                                         "done": 0, "total": (stop or info.frames) - start},
-                                  description=f"segment {i + 1}/{len(bounds)} of {Path(video).name}"))
-    merge = queue.enqueue(merge_segments, asdict(info), files, str(out.resolve()), every, depends_on=jobs,
-                          retry=Retry(max=retries), job_timeout=SEGMENT_TIMEOUT_S,
-                          meta={"video": info.path, "kind": "merge", "done": 0, "total": 3},
-                          description=f"merge {Path(video).name}")
-    log.info("event=video_submitted video=%s frames=%d segments=%d out=%s", video, info.frames, len(jobs), out)
-    return Submitted(info.path, str(out), jobs, merge)
+    name = Path(video).name
+    common = {"retry": Retry(max=retries), "job_timeout": SEGMENT_TIMEOUT_S}
 
+    def meta(kind: str, total: int) -> dict:
+        return {"video": info.path, "kind": kind, "done": 0, "total": total}
+
+    files, jobs = [], []
+    for i, (start, stop) in enumerate(bounds):
+        file = str((work / f"{i:03d}.npz").resolve())
+        files.append(file)
+        jobs.append(queue.enqueue(analyze_segment, info.path, start, stop, every, file, **common,
+                                  meta=meta("segment", (stop or info.frames) - start),
+                                  description=f"segment {i + 1}/{len(bounds)} of {name}"))
+    merge = queue.enqueue(merge_segments, asdict(info), files, str(out.resolve()), every, depends_on=jobs,
+                          **common, meta=meta("merge", 1), description=f"merge {name}")
+    part_files, parts = [], []
+    for i, (start, stop) in enumerate(bounds):
+        part = str((work / f"annotated-{i:03d}.mp4").resolve())
+        part_files.append(part)
+        parts.append(queue.enqueue(annotate_part, asdict(info), start, stop, str(out.resolve()), part,
+                                   depends_on=merge, **common, meta=meta("annotate", (stop or info.frames) - start),
+                                   description=f"annotate part {i + 1}/{len(bounds)} of {name}"))
+    finish = queue.enqueue(finish_video, part_files, str(out.resolve()), depends_on=parts, **common,
+                           meta=meta("finish", 1), description=f"finish {name}")
+    log.info("event=video_submitted video=%s frames=%d segments=%d out=%s", video, info.frames, len(jobs), out)
+    return Submitted(info.path, str(out), jobs, merge, parts, finish)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from fervi.emotions import EMOTIONS
+
+from .video_io import seek
 
 CSV_HEADER = ["frame", "time_s", "track_id", "x", "y", "w", "h", "label", "score", *EMOTIONS]
 COLORS = {  # BGR per emotion, for boxes and the timeline
@@ -87,31 +90,114 @@ def draw_faces(image: np.ndarray, faces: list[FaceRow]) -> np.ndarray:
     return image
 
 
-def write_annotated(video_path: str, rows: list[FaceRow], analysed: set[int], path: Path, fps: float) -> int:
-    """Every frame of the video with the boxes of its latest analysed frame; same fps and size."""
+def save_rows(rows: list[FaceRow], analysed: list[int], path: Path) -> None:
+    """The tracked rows the annotation parts draw (label and score smoothed; raw probabilities left out)."""
+    np.savez(path, analysed=np.array(analysed, np.int64), frame=np.array([r.frame for r in rows], np.int64),
+             track=np.array([r.track_id for r in rows], np.int64),
+             box=np.array([r.box for r in rows], np.float32).reshape(-1, 4),
+             label=np.array([EMOTIONS.index(r.label) for r in rows], np.int64),
+             score=np.array([r.score for r in rows], np.float32))
+
+
+def load_rows(path: Path, fps: float) -> tuple[list[FaceRow], list[int]]:
+    data = np.load(path)
+    empty = np.zeros(len(EMOTIONS), np.float32)
+    rows = [FaceRow(int(f), f / fps, int(t), b, EMOTIONS[int(lab)], float(sc), empty)
+            for f, t, b, lab, sc in zip(data["frame"], data["track"], data["box"], data["label"], data["score"])]
+    return rows, data["analysed"].tolist()
+
+
+def faces_at(rows: list[FaceRow], analysed: list[int]):
+    """Per frame, the boxes of its latest analysed frame: `shown(frame)` for frames in increasing order."""
     by_frame: dict[int, list[FaceRow]] = {}
     for r in rows:
         by_frame.setdefault(r.frame, []).append(r)
+    order = sorted(analysed)
+    position = 0
+    current: list[FaceRow] = []
+
+    def shown(frame: int) -> list[FaceRow]:
+        nonlocal position, current
+        while position < len(order) and order[position] <= frame:
+            current = by_frame.get(order[position], [])
+            position += 1
+        return current
+
+    return shown
+
+
+def _h264_stream(container, fps: float, width: int, height: int):
+    """H.264 (browsers play it) without B-frames, so parts can be joined by copying packets."""
+    stream = container.add_stream("libx264" if width % 2 == 0 and height % 2 == 0 else "mpeg4",
+                                  rate=Fraction(fps).limit_denominator(100000))
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.options = {"preset": "veryfast", "crf": "23", "bf": "0"}
+    stream.codec_context.thread_count = 1  # one RQ worker, one core
+    return stream
+
+
+def write_annotated_part(video_path: str, rows: list[FaceRow], analysed: list[int], start: int,
+                         stop: int | None, path: Path, fps: float, on_frame=None) -> int:
+    """Frames [start, stop) of the video with the boxes of their latest analysed frame, as an H.264 part;
+    returns the frames written. Parts of one video join into one file with `join_parts`."""
+    import av
+
     capture = cv2.VideoCapture(video_path)
     width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    index = seek(capture, video_path, start)
+    shown = faces_at(rows, analysed)
     tmp = path.with_name(path.stem + ".tmp.mp4")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    current: list[FaceRow] = []
+    container = av.open(str(tmp), "w")
+    stream = _h264_stream(container, fps, width, height)
     written = 0
     try:
-        while True:
+        while stop is None or index < stop:
             ok, image = capture.read()
             if not ok:
                 break
-            if written in analysed:
-                current = by_frame.get(written, [])
-            writer.write(draw_faces(image, current))
+            frame = av.VideoFrame.from_ndarray(draw_faces(image, shown(index)), format="bgr24")
+            frame.pts = written
+            container.mux(stream.encode(frame))
             written += 1
+            index += 1
+            if on_frame:
+                on_frame(written)
+        container.mux(stream.encode(None))
     finally:
         capture.release()
-        writer.release()
+        container.close()
     tmp.replace(path)
     return written
+
+
+def join_parts(parts: list[Path], path: Path) -> int:
+    """One video from the parts, packets copied (no re-encoding), timestamps shifted part by part."""
+    import av
+
+    tmp = path.with_name(path.stem + ".tmp.mp4")
+    packets = 0
+    with av.open(str(tmp), "w", options={"movflags": "faststart"}) as out:
+        stream = None
+        offset = Fraction(0)  # seconds of video written so far
+        for part in parts:
+            with av.open(str(part)) as source:
+                src = source.streams.video[0]
+                if stream is None:
+                    stream = out.add_stream_from_template(src)
+                end = offset
+                for packet in source.demux(src):
+                    if packet.dts is None:  # the demuxer's end-of-stream marker
+                        continue
+                    shift = round(offset / packet.time_base)
+                    packet.pts += shift
+                    packet.dts += shift
+                    end = max(end, (packet.pts + packet.duration) * packet.time_base)
+                    packet.stream = stream
+                    out.mux(packet)
+                    packets += 1
+                offset = end
+    tmp.replace(path)
+    return packets
 
 
 def label_spans(rows: list[FaceRow], step: float) -> dict[tuple[int, str], list[tuple[float, float]]]:

@@ -24,7 +24,8 @@ from rq.registry import StartedJobRegistry
 from fervi.bus import process_id
 from fervi.service import die_with_parent
 
-from .video_jobs import QUEUE, Submitted, VideoError, submit
+from .video_io import VideoError
+from .video_jobs import QUEUE, Submitted, submit
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +79,12 @@ class Progress:
     result: dict = field(default_factory=dict)
 
 
-def progress_of(segments: list[Job], merge: Job) -> Progress:
-    """Frames done/total over a video's jobs and where it stands, without waiting."""
+def progress_of(jobs: list[Job], final: Job) -> Progress:
+    """Work units done/total over a video's jobs (frames analysed, then frames drawn) and where it stands,
+    without waiting. `final` is the job whose end is the video's end."""
     done = total = 0
     states = []
-    for job in [*segments, merge]:
+    for job in jobs:
         job.refresh()
         status = job.get_status()
         states.append(status)
@@ -90,8 +92,8 @@ def progress_of(segments: list[Job], merge: Job) -> Progress:
         total += int(job.meta.get("total", 0))
         if status == JobStatus.FAILED:
             return Progress(done, total, "failed", _failure(job))
-    if merge.get_status() == JobStatus.FINISHED:
-        return Progress(total, total, "finished", result=merge.return_value() or {})
+    if final.get_status() == JobStatus.FINISHED:
+        return Progress(total, total, "finished", result=final.return_value() or {})
     if JobStatus.CANCELED in states:
         return Progress(done, total, "canceled", "canceled")
     return Progress(done, total, "running" if JobStatus.STARTED in states or done else "queued")
@@ -99,7 +101,7 @@ def progress_of(segments: list[Job], merge: Job) -> Progress:
 
 def follow(states: list[VideoState], queue: Queue, on_progress=None, poll_s: float = 0.3,
            timeout_s: float | None = None) -> list[VideoState]:
-    """Wait until every video's merge job has finished or one of its jobs has failed for good."""
+    """Wait until every video's last job has finished or one of its jobs has failed for good."""
     registry = StartedJobRegistry(queue=queue)
     cleaned = 0.0
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -113,7 +115,7 @@ def follow(states: list[VideoState], queue: Queue, on_progress=None, poll_s: flo
         for state in states:
             if state.submitted is None or state.done:
                 continue
-            progress = progress_of(state.submitted.segments, state.submitted.merge)
+            progress = progress_of(state.submitted.jobs, state.submitted.finish)
             done, total = done + progress.done, total + progress.total
             if progress.state == "finished":
                 state.done, state.result = True, progress.result

@@ -30,6 +30,10 @@ async function refresh() {
     tr.querySelector(".pct").textContent = s.total ? `${Math.round((100 * s.done) / s.total)}%` : "";
     tr.querySelector(".state").textContent = s.state + (s.error ? `: ${s.error}` : "");
     tr.querySelector(".files").innerHTML = s.files.map((f) => `<a href="/videos/${video.id}/${f}${q}">${f}</a>`).join(" ");
+    if (s.files.includes("annotated.mp4")) {
+      tr.querySelector(".files").innerHTML += `<br><video controls muted preload="metadata" width="360"
+        src="/videos/${video.id}/annotated.mp4${q ? `${q}&` : "?"}inline=1"></video>`;
+    }
     if (s.files.includes("timeline.png")) tr.querySelector(".files").innerHTML += `<br><img src="/videos/${video.id}/timeline.png${q}" width="360">`;
     tr.querySelector(".cancel").hidden = s.state !== "queued" && s.state !== "running";
   }
