@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from dataclasses import replace
 
 from fervi.bus import Bus, connect, process_id
 from fervi.metrics import BACKLOG, FRAMES_DROPPED, FRAMES_INGESTED
@@ -106,6 +107,8 @@ class Publisher:
                     if live and source.buffering is Buffering.DROP_OLDEST:
                         continue  # a real camera keeps streaming: drop frames faster than the fps cap
                     self.shutdown.wait(next_at - now)
+                    # a file played at a pace: its frame is "captured" when released, not when read ahead
+                    captured = replace(captured, captured_at=time.time())
                 next_at = max(next_at + interval, time.monotonic() - interval)
             if self._publish(captured, live):
                 self.sent += 1

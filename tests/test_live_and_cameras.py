@@ -71,3 +71,29 @@ def test_ingest_refuses_missing_sources_and_bad_camera_names(tmp_path, redis_url
     name = processes.start(["ingest", str(text), "--camera", "../etc"], env, "name")
     assert name.wait(30) == 2
     assert "invalid camera name" in name.log_path.read_text()
+
+
+def test_a_paced_file_stamps_frames_when_it_releases_them(redis_url, client):
+    """A file played as a live camera at --fps N reads ahead and waits; its frames' capture time is the
+    moment they are released, so latency figures do not count the pacing wait."""
+    import numpy as np
+
+    from fervi.protocol import Frame
+    from fervi.settings import load_settings
+    from ingest.publisher import Publisher
+    from ingest.sources import Buffering, Captured
+
+    class FastFile:
+        buffering = Buffering.WAIT
+
+        def frames(self):
+            for i in range(6):
+                yield Captured(i, np.zeros((48, 64, 3), np.uint8), time.time())
+
+    publisher = Publisher(load_settings(), redis_url, "paced", "fast-file", fps=5.0, live=True)
+    publisher._play(FastFile())
+    entries = client.xrange(frames_key("paced"))
+    assert len(entries) == 6
+    for entry_id, fields in entries:
+        added_ms = int(entry_id.split(b"-")[0])
+        assert abs(Frame.from_fields(fields).captured_at * 1000 - added_ms) < 50
