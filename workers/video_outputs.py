@@ -131,7 +131,7 @@ def _h264_stream(container, fps: float, width: int, height: int):
     stream = container.add_stream("libx264" if width % 2 == 0 and height % 2 == 0 else "mpeg4",
                                   rate=Fraction(fps).limit_denominator(100000))
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-    stream.options = {"preset": "veryfast", "crf": "23", "bf": "0"}
+    stream.options = {"preset": "superfast", "crf": "23", "bf": "0"}  # superfast: measured quickest here
     stream.codec_context.thread_count = 1  # one RQ worker, one core
     return stream
 
