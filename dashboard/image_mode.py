@@ -42,6 +42,8 @@ def analyse_upload(bus: Bus, data: bytes, width: int, height: int, timeout_s: fl
         while time.monotonic() < deadline:
             for _, result in bus.results(camera):
                 if result.seq == seq:
+                    if result.gap:
+                        raise UploadError(f"the worker could not analyse the image ({result.gap}); see the dead letters")
                     return result
             time.sleep(0.05)
         raise UploadError("no worker answered in time: is `fervi worker` running?")

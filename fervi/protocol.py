@@ -166,9 +166,10 @@ class Result:
     width: int
     height: int
     faces: Faces
+    gap: str = ""  # set when the frame was not analysed: "skipped" (a stale live frame) or "dead" (dead-lettered)
 
     def to_fields(self) -> dict[str, str]:
-        return {
+        fields = {
             "v": str(SCHEMA_VERSION),
             "camera": self.camera,
             "seq": str(self.seq),
@@ -181,6 +182,16 @@ class Result:
             "h": str(self.height),
             "faces": json.dumps(self.faces.to_list(), separators=(",", ":")),
         }
+        if self.gap:
+            fields["gap"] = self.gap
+        return fields
+
+    @classmethod
+    def gap_marker(cls, frame: "Frame", reason: str, worker: str, now: float) -> "Result":
+        """A frame's place in its camera's sequence, kept although it was not analysed, so the tracker
+        need not wait for a result that will never come."""
+        return cls(frame.camera, frame.seq, frame.index, frame.captured_at, now, now, worker, frame.width,
+                   frame.height, Faces(), reason)
 
     @classmethod
     def from_fields(cls, fields: dict) -> "Result":
@@ -196,6 +207,7 @@ class Result:
             width=_number(fields, "w", int),
             height=_number(fields, "h", int),
             faces=Faces.from_list(_json(fields, "faces")),
+            gap=_text(fields, "gap") if ("gap" in fields or b"gap" in fields) else "",
         )
 
 

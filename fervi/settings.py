@@ -36,7 +36,7 @@ class Settings:
     live_maxlen: int = _setting("FERVI_LIVE_MAXLEN", 256, "Frames kept per live camera stream (MAXLEN ~)")
     results_maxlen: int = _setting("FERVI_RESULTS_MAXLEN", 10000, "Entries kept per results/tracks stream")
     file_max_lag: int = _setting("FERVI_FILE_MAX_LAG", 64, "File ingest waits while this many frames are unacked")
-    frame_max_age_s: float = _setting("FERVI_FRAME_MAX_AGE", 2.0, "Live frames older than this are skipped")
+    frame_max_age_s: float = _setting("FERVI_FRAME_MAX_AGE", 1.0, "Live frames older than this are skipped")
     claim_timeout_s: float = _setting("FERVI_CLAIM_TIMEOUT", 15.0, "Idle time before another worker reclaims")
     batch_frames: int = _setting("FERVI_BATCH_FRAMES", 8, "Frames a worker reads per batch, across cameras")
     block_ms: int = _setting("FERVI_BLOCK_MS", 500, "XREADGROUP BLOCK timeout")

@@ -1,7 +1,8 @@
 """Face tracks, pure and testable without Redis: stable ids, smoothed emotions, results in seq order.
 
 - `ReorderBuffer` turns results that workers finish out of order back into seq order, waiting at most
-  `window` frames for a missing seq (skipped live frames never get a result); later arrivals are counted.
+  `window` frames for a missing seq (skipped and dead frames come as gap markers, so a seq goes missing only
+  when a result is lost or slow); later arrivals are counted.
 - `FaceTracker` matches faces to tracks by box overlap (or centre distance) with an optimal assignment
   (`scipy.optimize.linear_sum_assignment`), ends a track after `max_misses` frames without it, and smooths
   each track's 7 probabilities with an exponential moving average whose half-life is in seconds, so it
@@ -167,7 +168,7 @@ class FaceTracker:
 
 class ReorderBuffer:
     """Releases items in seq order. A missing seq is waited for until `window` later items are held or
-    the oldest held item has waited `max_wait_s` (a live camera's skipped frame never comes)."""
+    the oldest held item has waited `max_wait_s` (a lost result never comes)."""
 
     def __init__(self, window: int = 16, max_wait_s: float = 0.5, clock: Callable[[], float] = time.monotonic):
         self.window = window

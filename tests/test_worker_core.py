@@ -39,3 +39,6 @@ def test_triage_sorts_good_stale_and_bad_entries():
     assert "missing field" in reasons["7-0"]
     assert "does not match stream" in reasons["8-0"]
     assert batch.dead[0].fields["jpeg"].startswith("<")
+    # the tracker hears of every frame it would otherwise wait for: skipped, and dead with a readable header
+    assert [(m.seq, m.gap, len(m.faces)) for _, m in batch.gaps] == [(2, "dead", 0), (4, "dead", 0), (5, "skipped", 0)]
+    assert [e.entry_id for e, _ in batch.gaps] == ["2-0", "4-0", "5-0"]

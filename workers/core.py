@@ -29,22 +29,29 @@ class Triage:
     work: list[Work] = field(default_factory=list)
     skipped: list[Entry] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    gaps: list[tuple[Entry, Result]] = field(default_factory=list)  # markers for skipped and dead frames
 
 
 def triage(entries: list[Entry], worker: str, now: float, max_age_s: float, max_pixels: int) -> Triage:
+    """Sort entries; every skipped frame, and every dead one whose header was readable, gets a gap marker."""
     out = Triage()
     for entry in entries:
+        frame = None
         try:
             frame = Frame.from_fields(entry.fields)
             if frame.camera != entry.camera:
-                raise ProtocolError(f"camera field {frame.camera!r} does not match stream {entry.camera!r}")
+                claimed, frame = frame.camera, None  # no marker: the frame does not belong to this stream
+                raise ProtocolError(f"camera field {claimed!r} does not match stream {entry.camera!r}")
             if frame.live and now - frame.captured_at > max_age_s:
                 out.skipped.append(entry)
+                out.gaps.append((entry, Result.gap_marker(frame, "skipped", worker, now)))
                 continue
             image = decode_image(frame.jpeg, max_pixels)
         except (ProtocolError, ImageError) as err:
             out.dead.append(DeadLetter(entry.camera, entry.entry_id, str(err), worker, now,
                                        DeadLetter.summarize(entry.fields)))
+            if frame is not None and frame.seq >= 0:
+                out.gaps.append((entry, Result.gap_marker(frame, "dead", worker, now)))
             continue
         out.work.append(Work(entry, frame, image))
     return out

@@ -85,6 +85,8 @@ class TrackerProcess:
     def _publish(self, camera: str, state: CameraState, released: list[tuple[int, Result]]) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for seq, result in released:
+            if result.gap:  # a skipped or dead frame: its seq is passed, nothing is tracked
+                continue
             started = time.perf_counter()
             frame = state.tracker.update(seq, result.captured_at, result.faces)
             TRACK_SECONDS.observe(time.perf_counter() - started)

@@ -98,6 +98,8 @@ class Worker:
             DEAD_LETTERS.labels(letter.camera).inc()
             log.warning("event=dead_letter worker=%s camera=%s entry=%s reason=%r",
                         self.name, letter.camera, letter.entry_id, letter.reason)
+        for entry, marker in batch.gaps:  # the tracker learns at once that these seqs get no analysis
+            self.bus.publish_result(marker, entry.entry_id, self.settings.results_maxlen)
         for entry in batch.skipped:
             self.bus.ack(entry.camera, entry.entry_id, "skipped")
             FRAMES_SKIPPED.labels(entry.camera).inc()
