@@ -82,3 +82,20 @@ def test_predict_reports_unreadable_files(tmp_path):
     result = CliRunner().invoke(main, ["predict", str(bad), "--json"])
     assert result.exit_code == 1
     assert "not a readable image" in json.loads(result.output.strip().splitlines()[-1])["error"]
+
+
+def test_any_batch_gives_the_same_probabilities_with_few_interpreters():
+    """Batches are cut into powers of two: the answers do not depend on the cut, and a worker keeps at
+    most one interpreter per power of two however its batches vary."""
+    from fervi.settings import load_settings
+    from fervi.vision.classifier import MODEL_TFLITE, TFLiteClassifier, batch_sizes
+
+    assert batch_sizes(23, 32) == [16, 4, 2, 1] and batch_sizes(70, 32) == [32, 32, 4, 2] and batch_sizes(0, 32) == []
+    faces = np.random.default_rng(1).integers(0, 256, (23, 48, 48), dtype=np.uint8)
+    classifier = TFLiteClassifier(f"{load_settings().models}/{MODEL_TFLITE}", max_batch=32)
+    together = classifier.predict(faces)
+    one_by_one = np.concatenate([classifier.predict(faces[i : i + 1]) for i in range(len(faces))])
+    assert np.allclose(together, one_by_one, atol=1e-5)
+    for n in range(1, 33):
+        classifier.predict(faces[: min(n, 23)].repeat(2, axis=0)[:n])
+    assert set(classifier._interpreters) <= {1, 2, 4, 8, 16, 32}

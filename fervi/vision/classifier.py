@@ -35,8 +35,23 @@ def _mean_of_mirrors(probs: np.ndarray) -> np.ndarray:
     return (probs[:half] + probs[half:]) / 2
 
 
+def batch_sizes(n: int, max_batch: int) -> list[int]:
+    """Full batches, then the rest as powers of two (23 -> 16, 4, 2, 1): no padding, and a worker holds
+    at most one interpreter per power of two, so its memory stops growing after the first minutes."""
+    sizes = [max_batch] * (n // max_batch)
+    rest = n % max_batch
+    bit = 1 << max(0, rest.bit_length() - 1)
+    while rest:
+        if rest & bit:
+            sizes.append(bit)
+            rest -= bit
+        bit >>= 1
+    return sizes
+
+
 class TFLiteClassifier:
-    """TFLite fp32 model; one interpreter per batch size seen, so a batch never re-allocates tensors."""
+    """TFLite fp32 model; one interpreter per batch size used (see `batch_sizes`), so a batch never
+    re-allocates tensors."""
 
     name = "tflite"
 
@@ -60,10 +75,11 @@ class TFLiteClassifier:
         return self._interpreters[batch]
 
     def _run(self, faces: np.ndarray) -> np.ndarray:
-        out = []
-        for start in range(0, len(faces), self.max_batch):
-            chunk = faces[start : start + self.max_batch]
-            interpreter = self._interpreter(len(chunk))
+        out, start = [], 0
+        for size in batch_sizes(len(faces), self.max_batch):
+            chunk = faces[start : start + size]
+            start += size
+            interpreter = self._interpreter(size)
             interpreter.set_tensor(interpreter.get_input_details()[0]["index"], chunk.astype(np.float32)[..., None])
             interpreter.invoke()
             out.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy())
