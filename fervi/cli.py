@@ -354,6 +354,10 @@ def predict(images: tuple[str, ...], as_json: bool) -> None:
 @click.option("--limit", type=click.IntRange(1), help="Use only the first N training faces (smoke runs).")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False),
               help="Start from this trained .keras model's weights (same architecture): continue or fine-tune.")
+@click.option("--select", type=click.Choice(["best", "last"]), default="best", show_default=True,
+              help="Checkpoint to export: best validation accuracy (single view), or the last epoch.")
+@click.option("--export-only", is_flag=True, help="Export the run in --work-dir again, without training.")
+@click.option("--note", default="", help="A note on the run for the model card (resumed, shared machine...).")
 @click.option("--out", default="models", show_default=True, type=click.Path(file_okay=False),
               help="Where the trained model, TFLite export, card and figures go.")
 @click.option("--work-dir", default=".fervi/train", show_default=True, type=click.Path(file_okay=False),

@@ -55,7 +55,8 @@ def export_run(config, data, work: Path) -> dict:
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint = work / "best.keras" if (work / "best.keras").exists() else work / "last.keras"
+    best = work / "best.keras"
+    checkpoint = best if config.select == "best" and best.exists() else work / "last.keras"
     model = keras.models.load_model(checkpoint, compile=False)
     model.save(out / MODEL_KERAS)
     (out / MODEL_TFLITE).write_bytes(to_tflite(model))
@@ -93,12 +94,13 @@ def export_run(config, data, work: Path) -> dict:
         "class_counts_after_oversampling": data.report["class_counts_after"],
         "overlap_by_pixel_hash": data.report["overlap_train_val"],
         "training": {
-            **{k: v for k, v in asdict(config).items() if k not in ("extra", "resume")},
+            **{k: v for k, v in asdict(config).items() if k not in ("extra", "resume", "export_only", "note")},
             "epochs_run": epochs_run,
             "selected_checkpoint": checkpoint.name,
             "wall_seconds": round(wall, 1) if wall else None,
             **_totals(epochs_run, wall, parent_run(config.init)),
             "machine": f"{platform.machine()} {platform.processor() or ''} cpu_count={_cpus()}".strip(),
+            **({"history_note": config.note} if config.note else {}),
         },
         "metrics": {
             "validation_flip_averaged": val_metrics,

@@ -43,6 +43,9 @@ class TrainConfig:
     include_contempt: bool = False
     limit: int | None = None  # first N training faces only (smoke runs)
     init: str | None = None  # start from this trained model's weights (continue or fine-tune)
+    select: str = "best"  # exported checkpoint: "best" validation accuracy (single view) or the "last" epoch
+    export_only: bool = False  # export the run in work_dir again without training
+    note: str = ""  # how the run went (resumed, shared machine...), printed in the model card
     extra: dict = field(default_factory=dict)
 
 
@@ -126,6 +129,14 @@ def train(config: TrainConfig) -> dict:
     keras.utils.set_random_seed(config.seed)
     work = Path(config.work_dir)
     backup = work / "backup"
+    if config.select not in ("best", "last"):
+        raise ValueError(f"select must be best or last, not {config.select!r}")
+    if config.export_only:
+        if not (work / "last.keras").exists():
+            raise SystemExit(f"{work} holds no finished epoch to export")
+        from .export import export_run
+
+        return export_run(config, prepare(config), work)
     if not config.resume and backup.exists():
         raise SystemExit(f"{backup} holds an earlier run: pass --resume to continue it, or remove it")
     work.mkdir(parents=True, exist_ok=True)
