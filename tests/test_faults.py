@@ -47,7 +47,7 @@ def test_frozen_killed_workers_and_a_redis_restart_lose_no_frame(tmp_path, resta
     os.kill(frozen.pid, signal.SIGCONT)
 
     def fresh_live_result():
-        return any(r.captured_at > restarted for _, r in bus.results("cam-live"))
+        return any(r.captured_at > restarted and not r.gap for _, r in bus.results("cam-live"))
 
     wait_for(fresh_live_result, LIVE_RECOVERY_S, f"a live result within {LIVE_RECOVERY_S} s of the restart")
     assert ingest.wait(180) == 0, ingest.log_path.read_text()[-2000:]

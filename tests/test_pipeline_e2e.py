@@ -36,10 +36,13 @@ def test_file_through_two_workers_gives_every_frame_one_result(tmp_path, redis_u
     frames = 40
     video = write_video(tmp_path / "faces.mp4", frames=frames, fps=15)
     env = fervi_env(redis_url, **FAST)
+    bus = Bus(redis.Redis.from_url(redis_url))
+    bus.register_camera("file1")  # both workers join the camera before its frames come, so both get some
     workers = [processes.start(["worker"], env, f"worker{i}") for i in range(2)]
+    wait_for(lambda: all("event=camera_joined" in w.log_path.read_text() and "camera=file1" in w.log_path.read_text()
+                         for w in workers), 120, "both workers on the camera")
     ingest = processes.start(["ingest", str(video), "--camera", "file1"], env, "ingest")
     assert ingest.wait(120) == 0, ingest.log_path.read_text()
-    bus = Bus(redis.Redis.from_url(redis_url))
     done = wait_for(lambda: len(results_by_index(bus, "file1")) == frames and results_by_index(bus, "file1"),
                     120, "a result for every frame")
     assert sorted(done) == list(range(frames))
@@ -99,6 +102,8 @@ def test_bad_entries_go_to_dead_letters_and_the_worker_keeps_serving(redis_url, 
     assert any("too large" in r for r in reasons)
     assert any("missing field" in r for r in reasons)
     wait_for(lambda: any(r.seq == good_seq for _, r in bus.results("bad")), 60, "the good frame's result")
+    # the corrupt and the huge frame had readable headers: their seqs are marked for the tracker
+    assert sorted(r.gap for _, r in bus.results("bad") if r.gap) == ["dead", "dead"]
     assert worker.poll() is None
     assert bus.stats("bad")["dead_lettered"] == 4
 
