@@ -51,3 +51,13 @@ def test_one_epoch_train_and_export(tmp_path, fer_csv, ckplus_dir):
     training = json.loads((out2 / "model_card.json").read_text())["training"]
     assert training["init_from"]["epochs_run"] == 2 and training["epochs_total"] == 3
     assert "Started from the weights" in (out2 / "MODEL_CARD.md").read_text()
+    # --export-only exports the finished run again: here its last epoch, with a note for the card
+    out3 = tmp_path / "models3"
+    again = CliRunner().invoke(main, ["train", "--data", str(subset), "--data", str(ckplus_dir), "--epochs", "1",
+                                      "--init", str(out / "fervi_cnn_lstm.keras"), "--out", str(out3),
+                                      "--work-dir", str(tmp_path / "work2"), "--export-only", "--select", "last",
+                                      "--note", "exported again"])
+    assert again.exit_code == 0, again.output
+    training = json.loads((out3 / "model_card.json").read_text())["training"]
+    assert training["selected_checkpoint"] == "last.keras" and training["history_note"] == "exported again"
+    assert (out3 / "fervi_cnn_lstm.tflite").stat().st_size > 0
