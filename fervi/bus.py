@@ -214,13 +214,17 @@ class Bus:
         return bool(self._publish(keys=keys, args=flat))
 
     def ack(self, camera: str, entry_id: str, counter: str | None = None) -> None:
-        """Ack and drop a frame without a result (skipped or dead-lettered), counting why."""
+        """Ack and drop a frame without a result (a dead letter), counting why."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.xack(frames_key(camera), WORKER_GROUP, entry_id)
         pipe.xdel(frames_key(camera), entry_id)
         if counter:
             pipe.hincrby(stats_key(camera), counter, 1)
         pipe.execute()
+
+    def count(self, camera: str, counter: str, n: int = 1) -> None:
+        """Add to one of a camera's counters (`fervi status`, dashboard metrics)."""
+        self.redis.hincrby(stats_key(camera), counter, n)
 
     def set_latest_frame(self, camera: str, seq: int, jpeg: bytes) -> None:
         """The newest analysed frame of a camera, for live displays (kept briefly)."""

@@ -27,9 +27,13 @@ class Work:
 @dataclass
 class Triage:
     work: list[Work] = field(default_factory=list)
-    skipped: list[Entry] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     gaps: list[tuple[Entry, Result]] = field(default_factory=list)  # markers for skipped and dead frames
+
+    @property
+    def skipped(self) -> list[Entry]:
+        """Stale live frames (their markers say "skipped")."""
+        return [entry for entry, marker in self.gaps if marker.gap == "skipped"]
 
 
 def triage(entries: list[Entry], worker: str, now: float, max_age_s: float, max_pixels: int) -> Triage:
@@ -43,7 +47,6 @@ def triage(entries: list[Entry], worker: str, now: float, max_age_s: float, max_
                 claimed, frame = frame.camera, None  # no marker: the frame does not belong to this stream
                 raise ProtocolError(f"camera field {claimed!r} does not match stream {entry.camera!r}")
             if frame.live and now - frame.captured_at > max_age_s:
-                out.skipped.append(entry)
                 out.gaps.append((entry, Result.gap_marker(frame, "skipped", worker, now)))
                 continue
             image = decode_image(frame.jpeg, max_pixels)

@@ -7,6 +7,7 @@ SIGTERM finish the batch in hand before leaving.
 
 from __future__ import annotations
 
+import collections
 import logging
 import socket
 import time
@@ -98,11 +99,11 @@ class Worker:
             DEAD_LETTERS.labels(letter.camera).inc()
             log.warning("event=dead_letter worker=%s camera=%s entry=%s reason=%r",
                         self.name, letter.camera, letter.entry_id, letter.reason)
-        for entry, marker in batch.gaps:  # the tracker learns at once that these seqs get no analysis
+        for entry, marker in batch.gaps:  # acked with the marker: the tracker passes these seqs at once
             self.bus.publish_result(marker, entry.entry_id, self.settings.results_maxlen)
-        for entry in batch.skipped:
-            self.bus.ack(entry.camera, entry.entry_id, "skipped")
-            FRAMES_SKIPPED.labels(entry.camera).inc()
+        for camera, skipped in collections.Counter(entry.camera for entry in batch.skipped).items():
+            self.bus.count(camera, "skipped", skipped)
+            FRAMES_SKIPPED.labels(camera).inc(skipped)
         if batch.work:
             timing = Timing()
             started = time.perf_counter()
