@@ -196,3 +196,19 @@ def test_annotated_parts_join_in_order_without_reencoding(tmp_path):
     assert [f.pts for f in frames] == sorted(f.pts for f in frames)
     brightness = [float(f.to_ndarray(format="gray").mean()) for f in frames]
     assert all(abs(b - (4 * i + 30)) < 4 for i, b in enumerate(brightness)), brightness
+
+
+def test_an_annotation_part_loads_only_the_rows_it_draws(tmp_path):
+    """Each part reads its own frames' rows, plus those of the analysed frame shown at its first frame."""
+    import numpy as np
+
+    from workers.video_outputs import FaceRow, faces_at, load_rows, save_rows
+
+    analysed = list(range(0, 30, 3))  # --every 3
+    rows = [FaceRow(f, f / 10, 1, np.array([f, 0, 10, 10], np.float32), "happy", 0.9, np.zeros(7)) for f in analysed]
+    save_rows(rows, analysed, tmp_path / "tracked.npz")
+    part, part_analysed = load_rows(tmp_path / "tracked.npz", 10.0, 10, 20)
+    assert [r.frame for r in part] == [9, 12, 15, 18] and part_analysed == [9, 12, 15, 18]
+    shown = faces_at(part, part_analysed)
+    assert [shown(f)[0].frame for f in range(10, 20)] == [9, 9, 12, 12, 12, 15, 15, 15, 18, 18]
+    assert [r.frame for r in load_rows(tmp_path / "tracked.npz", 10.0, 27, None)[0]] == [27]

@@ -144,7 +144,7 @@ def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: in
 def annotate_part(info: dict, start: int, stop: int | None, out_dir: str, part_file: str) -> dict:
     """Frames [start, stop) with their tracked boxes and labels, as one part of annotated.mp4."""
     video = VideoInfo(**info)
-    rows, analysed = load_rows(Path(out_dir) / ".segments" / "tracked.npz", video.fps)
+    rows, analysed = load_rows(Path(out_dir) / ".segments" / "tracked.npz", video.fps, start, stop)
     total = (stop if stop is not None else video.frames) - start
     written = write_annotated_part(video.path, rows, analysed, start, stop, Path(part_file), video.fps,
                                    on_frame=lambda done: done % META_EVERY or _progress(done, total))

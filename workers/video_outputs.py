@@ -99,12 +99,19 @@ def save_rows(rows: list[FaceRow], analysed: list[int], path: Path) -> None:
              score=np.array([r.score for r in rows], np.float32))
 
 
-def load_rows(path: Path, fps: float) -> tuple[list[FaceRow], list[int]]:
+def load_rows(path: Path, fps: float, start: int = 0, stop: int | None = None) -> tuple[list[FaceRow], list[int]]:
+    """The saved rows a part [start, stop) draws: from the latest analysed frame at or before `start` on."""
     data = np.load(path)
+    analysed = data["analysed"]
+    before = analysed[analysed <= start]
+    first = int(before.max()) if before.size else start
+    end = np.iinfo(np.int64).max if stop is None else stop
+    keep = (data["frame"] >= first) & (data["frame"] < end)
     empty = np.zeros(len(EMOTIONS), np.float32)
     rows = [FaceRow(int(f), f / fps, int(t), b, EMOTIONS[int(lab)], float(sc), empty)
-            for f, t, b, lab, sc in zip(data["frame"], data["track"], data["box"], data["label"], data["score"])]
-    return rows, data["analysed"].tolist()
+            for f, t, b, lab, sc in zip(data["frame"][keep], data["track"][keep], data["box"][keep],
+                                        data["label"][keep], data["score"][keep])]
+    return rows, analysed[(analysed >= first) & (analysed < end)].tolist()
 
 
 def faces_at(rows: list[FaceRow], analysed: list[int]):
