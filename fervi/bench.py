@@ -81,18 +81,17 @@ def one_core(cpu: int | None = None):
         os.sched_setaffinity(0, before)
 
 
-def pipeline_fps(settings: Settings, faces: int, frames: int = 100) -> float:
-    """Frames/s of the face pipeline (detect + classify) on in-memory 640x480 frames, one frame per call:
-    what the peer's `detect_emotions` does, without FERVI's transport (JPEG, Redis)."""
+def pipeline_fps(settings: Settings, images: np.ndarray) -> float:
+    """Frames/s of the face pipeline (detect + classify) on in-memory frames, one frame per call: what the
+    peer's `detect_emotions` does, without FERVI's transport (JPEG, Redis)."""
     from .vision.pipeline import FacePipeline
 
     pipeline = FacePipeline.from_settings(settings)
-    images = [render_frame(i, frames, faces=faces) for i in range(frames)]
-    pipeline.analyze(images[:1])
+    pipeline.analyze([images[0]])
     started = time.perf_counter()
     for image in images:
         pipeline.analyze([image])
-    return round(frames / (time.perf_counter() - started), 2)
+    return round(len(images) / (time.perf_counter() - started), 2)
 
 
 def worker_fps(settings: Settings, redis_url: str, faces: int, frames: int = 200, workers: int = 1) -> float:
@@ -359,14 +358,15 @@ def peer_comparison(settings: Settings, worker_fps_by_faces: dict[str, float], f
     python = ensure_peer_venv()
     cpu = min(os.sched_getaffinity(0))
     out: dict = {}
+    arrays = {
+        "frames_1face": np.stack([render_frame(i, frames, faces=1) for i in range(frames)]),
+        "frames_4faces": np.stack([render_frame(i, frames, faces=4) for i in range(frames)]),
+        "faces": np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8), "labels": np.zeros(0, np.int64),
+    }
     with one_core(cpu):
-        fervi_fps = {"1face": pipeline_fps(settings, 1, frames), "4faces": pipeline_fps(settings, 4, frames)}
+        fervi_fps = {"1face": pipeline_fps(settings, arrays["frames_1face"]),
+                     "4faces": pipeline_fps(settings, arrays["frames_4faces"])}
     with tempfile.TemporaryDirectory() as tmp:
-        arrays = {
-            "frames_1face": np.stack([render_frame(i, frames, faces=1) for i in range(frames)]),
-            "frames_4faces": np.stack([render_frame(i, frames, faces=4) for i in range(frames)]),
-            "faces": np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8), "labels": np.zeros(0, np.int64),
-        }
         if fer_csv:
             from training.datasets import load_fer_csv
 
