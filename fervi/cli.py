@@ -358,6 +358,11 @@ def predict(images: tuple[str, ...], as_json: bool) -> None:
               help="Checkpoint to export: best validation accuracy (single view), or the last epoch.")
 @click.option("--export-only", is_flag=True, help="Export the run in --work-dir again, without training.")
 @click.option("--note", default="", help="A note on the run for the model card (resumed, shared machine...).")
+@click.option("--device-pack", type=click.Path(file_okay=False),
+              help="Write the split, over-sampled training data to this folder for training/gpu_train.py "
+                   "(PyTorch, on a GPU machine) and stop.")
+@click.option("--from-torch", type=click.Path(exists=True, dir_okay=False),
+              help="Import a training/gpu_train.py run (.npz) instead of training here, then export it.")
 @click.option("--out", default="models", show_default=True, type=click.Path(file_okay=False),
               help="Where the trained model, TFLite export, card and figures go.")
 @click.option("--work-dir", default=".fervi/train", show_default=True, type=click.Path(file_okay=False),
@@ -372,6 +377,9 @@ def train(data, model_name, **options) -> None:
                                         **options))
     except DatasetError as err:
         raise click.ClickException(str(err)) from None
+    if "device_pack" in card:
+        click.echo(json.dumps(card))
+        return
     val = card["metrics"]["validation_flip_averaged"]
     click.echo(json.dumps({"out": options["out"], "accuracy": val["accuracy"], "macro_f1": val["macro_f1"],
                            "n": val["n"]}))
@@ -384,25 +392,28 @@ def train(data, model_name, **options) -> None:
 @click.option("--model", "model_file", type=click.Path(exists=True, dir_okay=False),
               help="A .tflite or .keras model (default: the shipped TFLite model).")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N rows of the selection.")
-@click.option("--no-flip", is_flag=True, help="Single view (no horizontal-flip averaging).")
+@click.option("--flip/--no-flip", default=None,
+              help="Average each face with its mirror image, or not (default: as the workers, FERVI_FLIP_AVERAGE).")
 @click.option("--skip-bad", is_flag=True, help="Skip and count malformed rows instead of failing.")
 @click.option("--confusion-png", default=".fervi/eval/confusion_matrix.png", show_default=True,
               type=click.Path(dir_okay=False), help="Where to write the confusion matrix figure.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
-def evaluate(data, usage, model_file, limit, no_flip, skip_bad, confusion_png, as_json) -> None:
+def evaluate(data, usage, model_file, limit, flip, skip_bad, confusion_png, as_json) -> None:
     """Accuracy, macro-F1, per-class metrics, confusion matrix, parameters and faces/s of a model."""
     from training.datasets import DatasetError
     from training.evaluate_cli import evaluate_model
 
     settings = _settings()
     try:
-        report = evaluate_model(data, usage, model_file, settings.models, limit, not no_flip, skip_bad, confusion_png)
+        flip = settings.flip_average if flip is None else flip
+        report = evaluate_model(data, usage, model_file, settings.models, limit, flip, skip_bad, confusion_png)
     except DatasetError as err:
         raise click.ClickException(str(err)) from None
     if as_json:
         click.echo(json.dumps(report))
         return
-    click.echo(f"{report['n']} faces ({report['selection']}), model {report['model']} ({report['params']:,} params)")
+    click.echo(f"{report['n']} faces ({report['selection']}), model {report['model']} ({report['params']:,} params), "
+               f"{'flip-averaged' if flip else 'single view'}")
     click.echo(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
                f"{report['faces_per_s']:.0f} faces/s")
     click.echo(f"{'emotion':<10} {'precision':>9} {'recall':>7} {'f1':>6} {'n':>6}")

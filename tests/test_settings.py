@@ -13,10 +13,11 @@ from fervi.settings import load_settings
 
 def test_defaults_and_overrides():
     settings = load_settings({})
-    assert settings.embedded and settings.detector == "blazeface_full" and settings.flip_average
+    assert settings.embedded and settings.detector == "blazeface_full"
+    assert not settings.flip_average
     custom = load_settings({"FERVI_REDIS_URL": "redis://h:6379/1", "FERVI_BATCH_FRAMES": "16",
-                            "FERVI_FLIP_AVERAGE": "0", "FERVI_FRAME_MAX_AGE": "0.5"})
-    assert not custom.embedded and custom.batch_frames == 16 and not custom.flip_average
+                            "FERVI_FLIP_AVERAGE": "1", "FERVI_FRAME_MAX_AGE": "0.5"})
+    assert not custom.embedded and custom.batch_frames == 16 and custom.flip_average
     assert custom.frame_max_age_s == 0.5
 
 

@@ -20,7 +20,7 @@ def test_shipped_model_scores_on_first_1000_public_test_rows(fer_csv, tmp_path):
     report = json.loads(result.output)
     assert report["n"] == 1000
     assert report["params"] == 457_863
-    assert report["accuracy"] >= 0.60, report["accuracy"]
+    assert report["accuracy"] >= 0.65, report["accuracy"]
     assert set(report) >= {"accuracy", "macro_f1", "per_class", "confusion", "params", "n"}
     assert (tmp_path / "cm.png").stat().st_size > 0
 

@@ -94,12 +94,14 @@ def export_run(config, data, work: Path) -> dict:
         "class_counts_after_oversampling": data.report["class_counts_after"],
         "overlap_by_pixel_hash": data.report["overlap_train_val"],
         "training": {
-            **{k: v for k, v in asdict(config).items() if k not in ("extra", "resume", "export_only", "note")},
+            **{k: v for k, v in asdict(config).items()
+               if k not in ("extra", "resume", "export_only", "note", "device_pack")},
             "epochs_run": epochs_run,
             "selected_checkpoint": checkpoint.name,
             "wall_seconds": round(wall, 1) if wall else None,
             **_totals(epochs_run, wall, parent_run(config.init)),
-            "machine": f"{platform.machine()} {platform.processor() or ''} cpu_count={_cpus()}".strip(),
+            "machine": _machine(config),
+            **({"trained_with": config.extra["trained_with"]} if "trained_with" in config.extra else {}),
             **({"history_note": config.note} if config.note else {}),
         },
         "metrics": {
@@ -144,6 +146,31 @@ def parent_run(init: str | None) -> dict | None:
         "validation_accuracy": parent.get("metrics", {}).get("validation_flip_averaged", {}).get("accuracy"),
         "exported_at": parent.get("exported_at"),
     }
+
+
+def _machine(config) -> str:
+    torch_run = config.extra.get("trained_with")
+    if torch_run:
+        return f"{torch_run['device']} (PyTorch {torch_run['torch']}, training/gpu_train.py)"
+    return f"{platform.machine()} {platform.processor() or ''} cpu_count={_cpus()}".strip()
+
+
+def _optimizer(training: dict) -> str:
+    torch_run = training.get("trained_with")
+    if not torch_run:
+        return "Adam"
+    if torch_run["optimizer"] == "sgd":
+        return f"SGD (Nesterov momentum 0.9, weight decay {torch_run['weight_decay']:g})"
+    return f"AdamW (weight decay {torch_run['weight_decay']:g})"
+
+
+def _torch_line(run: dict) -> str:
+    return (f"Trained by `training/gpu_train.py` (recipe `{run['recipe']}`, the PyTorch mirror of this "
+            f"architecture, weights mapped by `training/torch_port.py`) on {run['device']}, on the same split "
+            f"and over-sampled rows ({run['train_rows']} per epoch). Augmentation, training split only: "
+            f"horizontal flip, rotation ±{run['degrees']}°, zoom ±{run['zoom']:.0%}, shift ±{run['shift']:.0%}, "
+            f"brightness ±15%, contrast ±20%, random erasing p={run['erase']}; the epoch count was fixed after "
+            f"the first epoch to fit a {run.get('minutes', '?')}-minute budget.")
 
 
 def _cpus() -> int:
@@ -194,11 +221,13 @@ def model_card_markdown(card: dict) -> str:
         "",
         "## Training",
         "",
-        f"{card['training']['epochs_run']} epochs, batch {card['training']['batch_size']}, Adam peak "
+        f"{card['training']['epochs_run']} epochs, batch {card['training']['batch_size']}, "
+        f"{_optimizer(card['training'])} peak "
         f"{card['training']['learning_rate']:g} (warm-up, cosine decay), label smoothing "
         f"{card['training']['label_smoothing']}, over-sampling to {card['training']['oversample_min_share']:g} of "
         f"the largest class, augmentation {'on' if card['training']['augment'] else 'off'}; wall time "
         f"{card['training']['wall_seconds']} s on {card['training']['machine']}.",
+        *(["", _torch_line(card["training"]["trained_with"])] if card["training"].get("trained_with") else []),
         *(["", card["training"]["history_note"]] if card["training"].get("history_note") else []),
         *(["", _init_line(card["training"])] if card["training"].get("init_from") else []),
         "",

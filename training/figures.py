@@ -23,16 +23,20 @@ def _save(fig, path: Path) -> Path:
 
 
 def training_curves(history_csv: Path, path: Path) -> Path:
+    """Accuracy and loss per epoch: whichever of the Keras (train and validation) or PyTorch-run columns exist."""
     history = pd.read_csv(history_csv).drop_duplicates("epoch", keep="last")
     epochs = history["epoch"] + 1
     fig, (acc, loss) = plt.subplots(1, 2, figsize=(10, 4))
-    acc.plot(epochs, history["accuracy"], label="train (augmented)")
-    acc.plot(epochs, history["val_accuracy"], label="validation")
-    acc.set(title="Accuracy", xlabel="epoch")
-    loss.plot(epochs, history["loss"], label="train (augmented)")
-    loss.plot(epochs, history["val_loss"], label="validation")
-    loss.set(title="Loss", xlabel="epoch")
-    for ax in (acc, loss):
+    curves = {
+        acc: [("accuracy", "train (augmented)"), ("val_accuracy", "validation"),
+              ("val_accuracy_flip_averaged", "validation, flip-averaged")],
+        loss: [("loss", "train (augmented)"), ("val_loss", "validation")],
+    }
+    for ax, columns in curves.items():
+        for column, label in columns:
+            if column in history:
+                ax.plot(epochs, history[column], label=label)
+        ax.set(title="Accuracy" if ax is acc else "Loss", xlabel="epoch")
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, path)

@@ -46,6 +46,8 @@ class TrainConfig:
     select: str = "best"  # exported checkpoint: "best" validation accuracy (single view) or the "last" epoch
     export_only: bool = False  # export the run in work_dir again without training
     note: str = ""  # how the run went (resumed, shared machine...), printed in the model card
+    device_pack: str | None = None  # write the prepared data here for training/gpu_train.py, then stop
+    from_torch: str | None = None  # import a gpu_train.py run (its .npz) instead of training here
     extra: dict = field(default_factory=dict)
 
 
@@ -131,6 +133,14 @@ def train(config: TrainConfig) -> dict:
     backup = work / "backup"
     if config.select not in ("best", "last"):
         raise ValueError(f"select must be best or last, not {config.select!r}")
+    if config.device_pack:
+        from .device_pack import write_pack
+
+        manifest = write_pack(prepare(config), config.device_pack)
+        log.info("event=device_pack_written folder=%s sets=%s", config.device_pack, manifest["sets"])
+        return {"device_pack": config.device_pack, "sets": manifest["sets"]}
+    if config.from_torch:
+        return import_torch_run(config, work)
     if config.export_only:
         if not (work / "last.keras").exists():
             raise SystemExit(f"{work} holds no finished epoch to export")
@@ -183,3 +193,37 @@ def train(config: TrainConfig) -> dict:
     from .export import export_run
 
     return export_run(config, data, work)
+
+
+def import_torch_run(config: TrainConfig, work: Path) -> dict:
+    """Turn a `training/gpu_train.py` run into this run's checkpoints and history, then export it as usual.
+
+    The Keras model gets the mirror's weights (`torch_port`); export then measures the TFLite model here, on
+    the same validation and holdout faces, so the card's figures never come from the other machine.
+    """
+    import pandas as pd
+
+    from .architectures import build
+    from .export import export_run
+    from .torch_port import load_into
+
+    run = np.load(config.from_torch)
+    meta = json.loads(str(run["meta"]))
+    work.mkdir(parents=True, exist_ok=True)
+    for which in ("last", "best"):
+        model = build(config.model)
+        load_into(model, {k.split("/", 1)[1]: run[k] for k in run.files if k.startswith(f"{which}/")})
+        model.save(work / f"{which}.keras")
+    history = pd.DataFrame(meta["history"]).rename(columns={"val_accuracy_flip": "val_accuracy_flip_averaged"})
+    history.to_csv(work / "history.csv", index=False)
+    (work / "wall_seconds.json").write_text(json.dumps({"seconds": meta["wall_seconds"]}))
+    (work / "torch_run.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "history"}, indent=2))
+    config.epochs = meta["epochs_run"]
+    config.batch_size = meta["batch"]
+    config.learning_rate = meta["lr"]
+    config.label_smoothing = meta["smoothing"]
+    config.augment = True
+    config.extra = {"trained_with": {k: v for k, v in meta.items() if k != "history"}}
+    log.info("event=torch_run_imported file=%s recipe=%s epochs=%d", config.from_torch, meta["recipe"],
+             meta["epochs_run"])
+    return export_run(config, prepare(config), work)
