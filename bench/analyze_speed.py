@@ -1,6 +1,7 @@
 """Offline analysis speed: frames/s and x real time of `fervi analyze` for 640x480 and 1280x720 demo videos
 (30 fps, two real faces) with 1 and 2 RQ workers on the embedded Redis, every frame analysed and every
-second frame (`--every 2`).
+second frame (`--every 2`), with the default keyframe detection (`--detect-every` auto: the detector runs
+every 0.1 s of video, the classifier on every analysed frame).
 
     python bench/analyze_speed.py [--seconds 60] [--out bench/results/analyze_speed.json]
 
@@ -44,8 +45,11 @@ def main() -> None:
                 subprocess.run(command, check=True, capture_output=True,
                                env={**os.environ, "FERVI_HOME": str(Path(tmp) / "home")})
                 wall = time.perf_counter() - started
+                summary = json.loads((Path(tmp) / f"out-{size}-{workers}-{every}" / video.stem / "summary.json")
+                                     .read_text())
                 run = {"size": size, "frames": frames, "video_seconds": args.seconds, "rq_workers": workers,
-                       "every": every, "analysed_frames": len(range(0, frames, every)),
+                       "every": every, "analysed_frames": summary["analysed_frames"],
+                       "detect_every": summary["detect_every"], "face_rows": summary["face_rows"],
                        "wall_s": round(wall, 2), "frames_per_s": round(frames / wall, 1),
                        "x_real_time": round(args.seconds / wall, 2),
                        "command": f"fervi analyze talk-{size}.mp4 --workers {workers} --segments {segments} "

@@ -60,9 +60,10 @@ def test_analyze_command_alone_with_embedded_redis(tmp_path, monkeypatch):
     monkeypatch.delenv("FERVI_REDIS_URL", raising=False)
     monkeypatch.setenv("FERVI_HOME", str(tmp_path / "home"))
     result = CliRunner().invoke(main, ["analyze", str(video), "--out", str(tmp_path / "out"), "--segments", "3",
-                                       "--workers", "2"])
+                                       "--workers", "2", "--detect-every", "3"])
     assert result.exit_code == 0, result.output
     _check_outputs(tmp_path / "out" / "talk", frames, fps)
+    assert json.loads((tmp_path / "out" / "talk" / "summary.json").read_text())["detect_every"] == 3
 
 
 def test_every_kth_frame(tmp_path, monkeypatch):

@@ -52,8 +52,14 @@ def _progress(done: int, total: int) -> None:
         job.save_meta()
 
 
-def analyze_segment(video: str, start: int, stop: int | None, every: int, out_file: str) -> dict:
-    """Analyse frames [start, stop) whose index is a multiple of `every`; write them to `out_file` (.npz)."""
+def analyze_segment(video: str, start: int, stop: int | None, every: int, out_file: str,
+                    detect_every: int = 1) -> dict:
+    """Analyse frames [start, stop) whose index is a multiple of `every`; write them to `out_file` (.npz).
+
+    The detector runs on every `detect_every`-th analysed frame and on the segment's first and last ones;
+    the boxes between are interpolated (`fervi.vision.keyframes`) and every analysed frame is classified.
+    """
+    from fervi.vision.keyframes import interpolate
     from fervi.vision.pipeline import FacePipeline
 
     settings = load_settings()
@@ -64,16 +70,27 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
     total = (stop - start) if stop is not None else max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) - start)
     index = seek(capture, video, start)
     frames, boxes, scores, probs, counts = [], [], [], [], []
-    batch: list[tuple[int, np.ndarray]] = []
+    waiting: list[list] = []  # [index, image, detections or None] in frame order
+    key: tuple[int, tuple] | None = None  # the newest keyframe: (index, detections)
+
+    def detect_key(entry: list) -> None:
+        """Detect at `entry`, then interpolate the waiting frames between the previous keyframe and it."""
+        nonlocal key
+        entry[2] = pipeline.detect([entry[1]])[0]
+        if key is not None:
+            for item in waiting:
+                if item[2] is None:
+                    item[2] = interpolate(key[1], entry[2], (item[0] - key[0]) / (entry[0] - key[0]))
+        key = (entry[0], entry[2])
 
     def flush() -> None:
-        for (i, _), faces in zip(batch, pipeline.analyze([image for _, image in batch])):
+        for (i, _, _), faces in zip(waiting, pipeline.classify([w[1] for w in waiting], [w[2] for w in waiting])):
             frames.append(i)
             counts.append(len(faces))
             boxes.append(faces.boxes)
             scores.append(faces.scores)
             probs.append(faces.probs)
-        batch.clear()
+        waiting.clear()
 
     done = 0
     try:
@@ -85,14 +102,20 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
                 ok, image = capture.read()
                 if not ok:
                     break
-                batch.append((index, image))
-                if len(batch) == BATCH:
-                    flush()
+                entry = [index, image, None]
+                waiting.append(entry)
+                if key is None or (index // every) % detect_every == 0:
+                    detect_key(entry)
+                    if len(waiting) >= BATCH:
+                        flush()
             index += 1
             done += 1
             if done % META_EVERY == 0:
                 _progress(done, total)
-        flush()
+        if waiting and waiting[-1][2] is None:  # the segment's last frame closes its last gap
+            detect_key(waiting[-1])
+        if waiting:
+            flush()
     finally:
         capture.release()
     if not frames and start == 0:
@@ -108,7 +131,7 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
     return {"start": start, "stop": index, "analysed": len(frames), "faces": int(sum(counts))}
 
 
-def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: int) -> dict:
+def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: int, detect_every: int = 1) -> dict:
     """Track faces across all segments in frame order; write faces.csv, summary.json, timeline.png and the
     tracked rows the annotation parts draw."""
     settings = load_settings()
@@ -117,11 +140,13 @@ def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: in
     rows: list[FaceRow] = []
     analysed: list[int] = []
     for file in segment_files:
-        data = np.load(file)
+        with np.load(file) as npz:  # each npz[key] reads and unzips again: read every array once
+            data = {key: npz[key] for key in npz.files}
+        boxes, scores, probs = data["boxes"], data["scores"], data["probs"]
         offset = 0
         for frame, count in zip(data["frames"].tolist(), data["counts"].tolist()):
-            faces = Faces(data["boxes"][offset : offset + count], data["scores"][offset : offset + count],
-                          data["probs"][offset : offset + count])
+            faces = Faces(boxes[offset : offset + count], scores[offset : offset + count],
+                          probs[offset : offset + count])
             offset += count
             analysed.append(frame)
             t = frame / video.fps
@@ -133,7 +158,7 @@ def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: in
     summary = summarize(rows, {"video": video.path, "fps": video.fps, "frames": frames_total,
                                "width": video.width, "height": video.height,
                                "duration_s": round(frames_total / video.fps, 3), "analysed_frames": len(analysed),
-                               "every": every}, every / video.fps)
+                               "every": every, "detect_every": detect_every}, every / video.fps)
     write_summary(summary, out / "summary.json")
     write_timeline(rows, summary["duration_s"], out / "timeline.png")
     save_rows(rows, analysed, out / ".segments" / "tracked.npz")
@@ -178,9 +203,15 @@ class Submitted:
         return [*self.segments, self.merge, *self.parts, self.finish]
 
 
-def submit(queue: Queue, video: str, out_root: str | Path, segments: int, every: int, retries: int = 2) -> Submitted:
-    """Enqueue the jobs of one video. Raises VideoError for unreadable files."""
+def submit(queue: Queue, video: str, out_root: str | Path, segments: int, every: int, retries: int = 2,
+           detect_every: int | None = None) -> Submitted:
+    """Enqueue the jobs of one video. Raises VideoError for unreadable files.
+
+    `detect_every` analysed frames per detector run; None: keyframes 0.1 s of video apart (3 at 30 fps)."""
+    from fervi.vision.keyframes import detect_every_for
+
     info = probe(video)
+    detect_every = detect_every or detect_every_for(info.fps, every)
     out = Path(out_root) / Path(video).stem
     work = out / ".segments"
     work.mkdir(parents=True, exist_ok=True)
@@ -195,10 +226,11 @@ def submit(queue: Queue, video: str, out_root: str | Path, segments: int, every:
     for i, (start, stop) in enumerate(bounds):
         file = str((work / f"{i:03d}.npz").resolve())
         files.append(file)
-        jobs.append(queue.enqueue(analyze_segment, info.path, start, stop, every, file, **common,
+        jobs.append(queue.enqueue(analyze_segment, info.path, start, stop, every, file, detect_every, **common,
                                   meta=meta("segment", (stop or info.frames) - start),
                                   description=f"segment {i + 1}/{len(bounds)} of {name}"))
-    merge = queue.enqueue(merge_segments, asdict(info), files, str(out.resolve()), every, depends_on=jobs,
+    merge = queue.enqueue(merge_segments, asdict(info), files, str(out.resolve()), every, detect_every,
+                          depends_on=jobs,
                           **common, meta=meta("merge", 1), description=f"merge {name}")
     part_files, parts = [], []
     for i, (start, stop) in enumerate(bounds):
@@ -209,5 +241,6 @@ def submit(queue: Queue, video: str, out_root: str | Path, segments: int, every:
                                    description=f"annotate part {i + 1}/{len(bounds)} of {name}"))
     finish = queue.enqueue(finish_video, part_files, str(out.resolve()), depends_on=parts, **common,
                            meta=meta("finish", 1), description=f"finish {name}")
-    log.info("event=video_submitted video=%s frames=%d segments=%d out=%s", video, info.frames, len(jobs), out)
+    log.info("event=video_submitted video=%s frames=%d segments=%d detect_every=%d out=%s", video, info.frames,
+             len(jobs), detect_every, out)
     return Submitted(info.path, str(out), jobs, merge, parts, finish)

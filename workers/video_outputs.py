@@ -135,10 +135,13 @@ def faces_at(rows: list[FaceRow], analysed: list[int]):
 
 def _h264_stream(container, fps: float, width: int, height: int):
     """H.264 (browsers play it) without B-frames, so parts can be joined by copying packets."""
-    stream = container.add_stream("libx264" if width % 2 == 0 and height % 2 == 0 else "mpeg4",
-                                  rate=Fraction(fps).limit_denominator(100000))
+    h264 = width % 2 == 0 and height % 2 == 0
+    stream = container.add_stream("libx264" if h264 else "mpeg4", rate=Fraction(fps).limit_denominator(100000))
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-    stream.options = {"preset": "superfast", "crf": "23", "bf": "0"}  # superfast: measured quickest here
+    stream.options = {"preset": "superfast", "crf": "23", "bf": "0"}
+    if h264:
+        # No look-ahead: 1.9 instead of 2.45 ms a 640x480 frame here, same size; ultrafast: 1.5 ms, 2.6x the size.
+        stream.options["tune"] = "zerolatency"
     stream.codec_context.thread_count = 1  # one RQ worker, one core
     return stream
 
@@ -156,13 +159,19 @@ def write_annotated_part(video_path: str, rows: list[FaceRow], analysed: list[in
     tmp = path.with_name(path.stem + ".tmp.mp4")
     container = av.open(str(tmp), "w")
     stream = _h264_stream(container, fps, width, height)
+    # OpenCV's BGR -> I420 is 0.55 ms a 640x480 frame quicker than the encoder's own conversion (needs even sides)
+    i420 = stream.pix_fmt == "yuv420p" and width % 2 == 0 and height % 2 == 0
     written = 0
     try:
         while stop is None or index < stop:
             ok, image = capture.read()
             if not ok:
                 break
-            frame = av.VideoFrame.from_ndarray(draw_faces(image, shown(index)), format="bgr24")
+            image = draw_faces(image, shown(index))
+            if i420:
+                frame = av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+            else:
+                frame = av.VideoFrame.from_ndarray(image, format="bgr24")
             frame.pts = written
             container.mux(stream.encode(frame))
             written += 1

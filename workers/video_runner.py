@@ -148,11 +148,12 @@ def cancel(states: list[VideoState], connection: redis.Redis) -> None:
             cancel_jobs(state.submitted.jobs, connection)
 
 
-def submit_all(queue: Queue, videos: list[str], out: str, segments: int, every: int) -> list[VideoState]:
+def submit_all(queue: Queue, videos: list[str], out: str, segments: int, every: int,
+               detect_every: int | None = None) -> list[VideoState]:
     states = []
     for video in videos:
         try:
-            states.append(VideoState(video, submit(queue, video, out, segments, every)))
+            states.append(VideoState(video, submit(queue, video, out, segments, every, detect_every=detect_every)))
         except VideoError as err:
             states.append(VideoState(video, None, str(err), True))
     return states

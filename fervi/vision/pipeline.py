@@ -17,6 +17,8 @@ from .classifier import EmotionClassifier, load_classifier
 from .detector import FaceDetector, load_detector
 from .preprocess import face_crops
 
+Detections = tuple[np.ndarray, np.ndarray]  # (N, 4) xywh boxes, (N,) scores
+
 
 @dataclass
 class Timing:
@@ -42,14 +44,23 @@ class FacePipeline:
     def analyze(self, images: list[np.ndarray], timing: Timing | None = None) -> list[Faces]:
         """One `Faces` per image; all faces of all images go through the classifier together."""
         started = time.perf_counter()
-        detections = [self.detector.detect(image) for image in images]
-        detected = time.perf_counter()
+        detections = self.detect(images)
+        if timing is not None:
+            timing.detect_ms += (time.perf_counter() - started) * 1000
+        return self.classify(images, detections, timing)
+
+    def detect(self, images: list[np.ndarray]) -> list[Detections]:
+        return [self.detector.detect(image) for image in images]
+
+    def classify(self, images: list[np.ndarray], detections: list[Detections],
+                 timing: Timing | None = None) -> list[Faces]:
+        """Classify the faces at the given boxes (detected, or interpolated between keyframes) in one call."""
+        started = time.perf_counter()
         crops = [face_crops(image, boxes, self.margin) for image, (boxes, _) in zip(images, detections)]
         counts = [len(c) for c in crops]
         probs = self.classifier.predict(np.concatenate(crops)) if sum(counts) else np.zeros((0, 7), np.float32)
         if timing is not None:
-            timing.detect_ms += (detected - started) * 1000
-            timing.classify_ms += (time.perf_counter() - detected) * 1000
+            timing.classify_ms += (time.perf_counter() - started) * 1000
             timing.faces += sum(counts)
         out, start = [], 0
         for (boxes, scores), n in zip(detections, counts):
