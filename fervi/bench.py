@@ -198,6 +198,36 @@ def _percentile(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 1) if values else 0.0
 
 
+@contextlib.contextmanager
+def live_stack(redis_url: str, video: Path, cameras: list[str], fps: float, workers: int):
+    """`workers` workers, a tracker and one looping live ingest per camera; yields the processes, workers
+    first, and stops them all on the way out."""
+    procs = [_spawn(["worker"], redis_url) for _ in range(workers)] + [_spawn(["tracker"], redis_url)]
+    procs += [_spawn(["ingest", str(video), "--camera", n, "--live", "--loop", "--fps", str(fps)], redis_url)
+              for n in cameras]
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+
+
+def tracked_latencies_ms(client: redis.Redis, cameras: list[str], after: dict[str, bytes]) -> list[float]:
+    """Capture-to-tracks latency of every tracks entry newer than `after[camera]`; moves `after` on."""
+    from .bus import tracks_key
+    from .protocol import TrackEntry
+
+    latencies = []
+    for name in cameras:
+        for entry_id, fields in client.xrange(tracks_key(name), min=b"(" + after[name]):
+            after[name] = entry_id
+            entry = TrackEntry.from_fields(fields)
+            latencies.append((entry.tracked_at - entry.captured_at) * 1000)
+    return latencies
+
+
 def e2e_latency(settings: Settings, redis_url: str, cameras: int = 4, fps: float = 5.0, seconds: float = 30.0,
                 workers: int = 2, workdir: Path | None = None) -> dict:
     """Capture-to-tracks-entry latency with `cameras` live cameras at `fps`, `workers` workers and a tracker."""
@@ -205,26 +235,18 @@ def e2e_latency(settings: Settings, redis_url: str, cameras: int = 4, fps: float
 
     from .bus import tracks_key
     from .demo import write_video
-    from .protocol import TrackEntry
 
     client = redis.Redis.from_url(redis_url)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="fervi-bench-"))
     video = write_video(workdir / "live.mp4", frames=100, fps=fps)
     redis_before = client.info("memory")["used_memory_rss"]
-    procs = [_spawn(["worker"], redis_url) for _ in range(workers)] + [_spawn(["tracker"], redis_url)]
     names = [f"lat{i}-{os.getpid()}" for i in range(cameras)]
-    procs += [_spawn(["ingest", str(video), "--camera", n, "--live", "--loop", "--fps", str(fps)], redis_url)
-              for n in names]
-    try:
+    with live_stack(redis_url, video, names, fps, workers) as procs:
         time.sleep(8.0)  # warm-up: models loaded, groups joined
         worker_rss_start = [process_rss_mb(p.pid) for p in procs[:workers]]
-        start_ids = {n: (client.xrevrange(tracks_key(n), count=1) or [(b"0-0", None)])[0][0] for n in names}
+        after = {n: (client.xrevrange(tracks_key(n), count=1) or [(b"0-0", None)])[0][0] for n in names}
         time.sleep(seconds)
-        latencies = []
-        for name in names:
-            for _, fields in client.xrange(tracks_key(name), min=b"(" + start_ids[name]):
-                entry = TrackEntry.from_fields(fields)
-                latencies.append((entry.tracked_at - entry.captured_at) * 1000)
+        latencies = tracked_latencies_ms(client, names, after)
         skipped = sum(Bus(client).stats(n).get("skipped", 0) for n in names)
         return {
             "cameras": cameras, "fps_per_camera": fps, "workers": workers, "seconds": seconds,
@@ -235,11 +257,6 @@ def e2e_latency(settings: Settings, redis_url: str, cameras: int = 4, fps: float
                              "after": round(client.info("memory")["used_memory_rss"] / 2**20, 1)},
             "worker_rss_mb": {"start": worker_rss_start, "end": [process_rss_mb(p.pid) for p in procs[:workers]]},
         }
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
 
 
 MEMORY_FLAT_MB = 20.0
@@ -251,30 +268,20 @@ def soak(redis_url: str, cameras: int = 8, fps: float = 15.0, minutes: float = 1
     skipped frames. Returns every sample and a verdict on memory growth."""
     import tempfile
 
-    from .bus import tracks_key
     from .demo import write_video
-    from .protocol import TrackEntry
 
     client = redis.Redis.from_url(redis_url)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="fervi-soak-"))
     video = write_video(workdir / "live.mp4", frames=150, fps=fps)
-    procs = [_spawn(["worker"], redis_url) for _ in range(workers)] + [_spawn(["tracker"], redis_url)]
     names = [f"soak{i}" for i in range(cameras)]
-    procs += [_spawn(["ingest", str(video), "--camera", n, "--live", "--loop", "--fps", str(fps)], redis_url)
-              for n in names]
     samples = []
-    last = {n: b"0-0" for n in names}
+    after = {n: b"0-0" for n in names}
     started = time.time()
-    try:
+    with live_stack(redis_url, video, names, fps, workers) as procs:
         time.sleep(10.0)
         while time.time() - started < minutes * 60:
             time.sleep(sample_s)
-            latencies = []
-            for name in names:
-                for entry_id, fields in client.xrange(tracks_key(name), min=b"(" + last[name]):
-                    last[name] = entry_id
-                    entry = TrackEntry.from_fields(fields)
-                    latencies.append((entry.tracked_at - entry.captured_at) * 1000)
+            latencies = tracked_latencies_ms(client, names, after)
             bus = Bus(client)
             sample = {
                 "t_s": round(time.time() - started, 1),
@@ -291,11 +298,6 @@ def soak(redis_url: str, cameras: int = 8, fps: float = 15.0, minutes: float = 1
             samples.append(sample)
             if on_sample:
                 on_sample(sample)
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
     # memory is judged once the bounded streams are full (MAXLEN reached): growth after that is a leak
     first = next((x for x in samples if x["t_s"] >= settle_s), samples[0])
     final = samples[-1]

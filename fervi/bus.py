@@ -213,15 +213,6 @@ class Bus:
         keys = [results_key(result.camera), seen_key(result.camera, result.seq), frames_key(result.camera)]
         return bool(self._publish(keys=keys, args=flat))
 
-    def ack(self, camera: str, entry_id: str, counter: str | None = None) -> None:
-        """Ack and drop a frame without a result (a dead letter), counting why."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xack(frames_key(camera), WORKER_GROUP, entry_id)
-        pipe.xdel(frames_key(camera), entry_id)
-        if counter:
-            pipe.hincrby(stats_key(camera), counter, 1)
-        pipe.execute()
-
     def count(self, camera: str, counter: str, n: int = 1) -> None:
         """Add to one of a camera's counters (`fervi status`, dashboard metrics)."""
         self.redis.hincrby(stats_key(camera), counter, n)
@@ -244,9 +235,15 @@ class Bus:
         for key in self.redis.scan_iter(match=f"{PREFIX}:{{{camera}}}:*", count=500):
             self.redis.delete(key)
 
-    def dead_letter(self, letter: DeadLetter) -> None:
-        self.redis.xadd(dead_letter_key(letter.camera), letter.to_fields(), maxlen=DEAD_LETTER_MAXLEN, approximate=True)
-        self.ack(letter.camera, letter.entry_id, "dead_lettered")
+    def dead_letter(self, letter: DeadLetter, ack: bool = True) -> None:
+        """Keep a bad entry's summary and count it; `ack=False` when a gap marker will ack the frame."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(dead_letter_key(letter.camera), letter.to_fields(), maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+        pipe.hincrby(stats_key(letter.camera), "dead_lettered", 1)
+        if ack:
+            pipe.xack(frames_key(letter.camera), WORKER_GROUP, letter.entry_id)
+            pipe.xdel(frames_key(letter.camera), letter.entry_id)
+        pipe.execute()
 
     def dead_letters(self, camera: str, count: int = 100) -> list[DeadLetter]:
         return [DeadLetter.from_fields(f) for _, f in self.redis.xrange(dead_letter_key(camera), count=count)]

@@ -94,8 +94,9 @@ class Worker:
             return 0
         dequeued_at = time.time()
         batch = triage(entries, self.name, dequeued_at, self.settings.frame_max_age_s, self.settings.max_frame_pixels)
+        marked = {entry.entry_id for entry, _ in batch.gaps}  # acked below, with their gap markers
         for letter in batch.dead:
-            self.bus.dead_letter(letter)
+            self.bus.dead_letter(letter, ack=letter.entry_id not in marked)
             DEAD_LETTERS.labels(letter.camera).inc()
             log.warning("event=dead_letter worker=%s camera=%s entry=%s reason=%r",
                         self.name, letter.camera, letter.entry_id, letter.reason)
