@@ -208,6 +208,12 @@ class ReorderBuffer:
                 break
         return out
 
+    def wait_s(self) -> float | None:
+        """Seconds until the oldest held item's wait is over (0: now); None when nothing is held."""
+        if not self.pending:
+            return None
+        return max(0.0, self.max_wait_s - (self.clock() - min(t for _, t in self.pending.values())))
+
     def due(self) -> list[tuple[int, object]]:
         """Items whose wait for a missing seq is over (call it when nothing new arrives)."""
         return self._release(force=False)

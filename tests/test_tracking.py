@@ -6,6 +6,7 @@ import time
 
 import fakeredis
 import numpy as np
+import pytest
 
 from fervi import aggregates
 from fervi.emotions import EMOTIONS
@@ -83,8 +84,11 @@ def test_a_missing_seq_is_waited_for_at_most_max_wait():
     assert [s for s, _ in buffer.push(2, 2)] == []  # seq 1 skipped by the workers
     now[0] = 0.9
     assert buffer.due() == []
+    assert buffer.wait_s() == pytest.approx(0.2)  # the tracker blocks on Redis no longer than this
     now[0] = 1.2
+    assert buffer.wait_s() == 0.0
     assert [s for s, _ in buffer.due()] == [2] and buffer.gaps == 1
+    assert buffer.wait_s() is None
 
 
 def test_out_of_order_frames_track_like_in_order_ones():

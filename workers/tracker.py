@@ -106,8 +106,12 @@ class TrackerProcess:
         if not live:
             self.shutdown.wait(self.settings.block_ms / 1000)
             return
+        # Block no longer than the earliest held result has left to wait for a missing seq, so it is
+        # released on time even when no further result arrives.
+        waits = [w for w in (s.buffer.wait_s() for s in live.values()) if w is not None]
+        block_ms = min([self.settings.block_ms] + [int(w * 1000) + 1 for w in waits])
         reply = self.redis.xread({results_key(c): s.position for c, s in live.items()}, count=256,
-                                 block=self.settings.block_ms)
+                                 block=block_ms)
         for stream, items in reply or []:
             camera = stream.decode().split("{", 1)[1].rsplit("}", 1)[0]
             state = live[camera]
