@@ -38,15 +38,15 @@ def main() -> None:
             video = write_video(Path(tmp) / f"talk-{size}.mp4", frames, args.fps, width, height, faces=2)
             for workers, every in ((1, 1), (2, 1), (2, 2)):
                 segments = 2 * workers
+                out = Path(tmp) / f"out-{size}-{workers}-{every}"
                 command = [sys.executable, "-m", "fervi.cli", "--log-level", "WARNING", "analyze", str(video),
-                           "--out", str(Path(tmp) / f"out-{size}-{workers}-{every}"), "--workers", str(workers),
+                           "--out", str(out), "--workers", str(workers),
                            "--segments", str(segments), "--every", str(every)]
                 started = time.perf_counter()
                 subprocess.run(command, check=True, capture_output=True,
                                env={**os.environ, "FERVI_HOME": str(Path(tmp) / "home")})
                 wall = time.perf_counter() - started
-                summary = json.loads((Path(tmp) / f"out-{size}-{workers}-{every}" / video.stem / "summary.json")
-                                     .read_text())
+                summary = json.loads((out / video.stem / "summary.json").read_text())
                 run = {"size": size, "frames": frames, "video_seconds": args.seconds, "rq_workers": workers,
                        "every": every, "analysed_frames": summary["analysed_frames"],
                        "detect_every": summary["detect_every"], "face_rows": summary["face_rows"],

@@ -187,8 +187,7 @@ class ReorderBuffer:
         return self._release(force=False)
 
     def _overdue(self) -> bool:
-        return len(self.pending) > self.window or (
-            bool(self.pending) and self.clock() - min(t for _, t in self.pending.values()) >= self.max_wait_s)
+        return len(self.pending) > self.window or self.wait_s() == 0.0
 
     def _release(self, force: bool) -> list[tuple[int, object]]:
         out = []

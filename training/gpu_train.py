@@ -135,8 +135,10 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tu
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    decay = [p for n, p in model.named_parameters() if n.endswith("weight") and ".bn." not in n]
-    rest = [p for n, p in model.named_parameters() if not (n.endswith("weight") and ".bn." not in n)]
+    """Weight decay on conv and dense weights only: not on biases, BatchNorm or the LSTMs (`weight_ih_l0`...)."""
+    decay, rest = [], []
+    for name, param in model.named_parameters():
+        (decay if name.endswith("weight") and ".bn." not in name else rest).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 

@@ -217,13 +217,14 @@ def import_torch_run(config: TrainConfig, work: Path) -> dict:
     history = pd.DataFrame(meta["history"]).rename(columns={"val_accuracy_flip": "val_accuracy_flip_averaged"})
     history.to_csv(work / "history.csv", index=False)
     (work / "wall_seconds.json").write_text(json.dumps({"seconds": meta["wall_seconds"]}))
-    (work / "torch_run.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "history"}, indent=2))
+    run_info = {k: v for k, v in meta.items() if k != "history"}
+    (work / "torch_run.json").write_text(json.dumps(run_info, indent=2))
     config.epochs = meta["epochs_run"]
     config.batch_size = meta["batch"]
     config.learning_rate = meta["lr"]
     config.label_smoothing = meta["smoothing"]
     config.augment = True
-    config.extra = {"trained_with": {k: v for k, v in meta.items() if k != "history"}}
+    config.extra = {"trained_with": run_info}
     log.info("event=torch_run_imported file=%s recipe=%s epochs=%d", config.from_torch, meta["recipe"],
              meta["epochs_run"])
     return export_run(config, prepare(config), work)

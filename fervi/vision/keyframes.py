@@ -42,12 +42,11 @@ def interpolate(before: Detections, after: Detections | None, t: float) -> Detec
     matched_b = {c for _, c in pairs}
     boxes = [boxes_a[r] * (1 - t) + boxes_b[c] * t for r, c in pairs]
     scores = [scores_a[r] * (1 - t) + scores_b[c] * t for r, c in pairs]
-    if t < 0.5:
-        boxes += [boxes_a[i] for i in range(len(boxes_a)) if i not in matched_a]
-        scores += [scores_a[i] for i in range(len(boxes_a)) if i not in matched_a]
-    else:
-        boxes += [boxes_b[i] for i in range(len(boxes_b)) if i not in matched_b]
-        scores += [scores_b[i] for i in range(len(boxes_b)) if i not in matched_b]
+    # a face found on one side only stays for the half of the gap nearer its keyframe
+    near_boxes, near_scores, matched = (boxes_a, scores_a, matched_a) if t < 0.5 else (boxes_b, scores_b, matched_b)
+    alone = [i for i in range(len(near_boxes)) if i not in matched]
+    boxes += [near_boxes[i] for i in alone]
+    scores += [near_scores[i] for i in alone]
     if not boxes:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
     return np.array(boxes, np.float32), np.array(scores, np.float32)
