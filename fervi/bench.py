@@ -61,7 +61,7 @@ def classifier_faces_per_s(settings: Settings, batches=(1, 8, 32), seconds: floa
 
 
 def detector_ms(settings: Settings, frames: int = 60) -> float:
-    detector = load_detector(settings.detector, settings.detector_min_score)
+    detector = load_detector(settings.detector, settings.detector_min_score, settings.detector_min_face)
     images = [render_frame(i, frames) for i in range(frames)]
     detector.detect(images[0])
     started = time.perf_counter()

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-DETECTORS = ("blazeface", "blazeface_full", "haar")
+DETECTORS = ("multiscale", "blazeface", "blazeface_full", "haar")
 DEVICES = ("auto", "cpu", "gpu")
 
 
@@ -40,7 +40,9 @@ class Settings:
     claim_timeout_s: float = _setting("FERVI_CLAIM_TIMEOUT", 15.0, "Idle time before another worker reclaims")
     batch_frames: int = _setting("FERVI_BATCH_FRAMES", 8, "Frames a worker reads per batch, across cameras")
     block_ms: int = _setting("FERVI_BLOCK_MS", 500, "XREADGROUP BLOCK timeout")
-    detector: str = _setting("FERVI_DETECTOR", "blazeface_full", f"Face detector: {', '.join(DETECTORS)}")
+    detector: str = _setting("FERVI_DETECTOR", "multiscale", f"Face detector: {', '.join(DETECTORS)}")
+    detector_min_face: int = _setting("FERVI_DETECTOR_MIN_FACE", 48,
+                                      "Smallest face (px wide) the multiscale detector looks for; larger is faster")
     detector_min_score: float = _setting("FERVI_DETECTOR_MIN_SCORE", 0.5, "Minimum face detection score")
     face_margin: float = _setting("FERVI_FACE_MARGIN", 0.15, "Crop margin around a detected face")
     model_dir: str = _setting("FERVI_MODEL_DIR", "", "Folder with the trained model (empty: the shipped one)")
@@ -55,6 +57,8 @@ class Settings:
     reorder_wait_s: float = _setting("FERVI_REORDER_WAIT", 0.5, "Longest wait (s) for a missing seq")
     jpeg_quality: int = _setting("FERVI_JPEG_QUALITY", 85, "JPEG quality of ingested frames")
     max_frame_pixels: int = _setting("FERVI_MAX_FRAME_PIXELS", 4096 * 4096, "Larger frames are dead-lettered")
+    max_image_bytes: int = _setting("FERVI_MAX_IMAGE_BYTES", 64 * 1024 * 1024,
+                                    "Image files larger than this are refused before reading")
     heartbeat_ttl_s: int = _setting("FERVI_HEARTBEAT_TTL", 15, "A process missing heartbeats this long is gone")
     metrics_port: int = _setting("FERVI_METRICS_PORT", 0, "Port for /healthz and /metrics (0: a free one)")
     dashboard_host: str = _setting("FERVI_DASHBOARD_HOST", "127.0.0.1", "Address the dashboard binds to")
@@ -67,6 +71,8 @@ class Settings:
             raise ValueError(f"FERVI_DETECTOR must be one of {', '.join(DETECTORS)}, not {self.detector!r}")
         if self.device not in DEVICES:
             raise ValueError(f"FERVI_DEVICE must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.detector_min_face < 8:
+            raise ValueError("FERVI_DETECTOR_MIN_FACE must be at least 8 (pixels)")
         for name in ("live_maxlen", "results_maxlen", "file_max_lag", "batch_frames", "classifier_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_env(name)} must be at least 1")

