@@ -302,7 +302,7 @@ def status(as_json: bool) -> None:
 def predict(images: tuple[str, ...], as_json: bool) -> None:
     """Find faces in still images and label their emotions."""
     from .emotions import EMOTIONS
-    from .vision.images import ImageError, decode_image
+    from .vision.images import ImageError, decode_image, read_image_file
     from .vision.pipeline import FacePipeline
 
     settings = _settings()
@@ -310,7 +310,7 @@ def predict(images: tuple[str, ...], as_json: bool) -> None:
     failed = 0
     for path in images:
         try:
-            image = decode_image(Path(path).read_bytes(), settings.max_frame_pixels)
+            image = decode_image(read_image_file(path, settings.max_image_bytes), settings.max_frame_pixels)
         except (OSError, ImageError) as err:
             failed += 1
             message = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
@@ -390,7 +390,10 @@ def train(data, model_name, **options) -> None:
 
 
 @main.command()
-@click.option("--data", required=True, type=click.Path(exists=True), help="Dataset to evaluate on.")
+@click.option("--data", type=click.Path(exists=True), help="Dataset of face crops to evaluate the classifier on.")
+@click.option("--images", type=click.Path(exists=True),
+              help="Labelled photos (one folder per emotion, or a CSV of path,label): the whole chain, detector "
+                   "included, is evaluated.")
 @click.option("--usage", default="PublicTest", show_default=True,
               help="Rows of this Usage (ignored when the data has no Usage column: all rows).")
 @click.option("--model", "model_file", type=click.Path(exists=True, dir_okay=False),
@@ -402,12 +405,20 @@ def train(data, model_name, **options) -> None:
 @click.option("--confusion-png", default=".fervi/eval/confusion_matrix.png", show_default=True,
               type=click.Path(dir_okay=False), help="Where to write the confusion matrix figure.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
-def evaluate(data, usage, model_file, limit, flip, skip_bad, confusion_png, as_json) -> None:
-    """Accuracy, macro-F1, per-class metrics, confusion matrix, parameters and faces/s of a model."""
+def evaluate(data, images, usage, model_file, limit, flip, skip_bad, confusion_png, as_json) -> None:
+    """Accuracy, macro-F1, per-class metrics, confusion matrix, parameters and faces/s of a model.
+
+    With --images: faces found, accuracy, macro-F1, per-class recall and results per face size on your own
+    labelled photos, through detection, cropping and classification as the workers run them."""
     from training.datasets import DatasetError
     from training.evaluate_cli import evaluate_model
 
+    if bool(data) == bool(images):
+        raise click.UsageError("give exactly one of --data (face crops) or --images (labelled photos)")
     settings = _settings()
+    if images:
+        _evaluate_images(images, settings, model_file, flip, confusion_png, as_json)
+        return
     try:
         flip = settings.flip_average if flip is None else flip
         report = evaluate_model(data, usage, model_file, settings.models, limit, flip, skip_bad, confusion_png)
@@ -423,6 +434,44 @@ def evaluate(data, usage, model_file, limit, flip, skip_bad, confusion_png, as_j
     click.echo(f"{'emotion':<10} {'precision':>9} {'recall':>7} {'f1':>6} {'n':>6}")
     for name, m in report["per_class"].items():
         click.echo(f"{name:<10} {m['precision']:>9.3f} {m['recall']:>7.3f} {m['f1']:>6.3f} {m['support']:>6}")
+    click.echo(f"confusion matrix: {report['confusion_png']}")
+
+
+def _evaluate_images(images, settings, model_file, flip, confusion_png, as_json) -> None:
+    from training.datasets import DatasetError
+    from training.evaluate_images import evaluate_images
+
+    from .vision.pipeline import FacePipeline
+
+    from .vision.classifier import MODEL_KERAS, MODEL_TFLITE
+
+    changes = {"flip_average": flip} if flip is not None else {}
+    if model_file:
+        if Path(model_file).name not in (MODEL_TFLITE, MODEL_KERAS):
+            raise click.UsageError(f"with --images, --model must be a folder's {MODEL_TFLITE} or {MODEL_KERAS}")
+        changes["model_dir"] = str(Path(model_file).parent)
+    settings = settings.replace(**changes)
+    try:
+        report = evaluate_images(images, FacePipeline.from_settings(settings), settings.max_frame_pixels,
+                                 settings.max_image_bytes, confusion_png)
+    except DatasetError as err:
+        raise click.ClickException(str(err)) from None
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    for item in report["unreadable"]:
+        click.echo(f"skipped {item['path']}: {item['error']}", err=True)
+    click.echo(f"{report['evaluated']} images, faces found in {report['faces_found']} ({report['found_rate']:.1%}); "
+               f"detector {settings.detector}")
+    click.echo(f"accuracy {report['accuracy']:.4f} (a photo without a face counts as wrong), "
+               f"on found faces {report['accuracy_of_found']:.4f}, macro-F1 {report['macro_f1_of_found']:.4f}")
+    click.echo(f"{'emotion':<10} {'recall':>7}")
+    for name, recall in report["per_class_recall"].items():
+        if recall is not None:
+            click.echo(f"{name:<10} {recall:>7.3f}")
+    for bucket in report["by_face_width"]:
+        click.echo(f"faces {bucket['face_width_px']:>9} px wide: {bucket['faces']:>5} faces, "
+                   f"accuracy {bucket['accuracy']:.3f}")
     click.echo(f"confusion matrix: {report['confusion_png']}")
 
 

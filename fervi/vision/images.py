@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import stat
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,6 +26,24 @@ def image_size(data: bytes) -> tuple[int, int]:
         raise ImageError(f"image is too large: {err}") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ImageError(f"not a readable image: {err.__class__.__name__}") from None
+
+
+def read_image_file(path: str | Path, max_bytes: int) -> bytes:
+    """The bytes of a regular image file no larger than `max_bytes` (never a device, pipe or folder)."""
+    path = Path(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageError(f"{path}: not a regular file")
+    if info.st_size > max_bytes:
+        raise ImageError(f"{path}: {info.st_size} bytes is over the limit of {max_bytes} (FERVI_MAX_IMAGE_BYTES)")
+    with open(path, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:  # grew since stat
+        raise ImageError(f"{path}: over the limit of {max_bytes} bytes (FERVI_MAX_IMAGE_BYTES)")
+    return data
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
