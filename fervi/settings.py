@@ -43,6 +43,10 @@ class Settings:
     detector: str = _setting("FERVI_DETECTOR", "multiscale", f"Face detector: {', '.join(DETECTORS)}")
     detector_min_face: int = _setting("FERVI_DETECTOR_MIN_FACE", 48,
                                       "Smallest face (px wide) the multiscale detector looks for; larger is faster")
+    detector_full_scan_every: int = _setting(
+        "FERVI_DETECTOR_FULL_SCAN_EVERY", 5,
+        "Live cameras: the multiscale detector scans for small faces every N frames a worker gets of a camera, "
+        "and follows the faces it found in between (1: every frame)")
     detector_min_score: float = _setting("FERVI_DETECTOR_MIN_SCORE", 0.5, "Minimum face detection score")
     face_margin: float = _setting("FERVI_FACE_MARGIN", 0.15, "Crop margin around a detected face")
     model_dir: str = _setting("FERVI_MODEL_DIR", "", "Folder with the trained model (empty: the shipped one)")
@@ -73,7 +77,8 @@ class Settings:
             raise ValueError(f"FERVI_DEVICE must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.detector_min_face < 8:
             raise ValueError("FERVI_DETECTOR_MIN_FACE must be at least 8 (pixels)")
-        for name in ("live_maxlen", "results_maxlen", "file_max_lag", "batch_frames", "classifier_batch"):
+        for name in ("live_maxlen", "results_maxlen", "file_max_lag", "batch_frames", "classifier_batch",
+                     "detector_full_scan_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_env(name)} must be at least 1")
         if not 1 <= self.jpeg_quality <= 100:

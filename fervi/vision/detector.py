@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 class FaceDetector(Protocol):
     name: str
 
-    def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def detect(self, frame: np.ndarray, stream: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Faces in `frame`; `stream` names the camera it comes from, for detectors that follow faces."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class BlazeFaceDetector:
         outputs = sorted(self.interpreter.get_output_details(), key=lambda d: d["shape"][-1])
         self.score_index, self.box_index = outputs[0]["index"], outputs[-1]["index"]
 
-    def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, frame: np.ndarray, stream: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         square, scale, left, top = letterbox(frame, self.spec.size)  # colour converted after shrinking: cheaper
         rgb = cv2.cvtColor(square, cv2.COLOR_BGR2RGB if square.ndim == 3 else cv2.COLOR_GRAY2RGB)
         self.interpreter.set_tensor(self.input_index, (rgb.astype(np.float32) * (1 / 127.5) - 1.0)[None])
@@ -148,7 +149,7 @@ class HaarDetector:
         self.cascade = cv2.CascadeClassifier(str(Path(root) / "haarcascade_frontalface_default.xml"))
         self.min_size = min_size
 
-    def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, frame: np.ndarray, stream: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
         boxes, _, weights = self.cascade.detectMultiScale3(
             gray, scaleFactor=1.1, minNeighbors=5, minSize=(self.min_size, self.min_size), outputRejectLevels=True
@@ -168,11 +169,11 @@ def clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.stack([x1, y1, x2 - x1, y2 - y1], axis=1).astype(np.float32)
 
 
-def load_detector(name: str, min_score: float = 0.5, min_face: int = 48) -> FaceDetector:
+def load_detector(name: str, min_score: float = 0.5, min_face: int = 48, full_scan_every: int = 1) -> FaceDetector:
     if name == "multiscale":
         from .multiscale import MultiScaleDetector
 
-        return MultiScaleDetector(min_face=min_face, min_score=min_score)
+        return MultiScaleDetector(min_face=min_face, min_score=min_score, full_scan_every=full_scan_every)
     if name == "haar":
         return HaarDetector()
     if name in BLAZEFACE_MODELS:

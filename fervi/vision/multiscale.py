@@ -19,6 +19,8 @@ calibrated to it), so the crop margin means the same whatever found the face.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -97,69 +99,90 @@ class _AnyShapeShortRange:
         return boxes, (1.0 / (1.0 + np.exp(-logits[hit]))).astype(np.float32)
 
 
-def context_crop(frame: np.ndarray, box: np.ndarray, factor: float) -> np.ndarray:
-    """A square `factor` times the box's side around its centre; outside the frame is black."""
+def context_crop(frame: np.ndarray, box: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """A square `factor` times the box's side around its centre (outside the frame is black), and the
+    crop's top-left corner in the frame."""
     x, y, w, h = box
     side = max(1, int(round(max(w, h) * factor)))
     x0, y0 = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2))
     height, width = frame.shape[:2]
     patch = frame[max(0, y0) : min(height, y0 + side), max(0, x0) : min(width, x0 + side)]
-    return cv2.copyMakeBorder(patch, max(0, -y0), max(0, y0 + side - height), max(0, -x0),
+    crop = cv2.copyMakeBorder(patch, max(0, -y0), max(0, y0 + side - height), max(0, -x0),
                               max(0, x0 + side - width), cv2.BORDER_CONSTANT)
+    return crop, np.array([x0, y0, 0, 0], np.float32)
 
 
-def _centred_score(boxes: np.ndarray, scores: np.ndarray, side: int) -> float:
-    """Best score among detections centred near the middle of a `side` square crop."""
+def _centred(boxes: np.ndarray, scores: np.ndarray, side: int) -> int:
+    """Index of the best detection centred near the middle of a `side` square crop, or -1."""
     if len(boxes) == 0:
-        return 0.0
+        return -1
     centres = boxes[:, :2] + boxes[:, 2:] / 2
-    near = np.abs(centres - side / 2).max(axis=1) < side / 4
-    return float(scores[near].max()) if near.any() else 0.0
+    near = np.flatnonzero(np.abs(centres - side / 2).max(axis=1) < side / 4)
+    return int(near[np.argmax(scores[near])]) if len(near) else -1
 
 
 def drop_nested(kept: list[tuple[np.ndarray, float]], inside: float = 0.5) -> list[tuple[np.ndarray, float]]:
-    """Drop a box that lies mostly inside a larger kept one: a fine level sometimes finds part of a big face
-    (eyes to chin) as a face of its own, and NMS by IoU keeps both."""
-    by_size = sorted(kept, key=lambda item: -item[0][2] * item[0][3])
+    """Non-maximum suppression by intersection over the smaller box, best score first. A fine level sometimes
+    finds part of a big face (eyes to chin), and a coarse level a big false box around a real face; NMS by
+    IoU keeps both of such a pair, since a small box inside a large one has a small IoU."""
     out: list[tuple[np.ndarray, float]] = []
-    for box, score in by_size:
+    for box, score in sorted(kept, key=lambda item: -item[1]):
         x, y, w, h = box
-        covered = any(
-            max(0.0, min(x + w, bx + bw) - max(x, bx)) * max(0.0, min(y + h, by + bh) - max(y, by)) >= inside * w * h
+        overlapping = any(
+            max(0.0, min(x + w, bx + bw) - max(x, bx)) * max(0.0, min(y + h, by + bh) - max(y, by))
+            >= inside * min(w * h, bw * bh)
             for (bx, by, bw, bh), _ in out
         )
-        if not covered:
+        if not overlapping:
             out.append((box, score))
     return out
 
 
-class MultiScaleDetector:
-    name = "multiscale"
+@dataclass
+class _StreamState:
+    shape: tuple[int, ...]
+    since_full_scan: int
+    boxes: np.ndarray  # the faces kept in the stream's last frame, short-range framing
 
-    def __init__(self, min_face: int = 48, min_score: float = 0.5, iou: float = 0.3, threads: int = 1):
+
+class MultiScaleDetector:
+    """`detect(frame)` scans the whole pyramid. `detect(frame, stream)` remembers each stream's faces: a full
+    scan every `full_scan_every` frames of that stream, and in between only a second look where its faces
+    were (as DeepStream's `interval` skips inference between keyframes and lets its tracker follow): a face
+    entering the picture is found at the next full scan. The memory is a cache, so any worker may take any
+    frame; a lost cache only means a full scan."""
+
+    name = "multiscale"
+    max_streams = 1024
+
+    def __init__(self, min_face: int = 48, min_score: float = 0.5, iou: float = 0.3, threads: int = 1,
+                 full_scan_every: int = 1):
         self.min_face = min_face
         self.min_score = min_score
         self.iou = iou
+        self.full_scan_every = max(1, full_scan_every)
         self.short = _AnyShapeShortRange(threads)
         self.second_look = BlazeFaceDetector("blazeface", min_score=0.3, threads=threads)
         self.full = BlazeFaceDetector("blazeface_full", min_score=0.3, threads=threads)
         cascades = getattr(getattr(cv2, "data", None), "haarcascades", None)
         self.haar = cv2.CascadeClassifier(str(Path(cascades) / "haarcascade_frontalface_default.xml")) \
             if cascades else None
+        self._streams: OrderedDict[str, _StreamState] = OrderedDict()
 
-    def candidates(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(self, frame: np.ndarray, scales: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         height, width = frame.shape[:2]
         found_boxes, found_scores = [], []
-        for scale in pyramid_scales(width, height, self.min_face):
+        for scale in pyramid_scales(width, height, self.min_face) if scales is None else scales:
             size = (max(16, round(width * scale)), max(16, round(height * scale)))
-            shrink = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            # area averaging where it matters (strong shrinking); linear is as good above half size, and cheaper
+            shrink = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
             image = frame if scale == 1.0 else cv2.resize(frame, size, interpolation=shrink)
             boxes, scores = self.short.detect(image, self.min_score)
             found_boxes.append(boxes / np.float32(scale))
             found_scores.append(scores)
+        if not found_boxes or sum(len(b) for b in found_boxes) == 0:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         boxes, scores = np.concatenate(found_boxes), np.concatenate(found_scores)
-        if len(boxes) == 0:
-            return boxes, scores
         return weighted_nms(boxes, scores, self.iou)
 
     def _haar_agrees(self, crop: np.ndarray) -> bool:
@@ -168,28 +191,50 @@ class MultiScaleDetector:
         gray = cv2.cvtColor(cv2.resize(crop, (96, 96), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
         return len(self.haar.detectMultiScale(gray, 1.1, 3, minSize=(40, 40))) > 0
 
-    def verify(self, frame: np.ndarray, box: np.ndarray) -> float:
-        """The second look's score, or 0 when the candidate is not kept."""
-        crop = context_crop(frame, box, CONTEXT)
-        score = _centred_score(*self.second_look.detect(crop), crop.shape[0])
-        if score >= SURE:
-            return score
-        if score >= LIKELY and (
-            _centred_score(*self.full.detect(crop), crop.shape[0]) > 0 or self._haar_agrees(context_crop(frame, box, 1.6))
-        ):
-            return score
-        return 0.0
+    def verify(self, frame: np.ndarray, box: np.ndarray) -> tuple[float, np.ndarray]:
+        """The second look's score (0 when the candidate is not kept) and the box it found the face at."""
+        crop, origin = context_crop(frame, box, CONTEXT)
+        boxes, scores = self.second_look.detect(crop)
+        best = _centred(boxes, scores, crop.shape[0])
+        score = float(scores[best]) if best >= 0 else 0.0
+        if score >= SURE or (score >= LIKELY and (
+            _centred(*self.full.detect(crop), crop.shape[0]) >= 0 or self._haar_agrees(context_crop(frame, box, 1.6)[0])
+        )):
+            return score, boxes[best] + origin
+        return 0.0, box
 
-    def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _plan(self, frame: np.ndarray, stream: str | None) -> tuple[list[float], np.ndarray, bool]:
+        """Pyramid levels to scan, earlier faces to look at again, and whether this is a full scan."""
+        scales = pyramid_scales(frame.shape[1], frame.shape[0], self.min_face)
+        state = self._streams.get(stream) if stream is not None else None
+        if state is None or state.shape != frame.shape or state.since_full_scan + 1 >= self.full_scan_every:
+            return scales, np.zeros((0, 4), np.float32), True
+        return [], state.boxes, False
+
+    def _remember(self, stream: str, frame: np.ndarray, full_scan: bool, boxes: np.ndarray) -> None:
+        state = self._streams.pop(stream, None)
+        since = 0 if full_scan or state is None else state.since_full_scan + 1
+        self._streams[stream] = _StreamState(frame.shape, since, boxes)
+        while len(self._streams) > self.max_streams:
+            self._streams.popitem(last=False)
+
+    def detect(self, frame: np.ndarray, stream: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-        boxes, _ = self.candidates(frame)
-        kept = [(box, score) for box in boxes if (score := self.verify(frame, box)) > 0]
+        scales, earlier, full_scan = self._plan(frame, stream)
+        boxes, _ = self.candidates(frame, scales)
+        kept = [(box, score) for box in boxes if (score := self.verify(frame, box)[0]) > 0]
+        for box in earlier:  # followed: the second look finds where the face is now
+            score, found = self.verify(frame, box)
+            if score > 0:
+                kept.append((found, score))
         kept = drop_nested(kept)
+        raw = np.array([b for b, _ in kept], np.float32).reshape(-1, 4)
+        if stream is not None:
+            self._remember(stream, frame, full_scan, raw)
         if not kept:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        boxes = np.array([b for b, _ in kept], np.float32)
-        centres = boxes[:, :2] + boxes[:, 2:] / 2
-        sides = boxes[:, 2:] * BOX_SCALE
+        centres = raw[:, :2] + raw[:, 2:] / 2
+        sides = raw[:, 2:] * BOX_SCALE
         boxes = np.concatenate([centres - sides / 2, sides], axis=1)
         return clip_boxes(boxes, frame.shape[1], frame.shape[0]), np.array([s for _, s in kept], np.float32)

@@ -36,21 +36,24 @@ class FacePipeline:
     @classmethod
     def from_settings(cls, settings: Settings) -> "FacePipeline":
         return cls(
-            load_detector(settings.detector, settings.detector_min_score, settings.detector_min_face),
+            load_detector(settings.detector, settings.detector_min_score, settings.detector_min_face,
+                          settings.detector_full_scan_every),
             load_classifier(settings.models, settings.device, settings.flip_average, settings.classifier_batch),
             settings.face_margin,
         )
 
-    def analyze(self, images: list[np.ndarray], timing: Timing | None = None) -> list[Faces]:
-        """One `Faces` per image; all faces of all images go through the classifier together."""
+    def analyze(self, images: list[np.ndarray], timing: Timing | None = None,
+                streams: list[str] | None = None) -> list[Faces]:
+        """One `Faces` per image; all faces of all images go through the classifier together. `streams`
+        names each image's camera, in frame order, so a detector may follow the faces of a camera."""
         started = time.perf_counter()
-        detections = self.detect(images)
+        detections = self.detect(images, streams)
         if timing is not None:
             timing.detect_ms += (time.perf_counter() - started) * 1000
         return self.classify(images, detections, timing)
 
-    def detect(self, images: list[np.ndarray]) -> list[Detections]:
-        return [self.detector.detect(image) for image in images]
+    def detect(self, images: list[np.ndarray], streams: list[str] | None = None) -> list[Detections]:
+        return [self.detector.detect(image, stream) for image, stream in zip(images, streams or [None] * len(images))]
 
     def classify(self, images: list[np.ndarray], detections: list[Detections],
                  timing: Timing | None = None) -> list[Faces]:
