@@ -350,6 +350,9 @@ def predict(images: tuple[str, ...], as_json: bool) -> None:
 @click.option("--oversample", "oversample_min_share", default=0.15, show_default=True, type=float,
               help="Repeat training faces of small classes up to this share of the largest class (0: off).")
 @click.option("--no-augment", is_flag=True, help="Train without augmentation.")
+@click.option("--reframe/--no-reframe", default=True, show_default=True,
+              help="Frame every split's faces through the workers' default detector and crop margin, as live "
+                   "faces are framed (faces it misses keep their crop).")
 @click.option("--patience", default=10, show_default=True, help="Early stopping patience in epochs.")
 @click.option("--seed", default=42, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --work-dir from its last epoch.")

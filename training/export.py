@@ -93,6 +93,7 @@ def export_run(config, data, work: Path) -> dict:
         "class_counts_before_oversampling": data.report["class_counts_before"],
         "class_counts_after_oversampling": data.report["class_counts_after"],
         "overlap_by_pixel_hash": data.report["overlap_train_val"],
+        **({"reframed": data.report["reframed"]} if "reframed" in data.report else {}),
         "training": {
             **{k: v for k, v in asdict(config).items()
                if k not in ("extra", "resume", "export_only", "note", "device_pack")},
@@ -198,6 +199,14 @@ def _init_line(training: dict) -> str:
     return line
 
 
+def _reframed_line(reframed: dict) -> str:
+    found = ", ".join(f"{name} {info['found_by_detector']}/{info['faces']}" for name, info in reframed.items()
+                      if isinstance(info, dict))
+    return (f"- Every split framed as the workers frame live faces (training/reframe.py): detector "
+            f"`{reframed['detector']}`, crop margin {reframed['margin']}; faces found by it: {found} (the others "
+            "keep their original crop). Validation and hold-out metrics below are on these framings.")
+
+
 def model_card_markdown(card: dict) -> str:
     val = card["metrics"]["validation_flip_averaged"]
     single = card["metrics"]["validation_single_view"]
@@ -218,6 +227,7 @@ def model_card_markdown(card: dict) -> str:
     lines += [
         f"- Identical images across splits (pixel hash): {card['overlap_by_pixel_hash']}. The FER-2013 "
         "duplicates are in the original data; over-sampling and augmentation touch the training split only.",
+        *([_reframed_line(card["reframed"])] if card.get("reframed") else []),
         "",
         "## Training",
         "",

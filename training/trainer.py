@@ -48,6 +48,7 @@ class TrainConfig:
     note: str = ""  # how the run went (resumed, shared machine...), printed in the model card
     device_pack: str | None = None  # write the prepared data here for training/gpu_train.py, then stop
     from_torch: str | None = None  # import a gpu_train.py run (its .npz) instead of training here
+    reframe: bool = True  # frame every split's faces through the workers' detector and crop margin
     extra: dict = field(default_factory=dict)
 
 
@@ -88,11 +89,30 @@ def prepare(config: TrainConfig) -> PreparedData:
     if config.limit:
         train = train.subset(np.arange(min(config.limit, len(train))))
     val = vals[0]
+    if config.reframe:
+        train, val, holdouts = reframe_splits(train, val, holdouts, report)
     index = oversample_indices(train.labels, config.oversample_min_share, config.seed)
     report["class_counts_before"] = train.class_counts()
     report["class_counts_after"] = train.subset(index).class_counts()
     report["overlap_train_val"] = overlap_report({"train": train, "val": val, **holdouts})
     return PreparedData(train, val, holdouts, index, report)
+
+
+def reframe_splits(train: FaceSet, val: FaceSet, holdouts: dict[str, FaceSet], report: dict):
+    """Every split framed as the workers frame faces (`reframe.py`), with the default detector settings."""
+    from fervi.settings import Settings
+    from fervi.vision.detector import load_detector
+
+    from .reframe import reframe_set
+
+    defaults = Settings()
+    detector = load_detector(defaults.detector, defaults.detector_min_score, defaults.detector_min_face)
+    report["reframed"] = {"detector": defaults.detector, "margin": defaults.face_margin}
+    train, report["reframed"]["train"] = reframe_set(train, detector, defaults.face_margin, "train")
+    val, report["reframed"]["val"] = reframe_set(val, detector, defaults.face_margin, "val")
+    for name in list(holdouts):
+        holdouts[name], report["reframed"][name] = reframe_set(holdouts[name], detector, defaults.face_margin, name)
+    return train, val, holdouts
 
 
 def lr_schedule(config: TrainConfig):

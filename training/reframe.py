@@ -1,0 +1,56 @@
+"""Frame training faces as the workers frame live faces: each face is placed in a canvas, found by the
+default detector and cropped with the workers' margin (`fervi.vision.preprocess.face_crops`).
+
+FER-2013 and CK+ faces were cropped by their authors; live faces are cropped around the detector's box.
+Passing every split through the same detector and crop gives the classifier, at training and at
+evaluation, the framing it sees at inference, including the detector's per-face variation (boxes move
+with pose and expression). A face the detector misses keeps its original crop, and is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import cv2
+import numpy as np
+
+from fervi.vision.preprocess import face_crops
+
+from .datasets import FaceSet
+
+log = logging.getLogger(__name__)
+
+FACE_PX = 96  # the 48 px face enlarged, so the detector sees it well above its smallest size
+BORDER_PX = 32  # replicated around it: the detector needs room around a face to frame it
+
+
+def reframe_faces(images: np.ndarray, detector, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 48, 48) faces -> the same faces framed by `detector` + `margin`, and which ones it found."""
+    out = images.copy()
+    found = np.zeros(len(images), bool)
+    truth = np.array([BORDER_PX, BORDER_PX, FACE_PX, FACE_PX], np.float32)
+    for i, image in enumerate(images):
+        face = cv2.resize(image, (FACE_PX, FACE_PX), interpolation=cv2.INTER_CUBIC)
+        canvas = cv2.copyMakeBorder(face, BORDER_PX, BORDER_PX, BORDER_PX, BORDER_PX, cv2.BORDER_REPLICATE)
+        boxes, _ = detector.detect(cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR))
+        if len(boxes) == 0:
+            continue
+        centres = boxes[:, :2] + boxes[:, 2:] / 2
+        best = int(np.argmin(np.abs(centres - (truth[:2] + truth[2:] / 2)).sum(axis=1)))
+        if np.abs(centres[best] - (truth[:2] + truth[2:] / 2)).max() > FACE_PX / 4:
+            continue  # something else in the canvas, not this face
+        out[i] = face_crops(canvas, boxes[best : best + 1], margin)[0]
+        found[i] = True
+    return out, found
+
+
+def reframe_set(faces: FaceSet, detector, margin: float, name: str) -> tuple[FaceSet, dict]:
+    started = time.perf_counter()
+    images, found = reframe_faces(faces.images, detector, margin)
+    reframed = FaceSet(images, faces.labels, faces.usage, faces.groups, faces.source, faces.skipped, faces.notes)
+    info = {"faces": len(faces), "found_by_detector": int(found.sum()),
+            "seconds": round(time.perf_counter() - started, 1)}
+    log.info("event=reframed split=%s faces=%d found=%d seconds=%.1f", name, len(faces), info["found_by_detector"],
+             info["seconds"])
+    return reframed, info
