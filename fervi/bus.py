@@ -17,7 +17,7 @@ from typing import Iterator
 
 import redis
 
-from .protocol import DeadLetter, Frame, Result, check_camera
+from .protocol import DeadLetter, Frame, ProtocolError, Result, check_camera
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,32 @@ def process_id(kind: str) -> str:
 
 
 def _decode(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class _Untrusted:
+    """Anything in Redis may have been written by any client: what does not parse is skipped, counted, and
+    logged once per value, never allowed to end a process."""
+
+    def __init__(self, limit: int = 1000):
+        self.seen: set = set()
+        self.limit = limit
+
+    def skip(self, kind: str, value, reason: str) -> None:
+        from .metrics import BAD_REDIS_VALUES
+
+        BAD_REDIS_VALUES.labels(kind).inc()
+        if value not in self.seen and len(self.seen) < self.limit:
+            self.seen.add(value)
+            log.warning("event=bad_redis_value kind=%s value=%r reason=%s", kind, value, reason)
+
+
+def camera_name(value) -> str:
+    """A camera set member as a camera name; ProtocolError when it is not UTF-8 or not a valid name."""
+    try:
+        return check_camera(value.decode("utf-8") if isinstance(value, bytes) else str(value))
+    except UnicodeDecodeError:
+        raise ProtocolError(f"camera name {value!r} is not UTF-8") from None
 
 
 class Bus:
@@ -148,13 +173,21 @@ class Bus:
         self.redis = client
         self._add_frame = client.register_script(ADD_FRAME)
         self._publish = client.register_script(PUBLISH_RESULT)
+        self.untrusted = _Untrusted()
 
     # --- cameras -----------------------------------------------------------------------------
     def register_camera(self, camera: str) -> None:
         self.redis.sadd(CAMERAS, check_camera(camera))
 
     def cameras(self) -> list[str]:
-        return sorted(_decode(c) for c in self.redis.smembers(CAMERAS))
+        """Valid camera names of the camera set; a member that is not one is skipped (see `_Untrusted`)."""
+        names = []
+        for member in self.redis.smembers(CAMERAS):
+            try:
+                names.append(camera_name(member))
+            except ProtocolError as err:
+                self.untrusted.skip("camera_name", member, str(err))
+        return sorted(names)
 
     def ensure_group(self, camera: str) -> None:
         try:

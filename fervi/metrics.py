@@ -17,4 +17,6 @@ LATENCY = Histogram(
 )
 BATCH_SECONDS = Histogram("fervi_worker_batch_seconds", "Worker time per batch", ["stage"],
                           buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2))
+BAD_REDIS_VALUES = Counter("fervi_bad_redis_values_total",
+                           "Names and entries read from Redis that do not parse (skipped)", ["kind"])
 BACKLOG = Gauge("fervi_ingest_backlog_frames", "Frames waiting in a camera stream", ["camera"])

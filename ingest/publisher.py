@@ -14,12 +14,12 @@ from dataclasses import replace
 
 from fervi.bus import Bus, connect, process_id
 from fervi.metrics import BACKLOG, FRAMES_DROPPED, FRAMES_INGESTED
-from fervi.protocol import Frame, check_camera
+from fervi.protocol import DeadLetter, Frame, check_camera
 from fervi.service import REDIS_DOWN, Backoff, Shutdown, serve
 from fervi.settings import Settings
 from fervi.vision.images import encode_jpeg
 
-from .sources import Buffering, Captured, SourceError, open_source
+from .sources import Buffering, Captured, SourceError, is_live_spec, open_source
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +40,15 @@ class Publisher:
         self.shutdown = Shutdown(self.name)
         self.sent = 0
         self.dropped = 0
+        self.skipped = 0  # unreadable files of a folder (dead-lettered)
         self.redis_backoff = Backoff("redis")
         self.redis_ok = False
         self._registered = False
         self._beat_at = 0.0
 
     def health(self) -> dict:
-        return {"ok": self.redis_ok, "camera": self.camera, "sent": self.sent, "dropped": self.dropped}
+        return {"ok": self.redis_ok, "camera": self.camera, "sent": self.sent, "dropped": self.dropped,
+                "skipped": self.skipped}
 
     def _live(self, source) -> bool:
         return source.buffering is Buffering.DROP_OLDEST if self.live_override is None else self.live_override
@@ -77,6 +79,16 @@ class Publisher:
                 self.redis_backoff.failed(err, self.shutdown)
         return False
 
+    def _unreadable(self, captured: Captured) -> None:
+        """A file of a folder that is no usable image: a dead letter with the reason, then the next file."""
+        log.warning("event=unreadable_input camera=%s index=%d error=%r", self.camera, captured.index, captured.error)
+        self.skipped += 1
+        letter = DeadLetter(self.camera, "", captured.error, self.name, time.time(), {"index": str(captured.index)})
+        try:
+            self.bus.dead_letter(letter, ack=False)
+        except REDIS_DOWN as err:
+            log.warning("event=dead_letter_lost camera=%s error=%r", self.camera, str(err))
+
     def _wait_for_backlog(self) -> None:
         while not self.shutdown.requested:
             backlog = self.bus.backlog(self.camera)
@@ -101,6 +113,9 @@ class Publisher:
         for captured in source.frames():
             if self.shutdown.requested:
                 return
+            if captured.image is None:
+                self._unreadable(captured)
+                continue
             if interval:
                 now = time.monotonic()
                 if now < next_at:
@@ -123,17 +138,22 @@ class Publisher:
         log.info("event=ingest_started camera=%s source=%s", self.camera, self.spec)
         while not self.shutdown.requested:
             try:
-                source = open_source(self.spec)
+                source = open_source(self.spec, self.settings.max_frame_pixels, self.settings.max_image_bytes)
             except SourceError as err:
-                if "://" in self.spec or self.spec.isdigit():  # a live source may come back
+                if is_live_spec(self.spec):  # a live source may come back
                     source_backoff.failed(err, self.shutdown)
                     continue
                 log.error("event=source_failed camera=%s error=%r", self.camera, str(err))
                 return 2
-            source_backoff.succeeded()
+            sent_before = self.sent
             try:
                 self._play(source)
             except SourceError as err:
+                if not is_live_spec(self.spec):
+                    log.error("event=source_failed camera=%s error=%r", self.camera, str(err))
+                    return 2
+                if self.sent > sent_before:  # it delivered frames: start the backoff afresh
+                    source_backoff.succeeded()
                 source_backoff.failed(err, self.shutdown)
                 continue
             finally:
@@ -141,7 +161,8 @@ class Publisher:
             if not self.loop:  # a live source only returns here on shutdown; a file ends
                 break
         self.bus.forget(self.name)
-        log.info("event=ingest_stopped camera=%s sent=%d dropped=%d", self.camera, self.sent, self.dropped)
+        log.info("event=ingest_stopped camera=%s sent=%d dropped=%d skipped=%d", self.camera, self.sent, self.dropped,
+                 self.skipped)
         return 0
 
 

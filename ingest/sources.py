@@ -17,6 +17,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from fervi.vision.images import ImageError, decode_image, read_image_file
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -32,8 +34,9 @@ class SourceError(RuntimeError):
 @dataclass
 class Captured:
     index: int  # position in the source
-    image: np.ndarray  # BGR
+    image: np.ndarray | None  # BGR; None when this item of the source could not be read
     captured_at: float  # unix seconds
+    error: str = ""  # why the item could not be read (a file source goes on with the next one)
 
 
 class Source:
@@ -84,12 +87,15 @@ class VideoSource(Source):
 
 
 class ImageSource(Source):
-    """One image or a folder of images, in name order; each file is one frame."""
+    """One image or a folder of images, in name order; each file is one frame. A file that is not a readable
+    image within the size limits is reported (`Captured.error`) and the source goes on."""
 
     buffering = Buffering.WAIT
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, max_pixels: int, max_bytes: int):
         self.name = str(path)
+        self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
         if not files:
             raise SourceError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -97,16 +103,24 @@ class ImageSource(Source):
 
     def frames(self) -> Iterator[Captured]:
         for index, file in enumerate(self.files):
-            image = cv2.imread(str(file), cv2.IMREAD_COLOR)
-            if image is None:
-                raise SourceError(f"{file}: not a readable image")
+            try:
+                image = decode_image(read_image_file(file, self.max_bytes), self.max_pixels)
+            except ImageError as err:
+                message = str(err)
+                yield Captured(index, None, time.time(), message if str(file) in message else f"{file}: {message}")
+                continue
             yield Captured(index, image, time.time())
 
     def close(self) -> None:
         pass
 
 
-def open_source(spec: str) -> Source:
+def is_live_spec(spec: str) -> bool:
+    """A webcam index or a stream URL: sources that may come back after failing, so they are retried."""
+    return spec.isdigit() or "://" in spec
+
+
+def open_source(spec: str, max_pixels: int = 4096 * 4096, max_bytes: int = 64 * 1024 * 1024) -> Source:
     """`0` (webcam index), `rtsp://...`/`http(s)://...` (live stream), a video file, an image or a folder."""
     if spec.isdigit():
         return VideoSource(int(spec), live=True)
@@ -116,5 +130,5 @@ def open_source(spec: str) -> Source:
     if not path.exists():
         raise SourceError(f"{spec}: no such file, folder, webcam index or URL")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
-        return ImageSource(path)
+        return ImageSource(path, max_pixels, max_bytes)
     return VideoSource(str(path), live=False)

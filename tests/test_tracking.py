@@ -152,3 +152,20 @@ def test_aggregates_add_up_to_the_exact_face_seconds():
     assert aggregates.active_faces(client, "cam") == n
     tracks = aggregates.tracks(client, "cam")
     assert tracks and all(t["dominant"] in EMOTIONS for t in tracks)
+
+
+@pytest.mark.parametrize("fps, half_life", [(30.0, 0.5), (15.0, 0.5), (10.0, 1.0)])
+def test_smoothing_never_hides_a_real_change_longer_than_its_half_life(fps, half_life):
+    """A face that turns from neutral to angry and stays: the smoothed label follows within the half-life."""
+    neutral, angry = np.eye(7, dtype=np.float32)[6], np.eye(7, dtype=np.float32)[0]
+    tracker = FaceTracker(half_life_s=half_life)
+    change_at = 2.0
+    followed_at = None
+    for i in range(int(4 * fps)):
+        ts = i / fps
+        frame = tracker.update(i, ts, faces((100, 100, 80, 80), probs=[angry if ts >= change_at else neutral]))
+        if ts < change_at:
+            assert frame.faces[0].label == "neutral"
+        elif followed_at is None and frame.faces[0].label == "angry":
+            followed_at = ts
+    assert followed_at is not None and followed_at - change_at <= half_life + 1e-9
