@@ -143,6 +143,11 @@ def _decode(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def _stream_id(entry_id) -> tuple[int, int]:
+    ms, _, seq = _decode(entry_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
 class _Untrusted:
     """Anything in Redis may have been written by any client: what does not parse is skipped, counted, and
     logged once per value, never allowed to end a process."""
@@ -204,6 +209,30 @@ class Bus:
             flat += [key, value]
         seq, entry_id = self._add_frame(keys=[frames_key(frame.camera), seq_key(frame.camera)], args=flat)
         return int(seq), _decode(entry_id)
+
+    def last_seq(self, camera: str) -> int:
+        """The last seq ingest assigned to a camera's frames (-1 before the first)."""
+        value = self.redis.get(seq_key(camera))
+        return int(value) if value is not None else -1
+
+    def frame_in_flight(self, camera: str, seq: int, results_read_to: str) -> bool:
+        """Whether frame `seq` may still bring a result that a reader of the results stream, having read up
+        to entry `results_read_to`, has not seen. A frame leaves its stream in the same script that writes its
+        result (or when a live stream is trimmed), so: yes while a frame at or before `seq` is still in the
+        frames stream (with a worker, or waiting to be reclaimed), and yes while results written before now
+        are unread (the one for `seq` may be among them)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xrange(frames_key(camera), count=1)
+        pipe.xrevrange(results_key(camera), count=1)
+        oldest_frame, newest_result = pipe.execute()
+        if oldest_frame:
+            fields = oldest_frame[0][1]
+            try:
+                if int(fields.get(b"seq", fields.get("seq"))) <= seq:
+                    return True
+            except (TypeError, ValueError):
+                pass
+        return bool(newest_result) and _stream_id(newest_result[0][0]) > _stream_id(results_read_to)
 
     def backlog(self, camera: str) -> int:
         """Frames added but not yet done (workers delete frames once their result is written)."""

@@ -168,38 +168,74 @@ class FaceTracker:
 
 class ReorderBuffer:
     """Releases items in seq order. A missing seq is waited for until `window` later items are held or
-    the oldest held item has waited `max_wait_s` (a lost result never comes)."""
+    the oldest held item has waited `max_wait_s` (a lost result never comes), but not given up on while
+    `in_flight(seq)` says its frame is still with the workers (a dead worker's frame is reclaimed after the
+    claim timeout), for at most `max_hold_s`. A seq beyond `last_seq()`, the last one ingest assigned, is
+    a bad entry: dropped and counted, never a new horizon."""
 
-    def __init__(self, window: int = 16, max_wait_s: float = 0.5, clock: Callable[[], float] = time.monotonic):
+    RECHECK_S = 0.25  # how often a seq held back by `in_flight` is asked about again
+
+    def __init__(self, window: int = 16, max_wait_s: float = 0.5, clock: Callable[[], float] = time.monotonic,
+                 in_flight: Callable[[int], bool] | None = None, last_seq: Callable[[], int] | None = None,
+                 max_hold_s: float = 60.0):
         self.window = window
         self.max_wait_s = max_wait_s
         self.clock = clock
+        self.in_flight = in_flight
+        self.last_seq = last_seq
+        self.max_hold_s = max_hold_s
         self.pending: dict[int, tuple[object, float]] = {}
         self.next_seq: int | None = None
         self.late = 0  # items that came after their turn had passed
         self.gaps = 0  # seqs given up on (skipped live frames, or lost)
+        self.bad = 0  # items with a seq no frame ever had
+        self._known_last = -1
+        self._recheck_at: float | None = None  # while a missing seq is still in flight
 
     def push(self, seq: int, item) -> list[tuple[int, object]]:
         if self.next_seq is not None and seq < self.next_seq or seq in self.pending:
             self.late += 1
             return []
+        if self.last_seq is not None and seq > self._known_last:
+            self._known_last = self.last_seq()
+            if seq > self._known_last:
+                self.bad += 1
+                return []
         self.pending[seq] = (item, self.clock())
         return self._release(force=False)
 
     def _overdue(self) -> bool:
         return len(self.pending) > self.window or self.wait_s() == 0.0
 
+    def _may_give_up(self, seq: int) -> bool:
+        """False while frame `seq` (or, when starting, any frame up to it) is still with the workers (asked
+        every RECHECK_S)."""
+        if self.in_flight is None:
+            return True
+        now = self.clock()
+        if now - min(t for _, t in self.pending.values()) >= self.max_hold_s:
+            return True
+        if self._recheck_at is not None and now < self._recheck_at:
+            return False
+        if self.in_flight(seq):
+            self._recheck_at = now + self.RECHECK_S
+            return False
+        self._recheck_at = None
+        return True
+
     def _release(self, force: bool) -> list[tuple[int, object]]:
         out = []
-        if self.next_seq is None:  # the first results may arrive out of order too: start at the lowest
-            if not (force or self._overdue()):
+        if self.next_seq is None:  # the first results may arrive out of order too: start at the lowest,
+            # unless an earlier frame is still with the workers (the first ones may be held by a dead worker)
+            if not (force or self._overdue()) or not self._may_give_up(min(self.pending) - 1):
                 return out
             self.next_seq = min(self.pending)
         while self.pending:
             if self.next_seq in self.pending:
                 out.append((self.next_seq, self.pending.pop(self.next_seq)[0]))
                 self.next_seq += 1
-            elif force or self._overdue():
+                self._recheck_at = None
+            elif (force or self._overdue()) and self._may_give_up(self.next_seq):
                 lowest = min(self.pending)
                 self.gaps += lowest - self.next_seq
                 self.next_seq = lowest
@@ -208,15 +244,20 @@ class ReorderBuffer:
         return out
 
     def wait_s(self) -> float | None:
-        """Seconds until the oldest held item's wait is over (0: now); None when nothing is held."""
+        """Seconds until the oldest held item's wait is over (0: now), or until a seq in flight is asked
+        about again; None when nothing is held."""
         if not self.pending:
             return None
-        return max(0.0, self.max_wait_s - (self.clock() - min(t for _, t in self.pending.values())))
+        now = self.clock()
+        if self._recheck_at is not None:
+            return max(0.0, self._recheck_at - now)
+        return max(0.0, self.max_wait_s - (now - min(t for _, t in self.pending.values())))
 
     def due(self) -> list[tuple[int, object]]:
         """Items whose wait for a missing seq is over (call it when nothing new arrives)."""
         return self._release(force=False)
 
     def flush(self) -> list[tuple[int, object]]:
-        """Release everything held (the camera went quiet): missing seqs are given up on."""
+        """Release everything held (the camera went quiet): missing seqs are given up on, except one whose
+        frame is still in flight (`in_flight`)."""
         return self._release(force=True)

@@ -43,3 +43,46 @@ def test_one_track_per_face_for_the_whole_video(tmp_path, redis_url, processes):
     assert {t["id"] for t in aggregates.tracks(client, "walk")} == ids
     assert tracker.poll() is None
     assert Bus(client).stats("walk").get("late", 0) == 0
+
+
+def test_frames_a_killed_worker_held_still_reach_the_tracks(tmp_path, redis_url, processes):
+    """Reclaiming takes the claim timeout (here 3 s), far past the reorder wait (0.5 s): the tracker waits
+    for seqs whose frames are still with the workers, so no frame is missing from the tracks or late."""
+    import os
+    import signal
+    import time
+
+    from fervi.bus import WORKER_GROUP, frames_key
+
+    frames = 60
+    video = write_video(tmp_path / "faces.mp4", frames=frames, fps=15)
+    env = fervi_env(redis_url, FERVI_CLAIM_TIMEOUT="3", FERVI_BLOCK_MS="200", FERVI_REORDER_WAIT="0.5")
+    client = redis.Redis.from_url(redis_url)
+    victim = processes.start(["worker"], env, "victim")
+    tracker = processes.start(["tracker"], env, "tracker")
+    # paced, so the worker is caught holding frames mid-file, not after it finished them all
+    ingest = processes.start(["ingest", str(video), "--camera", "held", "--fps", "15"], env, "ingest")
+
+    def holding_frames() -> bool:
+        os.kill(victim.pid, signal.SIGSTOP)
+        try:
+            pending = client.xpending(frames_key("held"), WORKER_GROUP)["pending"]
+        except redis.ResponseError:  # the group is not there yet
+            pending = 0
+        if pending:
+            return True
+        os.kill(victim.pid, signal.SIGCONT)
+        time.sleep(0.02)
+        return False
+
+    wait_for(holding_frames, 120, "the worker holding frames mid-file", interval_s=0.005)
+    os.kill(victim.pid, signal.SIGKILL)
+    processes.start(["worker"], env, "survivor")
+    assert ingest.wait(120) == 0
+    wait_for(lambda: client.xlen(tracks_key("held")) >= frames, 120, "a tracks entry per frame")
+    entries = [TrackEntry.from_fields(f) for _, f in client.xrange(tracks_key("held"))]
+    assert [e.index for e in entries] == list(range(frames))
+    stats = Bus(client).stats("held")
+    assert stats.get("late", 0) == 0
+    assert tracker.poll() is None
+    assert "event=reclaimed" in (tmp_path / "survivor.log").read_text()

@@ -169,3 +169,78 @@ def test_smoothing_never_hides_a_real_change_longer_than_its_half_life(fps, half
         elif followed_at is None and frame.faces[0].label == "angry":
             followed_at = ts
     assert followed_at is not None and followed_at - change_at <= half_life + 1e-9
+
+
+def test_a_seq_whose_frame_is_still_with_the_workers_is_waited_for():
+    """A dead worker's frame is reclaimed after the claim timeout (15 s), long after the reorder wait (0.5 s):
+    while the frame is in flight its seq is not given up on, whatever the window and quiet time say."""
+    now, asked = [0.0], []
+    in_flight = {3}
+
+    def still_coming(seq):
+        asked.append(seq)
+        return seq in in_flight
+
+    buffer = ReorderBuffer(window=4, max_wait_s=0.5, clock=lambda: now[0], in_flight=still_coming, max_hold_s=30)
+    out = [s for seq in (0, 1, 2) for s, _ in buffer.push(seq, seq)]
+    now[0] = 1.0
+    out += [s for s, _ in buffer.due()]
+    for seq in range(4, 20):  # seq 3 is pending on a killed worker; the others go on
+        now[0] += 0.1
+        out += [s for s, _ in buffer.push(seq, seq)]
+    out += [s for s, _ in buffer.flush()]  # the camera went quiet
+    assert out == [0, 1, 2] and len(buffer.pending) == 16
+    assert 0 < buffer.wait_s() <= ReorderBuffer.RECHECK_S  # the tracker asks again soon, without busy-looping
+    calls = len(asked)
+    buffer.due()
+    assert len(asked) == calls  # not asked again before the recheck time
+    now[0] += 10  # reclaimed at last
+    out += [s for s, _ in buffer.push(3, 3)]
+    assert out == list(range(20)) and buffer.gaps == 0 and buffer.late == 0
+    # a seq whose frame is gone (a trimmed live frame) is given up on after the reorder wait
+    in_flight.clear()
+    buffer.push(21, 21)
+    now[0] += 1
+    assert [s for s, _ in buffer.due()] == [21] and buffer.gaps == 1
+
+
+def test_a_seq_in_flight_is_given_up_on_after_max_hold():
+    now = [0.0]
+    buffer = ReorderBuffer(window=2, max_wait_s=0.5, clock=lambda: now[0], in_flight=lambda seq: seq == 1,
+                           max_hold_s=5)
+    buffer.push(0, 0)
+    now[0] = 1
+    buffer.due()
+    buffer.push(2, 2)
+    now[0] = 3
+    assert buffer.due() == []
+    now[0] = 6.1
+    assert [s for s, _ in buffer.due()] == [2] and buffer.gaps == 1
+
+
+def test_the_first_frames_held_by_a_dead_worker_are_waited_for():
+    """The tracker starts at the lowest seq it has seen, unless an earlier frame is still with the workers."""
+    now, in_flight = [0.0], {1, 2}
+    buffer = ReorderBuffer(window=3, max_wait_s=0.5, clock=lambda: now[0],
+                           in_flight=lambda seq: any(s <= seq for s in in_flight))
+    out = [s for seq in range(3, 9) for s, _ in buffer.push(seq, seq)]
+    now[0] = 2
+    out += [s for s, _ in buffer.flush()]
+    assert out == []
+    now[0] = 3
+    for seq in (1, 2):  # reclaimed: each frame leaves the stream as its result is written
+        in_flight.discard(seq)
+        out += [s for s, _ in buffer.push(seq, seq)]
+    assert out == list(range(1, 9)) and buffer.late == 0 and buffer.gaps == 0
+
+
+def test_a_seq_no_frame_ever_had_is_a_bad_entry_not_a_new_horizon():
+    """One results entry with seq 10**12 made the tracker drop the next frames as late."""
+    last = [10]
+    buffer = ReorderBuffer(window=4, max_wait_s=60, last_seq=lambda: last[0])
+    out = [s for seq in (0, 1) for s, _ in buffer.push(seq, seq)]
+    assert buffer.push(10**12, "forged") == [] and buffer.bad == 1
+    last[0] = 20
+    out += [s for seq in range(2, 15) for s, _ in buffer.push(seq, seq)]
+    out += [s for s, _ in buffer.flush()]
+    assert out == list(range(15)) and buffer.late == 0

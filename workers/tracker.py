@@ -63,8 +63,13 @@ class TrackerProcess:
         position = self.redis.get(tracker_position_key(camera))
         tracker = FaceTracker(self.settings.track_iou, self.settings.track_max_misses, self.settings.track_half_life_s,
                               next_id=lambda: int(self.redis.incr(track_id_key(camera))))
-        return CameraState(tracker, ReorderBuffer(self.settings.reorder_window, self.settings.reorder_wait_s),
-                           position.decode() if position else "0-0")
+        buffer = ReorderBuffer(self.settings.reorder_window, self.settings.reorder_wait_s,
+                               last_seq=lambda: self.bus.last_seq(camera),
+                               max_hold_s=2 * self.settings.claim_timeout_s + 5)
+        state = CameraState(tracker, buffer, position.decode() if position else "0-0")
+        # a missing seq is not given up on while its frame is with the workers or its result is unread
+        buffer.in_flight = lambda seq: self.bus.frame_in_flight(camera, seq, state.position)
+        return state
 
     def _refresh(self, now: float) -> None:
         if now - self._refreshed_at < 2.0:
@@ -116,7 +121,7 @@ class TrackerProcess:
             camera = stream.decode().split("{", 1)[1].rsplit("}", 1)[0]
             state = live[camera]
             released = []
-            late_before = state.buffer.late
+            late_before, bad_before, gaps_before = state.buffer.late, state.buffer.bad, state.buffer.gaps
             for entry_id, fields in items:
                 state.position = entry_id.decode()
                 try:
@@ -128,6 +133,15 @@ class TrackerProcess:
             state.last_result = time.monotonic()
             state.stopped = False
             self._publish(camera, state, released)
+            if state.buffer.gaps > gaps_before:
+                log.info("event=seqs_given_up camera=%s count=%d next=%s", camera, state.buffer.gaps - gaps_before,
+                         state.buffer.next_seq)
+            if state.buffer.late > late_before:
+                log.info("event=late_results camera=%s count=%d next=%s", camera, state.buffer.late - late_before,
+                         state.buffer.next_seq)
+            if state.buffer.bad > bad_before:
+                self.bus.untrusted.skip("result_seq", camera, f"{state.buffer.bad - bad_before} result(s) with a seq "
+                                        "beyond the last one ingest assigned")
             if state.buffer.late > late_before:
                 self.redis.hincrby(stats_key(camera), "late", state.buffer.late - late_before)
                 LATE.labels(camera).inc(state.buffer.late - late_before)
