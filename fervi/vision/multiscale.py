@@ -174,8 +174,9 @@ class MultiScaleDetector:
         found_boxes, found_scores = [], []
         for scale in pyramid_scales(width, height, self.min_face) if scales is None else scales:
             size = (max(16, round(width * scale)), max(16, round(height * scale)))
-            # area averaging where it matters (strong shrinking); linear is as good above half size, and cheaper
-            shrink = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
+            # area averaging, also at mild shrinking: linear resizing there (1.5 ms less per 640x480 frame)
+            # made textures look more like faces (face-free photos: 3 false faces in 20 against 2)
+            shrink = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
             image = frame if scale == 1.0 else cv2.resize(frame, size, interpolation=shrink)
             boxes, scores = self.short.detect(image, self.min_score)
             found_boxes.append(boxes / np.float32(scale))
