@@ -56,8 +56,9 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
                     detect_every: int = 1) -> dict:
     """Analyse frames [start, stop) whose index is a multiple of `every`; write them to `out_file` (.npz).
 
-    The detector runs on every `detect_every`-th analysed frame and on the segment's first and last ones;
-    the boxes between are interpolated (`fervi.vision.keyframes`) and every analysed frame is classified.
+    The detector runs on every `detect_every`-th analysed frame and on the segment's first and last ones
+    (a full scan every `FERVI_DETECTOR_FULL_SCAN_EVERY` of those, following the faces between); the boxes
+    between are interpolated (`fervi.vision.keyframes`) and every analysed frame is classified.
     """
     from fervi.vision.keyframes import interpolate
     from fervi.vision.pipeline import FacePipeline
@@ -76,7 +77,8 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
     def detect_key(entry: list) -> None:
         """Detect at `entry`, then interpolate the waiting frames between the previous keyframe and it."""
         nonlocal key
-        entry[2] = pipeline.detect([entry[1]])[0]
+        # the segment is one stream: the detector scans in full every few keyframes and follows between
+        entry[2] = pipeline.detect([entry[1]], [f"{video}#{start}"])[0]
         if key is not None:
             for item in waiting:
                 if item[2] is None:
