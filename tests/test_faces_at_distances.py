@@ -219,3 +219,18 @@ def test_streams_are_separate_and_bounded():
     for camera in ("a", "b", "c", "d"):
         detector.detect(frame, camera)
     assert list(detector._streams) == ["b", "c", "d"]
+
+
+def test_a_frame_long_after_the_last_one_a_worker_saw_is_scanned_in_full():
+    """Workers share a camera's frames in batches: a worker's last frame of a camera may be many frames old,
+    its faces out of the second look's reach, so such a frame gets a full scan."""
+    detector = load_detector("multiscale", full_scan_every=5)
+    empty = background("coffee.png", (1280, 720))
+    detector.detect(empty, "gate", 1)
+    walk = _small_face_walk(3)
+    frame, truth = next(walk)
+    assert match(detector.detect(frame, "gate", 2)[0], truth)[0] < 0  # the next frame: followed, nothing to follow
+    frame, truth = next(walk)
+    assert match(detector.detect(frame, "gate", 12)[0], truth)[0] >= 0  # 10 frames on: a full scan
+    frame, truth = next(walk)
+    assert match(detector.detect(frame, "gate", 7)[0], truth)[0] >= 0  # an older frame: a full scan

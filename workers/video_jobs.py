@@ -69,6 +69,7 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
     if not capture.isOpened():
         raise VideoError(f"{video}: not a readable video")
     total = (stop - start) if stop is not None else max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) - start)
+    keyframes = 0  # the keyframes detected so far: consecutive positions of the segment's stream
     index = seek(capture, video, start)
     frames, boxes, scores, probs, counts = [], [], [], [], []
     waiting: list[list] = []  # [index, image, detections or None] in frame order
@@ -76,9 +77,10 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
 
     def detect_key(entry: list) -> None:
         """Detect at `entry`, then interpolate the waiting frames between the previous keyframe and it."""
-        nonlocal key
+        nonlocal key, keyframes
         # the segment is one stream: the detector scans in full every few keyframes and follows between
-        entry[2] = pipeline.detect([entry[1]], [f"{video}#{start}"])[0]
+        keyframes += 1
+        entry[2] = pipeline.detect([entry[1]], [(f"{video}#{start}", keyframes)])[0]
         if key is not None:
             for item in waiting:
                 if item[2] is None:

@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 class FaceDetector(Protocol):
     name: str
 
-    def detect(self, frame: np.ndarray, stream: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Faces in `frame`; `stream` names the camera it comes from, for detectors that follow faces."""
+    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Faces in `frame`; `stream` names the camera it comes from and `position` its place in that
+        stream (its seq), for detectors that follow faces."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,8 @@ class BlazeFaceDetector:
         outputs = sorted(self.interpreter.get_output_details(), key=lambda d: d["shape"][-1])
         self.score_index, self.box_index = outputs[0]["index"], outputs[-1]["index"]
 
-    def detect(self, frame: np.ndarray, stream: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
         square, scale, left, top = letterbox(frame, self.spec.size)  # colour converted after shrinking: cheaper
         rgb = cv2.cvtColor(square, cv2.COLOR_BGR2RGB if square.ndim == 3 else cv2.COLOR_GRAY2RGB)
         self.interpreter.set_tensor(self.input_index, (rgb.astype(np.float32) * (1 / 127.5) - 1.0)[None])
@@ -149,7 +152,8 @@ class HaarDetector:
         self.cascade = cv2.CascadeClassifier(str(Path(root) / "haarcascade_frontalface_default.xml"))
         self.min_size = min_size
 
-    def detect(self, frame: np.ndarray, stream: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
         boxes, _, weights = self.cascade.detectMultiScale3(
             gray, scaleFactor=1.1, minNeighbors=5, minSize=(self.min_size, self.min_size), outputRejectLevels=True

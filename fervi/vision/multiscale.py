@@ -29,6 +29,8 @@ import numpy as np
 from .detector import BlazeFaceDetector, _model_file, clip_boxes, decode_boxes, weighted_nms
 from .tflite import load_interpreter
 
+FOLLOW_GAP = 4  # a stream's faces are followed only from its frame at most this many positions earlier
+FOLLOW_CONTEXT = 3.0  # where a followed face was, the second look's crop is this many times its side
 FACE_IN = 40  # px: the short-range model finds a face this wide in its input reliably
 LEVEL_STEP = 3.0  # each pyramid level is a third of the one before
 COARSEST = 192  # px: levels stop once the frame's long side is this small; a face filling it is found
@@ -143,6 +145,7 @@ class _StreamState:
     shape: tuple[int, ...]
     since_full_scan: int
     boxes: np.ndarray  # the faces kept in the stream's last frame, short-range framing
+    position: int | None  # that frame's position in the stream (its seq)
 
 
 class MultiScaleDetector:
@@ -192,9 +195,9 @@ class MultiScaleDetector:
         gray = cv2.cvtColor(cv2.resize(crop, (96, 96), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
         return len(self.haar.detectMultiScale(gray, 1.1, 3, minSize=(40, 40))) > 0
 
-    def verify(self, frame: np.ndarray, box: np.ndarray) -> tuple[float, np.ndarray]:
+    def verify(self, frame: np.ndarray, box: np.ndarray, context: float = CONTEXT) -> tuple[float, np.ndarray]:
         """The second look's score (0 when the candidate is not kept) and the box it found the face at."""
-        crop, origin = context_crop(frame, box, CONTEXT)
+        crop, origin = context_crop(frame, box, context)
         boxes, scores = self.second_look.detect(crop)
         best = _centred(boxes, scores, crop.shape[0])
         score = float(scores[best]) if best >= 0 else 0.0
@@ -204,35 +207,43 @@ class MultiScaleDetector:
             return score, boxes[best] + origin
         return 0.0, box
 
-    def _plan(self, frame: np.ndarray, stream: str | None) -> tuple[list[float], np.ndarray, bool]:
-        """Pyramid levels to scan, earlier faces to look at again, and whether this is a full scan."""
+    def _plan(self, frame: np.ndarray, stream: str | None, position: int | None
+              ) -> tuple[list[float], np.ndarray, bool]:
+        """Pyramid levels to scan, earlier faces to look at again, and whether this is a full scan. A frame
+        several positions after (or before) the one this worker saw last of the stream, as when workers
+        share a camera's frames in batches, is scanned in full: its faces may be out of the second look's
+        reach."""
         scales = pyramid_scales(frame.shape[1], frame.shape[0], self.min_face)
         state = self._streams.get(stream) if stream is not None else None
-        if state is None or state.shape != frame.shape or state.since_full_scan + 1 >= self.full_scan_every:
+        stale = state is not None and position is not None and state.position is not None and not (
+            0 < position - state.position <= FOLLOW_GAP)
+        if state is None or stale or state.shape != frame.shape or state.since_full_scan + 1 >= self.full_scan_every:
             return scales, np.zeros((0, 4), np.float32), True
         return [], state.boxes, False
 
-    def _remember(self, stream: str, frame: np.ndarray, full_scan: bool, boxes: np.ndarray) -> None:
+    def _remember(self, stream: str, frame: np.ndarray, full_scan: bool, boxes: np.ndarray,
+                  position: int | None) -> None:
         state = self._streams.pop(stream, None)
         since = 0 if full_scan or state is None else state.since_full_scan + 1
-        self._streams[stream] = _StreamState(frame.shape, since, boxes)
+        self._streams[stream] = _StreamState(frame.shape, since, boxes, position)
         while len(self._streams) > self.max_streams:
             self._streams.popitem(last=False)
 
-    def detect(self, frame: np.ndarray, stream: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-        scales, earlier, full_scan = self._plan(frame, stream)
+        scales, earlier, full_scan = self._plan(frame, stream, position)
         boxes, _ = self.candidates(frame, scales)
         kept = [(box, score) for box in boxes if (score := self.verify(frame, box)[0]) > 0]
-        for box in earlier:  # followed: the second look finds where the face is now
-            score, found = self.verify(frame, box)
+        for box in earlier:  # followed: the second look, on a wider crop, finds where the face is now
+            score, found = self.verify(frame, box, FOLLOW_CONTEXT)
             if score > 0:
                 kept.append((found, score))
         kept = drop_nested(kept)
         raw = np.array([b for b, _ in kept], np.float32).reshape(-1, 4)
         if stream is not None:
-            self._remember(stream, frame, full_scan, raw)
+            self._remember(stream, frame, full_scan, raw, position)
         if not kept:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         centres = raw[:, :2] + raw[:, 2:] / 2

@@ -43,17 +43,19 @@ class FacePipeline:
         )
 
     def analyze(self, images: list[np.ndarray], timing: Timing | None = None,
-                streams: list[str] | None = None) -> list[Faces]:
+                streams: list[tuple[str, int]] | None = None) -> list[Faces]:
         """One `Faces` per image; all faces of all images go through the classifier together. `streams`
-        names each image's camera, in frame order, so a detector may follow the faces of a camera."""
+        gives each image's camera and position in it (seq), so a detector may follow a camera's faces."""
         started = time.perf_counter()
         detections = self.detect(images, streams)
         if timing is not None:
             timing.detect_ms += (time.perf_counter() - started) * 1000
         return self.classify(images, detections, timing)
 
-    def detect(self, images: list[np.ndarray], streams: list[str] | None = None) -> list[Detections]:
-        return [self.detector.detect(image, stream) for image, stream in zip(images, streams or [None] * len(images))]
+    def detect(self, images: list[np.ndarray], streams: list[tuple[str, int]] | None = None) -> list[Detections]:
+        if streams is None:
+            return [self.detector.detect(image) for image in images]
+        return [self.detector.detect(image, stream, position) for image, (stream, position) in zip(images, streams)]
 
     def classify(self, images: list[np.ndarray], detections: list[Detections],
                  timing: Timing | None = None) -> list[Faces]:
