@@ -45,8 +45,8 @@ class Settings:
                                       "Smallest face (px wide) the multiscale detector looks for; larger is faster")
     detector_full_scan_every: int = _setting(
         "FERVI_DETECTOR_FULL_SCAN_EVERY", 5,
-        "Live cameras: the multiscale detector scans for small faces every N frames a worker gets of a camera, "
-        "and follows the faces it found in between (1: every frame)")
+        "The multiscale detector scans a camera in full every N frames a worker gets of it (offline: every N "
+        "keyframes of a segment) and follows the faces it found in between (1: every frame)")
     detector_min_score: float = _setting("FERVI_DETECTOR_MIN_SCORE", 0.5, "Minimum face detection score")
     face_margin: float = _setting("FERVI_FACE_MARGIN", 0.15, "Crop margin around a detected face")
     model_dir: str = _setting("FERVI_MODEL_DIR", "", "Folder with the trained model (empty: the shipped one)")
