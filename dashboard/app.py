@@ -33,6 +33,7 @@ from .videos import MAX_VIDEO_BYTES, register_videos
 log = logging.getLogger(__name__)
 
 WEB_FRAME_MAX_BYTES = 512 * 1024
+MAX_SERIES_POINTS = 10080  # a week of minutes, or 2.8 hours of seconds, per chart query
 WEB_FPS = 8.0
 UPLOADS = Counter("fervi_dashboard_uploads_total", "Images analysed in image mode", ["outcome"])
 WEB_FRAMES = Counter("fervi_dashboard_webcam_frames_total", "Browser camera frames", ["outcome"])
@@ -52,7 +53,8 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
             return True
         given = request.args.get("token") or request.cookies.get("fervi_token") or \
             request.headers.get("Authorization", "").removeprefix("Bearer ")
-        return hmac.compare_digest(given or "", token)
+        # bytes: compare_digest refuses str with non-ASCII characters (a 500 instead of a 401)
+        return hmac.compare_digest((given or "").encode(), token.encode())
 
     @app.before_request
     def guard():
@@ -102,9 +104,16 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
     @app.get("/api/series/<camera>")
     def series(camera: str):
         resolution = request.args.get("resolution", "1s")
-        seconds = min(float(request.args.get("seconds", 300)), 7 * 86400)
         if resolution not in aggregates.RESOLUTIONS:
             return jsonify(error=f"resolution must be one of {list(aggregates.RESOLUTIONS)}"), 400
+        try:
+            seconds = float(request.args.get("seconds", 300))
+        except ValueError:
+            return jsonify(error="seconds must be a number"), 400
+        step = aggregates.RESOLUTIONS[resolution][0]
+        if not 0 < seconds <= MAX_SERIES_POINTS * step:
+            return jsonify(error=f"seconds must be within 0..{MAX_SERIES_POINTS * step} at resolution "
+                                 f"{resolution} (at most {MAX_SERIES_POINTS} points; use a coarser resolution)"), 400
         now = time.time()
         camera = _camera(camera)
         return jsonify(series=aggregates.emotion_series(client, camera, resolution, now - seconds, now),
@@ -206,7 +215,23 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
     return app, socketio
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class ExposureError(ValueError):
+    """The dashboard would be reachable from other machines with no token."""
+
+
+def check_exposure(host: str, token: str) -> None:
+    if host not in LOOPBACK and not host.startswith("127.") and not token:
+        raise ExposureError(
+            f"refusing to serve the dashboard on {host} without a token: anyone who reaches this machine could "
+            "watch every camera and upload files. Set FERVI_DASHBOARD_TOKEN (e.g. "
+            "FERVI_DASHBOARD_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(24))')) or bind 127.0.0.1")
+
+
 def run_dashboard(settings: Settings, redis_url: str, host: str, port: int, token: str) -> int:
+    check_exposure(host, token)
     app, socketio = create_app(settings, redis_url, token)
     log.info("event=dashboard_listening url=http://%s:%d/ token=%s", host, port, "required" if token else "off")
     socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True, log_output=False)

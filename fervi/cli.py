@@ -86,7 +86,14 @@ def up(workers: int | None, demo: bool, cameras: tuple[str, ...]) -> None:
         if not sep or not source:
             raise click.BadParameter(f"{item!r}: expected NAME=SOURCE", param_hint="--camera")
         extra.append((name, source))
-    sys.exit(Stack(_settings(), workers, demo, extra).run())
+    settings = _settings()
+    from dashboard.app import ExposureError, check_exposure
+
+    try:
+        check_exposure(settings.dashboard_host, settings.dashboard_token)
+    except ExposureError as err:
+        raise click.ClickException(str(err)) from None
+    sys.exit(Stack(settings, workers, demo, extra).run())
 
 
 @main.command()
@@ -247,12 +254,17 @@ def dashboard(host: str | None, port: int | None) -> None:
     """Serve the dashboard: live wall, browser camera, acting challenge, charts, image mode."""
     import signal
 
-    from dashboard.app import run_dashboard
+    from dashboard.app import ExposureError, check_exposure, run_dashboard
 
     settings = _settings()
+    host = host or settings.dashboard_host
+    try:
+        check_exposure(host, settings.dashboard_token)
+    except ExposureError as err:
+        raise click.ClickException(str(err)) from None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    sys.exit(run_dashboard(settings, _redis_url(settings), host or settings.dashboard_host,
-                           settings.dashboard_port if port is None else port, settings.dashboard_token))
+    sys.exit(run_dashboard(settings, _redis_url(settings), host, settings.dashboard_port if port is None else port,
+                           settings.dashboard_token))
 
 
 @main.command()

@@ -35,6 +35,9 @@ def test_compose_services_are_real_fervi_commands():
             assert args and args[0] in main.commands, (name, args)
             ctx = main.make_context("fervi", list(args), resilient_parsing=True)
             assert ctx is not None
+    # the dashboard listens on all the container's interfaces: it must have a token, or fervi refuses to start
+    assert "FERVI_DASHBOARD_TOKEN" in services["dashboard"]["environment"]
+    assert "FERVI_REDIS_URL" in services["dashboard"]["environment"]
     dockerfile = (REPO / "Dockerfile").read_text()
     for folder in ("fervi", "ingest", "workers", "dashboard", "training", "models"):
         assert f"COPY {folder} {folder}" in dockerfile

@@ -61,3 +61,37 @@ def test_token_bucket_slows_a_flooding_client():
     allowed = sum(bucket.take(now=100.0 + i * 0.001) for i in range(100))  # 100 frames in 0.1 s
     assert allowed == 8
     assert bucket.take(now=100.5)  # tokens come back with time
+
+
+def test_a_non_ascii_token_is_refused_not_a_crash(app_client):
+    assert app_client.get("/api/cameras?token=t%C3%B6ken").status_code == 401
+    assert app_client.get("/api/cameras", headers={"Authorization": "Bearer \u00e9\u00e9"}).status_code == 401
+
+
+@pytest.mark.parametrize("query, status", [
+    ("resolution=1s&seconds=604800", 400),  # a week of seconds: 23.6 MB in 3.4 s before
+    ("resolution=1s&seconds=abc", 400),
+    ("resolution=1s&seconds=-5", 400),
+    ("resolution=5s&seconds=60", 400),
+    ("resolution=1m&seconds=604800", 200),
+    ("resolution=1s&seconds=1800", 200),
+])
+def test_chart_queries_are_bounded(app_client, query, status):
+    response = app_client.get(f"/api/series/cam1?{query}&token=t0ken")
+    assert response.status_code == status, response.data
+    if status == 400:
+        assert "error" in response.get_json()
+
+
+def test_an_open_dashboard_is_served_on_loopback_only():
+    from click.testing import CliRunner
+
+    from dashboard.app import ExposureError, check_exposure
+    from fervi.cli import main
+
+    check_exposure("127.0.0.1", "")
+    check_exposure("0.0.0.0", "s3cret")
+    with pytest.raises(ExposureError, match="FERVI_DASHBOARD_TOKEN"):
+        check_exposure("0.0.0.0", "")
+    result = CliRunner().invoke(main, ["dashboard", "--host", "0.0.0.0"], env={"FERVI_DASHBOARD_TOKEN": ""})
+    assert result.exit_code == 1 and "without a token" in result.output and "Traceback" not in result.output
