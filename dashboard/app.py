@@ -78,9 +78,13 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
     def healthz():
         try:
             client.ping()
-            return jsonify(ok=True)
         except redis.RedisError as err:
             return jsonify(ok=False, error=str(err)), 503
+        if start_relay:  # a component this process owns
+            ok, error = relay.health()
+            if not ok:
+                return jsonify(ok=False, error=error), 503
+        return jsonify(ok=True)
 
     pipeline_registry = CollectorRegistry()
     pipeline_registry.register(PipelineCollector(client))

@@ -37,6 +37,9 @@ def track_payload(entry: TrackEntry) -> dict:
             "age_ms": round((now - entry.captured_at) * 1000, 1), "faces": entry.faces}
 
 
+RELAY_STALE_S = 10.0  # /healthz fails when the relay has not run through a step for this long
+
+
 class Relay:
     def __init__(self, socketio, client: redis.Redis, name: str, block_ms: int = 500):
         self.socketio = socketio
@@ -49,6 +52,14 @@ class Relay:
         self.fps: dict[str, list[float]] = {}
         self.cameras_sent = 0.0
         self.running = True
+        self.last_ok = time.monotonic()  # the last step that ran through
+        self.last_error = ""
+
+    def health(self, stale_s: float = RELAY_STALE_S) -> tuple[bool, str]:
+        """Failing when no step has run through for `stale_s` (Redis away, or an error in every step)."""
+        if time.monotonic() - self.last_ok <= stale_s:
+            return True, ""
+        return False, f"live relay failing for {time.monotonic() - self.last_ok:.0f} s: {self.last_error or 'no step'}"
 
     def _leader(self) -> bool:
         if self.redis.set(DASHBOARD_RELAY_LOCK, self.name, nx=True, ex=LOCK_TTL_S):
@@ -114,9 +125,12 @@ class Relay:
         while self.running:
             try:
                 self.step()
+                self.last_ok = time.monotonic()
                 backoff.succeeded()
             except REDIS_DOWN as err:
+                self.last_error = f"redis: {err}"
                 backoff.failed(err)
-            except Exception:  # noqa: BLE001 - the relay must outlive any one bad event
+            except Exception as err:  # noqa: BLE001 - the relay must outlive any one bad event
+                self.last_error = f"{err.__class__.__name__}: {err}"
                 log.exception("event=relay_error")
                 time.sleep(1.0)

@@ -95,3 +95,31 @@ def test_an_open_dashboard_is_served_on_loopback_only():
         check_exposure("0.0.0.0", "")
     result = CliRunner().invoke(main, ["dashboard", "--host", "0.0.0.0"], env={"FERVI_DASHBOARD_TOKEN": ""})
     assert result.exit_code == 1 and "without a token" in result.output and "Traceback" not in result.output
+
+
+def test_healthz_fails_while_the_live_relay_fails(redis_url):
+    """/healthz said ok while the relay (streams -> browsers) was failing."""
+    import time
+
+    app, _socketio = create_app(load_settings({}), redis_url, start_relay=True)
+    relay = app.extensions["fervi_relay"]
+    http = app.test_client()
+    try:
+        assert http.get("/healthz").status_code == 200
+        working = relay.step
+
+        def broken():
+            raise RuntimeError("relay step broke")
+
+        relay.step = broken
+        time.sleep(1.5)
+        relay.last_ok -= 60  # as if it had been failing for a minute
+        response = http.get("/healthz")
+        assert response.status_code == 503 and "relay step broke" in response.get_json()["error"]
+        relay.step = working
+        deadline = time.monotonic() + 10
+        while http.get("/healthz").status_code != 200:
+            assert time.monotonic() < deadline, "the relay did not recover"
+            time.sleep(0.1)
+    finally:
+        relay.running = False
