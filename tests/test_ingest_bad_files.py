@@ -50,3 +50,27 @@ def test_a_folder_with_broken_images_sends_each_good_one_once(tmp_path, redis_ur
     log = ingest.log_path.read_text()
     assert "Traceback" not in log and "skipped=3" in log
     assert bus.redis.xlen(frames_key("album")) == 0
+
+
+def test_analyze_refuses_huge_frames_before_decoding_any(tmp_path):
+    """`fervi analyze` accepted a 12000x12000 PNG and decoded it (1.1 GB)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pytest
+
+    from workers.video_io import VideoError, probe
+
+    claimed = tmp_path / "claims.png"
+    claimed.write_bytes(png_claiming_size(12000, 12000))
+    with pytest.raises(VideoError, match="too large"):
+        probe(claimed, 4096 * 4096)
+    real = tmp_path / "real.png"  # a real 6000x6000 image: 36 M pixels, small on disk
+    cv2.imwrite(str(real), np.zeros((6000, 6000), np.uint8))
+    code = (f"import resource; from workers.video_io import probe, VideoError\n"
+            f"try: probe({str(real)!r}, 4096 * 4096)\nexcept VideoError as e: print('refused', e)\n"
+            f"print('maxrss_mb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "refused" in out and "6000x6000" in out
+    assert int(out.split("maxrss_mb")[1]) < 150  # refused: 46 MB here; decoding it peaked at 293 MB

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +30,31 @@ class VideoInfo:
         return self.frames / self.fps if self.fps else 0.0
 
 
-def probe(path: str | Path) -> VideoInfo:
+def _check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise VideoError(f"{path}: frames of {width}x{height} pixels are too large (limit {max_pixels} pixels, "
+                         "FERVI_MAX_FRAME_PIXELS)")
+
+
+def probe(path: str | Path, max_pixels: int = 4096 * 4096) -> VideoInfo:
+    """The file's frame count, fps and size; frames over `max_pixels` are refused before any is decoded."""
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise VideoError(f"{path}: empty file")
+    try:  # a still image (OpenCV reads one as a one-frame video): its header says its size
+        with Image.open(path) as still:
+            _check_pixels(path, *still.size, max_pixels)
+    except Image.DecompressionBombError:
+        raise VideoError(f"{path}: image too large to decode (limit {max_pixels} pixels)") from None
+    except (UnidentifiedImageError, OSError):
+        pass  # not an image Pillow knows: a video container
     capture = cv2.VideoCapture(str(path))
     try:
+        if capture.isOpened():
+            _check_pixels(path, int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                          max_pixels)
         ok, image = capture.read() if capture.isOpened() else (False, None)
         if not ok or image is None:
             raise VideoError(f"{path}: not a readable video (OpenCV could not decode a frame)")

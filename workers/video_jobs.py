@@ -214,7 +214,7 @@ def submit(queue: Queue, video: str, out_root: str | Path, segments: int, every:
     `detect_every` analysed frames per detector run; None: keyframes 0.1 s of video apart (3 at 30 fps)."""
     from fervi.vision.keyframes import detect_every_for
 
-    info = probe(video)
+    info = probe(video, load_settings().max_frame_pixels)
     detect_every = detect_every or detect_every_for(info.fps, every)
     out = Path(out_root) / Path(video).stem
     work = out / ".segments"
