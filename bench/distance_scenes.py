@@ -9,12 +9,12 @@ An optional hand-shaped occluder (a skin-toned palm and fingers) covers the mout
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
+
+from fervi.demo import face_photo_paths, face_photos, package_dir
 
 # scikit-image sample photos with no person in them (camera.png, astronaut.png have one).
 FACE_FREE_PHOTOS = (
@@ -46,15 +46,8 @@ class Scene:
     source: str
 
 
-def package_file(package: str, *parts: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"{package!r} is not installed")
-    return Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
-
-
 def skimage_photo(name: str) -> np.ndarray:
-    image = cv2.imread(str(package_file("skimage", "data", name)), cv2.IMREAD_COLOR)
+    image = cv2.imread(str(package_dir("skimage") / "data" / name), cv2.IMREAD_COLOR)
     if image is None:
         raise RuntimeError(f"cannot read scikit-image photo {name}")
     return image
@@ -63,12 +56,9 @@ def skimage_photo(name: str) -> np.ndarray:
 def photo_faces() -> list[Face]:
     """The astronaut's and Grace Hopper's faces, cut square as FER-2013 frames a face."""
     out = []
-    for name, (x, y, side) in PHOTO_FACES.items():
-        path = package_file("skimage", "data", name) if name.endswith(".png") else package_file(
-            "matplotlib", "mpl-data", "sample_data", name
-        )
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        out.append(Face(image[y : y + side, x : x + side].copy(), None, name))
+    for path, image in zip(face_photo_paths(), face_photos()):
+        x, y, side = PHOTO_FACES[path.name]
+        out.append(Face(image[y : y + side, x : x + side].copy(), None, path.name))
     return out
 
 

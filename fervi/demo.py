@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 
-def _package_dir(name: str) -> Path:
+def package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(f"the demo faces come from the package {name!r}: pip install it")
@@ -20,8 +20,8 @@ def _package_dir(name: str) -> Path:
 
 def face_photo_paths() -> list[Path]:
     return [
-        _package_dir("skimage") / "data" / "astronaut.png",
-        _package_dir("matplotlib") / "mpl-data" / "sample_data" / "grace_hopper.jpg",
+        package_dir("skimage") / "data" / "astronaut.png",
+        package_dir("matplotlib") / "mpl-data" / "sample_data" / "grace_hopper.jpg",
     ]
 
 

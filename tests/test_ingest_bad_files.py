@@ -3,9 +3,6 @@ and ingest ends (it looped on the broken file, resending the first frame, and ne
 
 from __future__ import annotations
 
-import struct
-import zlib
-
 import cv2
 import redis
 
@@ -13,17 +10,8 @@ from fervi.bus import Bus, frames_key
 from fervi.demo import render_frame
 
 from .conftest import fervi_env, wait_for
-from .images import corrupt_jpeg, jpeg_claiming_size
+from .images import corrupt_jpeg, jpeg_claiming_size, png_claiming_size
 from .test_pipeline_e2e import results_by_index
-
-
-def png_claiming_size(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims width x height (a decompression bomb's header, without the bomb)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
 
 
 def test_a_folder_with_broken_images_sends_each_good_one_once(tmp_path, redis_url, processes):
