@@ -56,9 +56,11 @@ def test_analyze_refuses_huge_frames_before_decoding_any(tmp_path):
         probe(claimed, 4096 * 4096)
     real = tmp_path / "real.png"  # a real 6000x6000 image: 36 M pixels, small on disk
     cv2.imwrite(str(real), np.zeros((6000, 6000), np.uint8))
-    code = (f"import resource; from workers.video_io import probe, VideoError\n"
+    # the peak memory of this process image (VmHWM starts afresh at exec; ru_maxrss would carry pytest's over)
+    code = (f"from workers.video_io import probe, VideoError\n"
             f"try: probe({str(real)!r}, 4096 * 4096)\nexcept VideoError as e: print('refused', e)\n"
-            f"print('maxrss_mb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+            "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+            "print('maxrss_mb', int(peak.split()[1]) // 1024)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "refused" in out and "6000x6000" in out
     assert int(out.split("maxrss_mb")[1]) < 150  # refused: 46 MB here; decoding it peaked at 293 MB
