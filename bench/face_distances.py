@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -131,7 +132,7 @@ def main() -> None:
         "bench": "face_distances",
         "date": date.today().isoformat(),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpus": __import__("os").cpu_count()},
+                    "cpus": os.cpu_count()},
         "detector": settings.detector,
         "min_face": settings.detector_min_face,
         "margin": settings.face_margin,

@@ -48,16 +48,20 @@ BLAZEFACE_MODELS = {
 }
 
 
-def blazeface_anchors(spec: BlazeFaceSpec) -> np.ndarray:
-    """(A, 2) anchor centres in 0..1, in the order the model's outputs use."""
+def anchor_centres(spec: BlazeFaceSpec, height: int, width: int) -> np.ndarray:
+    """(A, 2) anchor centres in input pixels for a `height` x `width` input, in the order the model's
+    outputs use (the short-range model is fully convolutional: it runs on other sizes than its own)."""
     out = []
     for stride, repeats in zip(spec.strides, spec.anchors_per_cell):
-        cells = spec.size // stride
-        centres = (np.arange(cells, dtype=np.float32) + 0.5) / cells
-        ys, xs = np.meshgrid(centres, centres, indexing="ij")
-        grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
-        out.append(np.repeat(grid, repeats, axis=0))
+        ys, xs = np.meshgrid((np.arange(height // stride, dtype=np.float32) + 0.5) * stride,
+                             (np.arange(width // stride, dtype=np.float32) + 0.5) * stride, indexing="ij")
+        out.append(np.repeat(np.stack([xs.ravel(), ys.ravel()], axis=1), repeats, axis=0))
     return np.concatenate(out)
+
+
+def blazeface_anchors(spec: BlazeFaceSpec) -> np.ndarray:
+    """(A, 2) anchor centres in 0..1 of the model's own input size."""
+    return anchor_centres(spec, spec.size, spec.size) / spec.size
 
 
 def _model_file(name: str) -> Path:

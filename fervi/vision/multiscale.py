@@ -26,7 +26,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .detector import BlazeFaceDetector, _model_file, clip_boxes, decode_boxes, weighted_nms
+from .detector import (
+    BLAZEFACE_MODELS,
+    BlazeFaceDetector,
+    _model_file,
+    anchor_centres,
+    clip_boxes,
+    decode_boxes,
+    weighted_nms,
+)
 from .tflite import load_interpreter
 
 FOLLOW_GAP = 4  # a stream's faces are followed only from its frame at most this many positions earlier
@@ -60,10 +68,10 @@ def pyramid_scales(width: int, height: int, min_face: int) -> list[float]:
 class _AnyShapeShortRange:
     """BlazeFace short range at any input size (multiples of 16), one interpreter per size seen."""
 
-    strides, anchors_per_cell = (8, 16), (2, 6)
+    spec = BLAZEFACE_MODELS["blazeface"]
 
     def __init__(self, threads: int = 1):
-        self.model = _model_file("face_detection_short_range.tflite").read_bytes()
+        self.model = _model_file(self.spec.file).read_bytes()
         self.threads = threads
         self._by_shape: dict[tuple[int, int], tuple] = {}
 
@@ -75,13 +83,8 @@ class _AnyShapeShortRange:
             interpreter.resize_tensor_input(index, [1, height, width, 3], strict=False)
             interpreter.allocate_tensors()
             outputs = sorted(interpreter.get_output_details(), key=lambda d: d["shape"][-1])
-            anchors = []
-            for stride, repeats in zip(self.strides, self.anchors_per_cell):
-                ys, xs = np.meshgrid((np.arange(height // stride) + 0.5) * stride,
-                                     (np.arange(width // stride) + 0.5) * stride, indexing="ij")
-                anchors.append(np.repeat(np.stack([xs.ravel(), ys.ravel()], 1), repeats, 0))
             self._by_shape[key] = (interpreter, index, outputs[0]["index"], outputs[-1]["index"],
-                                   np.concatenate(anchors).astype(np.float32))
+                                   anchor_centres(self.spec, height, width))
         return self._by_shape[key]
 
     def detect(self, image: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
@@ -213,18 +216,17 @@ class MultiScaleDetector:
         several positions after (or before) the one this worker saw last of the stream, as when workers
         share a camera's frames in batches, is scanned in full: its faces may be out of the second look's
         reach."""
-        scales = pyramid_scales(frame.shape[1], frame.shape[0], self.min_face)
         state = self._streams.get(stream) if stream is not None else None
         stale = state is not None and position is not None and state.position is not None and not (
             0 < position - state.position <= FOLLOW_GAP)
         if state is None or stale or state.shape != frame.shape or state.since_full_scan + 1 >= self.full_scan_every:
-            return scales, np.zeros((0, 4), np.float32), True
+            return pyramid_scales(frame.shape[1], frame.shape[0], self.min_face), np.zeros((0, 4), np.float32), True
         return [], state.boxes, False
 
     def _remember(self, stream: str, frame: np.ndarray, full_scan: bool, boxes: np.ndarray,
                   position: int | None) -> None:
         state = self._streams.pop(stream, None)
-        since = 0 if full_scan or state is None else state.since_full_scan + 1
+        since = 0 if full_scan else state.since_full_scan + 1  # not a full scan: the stream had a state
         self._streams[stream] = _StreamState(frame.shape, since, boxes, position)
         while len(self._streams) > self.max_streams:
             self._streams.popitem(last=False)
