@@ -1,12 +1,13 @@
-"""Soak: 8 live cameras at 15 fps for 10 minutes with 2 workers on the embedded Redis (loopback only).
+"""Soak: 8 live cameras at 15 fps for 20 minutes with 2 workers on the embedded Redis (loopback only).
 
-    python bench/soak.py [--cameras 8] [--fps 15] [--minutes 10] [--workers 2] [--results-maxlen 1000]
+    python bench/soak.py [--cameras 8] [--fps 15] [--minutes 20] [--workers 2] [--results-maxlen N]
                          [--out bench/results/soak.json]
 
-Prints one JSON line per sample and writes the whole run (start/end memory, p95 latency per window,
+Prints one JSON line per sample and writes the whole run (the memory curve, p95 latency per window,
 skipped frames) to --out. Results and tracks streams are capped at --results-maxlen entries per camera
-(default 1000, so they fill within the first two minutes; the product default is 10000): memory is
-judged from the first sample after two minutes to the end, when any further growth is a leak.
+(default: the product's FERVI_RESULTS_MAXLEN, 10000, which a 15 fps camera fills in about 11 minutes):
+memory is judged from the first sample after the streams are full (maxlen / fps + 60 s) to the end,
+when any further growth is a leak.
 """
 
 from __future__ import annotations
@@ -19,22 +20,26 @@ from pathlib import Path
 
 from fervi.bench import soak
 from fervi.embedded import EmbeddedRedis
+from fervi.settings import load_settings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cameras", type=int, default=8)
     parser.add_argument("--fps", type=float, default=15.0)
-    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--sample", type=float, default=30.0, help="seconds between samples")
-    parser.add_argument("--results-maxlen", type=int, default=1000)
+    parser.add_argument("--results-maxlen", type=int, default=None,
+                        help="entries kept per results/tracks stream (default: FERVI_RESULTS_MAXLEN)")
     parser.add_argument("--out", default="bench/results/soak.json")
     args = parser.parse_args()
-    os.environ["FERVI_RESULTS_MAXLEN"] = str(args.results_maxlen)  # the soak's processes and its verdict
+    if args.results_maxlen:
+        os.environ["FERVI_RESULTS_MAXLEN"] = str(args.results_maxlen)  # the soak's processes and its verdict
+    settle_s = max(120.0, load_settings().results_maxlen / args.fps + 60)
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
         report = soak(server.url, args.cameras, args.fps, args.minutes, args.workers, args.sample, Path(tmp),
-                      on_sample=lambda s: print(json.dumps(s), flush=True))
+                      on_sample=lambda s: print(json.dumps(s), flush=True), settle_s=settle_s)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "samples"}))

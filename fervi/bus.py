@@ -84,6 +84,13 @@ def latest_frame_key(camera: str) -> str:
 
 
 LEADERBOARD = f"{PREFIX}:leaderboard"
+LEADERBOARD_SIZE = 100  # names kept on the leaderboard
+# Browser cameras (one per connected browser that sends its camera). One hash tag, so the scripts below
+# stay legal on a Redis Cluster.
+WEBCAMS = f"{PREFIX}:{{webcams}}:live"  # zset: camera -> time of its last frame
+WEBCAM_OWNERS = f"{PREFIX}:{{webcams}}:owner"  # hash: camera -> client address
+WEBCAMS_SHARED = f"{PREFIX}:{{webcams}}:shared"  # set: cameras their users show on the live wall
+WEBCAMS_LEAVING = f"{PREFIX}:{{webcams}}:leaving"  # zset: camera -> time it left (keys deleted after a grace)
 DASHBOARD_RELAY_LOCK = f"{PREFIX}:dashboard:relay"
 LATEST_FRAME_TTL_S = 10
 
@@ -106,7 +113,10 @@ return {seq, id}
 """
 
 # KEYS: results, seen bitmap, frames. ARGV: seq bit, ttl, maxlen, group, entry id, field, value, ...
+# A camera whose frames stream is gone was forgotten (a browser that left): its result is dropped (-1)
+# rather than creating its keys again.
 PUBLISH_RESULT = """
+if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
 local first = redis.call('SETBIT', KEYS[2], ARGV[1], 1) == 0
 if first then
   redis.call('EXPIRE', KEYS[2], ARGV[2])
@@ -117,6 +127,35 @@ end
 redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
 redis.call('XDEL', KEYS[3], ARGV[5])
 return first and 1 or 0
+"""
+
+
+# KEYS: live, owners, leaving. ARGV: camera, address, now, most cameras, most per address.
+# 1: a known camera (its time updated); 2: admitted; -1: too many browser cameras; -2: too many for the address.
+ADMIT_WEBCAM = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  return 1
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return -1 end
+local mine = 0
+for _, owner in ipairs(redis.call('HVALS', KEYS[2])) do
+  if owner == ARGV[2] then mine = mine + 1 end
+end
+if mine >= tonumber(ARGV[5]) then return -2 end
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 2
+"""
+
+# KEYS: live, owners, shared, leaving. ARGV: camera, now. 1 if the camera was live.
+LEAVE_WEBCAM = """
+local was = redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+if was == 1 then redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1]) end
+return was
 """
 
 
@@ -178,6 +217,8 @@ class Bus:
         self.redis = client
         self._add_frame = client.register_script(ADD_FRAME)
         self._publish = client.register_script(PUBLISH_RESULT)
+        self._admit_webcam = client.register_script(ADMIT_WEBCAM)
+        self._leave_webcam = client.register_script(LEAVE_WEBCAM)
         self.untrusted = _Untrusted()
 
     # --- cameras -----------------------------------------------------------------------------
@@ -268,12 +309,13 @@ class Bus:
                 yield Entry(camera, _decode(entry_id), fields)
 
     def publish_result(self, result: Result, entry_id: str, maxlen: int) -> bool:
-        """Write the result once per (camera, seq), ack and delete the frame, atomically. True if new."""
+        """Write the result once per (camera, seq), ack and delete the frame, atomically. True if new; False
+        for a repeat, or when the camera was forgotten meanwhile (its result is dropped)."""
         flat: list = [result.seq % SEEN_BLOCK, SEEN_TTL_S, maxlen, WORKER_GROUP, entry_id]
         for key, value in result.to_fields().items():
             flat += [key, value]
         keys = [results_key(result.camera), seen_key(result.camera, result.seq), frames_key(result.camera)]
-        return bool(self._publish(keys=keys, args=flat))
+        return self._publish(keys=keys, args=flat) == 1
 
     def count(self, camera: str, counter: str, n: int = 1) -> None:
         """Add to one of a camera's counters (`fervi status`, dashboard metrics)."""
@@ -292,10 +334,56 @@ class Bus:
         return (int(values[0]), values[1]) if values[0] is not None and values[1] else None
 
     def forget_camera(self, camera: str) -> None:
-        """Remove a camera and its keys (one-off cameras such as an uploaded image)."""
+        """Remove a camera and its keys (one-off cameras such as an uploaded image, browsers that left)."""
         self.redis.srem(CAMERAS, camera)
         for key in self.redis.scan_iter(match=f"{PREFIX}:{{{camera}}}:*", count=500):
             self.redis.delete(key)
+
+    # --- browser cameras ---------------------------------------------------------------------
+    def admit_webcam(self, camera: str, address: str, most: int, most_per_address: int) -> int:
+        """Count a browser camera's frame: 1 known, 2 newly admitted (registered as a camera), -1 refused as
+        one too many, -2 refused as one too many from `address`."""
+        outcome = int(self._admit_webcam(keys=[WEBCAMS, WEBCAM_OWNERS, WEBCAMS_LEAVING],
+                                         args=[camera, address, f"{time.time():.3f}", most, most_per_address]))
+        if outcome == 2:
+            self.ensure_group(camera)
+            self.register_camera(camera)
+        return outcome
+
+    def leave_webcam(self, camera: str) -> bool:
+        """A browser camera's client left: it stops being a camera now, its keys go after a grace period
+        (`sweep_webcams`), so frames the workers hold do not create them again."""
+        left = bool(self._leave_webcam(keys=[WEBCAMS, WEBCAM_OWNERS, WEBCAMS_SHARED, WEBCAMS_LEAVING],
+                                       args=[camera, f"{time.time():.3f}"]))
+        self.redis.srem(CAMERAS, camera)
+        return left
+
+    def sweep_webcams(self, idle_s: float, grace_s: float) -> tuple[list[str], list[str]]:
+        """Browser cameras with no frame for `idle_s` leave; those that left `grace_s` ago are forgotten.
+        Returns (left, forgotten)."""
+        now = time.time()
+        left = [c for c in map(_decode, self.redis.zrangebyscore(WEBCAMS, "-inf", now - idle_s))
+                if self.leave_webcam(c)]
+        forgotten = []
+        for camera in map(_decode, self.redis.zrangebyscore(WEBCAMS_LEAVING, "-inf", now - grace_s)):
+            if self.redis.zrem(WEBCAMS_LEAVING, camera):
+                self.forget_camera(camera)
+                forgotten.append(camera)
+        return left, forgotten
+
+    def webcams(self) -> dict[str, str]:
+        """Live browser cameras and the address each came from."""
+        return {_decode(k): _decode(v) for k, v in self.redis.hgetall(WEBCAM_OWNERS).items()}
+
+    def share_webcam(self, camera: str, shared: bool) -> bool:
+        """Show a live browser camera on the shared wall (or stop); False when it is not live."""
+        if self.redis.zscore(WEBCAMS, camera) is None:
+            return False
+        (self.redis.sadd if shared else self.redis.srem)(WEBCAMS_SHARED, camera)
+        return True
+
+    def shared_webcams(self) -> set[str]:
+        return {_decode(c) for c in self.redis.smembers(WEBCAMS_SHARED)}
 
     def dead_letter(self, letter: DeadLetter, ack: bool = True) -> None:
         """Keep a bad entry's summary and count it; `ack=False` when a gap marker will ack the frame."""

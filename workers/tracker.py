@@ -75,7 +75,11 @@ class TrackerProcess:
         if now - self._refreshed_at < 2.0:
             return
         self._refreshed_at = now
-        for camera in self.bus.cameras():
+        cameras = self.bus.cameras()
+        for camera in set(self.cameras) - set(cameras):  # forgotten (a browser camera whose client left)
+            del self.cameras[camera]
+            log.info("event=camera_left tracker=%s camera=%s", self.name, camera)
+        for camera in cameras:
             if camera not in self.cameras and owns(camera, self.shard, self.shards):
                 self.cameras[camera] = self._state(camera)
                 log.info("event=camera_tracked tracker=%s camera=%s from=%s", self.name, camera,
