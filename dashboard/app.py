@@ -14,29 +14,26 @@ from pathlib import Path
 
 import redis
 from flask import Flask, abort, jsonify, make_response, render_template, request
-from flask_socketio import SocketIO, emit, join_room, leave_room
+from flask_socketio import SocketIO
+from werkzeug.middleware.proxy_fix import ProxyFix
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from fervi import aggregates
-from fervi.bus import LEADERBOARD, Bus, connect, process_id
+from fervi.bus import Bus, connect, process_id
 from fervi.emotions import EMOTIONS
-from fervi.metrics import FRAMES_INGESTED
-from fervi.protocol import Frame, ProtocolError, check_camera
+from fervi.protocol import ProtocolError, check_camera
 from fervi.settings import Settings
 
 from .image_mode import MAX_UPLOAD_BYTES, UploadError, analyse_upload, check_upload
-from .limits import TokenBucket
 from .pipeline_metrics import PipelineCollector
-from .relay import WALL_ROOM, Relay
+from .relay import Relay
+from .sockets import WEB_FRAME_MAX_BYTES, register_sockets
 from .videos import MAX_VIDEO_BYTES, register_videos
 
 log = logging.getLogger(__name__)
 
-WEB_FRAME_MAX_BYTES = 512 * 1024
 MAX_SERIES_POINTS = 10080  # a week of minutes, or 2.8 hours of seconds, per chart query
-WEB_FPS = 8.0
 UPLOADS = Counter("fervi_dashboard_uploads_total", "Images analysed in image mode", ["outcome"])
-WEB_FRAMES = Counter("fervi_dashboard_webcam_frames_total", "Browser camera frames", ["outcome"])
 
 
 def create_app(settings: Settings, redis_url: str, token: str = "", start_relay: bool = True):
@@ -46,7 +43,9 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
     bus = Bus(client)
     socketio = SocketIO(app, message_queue=redis_url, async_mode="threading",
                         max_http_buffer_size=WEB_FRAME_MAX_BYTES + 4096, cors_allowed_origins=[])
-    buckets: dict[str, TokenBucket] = {}
+    if settings.dashboard_proxies:  # client addresses (per-address limits) from the trusted proxies' headers;
+        # outside the Socket.IO middleware, so its events see them too
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.dashboard_proxies, x_proto=settings.dashboard_proxies)
 
     def authorized() -> bool:
         if not token:
@@ -101,9 +100,12 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
 
     def _camera(name: str) -> str:
         try:
-            return check_camera(name)
+            camera = check_camera(name)
         except ProtocolError as err:
             abort(make_response(jsonify(error=str(err)), 400))
+        if camera in bus.webcams() and camera not in bus.shared_webcams():
+            abort(make_response(jsonify(error=f"{camera} is a browser camera its user has not shared"), 404))
+        return camera
 
     @app.get("/api/series/<camera>")
     def series(camera: str):
@@ -127,8 +129,7 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
 
     @app.get("/api/leaderboard")
     def leaderboard():
-        top = client.zrevrange(LEADERBOARD, 0, 9, withscores=True)
-        return jsonify([{"name": n.decode(), "score": int(s)} for n, s in top])
+        return jsonify(bus.leaderboard(10))
 
     @app.post("/api/image")
     def image_upload():
@@ -153,66 +154,10 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
     def too_large(_err):
         return jsonify(error="upload too large"), 413
 
-    # --- Socket.IO ------------------------------------------------------------------------------
-    @socketio.on("connect")
-    def on_connect(auth=None):
-        given = (auth or {}).get("token") if isinstance(auth, dict) else None
-        if token and not (authorized() or hmac.compare_digest(given or "", token)):
-            return False
-        buckets[request.sid] = TokenBucket(WEB_FPS, WEB_FPS)
-        return True
+    register_sockets(socketio, bus, settings, authorized, token)
 
-    @socketio.on("disconnect")
-    def on_disconnect(*_args):
-        buckets.pop(request.sid, None)
-
-    @socketio.on("watch")
-    def on_watch(data):
-        camera = (data or {}).get("camera", "")
-        for room in (data or {}).get("leave", []):
-            leave_room(str(room))
-        if camera == WALL_ROOM:
-            join_room(WALL_ROOM)
-            return {"ok": True}
-        try:
-            join_room(check_camera(camera))
-        except ProtocolError as err:
-            return {"ok": False, "error": str(err)}
-        return {"ok": True}
-
-    @socketio.on("webcam")
-    def on_webcam(data):
-        """A JPEG from the browser's camera, into this browser's own camera stream."""
-        camera = f"web-{request.sid[:12].replace('_', '-')}"
-        jpeg = (data or {}).get("jpeg")
-        if not isinstance(jpeg, (bytes, bytearray)) or not jpeg:
-            WEB_FRAMES.labels("bad").inc()
-            return {"ok": False, "error": "send {jpeg: <bytes>}"}
-        if len(jpeg) > WEB_FRAME_MAX_BYTES:
-            WEB_FRAMES.labels("too_large").inc()
-            return {"ok": False, "error": f"frame larger than {WEB_FRAME_MAX_BYTES} bytes"}
-        if not buckets.setdefault(request.sid, TokenBucket(WEB_FPS, WEB_FPS)).take():
-            WEB_FRAMES.labels("rate_limited").inc()
-            return {"ok": False, "camera": camera, "slow_down": True}
-        width, height = int(data.get("w", 0)), int(data.get("h", 0))
-        bus.register_camera(camera)
-        bus.add_frame(Frame(camera, time.time(), width, height, bytes(jpeg), live=True), settings.live_maxlen)
-        FRAMES_INGESTED.labels(camera).inc()
-        WEB_FRAMES.labels("ok").inc()
-        join_room(camera)
-        return {"ok": True, "camera": camera}
-
-    @socketio.on("challenge_result")
-    def on_challenge_result(data):
-        name = str((data or {}).get("name", "")).strip()[:32] or "anonymous"
-        points = int((data or {}).get("points", 0))
-        if points > 0:
-            client.zincrby(LEADERBOARD, min(points, 10), name)
-        top = client.zrevrange(LEADERBOARD, 0, 9, withscores=True)
-        emit("leaderboard", [{"name": n.decode(), "score": int(s)} for n, s in top])
-        return {"ok": True}
-
-    relay = Relay(socketio, connect(redis_url, socket_timeout=10), process_id("dashboard"), settings.block_ms)
+    relay = Relay(socketio, connect(redis_url, socket_timeout=10), process_id("dashboard"), settings.block_ms,
+                  settings.web_idle_s)
     if start_relay:
         socketio.start_background_task(relay.run)
     app.extensions["fervi_relay"] = relay

@@ -1,4 +1,4 @@
-"""Per-client limits for the browser camera: a token bucket on frames per second and a cap on frame size."""
+"""Rate limits for Socket.IO clients: a token bucket, and one per client address."""
 
 from __future__ import annotations
 
@@ -23,3 +23,25 @@ class TokenBucket:
             self.tokens -= 1
             return True
         return False
+
+
+class AddressLimits:
+    """A token bucket per client address, so a client that reconnects keeps its limit. Buckets idle long
+    enough to be full again are dropped, so the table stays as small as the set of recent addresses."""
+
+    def __init__(self, rate: float, burst: float, max_addresses: int = 10000):
+        self.rate, self.burst = rate, burst
+        self.buckets: dict[str, TokenBucket] = {}
+        self.max_addresses = max_addresses
+
+    def take(self, address: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        if len(self.buckets) >= self.max_addresses:
+            full_after = self.burst / self.rate
+            self.buckets = {a: b for a, b in self.buckets.items() if now - b.updated < full_after}
+        bucket = self.buckets.get(address)
+        if bucket is None:
+            if len(self.buckets) >= self.max_addresses:
+                return False  # this many distinct addresses within one refill time: refuse new ones
+            bucket = self.buckets[address] = TokenBucket(self.rate, self.burst, updated=now)
+        return bucket.take(now)

@@ -18,6 +18,8 @@ from fervi.bus import DASHBOARD_RELAY_LOCK, Bus, tracks_key
 from fervi.protocol import ProtocolError, TrackEntry
 from fervi.service import REDIS_DOWN, Backoff
 
+from . import challenge
+
 log = logging.getLogger(__name__)
 
 LATENCY = Histogram("fervi_dashboard_capture_to_tracks_seconds", "Capture to tracks entry, as the dashboard relays it",
@@ -27,6 +29,8 @@ LOCK_TTL_S = 5
 FRAME_EVERY_S = 0.2  # preview images per camera, at most 5 a second
 CAMERAS_EVERY_S = 1.0
 CAMERA_GONE_S = 15.0
+SWEEP_EVERY_S = 2.0
+WEBCAM_GRACE_S = 10.0  # a browser camera's keys are deleted this long after it left (frames in flight drain)
 WALL_ROOM = "wall"
 
 
@@ -41,7 +45,7 @@ RELAY_STALE_S = 10.0  # /healthz fails when the relay has not run through a step
 
 
 class Relay:
-    def __init__(self, socketio, client: redis.Redis, name: str, block_ms: int = 500):
+    def __init__(self, socketio, client: redis.Redis, name: str, block_ms: int = 500, web_idle_s: float = 30.0):
         self.socketio = socketio
         self.bus = Bus(client)
         self.redis = client
@@ -51,6 +55,9 @@ class Relay:
         self.frame_sent: dict[str, float] = {}
         self.fps: dict[str, list[float]] = {}
         self.cameras_sent = 0.0
+        self.web_idle_s = web_idle_s
+        self.swept_at = 0.0
+        self.round_progress: dict[str, dict] = {}  # round id -> held, best, last_ts (the relay's own count)
         self.running = True
         self.last_ok = time.monotonic()  # the last step that ran through
         self.last_error = ""
@@ -70,11 +77,47 @@ class Relay:
         return False
 
     def camera_list(self) -> list[dict]:
-        """Cameras with a tracked frame in the last `CAMERA_GONE_S` seconds: a stopped camera leaves the wall."""
+        """Cameras with a tracked frame in the last `CAMERA_GONE_S` seconds (a stopped camera leaves the wall);
+        a browser camera only when its user shares it."""
         now = time.time()
+        private = set(self.bus.webcams()) - self.bus.shared_webcams()
         return [{"camera": c, "active": aggregates.active_faces(self.redis, c), "fps": round(self._fps(c), 1)}
                 for c in self.bus.cameras()
-                if not c.startswith("image-") and now - aggregates.last_frame_at(self.redis, c) < CAMERA_GONE_S]
+                if not c.startswith("image-") and c not in private
+                and now - aggregates.last_frame_at(self.redis, c) < CAMERA_GONE_S]
+
+    def _sweep(self, now: float) -> None:
+        if now - self.swept_at < SWEEP_EVERY_S:
+            return
+        self.swept_at = now
+        left, forgotten = self.bus.sweep_webcams(self.web_idle_s, WEBCAM_GRACE_S)
+        for camera in left:
+            log.info("event=webcam_idle camera=%s idle_s=%.0f", camera, self.web_idle_s)
+        for camera in forgotten:
+            log.info("event=webcam_forgotten camera=%s", camera)
+
+    def _rounds(self, entries: dict[str, list[TrackEntry]]) -> None:
+        """Feed the new tracks entries to the challenge rounds on their cameras; settle won and timed-out ones."""
+        rounds = self.bus.rounds()
+        playing = {r["id"] for r in rounds.values() if r.get("state") == "playing"}
+        self.round_progress = {i: p for i, p in self.round_progress.items() if i in playing}
+        now = time.time()
+        for player, record in rounds.items():
+            if record.get("state") != "playing":
+                continue
+            record.update(self.round_progress.get(record["id"], {}))
+            won = any(challenge.observe(record, e) for e in entries.get(record["camera"], []))
+            self.round_progress[record["id"]] = {k: record[k] for k in ("held", "best", "last_ts")}
+            if won or now > record["deadline"]:
+                progress = self.round_progress.pop(record["id"])
+                final = self.bus.settle_round(player, record["id"],
+                                              lambda r, won=won, p=progress: challenge.settle({**r, **p}, won))
+                if final is not None:
+                    log.info("event=round_%s player=%s camera=%s target=%s points=%d scored=%s", final["state"],
+                             player, final["camera"], final["target"], final["points"], final["scored"])
+                    self.socketio.emit("challenge", challenge.progress(final, now), to=player)
+            elif record["camera"] in entries:
+                self.socketio.emit("challenge", challenge.progress(record, now), to=player)
 
     def _fps(self, camera: str) -> float:
         stamps = self.fps.get(camera, [])
@@ -85,6 +128,7 @@ class Relay:
             time.sleep(1.0)
             return
         now = time.time()
+        self._sweep(now)
         cameras = self.bus.cameras()
         for camera in cameras:
             self.positions.setdefault(camera, "$")
@@ -95,9 +139,11 @@ class Relay:
             self.cameras_sent = now
         if not self.positions:
             time.sleep(self.block_ms / 1000)
+            self._rounds({})
             return
         reply = self.redis.xread({tracks_key(c): p for c, p in self.positions.items()}, count=50,
                                  block=self.block_ms)
+        entries: dict[str, list[TrackEntry]] = {}
         for stream, items in reply or []:
             camera = stream.decode().split("{", 1)[1].rsplit("}", 1)[0]
             latest = None
@@ -107,6 +153,7 @@ class Relay:
                     latest = TrackEntry.from_fields(fields)
                 except ProtocolError:
                     continue
+                entries.setdefault(camera, []).append(latest)
                 stamps = self.fps.setdefault(camera, [])
                 stamps.append(latest.captured_at)
                 del stamps[:-30]
@@ -119,6 +166,7 @@ class Relay:
                 if frame:
                     self.socketio.emit("frame", {"camera": camera, "seq": frame[0], "jpeg": frame[1]}, to=camera)
                     self.frame_sent[camera] = time.time()
+        self._rounds(entries)
 
     def run(self) -> None:
         backoff = Backoff("redis (dashboard relay)")

@@ -8,6 +8,7 @@ checked in the same script, so a frame processed twice still yields one result e
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -83,8 +84,11 @@ def latest_frame_key(camera: str) -> str:
     return f"{PREFIX}:{{{camera}}}:latest"
 
 
-LEADERBOARD = f"{PREFIX}:leaderboard"
+# The acting challenge: one hash tag, so a round and the leaderboard change in one transaction on a cluster.
+LEADERBOARD = f"{PREFIX}:{{challenge}}:leaderboard"  # zset: player name -> points
 LEADERBOARD_SIZE = 100  # names kept on the leaderboard
+ROUNDS = f"{PREFIX}:{{challenge}}:rounds"  # set of players with a round
+ROUND_TTL_S = 300  # a round left behind by a dashboard that died
 # Browser cameras (one per connected browser that sends its camera). One hash tag, so the scripts below
 # stay legal on a Redis Cluster.
 WEBCAMS = f"{PREFIX}:{{webcams}}:live"  # zset: camera -> time of its last frame
@@ -93,6 +97,10 @@ WEBCAMS_SHARED = f"{PREFIX}:{{webcams}}:shared"  # set: cameras their users show
 WEBCAMS_LEAVING = f"{PREFIX}:{{webcams}}:leaving"  # zset: camera -> time it left (keys deleted after a grace)
 DASHBOARD_RELAY_LOCK = f"{PREFIX}:dashboard:relay"
 LATEST_FRAME_TTL_S = 10
+
+
+def round_key(player: str) -> str:
+    return f"{PREFIX}:{{challenge}}:round:{player}"
 
 
 def seen_key(camera: str, seq: int) -> str:
@@ -404,6 +412,68 @@ class Bus:
     # --- reading results ---------------------------------------------------------------------
     def results(self, camera: str, start: str = "-", count: int | None = None) -> list[tuple[str, Result]]:
         return [(_decode(i), Result.from_fields(f)) for i, f in self.redis.xrange(results_key(camera), start, "+", count)]
+
+    # --- acting challenge --------------------------------------------------------------------
+    def save_round(self, player: str, record: dict) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(round_key(player), json.dumps(record), ex=ROUND_TTL_S)
+        pipe.sadd(ROUNDS, player)
+        pipe.execute()
+
+    def load_round(self, player: str) -> dict | None:
+        raw = self.redis.get(round_key(player))
+        return json.loads(raw) if raw else None
+
+    def rounds(self) -> dict[str, dict]:
+        """Every player's current round; players whose record expired leave the index."""
+        players = sorted(_decode(p) for p in self.redis.smembers(ROUNDS))
+        if not players:
+            return {}
+        out = {}
+        for player, raw in zip(players, self.redis.mget([round_key(p) for p in players])):
+            if raw is None:
+                self.redis.srem(ROUNDS, player)
+                continue
+            try:
+                out[player] = json.loads(raw)
+            except ValueError as err:
+                self.untrusted.skip("challenge_round", player, str(err))
+        return out
+
+    def drop_round(self, player: str) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(round_key(player))
+        pipe.srem(ROUNDS, player)
+        pipe.execute()
+
+    def settle_round(self, player: str, round_id: str, settle) -> dict | None:
+        """End round `round_id` of `player` once: `settle(record)` returns (new record, points for the
+        leaderboard), written with the points in one transaction. None if the round is no longer that one
+        or has already ended (another dashboard process, or a new round started)."""
+        key = round_key(player)
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    record = json.loads(raw) if raw else None
+                    if not record or record.get("id") != round_id or record.get("state") != "playing":
+                        pipe.unwatch()
+                        return None
+                    record, points = settle(record)
+                    pipe.multi()
+                    pipe.set(key, json.dumps(record), ex=ROUND_TTL_S)
+                    if points > 0:
+                        pipe.zincrby(LEADERBOARD, points, record["name"])
+                        pipe.zremrangebyrank(LEADERBOARD, 0, -LEADERBOARD_SIZE - 1)
+                    pipe.execute()
+                    return record
+                except redis.WatchError:
+                    continue
+
+    def leaderboard(self, count: int = 10) -> list[dict]:
+        return [{"name": _decode(n), "score": int(s)}
+                for n, s in self.redis.zrevrange(LEADERBOARD, 0, count - 1, withscores=True)]
 
     # --- process registry --------------------------------------------------------------------
     def heartbeat(self, proc: str, info: dict, ttl_s: int) -> None:

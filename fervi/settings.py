@@ -69,6 +69,21 @@ class Settings:
     dashboard_port: int = _setting("FERVI_DASHBOARD_PORT", 8000, "Port of the dashboard")
     dashboard_token: str = _setting("FERVI_DASHBOARD_TOKEN", "", "Access token for the dashboard (empty: none)")
     metrics_host: str = _setting("FERVI_METRICS_HOST", "127.0.0.1", "Address /healthz and /metrics bind to")
+    dashboard_proxies: int = _setting("FERVI_DASHBOARD_PROXIES", 0,
+                                      "Reverse proxies in front of the dashboard whose X-Forwarded-For is trusted "
+                                      "(client addresses for the per-address limits)")
+    web_cameras_max: int = _setting("FERVI_WEB_CAMERAS_MAX", 16, "Browser cameras at once, all clients together")
+    web_cameras_per_address: int = _setting("FERVI_WEB_CAMERAS_PER_ADDRESS", 4,
+                                            "Browser cameras at once from one client address")
+    web_connects_per_minute: int = _setting("FERVI_WEB_CONNECTS_PER_MINUTE", 30,
+                                            "Socket.IO connections a client address may open per minute")
+    web_idle_s: float = _setting("FERVI_WEB_IDLE", 30.0,
+                                 "A browser camera with no frame for this long (s) is removed with its streams")
+    challenge_targets: str = _setting("FERVI_CHALLENGE_TARGETS", "",
+                                      "Emotions a scored challenge round draws from, comma-separated (empty: all 7)")
+    video_retention: str = _setting("FERVI_VIDEO_RETENTION", "7d",
+                                    "Uploaded videos and their outputs are deleted this long after they end "
+                                    "(s, or with m/h/d; 0: kept)")
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
@@ -83,6 +98,28 @@ class Settings:
                 raise ValueError(f"{_env(name)} must be at least 1")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError("FERVI_JPEG_QUALITY must be within 1..100")
+        for name in ("web_cameras_max", "web_cameras_per_address", "web_connects_per_minute"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{_env(name)} must be at least 1")
+        if self.web_idle_s <= 0:
+            raise ValueError("FERVI_WEB_IDLE must be above 0 (seconds)")
+        self.video_retention_s  # noqa: B018 - validates FERVI_VIDEO_RETENTION
+        self.challenge_target_list  # noqa: B018 - validates FERVI_CHALLENGE_TARGETS
+
+    @property
+    def video_retention_s(self) -> float:
+        """FERVI_VIDEO_RETENTION in seconds (0: videos are kept)."""
+        return parse_duration(self.video_retention, "FERVI_VIDEO_RETENTION")
+
+    @property
+    def challenge_target_list(self) -> list[str]:
+        from .emotions import EMOTIONS
+
+        targets = [t.strip() for t in self.challenge_targets.split(",") if t.strip()] or list(EMOTIONS)
+        unknown = [t for t in targets if t not in EMOTIONS]
+        if unknown:
+            raise ValueError(f"FERVI_CHALLENGE_TARGETS: {', '.join(unknown)} not among {', '.join(EMOTIONS)}")
+        return targets
 
     @property
     def models(self) -> str:
@@ -135,6 +172,22 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         if raw is not None and raw != "":
             values[f.name] = _parse(type(f.default), raw, f.metadata["env"])
     return Settings(**values)
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(raw: str, env: str) -> float:
+    """"90", "90s", "15m", "12h", "7d" -> seconds."""
+    text = str(raw).strip().lower()
+    unit = DURATION_UNITS.get(text[-1:], None)
+    try:
+        seconds = float(text[:-1] if unit else text) * (unit or 1)
+    except ValueError:
+        raise ValueError(f"{env}={raw!r} is not a duration (e.g. 3600, 90m, 12h, 7d)") from None
+    if seconds < 0:
+        raise ValueError(f"{env} must not be negative")
+    return seconds
 
 
 def mask_password(url: str) -> str:

@@ -73,17 +73,28 @@ export class Tile {
 }
 
 // The browser camera: capture with getUserMedia, send JPEG frames at a capped rate, call back with each ack.
+// Stops sending when the server refuses the camera (too many browser cameras); resolves to a stop function.
 export async function startWebcam(socket, video, onAck, fps = 6) {
   const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
   video.srcObject = stream;
   await video.play();
   const canvas = document.createElement("canvas");
+  let timer = null;
+  const stop = () => { clearInterval(timer); stream.getTracks().forEach((t) => t.stop()); };
   const send = () => {
-    if (!video.videoWidth) return;
+    if (!video.videoWidth || !socket.connected) return;
     canvas.width = video.videoWidth; canvas.height = video.videoHeight;
     canvas.getContext("2d").drawImage(video, 0, 0);
     canvas.toBlob((blob) => blob && blob.arrayBuffer().then((buffer) =>
-      socket.emit("webcam", { jpeg: buffer, w: canvas.width, h: canvas.height }, onAck)), "image/jpeg", 0.8);
+      socket.emit("webcam", { jpeg: buffer, w: canvas.width, h: canvas.height }, (ack) => {
+        if (ack && ack.full) {
+          stop();
+          const status = document.getElementById("status");
+          status.textContent = ack.error; status.className = "status bad";
+        }
+        onAck(ack);
+      })), "image/jpeg", 0.8);
   };
-  return setInterval(send, 1000 / fps);
+  timer = setInterval(send, 1000 / fps);
+  return stop;
 }

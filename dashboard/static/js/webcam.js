@@ -4,13 +4,31 @@ const socket = connect();
 const tile = new Tile(document.getElementById("tile"), "your camera");
 const video = document.createElement("video");
 video.muted = true; video.playsInline = true;
+const share = document.getElementById("share");
+const note = document.getElementById("note");
 let camera = null;
 
-const start = () => startWebcam(socket, video, (ack) => {
-  if (ack && ack.camera && ack.camera !== camera) { camera = ack.camera; tile.element.dataset.camera = camera; }
-}).then(() => { document.getElementById("start").hidden = true; })
-  .catch((err) => { document.getElementById("status").textContent = `camera: ${err.message}`; });
+// Private unless the box is ticked: the server shows only shared browser cameras on the live wall.
+const sendShare = () => {
+  if (!camera) return;
+  socket.emit("share", { on: share.checked }, (ack) => {
+    note.textContent = ack && ack.ok ? (ack.shared ? "Shown on the live wall." : "Only you see this camera.") : (ack?.error || "");
+    document.body.dataset.shared = ack && ack.ok ? String(ack.shared) : "";
+  });
+};
+share.addEventListener("change", sendShare);
 
+const start = () => startWebcam(socket, video, (ack) => {
+  if (ack && ack.camera && ack.camera !== camera) {
+    camera = ack.camera; tile.element.dataset.camera = camera;
+    if (share.checked) sendShare();
+  }
+  if (ack && ack.full) { note.textContent = ack.error; document.getElementById("start").hidden = false; }
+}).then(() => { document.getElementById("start").hidden = true; })
+  .catch((err) => { note.textContent = `camera: ${err.message}`; });
+
+// A reconnect is a new client: its camera is new too (the old one was removed when the connection dropped).
+socket.on("disconnect", () => { camera = null; });
 document.getElementById("start").addEventListener("click", start);
 socket.on("frame", (msg) => { if (msg.camera === camera) tile.setFrame(msg.jpeg); });
 socket.on("tracks", (msg) => { if (msg.camera === camera) tile.setTracks(msg); });

@@ -1,0 +1,166 @@
+"""The dashboard's Socket.IO events: watching cameras, the browser camera, sharing it, challenge rounds.
+
+A browser camera exists while its client sends frames: it is admitted on its first frame (within
+`FERVI_WEB_CAMERAS_MAX` and `FERVI_WEB_CAMERAS_PER_ADDRESS`), leaves when the client disconnects or after
+`FERVI_WEB_IDLE` seconds without a frame (the relay sweeps), and its streams are deleted shortly after.
+It is private to its client unless the user shares it to the live wall. Frames are limited per connection
+(`WEB_FPS`) and per client address; connections per address per minute are limited too, so reconnecting
+does not reset a limit.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+
+from flask import request
+from flask_socketio import ConnectionRefusedError, SocketIO, join_room, leave_room
+
+from fervi.bus import Bus
+from fervi.metrics import FRAMES_INGESTED
+from fervi.protocol import Frame, ProtocolError, check_camera
+from fervi.settings import Settings
+from prometheus_client import Counter, Gauge
+
+from . import challenge
+from .limits import AddressLimits, TokenBucket
+from .relay import WALL_ROOM
+
+log = logging.getLogger(__name__)
+
+WEB_FRAME_MAX_BYTES = 512 * 1024
+WEB_FPS = 8.0
+WEB_FRAMES = Counter("fervi_dashboard_webcam_frames_total", "Browser camera frames", ["outcome"])
+WEB_CONNECTIONS = Counter("fervi_dashboard_connections_total", "Socket.IO connections", ["outcome"])
+WEB_CAMERAS = Gauge("fervi_dashboard_webcams", "Browser cameras of this dashboard process's clients")
+
+
+def client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
+def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorized, token: str) -> None:
+    connections = AddressLimits(settings.web_connects_per_minute / 60.0, settings.web_connects_per_minute)
+    address_frames = AddressLimits(WEB_FPS * settings.web_cameras_per_address, WEB_FPS * settings.web_cameras_per_address)
+    frame_buckets: dict[str, TokenBucket] = {}
+    own: dict[str, str] = {}  # sid -> its browser camera, once admitted
+
+    def camera_of(sid: str) -> str:
+        return f"web-{sid[:12].replace('_', '-')}"
+
+    def visible(camera: str) -> bool:
+        """Another client's browser camera only when shared; every other camera always."""
+        webcams = bus.webcams()
+        return camera not in webcams or camera == own.get(request.sid) or camera in bus.shared_webcams()
+
+    @socketio.on("connect")
+    def on_connect(auth=None):
+        given = (auth or {}).get("token") if isinstance(auth, dict) else None
+        if token and not (authorized() or hmac.compare_digest((given or "").encode(), token.encode())):
+            WEB_CONNECTIONS.labels("unauthorized").inc()
+            return False
+        if not connections.take(client_address()):
+            WEB_CONNECTIONS.labels("rate_limited").inc()
+            raise ConnectionRefusedError(f"too many connections from {client_address()}: at most "
+                                         f"{settings.web_connects_per_minute} a minute")
+        WEB_CONNECTIONS.labels("ok").inc()
+        frame_buckets[request.sid] = TokenBucket(WEB_FPS, WEB_FPS)
+        return True
+
+    @socketio.on("disconnect")
+    def on_disconnect(*_args):
+        frame_buckets.pop(request.sid, None)
+        bus.drop_round(request.sid)
+        camera = own.pop(request.sid, None)
+        if camera:
+            bus.leave_webcam(camera)
+            WEB_CAMERAS.set(len(own))
+            log.info("event=webcam_left camera=%s", camera)
+
+    @socketio.on("watch")
+    def on_watch(data):
+        data = data if isinstance(data, dict) else {}
+        camera = data.get("camera", "")
+        for room in data.get("leave", []) if isinstance(data.get("leave"), list) else []:
+            leave_room(str(room))
+        if camera == WALL_ROOM:
+            join_room(WALL_ROOM)
+            return {"ok": True}
+        try:
+            camera = check_camera(camera)
+        except ProtocolError as err:
+            return {"ok": False, "error": str(err)}
+        if not visible(camera):
+            return {"ok": False, "error": f"{camera} is a browser camera its user has not shared"}
+        join_room(camera)
+        return {"ok": True}
+
+    @socketio.on("webcam")
+    def on_webcam(data):
+        """A JPEG from the browser's camera, into this browser's own camera stream."""
+        camera = camera_of(request.sid)
+        jpeg = data.get("jpeg") if isinstance(data, dict) else None
+        if not isinstance(jpeg, (bytes, bytearray)) or not jpeg:
+            WEB_FRAMES.labels("bad").inc()
+            return {"ok": False, "error": "send {jpeg: <bytes>}"}
+        if len(jpeg) > WEB_FRAME_MAX_BYTES:
+            WEB_FRAMES.labels("too_large").inc()
+            return {"ok": False, "error": f"frame larger than {WEB_FRAME_MAX_BYTES} bytes"}
+        if not (frame_buckets.setdefault(request.sid, TokenBucket(WEB_FPS, WEB_FPS)).take()
+                and address_frames.take(client_address())):
+            WEB_FRAMES.labels("rate_limited").inc()
+            return {"ok": False, "camera": camera, "slow_down": True}
+        admitted = bus.admit_webcam(camera, client_address(), settings.web_cameras_max,
+                                    settings.web_cameras_per_address)
+        if admitted < 0:
+            WEB_FRAMES.labels("refused").inc()
+            limit = (f"{settings.web_cameras_max} browser cameras are live, the most this FERVI takes"
+                     if admitted == -1 else
+                     f"{settings.web_cameras_per_address} browser cameras are live from your address, the most it may have")
+            return {"ok": False, "full": True, "error": f"{limit}: try again later"}
+        if admitted == 2:
+            own[request.sid] = camera
+            WEB_CAMERAS.set(len(own))
+            join_room(camera)
+            log.info("event=webcam_admitted camera=%s address=%s", camera, client_address())
+        try:
+            width, height = int(data.get("w", 0)), int(data.get("h", 0))
+        except (TypeError, ValueError):
+            width, height = 0, 0
+        bus.add_frame(Frame(camera, time.time(), width, height, bytes(jpeg), live=True), settings.live_maxlen)
+        FRAMES_INGESTED.labels(camera).inc()
+        WEB_FRAMES.labels("ok").inc()
+        return {"ok": True, "camera": camera}
+
+    @socketio.on("share")
+    def on_share(data):
+        """Show this browser's camera on the shared live wall, or stop showing it."""
+        camera = own.get(request.sid)
+        shared = bool(data.get("on")) if isinstance(data, dict) else False
+        if camera is None or not bus.share_webcam(camera, shared):
+            return {"ok": False, "error": "start your camera first"}
+        log.info("event=webcam_shared camera=%s shared=%s", camera, shared)
+        return {"ok": True, "camera": camera, "shared": shared}
+
+    @socketio.on("challenge_start")
+    def on_challenge_start(data):
+        """Start this player's next round; the relay decides it from the tracker's results."""
+        asked = data if isinstance(data, dict) else {}
+        camera = asked.get("camera") or own.get(request.sid)
+        if not camera:
+            return {"ok": False, "error": "start your camera first"}
+        try:
+            camera = check_camera(camera)
+        except ProtocolError as err:
+            return {"ok": False, "error": str(err)}
+        if not visible(camera):
+            return {"ok": False, "error": f"{camera} is a browser camera its user has not shared"}
+        try:
+            record = challenge.new_round(request.sid, camera, camera == own.get(request.sid), asked,
+                                         settings.challenge_target_list, bus.load_round(request.sid))
+        except challenge.ChallengeError as err:
+            return {"ok": False, "error": str(err)}
+        bus.save_round(request.sid, record)
+        join_room(camera)
+        return {"ok": True, **challenge.progress(record)}
