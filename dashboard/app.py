@@ -22,7 +22,7 @@ from fervi import aggregates
 from fervi.bus import Bus, connect, process_id
 from fervi.emotions import EMOTIONS
 from fervi.protocol import ProtocolError, check_camera
-from fervi.settings import Settings
+from fervi.settings import Settings, describe_duration
 
 from .image_mode import MAX_UPLOAD_BYTES, UploadError, analyse_upload, check_upload
 from .pipeline_metrics import PipelineCollector
@@ -67,7 +67,8 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
         return response
 
     def page(name: str):
-        return render_template(f"{name}.html", emotions=EMOTIONS, page=name)
+        return render_template(f"{name}.html", emotions=EMOTIONS, page=name,
+                               retention=describe_duration(settings.video_retention_s))
 
     for name, rule in (("wall", "/"), ("webcam", "/webcam"), ("challenge", "/challenge"), ("charts", "/charts"),
                        ("image", "/image"), ("videos", "/videos")):
@@ -148,7 +149,7 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
         UPLOADS.labels("ok").inc()
         return jsonify(width=result.width, height=result.height, faces=result.faces.to_list(), emotions=EMOTIONS)
 
-    register_videos(app, client, Path(settings.home).resolve())
+    videos = register_videos(app, client, Path(settings.home).resolve(), settings.video_retention_s)
 
     @app.errorhandler(413)
     def too_large(_err):
@@ -160,7 +161,9 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
                   settings.web_idle_s)
     if start_relay:
         socketio.start_background_task(relay.run)
+        socketio.start_background_task(videos.janitor, lambda: relay.running)
     app.extensions["fervi_relay"] = relay
+    app.extensions["fervi_videos"] = videos
     return app, socketio
 
 

@@ -1,83 +1,204 @@
 """Offline videos from the dashboard: upload -> the same RQ jobs as `fervi analyze`, a live progress bar,
-cancel, and the outputs to download."""
+cancel, delete, and the outputs to download.
+
+FERVI keeps its own record of each video (`Bus.create_video`: name, state, progress, outputs, times); the
+jobs keep it up to date and the last one marks it finished, so the page does not depend on how long RQ
+keeps job records. A janitor (every `JANITOR_EVERY_S` in each dashboard process) records failures of
+videos whose jobs failed for good, deletes videos (upload, outputs, record) `FERVI_VIDEO_RETENTION`
+after they ended, and removes folders no record owns (an upload cut short by a crash).
+"""
 
 from __future__ import annotations
 
-import json
+import logging
+import re
+import shutil
+import time
 import uuid
 from pathlib import Path
 
 import redis
 from flask import Flask, abort, jsonify, request, send_from_directory
 from rq import Queue
-from rq.job import Job
+from rq.job import Job, JobStatus
 from werkzeug.utils import secure_filename
 
+from fervi.bus import Bus
 from workers.video_io import VideoError
 from workers.video_jobs import QUEUE, submit
-from workers.video_runner import cancel_jobs, progress_of
+from workers.video_runner import cancel_jobs, failure_message
+
+log = logging.getLogger(__name__)
 
 MAX_VIDEO_BYTES = 2 * 2**30
 OUTPUTS = ("faces.csv", "summary.json", "annotated.mp4", "timeline.png")
-VIDEO_TTL_S = 7 * 86400
-VIDEOS = "fervi:videos"  # hash: video id -> JSON {name, out, jobs (ids), final (id of the last job)}
+ENDED = ("finished", "failed", "canceled")
+JANITOR_EVERY_S = 30.0
+ORPHAN_AFTER_S = 3600.0  # a folder without a record, untouched this long, is left over from a crash
+VIDEO_ID = re.compile(r"[0-9a-f]{12}")
 
 
-def register_videos(app: Flask, client: redis.Redis, home: Path) -> None:
-    queue = Queue(QUEUE, connection=client)
-    uploads, outputs = home / "uploads", home / "videos"
+class Videos:
+    """Uploaded videos: files under FERVI_HOME (uploads/<id>, videos/<id>) and FERVI's record in Redis."""
 
-    def record(video_id: str) -> dict:
-        raw = client.hget(VIDEOS, video_id)
-        if raw is None:
+    def __init__(self, client: redis.Redis, home: Path, retention_s: float):
+        self.bus = Bus(client)
+        self.queue = Queue(QUEUE, connection=client)
+        self.uploads, self.outputs = home / "uploads", home / "videos"
+        self.retention_s = retention_s
+
+    def add(self, upload) -> dict:
+        """Save an upload and submit its jobs; VideoError (nothing left behind) for an unreadable file."""
+        video_id = uuid.uuid4().hex[:12]
+        name = secure_filename(upload.filename) or "video.mp4"
+        folder = self.uploads / video_id
+        try:
+            folder.mkdir(parents=True)
+            path = folder / name
+            upload.save(path)
+            submitted = submit(self.queue, str(path), self.outputs / video_id, segments=2, every=1,
+                               video_id=video_id)
+        except BaseException as err:
+            self._remove_files(video_id)
+            if isinstance(err, VideoError):
+                raise VideoError(str(err).replace(str(folder / name), name)) from None
+            raise
+        total = sum(int(j.meta.get("total", 0)) for j in submitted.jobs)
+        record = {"name": name, "out": submitted.out_dir, "jobs": [j.id for j in submitted.jobs],
+                  "final": submitted.finish.id, "state": "queued", "error": "", "total": total,
+                  "created_at": time.time(), "ended_at": None, "result": None}
+        self.bus.create_video(video_id, record)
+        log.info("event=video_uploaded video=%s name=%s bytes=%d", video_id, name, path.stat().st_size)
+        return {"id": video_id, "name": name}
+
+    def status(self, video_id: str) -> dict | None:
+        """The record, brought up to date from RQ while the video runs."""
+        record = self.bus.video(video_id) if VIDEO_ID.fullmatch(video_id) else None
+        if record is None or record["state"] in ENDED:
+            return record
+        jobs = [j for j in Job.fetch_many(record["jobs"], connection=self.queue.connection) if j is not None]
+        statuses = [j.get_status() for j in jobs]
+        change: dict = {}
+        failed = next((j for j, s in zip(jobs, statuses) if s == JobStatus.FAILED), None)
+        if failed is not None:
+            change = {"state": "failed", "error": failure_message(failed), "ended_at": time.time()}
+        elif JobStatus.CANCELED in statuses:
+            change = {"state": "canceled", "error": "canceled", "ended_at": time.time()}
+        elif not jobs:  # finished jobs are kept a day; none at all is a video whose jobs were lost
+            change = {"state": "failed", "error": "its jobs are gone (RQ's records were removed)",
+                      "ended_at": time.time()}
+        elif JobStatus.STARTED in statuses or record["done"]:
+            change = {"state": "running"} if record["state"] != "running" else {}
+        if change:
+            self.bus.update_video(video_id, **change)
+            if change["state"] in ("failed", "canceled"):
+                cancel_jobs(jobs, self.queue.connection)  # the rest of its jobs will not be needed
+            record = self.bus.video(video_id) or record
+        return record
+
+    def public(self, record: dict) -> dict:
+        files = [f for f in OUTPUTS if (Path(record["out"]) / f).exists()] if record["state"] == "finished" else []
+        keys = ("id", "name", "state", "done", "total", "error", "created_at", "ended_at")
+        return {**{k: record.get(k) for k in keys}, "files": files}
+
+    def cancel(self, video_id: str) -> bool:
+        record = self.bus.video(video_id) if VIDEO_ID.fullmatch(video_id) else None
+        if record is None:
+            return False
+        if record["state"] not in ENDED:
+            jobs = [j for j in Job.fetch_many(record["jobs"], connection=self.queue.connection) if j is not None]
+            cancel_jobs(jobs, self.queue.connection)
+            self.bus.update_video(video_id, state="canceled", error="canceled", ended_at=time.time())
+        return True
+
+    def delete(self, video_id: str) -> bool:
+        """Cancel if running, then remove the upload, the outputs and the record."""
+        if not self.cancel(video_id):
+            return False
+        self.bus.delete_video(video_id)
+        self._remove_files(video_id)
+        log.info("event=video_deleted video=%s", video_id)
+        return True
+
+    def _remove_files(self, video_id: str) -> None:
+        shutil.rmtree(self.uploads / video_id, ignore_errors=True)
+        shutil.rmtree(self.outputs / video_id, ignore_errors=True)
+
+    def sweep(self, now: float | None = None) -> dict:
+        """Bring running videos up to date, delete those past retention, remove orphaned folders."""
+        now = time.time() if now is None else now
+        expired = 0
+        ids = self.bus.video_ids()
+        for video_id in ids:
+            record = self.status(video_id)
+            if record and self.retention_s and record.get("ended_at") and now - record["ended_at"] > self.retention_s:
+                self.delete(video_id)
+                expired += 1
+        known, orphans = set(ids), 0
+        for root in (self.uploads, self.outputs):
+            for folder in root.glob("*") if root.is_dir() else []:
+                if folder.name not in known and now - folder.stat().st_mtime > ORPHAN_AFTER_S:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    orphans += 1
+        if expired or orphans:
+            log.info("event=videos_swept expired=%d orphans=%d retention_s=%.0f", expired, orphans, self.retention_s)
+        return {"expired": expired, "orphans": orphans}
+
+    def janitor(self, running=lambda: True) -> None:
+        while running():
+            try:
+                self.sweep()
+            except Exception:  # noqa: BLE001 - Redis away or a folder in use: try again next time
+                log.exception("event=video_janitor_error")
+            time.sleep(JANITOR_EVERY_S)
+
+
+def register_videos(app: Flask, client: redis.Redis, home: Path, retention_s: float) -> Videos:
+    videos = Videos(client, home, retention_s)
+
+    def found(video_id: str) -> dict:
+        record = videos.status(video_id)
+        if record is None:
             abort(404)
-        return json.loads(raw)
-
-    def jobs(info: dict) -> tuple[list[Job], Job]:
-        return [Job.fetch(i, connection=client) for i in info["jobs"]], Job.fetch(info["final"], connection=client)
+        return record
 
     @app.post("/api/videos")
     def video_upload():
         upload = request.files.get("video")
         if upload is None or not upload.filename:
             return jsonify(error="send the video as multipart field 'video'"), 400
-        video_id = uuid.uuid4().hex[:12]
-        name = secure_filename(upload.filename) or "video.mp4"
-        folder = uploads / video_id
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / name
-        upload.save(path)
         try:
-            submitted = submit(queue, str(path), outputs / video_id, segments=2, every=1)
+            return jsonify(videos.add(upload))
         except VideoError as err:
-            path.unlink(missing_ok=True)
-            return jsonify(error=str(err).replace(str(path), name)), 400
-        client.hset(VIDEOS, video_id, json.dumps({"name": name, "out": submitted.out_dir,
-                                                  "jobs": [j.id for j in submitted.jobs],
-                                                  "final": submitted.finish.id}))
-        return jsonify(id=video_id, name=name)
+            return jsonify(error=str(err)), 400
 
     @app.get("/api/videos")
     def video_list():
-        return jsonify(sorted(({"id": k.decode(), **json.loads(v)} for k, v in client.hgetall(VIDEOS).items()),
-                              key=lambda v: v["id"]))
+        records = (videos.status(i) for i in videos.bus.video_ids())
+        return jsonify([videos.public(r) for r in records if r is not None])
 
     @app.get("/api/videos/<video_id>")
     def video_status(video_id: str):
-        info = record(video_id)
-        progress = progress_of(*jobs(info))
-        files = [f for f in OUTPUTS if (Path(info["out"]) / f).exists()] if progress.state == "finished" else []
-        return jsonify(id=video_id, name=info["name"], state=progress.state, done=progress.done,
-                       total=progress.total, error=progress.error, files=files)
+        return jsonify(videos.public(found(video_id)))
 
     @app.post("/api/videos/<video_id>/cancel")
     def video_cancel(video_id: str):
-        cancel_jobs(jobs(record(video_id))[0], client)
+        if not videos.cancel(video_id):
+            abort(404)
+        return jsonify(ok=True)
+
+    @app.delete("/api/videos/<video_id>")
+    def video_delete(video_id: str):
+        if not videos.delete(video_id):
+            abort(404)
         return jsonify(ok=True)
 
     @app.get("/videos/<video_id>/<name>")
     def video_file(video_id: str, name: str):
-        if name not in OUTPUTS:
+        record = found(video_id)
+        if name not in OUTPUTS or record["state"] != "finished":
             abort(404)
         inline = name == "timeline.png" or (name == "annotated.mp4" and request.args.get("inline") == "1")
-        return send_from_directory(record(video_id)["out"], name, as_attachment=not inline)
+        return send_from_directory(record["out"], name, as_attachment=not inline)
+
+    return videos

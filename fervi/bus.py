@@ -103,6 +103,17 @@ def round_key(player: str) -> str:
     return f"{PREFIX}:{{challenge}}:round:{player}"
 
 
+VIDEO_LIST = f"{PREFIX}:videolist"  # zset: uploaded video id -> time uploaded
+
+
+def video_key(video_id: str) -> str:
+    return f"{PREFIX}:{{video-{video_id}}}:record"
+
+
+def video_progress_key(video_id: str) -> str:
+    return f"{PREFIX}:{{video-{video_id}}}:progress"
+
+
 def seen_key(camera: str, seq: int) -> str:
     return f"{PREFIX}:{{{camera}}}:seen:{seq // SEEN_BLOCK}"
 
@@ -137,6 +148,13 @@ redis.call('XDEL', KEYS[3], ARGV[5])
 return first and 1 or 0
 """
 
+
+# KEYS: record. ARGV: field, value, ... Written only while the record exists (a deleted video stays deleted).
+UPDATE_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
 
 # KEYS: live, owners, leaving. ARGV: camera, address, now, most cameras, most per address.
 # 1: a known camera (its time updated); 2: admitted; -1: too many browser cameras; -2: too many for the address.
@@ -227,6 +245,7 @@ class Bus:
         self._publish = client.register_script(PUBLISH_RESULT)
         self._admit_webcam = client.register_script(ADMIT_WEBCAM)
         self._leave_webcam = client.register_script(LEAVE_WEBCAM)
+        self._update_if_exists = client.register_script(UPDATE_IF_EXISTS)
         self.untrusted = _Untrusted()
 
     # --- cameras -----------------------------------------------------------------------------
@@ -474,6 +493,44 @@ class Bus:
     def leaderboard(self, count: int = 10) -> list[dict]:
         return [{"name": _decode(n), "score": int(s)}
                 for n, s in self.redis.zrevrange(LEADERBOARD, 0, count - 1, withscores=True)]
+
+    # --- uploaded videos ---------------------------------------------------------------------
+    def create_video(self, video_id: str, record: dict) -> None:
+        """FERVI's own record of an uploaded video (state, progress, outputs, times): it outlives RQ's jobs."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(video_key(video_id), mapping={k: json.dumps(v) for k, v in record.items()})
+        pipe.zadd(VIDEO_LIST, {video_id: record.get("created_at", time.time())})
+        pipe.execute()
+
+    def update_video(self, video_id: str, **fields) -> bool:
+        flat = [x for k, v in fields.items() for x in (k, json.dumps(v))]
+        return bool(self._update_if_exists(keys=[video_key(video_id)], args=flat))
+
+    def video(self, video_id: str) -> dict | None:
+        raw = self.redis.hgetall(video_key(video_id))
+        if not raw:
+            return None
+        record = {_decode(k): json.loads(v) for k, v in raw.items()}
+        progress = [json.loads(v) for v in self.redis.hvals(video_progress_key(video_id))]
+        record["done"] = sum(p[0] for p in progress) if record.get("state") != "finished" else record.get("total", 0)
+        record.setdefault("total", 0)
+        record["total"] = max(record["total"], sum(p[1] for p in progress))
+        return {"id": video_id, **record}
+
+    def video_ids(self) -> list[str]:
+        return [_decode(v) for v in self.redis.zrange(VIDEO_LIST, 0, -1)]
+
+    def video_progress(self, video_id: str, job_id: str, done: int, total: int) -> None:
+        """A job's units done/total; a video's progress is the sum over its jobs."""
+        key = video_progress_key(video_id)
+        if self.redis.exists(video_key(video_id)):
+            self.redis.hset(key, job_id, json.dumps([int(done), int(total)]))
+
+    def delete_video(self, video_id: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(video_key(video_id), video_progress_key(video_id))
+        pipe.zrem(VIDEO_LIST, video_id)
+        pipe.execute()
 
     # --- process registry --------------------------------------------------------------------
     def heartbeat(self, proc: str, info: dict, ttl_s: int) -> None:

@@ -190,6 +190,14 @@ def parse_duration(raw: str, env: str) -> float:
     return seconds
 
 
+def describe_duration(seconds: float) -> str:
+    """7 days, 12 hours, 90 minutes, 45 seconds ("" for 0)."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}{'s' if seconds != size else ''}"
+    return f"{seconds:g} seconds" if seconds else ""
+
+
 def mask_password(url: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 

@@ -4,7 +4,10 @@ one id over segment borders, and writes faces.csv, summary.json and timeline.png
 drawn in parallel parts again and joined by a last job without re-encoding (`video_outputs`).
 
 A segment writes its result file atomically, so a segment retried after its worker died (RQ `Retry`)
-replaces, never duplicates, what it found. Jobs report frames done/total in `job.meta`.
+replaces, never duplicates, what it found. Every job is idempotent: run again after it (or the whole
+video) finished, it returns at once instead of redoing or failing. Jobs report frames done/total in
+`job.meta` and, for a dashboard upload, in FERVI's own record of the video (`Bus.video_progress`), which
+outlives RQ's job records.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +23,7 @@ import cv2
 import numpy as np
 from rq import Queue, Retry, get_current_job
 
+from fervi.bus import Bus
 from fervi.emotions import NUM_EMOTIONS
 from fervi.protocol import Faces
 from fervi.settings import load_settings
@@ -43,6 +48,7 @@ QUEUE = "fervi-video"
 BATCH = 8
 META_EVERY = 10
 SEGMENT_TIMEOUT_S = 3600
+JOB_RECORD_TTL_S = 86400  # RQ keeps finished job records this long (its default, 500 s, ends mid-video)
 
 
 def _progress(done: int, total: int) -> None:
@@ -50,6 +56,19 @@ def _progress(done: int, total: int) -> None:
     if job is not None:
         job.meta.update({"done": done, "total": total})
         job.save_meta()
+        if job.meta.get("video_id"):
+            Bus(job.connection).video_progress(job.meta["video_id"], job.id, done, total)
+
+
+def finished(out_dir: str | Path) -> bool:
+    """Whether a video's outputs are complete: the last job joined annotated.mp4 and removed the parts."""
+    out = Path(out_dir)
+    return (out / "annotated.mp4").exists() and not (out / ".segments").exists()
+
+
+def _skip(what: str, **extra) -> dict:
+    log.info("event=job_already_done job=%s", what)
+    return {"skipped": f"{what} already done", **extra}
 
 
 def analyze_segment(video: str, start: int, stop: int | None, every: int, out_file: str,
@@ -63,6 +82,8 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
     from fervi.vision.keyframes import interpolate
     from fervi.vision.pipeline import FacePipeline
 
+    if Path(out_file).exists() or finished(Path(out_file).parent.parent):
+        return _skip(f"segment {start}..{stop}", start=start)
     settings = load_settings()
     pipeline = FacePipeline.from_settings(settings)
     capture = cv2.VideoCapture(video)
@@ -138,6 +159,8 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
 def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: int, detect_every: int = 1) -> dict:
     """Track faces across all segments in frame order; write faces.csv, summary.json, timeline.png and the
     tracked rows the annotation parts draw."""
+    if finished(out_dir):
+        return _skip("merge")
     settings = load_settings()
     video = VideoInfo(**info)
     tracker = FaceTracker(settings.track_iou, settings.track_max_misses, settings.track_half_life_s)
@@ -172,6 +195,8 @@ def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: in
 
 def annotate_part(info: dict, start: int, stop: int | None, out_dir: str, part_file: str) -> dict:
     """Frames [start, stop) with their tracked boxes and labels, as one part of annotated.mp4."""
+    if Path(part_file).exists() or finished(out_dir):
+        return _skip(f"annotation part {start}..{stop}", start=start)
     video = VideoInfo(**info)
     rows, analysed = load_rows(Path(out_dir) / ".segments" / "tracked.npz", video.fps, start, stop)
     total = (stop if stop is not None else video.frames) - start
@@ -184,11 +209,22 @@ def annotate_part(info: dict, start: int, stop: int | None, out_dir: str, part_f
 def finish_video(part_files: list[str], out_dir: str) -> dict:
     """Join the annotated parts into annotated.mp4, remove the intermediate files, report the outputs."""
     out = Path(out_dir)
-    frames = join_parts([Path(p) for p in part_files], out / "annotated.mp4")
+    if finished(out):  # run again after the video was done
+        capture = cv2.VideoCapture(str(out / "annotated.mp4"))
+        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        capture.release()
+    else:
+        frames = join_parts([Path(p) for p in part_files], out / "annotated.mp4")
+        shutil.rmtree(out / ".segments", ignore_errors=True)
     summary = json.loads((out / "summary.json").read_text())
-    shutil.rmtree(out / ".segments", ignore_errors=True)
     _progress(1, 1)
-    return {"out": str(out), "frames": frames, "face_rows": summary["face_rows"], "tracks": summary["tracks"]}
+    result = {"out": str(out), "frames": frames, "face_rows": summary["face_rows"],
+              "tracks": summary["tracks"]}
+    job = get_current_job()
+    if job is not None and job.meta.get("video_id"):
+        Bus(job.connection).update_video(job.meta["video_id"], state="finished", ended_at=time.time(),
+                                         result=result, error="")
+    return result
 
 
 @dataclass
@@ -208,10 +244,11 @@ class Submitted:
 
 
 def submit(queue: Queue, video: str, out_root: str | Path, segments: int, every: int, retries: int = 2,
-           detect_every: int | None = None) -> Submitted:
+           detect_every: int | None = None, video_id: str | None = None) -> Submitted:
     """Enqueue the jobs of one video. Raises VideoError for unreadable files.
 
-    `detect_every` analysed frames per detector run; None: keyframes 0.1 s of video apart (3 at 30 fps)."""
+    `detect_every` analysed frames per detector run; None: keyframes 0.1 s of video apart (3 at 30 fps).
+    `video_id`: the dashboard's record of the video, which the jobs keep up to date."""
     from fervi.vision.keyframes import detect_every_for
 
     info = probe(video, load_settings().max_frame_pixels)
@@ -221,10 +258,11 @@ def submit(queue: Queue, video: str, out_root: str | Path, segments: int, every:
     work.mkdir(parents=True, exist_ok=True)
     bounds = segment_bounds(info.frames, segments)
     name = Path(video).name
-    common = {"retry": Retry(max=retries), "job_timeout": SEGMENT_TIMEOUT_S}
+    common = {"retry": Retry(max=retries), "job_timeout": SEGMENT_TIMEOUT_S, "result_ttl": JOB_RECORD_TTL_S}
 
     def meta(kind: str, total: int) -> dict:
-        return {"video": info.path, "kind": kind, "done": 0, "total": total}
+        return {"video": info.path, "kind": kind, "done": 0, "total": total,
+                **({"video_id": video_id} if video_id else {})}
 
     files, jobs = [], []
     for i, (start, stop) in enumerate(bounds):

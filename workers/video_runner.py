@@ -55,8 +55,10 @@ def rq_worker(redis_url: str, burst: bool = False) -> int:
     return 0
 
 
-def _failure(job: Job) -> str:
-    exc = job.exc_info or ""
+def failure_message(job: Job) -> str:
+    """The last line of a failed job's exception (`VideoError: x.mp4: not a readable video`)."""
+    result = job.latest_result()
+    exc = (result.exc_string if result is not None else None) or ""
     lines = [line for line in exc.strip().splitlines() if line.strip()]
     return lines[-1] if lines else f"job {job.id} {job.get_status()}"
 
@@ -91,7 +93,7 @@ def progress_of(jobs: list[Job], final: Job) -> Progress:
         done += int(job.meta.get("done", 0))
         total += int(job.meta.get("total", 0))
         if status == JobStatus.FAILED:
-            return Progress(done, total, "failed", _failure(job))
+            return Progress(done, total, "failed", failure_message(job))
     if final.get_status() == JobStatus.FINISHED:
         return Progress(total, total, "finished", result=final.return_value() or {})
     if JobStatus.CANCELED in states:
