@@ -132,8 +132,10 @@ class Relay:
         cameras = self.bus.cameras()
         for camera in cameras:
             self.positions.setdefault(camera, "$")
-        for camera in set(self.positions) - set(cameras):
+        for camera in set(self.positions) - set(cameras):  # gone (a browser camera whose client left)
             del self.positions[camera]
+            self.frame_sent.pop(camera, None)
+            self.fps.pop(camera, None)
         if now - self.cameras_sent >= CAMERAS_EVERY_S:
             self.socketio.emit("cameras", self.camera_list(), to=WALL_ROOM)
             self.cameras_sent = now

@@ -64,3 +64,15 @@ def test_analyze_refuses_huge_frames_before_decoding_any(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "refused" in out and "6000x6000" in out
     assert int(out.split("maxrss_mb")[1]) < 150  # refused: 46 MB here; decoding it peaked at 293 MB
+
+
+def test_probe_counts_a_still_image_as_one_frame(tmp_path):
+    """Before: OpenCV's frame count of a PNG (-2^63) went into the segment plan of `fervi analyze`."""
+    import numpy as np
+
+    from workers.video_io import probe
+
+    still = tmp_path / "still.png"
+    cv2.imwrite(str(still), np.zeros((100, 120, 3), np.uint8))
+    info = probe(still, 4096 * 4096)
+    assert (info.frames, info.width, info.height) == (1, 120, 100)
