@@ -21,6 +21,7 @@ from fervi.bus import Bus
 from fervi.metrics import FRAMES_INGESTED
 from fervi.protocol import Frame, ProtocolError, check_camera
 from fervi.settings import Settings
+from fervi.vision.images import ImageError, image_size
 from prometheus_client import Counter, Gauge
 
 from . import challenge
@@ -111,6 +112,15 @@ def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorize
                 and address_frames.take(client_address())):
             WEB_FRAMES.labels("rate_limited").inc()
             return {"ok": False, "camera": camera, "slow_down": True}
+        try:  # the header alone: the size the frame claims, checked before any worker decodes it
+            width, height = image_size(bytes(jpeg))
+        except ImageError as err:
+            WEB_FRAMES.labels("bad").inc()
+            return {"ok": False, "error": str(err)}
+        if width * height > settings.max_frame_pixels:
+            WEB_FRAMES.labels("too_large").inc()
+            return {"ok": False, "error": f"frame of {width}x{height} pixels is over the limit of "
+                                          f"{settings.max_frame_pixels} (FERVI_MAX_FRAME_PIXELS)"}
         admitted = bus.admit_webcam(camera, client_address(), settings.web_cameras_max,
                                     settings.web_cameras_per_address)
         if admitted < 0:
@@ -124,10 +134,6 @@ def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorize
             WEB_CAMERAS.set(len(own))
             join_room(camera)
             log.info("event=webcam_admitted camera=%s address=%s", camera, client_address())
-        try:
-            width, height = int(data.get("w", 0)), int(data.get("h", 0))
-        except (TypeError, ValueError):
-            width, height = 0, 0
         bus.add_frame(Frame(camera, time.time(), width, height, bytes(jpeg), live=True), settings.live_maxlen)
         FRAMES_INGESTED.labels(camera).inc()
         WEB_FRAMES.labels("ok").inc()

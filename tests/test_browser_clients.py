@@ -64,7 +64,10 @@ def client(stack, address: str | None = None) -> socketio.Client:
     return sio
 
 
-def send_frame(sio: socketio.Client, jpeg: bytes = b"\xff\xd8not-really-a-jpeg") -> dict:
+BLANK = cv2.imencode(".jpg", np.full((48, 64, 3), 128, np.uint8))[1].tobytes()
+
+
+def send_frame(sio: socketio.Client, jpeg: bytes = BLANK) -> dict:
     return sio.call("webcam", {"jpeg": jpeg, "w": 640, "h": 480}, timeout=10)
 
 
@@ -142,6 +145,21 @@ def test_reconnecting_does_not_reset_the_frame_rate_limit(stack):
     elapsed = time.monotonic() - started
     # per connection alone would have let through at least 6 x 8 = 48
     assert accepted <= 8 + 8 * elapsed + 1, (accepted, elapsed)
+
+
+def test_browser_frames_are_checked_from_their_header(stack):
+    from .images import jpeg_claiming_size
+
+    before = web_cameras(stack["redis"])
+    sio = client(stack)
+    large = send_frame(sio, jpeg_claiming_size(6000, 6000))
+    assert not large["ok"] and "6000x6000 pixels is over the limit" in large["error"]
+    bomb = send_frame(sio, jpeg_claiming_size(30000, 30000))  # past Pillow's own bomb limit too
+    assert not bomb["ok"] and "too large" in bomb["error"]
+    junk = send_frame(sio, b"\xff\xd8 not a jpeg")
+    assert not junk["ok"] and "not a readable image" in junk["error"]
+    assert web_cameras(stack["redis"]) == before  # a refused frame admits no camera
+    sio.disconnect()
 
 
 def test_a_browser_camera_is_private_until_shared(stack):
