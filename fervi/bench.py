@@ -283,10 +283,14 @@ def soak(redis_url: str, cameras: int = 8, fps: float = 15.0, minutes: float = 1
             time.sleep(sample_s)
             latencies = tracked_latencies_ms(client, names, after)
             bus = Bus(client)
+            memory = client.info("memory")
             sample = {
                 "t_s": round(time.time() - started, 1),
-                "redis_rss_mb": round(client.info("memory")["used_memory_rss"] / 2**20, 1),
-                "redis_used_mb": round(client.info("memory")["used_memory"] / 2**20, 2),
+                "redis_rss_mb": round(memory["used_memory_rss"] / 2**20, 1),
+                "redis_used_mb": round(memory["used_memory"] / 2**20, 2),
+                # RSS over what the allocator holds for data: allocator fragmentation, not a leak
+                "redis_fragmentation": memory.get("mem_fragmentation_ratio"),
+                "load_avg_1m": round(os.getloadavg()[0], 2),  # anything else on the machine shows here
                 "worker_rss_mb": [process_rss_mb(p.pid) for p in procs[:workers]],
                 "frames_tracked": len(latencies),
                 "p50_ms": _percentile(latencies, 50), "p95_ms": _percentile(latencies, 95),
