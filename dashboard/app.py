@@ -42,7 +42,9 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
     client = connect(redis_url)
     bus = Bus(client)
     socketio = SocketIO(app, message_queue=redis_url, async_mode="threading",
-                        max_http_buffer_size=WEB_FRAME_MAX_BYTES + 4096, cors_allowed_origins=[])
+                        # a frame at the size limit still arrives to be refused with a reason, over
+                        # long-polling too (base64: 4/3 the bytes)
+                        max_http_buffer_size=WEB_FRAME_MAX_BYTES * 4 // 3 + 64 * 1024, cors_allowed_origins=[])
     if settings.dashboard_proxies:  # client addresses (per-address limits) from the trusted proxies' headers;
         # outside the Socket.IO middleware, so its events see them too
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.dashboard_proxies, x_proto=settings.dashboard_proxies)

@@ -34,8 +34,7 @@ def check_upload(data: bytes, content_type: str, max_pixels: int) -> tuple[int, 
 def analyse_upload(bus: Bus, data: bytes, width: int, height: int, timeout_s: float = 30.0) -> Result:
     """Queue the image as the only frame of a fresh camera, wait for its result, then forget the camera."""
     camera = f"image-{uuid.uuid4().hex[:12]}"
-    bus.ensure_group(camera)
-    bus.register_camera(camera)
+    bus.add_one_off_camera(camera)
     try:
         seq, _ = bus.add_frame(Frame(camera, time.time(), width, height, data, live=False, index=0))
         deadline = time.monotonic() + timeout_s

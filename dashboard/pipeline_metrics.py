@@ -1,18 +1,19 @@
 """Pipeline-wide counters for the dashboard's /metrics, read from Redis at scrape time (a custom collector),
-so one scrape shows every camera whatever process did the work."""
+so one scrape shows every camera whatever process did the work. Browser and image-mode cameras are summed
+under "browser" and "image" (see `metric_camera`)."""
 
 from __future__ import annotations
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from fervi.bus import Bus, results_key, seq_key
+from fervi.bus import Bus
+from fervi.protocol import metric_camera
 
 
 class PipelineCollector:
     def __init__(self, client: redis.Redis):
         self.bus = Bus(client)
-        self.redis = client
 
     def collect(self):
         frames_in = CounterMetricFamily("fervi_camera_frames_in", "Frames added to a camera stream", labels=["camera"])
@@ -21,14 +22,18 @@ class PipelineCollector:
         skipped = CounterMetricFamily("fervi_camera_frames_skipped", "Stale live frames skipped", labels=["camera"])
         dead = CounterMetricFamily("fervi_camera_dead_letters", "Entries dead-lettered", labels=["camera"])
         backlog = GaugeMetricFamily("fervi_camera_backlog", "Frames waiting for a worker", labels=["camera"])
+        totals: dict[str, list[float]] = {}  # metric label -> frames in, results kept, skipped, dead, backlog
         try:
             for camera in self.bus.cameras():
                 stats = self.bus.stats(camera)
-                frames_in.add_metric([camera], float(self.redis.get(seq_key(camera)) or 0))
-                results.add_metric([camera], float(self.redis.xlen(results_key(camera))))
-                skipped.add_metric([camera], float(stats.get("skipped", 0)))
-                dead.add_metric([camera], float(stats.get("dead_lettered", 0)))
-                backlog.add_metric([camera], float(self.bus.backlog(camera)))
+                row = totals.setdefault(metric_camera(camera), [0.0] * 5)
+                for i, value in enumerate((max(0, self.bus.last_seq(camera)), self.bus.results_kept(camera),
+                                           stats.get("skipped", 0), stats.get("dead_lettered", 0),
+                                           self.bus.backlog(camera))):
+                    row[i] += float(value)
         except redis.RedisError:
             pass  # /metrics stays up while Redis is away; /healthz says why
+        for label, row in sorted(totals.items()):
+            for family, value in zip((frames_in, results, skipped, dead, backlog), row):
+                family.add_metric([label], value)
         yield from (frames_in, results, skipped, dead, backlog)

@@ -30,7 +30,8 @@ FRAME_EVERY_S = 0.2  # preview images per camera, at most 5 a second
 CAMERAS_EVERY_S = 1.0
 CAMERA_GONE_S = 15.0
 SWEEP_EVERY_S = 2.0
-WEBCAM_GRACE_S = 10.0  # a browser camera's keys are deleted this long after it left (frames in flight drain)
+WEBCAM_GRACE_S = 10.0
+ONE_OFF_MAX_AGE_S = 120.0  # an image-mode camera left behind (its dashboard died mid-request) goes after this  # a browser camera's keys are deleted this long after it left (frames in flight drain)
 WALL_ROOM = "wall"
 
 
@@ -91,10 +92,11 @@ class Relay:
             return
         self.swept_at = now
         left, forgotten = self.bus.sweep_webcams(self.web_idle_s, WEBCAM_GRACE_S)
+        forgotten += self.bus.sweep_one_off_cameras(ONE_OFF_MAX_AGE_S)
         for camera in left:
             log.info("event=webcam_idle camera=%s idle_s=%.0f", camera, self.web_idle_s)
         for camera in forgotten:
-            log.info("event=webcam_forgotten camera=%s", camera)
+            log.info("event=camera_forgotten camera=%s", camera)
 
     def _rounds(self, entries: dict[str, list[TrackEntry]]) -> None:
         """Feed the new tracks entries to the challenge rounds on their cameras; settle won and timed-out ones."""
@@ -106,9 +108,15 @@ class Relay:
             if record.get("state") != "playing":
                 continue
             record.update(self.round_progress.get(record["id"], {}))
-            won = any(challenge.observe(record, e) for e in entries.get(record["camera"], []))
+            try:
+                won = any(challenge.observe(record, e) for e in entries.get(record["camera"], []))
+                late = now > float(record["deadline"])
+            except (KeyError, TypeError, ValueError) as err:  # a record not written by FERVI
+                self.bus.untrusted.skip("challenge_round", player, repr(err))
+                self.bus.drop_round(player)
+                continue
             self.round_progress[record["id"]] = {k: record[k] for k in ("held", "best", "last_ts")}
-            if won or now > record["deadline"]:
+            if won or late:
                 progress = self.round_progress.pop(record["id"])
                 final = self.bus.settle_round(player, record["id"],
                                               lambda r, won=won, p=progress: challenge.settle({**r, **p}, won))
@@ -145,6 +153,7 @@ class Relay:
             return
         reply = self.redis.xread({tracks_key(c): p for c, p in self.positions.items()}, count=50,
                                  block=self.block_ms)
+        clients = self.bus.webcam_clients() if reply else {}
         entries: dict[str, list[TrackEntry]] = {}
         for stream, items in reply or []:
             camera = stream.decode().split("{", 1)[1].rsplit("}", 1)[0]
@@ -162,11 +171,13 @@ class Relay:
             if latest is None:
                 continue
             LATENCY.observe(max(0.0, latest.tracked_at - latest.captured_at))
-            self.socketio.emit("tracks", track_payload(latest), to=camera)
+            # watchers of the camera's room and, for a browser camera, its own client (its private room)
+            to = [camera, clients[camera]] if camera in clients else camera
+            self.socketio.emit("tracks", track_payload(latest), to=to)
             if time.time() - self.frame_sent.get(camera, 0.0) >= FRAME_EVERY_S:
                 frame = self.bus.latest_frame(camera)
                 if frame:
-                    self.socketio.emit("frame", {"camera": camera, "seq": frame[0], "jpeg": frame[1]}, to=camera)
+                    self.socketio.emit("frame", {"camera": camera, "seq": frame[0], "jpeg": frame[1]}, to=to)
                     self.frame_sent[camera] = time.time()
         self._rounds(entries)
 

@@ -19,7 +19,7 @@ from flask_socketio import ConnectionRefusedError, SocketIO, join_room, leave_ro
 
 from fervi.bus import Bus
 from fervi.metrics import FRAMES_INGESTED
-from fervi.protocol import Frame, ProtocolError, check_camera
+from fervi.protocol import Frame, ProtocolError, check_camera, is_browser_camera, metric_camera
 from fervi.settings import Settings
 from fervi.vision.images import ImageError, image_size
 from prometheus_client import Counter, Gauge
@@ -51,9 +51,15 @@ def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorize
         return f"web-{sid[:12].replace('_', '-')}"
 
     def visible(camera: str) -> bool:
-        """Another client's browser camera only when shared; every other camera always."""
-        webcams = bus.webcams()
-        return camera not in webcams or camera == own.get(request.sid) or camera in bus.shared_webcams()
+        """A browser camera to its own client, and to others only while live and shared; every other camera."""
+        if not is_browser_camera(camera) or camera == own.get(request.sid):
+            return True
+        return camera in bus.webcams() and camera in bus.shared_webcams()
+
+    def stop_watchers(camera: str) -> None:
+        """Take every client out of a browser camera's room (it stopped being shared, or its client left).
+        Its own client is never in that room: the relay sends it its camera through its private room."""
+        socketio.close_room(camera)
 
     @socketio.on("connect")
     def on_connect(auth=None):
@@ -76,11 +82,12 @@ def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorize
         camera = own.pop(request.sid, None)
         if camera:
             bus.leave_webcam(camera)
+            stop_watchers(camera)
             WEB_CAMERAS.set(len(own))
             log.info("event=webcam_left camera=%s", camera)
 
     @socketio.on("watch")
-    def on_watch(data):
+    def on_watch(data=None):
         data = data if isinstance(data, dict) else {}
         camera = data.get("camera", "")
         for room in data.get("leave", []) if isinstance(data.get("leave"), list) else []:
@@ -94,11 +101,12 @@ def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorize
             return {"ok": False, "error": str(err)}
         if not visible(camera):
             return {"ok": False, "error": f"{camera} is a browser camera its user has not shared"}
-        join_room(camera)
+        if camera != own.get(request.sid):  # a client gets its own camera in its private room
+            join_room(camera)
         return {"ok": True}
 
     @socketio.on("webcam")
-    def on_webcam(data):
+    def on_webcam(data=None):
         """A JPEG from the browser's camera, into this browser's own camera stream."""
         camera = camera_of(request.sid)
         jpeg = data.get("jpeg") if isinstance(data, dict) else None
@@ -122,7 +130,7 @@ def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorize
             return {"ok": False, "error": f"frame of {width}x{height} pixels is over the limit of "
                                           f"{settings.max_frame_pixels} (FERVI_MAX_FRAME_PIXELS)"}
         admitted = bus.admit_webcam(camera, client_address(), settings.web_cameras_max,
-                                    settings.web_cameras_per_address)
+                                    settings.web_cameras_per_address, request.sid)
         if admitted < 0:
             WEB_FRAMES.labels("refused").inc()
             limit = (f"{settings.web_cameras_max} browser cameras are live, the most this FERVI takes"
@@ -132,25 +140,26 @@ def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorize
         if admitted == 2:
             own[request.sid] = camera
             WEB_CAMERAS.set(len(own))
-            join_room(camera)
             log.info("event=webcam_admitted camera=%s address=%s", camera, client_address())
         bus.add_frame(Frame(camera, time.time(), width, height, bytes(jpeg), live=True), settings.live_maxlen)
-        FRAMES_INGESTED.labels(camera).inc()
+        FRAMES_INGESTED.labels(metric_camera(camera)).inc()
         WEB_FRAMES.labels("ok").inc()
         return {"ok": True, "camera": camera}
 
     @socketio.on("share")
-    def on_share(data):
+    def on_share(data=None):
         """Show this browser's camera on the shared live wall, or stop showing it."""
         camera = own.get(request.sid)
         shared = bool(data.get("on")) if isinstance(data, dict) else False
         if camera is None or not bus.share_webcam(camera, shared):
             return {"ok": False, "error": "start your camera first"}
+        if not shared:
+            stop_watchers(camera)
         log.info("event=webcam_shared camera=%s shared=%s", camera, shared)
         return {"ok": True, "camera": camera, "shared": shared}
 
     @socketio.on("challenge_start")
-    def on_challenge_start(data):
+    def on_challenge_start(data=None):
         """Start this player's next round; the relay decides it from the tracker's results."""
         asked = data if isinstance(data, dict) else {}
         camera = asked.get("camera") or own.get(request.sid)
@@ -168,5 +177,6 @@ def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorize
         except challenge.ChallengeError as err:
             return {"ok": False, "error": str(err)}
         bus.save_round(request.sid, record)
-        join_room(camera)
+        if camera != own.get(request.sid):
+            join_room(camera)
         return {"ok": True, **challenge.progress(record)}

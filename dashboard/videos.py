@@ -76,7 +76,8 @@ class Videos:
         record = self.bus.video(video_id) if VIDEO_ID.fullmatch(video_id) else None
         if record is None or record["state"] in ENDED:
             return record
-        jobs = [j for j in Job.fetch_many(record["jobs"], connection=self.queue.connection) if j is not None]
+        fetched = Job.fetch_many(record["jobs"], connection=self.queue.connection)
+        jobs = [j for j in fetched if j is not None]
         statuses = [j.get_status() for j in jobs]
         change: dict = {}
         failed = next((j for j, s in zip(jobs, statuses) if s == JobStatus.FAILED), None)
@@ -84,9 +85,10 @@ class Videos:
             change = {"state": "failed", "error": failure_message(failed), "ended_at": time.time()}
         elif JobStatus.CANCELED in statuses:
             change = {"state": "canceled", "error": "canceled", "ended_at": time.time()}
-        elif not jobs:  # finished jobs are kept a day; none at all is a video whose jobs were lost
-            change = {"state": "failed", "error": "its jobs are gone (RQ's records were removed)",
-                      "ended_at": time.time()}
+        elif len(jobs) < len(fetched) and (self.bus.video(video_id) or {}).get("state") not in ENDED:
+            # RQ keeps job records a day; one gone before the video ended will never run (or was lost)
+            change = {"state": "failed", "error": f"{len(fetched) - len(jobs)} of its jobs are gone "
+                                                  "(RQ's records were removed)", "ended_at": time.time()}
         elif JobStatus.STARTED in statuses or record["done"]:
             change = {"state": "running"} if record["state"] != "running" else {}
         if change:

@@ -89,10 +89,13 @@ LEADERBOARD = f"{PREFIX}:{{challenge}}:leaderboard"  # zset: player name -> poin
 LEADERBOARD_SIZE = 100  # names kept on the leaderboard
 ROUNDS = f"{PREFIX}:{{challenge}}:rounds"  # set of players with a round
 ROUND_TTL_S = 300  # a round left behind by a dashboard that died
+ROUND_FIELDS = {"id", "player", "camera", "name", "target", "scored", "threshold", "hold_s", "round_s", "started_at",
+                "deadline", "state", "held", "best", "last_ts", "points", "streak", "score", "won"}
 # Browser cameras (one per connected browser that sends its camera). One hash tag, so the scripts below
 # stay legal on a Redis Cluster.
 WEBCAMS = f"{PREFIX}:{{webcams}}:live"  # zset: camera -> time of its last frame
 WEBCAM_OWNERS = f"{PREFIX}:{{webcams}}:owner"  # hash: camera -> client address
+WEBCAM_SIDS = f"{PREFIX}:{{webcams}}:sid"  # hash: camera -> Socket.IO id of its client (its private room)
 WEBCAMS_SHARED = f"{PREFIX}:{{webcams}}:shared"  # set: cameras their users show on the live wall
 WEBCAMS_LEAVING = f"{PREFIX}:{{webcams}}:leaving"  # zset: camera -> time it left (keys deleted after a grace)
 DASHBOARD_RELAY_LOCK = f"{PREFIX}:dashboard:relay"
@@ -103,6 +106,7 @@ def round_key(player: str) -> str:
     return f"{PREFIX}:{{challenge}}:round:{player}"
 
 
+ONE_OFF_CAMERAS = f"{PREFIX}:oneoff"  # zset: one-off cameras (image mode) -> time made
 VIDEO_LIST = f"{PREFIX}:videolist"  # zset: uploaded video id -> time uploaded
 
 
@@ -156,7 +160,7 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
-# KEYS: live, owners, leaving. ARGV: camera, address, now, most cameras, most per address.
+# KEYS: live, owners, leaving, sids. ARGV: camera, address, now, most cameras, most per address, client id.
 # 1: a known camera (its time updated); 2: admitted; -1: too many browser cameras; -2: too many for the address.
 ADMIT_WEBCAM = """
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
@@ -172,13 +176,15 @@ if mine >= tonumber(ARGV[5]) then return -2 end
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[6])
 return 2
 """
 
-# KEYS: live, owners, shared, leaving. ARGV: camera, now. 1 if the camera was live.
+# KEYS: live, owners, shared, leaving, sids. ARGV: camera, now. 1 if the camera was live.
 LEAVE_WEBCAM = """
 local was = redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[5], ARGV[1])
 redis.call('SREM', KEYS[3], ARGV[1])
 if was == 1 then redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1]) end
 return was
@@ -227,7 +233,9 @@ class _Untrusted:
         BAD_REDIS_VALUES.labels(kind).inc()
         if value not in self.seen and len(self.seen) < self.limit:
             self.seen.add(value)
-            log.warning("event=bad_redis_value kind=%s value=%r reason=%s", kind, value, reason)
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else f"{shown[:77]}..."
+            log.warning("event=bad_redis_value kind=%s value=%s reason=%s", kind, shown, reason)
 
 
 def camera_name(value) -> str:
@@ -253,14 +261,30 @@ class Bus:
         self.redis.sadd(CAMERAS, check_camera(camera))
 
     def cameras(self) -> list[str]:
-        """Valid camera names of the camera set; a member that is not one is skipped (see `_Untrusted`)."""
+        """Valid cameras of the camera set: a member that is not a valid name, or whose streams are keys of
+        another type (any client may `SET fervi:{x}:frames`), is skipped (see `_Untrusted`)."""
         names = []
         for member in self.redis.smembers(CAMERAS):
             try:
                 names.append(camera_name(member))
             except ProtocolError as err:
                 self.untrusted.skip("camera_name", member, str(err))
-        return sorted(names)
+        names.sort()
+        pipe = self.redis.pipeline(transaction=False)
+        for camera in names:
+            for key in (frames_key(camera), results_key(camera), tracks_key(camera)):
+                pipe.type(key)
+        types = [_decode(t) for t in pipe.execute()] if names else []
+        valid = []
+        for i, camera in enumerate(names):
+            wrong = [(k, t) for k, t in zip(("frames", "results", "tracks"), types[3 * i : 3 * i + 3])
+                     if t not in ("stream", "none")]
+            if wrong:
+                self.untrusted.skip("camera_keys", camera, ", ".join(f"its {k} key is a {t}, not a stream"
+                                                                      for k, t in wrong))
+            else:
+                valid.append(camera)
+        return valid
 
     def ensure_group(self, camera: str) -> None:
         try:
@@ -279,9 +303,13 @@ class Bus:
         return int(seq), _decode(entry_id)
 
     def last_seq(self, camera: str) -> int:
-        """The last seq ingest assigned to a camera's frames (-1 before the first)."""
-        value = self.redis.get(seq_key(camera))
-        return int(value) if value is not None else -1
+        """The last seq ingest assigned to a camera's frames (-1 before the first, or when not a number)."""
+        try:
+            value = self.redis.get(seq_key(camera))
+            return int(value) if value is not None else -1
+        except (ValueError, redis.ResponseError) as err:  # a key of another type, or not a number
+            self.untrusted.skip("seq", camera, str(err))
+            return -1
 
     def frame_in_flight(self, camera: str, seq: int, results_read_to: str) -> bool:
         """Whether frame `seq` may still bring a result that a reader of the results stream, having read up
@@ -301,6 +329,9 @@ class Bus:
             except (TypeError, ValueError):
                 pass
         return bool(newest_result) and _stream_id(newest_result[0][0]) > _stream_id(results_read_to)
+
+    def results_kept(self, camera: str) -> int:
+        return int(self.redis.xlen(results_key(camera)))
 
     def backlog(self, camera: str) -> int:
         """Frames added but not yet done (workers delete frames once their result is written)."""
@@ -360,18 +391,33 @@ class Bus:
         values = self.redis.hmget(latest_frame_key(camera), ["seq", "jpeg"])
         return (int(values[0]), values[1]) if values[0] is not None and values[1] else None
 
+    def add_one_off_camera(self, camera: str) -> None:
+        """A camera for one request (an uploaded image): forgotten by its request, or by
+        `sweep_one_off_cameras` if the process serving it died first."""
+        self.redis.zadd(ONE_OFF_CAMERAS, {check_camera(camera): time.time()})
+        self.ensure_group(camera)
+        self.register_camera(camera)
+
+    def sweep_one_off_cameras(self, max_age_s: float) -> list[str]:
+        stale = [_decode(c) for c in self.redis.zrangebyscore(ONE_OFF_CAMERAS, "-inf", time.time() - max_age_s)]
+        for camera in stale:
+            self.forget_camera(camera)
+        return stale
+
     def forget_camera(self, camera: str) -> None:
         """Remove a camera and its keys (one-off cameras such as an uploaded image, browsers that left)."""
+        self.redis.zrem(ONE_OFF_CAMERAS, camera)
         self.redis.srem(CAMERAS, camera)
         for key in self.redis.scan_iter(match=f"{PREFIX}:{{{camera}}}:*", count=500):
             self.redis.delete(key)
 
     # --- browser cameras ---------------------------------------------------------------------
-    def admit_webcam(self, camera: str, address: str, most: int, most_per_address: int) -> int:
+    def admit_webcam(self, camera: str, address: str, most: int, most_per_address: int, client: str = "") -> int:
         """Count a browser camera's frame: 1 known, 2 newly admitted (registered as a camera), -1 refused as
-        one too many, -2 refused as one too many from `address`."""
-        outcome = int(self._admit_webcam(keys=[WEBCAMS, WEBCAM_OWNERS, WEBCAMS_LEAVING],
-                                         args=[camera, address, f"{time.time():.3f}", most, most_per_address]))
+        one too many, -2 refused as one too many from `address`. `client`: its Socket.IO id."""
+        outcome = int(self._admit_webcam(keys=[WEBCAMS, WEBCAM_OWNERS, WEBCAMS_LEAVING, WEBCAM_SIDS],
+                                         args=[camera, address, f"{time.time():.3f}", most, most_per_address,
+                                               client]))
         if outcome == 2:
             self.ensure_group(camera)
             self.register_camera(camera)
@@ -380,7 +426,7 @@ class Bus:
     def leave_webcam(self, camera: str) -> bool:
         """A browser camera's client left: it stops being a camera now, its keys go after a grace period
         (`sweep_webcams`), so frames the workers hold do not create them again."""
-        left = bool(self._leave_webcam(keys=[WEBCAMS, WEBCAM_OWNERS, WEBCAMS_SHARED, WEBCAMS_LEAVING],
+        left = bool(self._leave_webcam(keys=[WEBCAMS, WEBCAM_OWNERS, WEBCAMS_SHARED, WEBCAMS_LEAVING, WEBCAM_SIDS],
                                        args=[camera, f"{time.time():.3f}"]))
         self.redis.srem(CAMERAS, camera)
         return left
@@ -401,6 +447,10 @@ class Bus:
     def webcams(self) -> dict[str, str]:
         """Live browser cameras and the address each came from."""
         return {_decode(k): _decode(v) for k, v in self.redis.hgetall(WEBCAM_OWNERS).items()}
+
+    def webcam_clients(self) -> dict[str, str]:
+        """Live browser cameras and the Socket.IO id of the client each belongs to."""
+        return {_decode(k): _decode(v) for k, v in self.redis.hgetall(WEBCAM_SIDS).items()}
 
     def share_webcam(self, camera: str, shared: bool) -> bool:
         """Show a live browser camera on the shared wall (or stop); False when it is not live."""
@@ -426,7 +476,19 @@ class Bus:
         return [DeadLetter.from_fields(f) for _, f in self.redis.xrange(dead_letter_key(camera), count=count)]
 
     def stats(self, camera: str) -> dict[str, int]:
-        return {_decode(k): int(v) for k, v in self.redis.hgetall(stats_key(camera)).items()}
+        """A camera's counters; a field that is not a number (or a key of another type) is skipped."""
+        try:
+            raw = self.redis.hgetall(stats_key(camera))
+        except redis.ResponseError as err:
+            self.untrusted.skip("stats", camera, str(err))
+            return {}
+        out = {}
+        for key, value in raw.items():
+            try:
+                out[_decode(key)] = int(value)
+            except ValueError:
+                self.untrusted.skip("stats", (camera, key), f"{_decode(key)}={value!r} is not a number")
+        return out
 
     # --- reading results ---------------------------------------------------------------------
     def results(self, camera: str, start: str = "-", count: int | None = None) -> list[tuple[str, Result]]:
@@ -454,9 +516,14 @@ class Bus:
                 self.redis.srem(ROUNDS, player)
                 continue
             try:
-                out[player] = json.loads(raw)
+                record = json.loads(raw)
+                missing = ROUND_FIELDS - set(record) if isinstance(record, dict) else ROUND_FIELDS
+                if missing:
+                    raise ValueError(f"missing {', '.join(sorted(missing))}")
+                out[player] = record
             except ValueError as err:
                 self.untrusted.skip("challenge_round", player, str(err))
+                self.drop_round(player)
         return out
 
     def drop_round(self, player: str) -> None:

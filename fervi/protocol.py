@@ -23,6 +23,25 @@ class ProtocolError(ValueError):
     """An entry that does not follow the protocol; the message is the dead-letter reason."""
 
 
+BROWSER_CAMERA_PREFIX = "web-"  # cameras the dashboard makes for browsers (private unless shared)
+IMAGE_CAMERA_PREFIX = "image-"  # one-off cameras of the dashboard's image mode
+RESERVED_PREFIXES = (BROWSER_CAMERA_PREFIX, IMAGE_CAMERA_PREFIX)
+
+
+def is_browser_camera(name: str) -> bool:
+    return name.startswith(BROWSER_CAMERA_PREFIX)
+
+
+def metric_camera(name: str) -> str:
+    """A camera as a metric label: browser and image-mode cameras come and go (one per visitor or upload)
+    and are private, so they are counted together as "browser" and "image", never by name."""
+    if name.startswith(BROWSER_CAMERA_PREFIX):
+        return "browser"
+    if name.startswith(IMAGE_CAMERA_PREFIX):
+        return "image"
+    return name
+
+
 def check_camera(name: str) -> str:
     """Camera names become parts of Redis keys and file names: letters, digits, `_ . -`, at most 64."""
     if not isinstance(name, str) or not CAMERA_NAME.match(name) or ".." in name:

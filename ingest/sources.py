@@ -17,7 +17,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from fervi.vision.images import ImageError, decode_image, read_image_file
+from fervi.vision.images import ImageError, decode_image, read_image_file, still_image_size
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -54,17 +54,31 @@ class Source:
 class VideoSource(Source):
     """A webcam index, an RTSP/HTTP URL (live) or a video file (every frame) through OpenCV."""
 
-    def __init__(self, spec: str | int, live: bool):
+    def __init__(self, spec: str | int, live: bool, max_pixels: int = 4096 * 4096):
         self.spec = spec
         self.name = str(spec)
         self.buffering = Buffering.DROP_OLDEST if live else Buffering.WAIT
+        if not live:  # a still image named like a video: its header, before OpenCV decodes it
+            try:
+                self._check_pixels(still_image_size(spec), max_pixels)
+            except ImageError as err:
+                raise SourceError(str(err)) from None
         self.capture = cv2.VideoCapture(spec)
         if not self.capture.isOpened():
             raise SourceError(f"cannot open video source {spec!r}")
+        self._check_pixels((int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                            int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT))), max_pixels)
         if not live and self.capture.get(cv2.CAP_PROP_FRAME_COUNT) <= 0 and not self.capture.grab():
             raise SourceError(f"{spec}: no video frames could be read")
         if not live:
             self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+
+    def _check_pixels(self, size: tuple[int, int] | None, max_pixels: int) -> None:
+        if size and size[0] * size[1] > max_pixels:
+            if getattr(self, "capture", None) is not None:
+                self.capture.release()
+            raise SourceError(f"{self.spec}: frames of {size[0]}x{size[1]} pixels are over the limit of "
+                              f"{max_pixels} (FERVI_MAX_FRAME_PIXELS)")
 
     @property
     def fps(self) -> float | None:
@@ -78,6 +92,8 @@ class VideoSource(Source):
             if not ok or image is None:
                 if self.buffering is Buffering.DROP_OLDEST:
                     raise SourceError(f"lost video source {self.spec!r}")
+                if index == 0:
+                    raise SourceError(f"{self.spec}: no video frame could be decoded")
                 return
             yield Captured(index, image, time.time())
             index += 1
@@ -123,12 +139,12 @@ def is_live_spec(spec: str) -> bool:
 def open_source(spec: str, max_pixels: int = 4096 * 4096, max_bytes: int = 64 * 1024 * 1024) -> Source:
     """`0` (webcam index), `rtsp://...`/`http(s)://...` (live stream), a video file, an image or a folder."""
     if spec.isdigit():
-        return VideoSource(int(spec), live=True)
+        return VideoSource(int(spec), live=True, max_pixels=max_pixels)
     if "://" in spec:
-        return VideoSource(spec, live=True)
+        return VideoSource(spec, live=True, max_pixels=max_pixels)
     path = Path(spec)
     if not path.exists():
         raise SourceError(f"{spec}: no such file, folder, webcam index or URL")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(path, max_pixels, max_bytes)
-    return VideoSource(str(path), live=False)
+    return VideoSource(str(path), live=False, max_pixels=max_pixels)

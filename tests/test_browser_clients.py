@@ -175,8 +175,18 @@ def test_a_browser_camera_is_private_until_shared(stack):
         send_frame(owner, astronaut_jpeg())
         time.sleep(0.15)
     wait_for(lambda: camera in cameras(), 20, "the shared camera on the wall")
+    got = lambda sio: sum(1 for e, d in sio.events if e in ("tracks", "frame") and d["camera"] == camera)  # noqa: E731
+    wait_for(lambda: got(viewer) > 0, 20, "the watcher to receive the shared camera")
     assert owner.call("share", {"on": False}, timeout=10)["shared"] is False
     assert camera not in cameras()
+    time.sleep(0.5)  # what the relay had sent before the unshare
+    seen_by_viewer, seen_by_owner = got(viewer), got(owner)
+    for _ in range(20):
+        send_frame(owner, astronaut_jpeg())
+        time.sleep(0.15)
+    # before (found by the independent run): the watcher went on receiving frames and tracks after the unshare
+    assert got(viewer) == seen_by_viewer
+    assert got(owner) > seen_by_owner  # its own client still sees it, through its private room
     assert viewer.call("share", {"on": True}, timeout=10)["ok"] is False  # no camera of its own to share
     owner.disconnect()
     viewer.disconnect()
@@ -251,3 +261,25 @@ def test_address_limits_keep_a_bucket_per_address():
 ])
 def test_player_names_are_plain_text(raw, clean):
     assert clean_name(raw) == clean
+
+
+def test_malformed_events_get_an_answer_not_a_traceback(stack):
+    sio = client(stack)
+    for event in ("challenge_start", "share", "watch", "webcam"):
+        answer = sio.call(event, timeout=10)  # no data at all
+        assert answer["ok"] is False, (event, answer)
+    assert sio.call("challenge_start", ["not", "a", "dict"], timeout=10)["ok"] is False
+    sio.disconnect()
+    assert "Traceback" not in stack["dashboard_log"].read_text()
+
+
+def test_one_off_cameras_left_by_a_dead_dashboard_are_swept(client):
+    from fervi.bus import Bus
+
+    bus = Bus(client)
+    bus.add_one_off_camera("image-0123456789ab")  # its request never finished: the process died
+    client.xadd("fervi:{image-0123456789ab}:results", {"x": 1})
+    assert "image-0123456789ab" in bus.cameras()
+    assert bus.sweep_one_off_cameras(max_age_s=60) == []  # too young
+    assert bus.sweep_one_off_cameras(max_age_s=0) == ["image-0123456789ab"]
+    assert "image-0123456789ab" not in bus.cameras() and not client.keys("fervi:{image-0123456789ab}:*")

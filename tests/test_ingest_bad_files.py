@@ -76,3 +76,30 @@ def test_probe_counts_a_still_image_as_one_frame(tmp_path):
     cv2.imwrite(str(still), np.zeros((100, 120, 3), np.uint8))
     info = probe(still, 4096 * 4096)
     assert (info.frames, info.width, info.height) == (1, 120, 100)
+
+
+def test_ingest_refuses_a_huge_image_named_like_a_video(tmp_path, redis_url, processes):
+    """Before: a 746 KB PNG of 16000x16000 named .mp4 went to OpenCV (823 MB) and ingest ended with rc 0,
+    nothing sent and no error."""
+    import numpy as np
+
+    env = fervi_env(redis_url)
+    real = tmp_path / "frames.mp4"  # a real 6000x6000 image (36 M pixels), small on disk, named like a video
+    ok, png = cv2.imencode(".png", np.zeros((6000, 6000), np.uint8))
+    real.write_bytes(png.tobytes())
+    claims = tmp_path / "claims.mp4"
+    claims.write_bytes(png_claiming_size(16000, 16000))
+    for video, reason in ((real, "6000x6000 pixels are over the limit"), (claims, "too large")):
+        ingest = processes.start(["ingest", str(video), "--camera", "bomb"], env, f"ingest-{video.stem}")
+        assert ingest.wait(60) != 0
+        log = ingest.log_path.read_text()
+        assert reason in log and "Traceback" not in log, log[-2000:]
+    code = ("from ingest.sources import open_source, SourceError\n"
+            f"try: open_source({str(real)!r})\nexcept SourceError as e: print('refused', e)\n"
+            "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+            "print('maxrss_mb', int(peak.split()[1]) // 1024)")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "refused" in out and int(out.split("maxrss_mb")[1]) < 150

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import redis
 from click.testing import CliRunner
@@ -35,9 +36,25 @@ def test_a_poisoned_camera_set_stops_no_process(tmp_path, redis_url, processes):
 
     port = free_port()
     env = fervi_env(redis_url, FERVI_BLOCK_MS="200", FERVI_REORDER_WAIT="10", FERVI_DASHBOARD_PORT=str(port))
+    # valid names whose keys are of another type (found by the independent run: crash loops), counters
+    # that are not numbers, and a challenge round FERVI did not write
+    client.set("fervi:{ghost1}:frames", "x")
+    client.set("fervi:{ghost2}:results", "x")
+    client.set("fervi:{ghost3}:tracks", "x")
+    client.sadd(CAMERAS, "ghost1", "ghost2", "ghost3")
+    client.hset("fervi:{lobby}:stats", "skipped", "abc")
+    client.set("fervi:{challenge}:round:evil", '{"state": "playing"}')
+    client.sadd("fervi:{challenge}:rounds", "evil")
+    Bus(client).ensure_group("spare")
+    Bus(client).register_camera("spare")  # a good camera now, spoilt below while the processes read it
     worker = processes.start(["worker"], env, "worker")
     tracker = processes.start(["tracker"], env, "tracker")
     dashboard = processes.start(["dashboard"], env, "dashboard")
+    wait_for(lambda: "camera_joined" in worker.log_path.read_text() and "spare" in tracker.log_path.read_text(),
+             60, "the processes to read the spare camera")
+    for key in ("fervi:{spare}:frames", "fervi:{spare}:results", "fervi:{spare}:tracks"):
+        client.delete(key)
+        client.set(key, "x")
     ingest = processes.start(["ingest", str(video), "--camera", "lobby"], env, "ingest")
     assert ingest.wait(120) == 0, ingest.log_path.read_text()[-2000:]
     bus = Bus(client)
@@ -50,7 +67,16 @@ def test_a_poisoned_camera_set_stops_no_process(tmp_path, redis_url, processes):
 
     cameras = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/cameras", timeout=5).read())
     assert "lobby" in json.dumps(cameras) and "junk" not in json.dumps(cameras)
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'fervi_camera_frames_in_total{camera="lobby"} 20.0' in metrics
     result = CliRunner().invoke(main, ["status", "--json"], env={"FERVI_REDIS_URL": redis_url})
     assert result.exit_code == 0, result.output
     assert list(json.loads(result.stdout)["cameras"]) == ["lobby"]
-    assert dashboard.poll() is None
+    time.sleep(2.0)  # a few relay steps over the foreign round
+    assert http_ok(f"http://127.0.0.1:{port}/healthz")
+    assert not client.exists("fervi:{challenge}:round:evil")  # skipped and dropped
+    for process in (worker, tracker, dashboard):
+        assert process.poll() is None, process.log_path.read_text()[-2000:]
+        log = process.log_path.read_text()
+        assert "Traceback" not in log, log[-3000:]
+    assert "WRONGTYPE" in worker.log_path.read_text() or "camera_keys" in worker.log_path.read_text()

@@ -143,3 +143,18 @@ def test_jobs_run_again_after_the_video_finished_do_not_fail_it(dashboard, tmp_p
     assert job.get_status() == "finished"
     assert {f.name: f.stat().st_mtime_ns for f in out.iterdir()} == stamps  # outputs untouched
     assert http.get(f"/api/videos/{video_id}").get_json()["state"] == "finished"
+
+
+def test_a_video_whose_job_records_vanish_mid_run_ends_failed_not_running(dashboard, tmp_path, client):
+    """Before (found by the independent run): RQ's job records removed 1.5 s into a video left it "running"
+    for good, so retention never deleted its upload."""
+    http, videos, home = dashboard["http"], dashboard["videos"], dashboard["home"]
+    video_id = upload(http, write_video(tmp_path / "lost.mp4", frames=400, fps=20)).get_json()["id"]
+    wait_for(lambda: http.get(f"/api/videos/{video_id}").get_json()["state"] == "running", 60, "the video to start")
+    for key in client.scan_iter(match="rq:job:*"):
+        client.delete(key)
+    status = wait_for(lambda: (s := http.get(f"/api/videos/{video_id}").get_json())["state"] == "failed" and s,
+                      30, "the video to end")
+    assert "jobs are gone" in status["error"] and status["ended_at"]
+    assert videos.sweep(now=status["ended_at"] + 3601)["expired"] == 1
+    wait_for(lambda: folders(home) == [], 30, "its files to go (a segment in flight may write one last file)")

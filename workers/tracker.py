@@ -14,9 +14,11 @@ import time
 import zlib
 from dataclasses import dataclass, field
 
+import redis
+
 from fervi import aggregates
 from fervi.bus import Bus, connect, process_id, results_key, stats_key, track_id_key, tracker_position_key, tracks_key
-from fervi.protocol import ProtocolError, Result, TrackEntry
+from fervi.protocol import ProtocolError, Result, TrackEntry, metric_camera
 from fervi.service import Shutdown, run_redis_loop, serve
 from fervi.settings import Settings
 from fervi.tracking import FaceTracker, ReorderBuffer
@@ -104,7 +106,7 @@ class TrackerProcess:
                                                for f in frame.faces])
             pipe.xadd(tracks_key(camera), entry.to_fields(), maxlen=self.settings.results_maxlen, approximate=True)
             aggregates.record_frame(pipe, camera, frame)
-            TRACKED.labels(camera).inc()
+            TRACKED.labels(metric_camera(camera)).inc()
             self.frames += 1
         pipe.execute()
 
@@ -148,7 +150,7 @@ class TrackerProcess:
                                         "beyond the last one ingest assigned")
             if state.buffer.late > late_before:
                 self.redis.hincrby(stats_key(camera), "late", state.buffer.late - late_before)
-                LATE.labels(camera).inc(state.buffer.late - late_before)
+                LATE.labels(metric_camera(camera)).inc(state.buffer.late - late_before)
             self.redis.set(tracker_position_key(camera), state.position)
         self._idle(time.monotonic())
 
@@ -175,7 +177,15 @@ class TrackerProcess:
                 "cameras": sorted(self.cameras), "frames": self.frames}
 
     def _step(self) -> None:
-        self.step()
+        try:
+            self.step()
+        except redis.ResponseError as err:
+            if "WRONGTYPE" not in str(err):
+                raise
+            # a camera's key replaced by another type: the camera refresh now skips that camera
+            log.warning("event=cameras_refreshed tracker=%s reason=%r", self.name, str(err)[:120])
+            self._refreshed_at = 0.0
+            return
         self.redis_ok = True
 
     def _redis_down(self) -> None:

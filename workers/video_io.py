@@ -8,7 +8,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+
+from fervi.vision.images import ImageError, still_image_size
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +44,12 @@ def probe(path: str | Path, max_pixels: int = 4096 * 4096) -> VideoInfo:
         raise VideoError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise VideoError(f"{path}: empty file")
-    frames_in_still = None
-    try:  # a still image (OpenCV reads one as a one-frame video): its header says its size
-        with Image.open(path) as still:
-            _check_pixels(path, *still.size, max_pixels)
-            frames_in_still = getattr(still, "n_frames", 1)
-    except Image.DecompressionBombError:
-        raise VideoError(f"{path}: image too large to decode (limit {max_pixels} pixels)") from None
-    except (UnidentifiedImageError, OSError):
-        pass  # not an image Pillow knows: a video container
+    try:  # a still image (OpenCV reads one as a one-frame video): its header
+        still = still_image_size(path)
+    except ImageError as err:
+        raise VideoError(str(err)) from None
+    if still is not None:
+        _check_pixels(path, *still, max_pixels)
     capture = cv2.VideoCapture(str(path))
     try:
         if capture.isOpened():
@@ -62,7 +60,7 @@ def probe(path: str | Path, max_pixels: int = 4096 * 4096) -> VideoInfo:
             raise VideoError(f"{path}: not a readable video (OpenCV could not decode a frame)")
         fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
         # a still image has no frame count (OpenCV answers -2^63); a container may not know it (0)
-        frames = frames_in_still or max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+        frames = 1 if still is not None else max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
         return VideoInfo(str(path.resolve()), frames, fps if 0 < fps < 1000 else 25.0, image.shape[1], image.shape[0])
     finally:
         capture.release()

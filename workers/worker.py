@@ -15,6 +15,7 @@ import time
 import redis
 
 from fervi.bus import Bus, Entry, connect, process_id
+from fervi.protocol import metric_camera
 from fervi.metrics import BATCH_SECONDS, DEAD_LETTERS, FACES, FRAMES_DONE, FRAMES_RECLAIMED, FRAMES_SKIPPED, LATENCY
 from fervi.service import Shutdown, run_redis_loop, serve
 from fervi.settings import Settings
@@ -75,7 +76,7 @@ class Worker:
             entries = self.bus.reclaim(self.name, camera, int(self.settings.claim_timeout_s * 1000),
                                        self.settings.batch_frames)
             if entries:
-                FRAMES_RECLAIMED.labels(camera).inc(len(entries))
+                FRAMES_RECLAIMED.labels(metric_camera(camera)).inc(len(entries))
                 log.info("event=reclaimed worker=%s camera=%s frames=%d", self.name, camera, len(entries))
             claimed += entries
         return claimed
@@ -97,14 +98,14 @@ class Worker:
         marked = {entry.entry_id for entry, _ in batch.gaps}  # acked below, with their gap markers
         for letter in batch.dead:
             self.bus.dead_letter(letter, ack=letter.entry_id not in marked)
-            DEAD_LETTERS.labels(letter.camera).inc()
+            DEAD_LETTERS.labels(metric_camera(letter.camera)).inc()
             log.warning("event=dead_letter worker=%s camera=%s entry=%s reason=%r",
                         self.name, letter.camera, letter.entry_id, letter.reason)
         for entry, marker in batch.gaps:  # acked with the marker: the tracker passes these seqs at once
             self.bus.publish_result(marker, entry.entry_id, self.settings.results_maxlen)
         for camera, skipped in collections.Counter(entry.camera for entry in batch.skipped).items():
             self.bus.count(camera, "skipped", skipped)
-            FRAMES_SKIPPED.labels(camera).inc(skipped)
+            FRAMES_SKIPPED.labels(metric_camera(camera)).inc(skipped)
         if batch.work:
             timing = Timing()
             started = time.perf_counter()
@@ -114,8 +115,8 @@ class Worker:
             BATCH_SECONDS.labels("analyse").observe(time.perf_counter() - started)
             for work, result in zip(batch.work, results):
                 self.bus.publish_result(result, work.entry.entry_id, self.settings.results_maxlen)
-                FRAMES_DONE.labels(result.camera).inc()
-                FACES.labels(result.camera).inc(len(result.faces))
+                FRAMES_DONE.labels(metric_camera(result.camera)).inc()
+                FACES.labels(metric_camera(result.camera)).inc(len(result.faces))
                 LATENCY.observe(result.done_at - result.captured_at)
                 if result.done_at - self._preview_at.get(result.camera, 0.0) >= PREVIEW_EVERY_S:
                     self.bus.set_latest_frame(result.camera, result.seq, work.frame.jpeg)
@@ -134,8 +135,11 @@ class Worker:
             self.step()
             self.redis_ok = True
         except redis.ResponseError as err:
-            if "NOGROUP" not in str(err):  # a stream or group deleted under us: join the cameras again
+            # NOGROUP: a stream or group deleted under us; WRONGTYPE: a camera's key replaced by another type
+            # (the camera refresh skips such cameras). Either way: join the cameras again.
+            if "NOGROUP" not in str(err) and "WRONGTYPE" not in str(err):
                 raise
+            log.warning("event=cameras_rejoined worker=%s reason=%r", self.name, str(err)[:120])
             self._forget_cameras()
 
     def _forget_cameras(self) -> None:

@@ -28,6 +28,18 @@ def image_size(data: bytes) -> tuple[int, int]:
         raise ImageError(f"not a readable image: {err.__class__.__name__}") from None
 
 
+def still_image_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from the header when the file is a still image (whatever its name), else None.
+    ImageError for an image past Pillow's own decompression-bomb limit."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{path}: image is too large: {err}") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+
+
 def read_image_file(path: str | Path, max_bytes: int) -> bytes:
     """The bytes of a regular image file no larger than `max_bytes` (never a device, pipe or folder)."""
     path = Path(path)

@@ -18,6 +18,7 @@ calibrated to it), so the crop margin means the same whatever found the face.
 
 from __future__ import annotations
 
+import collections
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -43,6 +44,11 @@ FACE_IN = 40  # px: the short-range model finds a face this wide in its input re
 LEVEL_STEP = 3.0  # each pyramid level is a third of the one before
 COARSEST = 192  # px: levels stop once the frame's long side is this small; a face filling it is found
 CLOSE_UP = 128  # px: the model's own input size, where a face filling the image is found best
+# The model's working memory grows with its input (about 200 bytes a pixel: +310 MB for the finest level of
+# a 1080p frame, +2.4 GB for a 4096x4096 one). The finest level is capped at the size it has for 1080p, so a
+# larger frame costs no more and finds faces from min_face x (its pixels / 1080p's) ** 0.5 (4K: about 2x).
+MAX_LEVEL_PIXELS = 1600 * 912
+CACHED_INPUT_PIXELS = 2 * MAX_LEVEL_PIXELS  # interpreters kept for the input sizes seen last, at most this much
 CONTEXT = 2.0  # the verification crop is this many times the candidate's side
 SURE = 0.85  # second-look score that keeps a face on its own
 LIKELY = 0.7  # second-look score that keeps a face when another detector agrees
@@ -55,7 +61,7 @@ BOX_SCALE = 0.86 / 0.835
 def pyramid_scales(width: int, height: int, min_face: int) -> list[float]:
     """Scales of the frame at which short range runs: the finest finds `min_face`, the last a close-up."""
     longest = max(width, height)
-    scale = min(1.0, FACE_IN / max(1, min_face))
+    scale = min(1.0, FACE_IN / max(1, min_face), (MAX_LEVEL_PIXELS / max(1, width * height)) ** 0.5)
     scales = [scale]
     while longest * scale > COARSEST:
         scale /= LEVEL_STEP
@@ -73,11 +79,16 @@ class _AnyShapeShortRange:
     def __init__(self, threads: int = 1):
         self.model = _model_file(self.spec.file).read_bytes()
         self.threads = threads
-        self._by_shape: dict[tuple[int, int], tuple] = {}
+        self._by_shape: collections.OrderedDict[tuple[int, int], tuple] = collections.OrderedDict()
 
     def _prepared(self, height: int, width: int) -> tuple:
         key = (height, width)
-        if key not in self._by_shape:
+        if key in self._by_shape:
+            self._by_shape.move_to_end(key)
+        else:
+            # least recently used sizes go first: frames of ever new sizes (browsers) hold no memory for good
+            while self._by_shape and sum(h * w for h, w in self._by_shape) + height * width > CACHED_INPUT_PIXELS:
+                self._by_shape.popitem(last=False)
             interpreter = load_interpreter(self.model, self.threads)
             index = interpreter.get_input_details()[0]["index"]
             interpreter.resize_tensor_input(index, [1, height, width, 3], strict=False)
