@@ -160,7 +160,7 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
     register_sockets(socketio, bus, settings, authorized, token)
 
     relay = Relay(socketio, connect(redis_url, socket_timeout=10), process_id("dashboard"), settings.block_ms,
-                  settings.web_idle_s)
+                  settings.web_idle_s, settings.heartbeat_ttl_s)
     if start_relay:
         socketio.start_background_task(relay.run)
         socketio.start_background_task(videos.janitor, lambda: relay.running)
@@ -188,5 +188,8 @@ def run_dashboard(settings: Settings, redis_url: str, host: str, port: int, toke
     check_exposure(host, token)
     app, socketio = create_app(settings, redis_url, token)
     log.info("event=dashboard_listening url=http://%s:%d/ token=%s", host, port, "required" if token else "off")
-    socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True, log_output=False)
+    try:
+        socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True, log_output=False)
+    finally:  # SIGTERM arrives as SystemExit: leave the process registry at once
+        app.extensions["fervi_relay"].stop()
     return 0

@@ -8,6 +8,7 @@ twice; another process takes over within `LOCK_TTL_S` when the holder dies.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 
 import redis
@@ -30,6 +31,7 @@ FRAME_EVERY_S = 0.2  # preview images per camera, at most 5 a second
 CAMERAS_EVERY_S = 1.0
 CAMERA_GONE_S = 15.0
 SWEEP_EVERY_S = 2.0
+HEARTBEAT_EVERY_S = 2.0
 WEBCAM_GRACE_S = 10.0
 ONE_OFF_MAX_AGE_S = 120.0  # an image-mode camera left behind (its dashboard died mid-request) goes after this  # a browser camera's keys are deleted this long after it left (frames in flight drain)
 WALL_ROOM = "wall"
@@ -46,7 +48,8 @@ RELAY_STALE_S = 10.0  # /healthz fails when the relay has not run through a step
 
 
 class Relay:
-    def __init__(self, socketio, client: redis.Redis, name: str, block_ms: int = 500, web_idle_s: float = 30.0):
+    def __init__(self, socketio, client: redis.Redis, name: str, block_ms: int = 500, web_idle_s: float = 30.0,
+                 heartbeat_ttl_s: int = 15):
         self.socketio = socketio
         self.bus = Bus(client)
         self.redis = client
@@ -59,6 +62,9 @@ class Relay:
         self.web_idle_s = web_idle_s
         self.swept_at = 0.0
         self.round_progress: dict[str, dict] = {}  # round id -> held, best, last_ts (the relay's own count)
+        self.heartbeat_ttl_s = heartbeat_ttl_s
+        self.beat_at = 0.0
+        self.leading = False
         self.running = True
         self.last_ok = time.monotonic()  # the last step that ran through
         self.last_error = ""
@@ -131,8 +137,19 @@ class Relay:
         stamps = self.fps.get(camera, [])
         return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
 
+    def _heartbeat(self, now: float) -> None:
+        """Every dashboard process is listed by `fervi status`, the relaying one marked."""
+        if now - self.beat_at < HEARTBEAT_EVERY_S:
+            return
+        self.beat_at = now
+        self.bus.heartbeat(self.name, {"kind": "dashboard", "host": socket.gethostname(),
+                                       "relay": "leader" if self.leading else "standby", "last_seen": f"{now:.0f}"},
+                           self.heartbeat_ttl_s)
+
     def step(self) -> None:
-        if not self._leader():
+        self.leading = self._leader()
+        self._heartbeat(time.time())
+        if not self.leading:
             time.sleep(1.0)
             return
         now = time.time()
@@ -180,6 +197,10 @@ class Relay:
                     self.socketio.emit("frame", {"camera": camera, "seq": frame[0], "jpeg": frame[1]}, to=to)
                     self.frame_sent[camera] = time.time()
         self._rounds(entries)
+
+    def stop(self) -> None:
+        self.running = False
+        self.bus.forget(self.name)
 
     def run(self) -> None:
         backoff = Backoff("redis (dashboard relay)")

@@ -293,8 +293,15 @@ def status(as_json: bool) -> None:
 
     settings = _settings()
     bus = Bus(connect(_redis_url(settings)))
+    from rq import Worker
+
+    processes = bus.processes()
+    for worker in Worker.all(connection=bus.redis):  # RQ keeps its own registry of its workers
+        job = worker.get_current_job_id()
+        processes[worker.name] = {"kind": "rq-worker", "hostname": worker.hostname or "", "state": worker.get_state(),
+                                  **({"job": job} if job else {})}
     state = {
-        "processes": bus.processes(),
+        "processes": processes,
         "cameras": {c: {"backlog": bus.backlog(c), **bus.stats(c)} for c in bus.cameras()},
     }
     if as_json:

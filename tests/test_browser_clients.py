@@ -283,3 +283,16 @@ def test_one_off_cameras_left_by_a_dead_dashboard_are_swept(client):
     assert bus.sweep_one_off_cameras(max_age_s=60) == []  # too young
     assert bus.sweep_one_off_cameras(max_age_s=0) == ["image-0123456789ab"]
     assert "image-0123456789ab" not in bus.cameras() and not client.keys("fervi:{image-0123456789ab}:*")
+
+
+def test_fervi_status_lists_the_dashboard(stack, redis_server):
+    import json
+
+    from click.testing import CliRunner
+
+    from fervi.cli import main
+
+    result = CliRunner().invoke(main, ["status", "--json"], env={"FERVI_REDIS_URL": redis_server.url})
+    assert result.exit_code == 0, result.output
+    kinds = {info["kind"]: info for info in json.loads(result.stdout)["processes"].values()}
+    assert {"worker", "tracker", "dashboard"} <= set(kinds) and kinds["dashboard"]["relay"] == "leader"

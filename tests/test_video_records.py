@@ -158,3 +158,19 @@ def test_a_video_whose_job_records_vanish_mid_run_ends_failed_not_running(dashbo
     assert "jobs are gone" in status["error"] and status["ended_at"]
     assert videos.sweep(now=status["ended_at"] + 3601)["expired"] == 1
     wait_for(lambda: folders(home) == [], 30, "its files to go (a segment in flight may write one last file)")
+
+
+def test_fervi_status_lists_rq_workers(rq_worker, redis_url):
+    import json
+
+    from click.testing import CliRunner
+
+    from fervi.cli import main
+
+    def listed():
+        result = CliRunner().invoke(main, ["status", "--json"], env={"FERVI_REDIS_URL": redis_url})
+        assert result.exit_code == 0, result.output
+        return [p for p in json.loads(result.stdout)["processes"].values() if p["kind"] == "rq-worker"]
+
+    workers = wait_for(listed, 60, "the RQ worker to register")
+    assert workers[0]["state"] in ("idle", "busy", "started")
