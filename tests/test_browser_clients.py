@@ -273,9 +273,10 @@ def test_malformed_events_get_an_answer_not_a_traceback(stack):
     assert "Traceback" not in stack["dashboard_log"].read_text()
 
 
-def test_one_off_cameras_left_by_a_dead_dashboard_are_swept(client):
+def test_one_off_cameras_left_by_a_dead_dashboard_are_swept(stack):
     from fervi.bus import Bus
 
+    client = stack["redis"]  # the module's Redis, not flushed: the stack's processes keep running on it
     bus = Bus(client)
     bus.add_one_off_camera("image-0123456789ab")  # its request never finished: the process died
     client.xadd("fervi:{image-0123456789ab}:results", {"x": 1})
@@ -292,7 +293,11 @@ def test_fervi_status_lists_the_dashboard(stack, redis_server):
 
     from fervi.cli import main
 
-    result = CliRunner().invoke(main, ["status", "--json"], env={"FERVI_REDIS_URL": redis_server.url})
-    assert result.exit_code == 0, result.output
-    kinds = {info["kind"]: info for info in json.loads(result.stdout)["processes"].values()}
-    assert {"worker", "tracker", "dashboard"} <= set(kinds) and kinds["dashboard"]["relay"] == "leader"
+    def kinds():
+        result = CliRunner().invoke(main, ["status", "--json"], env={"FERVI_REDIS_URL": redis_server.url})
+        assert result.exit_code == 0, result.output
+        found = {info["kind"]: info for info in json.loads(result.stdout)["processes"].values()}
+        return found if {"worker", "tracker", "dashboard"} <= set(found) else None
+
+    listed = wait_for(kinds, 15, "worker, tracker and dashboard heartbeats")  # each beats every 2 s
+    assert listed["dashboard"]["relay"] == "leader"

@@ -160,17 +160,25 @@ def test_a_video_whose_job_records_vanish_mid_run_ends_failed_not_running(dashbo
     wait_for(lambda: folders(home) == [], 30, "its files to go (a segment in flight may write one last file)")
 
 
-def test_fervi_status_lists_rq_workers(rq_worker, redis_url):
+def test_fervi_status_lists_rq_workers(tmp_path, redis_server):
+    """Its own RQ worker: RQ registers a worker once, at start, and other tests here flush Redis."""
     import json
 
     from click.testing import CliRunner
 
     from fervi.cli import main
 
+    redis_url = redis_server.url
+    procs = Processes(tmp_path)
+    procs.start(["rq-worker"], fervi_env(redis_url), "rq-worker-listed")
+
     def listed():
         result = CliRunner().invoke(main, ["status", "--json"], env={"FERVI_REDIS_URL": redis_url})
         assert result.exit_code == 0, result.output
         return [p for p in json.loads(result.stdout)["processes"].values() if p["kind"] == "rq-worker"]
 
-    workers = wait_for(listed, 60, "the RQ worker to register")
-    assert workers[0]["state"] in ("idle", "busy", "started")
+    try:
+        workers = wait_for(listed, 60, "the RQ worker to register")
+        assert workers[0]["state"] in ("idle", "busy", "started")
+    finally:
+        procs.stop_all()
