@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from fervi import aggregates
 from fervi.bus import Bus, connect, process_id
 from fervi.emotions import EMOTIONS
-from fervi.protocol import ProtocolError, check_camera
+from fervi.protocol import ProtocolError, check_camera, is_browser_camera
 from fervi.settings import Settings, describe_duration
 
 from .image_mode import MAX_UPLOAD_BYTES, UploadError, analyse_upload, check_upload
@@ -106,8 +106,8 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
             camera = check_camera(name)
         except ProtocolError as err:
             abort(make_response(jsonify(error=str(err)), 400))
-        if camera in bus.webcams() and camera not in bus.shared_webcams():
-            abort(make_response(jsonify(error=f"{camera} is a browser camera its user has not shared"), 404))
+        if is_browser_camera(camera) and not (camera in bus.webcams() and camera in bus.shared_webcams()):
+            abort(make_response(jsonify(error=f"{camera} is a browser camera its user is not sharing"), 404))
         return camera
 
     @app.get("/api/series/<camera>")

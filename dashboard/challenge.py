@@ -106,14 +106,13 @@ def observe(record: dict, entry: TrackEntry) -> bool:
 
 def settle(record: dict, won: bool, now: float | None = None) -> tuple[dict, int]:
     """The round's end: streak, points and totals; returns (record, leaderboard points)."""
-    record = dict(record, state="won" if won else "lost", ended_at=time.time() if now is None else now)
+    record = dict(record, state="won" if won else "lost", ended_at=time.time() if now is None else now, points=0)
     if won:
-        record["streak"] += 1
         record["won"] += 1
-        record["points"] = min(record["streak"], MAX_POINTS) if record["scored"] else 0
+    if record["scored"]:  # practice rounds neither build nor break the streak that scores
+        record["streak"] = record["streak"] + 1 if won else 0
+        record["points"] = min(record["streak"], MAX_POINTS) if won else 0
         record["score"] += record["points"]
-    else:
-        record["streak"], record["points"] = 0, 0
     return record, record["points"]
 
 

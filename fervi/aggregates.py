@@ -73,10 +73,15 @@ def emotion_series(client: redis.Redis, camera: str, resolution: str = "1s", sta
     for key_bucket in keys:
         pipe.hgetall(aggregate_key(camera, resolution, key_bucket))
     values: dict[tuple[int, str], float] = {}
-    for reply in pipe.execute():
+    for reply in pipe.execute(raise_on_error=False):
+        if isinstance(reply, redis.ResponseError):
+            continue  # a key some client made into another type: no data for its buckets
         for field, value in reply.items():
-            bucket, emotion = field.decode().split(":")
-            values[(int(bucket), emotion)] = float(value)
+            try:
+                bucket, emotion = field.decode().split(":")
+                values[(int(bucket), emotion)] = float(value)
+            except (UnicodeDecodeError, ValueError):
+                continue  # a field FERVI did not write
     times = list(range(start, end + 1, step))
     return {"t": times, **{e: [round(values.get((t, e), 0.0), 3) for t in times] for e in EMOTIONS}}
 
@@ -89,29 +94,41 @@ def emotion_totals(client: redis.Redis, camera: str, resolution: str = "1m", sta
 
 def tracks(client: redis.Redis, camera: str, since: float = 0.0, limit: int = 200) -> list[dict]:
     """Tracks of a camera seen since `since`, newest first: id, start, end, frames, dominant, seconds."""
-    ids = client.zrevrangebyscore(track_index_key(camera), "+inf", since, start=0, num=limit)
+    try:
+        ids = [int(i) for i in client.zrevrangebyscore(track_index_key(camera), "+inf", since, start=0, num=limit)]
+    except (redis.ResponseError, ValueError):
+        return []
     pipe = client.pipeline(transaction=False)
     for track_id in ids:
-        pipe.hgetall(track_key(camera, int(track_id)))
+        pipe.hgetall(track_key(camera, track_id))
     out = []
-    for reply in pipe.execute():
-        if not reply:
+    for reply in pipe.execute(raise_on_error=False):
+        if not reply or isinstance(reply, redis.ResponseError):
             continue
-        info = {k.decode(): v.decode() for k, v in reply.items()}
-        out.append({
-            "id": int(info["id"]), "start": float(info["start"]), "end": float(info["end"]),
-            "frames": int(info["frames"]), "dominant": info["dominant"], "open": info.get("open") == "1",
-            "seconds": {e: float(info.get(f"s_{e}", 0)) for e in EMOTIONS},
-        })
+        try:
+            info = {k.decode(): v.decode() for k, v in reply.items()}
+            out.append({
+                "id": int(info["id"]), "start": float(info["start"]), "end": float(info["end"]),
+                "frames": int(info["frames"]), "dominant": info["dominant"], "open": info.get("open") == "1",
+                "seconds": {e: float(info.get(f"s_{e}", 0)) for e in EMOTIONS},
+            })
+        except (KeyError, UnicodeDecodeError, ValueError):
+            continue  # a track record FERVI did not write
     return out
+
+
+def _live_number(client: redis.Redis, camera: str, field: str, kind):
+    try:
+        value = client.hget(live_key(camera), field)
+        return kind(value) if value is not None else kind(0)
+    except (redis.ResponseError, ValueError):  # a key or field some client spoilt
+        return kind(0)
 
 
 def last_frame_at(client: redis.Redis, camera: str) -> float:
     """Capture time of the newest tracked frame of a camera (0 when none)."""
-    value = client.hget(live_key(camera), "ts")
-    return float(value) if value is not None else 0.0
+    return _live_number(client, camera, "ts", float)
 
 
 def active_faces(client: redis.Redis, camera: str) -> int:
-    value = client.hget(live_key(camera), "active")
-    return int(value) if value is not None else 0
+    return _live_number(client, camera, "active", int)

@@ -122,6 +122,13 @@ def seen_key(camera: str, seq: int) -> str:
     return f"{PREFIX}:{{{camera}}}:seen:{seq // SEEN_BLOCK}"
 
 
+# A camera's keys that every stage reads, and their type: a camera with one of another type is skipped.
+CAMERA_KEY_TYPES = ((frames_key, "stream"), (results_key, "stream"), (tracks_key, "stream"), (seq_key, "string"),
+                    (stats_key, "hash"), (live_key, "hash"), (latest_frame_key, "hash"),
+                    (tracker_position_key, "string"), (track_id_key, "string"), (track_index_key, "zset"),
+                    (dead_letter_key, "stream"))
+
+
 # KEYS: frames, seq counter. ARGV: maxlen (0 = no trim), then field, value, ...
 ADD_FRAME = """
 local seq = redis.call('INCR', KEYS[2])
@@ -272,16 +279,15 @@ class Bus:
         names.sort()
         pipe = self.redis.pipeline(transaction=False)
         for camera in names:
-            for key in (frames_key(camera), results_key(camera), tracks_key(camera)):
-                pipe.type(key)
+            for key_of, _ in CAMERA_KEY_TYPES:
+                pipe.type(key_of(camera))
         types = [_decode(t) for t in pipe.execute()] if names else []
-        valid = []
+        valid, width = [], len(CAMERA_KEY_TYPES)
         for i, camera in enumerate(names):
-            wrong = [(k, t) for k, t in zip(("frames", "results", "tracks"), types[3 * i : 3 * i + 3])
-                     if t not in ("stream", "none")]
+            wrong = [(key_of(camera), t) for (key_of, kind), t in zip(CAMERA_KEY_TYPES, types[width * i : width * (i + 1)])
+                     if t not in (kind, "none")]
             if wrong:
-                self.untrusted.skip("camera_keys", camera, ", ".join(f"its {k} key is a {t}, not a stream"
-                                                                      for k, t in wrong))
+                self.untrusted.skip("camera_keys", camera, ", ".join(f"{k} is a {t}" for k, t in wrong))
             else:
                 valid.append(camera)
         return valid
@@ -376,8 +382,21 @@ class Bus:
         return self._publish(keys=keys, args=flat) == 1
 
     def count(self, camera: str, counter: str, n: int = 1) -> None:
-        """Add to one of a camera's counters (`fervi status`, dashboard metrics)."""
-        self.redis.hincrby(stats_key(camera), counter, n)
+        """Add to one of a camera's counters (`fervi status`, dashboard metrics); a counter some client made
+        into something else than a number is skipped."""
+        try:
+            self.redis.hincrby(stats_key(camera), counter, n)
+        except redis.ResponseError as err:
+            self.untrusted.skip("stats", (camera, counter), str(err))
+
+    def execute(self, pipe, kind: str, what) -> list:
+        """Run a pipeline of writes whose keys any client could have spoilt: every command runs, and one that
+        Redis refuses (a key of another type, a field that is not a number) is skipped, not raised."""
+        replies = pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError):
+                self.untrusted.skip(kind, what, str(reply))
+        return replies
 
     def set_latest_frame(self, camera: str, seq: int, jpeg: bytes) -> None:
         """The newest analysed frame of a camera, for live displays (kept briefly)."""
@@ -470,7 +489,7 @@ class Bus:
         if ack:
             pipe.xack(frames_key(letter.camera), WORKER_GROUP, letter.entry_id)
             pipe.xdel(frames_key(letter.camera), letter.entry_id)
-        pipe.execute()
+        self.execute(pipe, "dead_letter", letter.camera)
 
     def dead_letters(self, camera: str, count: int = 100) -> list[DeadLetter]:
         return [DeadLetter.from_fields(f) for _, f in self.redis.xrange(dead_letter_key(camera), count=count)]

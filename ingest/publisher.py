@@ -12,6 +12,8 @@ import socket
 import time
 from dataclasses import replace
 
+import redis
+
 from fervi.bus import Bus, connect, process_id
 from fervi.metrics import BACKLOG, FRAMES_DROPPED, FRAMES_INGESTED
 from fervi.protocol import DeadLetter, Frame, check_camera
@@ -70,8 +72,11 @@ class Publisher:
                 self.redis_ok = True
                 self.redis_backoff.succeeded()
                 return True
-            except REDIS_DOWN as err:
-                self.redis_ok = False
+            except (*REDIS_DOWN, redis.ResponseError) as err:
+                if isinstance(err, redis.ResponseError):  # the camera's keys spoilt by some client (WRONGTYPE)
+                    self.bus.untrusted.skip("camera_keys", self.camera, str(err))
+                else:
+                    self.redis_ok = False
                 self._registered = False
                 if live:  # a live camera does not wait for Redis: this frame is gone, the next one is fresh
                     self.redis_backoff.failed(err, self.shutdown)

@@ -188,8 +188,24 @@ def test_a_browser_camera_is_private_until_shared(stack):
     assert got(viewer) == seen_by_viewer
     assert got(owner) > seen_by_owner  # its own client still sees it, through its private room
     assert viewer.call("share", {"on": True}, timeout=10)["ok"] is False  # no camera of its own to share
+    assert owner.call("share", {"on": True}, timeout=10)["shared"] is True
+    assert series_status(stack, camera) == 200  # shared: its charts are open too
     owner.disconnect()
+    # once its client left, at once (before the re-check's fix: 200 with its data until its keys were deleted)
+    wait_for(lambda: camera not in web_cameras(stack["redis"]), 5, "the camera to leave")
+    assert series_status(stack, camera) == 404
+    assert viewer.call("watch", {"camera": camera}, timeout=10)["ok"] is False
     viewer.disconnect()
+
+
+def series_status(stack, camera: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        return urllib.request.urlopen(f"{stack['url']}/api/series/{camera}?seconds=60", timeout=10).status
+    except urllib.error.HTTPError as err:
+        return err.code
 
 
 def viewer_json(stack, path: str):
@@ -240,7 +256,15 @@ def test_scores_are_decided_by_the_server(stack):
     assert practice["ok"] and not practice["scored"]
     player.events.clear()
     wait_for(won, 60, "the practice round to be won", interval_s=0.15)
+    done = next(d for e, d in player.events if e == "challenge" and d["state"] == "won")
+    assert done["points"] == 0 and done["streak"] == 1  # practice neither builds nor breaks the streak
     assert viewer_json(stack, "/api/leaderboard") == [{"name": clean_name(name), "score": 1}]
+    # the next scored round scores the scored streak: 2 (before the re-check's fix, practice wins raised it to 10)
+    time.sleep(2.0)
+    assert player.call("challenge_start", {"name": name}, timeout=10)["scored"]
+    player.events.clear()
+    wait_for(won, 60, "the second scored round to be won", interval_s=0.15)
+    assert viewer_json(stack, "/api/leaderboard") == [{"name": clean_name(name), "score": 3}]
     player.disconnect()
     bot.disconnect()
     assert not r.keys("fervi:{challenge}:round:*") or wait_for(

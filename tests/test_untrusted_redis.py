@@ -80,3 +80,45 @@ def test_a_poisoned_camera_set_stops_no_process(tmp_path, redis_url, processes):
         log = process.log_path.read_text()
         assert "Traceback" not in log, log[-3000:]
     assert "WRONGTYPE" in worker.log_path.read_text() or "camera_keys" in worker.log_path.read_text()
+
+
+def test_keys_of_another_type_and_counters_that_are_not_numbers_are_skipped(client):
+    """Found by the re-check: `HSET stats skipped abc` made the worker crash-loop at its next stale frame,
+    and a `live` or `latest` key of another type made the dashboard relay fail every second."""
+    from fervi import aggregates
+    from fervi.bus import frames_key
+    from fervi.protocol import DeadLetter
+
+    bus = Bus(client)
+    for camera in ("door", "hall", "yard"):
+        bus.ensure_group(camera)
+        bus.register_camera(camera)
+    client.set("fervi:{hall}:live", "x")
+    client.set("fervi:{yard}:latest", "x")
+    assert bus.cameras() == ["door"]
+    client.hset("fervi:{door}:stats", "skipped", "abc")
+    bus.count("door", "skipped")  # skipped, not raised
+    entry = client.xadd(frames_key("door"), {"x": "1"}).decode()
+    bus.dead_letter(DeadLetter("door", entry, "test", "me", 0.0, {}))
+    assert client.xlen(frames_key("door")) == 0 and len(bus.dead_letters("door")) == 1  # still acked and kept
+    assert bus.stats("door") == {"dead_lettered": 1}  # the spoilt counter is left out
+    client.set("fervi:{door}:agg:1s:0", "x")
+    client.hset(f"fervi:{{door}}:agg:1s:{int(time.time()) // 60 * 60}", "bad", "1")
+    assert aggregates.emotion_series(client, "door", "1s", 0, 120)["t"]  # the spoilt keys give no data
+    assert aggregates.active_faces(client, "hall") == 0 and aggregates.tracks(client, "hall") == []
+
+
+def test_ingest_waits_out_a_spoilt_stream_key(tmp_path, redis_url, processes):
+    """Found by the re-check: a camera's frames key replaced by a string made ingest crash-loop (WRONGTYPE)."""
+    from fervi.bus import frames_key
+
+    client = redis.Redis.from_url(redis_url)
+    client.set(frames_key("spoilt"), "x")
+    video = write_video(tmp_path / "ten.mp4", frames=10, fps=10)
+    ingest = processes.start(["ingest", str(video), "--camera", "spoilt"], fervi_env(redis_url), "ingest")
+    wait_for(lambda: "bad_redis_value" in ingest.log_path.read_text(), 60, "ingest to notice the spoilt key")
+    time.sleep(1.0)
+    assert ingest.poll() is None  # waiting, as for Redis away: file mode promises every frame
+    client.delete(frames_key("spoilt"))
+    assert ingest.wait(60) == 0, ingest.log_path.read_text()[-2000:]
+    assert client.xlen(frames_key("spoilt")) == 10 and "Traceback" not in ingest.log_path.read_text()

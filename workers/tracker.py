@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import redis
 
 from fervi import aggregates
-from fervi.bus import Bus, connect, process_id, results_key, stats_key, track_id_key, tracker_position_key, tracks_key
+from fervi.bus import Bus, connect, process_id, results_key, track_id_key, tracker_position_key, tracks_key
 from fervi.protocol import ProtocolError, Result, TrackEntry, metric_camera
 from fervi.service import Shutdown, run_redis_loop, serve
 from fervi.settings import Settings
@@ -108,7 +108,7 @@ class TrackerProcess:
             aggregates.record_frame(pipe, camera, frame)
             TRACKED.labels(metric_camera(camera)).inc()
             self.frames += 1
-        pipe.execute()
+        self.bus.execute(pipe, "tracker_write", camera)
 
     def step(self) -> None:
         now = time.time()
@@ -149,7 +149,7 @@ class TrackerProcess:
                 self.bus.untrusted.skip("result_seq", camera, f"{state.buffer.bad - bad_before} result(s) with a seq "
                                         "beyond the last one ingest assigned")
             if state.buffer.late > late_before:
-                self.redis.hincrby(stats_key(camera), "late", state.buffer.late - late_before)
+                self.bus.count(camera, "late", state.buffer.late - late_before)
                 LATE.labels(metric_camera(camera)).inc(state.buffer.late - late_before)
             self.redis.set(tracker_position_key(camera), state.position)
         self._idle(time.monotonic())
@@ -167,7 +167,7 @@ class TrackerProcess:
                 for track in ended:
                     aggregates.record_track(pipe, camera, track, ended=True)
                 pipe.hset(aggregates.live_key(camera), "active", 0)
-                pipe.execute()
+                self.bus.execute(pipe, "tracker_write", camera)
                 state.stopped = True
                 if ended:
                     log.info("event=camera_quiet camera=%s tracks_ended=%d", camera, len(ended))
