@@ -56,6 +56,18 @@ def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorize
             return True
         return camera in bus.webcams() and camera in bus.shared_webcams()
 
+    def refusal(camera) -> str:
+        """Why this client may not watch `camera` ("" when it may)."""
+        try:
+            check_camera(camera)
+        except ProtocolError as err:
+            return str(err)
+        return "" if visible(camera) else f"{camera} is a browser camera its user has not shared"
+
+    def join_camera(camera: str) -> None:
+        if camera != own.get(request.sid):  # a client gets its own camera in its private room
+            join_room(camera)
+
     def stop_watchers(camera: str) -> None:
         """Take every client out of a browser camera's room (it stopped being shared, or its client left).
         Its own client is never in that room: the relay sends it its camera through its private room."""
@@ -95,14 +107,10 @@ def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorize
         if camera == WALL_ROOM:
             join_room(WALL_ROOM)
             return {"ok": True}
-        try:
-            camera = check_camera(camera)
-        except ProtocolError as err:
-            return {"ok": False, "error": str(err)}
-        if not visible(camera):
-            return {"ok": False, "error": f"{camera} is a browser camera its user has not shared"}
-        if camera != own.get(request.sid):  # a client gets its own camera in its private room
-            join_room(camera)
+        error = refusal(camera)
+        if error:
+            return {"ok": False, "error": error}
+        join_camera(camera)
         return {"ok": True}
 
     @socketio.on("webcam")
@@ -165,18 +173,14 @@ def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorize
         camera = asked.get("camera") or own.get(request.sid)
         if not camera:
             return {"ok": False, "error": "start your camera first"}
-        try:
-            camera = check_camera(camera)
-        except ProtocolError as err:
-            return {"ok": False, "error": str(err)}
-        if not visible(camera):
-            return {"ok": False, "error": f"{camera} is a browser camera its user has not shared"}
+        error = refusal(camera)
+        if error:
+            return {"ok": False, "error": error}
         try:
             record = challenge.new_round(request.sid, camera, camera == own.get(request.sid), asked,
                                          settings.challenge_target_list, bus.load_round(request.sid))
         except challenge.ChallengeError as err:
             return {"ok": False, "error": str(err)}
         bus.save_round(request.sid, record)
-        if camera != own.get(request.sid):
-            join_room(camera)
+        join_camera(camera)
         return {"ok": True, **challenge.progress(record)}
