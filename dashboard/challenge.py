@@ -80,7 +80,7 @@ def new_round(player: str, camera: str, own_camera: bool, asked: dict, targets: 
         raise ChallengeError(f"target must be one of {', '.join(EMOTIONS)}")
     rules = practice_rules(asked)
     scored = own_camera and target is None and rules is None
-    keep = previous if previous and previous.get("camera") == camera else {}
+    keep = previous or {}  # the streak that scores goes on across practice rounds, on any camera
     return {
         "id": uuid.uuid4().hex[:12], "player": player, "camera": camera, "name": clean_name(asked.get("name")),
         "target": target or (rng or random).choice(targets), "scored": scored,

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import redis
@@ -79,9 +80,11 @@ def emotion_series(client: redis.Redis, camera: str, resolution: str = "1s", sta
         for field, value in reply.items():
             try:
                 bucket, emotion = field.decode().split(":")
-                values[(int(bucket), emotion)] = float(value)
+                key, number = (int(bucket), emotion), float(value)
             except (UnicodeDecodeError, ValueError):
                 continue  # a field FERVI did not write
+            if math.isfinite(number):  # nan and inf are not JSON
+                values[key] = number
     times = list(range(start, end + 1, step))
     return {"t": times, **{e: [round(values.get((t, e), 0.0), 3) for t in times] for e in EMOTIONS}}
 
@@ -95,9 +98,10 @@ def emotion_totals(client: redis.Redis, camera: str, resolution: str = "1m", sta
 def tracks(client: redis.Redis, camera: str, since: float = 0.0, limit: int = 200) -> list[dict]:
     """Tracks of a camera seen since `since`, newest first: id, start, end, frames, dominant, seconds."""
     try:
-        ids = [int(i) for i in client.zrevrangebyscore(track_index_key(camera), "+inf", since, start=0, num=limit)]
-    except (redis.ResponseError, ValueError):
+        members = client.zrevrangebyscore(track_index_key(camera), "+inf", since, start=0, num=limit)
+    except redis.ResponseError:
         return []
+    ids = [int(m) for m in members if m.isdigit()]  # a member FERVI did not write is left out
     pipe = client.pipeline(transaction=False)
     for track_id in ids:
         pipe.hgetall(track_key(camera, track_id))
@@ -107,13 +111,15 @@ def tracks(client: redis.Redis, camera: str, since: float = 0.0, limit: int = 20
             continue
         try:
             info = {k.decode(): v.decode() for k, v in reply.items()}
-            out.append({
+            track = {
                 "id": int(info["id"]), "start": float(info["start"]), "end": float(info["end"]),
                 "frames": int(info["frames"]), "dominant": info["dominant"], "open": info.get("open") == "1",
                 "seconds": {e: float(info.get(f"s_{e}", 0)) for e in EMOTIONS},
-            })
+            }
         except (KeyError, UnicodeDecodeError, ValueError):
             continue  # a track record FERVI did not write
+        if all(math.isfinite(v) for v in (track["start"], track["end"], *track["seconds"].values())):
+            out.append(track)
     return out
 
 

@@ -129,8 +129,23 @@ CAMERA_KEY_TYPES = ((frames_key, "stream"), (results_key, "stream"), (tracks_key
                     (dead_letter_key, "stream"))
 
 
-# KEYS: frames, seq counter. ARGV: maxlen (0 = no trim), then field, value, ...
+# KEYS: frames, seq counter, results. ARGV: maxlen (0 = no trim), then field, value, ...
+# A counter that is missing while the camera has frames or results (some client deleted it) starts again
+# after the newest seq in them: seqs are never given twice (the workers' once-only bitmap is keyed by seq).
 ADD_FRAME = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  local last = 0
+  for _, key in ipairs({KEYS[1], KEYS[3]}) do
+    local newest = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+    if newest then
+      local fields = newest[2]
+      for i = 1, #fields, 2 do
+        if fields[i] == 'seq' then last = math.max(last, tonumber(fields[i + 1]) or 0) end
+      end
+    end
+  end
+  redis.call('SET', KEYS[2], last)
+end
 local seq = redis.call('INCR', KEYS[2])
 local args = {KEYS[1]}
 if tonumber(ARGV[1]) > 0 then
@@ -305,7 +320,8 @@ class Bus:
         flat: list = [maxlen]
         for key, value in frame.to_fields().items():
             flat += [key, value]
-        seq, entry_id = self._add_frame(keys=[frames_key(frame.camera), seq_key(frame.camera)], args=flat)
+        seq, entry_id = self._add_frame(keys=[frames_key(frame.camera), seq_key(frame.camera),
+                                              results_key(frame.camera)], args=flat)
         return int(seq), _decode(entry_id)
 
     def last_seq(self, camera: str) -> int:
@@ -407,8 +423,12 @@ class Bus:
         pipe.execute()
 
     def latest_frame(self, camera: str) -> tuple[int, bytes] | None:
-        values = self.redis.hmget(latest_frame_key(camera), ["seq", "jpeg"])
-        return (int(values[0]), values[1]) if values[0] is not None and values[1] else None
+        try:
+            values = self.redis.hmget(latest_frame_key(camera), ["seq", "jpeg"])
+            return (int(values[0]), values[1]) if values[0] is not None and values[1] else None
+        except (redis.ResponseError, ValueError) as err:  # spoilt by some client: no preview
+            self.untrusted.skip("latest_frame", camera, str(err))
+            return None
 
     def add_one_off_camera(self, camera: str) -> None:
         """A camera for one request (an uploaded image): forgotten by its request, or by

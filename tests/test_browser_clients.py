@@ -258,6 +258,11 @@ def test_scores_are_decided_by_the_server(stack):
     wait_for(won, 60, "the practice round to be won", interval_s=0.15)
     done = next(d for e, d in player.events if e == "challenge" and d["state"] == "won")
     assert done["points"] == 0 and done["streak"] == 1  # practice neither builds nor breaks the streak
+    time.sleep(2.0)  # a new round starts a moment after the last one
+    elsewhere = player.call("challenge_start", {"name": name, "camera": "door", "round": "3"}, timeout=10)
+    assert not elsewhere["scored"] and elsewhere["streak"] == 1  # nor does practice on another camera
+    wait_for(lambda: any(e == "challenge" and d["id"] == elsewhere["id"] and d["state"] == "lost"
+                         for e, d in player.events), 30, "the practice round on a camera with no frames to end")
     assert viewer_json(stack, "/api/leaderboard") == [{"name": clean_name(name), "score": 1}]
     # the next scored round scores the scored streak: 2 (before the re-check's fix, practice wins raised it to 10)
     time.sleep(2.0)

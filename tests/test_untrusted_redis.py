@@ -106,6 +106,32 @@ def test_keys_of_another_type_and_counters_that_are_not_numbers_are_skipped(clie
     client.hset(f"fervi:{{door}}:agg:1s:{int(time.time()) // 60 * 60}", "bad", "1")
     assert aggregates.emotion_series(client, "door", "1s", 0, 120)["t"]  # the spoilt keys give no data
     assert aggregates.active_faces(client, "hall") == 0 and aggregates.tracks(client, "hall") == []
+    # found by the second re-check: nan in an aggregate made the chart's JSON invalid; one foreign member of
+    # the track index hid every track
+    minute = int(time.time()) // 60 * 60
+    client.hset(f"fervi:{{door}}:agg:1s:{minute}", mapping={f"{minute + 1}:fear": "nan", f"{minute + 2}:happy": "2"})
+    series = aggregates.emotion_series(client, "door", "1s", minute, minute + 59)
+    assert sum(series["happy"]) == 2 and sum(series["fear"]) == 0
+    client.hset("fervi:{door}:track:7", mapping={"id": 7, "start": 1, "end": 2, "frames": 3, "dominant": "sad"})
+    client.zadd("fervi:{door}:tracklist", {"7": time.time(), "notanid": time.time()})
+    assert [t["id"] for t in aggregates.tracks(client, "door")] == [7]
+
+
+def test_a_deleted_seq_counter_starts_again_after_the_newest_seq(client):
+    """Found by the second re-check: DEL of a camera's seq counter gave seqs again from 1, whose results the
+    once-only bitmap then dropped, silently, until the old count was passed (125 s of a demo camera)."""
+    from fervi.bus import seq_key
+    from fervi.protocol import Frame
+
+    bus = Bus(client)
+    bus.ensure_group("porch")
+    seqs = [bus.add_frame(Frame("porch", time.time(), 8, 8, b"\xff\xd8", live=True))[0] for _ in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+    client.delete(seq_key("porch"))
+    assert bus.add_frame(Frame("porch", time.time(), 8, 8, b"\xff\xd8", live=True))[0] == 6
+    client.delete("fervi:{porch}:frames", seq_key("porch"))  # frames gone too: the results stream remembers
+    client.xadd("fervi:{porch}:results", {"seq": "41"})
+    assert bus.add_frame(Frame("porch", time.time(), 8, 8, b"\xff\xd8", live=True))[0] == 42
 
 
 def test_ingest_waits_out_a_spoilt_stream_key(tmp_path, redis_url, processes):
