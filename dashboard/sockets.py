@@ -76,7 +76,7 @@ def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorize
     @socketio.on("connect")
     def on_connect(auth=None):
         given = (auth or {}).get("token") if isinstance(auth, dict) else None
-        if token and not (authorized() or hmac.compare_digest((given or "").encode(), token.encode())):
+        if token and not (authorized() or hmac.compare_digest(str(given or "").encode(), token.encode())):
             WEB_CONNECTIONS.labels("unauthorized").inc()
             return False
         if not connections.take(client_address()):
