@@ -19,7 +19,22 @@ from .settings import Settings, load_settings
 log = logging.getLogger("fervi")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Main(click.Group):
+    """The command group: a Redis that cannot be reached is one line naming the setting, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        import redis
+
+        try:
+            return super().invoke(ctx)
+        except (redis.ConnectionError, redis.TimeoutError) as err:
+            from .settings import mask_password
+
+            url = mask_password(ctx.obj.redis_url) if isinstance(ctx.obj, Settings) else ""
+            raise click.ClickException(f"cannot reach Redis at {url or '(none set)'} (FERVI_REDIS_URL): {err}") from None
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="fervi")
 @click.option("--log-level", default="INFO", show_default=True, envvar="FERVI_LOG_LEVEL", help="Logging level.")
 @click.pass_context

@@ -63,16 +63,24 @@ def stack(tmp_path_factory, redis_server):
     procs.stop_all()
 
 
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
 @pytest.fixture(scope="module")
-def browser(stack):
-    y4m = write_y4m(stack["tmp"] / "camera.y4m")
+def playwright():
     with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={y4m}"])
-        yield browser
-        browser.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(stack, playwright):
+    y4m = write_y4m(stack["tmp"] / "camera.y4m")
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        *CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={y4m}"])
+    yield browser
+    browser.close()
 
 
 @pytest.fixture
@@ -218,3 +226,22 @@ def test_oversized_and_malformed_socket_messages_are_refused(page, stack):
     assert http_ok(stack["url"] + "/healthz")  # ... and only that one
     page.reload()
     page.wait_for_function("document.getElementById('status').textContent === 'live'", timeout=20000)
+
+
+def test_without_a_camera_the_pages_say_so_and_offer_a_way_out(stack, playwright):
+    """A user with no camera (Chromium without its fake device): before, Start vanished and nothing was said."""
+    bare = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    try:
+        page = bare.new_page()
+        page.goto(stack["url"] + "/challenge?autostart=1")
+        page.wait_for_function("document.getElementById('verdict').textContent.length > 0", timeout=20000)
+        verdict = page.locator("#verdict").inner_text()
+        assert ("No camera" in verdict or "denied" in verdict) and "?camera=demo" in verdict, verdict
+        assert page.locator("#start").is_visible()
+        page.goto(stack["url"] + "/webcam?autostart=1")
+        page.wait_for_function("document.getElementById('note').textContent.length > 0", timeout=20000)
+        note = page.locator("#note").inner_text()
+        assert ("No camera" in note or "denied" in note) and "press Start again" in note, note
+        assert page.locator("#start").is_visible()
+    finally:
+        bare.close()

@@ -123,3 +123,14 @@ def test_healthz_fails_while_the_live_relay_fails(redis_url):
             time.sleep(0.1)
     finally:
         relay.running = False
+
+
+def test_an_unreachable_redis_is_one_line_not_a_traceback():
+    from click.testing import CliRunner
+
+    from fervi.cli import main
+
+    result = CliRunner().invoke(main, ["status"], env={"FERVI_REDIS_URL": "redis://:secret@127.0.0.1:1/0"})
+    assert result.exit_code == 1
+    assert "cannot reach Redis at redis://:***@127.0.0.1:1/0 (FERVI_REDIS_URL)" in result.output
+    assert "Traceback" not in result.output and "secret" not in result.output

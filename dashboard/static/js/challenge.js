@@ -1,4 +1,4 @@
-import { connect, EMOTIONS, params, startWebcam, Tile } from "./common.js";
+import { cameraProblem, connect, EMOTIONS, params, startWebcam, Tile } from "./common.js";
 
 // The server runs each round from the tracker's results; this page asks for rounds and shows progress.
 // URL settings: ?name=YOU; ?camera=NAME (play on a live camera); ?target=, ?threshold=, ?hold=, ?round=
@@ -77,7 +77,7 @@ $("start").addEventListener("click", async () => {
       if (ack && ack.ok && !started) { started = true; newRound(); }
     });
   } catch (err) {
-    $("verdict").textContent = `camera: ${err.message}`;
+    $("verdict").textContent = cameraProblem(err);
     $("start").hidden = false;
   }
 });

@@ -72,6 +72,15 @@ export class Tile {
   }
 }
 
+// What to tell a user whose camera could not start, and what to do about it.
+export function cameraProblem(err) {
+  const denied = err && (err.name === "NotAllowedError" || err.name === "SecurityError");
+  const missing = err && (err.name === "NotFoundError" || err.name === "OverconstrainedError");
+  const what = denied ? "Camera access was denied" : missing ? "No camera was found" : `The camera could not start (${err?.message || err})`;
+  return `${what}. Allow or connect a camera and press Start again` +
+    (location.pathname === "/challenge" ? ", or play on a live camera: add ?camera=demo to the address." : ".");
+}
+
 // The browser camera: capture with getUserMedia, send JPEG frames at a capped rate, call back with each ack.
 // Stops sending when the server refuses the camera (too many browser cameras); resolves to a stop function.
 export async function startWebcam(socket, video, onAck, fps = 6) {

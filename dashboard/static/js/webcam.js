@@ -1,4 +1,4 @@
-import { connect, startWebcam, Tile } from "./common.js";
+import { cameraProblem, connect, startWebcam, Tile } from "./common.js";
 
 const socket = connect();
 const tile = new Tile(document.getElementById("tile"), "your camera");
@@ -25,7 +25,7 @@ const start = () => startWebcam(socket, video, (ack) => {
   }
   if (ack && ack.full) { note.textContent = ack.error; document.getElementById("start").hidden = false; }
 }).then(() => { document.getElementById("start").hidden = true; })
-  .catch((err) => { note.textContent = `camera: ${err.message}`; });
+  .catch((err) => { note.textContent = cameraProblem(err); note.className = "error"; });
 
 // A reconnect is a new client: its camera is new too (the old one was removed when the connection dropped).
 socket.on("disconnect", () => { camera = null; });
