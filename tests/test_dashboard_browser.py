@@ -160,12 +160,21 @@ def test_image_mode_labels_every_face_and_refuses_bad_uploads(page, stack, tmp_p
     page.wait_for_function("document.getElementById('tile').dataset.done === '1'", timeout=30000)
     assert len(page.locator("#tile").get_attribute("data-labels").split(",")) == 2
     shot(page, "image")
+    assert "latency 0 ms" not in page.locator("#tile .meta").inner_text()  # the upload's own round trip
     notes = tmp_path / "notes.png"
     notes.write_text("not an image")
     page.set_input_files("#file", str(notes))
     page.click("button[type=submit]")
     page.wait_for_function("document.getElementById('error').innerText.length > 0", timeout=10000)
     assert "not a readable image" in page.locator("#error").inner_text()
+    # before: the previous result stayed under the error, as if the text file had faces
+    assert page.locator("#tile").get_attribute("data-labels") == "" and page.locator("#tile .bars .face").count() == 0
+    empty = tmp_path / "wall.png"
+    cv2.imwrite(str(empty), np.full((240, 320, 3), 90, np.uint8))
+    page.set_input_files("#file", str(empty))
+    page.click("button[type=submit]")
+    page.wait_for_function("document.getElementById('tile').dataset.done === '1'", timeout=30000)
+    assert "No face found" in page.locator("#note").inner_text() and page.locator("#error").inner_text() == ""
     huge = tmp_path / "huge.jpg"
     huge.write_bytes(jpeg_claiming_size(20000, 20000))
     page.set_input_files("#file", str(huge))
