@@ -106,7 +106,7 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
             camera = check_camera(name)
         except ProtocolError as err:
             abort(make_response(jsonify(error=str(err)), 400))
-        if is_browser_camera(camera) and not (camera in bus.webcams() and camera in bus.shared_webcams()):
+        if is_browser_camera(camera) and not bus.is_shared_webcam(camera):
             abort(make_response(jsonify(error=f"{camera} is a browser camera its user is not sharing"), 404))
         return camera
 

@@ -16,7 +16,7 @@ from prometheus_client import Histogram
 
 from fervi import aggregates
 from fervi.bus import DASHBOARD_RELAY_LOCK, Bus, tracks_key
-from fervi.protocol import ProtocolError, TrackEntry
+from fervi.protocol import IMAGE_CAMERA_PREFIX, ProtocolError, TrackEntry
 from fervi.service import REDIS_DOWN, Backoff
 
 from . import challenge
@@ -32,8 +32,8 @@ CAMERAS_EVERY_S = 1.0
 CAMERA_GONE_S = 15.0
 SWEEP_EVERY_S = 2.0
 HEARTBEAT_EVERY_S = 2.0
-WEBCAM_GRACE_S = 10.0
-ONE_OFF_MAX_AGE_S = 120.0  # an image-mode camera left behind (its dashboard died mid-request) goes after this  # a browser camera's keys are deleted this long after it left (frames in flight drain)
+WEBCAM_GRACE_S = 10.0  # a browser camera's keys are deleted this long after it left (frames in flight drain)
+ONE_OFF_MAX_AGE_S = 120.0  # an image-mode camera left behind (its dashboard died mid-request) goes after this
 WALL_ROOM = "wall"
 
 
@@ -83,14 +83,14 @@ class Relay:
             return True
         return False
 
-    def camera_list(self) -> list[dict]:
+    def camera_list(self, cameras: list[str] | None = None) -> list[dict]:
         """Cameras with a tracked frame in the last `CAMERA_GONE_S` seconds (a stopped camera leaves the wall);
-        a browser camera only when its user shares it."""
+        a browser camera only when its user shares it. `cameras`: `Bus.cameras()` when the caller has it."""
         now = time.time()
         private = set(self.bus.webcams()) - self.bus.shared_webcams()
         return [{"camera": c, "active": aggregates.active_faces(self.redis, c), "fps": round(self._fps(c), 1)}
-                for c in self.bus.cameras()
-                if not c.startswith("image-") and c not in private
+                for c in (self.bus.cameras() if cameras is None else cameras)
+                if not c.startswith(IMAGE_CAMERA_PREFIX) and c not in private
                 and now - aggregates.last_frame_at(self.redis, c) < CAMERA_GONE_S]
 
     def _sweep(self, now: float) -> None:
@@ -162,7 +162,7 @@ class Relay:
             self.frame_sent.pop(camera, None)
             self.fps.pop(camera, None)
         if now - self.cameras_sent >= CAMERAS_EVERY_S:
-            self.socketio.emit("cameras", self.camera_list(), to=WALL_ROOM)
+            self.socketio.emit("cameras", self.camera_list(cameras), to=WALL_ROOM)
             self.cameras_sent = now
         if not self.positions:
             time.sleep(self.block_ms / 1000)

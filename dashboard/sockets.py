@@ -52,9 +52,7 @@ def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorize
 
     def visible(camera: str) -> bool:
         """A browser camera to its own client, and to others only while live and shared; every other camera."""
-        if not is_browser_camera(camera) or camera == own.get(request.sid):
-            return True
-        return camera in bus.webcams() and camera in bus.shared_webcams()
+        return not is_browser_camera(camera) or camera == own.get(request.sid) or bus.is_shared_webcam(camera)
 
     def refusal(camera) -> str:
         """Why this client may not watch `camera` ("" when it may)."""

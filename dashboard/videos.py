@@ -71,13 +71,22 @@ class Videos:
         log.info("event=video_uploaded video=%s name=%s bytes=%d", video_id, name, path.stat().st_size)
         return {"id": video_id, "name": name}
 
-    def status(self, video_id: str) -> dict | None:
-        """The record, brought up to date from RQ while the video runs."""
-        record = self.bus.video(video_id) if VIDEO_ID.fullmatch(video_id) else None
-        if record is None or record["state"] in ENDED:
-            return record
+    def _record(self, video_id: str) -> dict | None:
+        """The record of a video id (None for an unknown one, or a string that is no video id)."""
+        return self.bus.video(video_id) if VIDEO_ID.fullmatch(video_id) else None
+
+    def _jobs(self, record: dict) -> tuple[list[Job], int]:
+        """The video's RQ jobs whose records still exist, and how many are gone."""
         fetched = Job.fetch_many(record["jobs"], connection=self.queue.connection)
         jobs = [j for j in fetched if j is not None]
+        return jobs, len(fetched) - len(jobs)
+
+    def status(self, video_id: str) -> dict | None:
+        """The record, brought up to date from RQ while the video runs."""
+        record = self._record(video_id)
+        if record is None or record["state"] in ENDED:
+            return record
+        jobs, gone = self._jobs(record)
         statuses = [j.get_status() for j in jobs]
         change: dict = {}
         failed = next((j for j, s in zip(jobs, statuses) if s == JobStatus.FAILED), None)
@@ -85,10 +94,10 @@ class Videos:
             change = {"state": "failed", "error": failure_message(failed), "ended_at": time.time()}
         elif JobStatus.CANCELED in statuses:
             change = {"state": "canceled", "error": "canceled", "ended_at": time.time()}
-        elif len(jobs) < len(fetched) and (self.bus.video(video_id) or {}).get("state") not in ENDED:
+        elif gone and (self.bus.video(video_id) or {}).get("state") not in ENDED:
             # RQ keeps job records a day; one gone before the video ended will never run (or was lost)
-            change = {"state": "failed", "error": f"{len(fetched) - len(jobs)} of its jobs are gone "
-                                                  "(RQ's records were removed)", "ended_at": time.time()}
+            change = {"state": "failed", "error": f"{gone} of its jobs are gone (RQ's records were removed)",
+                      "ended_at": time.time()}
         elif JobStatus.STARTED in statuses or record["done"]:
             change = {"state": "running"} if record["state"] != "running" else {}
         if change:
@@ -104,12 +113,11 @@ class Videos:
         return {**{k: record.get(k) for k in keys}, "files": files}
 
     def cancel(self, video_id: str) -> bool:
-        record = self.bus.video(video_id) if VIDEO_ID.fullmatch(video_id) else None
+        record = self._record(video_id)
         if record is None:
             return False
         if record["state"] not in ENDED:
-            jobs = [j for j in Job.fetch_many(record["jobs"], connection=self.queue.connection) if j is not None]
-            cancel_jobs(jobs, self.queue.connection)
+            cancel_jobs(self._jobs(record)[0], self.queue.connection)
             self.bus.update_video(video_id, state="canceled", error="canceled", ended_at=time.time())
         return True
 

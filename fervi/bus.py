@@ -501,6 +501,14 @@ class Bus:
     def shared_webcams(self) -> set[str]:
         return {_decode(c) for c in self.redis.smembers(WEBCAMS_SHARED)}
 
+    def is_shared_webcam(self, camera: str) -> bool:
+        """Whether a browser camera is live and its user shares it (what others may see of it)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zscore(WEBCAMS, camera)
+        pipe.sismember(WEBCAMS_SHARED, camera)
+        live, shared = pipe.execute()
+        return live is not None and bool(shared)
+
     def dead_letter(self, letter: DeadLetter, ack: bool = True) -> None:
         """Keep a bad entry's summary and count it; `ack=False` when a gap marker will ack the frame."""
         pipe = self.redis.pipeline(transaction=True)

@@ -15,8 +15,8 @@ import time
 import redis
 
 from fervi.bus import Bus, Entry, connect, process_id
-from fervi.protocol import metric_camera
 from fervi.metrics import BATCH_SECONDS, DEAD_LETTERS, FACES, FRAMES_DONE, FRAMES_RECLAIMED, FRAMES_SKIPPED, LATENCY
+from fervi.protocol import metric_camera
 from fervi.service import Shutdown, run_redis_loop, serve
 from fervi.settings import Settings
 from fervi.vision.pipeline import FacePipeline, Timing
