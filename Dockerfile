@@ -6,9 +6,12 @@ COPY pyproject.toml README.md ./
 COPY fervi fervi
 COPY ingest ingest
 COPY workers workers
+COPY tracker tracker
+COPY offline offline
 COPY dashboard dashboard
 COPY training training
 COPY models models
+COPY bench bench
 RUN pip install --no-cache-dir .
 ENV FERVI_METRICS_HOST=0.0.0.0 FERVI_METRICS_PORT=9100
 EXPOSE 9100

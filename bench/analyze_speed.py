@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fervi.bench import machine_info
+from fervi.bench.harness import machine_info
 from fervi.demo import write_video
 
 
@@ -39,7 +39,7 @@ def main() -> None:
             for workers, every in ((1, 1), (2, 1), (2, 2)):
                 segments = 2 * workers
                 out = Path(tmp) / f"out-{size}-{workers}-{every}"
-                command = [sys.executable, "-m", "fervi.cli", "--log-level", "WARNING", "analyze", str(video),
+                command = [sys.executable, "-m", "fervi", "--log-level", "WARNING", "analyze", str(video),
                            "--out", str(out), "--workers", str(workers),
                            "--segments", str(segments), "--every", str(every)]
                 started = time.perf_counter()

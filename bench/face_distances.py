@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.distance_scenes import (  # noqa: E402
+from fervi.bench.distance_scenes import (  # noqa: E402
     FACE_FREE_PHOTOS, FRAME_SIZES, WIDTHS, background, face_free_scenes, gray_faces, match, paste, photo_faces,
 )
 from fervi.settings import load_settings  # noqa: E402
@@ -33,7 +33,7 @@ from fervi.vision.pipeline import FacePipeline  # noqa: E402
 
 def real_faces(data: Path, count: int, rng: np.random.Generator) -> list:
     """`count` labelled faces, half CK+ and half FER-2013 PublicTest, plus the two wheel photos."""
-    from training.datasets import load_ckplus, load_fer_csv
+    from fervi.training.datasets import load_ckplus, load_fer_csv
 
     faces = []
     ck_dir, fer_csv = data / "ckplus48", data / "fer2013" / "fer2013.csv.gz"

@@ -18,7 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from fervi.bench import soak
+from fervi.bench.harness import soak
 from fervi.embedded import EmbeddedRedis
 from fervi.settings import load_settings
 

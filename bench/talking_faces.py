@@ -59,11 +59,10 @@ def video_labels(path: Path, pipeline: FacePipeline, settings) -> dict:
             break
         faces = pipeline.analyze([frame])[0]
         tracks = tracker.update(seq, seq / fps, faces)
-        if len(faces.boxes):
-            biggest = int(np.argmax(faces.boxes[:, 2] * faces.boxes[:, 3]))
+        if len(faces):
+            biggest = faces.largest()  # the tracker keeps the order of the faces it is given
             raw.append(EMOTIONS[int(np.argmax(faces.probs[biggest]))])
-            face = max(tracks.faces, key=lambda f: f.box[2] * f.box[3])
-            smooth.append(face.label)
+            smooth.append(tracks.faces.labels[biggest])
         else:
             raw.append("-")
             smooth.append("-")

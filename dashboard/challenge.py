@@ -93,7 +93,7 @@ def new_round(player: str, camera: str, own_camera: bool, asked: dict, targets: 
 def observe(record: dict, entry: TrackEntry) -> bool:
     """Feed one tracks entry of the round's camera; True when the hold time is reached (a win)."""
     index = EMOTIONS.index(record["target"])
-    best = max((float((f.get("smooth") or f.get("probs"))[index]) for f in entry.faces), default=0.0)
+    best = float(entry.faces.label_probs[:, index].max()) if len(entry.faces) else 0.0
     last = record["last_ts"]
     if entry.captured_at < record["started_at"] or (last is not None and entry.captured_at <= last):
         return False  # a frame from before the round, or one counted already (captured_at is the server's)

@@ -4,16 +4,15 @@ under "browser" and "image" (see `metric_camera`)."""
 
 from __future__ import annotations
 
-import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from fervi.bus import Bus
+from fervi.bus import Bus, RedisError
 from fervi.protocol import metric_camera
 
 
 class PipelineCollector:
-    def __init__(self, client: redis.Redis):
-        self.bus = Bus(client)
+    def __init__(self, bus: Bus):
+        self.bus = bus
 
     def collect(self):
         frames_in = CounterMetricFamily("fervi_camera_frames_in", "Frames added to a camera stream", labels=["camera"])
@@ -31,7 +30,7 @@ class PipelineCollector:
                                            stats.get("skipped", 0), stats.get("dead_lettered", 0),
                                            self.bus.backlog(camera))):
                     row[i] += float(value)
-        except redis.RedisError:
+        except RedisError:
             pass  # /metrics stays up while Redis is away; /healthz says why
         for label, row in sorted(totals.items()):
             for family, value in zip((frames_in, results, skipped, dead, backlog), row):

@@ -8,30 +8,23 @@ twice; another process takes over within `LOCK_TTL_S` when the holder dies.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 
-import redis
-from prometheus_client import Histogram
-
-from fervi import aggregates
-from fervi.bus import DASHBOARD_RELAY_LOCK, Bus, tracks_key
+from fervi.bus import Bus
+from fervi.metrics import RELAY_LATENCY
 from fervi.protocol import IMAGE_CAMERA_PREFIX, ProtocolError, TrackEntry
-from fervi.service import REDIS_DOWN, Backoff
+from fervi.service import Heartbeat, Shutdown, run_redis_loop
 
 from . import challenge
 
 log = logging.getLogger(__name__)
 
-LATENCY = Histogram("fervi_dashboard_capture_to_tracks_seconds", "Capture to tracks entry, as the dashboard relays it",
-                    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
 
 LOCK_TTL_S = 5
 FRAME_EVERY_S = 0.2  # preview images per camera, at most 5 a second
 CAMERAS_EVERY_S = 1.0
 CAMERA_GONE_S = 15.0
 SWEEP_EVERY_S = 2.0
-HEARTBEAT_EVERY_S = 2.0
 WEBCAM_GRACE_S = 10.0  # a browser camera's keys are deleted this long after it left (frames in flight drain)
 ONE_OFF_MAX_AGE_S = 120.0  # an image-mode camera left behind (its dashboard died mid-request) goes after this
 WALL_ROOM = "wall"
@@ -41,18 +34,17 @@ def track_payload(entry: TrackEntry) -> dict:
     now = time.time()
     return {"camera": entry.camera, "seq": entry.seq, "ts": entry.captured_at, "w": entry.width, "h": entry.height,
             "latency_ms": round((entry.tracked_at - entry.captured_at) * 1000, 1),
-            "age_ms": round((now - entry.captured_at) * 1000, 1), "faces": entry.faces}
+            "age_ms": round((now - entry.captured_at) * 1000, 1), "faces": entry.faces.to_list()}
 
 
 RELAY_STALE_S = 10.0  # /healthz fails when the relay has not run through a step for this long
 
 
 class Relay:
-    def __init__(self, socketio, client: redis.Redis, name: str, block_ms: int = 500, web_idle_s: float = 30.0,
+    def __init__(self, socketio, bus: Bus, name: str, block_ms: int = 500, web_idle_s: float = 30.0,
                  heartbeat_ttl_s: int = 15):
         self.socketio = socketio
-        self.bus = Bus(client)
-        self.redis = client
+        self.bus = bus
         self.name = name
         self.block_ms = block_ms
         self.positions: dict[str, str] = {}
@@ -62,10 +54,9 @@ class Relay:
         self.web_idle_s = web_idle_s
         self.swept_at = 0.0
         self.round_progress: dict[str, dict] = {}  # round id -> held, best, last_ts (the relay's own count)
-        self.heartbeat_ttl_s = heartbeat_ttl_s
-        self.beat_at = 0.0
+        self.heartbeat = Heartbeat(bus, name, "dashboard", heartbeat_ttl_s)
         self.leading = False
-        self.running = True
+        self.shutdown = Shutdown(name)  # set by `stop` (the dashboard's own signal handling stops the server)
         self.last_ok = time.monotonic()  # the last step that ran through
         self.last_error = ""
 
@@ -75,23 +66,15 @@ class Relay:
             return True, ""
         return False, f"live relay failing for {time.monotonic() - self.last_ok:.0f} s: {self.last_error or 'no step'}"
 
-    def _leader(self) -> bool:
-        if self.redis.set(DASHBOARD_RELAY_LOCK, self.name, nx=True, ex=LOCK_TTL_S):
-            return True
-        if self.redis.get(DASHBOARD_RELAY_LOCK) == self.name.encode():
-            self.redis.expire(DASHBOARD_RELAY_LOCK, LOCK_TTL_S)
-            return True
-        return False
-
     def camera_list(self, cameras: list[str] | None = None) -> list[dict]:
         """Cameras with a tracked frame in the last `CAMERA_GONE_S` seconds (a stopped camera leaves the wall);
         a browser camera only when its user shares it. `cameras`: `Bus.cameras()` when the caller has it."""
         now = time.time()
         private = set(self.bus.webcams()) - self.bus.shared_webcams()
-        return [{"camera": c, "active": aggregates.active_faces(self.redis, c), "fps": round(self._fps(c), 1)}
+        return [{"camera": c, "active": self.bus.active_faces(c), "fps": round(self._fps(c), 1)}
                 for c in (self.bus.cameras() if cameras is None else cameras)
                 if not c.startswith(IMAGE_CAMERA_PREFIX) and c not in private
-                and now - aggregates.last_frame_at(self.redis, c) < CAMERA_GONE_S]
+                and now - self.bus.last_frame_at(c) < CAMERA_GONE_S]
 
     def _sweep(self, now: float) -> None:
         if now - self.swept_at < SWEEP_EVERY_S:
@@ -137,18 +120,10 @@ class Relay:
         stamps = self.fps.get(camera, [])
         return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
 
-    def _heartbeat(self, now: float) -> None:
-        """Every dashboard process is listed by `fervi status`, the relaying one marked."""
-        if now - self.beat_at < HEARTBEAT_EVERY_S:
-            return
-        self.beat_at = now
-        self.bus.heartbeat(self.name, {"kind": "dashboard", "host": socket.gethostname(),
-                                       "relay": "leader" if self.leading else "standby", "last_seen": f"{now:.0f}"},
-                           self.heartbeat_ttl_s)
-
     def step(self) -> None:
-        self.leading = self._leader()
-        self._heartbeat(time.time())
+        self.leading = self.bus.hold_relay_lock(self.name, LOCK_TTL_S)
+        # every dashboard process is listed by `fervi status`, the relaying one marked
+        self.heartbeat.beat(relay="leader" if self.leading else "standby")
         if not self.leading:
             time.sleep(1.0)
             return
@@ -168,15 +143,13 @@ class Relay:
             time.sleep(self.block_ms / 1000)
             self._rounds({})
             return
-        reply = self.redis.xread({tracks_key(c): p for c, p in self.positions.items()}, count=50,
-                                 block=self.block_ms)
+        reply = self.bus.read_tracks(self.positions, 50, self.block_ms)
         clients = self.bus.webcam_clients() if reply else {}
         entries: dict[str, list[TrackEntry]] = {}
-        for stream, items in reply or []:
-            camera = stream.decode().split("{", 1)[1].rsplit("}", 1)[0]
+        for camera, items in reply:
             latest = None
             for entry_id, fields in items:
-                self.positions[camera] = entry_id.decode()
+                self.positions[camera] = entry_id
                 try:
                     latest = TrackEntry.from_fields(fields)
                 except ProtocolError:
@@ -187,7 +160,7 @@ class Relay:
                 del stamps[:-30]
             if latest is None:
                 continue
-            LATENCY.observe(max(0.0, latest.tracked_at - latest.captured_at))
+            RELAY_LATENCY.observe(max(0.0, latest.tracked_at - latest.captured_at))
             # watchers of the camera's room and, for a browser camera, its own client (its private room)
             to = [camera, clients[camera]] if camera in clients else camera
             self.socketio.emit("tracks", track_payload(latest), to=to)
@@ -198,21 +171,25 @@ class Relay:
                     self.frame_sent[camera] = time.time()
         self._rounds(entries)
 
+    @property
+    def running(self) -> bool:
+        return not self.shutdown.requested
+
     def stop(self) -> None:
-        self.running = False
-        self.bus.forget(self.name)
+        self.shutdown.event.set()
+        self.heartbeat.forget()
+
+    def _step(self) -> None:
+        self.step()
+        self.last_ok = time.monotonic()
+
+    def _redis_down(self, err: Exception) -> None:
+        self.last_error = f"redis: {err}"
+
+    def _error(self, err: Exception) -> None:
+        """The relay must outlive any one bad event."""
+        self.last_error = f"{err.__class__.__name__}: {err}"
+        log.exception("event=relay_error")
 
     def run(self) -> None:
-        backoff = Backoff("redis (dashboard relay)")
-        while self.running:
-            try:
-                self.step()
-                self.last_ok = time.monotonic()
-                backoff.succeeded()
-            except REDIS_DOWN as err:
-                self.last_error = f"redis: {err}"
-                backoff.failed(err)
-            except Exception as err:  # noqa: BLE001 - the relay must outlive any one bad event
-                self.last_error = f"{err.__class__.__name__}: {err}"
-                log.exception("event=relay_error")
-                time.sleep(1.0)
+        run_redis_loop(self._step, self.shutdown, self._redis_down, self._error, what="redis (dashboard relay)")

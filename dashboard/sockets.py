@@ -18,11 +18,10 @@ from flask import request
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room, leave_room
 
 from fervi.bus import Bus
-from fervi.metrics import FRAMES_INGESTED
+from fervi.metrics import FRAMES_INGESTED, WEB_CAMERAS, WEB_CONNECTIONS, WEB_FRAMES
 from fervi.protocol import Frame, ProtocolError, check_camera, is_browser_camera, metric_camera
 from fervi.settings import Settings
 from fervi.vision.images import ImageError, image_size
-from prometheus_client import Counter, Gauge
 
 from . import challenge
 from .limits import AddressLimits, TokenBucket
@@ -32,9 +31,6 @@ log = logging.getLogger(__name__)
 
 WEB_FRAME_MAX_BYTES = 512 * 1024
 WEB_FPS = 8.0
-WEB_FRAMES = Counter("fervi_dashboard_webcam_frames_total", "Browser camera frames", ["outcome"])
-WEB_CONNECTIONS = Counter("fervi_dashboard_connections_total", "Socket.IO connections", ["outcome"])
-WEB_CAMERAS = Gauge("fervi_dashboard_webcams", "Browser cameras of this dashboard process's clients")
 
 
 def client_address() -> str:

@@ -17,16 +17,12 @@ import time
 import uuid
 from pathlib import Path
 
-import redis
 from flask import Flask, abort, jsonify, request, send_from_directory
-from rq import Queue
 from rq.job import Job, JobStatus
 from werkzeug.utils import secure_filename
 
 from fervi.bus import Bus
-from workers.video_io import VideoError
-from workers.video_jobs import QUEUE, submit
-from workers.video_runner import cancel_jobs, failure_message
+from fervi.offline import QUEUE, VideoError, cancel_jobs, failure_message, submit
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +37,9 @@ VIDEO_ID = re.compile(r"[0-9a-f]{12}")
 class Videos:
     """Uploaded videos: files under FERVI_HOME (uploads/<id>, videos/<id>) and FERVI's record in Redis."""
 
-    def __init__(self, client: redis.Redis, home: Path, retention_s: float):
-        self.bus = Bus(client)
-        self.queue = Queue(QUEUE, connection=client)
+    def __init__(self, bus: Bus, home: Path, retention_s: float):
+        self.bus = bus
+        self.queue = bus.queue(QUEUE)
         self.uploads, self.outputs = home / "uploads", home / "videos"
         self.retention_s = retention_s
 
@@ -163,8 +159,8 @@ class Videos:
             time.sleep(JANITOR_EVERY_S)
 
 
-def register_videos(app: Flask, client: redis.Redis, home: Path, retention_s: float) -> Videos:
-    videos = Videos(client, home, retention_s)
+def register_videos(app: Flask, bus: Bus, home: Path, retention_s: float) -> Videos:
+    videos = Videos(bus, home, retention_s)
 
     def found(video_id: str) -> dict:
         record = videos.status(video_id)

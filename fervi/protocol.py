@@ -1,4 +1,5 @@
-"""The stream protocol: what a frame, a result and a dead letter look like as Redis stream entries.
+"""The stream protocol: what a frame, a result, a tracks entry and a dead letter look like as Redis stream
+entries (their faces are `fervi.faces.Faces`).
 
 Every stage reads and writes entries only through these classes; `docs/protocol.md` documents the same
 fields for clients in other languages. Entries carry `v` (the schema version); a reader rejects entries of
@@ -9,18 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
-
-from .emotions import EMOTIONS, NUM_EMOTIONS
+from .faces import Faces, ProtocolError  # noqa: F401 - part of the protocol
 
 SCHEMA_VERSION = 1
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class ProtocolError(ValueError):
-    """An entry that does not follow the protocol; the message is the dead-letter reason."""
 
 
 BROWSER_CAMERA_PREFIX = "web-"  # cameras the dashboard makes for browsers (private unless shared)
@@ -125,50 +120,6 @@ class Frame:
             index=_number(fields, "index", int),
             seq=_number(fields, "seq", int),
         )
-
-
-@dataclass
-class Faces:
-    """All faces of one frame, batched: boxes (N, 4) xywh pixels, detector scores (N,), probabilities (N, 7)."""
-
-    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
-    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    probs: np.ndarray = field(default_factory=lambda: np.zeros((0, NUM_EMOTIONS), np.float32))
-
-    def __len__(self) -> int:
-        return len(self.boxes)
-
-    @property
-    def labels(self) -> list[str]:
-        return [EMOTIONS[i] for i in self.probs.argmax(axis=1)] if len(self) else []
-
-    @property
-    def label_scores(self) -> np.ndarray:
-        return self.probs.max(axis=1) if len(self) else np.zeros(0, np.float32)
-
-    def to_list(self) -> list[dict]:
-        return [
-            {
-                "box": [round(float(v), 1) for v in box],
-                "det": round(float(score), 4),
-                "label": label,
-                "score": round(float(p.max()), 4),
-                "probs": [round(float(v), 5) for v in p],
-            }
-            for box, score, p, label in zip(self.boxes, self.scores, self.probs, self.labels)
-        ]
-
-    @classmethod
-    def from_list(cls, items: list[dict]) -> "Faces":
-        if not items:
-            return cls()
-        try:
-            boxes = np.array([item["box"] for item in items], np.float32).reshape(-1, 4)
-            scores = np.array([item.get("det", 1.0) for item in items], np.float32)
-            probs = np.array([item["probs"] for item in items], np.float32).reshape(-1, NUM_EMOTIONS)
-        except (KeyError, TypeError, ValueError) as err:
-            raise ProtocolError(f"malformed faces: {err}") from None
-        return cls(boxes, scores, probs)
 
 
 @dataclass
@@ -287,7 +238,7 @@ class TrackEntry:
     tracked_at: float
     width: int
     height: int
-    faces: list[dict]  # {"track", "box", "label", "score", "probs" (raw), "smooth"}
+    faces: Faces  # tracked: track ids and smoothed probabilities
 
     def to_fields(self) -> dict[str, str]:
         return {
@@ -299,7 +250,7 @@ class TrackEntry:
             "ts_tracked": f"{self.tracked_at:.6f}",
             "w": str(self.width),
             "h": str(self.height),
-            "faces": json.dumps(self.faces, separators=(",", ":")),
+            "faces": json.dumps(self.faces.to_list(), separators=(",", ":")),
         }
 
     @classmethod
@@ -313,17 +264,5 @@ class TrackEntry:
             tracked_at=_number(fields, "ts_tracked"),
             width=_number(fields, "w", int),
             height=_number(fields, "h", int),
-            faces=_json(fields, "faces"),
+            faces=Faces.from_list(_json(fields, "faces")),
         )
-
-    @staticmethod
-    def face(track_id: int, box, raw, smoothed) -> dict:
-        smoothed = np.asarray(smoothed)
-        return {
-            "track": int(track_id),
-            "box": [round(float(v), 1) for v in box],
-            "label": EMOTIONS[int(smoothed.argmax())],
-            "score": round(float(smoothed.max()), 4),
-            "probs": [round(float(v), 5) for v in raw],
-            "smooth": [round(float(v), 5) for v in smoothed],
-        }

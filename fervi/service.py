@@ -1,5 +1,6 @@
-"""What every long-running FERVI process shares: warm/cold shutdown, a health and metrics endpoint,
-a heartbeat in Redis, and reconnecting with capped exponential backoff.
+"""What every long-running FERVI process shares, written once: warm/cold shutdown, a health and metrics
+endpoint, a heartbeat in Redis, reconnecting with capped exponential backoff, and starting and stopping
+`fervi` child processes.
 """
 
 from __future__ import annotations
@@ -7,13 +8,17 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-import redis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .bus import REDIS_DOWN
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +119,13 @@ class Backoff:
         self.delay_s = 0.0
 
 
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ConnectionError, OSError)
-
-
-def run_redis_loop(step: Callable[[], object], shutdown: Shutdown, on_redis_down=None) -> bool:
+def run_redis_loop(step: Callable[[], object], shutdown: Shutdown, on_redis_down=None, on_error=None,
+                   what: str = "redis") -> bool:
     """Call `step` until shutdown; Redis outages back off and are retried. Returns whether Redis was up
-    at the last step. `on_redis_down` runs at each failure (to forget state the server may have lost)."""
-    backoff = Backoff("redis")
+    at the last step. `on_redis_down(err)` runs at each outage failure (to forget state the server may have
+    lost). With `on_error`, any other exception is handed to it and the loop goes on a second later (a
+    process that must outlive one bad event); without, it ends the loop."""
+    backoff = Backoff(what)
     up = False
     while not shutdown.requested:
         try:
@@ -130,9 +135,34 @@ def run_redis_loop(step: Callable[[], object], shutdown: Shutdown, on_redis_down
         except REDIS_DOWN as err:
             up = False
             if on_redis_down:
-                on_redis_down()
+                on_redis_down(err)
             backoff.failed(err, shutdown)
+        except Exception as err:  # noqa: BLE001 - handed to on_error, or raised
+            if on_error is None:
+                raise
+            on_error(err)
+            shutdown.wait(1.0)
     return up
+
+
+class Heartbeat:
+    """A process's entry in the registry that `fervi status` lists: written at most every `every_s`, kept
+    `ttl_s` (so a process that dies leaves the list by itself), removed by `forget` on a clean exit."""
+
+    def __init__(self, bus, name: str, kind: str, ttl_s: int, every_s: float = 2.0):
+        self.bus, self.name, self.kind, self.ttl_s, self.every_s = bus, name, kind, ttl_s, every_s
+        self.at = float("-inf")
+
+    def beat(self, now: float | None = None, **info) -> None:
+        now = time.time() if now is None else now
+        if now - self.at < self.every_s:
+            return
+        self.at = now
+        self.bus.heartbeat(self.name, {"kind": self.kind, "host": socket.gethostname(), **info,
+                                       "last_seen": f"{now:.0f}"}, self.ttl_s)
+
+    def forget(self) -> None:
+        self.bus.forget(self.name)
 
 
 def serve(process, metrics_port: int | None, settings) -> int:
@@ -154,3 +184,33 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass  # not Linux: children outlive a killed supervisor
+
+
+def fervi_command(*args: str) -> list[str]:
+    """A `fervi` subcommand run by this Python (the same commands docker-compose runs)."""
+    return [sys.executable, "-m", "fervi", *args]
+
+
+def spawn(args: list[str], env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
+    """Start a `fervi` subcommand as a child in its own session (a terminal's Ctrl-C reaches only its
+    supervisor, which then stops children once) that gets SIGTERM when its parent dies."""
+    return subprocess.Popen(fervi_command(*args), env=env, start_new_session=True, preexec_fn=die_with_parent,
+                            **popen)
+
+
+def stop_processes(procs: list[subprocess.Popen], grace_s: float = 20.0, on_kill=None) -> int:
+    """SIGTERM to every running child (a warm shutdown), SIGKILL to those still running after `grace_s`
+    in all. `on_kill(proc)` runs before each kill. Returns how many were running."""
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
+        proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for proc in running:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            if on_kill:
+                on_kill(proc)
+            proc.kill()
+            proc.wait()
+    return len(running)

@@ -15,10 +15,10 @@ DEVICES = ("auto", "cpu", "gpu")
 
 
 def default_model_dir() -> str:
-    """The trained model shipped in the `models` package (works for editable and regular installs)."""
+    """The trained model shipped in the `fervi.models` package (works for editable and regular installs)."""
     import importlib.util
 
-    spec = importlib.util.find_spec("models")
+    spec = importlib.util.find_spec("fervi.models")
     if spec is not None and spec.submodule_search_locations:
         return str(Path(next(iter(spec.submodule_search_locations))))
     return str(Path(__file__).resolve().parent.parent / "models")
@@ -84,6 +84,11 @@ class Settings:
     video_retention: str = _setting("FERVI_VIDEO_RETENTION", "7d",
                                     "Uploaded videos and their outputs are deleted this long after they end "
                                     "(s, or with m/h/d; 0: kept)")
+    fer2013_csv: str = _setting("FERVI_FER2013_CSV", "",
+                                "FER-2013 CSV whose PublicTest rows `fervi bench` scores both classifiers on "
+                                "(empty: accuracy not measured)")
+    peer_venv: str = _setting("FERVI_PEER_VENV", "", "Virtual environment of the `fer` peer that `fervi bench` "
+                              "creates once and reuses (empty: ~/.cache/fervi/peer-venv)")
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:

@@ -6,7 +6,8 @@
 - `FaceTracker` matches faces to tracks by box overlap (or centre distance) with an optimal assignment
   (`scipy.optimize.linear_sum_assignment`), ends a track after `max_misses` frames without it, and smooths
   each track's 7 probabilities with an exponential moving average whose half-life is in seconds, so it
-  behaves the same at any fps. Live tracking and offline video analysis both use it.
+  behaves the same at any fps. It also keeps the statistics of each track (face-seconds per emotion, the
+  dominant emotion): live tracking and offline video analysis both use it, so both count the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .emotions import EMOTIONS, NUM_EMOTIONS
-from .protocol import Faces
+from .faces import Faces
 
 MAX_FRAME_GAP_S = 1.0  # a frame counts for at most this long in face-seconds (a camera that stalls)
 
@@ -72,37 +73,25 @@ class Track:
 
 
 @dataclass
-class TrackedFace:
-    track_id: int
-    box: np.ndarray
-    raw: np.ndarray
-    smoothed: np.ndarray
-
-    @property
-    def label(self) -> str:
-        return EMOTIONS[int(self.smoothed.argmax())]
-
-    @property
-    def score(self) -> float:
-        return float(self.smoothed.max())
-
-
-@dataclass
 class FrameTracks:
     """What the tracker says of one frame: its faces with track ids, the time it stands for, tracks ended."""
 
     seq: int
     ts: float
-    duration: float  # seconds this frame stands for in face-seconds (time since the previous frame, capped)
-    faces: list[TrackedFace]
+    duration: float  # seconds this frame stands for in face-seconds
+    faces: Faces  # tracked: track ids and smoothed probabilities
     started: list[Track]
     ended: list[Track]
 
 
 class FaceTracker:
+    """`frame_step_s`: the time each frame stands for in face-seconds when frames come at a fixed step (a
+    video analysed every n-th frame); by default the time since the previous frame (capped), as on a camera."""
+
     def __init__(self, iou_threshold: float = 0.3, max_misses: int = 15, half_life_s: float = 0.5,
-                 next_id: Callable[[], int] | None = None):
+                 next_id: Callable[[], int] | None = None, frame_step_s: float | None = None):
         self.iou_threshold = iou_threshold
+        self.frame_step_s = frame_step_s
         self.max_misses = max_misses
         self.half_life_s = half_life_s
         self.tracks: list[Track] = []
@@ -116,7 +105,10 @@ class FaceTracker:
         return float(1.0 - 0.5 ** (max(dt, 0.0) / self.half_life_s))
 
     def update(self, seq: int, ts: float, faces: Faces) -> FrameTracks:
-        duration = 0.0 if self.last_ts is None else float(np.clip(ts - self.last_ts, 0.0, MAX_FRAME_GAP_S))
+        if self.frame_step_s is not None:
+            duration = self.frame_step_s
+        else:
+            duration = 0.0 if self.last_ts is None else float(np.clip(ts - self.last_ts, 0.0, MAX_FRAME_GAP_S))
         self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
         boxes = np.asarray(faces.boxes, np.float32).reshape(-1, 4)
         probs = np.asarray(faces.probs, np.float32).reshape(-1, NUM_EMOTIONS)
@@ -153,12 +145,11 @@ class FaceTracker:
             if track.misses > self.max_misses:
                 self.tracks.remove(track)
                 ended.append(track)
-        out = []
-        for c in range(len(boxes)):
-            track = assigned[c]
+        for track in assigned.values():
             track.emotion_seconds[int(track.smoothed.argmax())] += duration
-            out.append(TrackedFace(track.id, boxes[c], probs[c], track.smoothed.astype(np.float32)))
-        return FrameTracks(seq, ts, duration, out, started, ended)
+        ids = [assigned[c].id for c in range(len(boxes))]
+        smoothed = np.array([assigned[c].smoothed for c in range(len(boxes))], np.float32).reshape(-1, NUM_EMOTIONS)
+        return FrameTracks(seq, ts, duration, faces.tracked(ids, smoothed), started, ended)
 
     def finish(self) -> list[Track]:
         """End every open track (the camera stopped, or the video ended)."""

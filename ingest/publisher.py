@@ -8,16 +8,13 @@ counted. File sources wait instead: for Redis to come back, and while the worker
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from dataclasses import replace
 
-import redis
-
-from fervi.bus import Bus, connect, process_id
+from fervi.bus import REDIS_DOWN, Bus, RedisRefused, connect, process_id
 from fervi.metrics import BACKLOG, FRAMES_DROPPED, FRAMES_INGESTED
 from fervi.protocol import DeadLetter, Frame, check_camera
-from fervi.service import REDIS_DOWN, Backoff, Shutdown, serve
+from fervi.service import Backoff, Heartbeat, Shutdown, serve
 from fervi.settings import Settings
 from fervi.vision.images import encode_jpeg
 
@@ -46,7 +43,7 @@ class Publisher:
         self.redis_backoff = Backoff("redis")
         self.redis_ok = False
         self._registered = False
-        self._beat_at = 0.0
+        self.heartbeat = Heartbeat(self.bus, self.name, "ingest", settings.heartbeat_ttl_s)
 
     def health(self) -> dict:
         return {"ok": self.redis_ok, "camera": self.camera, "sent": self.sent, "dropped": self.dropped,
@@ -72,8 +69,8 @@ class Publisher:
                 self.redis_ok = True
                 self.redis_backoff.succeeded()
                 return True
-            except (*REDIS_DOWN, redis.ResponseError) as err:
-                if isinstance(err, redis.ResponseError):  # the camera's keys spoilt by some client (WRONGTYPE)
+            except (*REDIS_DOWN, RedisRefused) as err:
+                if isinstance(err, RedisRefused):  # the camera's keys spoilt by some client (WRONGTYPE)
                     self.bus.untrusted.skip("camera_keys", self.camera, str(err))
                 else:
                     self.redis_ok = False
@@ -103,12 +100,7 @@ class Publisher:
             time.sleep(BACKPRESSURE_POLL_S)
 
     def _heartbeat(self) -> None:
-        now = time.time()
-        if now - self._beat_at >= 2.0:
-            self.bus.heartbeat(self.name, {"kind": "ingest", "camera": self.camera, "host": socket.gethostname(),
-                                           "source": self.spec, "sent": self.sent, "last_seen": f"{now:.0f}"},
-                               self.settings.heartbeat_ttl_s)
-            self._beat_at = now
+        self.heartbeat.beat(camera=self.camera, source=self.spec, sent=self.sent)
 
     def _play(self, source) -> None:
         live = self._live(source)
@@ -165,7 +157,7 @@ class Publisher:
                 source.close()
             if not self.loop:  # a live source only returns here on shutdown; a file ends
                 break
-        self.bus.forget(self.name)
+        self.heartbeat.forget()
         log.info("event=ingest_stopped camera=%s sent=%d dropped=%d skipped=%d", self.camera, self.sent, self.dropped,
                  self.skipped)
         return 0

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 import redis
 
 from fervi.embedded import EmbeddedRedis
+from fervi.service import spawn, stop_processes
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("FERVI_SHARED", REPO.parent / "shared"))
@@ -75,23 +74,14 @@ class Processes:
         self.started: list[subprocess.Popen] = []
 
     def start(self, args: list[str], env: dict[str, str], name: str) -> subprocess.Popen:
-        log = open(self.log_dir / f"{name}.log", "wb")
-        process = subprocess.Popen([sys.executable, "-m", "fervi.cli", *args], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, cwd=self.log_dir)
+        with open(self.log_dir / f"{name}.log", "wb") as log:
+            process = spawn(args, env, stdout=log, stderr=subprocess.STDOUT, cwd=self.log_dir)
         process.log_path = self.log_dir / f"{name}.log"
         self.started.append(process)
         return process
 
     def stop_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.started:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.started, 20)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from training.architectures import build
+from fervi.training.architectures import build
 
 
 def test_cnn_lstm_parameter_counts():

@@ -11,7 +11,7 @@ import sys
 def test_bench_quick_prints_one_json_object(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "FERVI_REDIS_URL"}
     env["FERVI_HOME"] = str(tmp_path / "home")
-    run = subprocess.run([sys.executable, "-m", "fervi.cli", "--log-level", "WARNING", "bench", "--quick", "--no-peer",
+    run = subprocess.run([sys.executable, "-m", "fervi", "--log-level", "WARNING", "bench", "--quick", "--no-peer",
                           "--json"], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout)

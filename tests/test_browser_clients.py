@@ -18,8 +18,8 @@ import pytest
 import redis
 import socketio
 
-from dashboard.challenge import clean_name
-from dashboard.limits import AddressLimits
+from fervi.dashboard.challenge import clean_name
+from fervi.dashboard.limits import AddressLimits
 from fervi.demo import face_photo_paths
 from fervi.embedded import free_port
 
@@ -320,7 +320,7 @@ def test_fervi_status_lists_the_dashboard(stack, redis_server):
 
     from click.testing import CliRunner
 
-    from fervi.cli import main
+    from fervi.app.cli import main
 
     def kinds():
         result = CliRunner().invoke(main, ["status", "--json"], env={"FERVI_REDIS_URL": redis_server.url})

@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from dashboard.app import create_app
-from dashboard.limits import TokenBucket
+from fervi.dashboard.app import create_app
+from fervi.dashboard.limits import TokenBucket
 from fervi.settings import load_settings
 
 from .images import jpeg_claiming_size
@@ -86,8 +86,8 @@ def test_chart_queries_are_bounded(app_client, query, status):
 def test_an_open_dashboard_is_served_on_loopback_only():
     from click.testing import CliRunner
 
-    from dashboard.app import ExposureError, check_exposure
-    from fervi.cli import main
+    from fervi.dashboard.app import ExposureError, check_exposure
+    from fervi.app.cli import main
 
     check_exposure("127.0.0.1", "")
     check_exposure("0.0.0.0", "s3cret")
@@ -122,13 +122,13 @@ def test_healthz_fails_while_the_live_relay_fails(redis_url):
             assert time.monotonic() < deadline, "the relay did not recover"
             time.sleep(0.1)
     finally:
-        relay.running = False
+        relay.stop()
 
 
 def test_an_unreachable_redis_is_one_line_not_a_traceback():
     from click.testing import CliRunner
 
-    from fervi.cli import main
+    from fervi.app.cli import main
 
     result = CliRunner().invoke(main, ["status"], env={"FERVI_REDIS_URL": "redis://:secret@127.0.0.1:1/0"})
     assert result.exit_code == 1

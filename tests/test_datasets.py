@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fervi.emotions import EMOTIONS
-from training.datasets import DatasetError, load_ckplus, load_faces, load_fer_csv, load_image_folders
+from fervi.training.datasets import DatasetError, load_ckplus, load_faces, load_fer_csv, load_image_folders
 
 
 def _first_lines(path, n: int) -> list[str]:

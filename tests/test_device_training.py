@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fervi.cli import main
+from fervi.app.cli import main
 from fervi.settings import default_model_dir
 from fervi.vision.classifier import MODEL_KERAS, MODEL_TFLITE, TFLiteClassifier
-from training.architectures import build
-from training.datasets import load_ckplus, load_fer_csv
-from training.device_pack import read_pack, write_pack
-from training.torch_port import keras_layer_weights, layers_of, load_into, torch_state
+from fervi.training.architectures import build
+from fervi.training.datasets import load_ckplus, load_fer_csv
+from fervi.training.device_pack import read_pack, write_pack
+from fervi.training.torch_port import keras_layer_weights, layers_of, load_into, torch_state
 
 
 def test_pack_returns_the_same_pixels_labels_and_oversampling(fer_csv, ckplus_dir, tmp_path):
@@ -51,7 +51,7 @@ def test_weight_mapping_round_trips():
 
 def test_torch_mirror_computes_what_keras_computes():
     torch = pytest.importorskip("torch")  # not a FERVI dependency: the GPU machines have it
-    from training.gpu_train import CnnLstm
+    from fervi.training.gpu_train import CnnLstm
 
     torch.manual_seed(0)
     mirror = CnnLstm().eval()

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from bench.distance_scenes import FACE_FREE_PHOTOS, background, match, paste, photo_faces
-from fervi.cli import main
+from fervi.bench.distance_scenes import FACE_FREE_PHOTOS, background, match, paste, photo_faces
+from fervi.app.cli import main
 from fervi.demo import face_photos
 from fervi.vision.detector import load_detector
 from fervi.vision.images import ImageError, decode_image, read_image_file

@@ -6,25 +6,27 @@ import numpy as np
 import pytest
 
 from fervi.demo import write_video
+from fervi.faces import Faces
+from fervi.offline.jobs import analyze_segment
 from fervi.tracking import iou_matrix
 from fervi.vision.keyframes import detect_every_for, interpolate
-from workers.video_jobs import analyze_segment
 
 
 def _dets(*boxes):
-    return np.array(boxes, np.float32).reshape(-1, 4), np.full(len(boxes), 0.9, np.float32)
+    return Faces.detected(np.array(boxes, np.float32).reshape(-1, 4), np.full(len(boxes), 0.9, np.float32))
 
 
 def test_matched_faces_move_linearly_and_unmatched_ones_stay_on_their_half():
     before = _dets([0, 0, 100, 100], [400, 0, 100, 100])  # the second face leaves
     after = _dets([30, 10, 100, 100], [0, 300, 80, 80])  # a new face enters
-    boxes, scores = interpolate(before, after, 1 / 3)
+    middle = interpolate(before, after, 1 / 3)
+    boxes, scores = middle.boxes, middle.scores
     assert len(boxes) == 2 and np.allclose(boxes[0], [10, 10 / 3, 100, 100])
     assert np.allclose(boxes[1], [400, 0, 100, 100]) and np.allclose(scores, 0.9)
-    boxes, _ = interpolate(before, after, 2 / 3)
+    boxes = interpolate(before, after, 2 / 3).boxes
     assert np.allclose(boxes[0], [20, 20 / 3, 100, 100]) and np.allclose(boxes[1], [0, 300, 80, 80])
-    assert np.array_equal(interpolate(before, None, 0.5)[0], before[0])  # the end of a video holds the boxes
-    assert interpolate(_dets(), _dets(), 0.5)[0].shape == (0, 4)
+    assert np.array_equal(interpolate(before, None, 0.5).boxes, before.boxes)  # the end of a video holds the boxes
+    assert interpolate(_dets(), _dets(), 0.5).boxes.shape == (0, 4)
 
 
 @pytest.mark.parametrize("fps, every, expected", [(30, 1, 3), (30, 2, 1), (60, 1, 6), (12, 1, 1), (25, 1, 2)])

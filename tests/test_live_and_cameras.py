@@ -80,8 +80,8 @@ def test_a_paced_file_stamps_frames_when_it_releases_them(redis_url, client):
 
     from fervi.protocol import Frame
     from fervi.settings import load_settings
-    from ingest.publisher import Publisher
-    from ingest.sources import Buffering, Captured
+    from fervi.ingest.publisher import Publisher
+    from fervi.ingest.sources import Buffering, Captured
 
     class FastFile:
         buffering = Buffering.WAIT

@@ -11,7 +11,7 @@ import redis
 from click.testing import CliRunner
 
 from fervi.bus import Bus, dead_letter_key, frames_key
-from fervi.cli import main
+from fervi.app.cli import main
 from fervi.demo import write_video
 from fervi.protocol import Frame
 

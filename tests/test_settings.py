@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from fervi.cli import main
+from fervi.app.cli import main
 from fervi.settings import load_settings
 
 

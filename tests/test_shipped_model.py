@@ -7,10 +7,10 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from fervi.cli import main
+from fervi.app.cli import main
 from fervi.settings import default_model_dir
 from fervi.vision.classifier import MODEL_KERAS, MODEL_TFLITE, KerasClassifier, TFLiteClassifier
-from training.datasets import load_fer_csv
+from fervi.training.datasets import load_fer_csv
 
 
 def test_shipped_model_scores_on_first_1000_public_test_rows(fer_csv, tmp_path):

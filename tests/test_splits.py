@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.datasets import load_ckplus, load_fer_csv
-from training.splits import image_hashes, overlap_report, oversample_indices, split_faces
+from fervi.training.datasets import load_ckplus, load_fer_csv
+from fervi.training.splits import image_hashes, overlap_report, oversample_indices, split_faces
 
 
 def test_oversampling_adds_no_evaluation_face(fer_csv):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import redis
 
-from fervi import aggregates
 from fervi.bus import Bus, tracks_key
 from fervi.demo import write_video
+from fervi.emotions import EMOTIONS
 from fervi.protocol import TrackEntry
 
 from .conftest import fervi_env, wait_for
@@ -28,19 +28,19 @@ def test_one_track_per_face_for_the_whole_video(tmp_path, redis_url, processes):
     wait_for(lambda: client.xlen(tracks_key("walk")) >= frames, 120, "a tracks entry per frame")
     entries = [TrackEntry.from_fields(f) for _, f in client.xrange(tracks_key("walk"))]
     assert [e.index for e in entries] == list(range(frames))  # in seq order, none lost, none twice
-    ids = {face["track"] for e in entries for face in e.faces}
+    ids = {track_id for e in entries for track_id in e.faces.track_ids.tolist()}
     assert len(ids) == 2, ids
     per_frame = [len(e.faces) for e in entries]
     assert sum(n == 2 for n in per_frame) >= frames * 0.9
     for entry in entries:
-        for face in entry.faces:
-            assert abs(sum(face["smooth"]) - 1) < 1e-2 and face["label"] in aggregates.EMOTIONS
+        for smoothed, label in zip(entry.faces.smoothed, entry.faces.labels):
+            assert abs(sum(smoothed) - 1) < 1e-2 and label in EMOTIONS
     # the statistics hold the video's face-time
-    series = aggregates.emotion_series(client, "walk", "1s", entries[0].captured_at - 1, entries[-1].captured_at + 1)
-    face_seconds = sum(sum(series[e]) for e in aggregates.EMOTIONS)
+    series = Bus(client).emotion_series("walk", "1s", entries[0].captured_at - 1, entries[-1].captured_at + 1)
+    face_seconds = sum(sum(series[e]) for e in EMOTIONS)
     expected = sum(len(b.faces) * min(1.0, b.captured_at - a.captured_at) for a, b in zip(entries, entries[1:]))
     assert abs(face_seconds - expected) < 0.05
-    assert {t["id"] for t in aggregates.tracks(client, "walk")} == ids
+    assert {t["id"] for t in Bus(client).tracks("walk")} == ids
     assert tracker.poll() is None
     assert Bus(client).stats("walk").get("late", 0) == 0
 

@@ -8,9 +8,10 @@ import fakeredis
 import numpy as np
 import pytest
 
-from fervi import aggregates
+from fervi.bus import Bus
 from fervi.emotions import EMOTIONS
-from fervi.protocol import Faces
+from fervi.faces import Faces
+from fervi.protocol import TrackEntry
 from fervi.tracking import FaceTracker, ReorderBuffer, iou_matrix
 
 HAPPY = np.eye(7, dtype=np.float32)[3]
@@ -35,7 +36,7 @@ def test_two_faces_crossing_paths_keep_their_ids():
         a = (10 + 10 * i, 100, 100, 100)  # moving right
         b = (410 - 10 * i, 160, 100, 100)  # moving left, passing over a
         frame = tracker.update(i, i / 10, faces(a, b))
-        ids.append([f.track_id for f in frame.faces])
+        ids.append(frame.faces.track_ids.tolist())
     assert all(pair == ids[0] for pair in ids)
     assert len(set(ids[0])) == 2
 
@@ -43,15 +44,15 @@ def test_two_faces_crossing_paths_keep_their_ids():
 def test_occlusion_within_the_miss_budget_keeps_the_id_and_a_long_one_ends_it():
     tracker = FaceTracker(max_misses=5)
     box = (100, 100, 80, 80)
-    first = tracker.update(0, 0.0, faces(box)).faces[0].track_id
+    first = tracker.update(0, 0.0, faces(box)).faces.track_ids[0]
     for i in range(1, 5):  # hidden for 4 frames
         assert tracker.update(i, i / 10, faces()).ended == []
-    assert tracker.update(5, 0.5, faces(box)).faces[0].track_id == first
+    assert tracker.update(5, 0.5, faces(box)).faces.track_ids[0] == first
     ended = []
     for i in range(6, 13):  # hidden for 7 frames: past the budget
         ended += tracker.update(i, i / 10, faces()).ended
     assert [t.id for t in ended] == [first]
-    assert tracker.update(13, 1.3, faces(box)).faces[0].track_id != first
+    assert tracker.update(13, 1.3, faces(box)).faces.track_ids[0] != first
 
 
 def test_a_camera_that_stops_ends_its_tracks():
@@ -99,8 +100,8 @@ def test_out_of_order_frames_track_like_in_order_ones():
     buffer, tracker, ids = ReorderBuffer(window=8, max_wait_s=60), FaceTracker(), []
     for seq in order:
         for s, box in buffer.push(int(seq), (10 + 5 * int(seq), 50, 80, 80)):
-            ids.append(tracker.update(s, s / 10, faces(box)).faces[0].track_id)
-    ids += [tracker.update(s, s / 10, faces(b)).faces[0].track_id for s, b in buffer.flush()]
+            ids.append(tracker.update(s, s / 10, faces(box)).faces.track_ids[0])
+    ids += [tracker.update(s, s / 10, faces(b)).faces.track_ids[0] for s, b in buffer.flush()]
     assert len(ids) == 30 and set(ids) == {ids[0]}
 
 
@@ -117,16 +118,16 @@ def test_smoothing_flickers_far_less_than_raw_labels():
         p[6], p[4] = 0.45 + rng.normal(0, 0.12), 0.40 + rng.normal(0, 0.12)
         p = np.clip(p, 0.001, None)
         p /= p.sum()
-        face = tracker.update(i, i / 30, faces((100, 100, 80, 80), probs=p)).faces[0]
-        raw.append(int(face.raw.argmax()))
-        smooth.append(int(face.smoothed.argmax()))
+        face = tracker.update(i, i / 30, faces((100, 100, 80, 80), probs=p)).faces
+        raw.append(int(face.probs[0].argmax()))
+        smooth.append(int(face.smoothed[0].argmax()))
     assert _flips(raw) >= 60
     assert _flips(smooth) * 10 <= _flips(raw), (_flips(smooth), _flips(raw))
     assert EMOTIONS[max(set(smooth), key=smooth.count)] == "neutral"
 
 
 def test_aggregates_add_up_to_the_exact_face_seconds():
-    client = fakeredis.FakeRedis()
+    bus = Bus(fakeredis.FakeRedis())
     tracker = FaceTracker()
     rng = np.random.default_rng(2)
     t0 = float(int(time.time()) - 1000)
@@ -138,19 +139,17 @@ def test_aggregates_add_up_to_the_exact_face_seconds():
         boxes = [(50 + 200 * k, 50, 80, 80) for k in range(n)]
         probs = np.eye(7, dtype=np.float32)[[(i // 50 + k) % 7 for k in range(n)]]
         frame = tracker.update(i, ts, faces(*boxes, probs=probs) if n else faces())
-        for face in frame.faces:
-            expected[face.label] += frame.duration
-        pipe = client.pipeline()
-        aggregates.record_frame(pipe, "cam", frame)
-        pipe.execute()
-    seconds = aggregates.emotion_series(client, "cam", "1s", t0, ts + 1)
-    minutes = aggregates.emotion_totals(client, "cam", "1m", t0, ts + 60)
+        for label in frame.faces.labels:
+            expected[label] += frame.duration
+        bus.publish_tracks("cam", [(TrackEntry("cam", i, i, ts, ts, 640, 480, frame.faces), frame)], 1000)
+    seconds = bus.emotion_series("cam", "1s", t0, ts + 1)
+    minutes = bus.emotion_totals("cam", "1m", t0, ts + 60)
     for emotion in EMOTIONS:
         assert abs(sum(seconds[emotion]) - expected[emotion]) < 1e-2
         assert abs(minutes[emotion] - expected[emotion]) < 1e-2
     assert sum(expected.values()) > 10
-    assert aggregates.active_faces(client, "cam") == n
-    tracks = aggregates.tracks(client, "cam")
+    assert bus.active_faces("cam") == n
+    tracks = bus.tracks("cam")
     assert tracks and all(t["dominant"] in EMOTIONS for t in tracks)
 
 
@@ -165,8 +164,8 @@ def test_smoothing_never_hides_a_real_change_longer_than_its_half_life(fps, half
         ts = i / fps
         frame = tracker.update(i, ts, faces((100, 100, 80, 80), probs=[angry if ts >= change_at else neutral]))
         if ts < change_at:
-            assert frame.faces[0].label == "neutral"
-        elif followed_at is None and frame.faces[0].label == "angry":
+            assert frame.faces.labels[0] == "neutral"
+        elif followed_at is None and frame.faces.labels[0] == "angry":
             followed_at = ts
     assert followed_at is not None and followed_at - change_at <= half_life + 1e-9
 

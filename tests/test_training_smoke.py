@@ -7,7 +7,7 @@ import json
 
 from click.testing import CliRunner
 
-from fervi.cli import main
+from fervi.app.cli import main
 
 
 def test_one_epoch_train_and_export(tmp_path, fer_csv, ckplus_dir):

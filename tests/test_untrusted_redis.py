@@ -9,7 +9,7 @@ import redis
 from click.testing import CliRunner
 
 from fervi.bus import CAMERAS, Bus, tracks_key
-from fervi.cli import main
+from fervi.app.cli import main
 from fervi.demo import write_video
 
 from .conftest import fervi_env, http_ok, wait_for
@@ -85,7 +85,6 @@ def test_a_poisoned_camera_set_stops_no_process(tmp_path, redis_url, processes):
 def test_keys_of_another_type_and_counters_that_are_not_numbers_are_skipped(client):
     """Found by the re-check: `HSET stats skipped abc` made the worker crash-loop at its next stale frame,
     and a `live` or `latest` key of another type made the dashboard relay fail every second."""
-    from fervi import aggregates
     from fervi.bus import frames_key
     from fervi.protocol import DeadLetter
 
@@ -104,17 +103,17 @@ def test_keys_of_another_type_and_counters_that_are_not_numbers_are_skipped(clie
     assert bus.stats("door") == {"dead_lettered": 1}  # the spoilt counter is left out
     client.set("fervi:{door}:agg:1s:0", "x")
     client.hset(f"fervi:{{door}}:agg:1s:{int(time.time()) // 60 * 60}", "bad", "1")
-    assert aggregates.emotion_series(client, "door", "1s", 0, 120)["t"]  # the spoilt keys give no data
-    assert aggregates.active_faces(client, "hall") == 0 and aggregates.tracks(client, "hall") == []
+    assert bus.emotion_series("door", "1s", 0, 120)["t"]  # the spoilt keys give no data
+    assert bus.active_faces("hall") == 0 and bus.tracks("hall") == []
     # found by the second re-check: nan in an aggregate made the chart's JSON invalid; one foreign member of
     # the track index hid every track
     minute = int(time.time()) // 60 * 60
     client.hset(f"fervi:{{door}}:agg:1s:{minute}", mapping={f"{minute + 1}:fear": "nan", f"{minute + 2}:happy": "2"})
-    series = aggregates.emotion_series(client, "door", "1s", minute, minute + 59)
+    series = bus.emotion_series("door", "1s", minute, minute + 59)
     assert sum(series["happy"]) == 2 and sum(series["fear"]) == 0
     client.hset("fervi:{door}:track:7", mapping={"id": 7, "start": 1, "end": 2, "frames": 3, "dominant": "sad"})
     client.zadd("fervi:{door}:tracklist", {"7": time.time(), "notanid": time.time()})
-    assert [t["id"] for t in aggregates.tracks(client, "door")] == [7]
+    assert [t["id"] for t in bus.tracks("door")] == [7]
 
 
 def test_a_deleted_seq_counter_starts_again_after_the_newest_seq(client):

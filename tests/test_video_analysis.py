@@ -15,11 +15,11 @@ import redis
 from click.testing import CliRunner
 from rq import Queue
 
-from fervi.cli import main
+from fervi.app.cli import main
 from fervi.demo import write_video
-from workers.video_jobs import QUEUE, submit
-from workers.video_outputs import CSV_HEADER
-from workers.video_runner import VideoState, follow
+from fervi.offline.jobs import QUEUE, submit
+from fervi.offline.outputs import CSV_HEADER
+from fervi.offline.runner import VideoState, follow
 
 from .conftest import fervi_env, wait_for
 
@@ -130,7 +130,7 @@ def test_jobs_report_progress_and_can_be_cancelled(tmp_path, redis_url):
     queue = Queue(QUEUE, connection=redis.Redis.from_url(redis_url))
     submitted = submit(queue, str(video), tmp_path / "out", segments=2, every=1)
     assert [j.get_meta()["total"] for j in submitted.segments] == [10, 10]
-    from workers.video_runner import cancel
+    from fervi.offline.runner import cancel
 
     cancel([VideoState(str(video), submitted)], queue.connection)
     assert all(job.get_status() == "canceled" for job in submitted.jobs)
@@ -142,13 +142,20 @@ def test_timeline_draws_runs_not_rows():
     """A long video must not draw one bar per face row: consecutive rows of one label form one span."""
     import numpy as np
 
-    from workers.video_outputs import FaceRow, label_spans
+    from fervi.emotions import EMOTIONS
+    from fervi.faces import Faces
+    from fervi.offline.outputs import label_spans
+    from fervi.tracking import FrameTracks
 
     step = 1 / 30
     labels = ["happy"] * 90 + ["sad"] * 30 + ["happy"] * 30
-    rows = [FaceRow(i, i * step, 1, np.zeros(4), label, 0.9, np.zeros(7)) for i, label in enumerate(labels)]
-    rows += [FaceRow(i, i * step, 2, np.zeros(4), "neutral", 0.8, np.zeros(7)) for i in (0, 1, 2, 100, 101)]
-    spans = label_spans(sorted(rows, key=lambda r: r.frame), step)
+    frames = []
+    for i, label in enumerate(labels):
+        tracks = [(1, label)] + ([(2, "neutral")] if i in (0, 1, 2, 100, 101) else [])
+        smoothed = np.eye(7, dtype=np.float32)[[EMOTIONS.index(lab) for _, lab in tracks]]
+        faces = Faces(np.zeros((len(tracks), 4), np.float32), np.ones(len(tracks), np.float32), smoothed)
+        frames.append(FrameTracks(i, i * step, step, faces.tracked([t for t, _ in tracks], smoothed), [], []))
+    spans = label_spans(frames, step)
     assert [round(s, 3) for s, _ in spans[(1, "happy")]] == [0.0, 4.0]
     assert [round(length, 3) for _, length in spans[(1, "happy")]] == [3.0, 1.0]
     assert [(round(s, 3), round(length, 3)) for s, length in spans[(1, "sad")]] == [(3.0, 1.0)]
@@ -159,7 +166,7 @@ def test_segments_start_on_their_exact_frame(tmp_path):
     """A segment seeks to its first frame instead of decoding everything before it; the frame must be exact."""
     import numpy as np
 
-    from workers.video_io import seek
+    from fervi.offline.video_io import seek
 
     video = write_video(tmp_path / "seek.mp4", 90, 30.0, 320, 240, faces=2)
     capture = cv2.VideoCapture(str(video))
@@ -177,7 +184,7 @@ def test_annotated_parts_join_in_order_without_reencoding(tmp_path):
     import av
     import numpy as np
 
-    from workers.video_outputs import join_parts, write_annotated_part
+    from fervi.offline.outputs import join_parts, write_annotated_part
 
     source = tmp_path / "grey.mp4"
     writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (160, 120))
@@ -185,7 +192,7 @@ def test_annotated_parts_join_in_order_without_reencoding(tmp_path):
         writer.write(np.full((120, 160, 3), 4 * i + 30, np.uint8))  # brightness tells the frame
     writer.release()
     parts = [tmp_path / "a.mp4", tmp_path / "b.mp4", tmp_path / "c.mp4"]
-    written = [write_annotated_part(str(source), [], [], start, stop, part, 25.0)
+    written = [write_annotated_part(str(source), [], start, stop, part, 25.0)
                for (start, stop), part in zip([(0, 17), (17, 33), (33, None)], parts)]
     assert written == [17, 16, 17]
     assert join_parts(parts, tmp_path / "annotated.mp4") == 50
@@ -203,13 +210,18 @@ def test_an_annotation_part_loads_only_the_rows_it_draws(tmp_path):
     """Each part reads its own frames' rows, plus those of the analysed frame shown at its first frame."""
     import numpy as np
 
-    from workers.video_outputs import FaceRow, faces_at, load_rows, save_rows
+    from fervi.faces import Faces
+    from fervi.offline.outputs import faces_at, load_frames, save_frames
+    from fervi.tracking import FrameTracks
 
     analysed = list(range(0, 30, 3))  # --every 3
-    rows = [FaceRow(f, f / 10, 1, np.array([f, 0, 10, 10], np.float32), "happy", 0.9, np.zeros(7)) for f in analysed]
-    save_rows(rows, analysed, tmp_path / "tracked.npz")
-    part, part_analysed = load_rows(tmp_path / "tracked.npz", 10.0, 10, 20)
-    assert [r.frame for r in part] == [9, 12, 15, 18] and part_analysed == [9, 12, 15, 18]
-    shown = faces_at(part, part_analysed)
-    assert [shown(f)[0].frame for f in range(10, 20)] == [9, 9, 12, 12, 12, 15, 15, 15, 18, 18]
-    assert [r.frame for r in load_rows(tmp_path / "tracked.npz", 10.0, 27, None)[0]] == [27]
+    happy = np.eye(7, dtype=np.float32)[[3]]
+    frames = [FrameTracks(f, f / 10, 0.3, Faces(np.array([[f, 0, 10, 10]], np.float32), np.ones(1, np.float32),
+                                                 happy).tracked([1], happy), [], []) for f in analysed]
+    save_frames(frames, tmp_path / "tracked.npz")
+    part = load_frames(tmp_path / "tracked.npz", 10.0, 10, 20)
+    assert [f.seq for f in part] == [9, 12, 15, 18]
+    assert [f.faces.labels for f in part] == [["happy"]] * 4 and part[0].ts == 0.9
+    shown = faces_at(part)
+    assert [int(shown(f).boxes[0, 0]) for f in range(10, 20)] == [9, 9, 12, 12, 12, 15, 15, 15, 18, 18]
+    assert [f.seq for f in load_frames(tmp_path / "tracked.npz", 10.0, 27, None)] == [27]

@@ -15,10 +15,10 @@ import pytest
 import redis
 from rq import Queue
 
-from dashboard.app import create_app
+from fervi.dashboard.app import create_app
 from fervi.demo import write_video
 from fervi.settings import load_settings
-from workers.video_jobs import QUEUE, analyze_segment, annotate_part, finish_video, merge_segments
+from fervi.offline.jobs import QUEUE, analyze_segment, annotate_part, finish_video, merge_segments
 
 from .conftest import Processes, fervi_env, wait_for
 
@@ -166,7 +166,7 @@ def test_fervi_status_lists_rq_workers(tmp_path, redis_server):
 
     from click.testing import CliRunner
 
-    from fervi.cli import main
+    from fervi.app.cli import main
 
     redis_url = redis_server.url
     procs = Processes(tmp_path)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fervi.cli import main
+from fervi.app.cli import main
 from fervi.demo import face_photo_paths, render_frame
 from fervi.vision.detector import BLAZEFACE_MODELS, blazeface_anchors, load_detector
 from fervi.vision.images import ImageError, decode_image

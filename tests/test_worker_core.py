@@ -8,7 +8,7 @@ from fervi.bus import Entry
 from fervi.protocol import Frame
 
 from .images import corrupt_jpeg, demo_jpeg, jpeg_claiming_size
-from workers.core import triage
+from fervi.workers.core import triage
 
 
 def _entry(i: int, **fields) -> Entry:

@@ -1,7 +1,7 @@
 """Train the CNN-LSTM on a lent GPU machine, which has PyTorch but no TensorFlow.
 
     fervi train DATA... --device-pack pack/            # here: split, over-sample, pack (lossless WebP)
-    python -m training.gpu_train --pack pack --out $OUT --minutes 6 --recipes sgd,adamw   # there
+    python -m fervi.training.gpu_train --pack pack --out $OUT --minutes 6 --recipes sgd,adamw   # there
     fervi train DATA... --from-torch $OUT/sgd.npz      # here: load into Keras, evaluate, export to models/
 
 `CnnLstm` mirrors `architectures.cnn_lstm` layer for layer (457,863 parameters; `torch_port` maps the
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.device_pack import read_pack
+from fervi.training.device_pack import read_pack
 
 # name -> recipe. Augmentation: degrees, zoom, shift (fraction of the side), erase probability.
 RECIPES: dict[str, dict] = {
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(names) == 1:
         train_recipe(names[0], args.pack, args.out, args.minutes, args.init)
         return
-    base = [sys.executable, "-m", "training.gpu_train", "--pack", str(args.pack), "--out", str(args.out),
+    base = [sys.executable, "-m", "fervi.training.gpu_train", "--pack", str(args.pack), "--out", str(args.out),
             "--minutes", str(args.minutes)] + (["--init", str(args.init)] if args.init else [])
     procs = [subprocess.Popen(base + ["--recipes", name]) for name in names]
     codes = [p.wait() for p in procs]

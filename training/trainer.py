@@ -11,45 +11,16 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .config import TrainConfig
 from .datasets import FaceSet, load_faces
 from .splits import overlap_report, oversample_indices, split_faces
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    data: list[str]
-    model: str = "cnn_lstm"
-    epochs: int = 48
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    warmup_epochs: int = 1
-    label_smoothing: float = 0.1
-    oversample_min_share: float = 0.15
-    augment: bool = True
-    patience: int = 10
-    seed: int = 42
-    holdout_fraction: float = 0.2
-    out: str = "models"
-    work_dir: str = ".fervi/train"
-    resume: bool = False
-    skip_bad: bool = False
-    include_contempt: bool = False
-    limit: int | None = None  # first N training faces only (smoke runs)
-    init: str | None = None  # start from this trained model's weights (continue or fine-tune)
-    select: str = "best"  # exported checkpoint: "best" validation accuracy (single view) or the "last" epoch
-    export_only: bool = False  # export the run in work_dir again without training
-    note: str = ""  # how the run went (resumed, shared machine...), printed in the model card
-    device_pack: str | None = None  # write the prepared data here for training/gpu_train.py, then stop
-    from_torch: str | None = None  # import a gpu_train.py run (its .npz) instead of training here
-    reframe: bool = True  # frame every split's faces through the workers' detector and crop margin
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass

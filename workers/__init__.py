@@ -1,1 +1,1 @@
-"""Face and emotion workers: a consumer group on every camera's frame stream."""
+"""The live worker stage: a consumer group on every camera's frame stream (detect, crop, classify)."""

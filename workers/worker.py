@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import collections
 import logging
-import socket
 import time
 
-import redis
-
-from fervi.bus import Bus, Entry, connect, process_id
+from fervi.bus import Bus, Entry, RedisRefused, connect, process_id
 from fervi.metrics import BATCH_SECONDS, DEAD_LETTERS, FACES, FRAMES_DONE, FRAMES_RECLAIMED, FRAMES_SKIPPED, LATENCY
 from fervi.protocol import metric_camera
-from fervi.service import Shutdown, run_redis_loop, serve
+from fervi.service import Heartbeat, Shutdown, run_redis_loop, serve
 from fervi.settings import Settings
 from fervi.vision.pipeline import FacePipeline, Timing
 
@@ -26,7 +23,6 @@ from .core import analyse, triage
 log = logging.getLogger(__name__)
 
 CAMERA_REFRESH_S = 2.0
-HEARTBEAT_EVERY_S = 2.0
 PREVIEW_EVERY_S = 0.1  # newest frame per camera for live displays, at most 10 a second
 
 
@@ -42,7 +38,7 @@ class Worker:
         self.started_at = time.time()
         self._refreshed_at = 0.0
         self._claimed_at = 0.0
-        self._beat_at = 0.0
+        self.heartbeat = Heartbeat(self.bus, self.name, "worker", settings.heartbeat_ttl_s)
         self._preview_at: dict[str, float] = {}
         self.redis_ok = False
 
@@ -56,15 +52,6 @@ class Worker:
             log.info("event=camera_joined worker=%s camera=%s", self.name, camera)
         self.cameras = cameras
         self._refreshed_at = now
-
-    def _heartbeat(self, now: float) -> None:
-        if now - self._beat_at < HEARTBEAT_EVERY_S:
-            return
-        self.bus.heartbeat(self.name, {
-            "kind": "worker", "host": socket.gethostname(), "started": f"{self.started_at:.0f}",
-            "frames": self.frames_done, "cameras": len(self.cameras), "last_seen": f"{now:.0f}",
-        }, self.settings.heartbeat_ttl_s)
-        self._beat_at = now
 
     def _reclaim(self, now: float) -> list[Entry]:
         """Entries idle past the claim timeout in another consumer's pending list become ours."""
@@ -86,7 +73,7 @@ class Worker:
         """Read and finish one batch; returns the number of entries handled."""
         now = time.time()
         self._refresh_cameras(now)
-        self._heartbeat(now)
+        self.heartbeat.beat(now, started=f"{self.started_at:.0f}", frames=self.frames_done, cameras=len(self.cameras))
         entries = self._reclaim(now)
         if not entries:
             per_camera = max(1, self.settings.batch_frames // max(1, len(self.cameras)))
@@ -134,7 +121,7 @@ class Worker:
         try:
             self.step()
             self.redis_ok = True
-        except redis.ResponseError as err:
+        except RedisRefused as err:
             # NOGROUP: a stream or group deleted under us; WRONGTYPE: a camera's key replaced by another type
             # (the camera refresh skips such cameras). Either way: join the cameras again.
             if "NOGROUP" not in str(err) and "WRONGTYPE" not in str(err):
@@ -142,7 +129,7 @@ class Worker:
             log.warning("event=cameras_rejoined worker=%s reason=%r", self.name, str(err)[:120])
             self._forget_cameras()
 
-    def _forget_cameras(self) -> None:
+    def _forget_cameras(self, _err: Exception | None = None) -> None:
         self.redis_ok = False
         self._refreshed_at = 0.0  # the server may have lost its groups: recreate them on return
         self.cameras = []
@@ -152,7 +139,7 @@ class Worker:
         log.info("event=worker_started worker=%s detector=%s classifier=%s",
                  self.name, self.pipeline.detector.name, self.pipeline.classifier.name)
         run_redis_loop(self._step_or_rejoin, self.shutdown, self._forget_cameras)
-        self.bus.forget(self.name)
+        self.heartbeat.forget()
         log.info("event=worker_stopped worker=%s frames=%d", self.name, self.frames_done)
         return 0
 

@@ -12,8 +12,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from fervi.tracking import similarity_matrix
-
-from .pipeline import Detections
+from fervi.faces import Faces
 
 KEYFRAME_INTERVAL_S = 0.1  # the detector runs at least 10 times per second of video
 MIN_SIMILARITY = 0.3
@@ -24,15 +23,15 @@ def detect_every_for(fps: float, every: int, interval_s: float = KEYFRAME_INTERV
     return max(1, int(interval_s * fps / every + 1e-9))
 
 
-def interpolate(before: Detections, after: Detections | None, t: float) -> Detections:
+def interpolate(before: Faces, after: Faces | None, t: float) -> Faces:
     """Boxes at fraction `t` (0 < t < 1) of the way from keyframe `before` to keyframe `after`.
 
     With no later keyframe (the end of the video) the earlier boxes hold.
     """
-    boxes_a, scores_a = before
+    boxes_a, scores_a = before.boxes, before.scores
     if after is None:
-        return boxes_a.copy(), scores_a.copy()
-    boxes_b, scores_b = after
+        return Faces.detected(boxes_a.copy(), scores_a.copy())
+    boxes_b, scores_b = after.boxes, after.scores
     pairs: list[tuple[int, int]] = []
     if len(boxes_a) and len(boxes_b):
         similarity = similarity_matrix(boxes_a, boxes_b)
@@ -47,6 +46,4 @@ def interpolate(before: Detections, after: Detections | None, t: float) -> Detec
     alone = [i for i in range(len(near_boxes)) if i not in matched]
     boxes += [near_boxes[i] for i in alone]
     scores += [near_scores[i] for i in alone]
-    if not boxes:
-        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-    return np.array(boxes, np.float32), np.array(scores, np.float32)
+    return Faces.detected(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32))

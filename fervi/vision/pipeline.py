@@ -10,14 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fervi.protocol import Faces
+from fervi.faces import Faces
 from fervi.settings import Settings
 
 from .classifier import EmotionClassifier, load_classifier
 from .detector import FaceDetector, load_detector
 from .preprocess import face_crops
-
-Detections = tuple[np.ndarray, np.ndarray]  # (N, 4) xywh boxes, (N,) scores
 
 
 @dataclass
@@ -52,23 +50,26 @@ class FacePipeline:
             timing.detect_ms += (time.perf_counter() - started) * 1000
         return self.classify(images, detections, timing)
 
-    def detect(self, images: list[np.ndarray], streams: list[tuple[str, int]] | None = None) -> list[Detections]:
+    def detect(self, images: list[np.ndarray], streams: list[tuple[str, int]] | None = None) -> list[Faces]:
+        """One unclassified `Faces` (boxes, scores) per image."""
         if streams is None:
-            return [self.detector.detect(image) for image in images]
-        return [self.detector.detect(image, stream, position) for image, (stream, position) in zip(images, streams)]
+            found = [self.detector.detect(image) for image in images]
+        else:
+            found = [self.detector.detect(image, stream, position) for image, (stream, position) in zip(images, streams)]
+        return [Faces.detected(boxes, scores) for boxes, scores in found]
 
-    def classify(self, images: list[np.ndarray], detections: list[Detections],
+    def classify(self, images: list[np.ndarray], detections: list[Faces],
                  timing: Timing | None = None) -> list[Faces]:
         """Classify the faces at the given boxes (detected, or interpolated between keyframes) in one call."""
         started = time.perf_counter()
-        crops = [face_crops(image, boxes, self.margin) for image, (boxes, _) in zip(images, detections)]
+        crops = [face_crops(image, faces.boxes, self.margin) for image, faces in zip(images, detections)]
         counts = [len(c) for c in crops]
         probs = self.classifier.predict(np.concatenate(crops)) if sum(counts) else np.zeros((0, 7), np.float32)
         if timing is not None:
             timing.classify_ms += (time.perf_counter() - started) * 1000
             timing.faces += sum(counts)
         out, start = [], 0
-        for (boxes, scores), n in zip(detections, counts):
-            out.append(Faces(boxes, scores, probs[start : start + n]))
+        for faces, n in zip(detections, counts):
+            out.append(faces.classified(probs[start : start + n]))
             start += n
         return out

@@ -1,10 +1,10 @@
-"""Files an offline analysis leaves per video: faces.csv, summary.json, annotated.mp4 and timeline.png."""
+"""Files an offline analysis leaves per video: faces.csv, summary.json, annotated.mp4 and timeline.png, all
+written from the tracker's own output (`FrameTracks`, `Track`), as the live tracker's statistics are."""
 
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 
 from fervi.emotions import EMOTIONS
+from fervi.faces import Faces
+from fervi.tracking import FrameTracks, Track
 
 from .video_io import seek
 
@@ -22,53 +24,44 @@ COLORS = {  # BGR per emotion, for boxes and the timeline
 }
 
 
-@dataclass
-class FaceRow:
-    frame: int
-    time_s: float
-    track_id: int
-    box: np.ndarray  # x, y, w, h
-    label: str  # the track's smoothed label
-    score: float
-    probs: np.ndarray  # raw probabilities of this frame
-
-
-def write_csv(rows: list[FaceRow], path: Path) -> None:
+def write_csv(frames: list[FrameTracks], path: Path) -> None:
+    """One row per tracked face: frame, time, track, box, the track's smoothed label and score, and the
+    frame's raw probabilities."""
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_HEADER)
-        for r in rows:
-            writer.writerow([r.frame, f"{r.time_s:.3f}", r.track_id, *(int(round(v)) for v in r.box), r.label,
-                             f"{r.score:.4f}", *(f"{p:.4f}" for p in r.probs)])
+        for frame in frames:
+            faces = frame.faces
+            for i, (label, score) in enumerate(zip(faces.labels, faces.label_scores)):
+                writer.writerow([frame.seq, f"{frame.ts:.3f}", int(faces.track_ids[i]),
+                                 *(int(round(v)) for v in faces.boxes[i]), label, f"{score:.4f}",
+                                 *(f"{p:.4f}" for p in faces.probs[i])])
     tmp.replace(path)
 
 
-def summarize(rows: list[FaceRow], video: dict, frame_step_s: float) -> dict:
-    """Duration, fps, faces, share of face-time per emotion, and per track its dominant emotion and timeline."""
-    face_time = {e: 0.0 for e in EMOTIONS}
-    tracks: dict[int, dict] = {}
-    for r in rows:
-        face_time[r.label] += frame_step_s
-        track = tracks.setdefault(r.track_id, {"id": r.track_id, "start_s": r.time_s, "end_s": r.time_s,
-                                               "frames": 0, "seconds": {e: 0.0 for e in EMOTIONS},
-                                               "timeline": []})
-        track["end_s"] = r.time_s
-        track["frames"] += 1
-        track["seconds"][r.label] += frame_step_s
-        if not track["timeline"] or track["timeline"][-1]["label"] != r.label:
-            track["timeline"].append({"start_s": round(r.time_s, 3), "label": r.label})
-    total = sum(face_time.values())
-    for track in tracks.values():
-        track["dominant"] = max(track["seconds"], key=track["seconds"].get)
-        track["seconds"] = {e: round(v, 3) for e, v in track["seconds"].items()}
+def summarize(frames: list[FrameTracks], tracks: list[Track], video: dict) -> dict:
+    """Duration, fps, faces, share of face-time per emotion, and per track its dominant emotion, seconds per
+    emotion (the tracker's own statistics, as the live tracker reports them) and label timeline."""
+    timelines: dict[int, list[dict]] = {}
+    for frame in frames:
+        for track_id, label in zip(frame.faces.track_ids.tolist(), frame.faces.labels):
+            timeline = timelines.setdefault(track_id, [])
+            if not timeline or timeline[-1]["label"] != label:
+                timeline.append({"start_s": round(frame.ts, 3), "label": label})
+    face_time = np.sum([t.emotion_seconds for t in tracks], axis=0) if tracks else np.zeros(len(EMOTIONS))
+    total = float(face_time.sum())
+    per_track = [{"id": t.id, "start_s": t.started_at, "end_s": t.last_seen, "frames": t.frames,
+                  "seconds": {e: round(float(v), 3) for e, v in zip(EMOTIONS, t.emotion_seconds)},
+                  "timeline": timelines.get(t.id, []), "dominant": t.dominant}
+                 for t in sorted(tracks, key=lambda t: t.id)]
     return {
         **video,
-        "face_rows": len(rows),
+        "face_rows": sum(len(frame.faces) for frame in frames),
         "tracks": len(tracks),
         "face_seconds": round(total, 3),
-        "emotion_share": {e: round(v / total, 4) if total else 0.0 for e, v in face_time.items()},
-        "per_track": sorted(tracks.values(), key=lambda t: t["id"]),
+        "emotion_share": {e: round(float(v) / total, 4) if total else 0.0 for e, v in zip(EMOTIONS, face_time)},
+        "per_track": per_track,
     }
 
 
@@ -78,55 +71,56 @@ def write_summary(summary: dict, path: Path) -> None:
     tmp.replace(path)
 
 
-def draw_faces(image: np.ndarray, faces: list[FaceRow]) -> np.ndarray:
-    for r in faces:
-        x, y, w, h = (int(round(v)) for v in r.box)
-        color = COLORS[r.label]
+def draw_faces(image: np.ndarray, faces: Faces) -> np.ndarray:
+    for box, track_id, label, score in zip(faces.boxes, faces.track_ids.tolist(), faces.labels, faces.label_scores):
+        x, y, w, h = (int(round(v)) for v in box)
+        color = COLORS[label]
         cv2.rectangle(image, (x, y), (x + w, y + h), color, 2)
-        text = f"#{r.track_id} {r.label} {r.score:.2f}"
+        text = f"#{track_id} {label} {score:.2f}"
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         cv2.rectangle(image, (x, max(0, y - th - 6)), (x + tw + 4, y), color, -1)
         cv2.putText(image, text, (x + 2, max(th, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     return image
 
 
-def save_rows(rows: list[FaceRow], analysed: list[int], path: Path) -> None:
-    """The tracked rows the annotation parts draw (label and score smoothed; raw probabilities left out)."""
-    np.savez(path, analysed=np.array(analysed, np.int64), frame=np.array([r.frame for r in rows], np.int64),
-             track=np.array([r.track_id for r in rows], np.int64),
-             box=np.array([r.box for r in rows], np.float32).reshape(-1, 4),
-             label=np.array([EMOTIONS.index(r.label) for r in rows], np.int64),
-             score=np.array([r.score for r in rows], np.float32))
+def save_frames(frames: list[FrameTracks], path: Path) -> None:
+    """The tracked faces the annotation parts draw (boxes, track ids, smoothed probabilities), every
+    analysed frame's index included (a frame with no face clears the boxes)."""
+    faces = [f.faces for f in frames]
+    np.savez(path, analysed=np.array([f.seq for f in frames], np.int64),
+             counts=np.array([len(f) for f in faces], np.int64),
+             box=np.concatenate([f.boxes for f in faces]) if faces else np.zeros((0, 4), np.float32),
+             track=np.concatenate([f.track_ids for f in faces]) if faces else np.zeros(0, np.int64),
+             smooth=np.concatenate([f.smoothed for f in faces]) if faces else np.zeros((0, len(EMOTIONS)), np.float32))
 
 
-def load_rows(path: Path, fps: float, start: int = 0, stop: int | None = None) -> tuple[list[FaceRow], list[int]]:
-    """The saved rows a part [start, stop) draws: from the latest analysed frame at or before `start` on."""
+def load_frames(path: Path, fps: float, start: int = 0, stop: int | None = None) -> list[FrameTracks]:
+    """The saved frames a part [start, stop) draws: from the latest analysed frame at or before `start` on."""
     data = np.load(path)
-    analysed = data["analysed"]
+    analysed, counts = data["analysed"], data["counts"]
+    offsets = np.concatenate([[0], np.cumsum(counts)])
     before = analysed[analysed <= start]
     first = int(before.max()) if before.size else start
     end = np.iinfo(np.int64).max if stop is None else stop
-    keep = (data["frame"] >= first) & (data["frame"] < end)
-    empty = np.zeros(len(EMOTIONS), np.float32)
-    rows = [FaceRow(int(f), f / fps, int(t), b, EMOTIONS[int(lab)], float(sc), empty)
-            for f, t, b, lab, sc in zip(data["frame"][keep], data["track"][keep], data["box"][keep],
-                                        data["label"][keep], data["score"][keep])]
-    return rows, analysed[(analysed >= first) & (analysed < end)].tolist()
+    out = []
+    for i in np.flatnonzero((analysed >= first) & (analysed < end)):
+        rows = slice(offsets[i], offsets[i + 1])
+        faces = Faces(data["box"][rows], np.ones(counts[i], np.float32), None).tracked(data["track"][rows],
+                                                                                       data["smooth"][rows])
+        out.append(FrameTracks(int(analysed[i]), analysed[i] / fps, 0.0, faces, [], []))
+    return out
 
 
-def faces_at(rows: list[FaceRow], analysed: list[int]):
-    """Per frame, the boxes of its latest analysed frame: `shown(frame)` for frames in increasing order."""
-    by_frame: dict[int, list[FaceRow]] = {}
-    for r in rows:
-        by_frame.setdefault(r.frame, []).append(r)
-    order = sorted(analysed)
+def faces_at(frames: list[FrameTracks]):
+    """Per video frame, the faces of its latest analysed frame: `shown(frame)` for frames in increasing order."""
+    order = sorted(frames, key=lambda f: f.seq)
     position = 0
-    current: list[FaceRow] = []
+    current = Faces().tracked([], [])
 
-    def shown(frame: int) -> list[FaceRow]:
+    def shown(index: int) -> Faces:
         nonlocal position, current
-        while position < len(order) and order[position] <= frame:
-            current = by_frame.get(order[position], [])
+        while position < len(order) and order[position].seq <= index:
+            current = order[position].faces
             position += 1
         return current
 
@@ -146,8 +140,8 @@ def _h264_stream(container, fps: float, width: int, height: int):
     return stream
 
 
-def write_annotated_part(video_path: str, rows: list[FaceRow], analysed: list[int], start: int,
-                         stop: int | None, path: Path, fps: float, on_frame=None) -> int:
+def write_annotated_part(video_path: str, frames: list[FrameTracks], start: int, stop: int | None, path: Path,
+                         fps: float, on_frame=None) -> int:
     """Frames [start, stop) of the video with the boxes of their latest analysed frame, as an H.264 part;
     returns the frames written. Parts of one video join into one file with `join_parts`."""
     import av
@@ -155,7 +149,7 @@ def write_annotated_part(video_path: str, rows: list[FaceRow], analysed: list[in
     capture = cv2.VideoCapture(video_path)
     width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
     index = seek(capture, video_path, start)
-    shown = faces_at(rows, analysed)
+    shown = faces_at(frames)
     tmp = path.with_name(path.stem + ".tmp.mp4")
     container = av.open(str(tmp), "w")
     stream = _h264_stream(container, fps, width, height)
@@ -217,8 +211,8 @@ def join_parts(parts: list[Path], path: Path) -> int:
     return packets
 
 
-def label_spans(rows: list[FaceRow], step: float) -> dict[tuple[int, str], list[tuple[float, float]]]:
-    """Per (track, label): the (start, length) runs of consecutive rows, so a long video draws few bars."""
+def label_spans(frames: list[FrameTracks], step: float) -> dict[tuple[int, str], list[tuple[float, float]]]:
+    """Per (track, label): the (start, length) runs of consecutive frames, so a long video draws few bars."""
     spans: dict[tuple[int, str], list[tuple[float, float]]] = {}
     open_runs: dict[int, tuple[str, float, float]] = {}  # track -> (label, start, end)
 
@@ -226,30 +220,31 @@ def label_spans(rows: list[FaceRow], step: float) -> dict[tuple[int, str], list[
         label, start, end = open_runs.pop(track_id)
         spans.setdefault((track_id, label), []).append((start, end - start))
 
-    for r in rows:
-        run = open_runs.get(r.track_id)
-        if run and run[0] == r.label and r.time_s - run[2] <= 1.5 * step:
-            open_runs[r.track_id] = (run[0], run[1], r.time_s + step)
-            continue
-        if run:
-            close(r.track_id)
-        open_runs[r.track_id] = (r.label, r.time_s, r.time_s + step)
+    for frame in frames:
+        for track_id, label in zip(frame.faces.track_ids.tolist(), frame.faces.labels):
+            run = open_runs.get(track_id)
+            if run and run[0] == label and frame.ts - run[2] <= 1.5 * step:
+                open_runs[track_id] = (run[0], run[1], frame.ts + step)
+                continue
+            if run:
+                close(track_id)
+            open_runs[track_id] = (label, frame.ts, frame.ts + step)
     for track_id in list(open_runs):
         close(track_id)
     return spans
 
 
-def write_timeline(rows: list[FaceRow], duration_s: float, path: Path) -> None:
+def write_timeline(frames: list[FrameTracks], duration_s: float, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    track_ids = sorted({r.track_id for r in rows})
+    track_ids = sorted({t for frame in frames for t in frame.faces.track_ids.tolist()})
     fig, ax = plt.subplots(figsize=(10, 1.2 + 0.45 * max(1, len(track_ids))))
     lane = {t: i for i, t in enumerate(track_ids)}
-    step = min((b.time_s - a.time_s for a, b in zip(rows, rows[1:]) if b.time_s > a.time_s), default=0.1)
-    for (track_id, label), spans in label_spans(rows, step).items():
+    step = min((b.ts - a.ts for a, b in zip(frames, frames[1:]) if b.ts > a.ts), default=0.1)
+    for (track_id, label), spans in label_spans(frames, step).items():
         b, g, red = COLORS[label]
         ax.broken_barh(spans, (lane[track_id] - 0.4, 0.8), facecolors=(red / 255, g / 255, b / 255))
     ax.set_yticks(range(len(track_ids)), [f"face #{t}" for t in track_ids])

@@ -10,22 +10,20 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
 from rq import Queue, Worker
 from rq.command import send_stop_job_command
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
-from fervi.bus import process_id
-from fervi.service import die_with_parent
+from fervi.bus import Bus, process_id
+from fervi.service import spawn
 
+from .jobs import QUEUE, Submitted, submit
 from .video_io import VideoError
-from .video_jobs import QUEUE, Submitted, submit
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +42,13 @@ def preload() -> None:
     from fervi.vision.tflite import interpreter_class
 
     interpreter_class()  # imports LiteRT (or TensorFlow's tf.lite)
-    from . import video_jobs, video_outputs  # noqa: F401
+    from . import jobs, outputs  # noqa: F401
 
 
 def rq_worker(redis_url: str, burst: bool = False) -> int:
     preload()
-    connection = redis.Redis.from_url(redis_url)
-    worker = Worker([Queue(QUEUE, connection=connection)], connection=connection, name=process_id("rq"))
+    queue = Bus.from_url(redis_url, socket_timeout=None).queue(QUEUE)  # RQ blocks on its queue for minutes
+    worker = Worker([queue], connection=queue.connection, name=process_id("rq"))
     worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
     return 0
 
@@ -131,7 +129,7 @@ def follow(states: list[VideoState], queue: Queue, on_progress=None, poll_s: flo
         time.sleep(poll_s)
 
 
-def cancel_jobs(jobs: list[Job], connection: redis.Redis) -> None:
+def cancel_jobs(jobs: list[Job], connection) -> None:
     """Stop a running job (RQ stop command) and cancel the ones not started."""
     for job in jobs:
         status = job.get_status()
@@ -144,7 +142,7 @@ def cancel_jobs(jobs: list[Job], connection: redis.Redis) -> None:
             job.cancel()
 
 
-def cancel(states: list[VideoState], connection: redis.Redis) -> None:
+def cancel(states: list[VideoState], connection) -> None:
     for state in states:
         if state.submitted is not None:
             cancel_jobs(state.submitted.jobs, connection)
@@ -166,21 +164,6 @@ def start_rq_workers(redis_url: str, count: int, log_dir: Path) -> list[subproce
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = []
     for i in range(count):
-        log_file = open(log_dir / f"rq-worker-{i + 1}.log", "ab")
-        procs.append(subprocess.Popen([sys.executable, "-m", "fervi.cli", "rq-worker"], env=env,
-                                      stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-                                      preexec_fn=die_with_parent))
+        with open(log_dir / f"rq-worker-{i + 1}.log", "ab") as log_file:
+            procs.append(spawn(["rq-worker"], env, stdout=log_file, stderr=subprocess.STDOUT))
     return procs
-
-
-def stop_processes(procs: list[subprocess.Popen], grace_s: float = 20.0) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    deadline = time.monotonic() + grace_s
-    for proc in procs:
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

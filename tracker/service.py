@@ -3,33 +3,25 @@
 Each tracker process owns the cameras whose stable hash falls in its shard (`--shard I/N`), so cameras
 scale out over several trackers. It reads a camera's results stream from where it left off (the position
 is kept in Redis), restores seq order with a small reorder window, and per frame publishes a tracks entry
-and updates the aggregates that the dashboard and reports read (`fervi.aggregates`).
+and updates the statistics that the dashboard and reports read (`fervi.bus.tracks`).
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import time
 import zlib
 from dataclasses import dataclass, field
 
-import redis
-
-from fervi import aggregates
-from fervi.bus import Bus, connect, process_id, results_key, track_id_key, tracker_position_key, tracks_key
+from fervi.bus import Bus, RedisRefused, connect, process_id
+from fervi.metrics import LATE, TRACK_SECONDS, TRACKED
 from fervi.protocol import ProtocolError, Result, TrackEntry, metric_camera
-from fervi.service import Shutdown, run_redis_loop, serve
+from fervi.service import Heartbeat, Shutdown, run_redis_loop, serve
 from fervi.settings import Settings
 from fervi.tracking import FaceTracker, ReorderBuffer
-from prometheus_client import Counter, Histogram
 
 log = logging.getLogger(__name__)
 
-TRACKED = Counter("fervi_frames_tracked_total", "Frames with a published tracks entry", ["camera"])
-LATE = Counter("fervi_results_late_total", "Results that arrived after the reorder window passed them", ["camera"])
-TRACK_SECONDS = Histogram("fervi_tracker_frame_seconds", "Tracker time per frame",
-                          buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05))
 FLUSH_AFTER_S = 1.0  # a camera quiet this long: release what the reorder buffer holds
 STOPPED_AFTER_S = 10.0  # a camera quiet this long: end its tracks
 
@@ -53,22 +45,20 @@ class TrackerProcess:
         self.shard, self.shards = shard, shards
         self.name = process_id("tracker")
         self.bus = Bus(connect(redis_url, socket_timeout=max(10, settings.block_ms / 1000 + 5)))
-        self.redis = self.bus.redis
         self.shutdown = Shutdown(self.name)
         self.cameras: dict[str, CameraState] = {}
         self.frames = 0
         self.redis_ok = False
         self._refreshed_at = 0.0
-        self._beat_at = 0.0
+        self.heartbeat = Heartbeat(self.bus, self.name, "tracker", settings.heartbeat_ttl_s)
 
     def _state(self, camera: str) -> CameraState:
-        position = self.redis.get(tracker_position_key(camera))
         tracker = FaceTracker(self.settings.track_iou, self.settings.track_max_misses, self.settings.track_half_life_s,
-                              next_id=lambda: int(self.redis.incr(track_id_key(camera))))
+                              next_id=lambda: self.bus.next_track_id(camera))
         buffer = ReorderBuffer(self.settings.reorder_window, self.settings.reorder_wait_s,
                                last_seq=lambda: self.bus.last_seq(camera),
                                max_hold_s=2 * self.settings.claim_timeout_s + 5)
-        state = CameraState(tracker, buffer, position.decode() if position else "0-0")
+        state = CameraState(tracker, buffer, self.bus.tracker_position(camera))
         # a missing seq is not given up on while its frame is with the workers or its result is unread
         buffer.in_flight = lambda seq: self.bus.frame_in_flight(camera, seq, state.position)
         return state
@@ -86,29 +76,22 @@ class TrackerProcess:
                 self.cameras[camera] = self._state(camera)
                 log.info("event=camera_tracked tracker=%s camera=%s from=%s", self.name, camera,
                          self.cameras[camera].position)
-        if now - self._beat_at >= 2.0:
-            self.bus.heartbeat(self.name, {"kind": "tracker", "host": socket.gethostname(),
-                                           "shard": f"{self.shard}/{self.shards}", "cameras": len(self.cameras),
-                                           "frames": self.frames, "last_seen": f"{now:.0f}"},
-                               self.settings.heartbeat_ttl_s)
-            self._beat_at = now
+        self.heartbeat.beat(now, shard=f"{self.shard}/{self.shards}", cameras=len(self.cameras), frames=self.frames)
 
     def _publish(self, camera: str, state: CameraState, released: list[tuple[int, Result]]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
+        tracked = []
         for seq, result in released:
             if result.gap:  # a skipped or dead frame: its seq is passed, nothing is tracked
                 continue
             started = time.perf_counter()
             frame = state.tracker.update(seq, result.captured_at, result.faces)
             TRACK_SECONDS.observe(time.perf_counter() - started)
-            entry = TrackEntry(camera, seq, result.index, result.captured_at, time.time(), result.width,
-                               result.height, [TrackEntry.face(f.track_id, f.box, f.raw, f.smoothed)
-                                               for f in frame.faces])
-            pipe.xadd(tracks_key(camera), entry.to_fields(), maxlen=self.settings.results_maxlen, approximate=True)
-            aggregates.record_frame(pipe, camera, frame)
+            tracked.append((TrackEntry(camera, seq, result.index, result.captured_at, time.time(), result.width,
+                                       result.height, frame.faces), frame))
             TRACKED.labels(metric_camera(camera)).inc()
             self.frames += 1
-        self.bus.execute(pipe, "tracker_write", camera)
+        if tracked:
+            self.bus.publish_tracks(camera, tracked, self.settings.results_maxlen)
 
     def step(self) -> None:
         now = time.time()
@@ -121,15 +104,12 @@ class TrackerProcess:
         # released on time even when no further result arrives.
         waits = [w for w in (s.buffer.wait_s() for s in live.values()) if w is not None]
         block_ms = min([self.settings.block_ms] + [int(w * 1000) + 1 for w in waits])
-        reply = self.redis.xread({results_key(c): s.position for c, s in live.items()}, count=256,
-                                 block=block_ms)
-        for stream, items in reply or []:
-            camera = stream.decode().split("{", 1)[1].rsplit("}", 1)[0]
+        for camera, items in self.bus.read_results({c: s.position for c, s in live.items()}, 256, block_ms):
             state = live[camera]
             released = []
             late_before, bad_before, gaps_before = state.buffer.late, state.buffer.bad, state.buffer.gaps
             for entry_id, fields in items:
-                state.position = entry_id.decode()
+                state.position = entry_id
                 try:
                     result = Result.from_fields(fields)
                 except ProtocolError as err:
@@ -151,7 +131,7 @@ class TrackerProcess:
             if state.buffer.late > late_before:
                 self.bus.count(camera, "late", state.buffer.late - late_before)
                 LATE.labels(metric_camera(camera)).inc(state.buffer.late - late_before)
-            self.redis.set(tracker_position_key(camera), state.position)
+            self.bus.set_tracker_position(camera, state.position)
         self._idle(time.monotonic())
 
     def _idle(self, now: float) -> None:
@@ -163,11 +143,7 @@ class TrackerProcess:
                     self._publish(camera, state, released)
             if quiet > STOPPED_AFTER_S and not state.stopped:
                 ended = state.tracker.finish()
-                pipe = self.redis.pipeline(transaction=False)
-                for track in ended:
-                    aggregates.record_track(pipe, camera, track, ended=True)
-                pipe.hset(aggregates.live_key(camera), "active", 0)
-                self.bus.execute(pipe, "tracker_write", camera)
+                self.bus.end_tracks(camera, ended)
                 state.stopped = True
                 if ended:
                     log.info("event=camera_quiet camera=%s tracks_ended=%d", camera, len(ended))
@@ -179,7 +155,7 @@ class TrackerProcess:
     def _step(self) -> None:
         try:
             self.step()
-        except redis.ResponseError as err:
+        except RedisRefused as err:
             if "WRONGTYPE" not in str(err):
                 raise
             # a camera's key replaced by another type: the camera refresh now skips that camera
@@ -188,14 +164,14 @@ class TrackerProcess:
             return
         self.redis_ok = True
 
-    def _redis_down(self) -> None:
+    def _redis_down(self, _err: Exception) -> None:
         self.redis_ok = False
 
     def run(self) -> int:
         self.shutdown.install()
         log.info("event=tracker_started tracker=%s shard=%d/%d", self.name, self.shard, self.shards)
         run_redis_loop(self._step, self.shutdown, self._redis_down)
-        self.bus.forget(self.name)
+        self.heartbeat.forget()
         log.info("event=tracker_stopped tracker=%s frames=%d", self.name, self.frames)
         return 0
 

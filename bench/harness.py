@@ -16,17 +16,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import redis
 
-from .bus import Bus, connect
-from .demo import render_frame
-from .emotions import FACE_SIZE
-from .protocol import Frame
-from .service import die_with_parent
-from .settings import Settings, load_settings
-from .vision.classifier import MODEL_TFLITE, TFLiteClassifier
-from .vision.detector import load_detector
-from .vision.images import encode_jpeg
+from fervi.bus import Bus, RedisError, connect
+from fervi.demo import render_frame
+from fervi.emotions import FACE_SIZE
+from fervi.protocol import Frame
+from fervi.service import spawn, stop_processes
+from fervi.settings import Settings, load_settings
+from fervi.vision.classifier import MODEL_TFLITE, TFLiteClassifier
+from fervi.vision.detector import load_detector
+from fervi.vision.images import encode_jpeg
 
 
 def machine_info() -> dict:
@@ -84,7 +83,7 @@ def one_core(cpu: int | None = None):
 def pipeline_fps(settings: Settings, images: np.ndarray) -> float:
     """Frames/s of the face pipeline (detect + classify) on in-memory frames, one frame per call: what the
     peer's `detect_emotions` does, without FERVI's transport (JPEG, Redis)."""
-    from .vision.pipeline import FacePipeline
+    from fervi.vision.pipeline import FacePipeline
 
     pipeline = FacePipeline.from_settings(settings)
     pipeline.analyze([images[0]])
@@ -102,34 +101,25 @@ def worker_fps(settings: Settings, redis_url: str, faces: int, frames: int = 200
     bus.ensure_group(camera)
     jpegs = [encode_jpeg(render_frame(i, frames, faces=faces), settings.jpeg_quality) for i in range(frames)]
     env = {**os.environ, "FERVI_REDIS_URL": redis_url, "FERVI_LOG_LEVEL": "WARNING"}
-    procs = [subprocess.Popen([sys.executable, "-m", "fervi.cli", "worker"], env=env) for _ in range(workers)]
+    procs = [spawn(["worker"], env) for _ in range(workers)]
     try:
         # warm-up: wait until every worker has joined the camera and answered one frame each
         for i in range(workers):
             bus.add_frame(Frame(camera, time.time(), 640, 480, jpegs[i], live=False, index=i))
         _wait_results(bus, camera, workers, timeout_s=120)
-        start_count = bus.redis.xlen(_results(camera))
+        start_count = bus.results_kept(camera)
         started = time.perf_counter()
         for i, jpeg in enumerate(jpegs):
             bus.add_frame(Frame(camera, time.time(), 640, 480, jpeg, live=False, index=i))
         _wait_results(bus, camera, start_count + frames, timeout_s=600)
         return round(frames / (time.perf_counter() - started), 2)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
-
-
-def _results(camera: str) -> str:
-    from .bus import results_key
-
-    return results_key(camera)
+        stop_processes(procs, 30)
 
 
 def _wait_results(bus: Bus, camera: str, count: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while bus.redis.xlen(_results(camera)) < count:
+    while bus.results_kept(camera) < count:
         if time.monotonic() > deadline:
             raise TimeoutError(f"bench: {camera} has fewer than {count} results after {timeout_s}s")
         time.sleep(0.01)
@@ -147,8 +137,8 @@ def jittered_frame(index: int, total: int, rng: np.random.Generator) -> np.ndarr
 
 def tracking_quality(settings: Settings, frames: int = 150, fps: float = 15.0) -> dict:
     """Label flips per face-second, raw vs smoothed, and tracker cost per frame, on noisy demo footage."""
-    from .tracking import FaceTracker
-    from .vision.pipeline import FacePipeline
+    from fervi.tracking import FaceTracker
+    from fervi.vision.pipeline import FacePipeline
 
     rng = np.random.default_rng(0)
     pipeline = FacePipeline.from_settings(settings)
@@ -162,11 +152,12 @@ def tracking_quality(settings: Settings, frames: int = 150, fps: float = 15.0) -
         started = time.perf_counter()
         tracked = tracker.update(i, i / fps, faces)
         tracker_s += time.perf_counter() - started
-        for face in tracked.faces:
-            raw, smooth = int(face.raw.argmax()), int(face.smoothed.argmax())
-            flips_raw += face.track_id in last_raw and last_raw[face.track_id] != raw
-            flips_smooth += face.track_id in last_smooth and last_smooth[face.track_id] != smooth
-            last_raw[face.track_id], last_smooth[face.track_id] = raw, smooth
+        faces = tracked.faces
+        for track_id, raw_probs, smooth_probs in zip(faces.track_ids.tolist(), faces.probs, faces.smoothed):
+            raw, smooth = int(raw_probs.argmax()), int(smooth_probs.argmax())
+            flips_raw += track_id in last_raw and last_raw[track_id] != raw
+            flips_smooth += track_id in last_smooth and last_smooth[track_id] != smooth
+            last_raw[track_id], last_smooth[track_id] = raw, smooth
             faces_seen += 1
     face_seconds = faces_seen / fps
     return {
@@ -190,8 +181,7 @@ def process_rss_mb(pid: int) -> float:
 
 def _spawn(args: list[str], redis_url: str, **env: str) -> subprocess.Popen:
     full_env = {**os.environ, "FERVI_REDIS_URL": redis_url, "FERVI_LOG_LEVEL": "WARNING", **env}
-    return subprocess.Popen([sys.executable, "-m", "fervi.cli", *args], env=full_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    return spawn(args, full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -208,22 +198,15 @@ def live_stack(redis_url: str, video: Path, cameras: list[str], fps: float, work
     try:
         yield procs
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
+        stop_processes(procs, 30)
 
 
-def tracked_latencies_ms(client: redis.Redis, cameras: list[str], after: dict[str, bytes]) -> list[float]:
+def tracked_latencies_ms(bus: Bus, cameras: list[str], after: dict[str, str]) -> list[float]:
     """Capture-to-tracks latency of every tracks entry newer than `after[camera]`; moves `after` on."""
-    from .bus import tracks_key
-    from .protocol import TrackEntry
-
     latencies = []
     for name in cameras:
-        for entry_id, fields in client.xrange(tracks_key(name), min=b"(" + after[name]):
+        for entry_id, entry in bus.track_entries(name, after[name]):
             after[name] = entry_id
-            entry = TrackEntry.from_fields(fields)
             latencies.append((entry.tracked_at - entry.captured_at) * 1000)
     return latencies
 
@@ -233,28 +216,27 @@ def e2e_latency(settings: Settings, redis_url: str, cameras: int = 4, fps: float
     """Capture-to-tracks-entry latency with `cameras` live cameras at `fps`, `workers` workers and a tracker."""
     import tempfile
 
-    from .bus import tracks_key
-    from .demo import write_video
+    from fervi.demo import write_video
 
-    client = redis.Redis.from_url(redis_url)
+    bus = Bus(connect(redis_url))
     workdir = Path(workdir or tempfile.mkdtemp(prefix="fervi-bench-"))
     video = write_video(workdir / "live.mp4", frames=100, fps=fps)
-    redis_before = client.info("memory")["used_memory_rss"]
+    redis_before = bus.memory_info()["used_memory_rss"]
     names = [f"lat{i}-{os.getpid()}" for i in range(cameras)]
     with live_stack(redis_url, video, names, fps, workers) as procs:
         time.sleep(8.0)  # warm-up: models loaded, groups joined
         worker_rss_start = [process_rss_mb(p.pid) for p in procs[:workers]]
-        after = {n: (client.xrevrange(tracks_key(n), count=1) or [(b"0-0", None)])[0][0] for n in names}
+        after = {n: bus.last_tracks_id(n) for n in names}
         time.sleep(seconds)
-        latencies = tracked_latencies_ms(client, names, after)
-        skipped = sum(Bus(client).stats(n).get("skipped", 0) for n in names)
+        latencies = tracked_latencies_ms(bus, names, after)
+        skipped = sum(bus.stats(n).get("skipped", 0) for n in names)
         return {
             "cameras": cameras, "fps_per_camera": fps, "workers": workers, "seconds": seconds,
             "frames_tracked": len(latencies), "frames_offered": int(cameras * fps * seconds),
             "skipped_stale_frames": skipped,
             "p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95), "p99": _percentile(latencies, 99),
             "redis_rss_mb": {"before": round(redis_before / 2**20, 1),
-                             "after": round(client.info("memory")["used_memory_rss"] / 2**20, 1)},
+                             "after": round(bus.memory_info()["used_memory_rss"] / 2**20, 1)},
             "worker_rss_mb": {"start": worker_rss_start, "end": [process_rss_mb(p.pid) for p in procs[:workers]]},
         }
 
@@ -268,22 +250,21 @@ def soak(redis_url: str, cameras: int = 8, fps: float = 15.0, minutes: float = 1
     skipped frames. Returns every sample and a verdict on memory growth."""
     import tempfile
 
-    from .demo import write_video
+    from fervi.demo import write_video
 
-    client = redis.Redis.from_url(redis_url)
+    bus = Bus(connect(redis_url))
     workdir = Path(workdir or tempfile.mkdtemp(prefix="fervi-soak-"))
     video = write_video(workdir / "live.mp4", frames=150, fps=fps)
     names = [f"soak{i}" for i in range(cameras)]
     samples = []
-    after = {n: b"0-0" for n in names}
+    after = {n: "0-0" for n in names}
     started = time.time()
     with live_stack(redis_url, video, names, fps, workers) as procs:
         time.sleep(10.0)
         while time.time() - started < minutes * 60:
             time.sleep(sample_s)
-            latencies = tracked_latencies_ms(client, names, after)
-            bus = Bus(client)
-            memory = client.info("memory")
+            latencies = tracked_latencies_ms(bus, names, after)
+            memory = bus.memory_info()
             sample = {
                 "t_s": round(time.time() - started, 1),
                 "redis_rss_mb": round(memory["used_memory_rss"] / 2**20, 1),
@@ -295,8 +276,8 @@ def soak(redis_url: str, cameras: int = 8, fps: float = 15.0, minutes: float = 1
                 "frames_tracked": len(latencies),
                 "p50_ms": _percentile(latencies, 50), "p95_ms": _percentile(latencies, 95),
                 "skipped_total": sum(bus.stats(n).get("skipped", 0) for n in names),
-                "frames_in_total": sum(int(client.get(f"fervi:{{{n}}}:seq") or 0) for n in names),
-                "pending_total": sum(bus.redis.xpending(f"fervi:{{{n}}}:frames", "workers")["pending"] for n in names),
+                "frames_in_total": sum(max(0, bus.last_seq(n)) for n in names),
+                "pending_total": sum(bus.pending(n) for n in names),
                 "stream_len_total": sum(bus.backlog(n) for n in names),
             }
             samples.append(sample)
@@ -332,7 +313,7 @@ def soak(redis_url: str, cameras: int = 8, fps: float = 15.0, minutes: float = 1
     }
 
 
-PEER_VENV = Path(os.environ.get("FERVI_PEER_VENV", Path.home() / ".cache" / "fervi" / "peer-venv"))
+PEER_VENV = Path.home() / ".cache" / "fervi" / "peer-venv"  # FERVI_PEER_VENV changes it
 PEER_INSTALL = [  # `pip install fer` would pull torch (7.5 GB) for an option we do not use
     ["--no-deps", "fer==25.10.3"],
     ["tensorflow-cpu", "opencv-python-headless<5", "requests", "pillow", "pandas"],
@@ -361,7 +342,7 @@ def peer_comparison(settings: Settings, worker_fps_by_faces: dict[str, float], f
     import json
     import tempfile
 
-    python = ensure_peer_venv()
+    python = ensure_peer_venv(Path(settings.peer_venv) if settings.peer_venv else PEER_VENV)
     cpu = min(os.sched_getaffinity(0))
     out: dict = {}
     arrays = {
@@ -374,7 +355,7 @@ def peer_comparison(settings: Settings, worker_fps_by_faces: dict[str, float], f
                      "4faces": pipeline_fps(settings, arrays["frames_4faces"])}
     with tempfile.TemporaryDirectory() as tmp:
         if fer_csv:
-            from training.datasets import load_fer_csv
+            from fervi.training.datasets import load_fer_csv
 
             test = load_fer_csv(fer_csv)
             test = test.subset(test.usage == "PublicTest")
@@ -433,7 +414,7 @@ def run_bench(settings: Settings, redis_url: str, quick: bool = False, fer_csv: 
                                                     "4faces": report["worker_fps_4faces"]}, fer_csv,
                                          frames=40 if quick else 100)
     try:
-        report["redis_rss_mb"] = round(redis.Redis.from_url(redis_url).info("memory")["used_memory_rss"] / 2**20, 1)
-    except redis.RedisError:
+        report["redis_rss_mb"] = round(Bus(connect(redis_url)).memory_info()["used_memory_rss"] / 2**20, 1)
+    except RedisError:
         pass
     return report

@@ -25,22 +25,21 @@ from rq import Queue, Retry, get_current_job
 
 from fervi.bus import Bus
 from fervi.emotions import NUM_EMOTIONS
-from fervi.protocol import Faces
+from fervi.faces import Faces
 from fervi.settings import load_settings
-from fervi.tracking import FaceTracker
+from fervi.tracking import FaceTracker, FrameTracks, Track
 
-from .video_io import VideoError, VideoInfo, probe, seek, segment_bounds
-from .video_outputs import (
-    FaceRow,
+from .outputs import (
     join_parts,
-    load_rows,
-    save_rows,
+    load_frames,
+    save_frames,
     summarize,
     write_annotated_part,
     write_csv,
     write_summary,
     write_timeline,
 )
+from .video_io import VideoError, VideoInfo, probe, seek, segment_bounds
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +70,15 @@ def _skip(what: str, **extra) -> dict:
     return {"skipped": f"{what} already done", **extra}
 
 
+@dataclass
+class _Pending:
+    """An analysed frame waiting to be classified: its faces detected (a keyframe) or interpolated."""
+
+    index: int
+    image: np.ndarray
+    faces: Faces | None = None  # None until its keyframe, or the next one, is detected
+
+
 def analyze_segment(video: str, start: int, stop: int | None, every: int, out_file: str,
                     detect_every: int = 1) -> dict:
     """Analyse frames [start, stop) whose index is a multiple of `every`; write them to `out_file` (.npz).
@@ -93,24 +101,24 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
     keyframes = 0  # the keyframes detected so far: consecutive positions of the segment's stream
     index = seek(capture, video, start)
     frames, boxes, scores, probs, counts = [], [], [], [], []
-    waiting: list[list] = []  # [index, image, detections or None] in frame order
-    key: tuple[int, tuple] | None = None  # the newest keyframe: (index, detections)
+    waiting: list[_Pending] = []  # analysed frames not yet classified, in frame order
+    key: _Pending | None = None  # the newest keyframe
 
-    def detect_key(entry: list) -> None:
+    def detect_key(entry: _Pending) -> None:
         """Detect at `entry`, then interpolate the waiting frames between the previous keyframe and it."""
         nonlocal key, keyframes
         # the segment is one stream: the detector scans in full every few keyframes and follows between
         keyframes += 1
-        entry[2] = pipeline.detect([entry[1]], [(f"{video}#{start}", keyframes)])[0]
+        entry.faces = pipeline.detect([entry.image], [(f"{video}#{start}", keyframes)])[0]
         if key is not None:
             for item in waiting:
-                if item[2] is None:
-                    item[2] = interpolate(key[1], entry[2], (item[0] - key[0]) / (entry[0] - key[0]))
-        key = (entry[0], entry[2])
+                if item.faces is None:
+                    item.faces = interpolate(key.faces, entry.faces, (item.index - key.index) / (entry.index - key.index))
+        key = entry
 
     def flush() -> None:
-        for (i, _, _), faces in zip(waiting, pipeline.classify([w[1] for w in waiting], [w[2] for w in waiting])):
-            frames.append(i)
+        for item, faces in zip(waiting, pipeline.classify([w.image for w in waiting], [w.faces for w in waiting])):
+            frames.append(item.index)
             counts.append(len(faces))
             boxes.append(faces.boxes)
             scores.append(faces.scores)
@@ -127,7 +135,7 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
                 ok, image = capture.read()
                 if not ok:
                     break
-                entry = [index, image, None]
+                entry = _Pending(index, image)
                 waiting.append(entry)
                 if key is None or (index // every) % detect_every == 0:
                     detect_key(entry)
@@ -137,7 +145,7 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
             done += 1
             if done % META_EVERY == 0:
                 _progress(done, total)
-        if waiting and waiting[-1][2] is None:  # the segment's last frame closes its last gap
+        if waiting and waiting[-1].faces is None:  # the segment's last frame closes its last gap
             detect_key(waiting[-1])
         if waiting:
             flush()
@@ -163,9 +171,11 @@ def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: in
         return _skip("merge")
     settings = load_settings()
     video = VideoInfo(**info)
-    tracker = FaceTracker(settings.track_iou, settings.track_max_misses, settings.track_half_life_s)
-    rows: list[FaceRow] = []
-    analysed: list[int] = []
+    # each analysed frame stands for `every` frames of video in face-seconds
+    tracker = FaceTracker(settings.track_iou, settings.track_max_misses, settings.track_half_life_s,
+                          frame_step_s=every / video.fps)
+    frames: list[FrameTracks] = []
+    tracks: list[Track] = []
     for file in segment_files:
         with np.load(file) as npz:  # each npz[key] reads and unzips again: read every array once
             data = {key: npz[key] for key in npz.files}
@@ -175,22 +185,22 @@ def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: in
             faces = Faces(boxes[offset : offset + count], scores[offset : offset + count],
                           probs[offset : offset + count])
             offset += count
-            analysed.append(frame)
-            t = frame / video.fps
-            for face in tracker.update(frame, t, faces).faces:
-                rows.append(FaceRow(frame, t, face.track_id, face.box, face.label, face.score, face.raw))
+            tracked = tracker.update(frame, frame / video.fps, faces)
+            frames.append(tracked)
+            tracks += tracked.started
     out = Path(out_dir)
-    write_csv(rows, out / "faces.csv")
-    frames_total = max(analysed) + 1 if analysed else 0
-    summary = summarize(rows, {"video": video.path, "fps": video.fps, "frames": frames_total,
-                               "width": video.width, "height": video.height,
-                               "duration_s": round(frames_total / video.fps, 3), "analysed_frames": len(analysed),
-                               "every": every, "detect_every": detect_every}, every / video.fps)
+    write_csv(frames, out / "faces.csv")
+    frames_total = max(f.seq for f in frames) + 1 if frames else 0
+    summary = summarize(frames, tracks, {"video": video.path, "fps": video.fps, "frames": frames_total,
+                                         "width": video.width, "height": video.height,
+                                         "duration_s": round(frames_total / video.fps, 3),
+                                         "analysed_frames": len(frames), "every": every,
+                                         "detect_every": detect_every})
     write_summary(summary, out / "summary.json")
-    write_timeline(rows, summary["duration_s"], out / "timeline.png")
-    save_rows(rows, analysed, out / ".segments" / "tracked.npz")
+    write_timeline(frames, summary["duration_s"], out / "timeline.png")
+    save_frames(frames, out / ".segments" / "tracked.npz")
     _progress(1, 1)
-    return {"out": str(out), "face_rows": len(rows), "tracks": summary["tracks"]}
+    return {"out": str(out), "face_rows": summary["face_rows"], "tracks": summary["tracks"]}
 
 
 def annotate_part(info: dict, start: int, stop: int | None, out_dir: str, part_file: str) -> dict:
@@ -198,9 +208,9 @@ def annotate_part(info: dict, start: int, stop: int | None, out_dir: str, part_f
     if Path(part_file).exists() or finished(out_dir):
         return _skip(f"annotation part {start}..{stop}", start=start)
     video = VideoInfo(**info)
-    rows, analysed = load_rows(Path(out_dir) / ".segments" / "tracked.npz", video.fps, start, stop)
+    frames = load_frames(Path(out_dir) / ".segments" / "tracked.npz", video.fps, start, stop)
     total = (stop if stop is not None else video.frames) - start
-    written = write_annotated_part(video.path, rows, analysed, start, stop, Path(part_file), video.fps,
+    written = write_annotated_part(video.path, frames, start, stop, Path(part_file), video.fps,
                                    on_frame=lambda done: done % META_EVERY or _progress(done, total))
     _progress(written, written)
     return {"start": start, "frames": written}

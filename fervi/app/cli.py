@@ -12,9 +12,12 @@ from typing import Iterator
 
 import click
 
-from . import __version__
-from .logs import setup_logging
-from .settings import Settings, load_settings
+from fervi import __version__
+from fervi.logs import setup_logging
+from fervi.settings import Settings, load_settings
+from fervi.training.config import TrainConfig
+
+TRAIN = TrainConfig(data=[])  # `fervi train`'s defaults are the training run's own
 
 log = logging.getLogger("fervi")
 
@@ -23,12 +26,12 @@ class _Main(click.Group):
     """The command group: a Redis that cannot be reached is one line naming the setting, not a traceback."""
 
     def invoke(self, ctx: click.Context):
-        import redis
+        from fervi.bus import RedisUnreachable
 
         try:
             return super().invoke(ctx)
-        except (redis.ConnectionError, redis.TimeoutError) as err:
-            from .settings import mask_password
+        except RedisUnreachable as err:
+            from fervi.settings import mask_password
 
             url = mask_password(ctx.obj.redis_url) if isinstance(ctx.obj, Settings) else ""
             raise click.ClickException(f"cannot reach Redis at {url or '(none set)'} (FERVI_REDIS_URL): {err}") from None
@@ -67,7 +70,7 @@ def redis_for_command(settings: Settings) -> Iterator[str]:
     if settings.redis_url:
         yield settings.redis_url
         return
-    from .embedded import EmbeddedRedis
+    from fervi.embedded import EmbeddedRedis
 
     with EmbeddedRedis(Path(settings.home) / "redis", settings.redis_port) as server:
         yield server.url
@@ -93,7 +96,7 @@ def config(as_json: bool) -> None:
               help="Also ingest SOURCE as camera NAME (repeatable).")
 def up(workers: int | None, demo: bool, cameras: tuple[str, ...]) -> None:
     """Run the whole stack: Redis (embedded unless FERVI_REDIS_URL), workers, demo camera. Ctrl-C stops it."""
-    from .stack import Stack
+    from fervi.app.stack import Stack
 
     extra = []
     for item in cameras:
@@ -102,7 +105,7 @@ def up(workers: int | None, demo: bool, cameras: tuple[str, ...]) -> None:
             raise click.BadParameter(f"{item!r}: expected NAME=SOURCE", param_hint="--camera")
         extra.append((name, source))
     settings = _settings()
-    from dashboard.app import ExposureError, check_exposure
+    from fervi.dashboard.app import ExposureError, check_exposure
 
     try:
         check_exposure(settings.dashboard_host, settings.dashboard_token)
@@ -122,9 +125,9 @@ def up(workers: int | None, demo: bool, cameras: tuple[str, ...]) -> None:
 @click.option("--metrics-port", type=int, help="Port for /healthz and /metrics (default FERVI_METRICS_PORT).")
 def ingest(source: str, camera: str, fps: float | None, loop: bool, live: bool | None, metrics_port) -> None:
     """Send frames of SOURCE to Redis: a webcam index, an RTSP/HTTP URL, a video file, an image or a folder."""
-    from ingest.publisher import run_ingest
+    from fervi.ingest.publisher import run_ingest
 
-    from .protocol import ProtocolError, check_camera
+    from fervi.protocol import ProtocolError, check_camera
 
     try:
         check_camera(camera)
@@ -138,7 +141,7 @@ def ingest(source: str, camera: str, fps: float | None, loop: bool, live: bool |
 @click.option("--metrics-port", type=int, help="Port for /healthz and /metrics (default FERVI_METRICS_PORT).")
 def worker(metrics_port) -> None:
     """Detect faces and classify emotions for every camera (joins the consumer group)."""
-    from workers.worker import run_worker
+    from fervi.workers.worker import run_worker
 
     settings = _settings()
     sys.exit(run_worker(settings, _redis_url(settings), metrics_port))
@@ -149,8 +152,8 @@ def worker(metrics_port) -> None:
 @click.option("--quick", is_flag=True, help="Fewer frames and shorter runs.")
 @click.option("--save", type=click.Path(dir_okay=False), help="Also write the JSON to this file.")
 @click.option("--data", type=click.Path(exists=True, dir_okay=False),
-              default=lambda: next((p for p in ("../shared/data/fer2013/fer2013.csv.gz",) if Path(p).exists()), None),
-              help="FER-2013 CSV whose PublicTest rows both classifiers are scored on (default: ../shared/...).")
+              help="FER-2013 CSV whose PublicTest rows both classifiers are scored on (default: "
+                   "FERVI_FER2013_CSV; neither: no accuracy is measured).")
 @click.option("--no-peer", is_flag=True, help="Skip the side-by-side run of the `fer` package.")
 def bench(as_json: bool, quick: bool, save: str | None, data: str | None, no_peer: bool) -> None:
     """Speed, latency and scaling of this machine, side by side with the `fer` package (own venv).
@@ -159,11 +162,11 @@ def bench(as_json: bool, quick: bool, save: str | None, data: str | None, no_pee
     (1 and 4 faces), 2-worker scaling, capture-to-tracks latency at 4 live cameras, memory, tracking
     flip rate, and the peer's frames/s and PublicTest accuracy.
     """
-    from .bench import run_bench
+    from fervi.bench.harness import run_bench
 
     settings = _settings()
     with redis_for_command(settings) as url:
-        report = run_bench(settings, url, quick, data, peer=not no_peer)
+        report = run_bench(settings, url, quick, data or settings.fer2013_csv or None, peer=not no_peer)
     text = json.dumps(report, indent=None if as_json else 2)
     if save:
         Path(save).parent.mkdir(parents=True, exist_ok=True)
@@ -179,7 +182,7 @@ def bench(as_json: bool, quick: bool, save: str | None, data: str | None, no_pee
 @click.option("--size", default="640x480", show_default=True, help="WIDTHxHEIGHT")
 def demo_video(path: str, frames: int, fps: float, faces: int, size: str) -> None:
     """Write a demo video of real face photos (shipped in wheels) moving across the frame."""
-    from .demo import write_video
+    from fervi.demo import write_video
 
     try:
         width, height = (int(v) for v in size.lower().split("x"))
@@ -204,11 +207,10 @@ def demo_video(path: str, frames: int, fps: float, faces: int, size: str) -> Non
 @click.option("--no-wait", is_flag=True, help="Enqueue (FERVI_REDIS_URL must be set), print job ids, return.")
 def analyze(videos, out, segments, every, detect_every, rq_workers, no_wait) -> None:
     """Analyse video files offline as RQ jobs: faces.csv, summary.json, annotated.mp4, timeline.png."""
-    import redis as redis_lib
-    from rq import Queue
-
-    from workers.video_jobs import QUEUE
-    from workers.video_runner import cancel, follow, start_rq_workers, stop_processes, submit_all
+    from fervi.bus import Bus
+    from fervi.offline.jobs import QUEUE
+    from fervi.offline.runner import cancel, follow, start_rq_workers, submit_all
+    from fervi.service import stop_processes
 
     settings = _settings()
     if no_wait and not settings.redis_url:
@@ -216,8 +218,8 @@ def analyze(videos, out, segments, every, detect_every, rq_workers, no_wait) -> 
     workers = rq_workers or (os.cpu_count() or 1)
     segments = segments or max(2, workers)
     with redis_for_command(settings) as url:
-        connection = redis_lib.Redis.from_url(url)
-        queue = Queue(QUEUE, connection=connection)
+        bus = Bus.from_url(url)
+        queue = bus.queue(QUEUE)
         procs = [] if settings.redis_url else start_rq_workers(url, workers, Path(settings.home) / "logs")
         try:
             states = submit_all(queue, list(videos), out, segments, every, detect_every)
@@ -237,7 +239,7 @@ def analyze(videos, out, segments, every, detect_every, rq_workers, no_wait) -> 
                 try:
                     follow(states, queue, progress)
                 except KeyboardInterrupt:
-                    cancel(states, connection)
+                    cancel(states, queue.connection)
                     raise click.Abort() from None
         finally:
             stop_processes(procs)
@@ -256,7 +258,7 @@ def analyze(videos, out, segments, every, detect_every, rq_workers, no_wait) -> 
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
 def rq_worker(burst: bool) -> None:
     """Run an RQ worker for offline video jobs (plain `rq worker fervi-video` works too)."""
-    from workers.video_runner import rq_worker as run
+    from fervi.offline.runner import rq_worker as run
 
     settings = _settings()
     sys.exit(run(_redis_url(settings), burst))
@@ -269,7 +271,7 @@ def dashboard(host: str | None, port: int | None) -> None:
     """Serve the dashboard: live wall, browser camera, acting challenge, charts, image mode."""
     import signal
 
-    from dashboard.app import ExposureError, check_exposure, run_dashboard
+    from fervi.dashboard.app import ExposureError, check_exposure, run_dashboard
 
     settings = _settings()
     host = host or settings.dashboard_host
@@ -288,7 +290,7 @@ def dashboard(host: str | None, port: int | None) -> None:
 @click.option("--metrics-port", type=int, help="Port for /healthz and /metrics (default FERVI_METRICS_PORT).")
 def tracker(shard: str, metrics_port) -> None:
     """Give faces stable track ids, smooth their emotions, keep per-camera statistics."""
-    from workers.tracker import run_tracker
+    from fervi.tracker.service import run_tracker
 
     try:
         index, count = (int(v) for v in shard.split("/"))
@@ -304,19 +306,12 @@ def tracker(shard: str, metrics_port) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def status(as_json: bool) -> None:
     """List live FERVI processes (by heartbeat) and each camera's backlog and counters."""
-    from .bus import Bus, connect
+    from fervi.bus import Bus, connect
 
     settings = _settings()
     bus = Bus(connect(_redis_url(settings)))
-    from rq import Worker
-
-    processes = bus.processes()
-    for worker in Worker.all(connection=bus.redis):  # RQ keeps its own registry of its workers
-        job = worker.get_current_job_id()
-        processes[worker.name] = {"kind": "rq-worker", "hostname": worker.hostname or "", "state": worker.get_state(),
-                                  **({"job": job} if job else {})}
     state = {
-        "processes": processes,
+        "processes": {**bus.processes(), **bus.rq_workers()},
         "cameras": {c: {"backlog": bus.backlog(c), **bus.stats(c)} for c in bus.cameras()},
     }
     if as_json:
@@ -335,9 +330,9 @@ def status(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per image.")
 def predict(images: tuple[str, ...], as_json: bool) -> None:
     """Find faces in still images and label their emotions."""
-    from .emotions import EMOTIONS
-    from .vision.images import ImageError, decode_image, read_image_file
-    from .vision.pipeline import FacePipeline
+    from fervi.emotions import EMOTIONS
+    from fervi.vision.images import ImageError, decode_image, read_image_file
+    from fervi.vision.pipeline import FacePipeline
 
     settings = _settings()
     pipeline = FacePipeline.from_settings(settings)
@@ -376,42 +371,43 @@ def predict(images: tuple[str, ...], as_json: bool) -> None:
 @click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True),
               help="Dataset: FER-2013 CSV (.csv/.csv.gz), FER image folders, or CK+ emotion folders. "
                    "Repeatable; the first selects the model on its validation split.")
-@click.option("--model", "model_name", default="cnn_lstm", show_default=True, help="Architecture name.")
-@click.option("--epochs", default=48, show_default=True, type=click.IntRange(1))
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--learning-rate", default=1e-3, show_default=True, type=float, help="Peak rate (warm-up, cosine).")
-@click.option("--label-smoothing", default=0.1, show_default=True, type=float)
-@click.option("--oversample", "oversample_min_share", default=0.15, show_default=True, type=float,
+@click.option("--model", "model_name", default=TRAIN.model, show_default=True, help="Architecture name.")
+@click.option("--epochs", default=TRAIN.epochs, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=TRAIN.batch_size, show_default=True, type=click.IntRange(1))
+@click.option("--learning-rate", default=TRAIN.learning_rate, show_default=True, type=float,
+              help="Peak rate (warm-up, cosine).")
+@click.option("--label-smoothing", default=TRAIN.label_smoothing, show_default=True, type=float)
+@click.option("--oversample", "oversample_min_share", default=TRAIN.oversample_min_share, show_default=True, type=float,
               help="Repeat training faces of small classes up to this share of the largest class (0: off).")
 @click.option("--no-augment", is_flag=True, help="Train without augmentation.")
-@click.option("--reframe/--no-reframe", default=True, show_default=True,
+@click.option("--reframe/--no-reframe", default=TRAIN.reframe, show_default=True,
               help="Frame every split's faces through the workers' default detector and crop margin, as live "
                    "faces are framed (faces it misses keep their crop).")
-@click.option("--patience", default=10, show_default=True, help="Early stopping patience in epochs.")
-@click.option("--seed", default=42, show_default=True)
+@click.option("--patience", default=TRAIN.patience, show_default=True, help="Early stopping patience in epochs.")
+@click.option("--seed", default=TRAIN.seed, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --work-dir from its last epoch.")
 @click.option("--skip-bad", is_flag=True, help="Skip and count malformed rows instead of failing.")
 @click.option("--include-contempt", is_flag=True, help="Keep CK+ contempt faces (as disgust).")
 @click.option("--limit", type=click.IntRange(1), help="Use only the first N training faces (smoke runs).")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False),
               help="Start from this trained .keras model's weights (same architecture): continue or fine-tune.")
-@click.option("--select", type=click.Choice(["best", "last"]), default="best", show_default=True,
+@click.option("--select", type=click.Choice(["best", "last"]), default=TRAIN.select, show_default=True,
               help="Checkpoint to export: best validation accuracy (single view), or the last epoch.")
 @click.option("--export-only", is_flag=True, help="Export the run in --work-dir again, without training.")
-@click.option("--note", default="", help="A note on the run for the model card (resumed, shared machine...).")
+@click.option("--note", default=TRAIN.note, help="A note on the run for the model card (resumed, shared machine...).")
 @click.option("--device-pack", type=click.Path(file_okay=False),
               help="Write the split, over-sampled training data to this folder for training/gpu_train.py "
                    "(PyTorch, on a GPU machine) and stop.")
 @click.option("--from-torch", type=click.Path(exists=True, dir_okay=False),
               help="Import a training/gpu_train.py run (.npz) instead of training here, then export it.")
-@click.option("--out", default="models", show_default=True, type=click.Path(file_okay=False),
+@click.option("--out", default=TRAIN.out, show_default=True, type=click.Path(file_okay=False),
               help="Where the trained model, TFLite export, card and figures go.")
-@click.option("--work-dir", default=".fervi/train", show_default=True, type=click.Path(file_okay=False),
+@click.option("--work-dir", default=TRAIN.work_dir, show_default=True, type=click.Path(file_okay=False),
               help="Checkpoints, backups and logs of the run.")
 def train(data, model_name, **options) -> None:
     """Train the emotion classifier honestly (split first, augment the training split only), export to --out."""
-    from training.datasets import DatasetError
-    from training.trainer import TrainConfig, train as run_training
+    from fervi.training.datasets import DatasetError
+    from fervi.training.trainer import train as run_training
 
     try:
         card = run_training(TrainConfig(data=list(data), model=model_name, augment=not options.pop("no_augment"),
@@ -447,8 +443,8 @@ def evaluate(data, images, usage, model_file, limit, flip, skip_bad, confusion_p
 
     With --images: faces found, accuracy, macro-F1, per-class recall and results per face size on your own
     labelled photos, through detection, cropping and classification as the workers run them."""
-    from training.datasets import DatasetError
-    from training.evaluate_cli import evaluate_model
+    from fervi.training.datasets import DatasetError
+    from fervi.training.evaluate_cli import evaluate_model
 
     if bool(data) == bool(images):
         raise click.UsageError("give exactly one of --data (face crops) or --images (labelled photos)")
@@ -475,12 +471,12 @@ def evaluate(data, images, usage, model_file, limit, flip, skip_bad, confusion_p
 
 
 def _evaluate_images(images, settings, model_file, flip, confusion_png, as_json) -> None:
-    from training.datasets import DatasetError
-    from training.evaluate_images import evaluate_images
+    from fervi.training.datasets import DatasetError
+    from fervi.training.evaluate_images import evaluate_images
 
-    from .vision.pipeline import FacePipeline
+    from fervi.vision.pipeline import FacePipeline
 
-    from .vision.classifier import MODEL_KERAS, MODEL_TFLITE
+    from fervi.vision.classifier import MODEL_KERAS, MODEL_TFLITE
 
     changes = {"flip_average": flip} if flip is not None else {}
     if model_file:

@@ -11,15 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .demo import write_video
-from .embedded import EmbeddedRedis
-from .service import Shutdown, die_with_parent
-from .settings import Settings
+from fervi.demo import write_video
+from fervi.embedded import EmbeddedRedis
+from fervi.service import Shutdown, spawn, stop_processes
+from fervi.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +58,7 @@ class Stack:
         return children
 
     def _start(self, child: Child, env: dict[str, str]) -> None:
-        command = [sys.executable, "-m", "fervi.cli", *child.args]
-        # Own session: a terminal's Ctrl-C reaches only the supervisor, which then stops children once.
-        child.process = subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=die_with_parent)
+        child.process = spawn(child.args, env)
         child.started_at = time.monotonic()
         log.info("event=child_started name=%s pid=%d command=%r", child.name, child.process.pid, " ".join(child.args))
 
@@ -104,15 +101,7 @@ class Stack:
                 self._start(child, env)
 
     def _stop(self, children: list[Child]) -> None:
-        running = [c for c in children if c.process is not None and c.process.poll() is None]
-        for child in running:
-            child.process.terminate()
-        deadline = time.monotonic() + GRACE_S
-        for child in running:
-            try:
-                child.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("event=child_killed name=%s", child.name)
-                child.process.kill()
-                child.process.wait()
-        log.info("event=stack_down children=%d", len(running))
+        names = {c.process.pid: c.name for c in children if c.process is not None}
+        stopped = stop_processes([c.process for c in children if c.process is not None], GRACE_S,
+                                 on_kill=lambda p: log.warning("event=child_killed name=%s", names[p.pid]))
+        log.info("event=stack_down children=%d", stopped)

@@ -1,0 +1,74 @@
+"""The dashboard's JSON API: cameras on the wall, chart series, the leaderboard, and image mode."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, abort, jsonify, make_response, request
+
+from fervi.bus import RESOLUTIONS, Bus
+from fervi.emotions import EMOTIONS
+from fervi.metrics import UPLOADS
+from fervi.protocol import ProtocolError, check_camera, is_browser_camera
+from fervi.settings import Settings
+
+from .image_mode import MAX_UPLOAD_BYTES, UploadError, analyse_upload, check_upload
+from .relay import Relay
+
+MAX_SERIES_POINTS = 10080  # a week of minutes, or 2.8 hours of seconds, per chart query
+
+
+def register_api(app: Flask, bus: Bus, settings: Settings, relay: Relay) -> None:
+    @app.get("/api/cameras")
+    def cameras():
+        return jsonify(relay.camera_list())
+
+    def _camera(name: str) -> str:
+        try:
+            camera = check_camera(name)
+        except ProtocolError as err:
+            abort(make_response(jsonify(error=str(err)), 400))
+        if is_browser_camera(camera) and not bus.is_shared_webcam(camera):
+            abort(make_response(jsonify(error=f"{camera} is a browser camera its user is not sharing"), 404))
+        return camera
+
+    @app.get("/api/series/<camera>")
+    def series(camera: str):
+        resolution = request.args.get("resolution", "1s")
+        if resolution not in RESOLUTIONS:
+            return jsonify(error=f"resolution must be one of {list(RESOLUTIONS)}"), 400
+        try:
+            seconds = float(request.args.get("seconds", 300))
+        except ValueError:
+            return jsonify(error="seconds must be a number"), 400
+        step = RESOLUTIONS[resolution][0]
+        if not 0 < seconds <= MAX_SERIES_POINTS * step:
+            return jsonify(error=f"seconds must be within 0..{MAX_SERIES_POINTS * step} at resolution "
+                                 f"{resolution} (at most {MAX_SERIES_POINTS} points; use a coarser resolution)"), 400
+        now = time.time()
+        camera = _camera(camera)
+        return jsonify(series=bus.emotion_series(camera, resolution, now - seconds, now),
+                       totals=bus.emotion_totals(camera, resolution, now - seconds, now),
+                       tracks=bus.tracks(camera, now - seconds, 50),
+                       active=bus.active_faces(camera))
+
+    @app.get("/api/leaderboard")
+    def leaderboard():
+        return jsonify(bus.leaderboard(10))
+
+    @app.post("/api/image")
+    def image_upload():
+        if (request.content_length or 0) > MAX_UPLOAD_BYTES + 64 * 1024:
+            return jsonify(error=f"image larger than {MAX_UPLOAD_BYTES} bytes"), 413
+        upload = request.files.get("image")
+        if upload is None:
+            return jsonify(error="send the image as multipart field 'image'"), 400
+        data = upload.read()
+        try:
+            width, height = check_upload(data, upload.mimetype or "", settings.max_frame_pixels)
+            result = analyse_upload(bus, data, width, height)
+        except UploadError as err:
+            UPLOADS.labels("refused").inc()
+            return jsonify(error=str(err)), 400
+        UPLOADS.labels("ok").inc()
+        return jsonify(width=result.width, height=result.height, faces=result.faces.to_list(), emotions=EMOTIONS)

@@ -1,0 +1,80 @@
+"""The acting challenge: each player's current round, and the leaderboard. One hash tag, so a round and the
+leaderboard change in one transaction on a cluster."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+from .core import BusCore, decode
+from .keys import LEADERBOARD, LEADERBOARD_SIZE, ROUND_FIELDS, ROUND_TTL_S, ROUNDS, round_key
+
+
+class Challenge(BusCore):
+    def save_round(self, player: str, record: dict) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(round_key(player), json.dumps(record), ex=ROUND_TTL_S)
+        pipe.sadd(ROUNDS, player)
+        pipe.execute()
+
+    def load_round(self, player: str) -> dict | None:
+        raw = self.redis.get(round_key(player))
+        return json.loads(raw) if raw else None
+
+    def rounds(self) -> dict[str, dict]:
+        """Every player's current round; players whose record expired leave the index."""
+        players = sorted(decode(p) for p in self.redis.smembers(ROUNDS))
+        if not players:
+            return {}
+        out = {}
+        for player, raw in zip(players, self.redis.mget([round_key(p) for p in players])):
+            if raw is None:
+                self.redis.srem(ROUNDS, player)
+                continue
+            try:
+                record = json.loads(raw)
+                missing = ROUND_FIELDS - set(record) if isinstance(record, dict) else ROUND_FIELDS
+                if missing:
+                    raise ValueError(f"missing {', '.join(sorted(missing))}")
+                out[player] = record
+            except ValueError as err:
+                self.untrusted.skip("challenge_round", player, str(err))
+                self.drop_round(player)
+        return out
+
+    def drop_round(self, player: str) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(round_key(player))
+        pipe.srem(ROUNDS, player)
+        pipe.execute()
+
+    def settle_round(self, player: str, round_id: str, settle) -> dict | None:
+        """End round `round_id` of `player` once: `settle(record)` returns (new record, points for the
+        leaderboard), written with the points in one transaction. None if the round is no longer that one
+        or has already ended (another dashboard process, or a new round started)."""
+        key = round_key(player)
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    record = json.loads(raw) if raw else None
+                    if not record or record.get("id") != round_id or record.get("state") != "playing":
+                        pipe.unwatch()
+                        return None
+                    record, points = settle(record)
+                    pipe.multi()
+                    pipe.set(key, json.dumps(record), ex=ROUND_TTL_S)
+                    if points > 0:
+                        pipe.zincrby(LEADERBOARD, points, record["name"])
+                        pipe.zremrangebyrank(LEADERBOARD, 0, -LEADERBOARD_SIZE - 1)
+                    pipe.execute()
+                    return record
+                except redis.WatchError:
+                    continue
+
+    def leaderboard(self, count: int = 10) -> list[dict]:
+        return [{"name": decode(n), "score": int(s)}
+                for n, s in self.redis.zrevrange(LEADERBOARD, 0, count - 1, withscores=True)]
+

@@ -1,0 +1,233 @@
+"""Cameras and their streams: frames in (ingest), results out (workers), dead letters and counters.
+
+Delivery is at least once: workers read with XREADGROUP, publish, then ack; results are written once per
+(camera, seq) by a bitmap checked in the same script, so a frame processed twice still yields one result.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Iterator
+
+import redis
+
+from ..protocol import DeadLetter, Frame, ProtocolError, Result, check_camera
+from .core import BusCore, Entry, camera_name, decode, stream_id
+from .keys import (
+    CAMERA_KEY_TYPES,
+    CAMERAS,
+    DEAD_LETTER_MAXLEN,
+    LATEST_FRAME_TTL_S,
+    ONE_OFF_CAMERAS,
+    PREFIX,
+    SEEN_BLOCK,
+    SEEN_TTL_S,
+    WORKER_GROUP,
+    camera_of,
+    dead_letter_key,
+    frames_key,
+    latest_frame_key,
+    results_key,
+    seen_key,
+    seq_key,
+    stats_key,
+)
+
+log = logging.getLogger("fervi.bus")
+
+
+class Streams(BusCore):
+    # --- cameras -----------------------------------------------------------------------------
+    def register_camera(self, camera: str) -> None:
+        self.redis.sadd(CAMERAS, check_camera(camera))
+
+    def cameras(self) -> list[str]:
+        """Valid cameras of the camera set: a member that is not a valid name, or whose streams are keys of
+        another type (any client may `SET fervi:{x}:frames`), is skipped (see `_Untrusted`)."""
+        names = []
+        for member in self.redis.smembers(CAMERAS):
+            try:
+                names.append(camera_name(member))
+            except ProtocolError as err:
+                self.untrusted.skip("camera_name", member, str(err))
+        names.sort()
+        pipe = self.redis.pipeline(transaction=False)
+        for camera in names:
+            for key_of, _ in CAMERA_KEY_TYPES:
+                pipe.type(key_of(camera))
+        types = [decode(t) for t in pipe.execute()] if names else []
+        valid, width = [], len(CAMERA_KEY_TYPES)
+        for i, camera in enumerate(names):
+            wrong = [(key_of(camera), t) for (key_of, kind), t in zip(CAMERA_KEY_TYPES, types[width * i : width * (i + 1)])
+                     if t not in (kind, "none")]
+            if wrong:
+                self.untrusted.skip("camera_keys", camera, ", ".join(f"{k} is a {t}" for k, t in wrong))
+            else:
+                valid.append(camera)
+        return valid
+
+    def ensure_group(self, camera: str) -> None:
+        try:
+            self.redis.xgroup_create(frames_key(camera), WORKER_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as err:
+            if "BUSYGROUP" not in str(err):
+                raise
+
+    # --- ingest ------------------------------------------------------------------------------
+    def add_frame(self, frame: Frame, maxlen: int = 0) -> tuple[int, str]:
+        """XADD a frame; Redis assigns its seq. `maxlen` > 0 trims the stream (live sources)."""
+        flat: list = [maxlen]
+        for key, value in frame.to_fields().items():
+            flat += [key, value]
+        seq, entry_id = self._add_frame(keys=[frames_key(frame.camera), seq_key(frame.camera),
+                                              results_key(frame.camera)], args=flat)
+        return int(seq), decode(entry_id)
+
+    def last_seq(self, camera: str) -> int:
+        """The last seq ingest assigned to a camera's frames (-1 before the first, or when not a number)."""
+        try:
+            value = self.redis.get(seq_key(camera))
+            return int(value) if value is not None else -1
+        except (ValueError, redis.ResponseError) as err:  # a key of another type, or not a number
+            self.untrusted.skip("seq", camera, str(err))
+            return -1
+
+    def frame_in_flight(self, camera: str, seq: int, results_read_to: str) -> bool:
+        """Whether frame `seq` may still bring a result that a reader of the results stream, having read up
+        to entry `results_read_to`, has not seen. A frame leaves its stream in the same script that writes its
+        result (or when a live stream is trimmed), so: yes while a frame at or before `seq` is still in the
+        frames stream (with a worker, or waiting to be reclaimed), and yes while results written before now
+        are unread (the one for `seq` may be among them)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xrange(frames_key(camera), count=1)
+        pipe.xrevrange(results_key(camera), count=1)
+        oldest_frame, newest_result = pipe.execute()
+        if oldest_frame:
+            fields = oldest_frame[0][1]
+            try:
+                if int(fields.get(b"seq", fields.get("seq"))) <= seq:
+                    return True
+            except (TypeError, ValueError):
+                pass
+        return bool(newest_result) and stream_id(newest_result[0][0]) > stream_id(results_read_to)
+
+    def results_kept(self, camera: str) -> int:
+        return int(self.redis.xlen(results_key(camera)))
+
+    def backlog(self, camera: str) -> int:
+        """Frames added but not yet done (workers delete frames once their result is written)."""
+        return int(self.redis.xlen(frames_key(camera)))
+
+    # --- workers -----------------------------------------------------------------------------
+    def read_frames(self, consumer: str, cameras: list[str], count: int, block_ms: int) -> list[Entry]:
+        if not cameras:
+            time.sleep(block_ms / 1000)
+            return []
+        streams = {frames_key(c): ">" for c in cameras}
+        reply = self.redis.xreadgroup(WORKER_GROUP, consumer, streams, count=count, block=block_ms)
+        return list(self._entries(reply))
+
+    def reclaim(self, consumer: str, camera: str, min_idle_ms: int, count: int) -> list[Entry]:
+        """Take over entries another consumer read but did not ack within `min_idle_ms` (XAUTOCLAIM)."""
+        reply = self.redis.xautoclaim(frames_key(camera), WORKER_GROUP, consumer, min_idle_ms, "0-0", count=count)
+        claimed = reply[1]
+        # Entries trimmed from a live stream while pending: Redis 7 drops them from the PEL and lists them
+        # in reply[2]; Redis 6.2 returns them with no fields and keeps them pending, so ack them here.
+        gone = [i for i, f in claimed if not f]
+        if gone:
+            self.redis.xack(frames_key(camera), WORKER_GROUP, *gone)
+        if gone or (len(reply) > 2 and reply[2]):
+            log.info("event=reclaimed_trimmed camera=%s count=%d", camera, len(gone) + len(reply[2] if len(reply) > 2 else []))
+        return [Entry(camera, decode(i), f) for i, f in claimed if f]
+
+    @staticmethod
+    def _entries(reply) -> Iterator[Entry]:
+        for stream, items in reply or []:
+            camera = camera_of(stream)
+            for entry_id, fields in items:
+                yield Entry(camera, decode(entry_id), fields)
+
+    def publish_result(self, result: Result, entry_id: str, maxlen: int) -> bool:
+        """Write the result once per (camera, seq), ack and delete the frame, atomically. True if new; False
+        for a repeat, or when the camera was forgotten meanwhile (its result is dropped)."""
+        flat: list = [result.seq % SEEN_BLOCK, SEEN_TTL_S, maxlen, WORKER_GROUP, entry_id]
+        for key, value in result.to_fields().items():
+            flat += [key, value]
+        keys = [results_key(result.camera), seen_key(result.camera, result.seq), frames_key(result.camera)]
+        return self._publish(keys=keys, args=flat) == 1
+
+    def count(self, camera: str, counter: str, n: int = 1) -> None:
+        """Add to one of a camera's counters (`fervi status`, dashboard metrics); a counter some client made
+        into something else than a number is skipped."""
+        try:
+            self.redis.hincrby(stats_key(camera), counter, n)
+        except redis.ResponseError as err:
+            self.untrusted.skip("stats", (camera, counter), str(err))
+
+
+    def set_latest_frame(self, camera: str, seq: int, jpeg: bytes) -> None:
+        """The newest analysed frame of a camera, for live displays (kept briefly)."""
+        key = latest_frame_key(camera)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, mapping={"seq": seq, "jpeg": jpeg, "ts": f"{time.time():.3f}"})
+        pipe.expire(key, LATEST_FRAME_TTL_S)
+        pipe.execute()
+
+    def latest_frame(self, camera: str) -> tuple[int, bytes] | None:
+        try:
+            values = self.redis.hmget(latest_frame_key(camera), ["seq", "jpeg"])
+            return (int(values[0]), values[1]) if values[0] is not None and values[1] else None
+        except (redis.ResponseError, ValueError) as err:  # spoilt by some client: no preview
+            self.untrusted.skip("latest_frame", camera, str(err))
+            return None
+
+    def forget_camera(self, camera: str) -> None:
+        """Remove a camera and its keys (one-off cameras such as an uploaded image, browsers that left)."""
+        self.redis.zrem(ONE_OFF_CAMERAS, camera)
+        self.redis.srem(CAMERAS, camera)
+        for key in self.redis.scan_iter(match=f"{PREFIX}:{{{camera}}}:*", count=500):
+            self.redis.delete(key)
+
+
+    def dead_letter(self, letter: DeadLetter, ack: bool = True) -> None:
+        """Keep a bad entry's summary and count it; `ack=False` when a gap marker will ack the frame."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(dead_letter_key(letter.camera), letter.to_fields(), maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+        pipe.hincrby(stats_key(letter.camera), "dead_lettered", 1)
+        if ack:
+            pipe.xack(frames_key(letter.camera), WORKER_GROUP, letter.entry_id)
+            pipe.xdel(frames_key(letter.camera), letter.entry_id)
+        self.execute(pipe, "dead_letter", letter.camera)
+
+    def dead_letters(self, camera: str, count: int = 100) -> list[DeadLetter]:
+        return [DeadLetter.from_fields(f) for _, f in self.redis.xrange(dead_letter_key(camera), count=count)]
+
+    def stats(self, camera: str) -> dict[str, int]:
+        """A camera's counters; a field that is not a number (or a key of another type) is skipped."""
+        try:
+            raw = self.redis.hgetall(stats_key(camera))
+        except redis.ResponseError as err:
+            self.untrusted.skip("stats", camera, str(err))
+            return {}
+        out = {}
+        for key, value in raw.items():
+            try:
+                out[decode(key)] = int(value)
+            except ValueError:
+                self.untrusted.skip("stats", (camera, key), f"{decode(key)}={value!r} is not a number")
+        return out
+
+    # --- reading results ---------------------------------------------------------------------
+    def results(self, camera: str, start: str = "-", count: int | None = None) -> list[tuple[str, Result]]:
+        return [(decode(i), Result.from_fields(f)) for i, f in self.redis.xrange(results_key(camera), start, "+", count)]
+
+
+    def pending(self, camera: str) -> int:
+        """Frames a worker has read and not yet acked."""
+        return int(self.redis.xpending(frames_key(camera), WORKER_GROUP)["pending"])
+
+    def read_results(self, positions: dict[str, str], count: int, block_ms: int) -> list[tuple[str, list]]:
+        """The tracker's read: per camera, results after its position, as (camera, [(entry id, fields)])."""
+        reply = self.redis.xread({results_key(c): p for c, p in positions.items()}, count=count, block=block_ms)
+        return [(camera_of(stream), [(decode(i), f) for i, f in items]) for stream, items in reply or []]

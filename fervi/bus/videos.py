@@ -1,0 +1,67 @@
+"""Uploaded videos: FERVI's own record of each (it outlives RQ's job records), its jobs' progress, and the
+RQ queue the offline stage's jobs run from."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from .core import BusCore, decode
+from .keys import VIDEO_LIST, video_key, video_progress_key
+
+
+class Videos(BusCore):
+    def queue(self, name: str, **kwargs):
+        """An RQ queue on this connection (offline jobs)."""
+        from rq import Queue
+
+        return Queue(name, connection=self.redis, **kwargs)
+
+    def rq_workers(self) -> dict[str, dict[str, str]]:
+        """RQ's own registry of its workers (they keep no FERVI heartbeat): name -> kind, host, state, job."""
+        from rq import Worker
+
+        out = {}
+        for worker in Worker.all(connection=self.redis):
+            job = worker.get_current_job_id()
+            out[worker.name] = {"kind": "rq-worker", "hostname": worker.hostname or "", "state": worker.get_state(),
+                                **({"job": job} if job else {})}
+        return out
+
+    def create_video(self, video_id: str, record: dict) -> None:
+        """FERVI's own record of an uploaded video (state, progress, outputs, times): it outlives RQ's jobs."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(video_key(video_id), mapping={k: json.dumps(v) for k, v in record.items()})
+        pipe.zadd(VIDEO_LIST, {video_id: record.get("created_at", time.time())})
+        pipe.execute()
+
+    def update_video(self, video_id: str, **fields) -> bool:
+        flat = [x for k, v in fields.items() for x in (k, json.dumps(v))]
+        return bool(self._update_if_exists(keys=[video_key(video_id)], args=flat))
+
+    def video(self, video_id: str) -> dict | None:
+        raw = self.redis.hgetall(video_key(video_id))
+        if not raw:
+            return None
+        record = {decode(k): json.loads(v) for k, v in raw.items()}
+        progress = [json.loads(v) for v in self.redis.hvals(video_progress_key(video_id))]
+        record["done"] = sum(p[0] for p in progress) if record.get("state") != "finished" else record.get("total", 0)
+        record.setdefault("total", 0)
+        record["total"] = max(record["total"], sum(p[1] for p in progress))
+        return {"id": video_id, **record}
+
+    def video_ids(self) -> list[str]:
+        return [decode(v) for v in self.redis.zrange(VIDEO_LIST, 0, -1)]
+
+    def video_progress(self, video_id: str, job_id: str, done: int, total: int) -> None:
+        """A job's units done/total; a video's progress is the sum over its jobs."""
+        key = video_progress_key(video_id)
+        if self.redis.exists(video_key(video_id)):
+            self.redis.hset(key, job_id, json.dumps([int(done), int(total)]))
+
+    def delete_video(self, video_id: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(video_key(video_id), video_progress_key(video_id))
+        pipe.zrem(VIDEO_LIST, video_id)
+        pipe.execute()
+

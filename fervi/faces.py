@@ -1,0 +1,104 @@
+"""The face record: every face of one frame, columnar, from detection to CSV.
+
+Each stage adds its columns to the same type, as `supervision`'s tracker adds `tracker_id` to
+`Detections`: the detector fills `boxes` and `scores`, the classifier `probs` (`classified`), the tracker
+`track_ids` and `smoothed` (`tracked`). A result entry, a tracks entry, the dashboard's JSON and the rows of
+faces.csv are all this type written out (`to_list`, `fervi.offline.outputs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .emotions import EMOTIONS, NUM_EMOTIONS
+
+
+class ProtocolError(ValueError):
+    """An entry that does not follow the protocol; the message is the dead-letter reason."""
+
+
+@dataclass
+class Faces:
+    """All faces of one frame: boxes (N, 4) xywh pixels, detector scores (N,); once classified, emotion
+    probabilities (N, 7); once tracked, track ids (N,) and the track's smoothed probabilities (N, 7)."""
+
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    probs: np.ndarray | None = field(default_factory=lambda: np.zeros((0, NUM_EMOTIONS), np.float32))
+    track_ids: np.ndarray | None = None
+    smoothed: np.ndarray | None = None
+
+    @classmethod
+    def detected(cls, boxes, scores) -> "Faces":
+        """Faces as a detector found them (not yet classified)."""
+        return cls(np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32).reshape(-1), None)
+
+    def classified(self, probs) -> "Faces":
+        return replace(self, probs=np.asarray(probs, np.float32).reshape(-1, NUM_EMOTIONS))
+
+    def tracked(self, track_ids, smoothed) -> "Faces":
+        return replace(self, track_ids=np.asarray(track_ids, np.int64).reshape(-1),
+                       smoothed=np.asarray(smoothed, np.float32).reshape(-1, NUM_EMOTIONS))
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def is_tracked(self) -> bool:
+        return self.track_ids is not None
+
+    @property
+    def label_probs(self) -> np.ndarray:
+        """The probabilities a face's label comes from: the track's smoothed ones once tracked."""
+        if self.smoothed is not None:
+            return self.smoothed
+        if self.probs is None:
+            raise ValueError("faces not classified yet")
+        return self.probs
+
+    @property
+    def labels(self) -> list[str]:
+        return [EMOTIONS[i] for i in self.label_probs.argmax(axis=1)] if len(self) else []
+
+    @property
+    def label_scores(self) -> np.ndarray:
+        return self.label_probs.max(axis=1) if len(self) else np.zeros(0, np.float32)
+
+    def largest(self) -> int:
+        """Index of the face with the largest box (-1 when none)."""
+        return int(np.argmax(self.boxes[:, 2] * self.boxes[:, 3])) if len(self) else -1
+
+    def to_list(self) -> list[dict]:
+        """One dict per face (the entries' JSON): box, det, label, score, probs; tracked: track and smooth."""
+        out = []
+        for i, (label, score) in enumerate(zip(self.labels, self.label_scores)):
+            face = {
+                "box": [round(float(v), 1) for v in self.boxes[i]],
+                "det": round(float(self.scores[i]), 4),
+                "label": label,
+                "score": round(float(score), 4),
+                "probs": [round(float(v), 5) for v in self.probs[i]],
+            }
+            if self.is_tracked:
+                face["track"] = int(self.track_ids[i])
+                face["smooth"] = [round(float(v), 5) for v in self.smoothed[i]]
+            out.append(face)
+        return out
+
+    @classmethod
+    def from_list(cls, items: list[dict]) -> "Faces":
+        if not items:
+            return cls()
+        try:
+            boxes = np.array([item["box"] for item in items], np.float32).reshape(-1, 4)
+            scores = np.array([item.get("det", 1.0) for item in items], np.float32)
+            probs = np.array([item["probs"] for item in items], np.float32).reshape(-1, NUM_EMOTIONS)
+            faces = cls(boxes, scores, probs)
+            if all("track" in item for item in items):
+                faces = faces.tracked([int(item["track"]) for item in items],
+                                      [item.get("smooth", item["probs"]) for item in items])
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ProtocolError(f"malformed faces: {err}") from None
+        return faces
