@@ -3,7 +3,7 @@
 second frame (`--every 2`), with the default keyframe detection (`--detect-every` auto: the detector runs
 every 0.1 s of video, the classifier on every analysed frame).
 
-    python bench/analyze_speed.py [--seconds 60] [--out bench/results/analyze_speed.json]
+    python -m fervi.bench.analyze_speed [--seconds 60] [--out bench/results/analyze_speed.json]
 
 Each run is the whole command as a user runs it (start Redis and workers, analyse, write every output),
 timed from the outside, so fixed costs (starting Redis and the workers, about 2 s) are included.

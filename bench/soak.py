@@ -1,7 +1,7 @@
 """Soak: 8 live cameras at 15 fps for 20 minutes with 2 workers on the embedded Redis (loopback only).
 
-    python bench/soak.py [--cameras 8] [--fps 15] [--minutes 20] [--workers 2] [--results-maxlen N]
-                         [--out bench/results/soak.json]
+    python -m fervi.bench.soak [--cameras 8] [--fps 15] [--minutes 20] [--workers 2] [--results-maxlen N]
+                               [--out bench/results/soak.json]
 
 Prints one JSON line per sample and writes the whole run (the memory curve, p95 latency per window,
 skipped frames) to --out. Results and tracks streams are capped at --results-maxlen entries per camera

@@ -15,6 +15,12 @@ import numpy as np
 from .emotions import EMOTIONS, NUM_EMOTIONS
 
 
+def _floats(values) -> np.ndarray:
+    """Probabilities as given: float32 from the models, float64 as read from JSON (the wire's precision)."""
+    array = np.asarray(values)
+    return array if array.dtype.kind == "f" else array.astype(np.float64)
+
+
 class ProtocolError(ValueError):
     """An entry that does not follow the protocol; the message is the dead-letter reason."""
 
@@ -36,11 +42,11 @@ class Faces:
         return cls(np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32).reshape(-1), None)
 
     def classified(self, probs) -> "Faces":
-        return replace(self, probs=np.asarray(probs, np.float32).reshape(-1, NUM_EMOTIONS))
+        return replace(self, probs=_floats(probs).reshape(-1, NUM_EMOTIONS))
 
     def tracked(self, track_ids, smoothed) -> "Faces":
         return replace(self, track_ids=np.asarray(track_ids, np.int64).reshape(-1),
-                       smoothed=np.asarray(smoothed, np.float32).reshape(-1, NUM_EMOTIONS))
+                       smoothed=_floats(smoothed).reshape(-1, NUM_EMOTIONS))
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -94,7 +100,7 @@ class Faces:
         try:
             boxes = np.array([item["box"] for item in items], np.float32).reshape(-1, 4)
             scores = np.array([item.get("det", 1.0) for item in items], np.float32)
-            probs = np.array([item["probs"] for item in items], np.float32).reshape(-1, NUM_EMOTIONS)
+            probs = np.array([item["probs"] for item in items], np.float64).reshape(-1, NUM_EMOTIONS)
             faces = cls(boxes, scores, probs)
             if all("track" in item for item in items):
                 faces = faces.tracked([int(item["track"]) for item in items],

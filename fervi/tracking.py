@@ -82,6 +82,8 @@ class FrameTracks:
     faces: Faces  # tracked: track ids and smoothed probabilities
     started: list[Track]
     ended: list[Track]
+    # face-seconds this frame adds per emotion (each face's smoothed label x duration): what its tracks add
+    emotion_seconds: np.ndarray = field(default_factory=lambda: np.zeros(NUM_EMOTIONS))
 
 
 class FaceTracker:
@@ -145,11 +147,14 @@ class FaceTracker:
             if track.misses > self.max_misses:
                 self.tracks.remove(track)
                 ended.append(track)
+        added = np.zeros(NUM_EMOTIONS)
         for track in assigned.values():
-            track.emotion_seconds[int(track.smoothed.argmax())] += duration
+            label = int(track.smoothed.argmax())
+            track.emotion_seconds[label] += duration
+            added[label] += duration
         ids = [assigned[c].id for c in range(len(boxes))]
         smoothed = np.array([assigned[c].smoothed for c in range(len(boxes))], np.float32).reshape(-1, NUM_EMOTIONS)
-        return FrameTracks(seq, ts, duration, faces.tracked(ids, smoothed), started, ended)
+        return FrameTracks(seq, ts, duration, faces.tracked(ids, smoothed), started, ended, added)
 
     def finish(self) -> list[Track]:
         """End every open track (the camera stopped, or the video ended)."""

@@ -1,7 +1,7 @@
 """Offline video analysis as RQ jobs: a video is cut into frame ranges analysed in parallel, then a merge
 job (RQ `depends_on`) runs the live tracker (`fervi.tracking`, imported) across all of them, so a face keeps
 one id over segment borders, and writes faces.csv, summary.json and timeline.png; the annotated video is
-drawn in parallel parts again and joined by a last job without re-encoding (`video_outputs`).
+drawn in parallel parts again and joined by a last job without re-encoding (`outputs`).
 
 A segment writes its result file atomically, so a segment retried after its worker died (RQ `Retry`)
 replaces, never duplicates, what it found. Every job is idempotent: run again after it (or the whole
@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from rq import Queue, Retry, get_current_job
 
-from fervi.bus import Bus
+from fervi.bus import VIDEO_QUEUE, Bus
 from fervi.emotions import NUM_EMOTIONS
 from fervi.faces import Faces
 from fervi.settings import load_settings
@@ -43,7 +43,7 @@ from .video_io import VideoError, VideoInfo, probe, seek, segment_bounds
 
 log = logging.getLogger(__name__)
 
-QUEUE = "fervi-video"
+QUEUE = VIDEO_QUEUE
 BATCH = 8
 META_EVERY = 10
 SEGMENT_TIMEOUT_S = 3600

@@ -8,11 +8,8 @@ without a word (kill -9, lost host) is retried once its heartbeat has expired.
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rq import Queue, Worker
 from rq.command import send_stop_job_command
@@ -20,7 +17,6 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
 from fervi.bus import Bus, process_id
-from fervi.service import spawn
 
 from .jobs import QUEUE, Submitted, submit
 from .video_io import VideoError
@@ -158,12 +154,3 @@ def submit_all(queue: Queue, videos: list[str], out: str, segments: int, every: 
             states.append(VideoState(video, None, str(err), True))
     return states
 
-
-def start_rq_workers(redis_url: str, count: int, log_dir: Path) -> list[subprocess.Popen]:
-    env = {**os.environ, "FERVI_REDIS_URL": redis_url}
-    log_dir.mkdir(parents=True, exist_ok=True)
-    procs = []
-    for i in range(count):
-        with open(log_dir / f"rq-worker-{i + 1}.log", "ab") as log_file:
-            procs.append(spawn(["rq-worker"], env, stdout=log_file, stderr=subprocess.STDOUT))
-    return procs

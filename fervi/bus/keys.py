@@ -87,6 +87,7 @@ def round_key(player: str) -> str:
     return f"{PREFIX}:{{challenge}}:round:{player}"
 
 
+VIDEO_QUEUE = "fervi-video"  # RQ's queue of offline video jobs (RQ names its keys rq:queue:<name>, ...)
 ONE_OFF_CAMERAS = f"{PREFIX}:oneoff"  # zset: one-off cameras (image mode) -> time made
 VIDEO_LIST = f"{PREFIX}:videolist"  # zset: uploaded video id -> time uploaded
 

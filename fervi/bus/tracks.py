@@ -44,13 +44,14 @@ def _bucket(ts: float, resolution: str) -> tuple[str, str]:
 
 
 def _queue_frame(pipe, camera: str, frame: FrameTracks) -> None:
-    if frame.duration > 0:
-        for label in frame.faces.labels:
-            for resolution, (_, per_key, keep) in RESOLUTIONS.items():
-                key_bucket, bucket = _bucket(frame.ts, resolution)
-                key = aggregate_key(camera, resolution, int(key_bucket))
-                pipe.hincrbyfloat(key, f"{bucket}:{label}", frame.duration)
-                pipe.expire(key, keep + per_key)
+    for emotion, seconds in zip(EMOTIONS, frame.emotion_seconds.tolist()):
+        if seconds <= 0:
+            continue
+        for resolution, (_, per_key, keep) in RESOLUTIONS.items():
+            key_bucket, bucket = _bucket(frame.ts, resolution)
+            key = aggregate_key(camera, resolution, int(key_bucket))
+            pipe.hincrbyfloat(key, f"{bucket}:{emotion}", seconds)
+            pipe.expire(key, keep + per_key)
     pipe.hset(live_key(camera), mapping={"active": len(frame.faces), "ts": f"{frame.ts:.3f}", "seq": frame.seq})
     for track in frame.started:
         _queue_track(pipe, camera, track, ended=False)
