@@ -143,11 +143,11 @@ def check_exposure(host: str, token: str) -> None:
 
 
 def run_dashboard(settings: Settings, redis_url: str, host: str, port: int, token: str) -> int:
+    """Serve the dashboard on Gunicorn (`server.py`) until SIGTERM."""
+    from .server import serve
+
     check_exposure(host, token)
-    app, socketio = create_app(settings, redis_url, token)
-    log.info("event=dashboard_listening url=http://%s:%d/ token=%s", host, port, "required" if token else "off")
-    try:
-        socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True, log_output=False)
-    finally:  # SIGTERM arrives as SystemExit: leave the process registry at once
-        app.extensions["fervi_relay"].stop()
+    log.info("event=dashboard_listening url=http://%s:%d/ token=%s server=gunicorn", host, port,
+             "required" if token else "off")
+    serve(lambda: create_app(settings, redis_url, token)[0], host, port)
     return 0

@@ -234,16 +234,19 @@ def label_spans(frames: list[FrameTracks], step: float) -> dict[tuple[int, str],
     return spans
 
 
-def write_timeline(frames: list[FrameTracks], duration_s: float, path: Path) -> None:
+def timeline_figure(frames: list[FrameTracks], duration_s: float):
+    """One lane per track, a bar per run of one smoothed label; the legend sits between title and lanes, clear
+    of the time axis and its label."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     track_ids = sorted({t for frame in frames for t in frame.faces.track_ids.tolist()})
-    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.45 * max(1, len(track_ids))))
+    fig, ax = plt.subplots(figsize=(10, 1.9 + 0.45 * max(1, len(track_ids))))
     lane = {t: i for i, t in enumerate(track_ids)}
-    step = min((b.ts - a.ts for a, b in zip(frames, frames[1:]) if b.ts > a.ts), default=0.1)
+    faced = [f for f in frames if len(f.faces)]  # a bar is as wide as the closest analysed frames with faces
+    step = min((b.ts - a.ts for a, b in zip(faced, faced[1:]) if b.ts > a.ts), default=0.1)
     for (track_id, label), spans in label_spans(frames, step).items():
         b, g, red = COLORS[label]
         ax.broken_barh(spans, (lane[track_id] - 0.4, 0.8), facecolors=(red / 255, g / 255, b / 255))
@@ -251,8 +254,16 @@ def write_timeline(frames: list[FrameTracks], duration_s: float, path: Path) -> 
     ax.set_xlim(0, max(duration_s, step))
     ax.set_xlabel("time (s)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=(c[2] / 255, c[1] / 255, c[0] / 255)) for c in COLORS.values()]
-    ax.legend(handles, list(COLORS), ncol=7, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(track_ids) < 3 else -0.15))
-    ax.set_title("Emotion per face over time (smoothed)")
+    ax.legend(handles, list(COLORS), ncol=7, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.01),
+              frameon=False)
+    ax.set_title("Emotion per face over time (smoothed)", pad=30)
     fig.tight_layout()
+    return fig
+
+
+def write_timeline(frames: list[FrameTracks], duration_s: float, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = timeline_figure(frames, duration_s)
     fig.savefig(path, dpi=100)
     plt.close(fig)

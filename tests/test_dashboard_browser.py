@@ -99,6 +99,8 @@ def shot(page, name: str) -> None:
 
 def test_live_wall_shows_the_demo_camera_with_labels(page, stack):
     page.goto(stack["url"] + "/")
+    # the production server (Gunicorn, gthread) carries Socket.IO over a real WebSocket
+    page.wait_for_function("document.body.dataset.transport === 'websocket'", timeout=15000)
     tile = page.locator('.tile[data-camera="demo"]')
     tile.wait_for(timeout=30000)
     page.wait_for_function("document.querySelector('.tile[data-camera=\"demo\"]')?.dataset.labels?.split(',').length === 2",
@@ -254,3 +256,39 @@ def test_without_a_camera_the_pages_say_so_and_offer_a_way_out(stack, playwright
         assert page.locator("#start").is_visible()
     finally:
         bare.close()
+
+
+PAGES = ["/", "/webcam", "/challenge", "/charts?camera=demo", "/image", "/videos"]
+
+
+@pytest.mark.parametrize("width", [1280, 390, 360])
+def test_every_page_fits_the_screen_with_readable_labels(browser, stack, width):
+    """No page is wider than the screen (the nav wraps, tiles shrink, tables scroll inside their box), charts
+    keep their height, tile labels stay at least 12 px as shown, and every page has a favicon."""
+    context = browser.new_context(viewport={"width": width, "height": 844})
+    context.grant_permissions(["camera"], origin=stack["url"])
+    page = context.new_page()
+    try:
+        for path in PAGES:
+            page.goto(stack["url"] + path)
+            page.wait_for_load_state("networkidle")
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{path} at {width} px is {overflow} px wider than the screen"
+            nav = page.evaluate("Array.from(document.querySelectorAll('nav a')).map(a => a.getBoundingClientRect().right)")
+            assert max(nav) <= width, f"{path}: a nav link is off screen at {width} px"
+            icon = page.evaluate("document.querySelector('link[rel=icon]')?.href")
+            assert icon and page.request.get(icon).ok
+        page.goto(stack["url"] + "/charts?camera=demo")
+        heights = page.evaluate("Array.from(document.querySelectorAll('.charts canvas')).map(c => c.clientHeight)")
+        assert len(heights) == 3 and min(heights) >= 150, heights
+        page.goto(stack["url"] + "/")
+        page.wait_for_function("document.querySelector('.tile[data-camera=\"demo\"]')?.dataset.labelPx", timeout=30000)
+        label_px = float(page.locator('.tile[data-camera="demo"]').get_attribute("data-label-px"))
+        assert label_px >= 12, label_px
+        tile = page.evaluate("document.querySelector('.tile[data-camera=\"demo\"]').getBoundingClientRect().width")
+        assert tile <= width
+        if width == 390:
+            time.sleep(1.0)  # let a preview frame arrive before the screenshot
+            shot(page, "wall-phone")
+    finally:
+        context.close()

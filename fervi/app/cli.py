@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -59,9 +60,61 @@ def _settings() -> Settings:
 
 
 def _redis_url(settings: Settings) -> str:
-    if not settings.redis_url:
-        raise click.UsageError("set FERVI_REDIS_URL (for example redis://127.0.0.1:6379/0), or use `fervi up`")
-    return settings.redis_url
+    """FERVI_REDIS_URL, or else the Redis of a `fervi up` running with the same FERVI_HOME."""
+    if settings.redis_url:
+        return settings.redis_url
+    from fervi.app.stack import running_stack
+
+    stack = running_stack(settings.home)
+    if stack is None:
+        raise click.UsageError("no Redis to use: set FERVI_REDIS_URL (for example redis://127.0.0.1:6379/0), or "
+                               f"start `fervi up` (none is running with FERVI_HOME={settings.home})")
+    log.debug("event=redis_of_running_stack pid=%s redis=%s", stack["pid"], stack["redis"])
+    return stack["redis"]
+
+
+def _ago(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _human(key: str, value: str, now: float) -> str:
+    """A status field as people read it: `last_seen` as '2 s ago', `started` as 'up 3 h'."""
+    try:
+        stamp = float(value)
+    except (TypeError, ValueError):
+        return f"{key}={value}"
+    if key == "last_seen":
+        return f"seen {_ago(max(0.0, now - stamp))} ago"
+    if key == "started":
+        return f"up {_ago(max(0.0, now - stamp))}"
+    return f"{key}={value}"
+
+
+def _start_rq_workers(redis_url: str, count: int, log_dir: Path) -> list:
+    """`fervi analyze` alone: RQ workers of its own on its embedded Redis, logging to FERVI_HOME/logs."""
+    import subprocess
+
+    from fervi.service import spawn
+
+    env = {**os.environ, "FERVI_REDIS_URL": redis_url}
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i in range(count):
+        with open(log_dir / f"rq-worker-{i + 1}.log", "ab") as log_file:
+            procs.append(spawn(["rq-worker"], env, stdout=log_file, stderr=subprocess.STDOUT))
+    return procs
+
+
+def _check_port(host: str, port: int) -> None:
+    from fervi.app.stack import PortBusy, check_port_free
+
+    try:
+        check_port_free(host, port)
+    except PortBusy as err:
+        raise click.ClickException(str(err)) from None
 
 
 @contextmanager
@@ -85,8 +138,10 @@ def config(as_json: bool) -> None:
         click.echo(json.dumps({env: value for env, value, _ in rows}, indent=2))
         return
     width = max(len(env) for env, _, _ in rows)
+    click.echo(f"{'SETTING':<{width}}  {'VALUE':<28}  {'FROM':<7}  MEANING")
     for env, value, doc in rows:
-        click.echo(f"{env:<{width}}  {value:<28}  {doc}")
+        source = "env" if os.environ.get(env) else "default"
+        click.echo(f"{env:<{width}}  {value:<28}  {source:<7}  {doc}")
 
 
 @main.command()
@@ -94,9 +149,13 @@ def config(as_json: bool) -> None:
 @click.option("--demo/--no-demo", default=True, show_default=True, help="Run the demo camera.")
 @click.option("--camera", "cameras", multiple=True, metavar="NAME=SOURCE",
               help="Also ingest SOURCE as camera NAME (repeatable).")
-def up(workers: int | None, demo: bool, cameras: tuple[str, ...]) -> None:
+@click.option("--host", help="Dashboard address (default: FERVI_DASHBOARD_HOST, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Dashboard port (default: FERVI_DASHBOARD_PORT, 8000).")
+def up(workers: int | None, demo: bool, cameras: tuple[str, ...], host: str | None, port: int | None) -> None:
     """Run the whole stack: Redis (embedded unless FERVI_REDIS_URL), workers, demo camera. Ctrl-C stops it."""
-    from fervi.app.stack import Stack
+    from dataclasses import replace
+
+    from fervi.app.stack import Stack, running_stack
 
     extra = []
     for item in cameras:
@@ -105,12 +164,19 @@ def up(workers: int | None, demo: bool, cameras: tuple[str, ...]) -> None:
             raise click.BadParameter(f"{item!r}: expected NAME=SOURCE", param_hint="--camera")
         extra.append((name, source))
     settings = _settings()
+    settings = replace(settings, dashboard_host=host or settings.dashboard_host,
+                       dashboard_port=settings.dashboard_port if port is None else port)
     from fervi.dashboard.app import ExposureError, check_exposure
 
     try:
         check_exposure(settings.dashboard_host, settings.dashboard_token)
     except ExposureError as err:
         raise click.ClickException(str(err)) from None
+    other = running_stack(settings.home)
+    if other is not None:
+        raise click.ClickException(f"`fervi up` already runs with FERVI_HOME={settings.home} (pid {other['pid']}, "
+                                   f"dashboard {other['dashboard']}): stop it, or set another FERVI_HOME")
+    _check_port(settings.dashboard_host, settings.dashboard_port)
     sys.exit(Stack(settings, workers, demo, extra).run())
 
 
@@ -165,8 +231,11 @@ def bench(as_json: bool, quick: bool, save: str | None, data: str | None, no_pee
     from fervi.bench.harness import run_bench
 
     settings = _settings()
+    data = data or settings.fer2013_csv or None
+    if data and not Path(data).is_file():
+        raise click.BadParameter(f"{data}: no such file (FERVI_FER2013_CSV)", param_hint="--data")
     with redis_for_command(settings) as url:
-        report = run_bench(settings, url, quick, data or settings.fer2013_csv or None, peer=not no_peer)
+        report = run_bench(settings, url, quick, data, peer=not no_peer)
     text = json.dumps(report, indent=None if as_json else 2)
     if save:
         Path(save).parent.mkdir(parents=True, exist_ok=True)
@@ -209,7 +278,7 @@ def analyze(videos, out, segments, every, detect_every, rq_workers, no_wait) -> 
     """Analyse video files offline as RQ jobs: faces.csv, summary.json, annotated.mp4, timeline.png."""
     from fervi.bus import Bus
     from fervi.offline.jobs import QUEUE
-    from fervi.offline.runner import cancel, follow, start_rq_workers, submit_all
+    from fervi.offline.runner import cancel, follow, submit_all
     from fervi.service import stop_processes
 
     settings = _settings()
@@ -217,10 +286,12 @@ def analyze(videos, out, segments, every, detect_every, rq_workers, no_wait) -> 
         raise click.UsageError("--no-wait needs FERVI_REDIS_URL: the embedded Redis ends with this command")
     workers = rq_workers or (os.cpu_count() or 1)
     segments = segments or max(2, workers)
+    click.echo(f"outputs: {Path(out).resolve()}/<video name>/ (faces.csv, summary.json, annotated.mp4, "
+               "timeline.png)", err=True)
     with redis_for_command(settings) as url:
         bus = Bus.from_url(url)
         queue = bus.queue(QUEUE)
-        procs = [] if settings.redis_url else start_rq_workers(url, workers, Path(settings.home) / "logs")
+        procs = [] if settings.redis_url else _start_rq_workers(url, workers, Path(settings.home) / "logs")
         try:
             states = submit_all(queue, list(videos), out, segments, every, detect_every)
             if no_wait:
@@ -268,9 +339,7 @@ def rq_worker(burst: bool) -> None:
 @click.option("--host", help="Address to bind (default FERVI_DASHBOARD_HOST, 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default FERVI_DASHBOARD_PORT, 8000).")
 def dashboard(host: str | None, port: int | None) -> None:
-    """Serve the dashboard: live wall, browser camera, acting challenge, charts, image mode."""
-    import signal
-
+    """Serve the dashboard (Gunicorn): live wall, browser camera, acting challenge, charts, image mode, videos."""
     from fervi.dashboard.app import ExposureError, check_exposure, run_dashboard
 
     settings = _settings()
@@ -279,9 +348,9 @@ def dashboard(host: str | None, port: int | None) -> None:
         check_exposure(host, settings.dashboard_token)
     except ExposureError as err:
         raise click.ClickException(str(err)) from None
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    sys.exit(run_dashboard(settings, _redis_url(settings), host, settings.dashboard_port if port is None else port,
-                           settings.dashboard_token))
+    port = settings.dashboard_port if port is None else port
+    _check_port(host, port)
+    sys.exit(run_dashboard(settings, _redis_url(settings), host, port, settings.dashboard_token))
 
 
 @main.command()
@@ -317,9 +386,11 @@ def status(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(state, indent=2))
         return
+    now = time.time()
     click.echo(f"{len(state['processes'])} process(es)")
-    for name, info in sorted(state["processes"].items()):
-        click.echo(f"  {name}  " + " ".join(f"{k}={v}" for k, v in sorted(info.items())))
+    for name, info in sorted(state["processes"].items(), key=lambda item: (item[1].get("kind", ""), item[0])):
+        click.echo(f"  {info.get('kind', '?'):<10} {name}  " + " ".join(
+            _human(k, v, now) for k, v in sorted(info.items()) if k != "kind"))
     click.echo(f"{len(state['cameras'])} camera(s)")
     for name, info in state["cameras"].items():
         click.echo(f"  {name}  " + " ".join(f"{k}={v}" for k, v in sorted(info.items())))

@@ -4,12 +4,16 @@ Starts the embedded Redis unless FERVI_REDIS_URL is set, then workers, the track
 offline videos, the dashboard and the demo camera as `fervi`
 subcommands (the same commands docker-compose runs). A child that dies is restarted with backoff;
 Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after a grace period) and then Redis.
+While it runs, `<FERVI_HOME>/stack.json` says where its Redis and dashboard are, so that `fervi status`
+and other commands find them without FERVI_REDIS_URL.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -24,6 +28,33 @@ log = logging.getLogger(__name__)
 
 GRACE_S = 15.0
 DEMO_FPS = 10.0
+STACK_FILE = "stack.json"
+
+
+class PortBusy(RuntimeError):
+    """The dashboard's port is taken by another program."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail before anything starts when the dashboard could not listen (instead of a restart loop)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise PortBusy(f"cannot serve the dashboard on {host}:{port}: {err.strerror or err} (another program "
+                           "uses it?): choose another with --port or FERVI_DASHBOARD_PORT") from None
+
+
+def running_stack(home: str | Path) -> dict | None:
+    """What a running `fervi up` wrote to FERVI_HOME (redis, dashboard, pid), or None."""
+    path = Path(home) / STACK_FILE
+    try:
+        info = json.loads(path.read_text())
+        os.kill(int(info["pid"]), 0)  # the supervisor is alive (signal 0 only checks)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info
 
 
 @dataclass
@@ -68,16 +99,21 @@ class Stack:
         if not url:
             self.redis = EmbeddedRedis(Path(self.settings.home) / "redis", self.settings.redis_port).start()
             url = self.redis.url
-        env = {**os.environ, "FERVI_REDIS_URL": url}
+        host, port = self.settings.dashboard_host, self.settings.dashboard_port
+        env = {**os.environ, "FERVI_REDIS_URL": url, "FERVI_DASHBOARD_HOST": host, "FERVI_DASHBOARD_PORT": str(port)}
         children = self._children()
+        stack_file = Path(self.settings.home) / STACK_FILE
         try:
             for child in children:
                 self._start(child, env)
-            log.info("event=stack_up redis=%s workers=%d cameras=%d dashboard=http://%s:%d/", url, self.workers,
-                     len(self.cameras) + int(self.demo), self.settings.dashboard_host, self.settings.dashboard_port)
+            stack_file.write_text(json.dumps({"pid": os.getpid(), "redis": url,
+                                              "dashboard": f"http://{host}:{port}/"}) + "\n")
+            log.info("event=stack_up redis=%s workers=%d cameras=%d dashboard=http://%s:%d/ status_file=%s", url,
+                     self.workers, len(self.cameras) + int(self.demo), host, port, stack_file)
             while not self.shutdown.wait(0.5):
                 self._supervise(children, env)
         finally:
+            stack_file.unlink(missing_ok=True)
             try:
                 self._stop(children)
             finally:  # even when a second Ctrl-C cuts the children's grace period short

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
 import warnings
 
 
@@ -16,5 +20,27 @@ def interpreter_class():
     return Interpreter
 
 
+@contextlib.contextmanager
+def _native_info_hidden():
+    """TFLite's C++ runtime prints 'INFO: Created TensorFlow Lite XNNPACK delegate' straight to stderr (no
+    setting turns it off): below INFO, stderr is pointed at /dev/null while an interpreter is made. A
+    failure still raises its Python exception."""
+    if logging.getLogger().getEffectiveLevel() <= logging.INFO:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def load_interpreter(model: bytes, threads: int = 1):
-    return interpreter_class()(model_content=model, num_threads=threads)
+    with _native_info_hidden():
+        interpreter = interpreter_class()(model_content=model, num_threads=threads)
+        interpreter.allocate_tensors()
+    return interpreter

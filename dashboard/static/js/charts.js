@@ -10,17 +10,17 @@ const withToken = (url) => url + (params.get("token") ? `${url.includes("?") ? "
 const area = new Chart(document.getElementById("area"), {
   type: "line",
   data: { labels: [], datasets: EMOTIONS.map((e) => ({ label: e, data: [], fill: true, backgroundColor: COLORS[e], borderColor: COLORS[e], pointRadius: 0, tension: 0.2 })) },
-  options: { animation: false, scales: { y: { stacked: true, title: { display: true, text: "share of face-time" }, max: 1 }, x: { ticks: { maxTicksLimit: 8 } } } },
+  options: { animation: false, maintainAspectRatio: false, scales: { y: { stacked: true, title: { display: true, text: "share of face-time" }, max: 1 }, x: { ticks: { maxTicksLimit: 8 } } } },
 });
 const donut = new Chart(document.getElementById("donut"), {
   type: "doughnut",
   data: { labels: EMOTIONS, datasets: [{ data: EMOTIONS.map(() => 0), backgroundColor: EMOTIONS.map((e) => COLORS[e]) }] },
-  options: { animation: false },
+  options: { animation: false, maintainAspectRatio: false },
 });
 const line = new Chart(document.getElementById("timeline"), {
   type: "line",
   data: { labels: [], datasets: EMOTIONS.map((e) => ({ label: e, data: [], borderColor: COLORS[e], pointRadius: 0, fill: false })) },
-  options: { animation: false, scales: { y: { min: 0, max: 1 }, x: { ticks: { maxTicksLimit: 8 } } } },
+  options: { animation: false, maintainAspectRatio: false, scales: { y: { min: 0, max: 1 }, x: { ticks: { maxTicksLimit: 8 } } } },
 });
 
 async function refresh() {

@@ -9,7 +9,13 @@ export const params = new URLSearchParams(location.search);
 export function connect() {
   const socket = io({ auth: { token: params.get("token") || "" }, transports: ["websocket", "polling"] });
   const status = document.getElementById("status");
-  socket.on("connect", () => { status.textContent = "live"; status.className = "status ok"; });
+  socket.on("connect", () => {
+    status.textContent = "live"; status.className = "status ok";
+    // how the events travel (websocket, or long-polling where a proxy blocks WebSocket)
+    const engine = socket.io.engine;
+    document.body.dataset.transport = engine.transport.name;
+    engine.on("upgrade", (transport) => { document.body.dataset.transport = transport.name; });
+  });
   socket.on("disconnect", () => { status.textContent = "reconnecting…"; status.className = "status bad"; });
   return socket;
 }
@@ -26,6 +32,8 @@ export class Tile {
     this.bars = element.querySelector(".bars");
     this.image = null;
     this.tracks = null;
+    // the canvas is drawn at the frame's size and shown smaller or larger: redraw when its shown size changes
+    new ResizeObserver(() => this.draw()).observe(this.canvas);
   }
   setFrame(jpeg) {
     const blob = new Blob([jpeg], { type: "image/jpeg" });
@@ -47,16 +55,21 @@ export class Tile {
     ctx.fillStyle = "#20252b"; ctx.fillRect(0, 0, w, h);
     if (this.image) ctx.drawImage(this.image, 0, 0);
     if (!this.tracks) return;
-    ctx.lineWidth = Math.max(2, w / 320);
-    ctx.font = `${Math.max(12, Math.round(w / 40))}px sans-serif`;
+    // canvas pixels per pixel on screen: labels are at least 13 px as the user sees them
+    const scale = this.canvas.clientWidth ? w / this.canvas.clientWidth : 1;
+    const px = Math.round(Math.max(13 * scale, w / 40));
+    this.element.dataset.labelPx = (px / scale).toFixed(1);
+    ctx.lineWidth = Math.max(2, 2 * scale);
+    ctx.font = `${px}px sans-serif`;
     for (const face of this.tracks.faces) {
       const [x, y, bw, bh] = face.box;
       const color = COLORS[face.label];
       ctx.strokeStyle = color; ctx.strokeRect(x, y, bw, bh);
       const text = `${face.track !== undefined ? "#" + face.track + " " : ""}${face.label} ${(face.score * 100).toFixed(0)}%`;
       const tw = ctx.measureText(text).width + 8;
-      ctx.fillStyle = color; ctx.fillRect(x, Math.max(0, y - 22), tw, 22);
-      ctx.fillStyle = "#000"; ctx.fillText(text, x + 4, Math.max(16, y - 6));
+      const th = Math.round(px * 1.4);
+      ctx.fillStyle = color; ctx.fillRect(x, Math.max(0, y - th), tw, th);
+      ctx.fillStyle = "#000"; ctx.fillText(text, x + 4, Math.max(px, y - th * 0.28));
     }
   }
   drawBars(faces) {

@@ -1,0 +1,122 @@
+"""The command line explains itself: a busy port or a second `fervi up` is one line naming what to change,
+`fervi status` finds the Redis of a running `fervi up` and shows every process kind with human times,
+`fervi config` says where each setting comes from, and third-party INFO lines stay below the chosen level."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from fervi.app.cli import main
+
+from .conftest import wait_for
+
+
+def _env(home, **extra) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "FERVI_REDIS_URL"}
+    return {**env, "FERVI_HOME": str(home), **extra}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_busy_dashboard_port_is_one_line_before_anything_starts(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args in (["up", "--no-demo", "--workers", "0", "--port", str(port)], ["dashboard", "--port", str(port)]):
+            result = CliRunner().invoke(main, args, env=_env(tmp_path / "home", FERVI_REDIS_URL="redis://127.0.0.1:1/0"))
+            assert result.exit_code == 1, result.output
+            assert f"cannot serve the dashboard on 127.0.0.1:{port}" in result.output
+            assert "--port or FERVI_DASHBOARD_PORT" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "home" / "stack.json").exists()  # nothing was started
+
+
+def test_status_finds_a_running_fervi_up_and_shows_every_kind_with_human_times(tmp_path):
+    home, port = tmp_path / "home", _free_port()
+    env = _env(home, FERVI_LOG_LEVEL="WARNING", FERVI_METRICS_PORT="0")
+    up = subprocess.Popen([sys.executable, "-m", "fervi", "up", "--no-demo", "--workers", "1", "--port", str(port)],
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        wait_for(lambda: (home / "stack.json").exists(), 60, "fervi up's stack.json")
+        stack = json.loads((home / "stack.json").read_text())
+        assert stack["pid"] == up.pid and stack["dashboard"] == f"http://127.0.0.1:{port}/"
+
+        def status() -> str:
+            run = subprocess.run([sys.executable, "-m", "fervi", "status"], env=env, capture_output=True, text=True,
+                                 cwd=tmp_path, timeout=60)
+            assert run.returncode == 0, run.stderr[-2000:]
+            return run.stdout
+
+        out = wait_for(lambda: (lambda o: o if all(f"  {k} " in o for k in ("worker", "tracker", "dashboard",
+                                                                              "rq-worker")) else None)(status()),
+                       90, "every process kind in fervi status")
+        assert " ago" in out and "last_seen=" not in out  # '2 s ago', not epoch seconds
+        again = subprocess.run([sys.executable, "-m", "fervi", "up", "--port", str(_free_port())], env=env,
+                               capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        assert again.returncode == 1 and f"already runs with FERVI_HOME={home}" in again.stderr
+        assert "Traceback" not in again.stderr
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(60)
+    assert not (home / "stack.json").exists()
+    nothing = subprocess.run([sys.executable, "-m", "fervi", "status"], env=env, capture_output=True, text=True,
+                             cwd=tmp_path, timeout=60)
+    assert nothing.returncode == 2 and "start `fervi up`" in nothing.stderr
+
+
+def test_config_names_the_source_of_each_setting(tmp_path):
+    result = CliRunner().invoke(main, ["config"], env={"FERVI_HOME": str(tmp_path), "FERVI_BLOCK_MS": ""})
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines()[1:]}
+    assert rows["FERVI_HOME"].split()[2] == "env"
+    assert rows["FERVI_BLOCK_MS"].split()[2] == "default"
+    assert result.output.splitlines()[0].split()[:3] == ["SETTING", "VALUE", "FROM"]
+
+
+def test_predict_at_warning_prints_no_info_line(tmp_path):
+    from fervi.demo import face_photo_paths
+
+    photo = str(face_photo_paths()[0])
+    run = subprocess.run([sys.executable, "-m", "fervi", "--log-level", "WARNING", "predict", photo],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "face(s)" in run.stdout and "INFO" not in run.stderr, run.stderr
+    loud = subprocess.run([sys.executable, "-m", "fervi", "--log-level", "INFO", "predict", photo],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert "event=classifier_loaded" in loud.stderr  # INFO still shows what it should
+
+
+def test_the_timeline_legend_leaves_the_time_axis_readable():
+    import numpy as np
+
+    from fervi.faces import Faces
+    from fervi.offline.outputs import timeline_figure
+    from fervi.tracking import FrameTracks
+
+    for faces in (1, 2, 6):
+        frames = []
+        for i in range(50):
+            smoothed = np.eye(7, dtype=np.float32)[[(i // 10 + k) % 7 for k in range(faces)]]
+            tracked = Faces(np.zeros((faces, 4), np.float32), np.ones(faces, np.float32), smoothed)
+            frames.append(FrameTracks(i, i / 10, 0.1, tracked.tracked(list(range(1, faces + 1)), smoothed), [], []))
+        fig = timeline_figure(frames, 5.0)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        legend, xlabel = ax.get_legend().get_window_extent(renderer), ax.xaxis.label.get_window_extent(renderer)
+        title = ax.title.get_window_extent(renderer)
+        assert not legend.overlaps(xlabel) and not legend.overlaps(title)
+        assert not legend.overlaps(ax.get_window_extent(renderer))
+        for box in (legend, xlabel, title):
+            assert fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1)
