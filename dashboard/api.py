@@ -9,7 +9,7 @@ from flask import Flask, abort, jsonify, make_response, request
 from fervi.bus import RESOLUTIONS, Bus
 from fervi.emotions import EMOTIONS
 from fervi.metrics import UPLOADS
-from fervi.protocol import ProtocolError, check_camera, is_browser_camera
+from fervi.protocol import IMAGE_CAMERA_PREFIX, ProtocolError, check_camera, is_browser_camera
 from fervi.settings import Settings
 
 from .image_mode import MAX_UPLOAD_BYTES, UploadError, analyse_upload, check_upload
@@ -22,6 +22,15 @@ def register_api(app: Flask, bus: Bus, settings: Settings, relay: Relay) -> None
     @app.get("/api/cameras")
     def cameras():
         return jsonify(relay.camera_list())
+
+    @app.get("/api/cameras/history")
+    def cameras_with_history():
+        """Every camera that can be charted, live or ended (not image-mode ones, nor browser cameras their
+        users do not share), with the time of its newest tracked frame (0: none yet)."""
+        live = {c["camera"] for c in relay.camera_list()}
+        private = set(bus.webcams()) - bus.shared_webcams()
+        return jsonify([{"camera": c, "live": c in live, "last_frame_at": bus.last_frame_at(c)}
+                        for c in bus.cameras() if not c.startswith(IMAGE_CAMERA_PREFIX) and c not in private])
 
     def _camera(name: str) -> str:
         try:
@@ -55,6 +64,11 @@ def register_api(app: Flask, bus: Bus, settings: Settings, relay: Relay) -> None
     @app.get("/api/leaderboard")
     def leaderboard():
         return jsonify(bus.leaderboard(10))
+
+    @app.get("/api/games")
+    def games():
+        """The acting challenge's best games: each name's best score over a game, and when."""
+        return jsonify(bus.best_games(10))
 
     @app.post("/api/image")
     def image_upload():

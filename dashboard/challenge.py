@@ -5,7 +5,11 @@ The browser only asks for a round and shows the progress it is sent; it cannot p
 (the one dashboard process holding the relay lock) feeds every tracks entry to the rounds on that camera
 and settles a round once, in a Redis transaction with its leaderboard points. Only rounds under the
 standard rules (`SCORED`), with a target the server drew, on the player's own camera, score; any other
-round (a URL-chosen target or rule, another camera) is practice.
+round (a chosen target or rule, another camera) is practice.
+
+A game is `GAME_ROUNDS` scored rounds in a row: the server keeps its round number, its score (the points of
+its rounds) and a verdict per round in the round record, and when the last round is settled the game's
+score goes to the games leaderboard (each name's best game, with its date).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ NAME_MAX = 24
 MAX_POINTS = 10  # a round's points: the streak, capped
 MAX_STEP_S = 0.5  # at most this much hold time from one tracks entry to the next (a stalled camera)
 NEXT_ROUND_AFTER_S = 1.5  # a new round is refused sooner after the last one ended
+GAME_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -81,12 +86,22 @@ def new_round(player: str, camera: str, own_camera: bool, asked: dict, targets: 
     rules = practice_rules(asked)
     scored = own_camera and target is None and rules is None
     keep = previous or {}  # the streak that scores goes on across practice rounds, on any camera
-    return {
-        "id": uuid.uuid4().hex[:12], "player": player, "camera": camera, "name": clean_name(asked.get("name")),
+    name = clean_name(asked.get("name"))
+    game = {}
+    if asked.get("game") and scored:  # the next round of this player's game, or the first of a new one
+        going = keep.get("game_id") and not keep.get("game_over") and keep.get("name") == name \
+            and keep.get("camera") == camera and keep.get("round_no", 0) < keep.get("game_rounds", GAME_ROUNDS)
+        game = {"game_id": keep["game_id"], "round_no": keep["round_no"] + 1, "game_rounds": keep["game_rounds"],
+                "game_score": keep["game_score"], "verdicts": list(keep.get("verdicts", [])), "game_over": False} \
+            if going else {"game_id": uuid.uuid4().hex[:12], "round_no": 1, "game_rounds": GAME_ROUNDS,
+                           "game_score": 0, "verdicts": [], "game_over": False}
+    streak = 0 if game.get("round_no") == 1 else keep.get("streak", 0)  # each game starts its own streak
+    return {**game,
+        "id": uuid.uuid4().hex[:12], "player": player, "camera": camera, "name": name,
         "target": target or (rng or random).choice(targets), "scored": scored,
         **(rules or SCORED).__dict__, "started_at": now, "deadline": now + (rules or SCORED).round_s,
         "state": "playing", "held": 0.0, "best": 0.0, "last_ts": None, "points": 0,
-        "streak": keep.get("streak", 0), "score": keep.get("score", 0), "won": keep.get("won", 0),
+        "streak": streak, "score": keep.get("score", 0), "won": keep.get("won", 0),
     }
 
 
@@ -113,6 +128,11 @@ def settle(record: dict, won: bool, now: float | None = None) -> tuple[dict, int
         record["streak"] = record["streak"] + 1 if won else 0
         record["points"] = min(record["streak"], MAX_POINTS) if won else 0
         record["score"] += record["points"]
+    if record.get("game_id"):
+        record["game_score"] += record["points"]
+        record["verdicts"] = [*record["verdicts"], {"target": record["target"], "won": won, "points": record["points"],
+                                                     "held": record["held"]}]
+        record["game_over"] = record["round_no"] >= record["game_rounds"]
     return record, record["points"]
 
 
@@ -121,4 +141,6 @@ def progress(record: dict, now: float | None = None) -> dict:
     now = time.time() if now is None else now
     keys = ("id", "camera", "target", "scored", "threshold", "hold_s", "round_s", "state", "held", "best",
             "points", "streak", "score", "won", "name")
-    return {**{k: record[k] for k in keys}, "left_s": round(max(0.0, record["deadline"] - now), 2)}
+    game = {k: record[k] for k in ("game_id", "round_no", "game_rounds", "game_score", "verdicts", "game_over")
+            if k in record}
+    return {**{k: record[k] for k in keys}, **game, "left_s": round(max(0.0, record["deadline"] - now), 2)}

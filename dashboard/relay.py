@@ -112,6 +112,9 @@ class Relay:
                 if final is not None:
                     log.info("event=round_%s player=%s camera=%s target=%s points=%d scored=%s", final["state"],
                              player, final["camera"], final["target"], final["points"], final["scored"])
+                    if final.get("game_over"):  # settled once, here: the game's score is recorded once
+                        best = self.bus.record_game(final["name"], final["game_score"])
+                        log.info("event=game_over name=%r score=%d best=%s", final["name"], final["game_score"], best)
                     self.socketio.emit("challenge", challenge.progress(final, now), to=player)
             elif record["camera"] in entries:
                 self.socketio.emit("challenge", challenge.progress(record, now), to=player)

@@ -81,16 +81,26 @@ def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorize
         frame_buckets[request.sid] = TokenBucket(WEB_FPS, WEB_FPS)
         return True
 
-    @socketio.on("disconnect")
-    def on_disconnect(*_args):
-        frame_buckets.pop(request.sid, None)
-        bus.drop_round(request.sid)
+    def leave(reason: str) -> bool:
+        """The client's browser camera stops being a camera now (its keys go after a grace period)."""
         camera = own.pop(request.sid, None)
         if camera:
             bus.leave_webcam(camera)
             stop_watchers(camera)
             WEB_CAMERAS.set(len(own))
-            log.info("event=webcam_left camera=%s", camera)
+            log.info("event=webcam_left camera=%s reason=%s", camera, reason)
+        return camera is not None
+
+    @socketio.on("disconnect")
+    def on_disconnect(*_args):
+        frame_buckets.pop(request.sid, None)
+        bus.drop_round(request.sid)
+        leave("disconnected")
+
+    @socketio.on("webcam_stop")
+    def on_webcam_stop(_data=None):
+        """The user pressed Stop: the camera leaves at once, not after FERVI_WEB_IDLE."""
+        return {"ok": True, "stopped": leave("stopped")}
 
     @socketio.on("watch")
     def on_watch(data=None):

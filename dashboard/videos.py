@@ -1,5 +1,5 @@
 """Offline videos from the dashboard: upload -> the same RQ jobs as `fervi analyze`, a live progress bar,
-cancel, delete, and the outputs to download.
+cancel, retry, delete, the outputs to download, and a view of the queue and its RQ workers (`/api/jobs`).
 
 FERVI keeps its own record of each video (`Bus.create_video`: name, state, progress, outputs, times); the
 jobs keep it up to date and the last one marks it finished, so the page does not depend on how long RQ
@@ -10,6 +10,7 @@ after they ended, and removes folders no record owns (an upload cut short by a c
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -106,7 +107,44 @@ class Videos:
     def public(self, record: dict) -> dict:
         files = [f for f in OUTPUTS if (Path(record["out"]) / f).exists()] if record["state"] == "finished" else []
         keys = ("id", "name", "state", "done", "total", "error", "created_at", "ended_at")
-        return {**{k: record.get(k) for k in keys}, "files": files}
+        out = {**{k: record.get(k) for k in keys}, "files": files, "retries": record.get("retries", 0)}
+        if "summary.json" in files:  # what the page shows of the result: duration, faces, emotion shares
+            try:
+                summary = json.loads((Path(record["out"]) / "summary.json").read_text())
+                out["summary"] = {k: summary[k] for k in ("duration_s", "tracks", "face_seconds", "emotion_share")}
+            except (OSError, ValueError, KeyError):
+                pass
+        return out
+
+    def retry(self, video_id: str) -> str:
+        """Run a failed or canceled video again on its upload ('' when submitted, else why not). Segments a
+        previous run finished are kept: their jobs find them done and return at once."""
+        record = self._record(video_id)
+        if record is None:
+            raise KeyError(video_id)
+        if record["state"] not in ("failed", "canceled"):
+            return f"only a failed or canceled video can be retried; this one is {record['state']}"
+        path = self.uploads / video_id / record["name"]
+        if not path.is_file():
+            return "its upload is gone (deleted, or past FERVI_VIDEO_RETENTION): upload it again"
+        cancel_jobs(self._jobs(record)[0], self.queue.connection)
+        try:
+            submitted = submit(self.queue, str(path), self.outputs / video_id, segments=2, every=1, video_id=video_id)
+        except VideoError as err:
+            return str(err).replace(str(path), record["name"])
+        self.bus.reset_video_progress(video_id)
+        self.bus.update_video(video_id, jobs=[j.id for j in submitted.jobs], final=submitted.finish.id,
+                              state="queued", error="", ended_at=None, result=None,
+                              total=sum(int(j.meta.get("total", 0)) for j in submitted.jobs),
+                              retries=int(record.get("retries", 0)) + 1)
+        log.info("event=video_retried video=%s retries=%d", video_id, int(record.get("retries", 0)) + 1)
+        return ""
+
+    def jobs_overview(self) -> dict:
+        """The Videos page's view of the offline stage: waiting and failed jobs, and RQ's workers."""
+        workers = [{"name": name, "state": info.get("state", ""), "job": info.get("job", "")}
+                   for name, info in sorted(self.bus.rq_workers().items())]
+        return {**self.bus.queue_stats(QUEUE), "workers": workers}
 
     def cancel(self, video_id: str) -> bool:
         record = self._record(video_id)
@@ -192,6 +230,20 @@ def register_videos(app: Flask, bus: Bus, home: Path, retention_s: float) -> Vid
         if not videos.cancel(video_id):
             abort(404)
         return jsonify(ok=True)
+
+    @app.post("/api/videos/<video_id>/retry")
+    def video_retry(video_id: str):
+        try:
+            why_not = videos.retry(video_id)
+        except KeyError:
+            abort(404)
+        if why_not:
+            return jsonify(error=why_not), 409
+        return jsonify(ok=True)
+
+    @app.get("/api/jobs")
+    def jobs():
+        return jsonify(videos.jobs_overview())
 
     @app.delete("/api/videos/<video_id>")
     def video_delete(video_id: str):

@@ -48,15 +48,17 @@ def portraits(height: int = 200) -> list[np.ndarray]:
     return out
 
 
-def render_frame(index: int, total: int, width: int = 640, height: int = 480, faces: int = 2) -> np.ndarray:
+def render_frame(index: int, total: int, width: int = 640, height: int = 480, faces: int = 2,
+                 seamless: bool = False) -> np.ndarray:
     """One frame: `faces` portraits gliding across a plain background; positions depend only on index.
 
     Faces sit in two rows (top row moving right, bottom row moving left) and in ceil(faces / 2) columns,
-    so they pass each other without ever overlapping.
+    so they pass each other without ever overlapping. `seamless`: they glide there and back, so a clip
+    played in a loop never jumps (a looping demo camera keeps its faces' track ids).
     """
     canvas = np.full((height, width, 3), (60, 70, 80), np.uint8)
     tiles = portraits(max(48, int(height * 0.42)))
-    t = index / max(1, total - 1)
+    t = (1 - np.cos(2 * np.pi * index / total)) / 2 if seamless else index / max(1, total - 1)
     columns = max(1, (faces + 1) // 2)
     segment = width // columns
     for k in range(faces):
@@ -73,7 +75,7 @@ def render_frame(index: int, total: int, width: int = 640, height: int = 480, fa
 
 
 def write_video(path: str | Path, frames: int = 60, fps: float = 15.0, width: int = 640, height: int = 480,
-                faces: int = 2) -> Path:
+                faces: int = 2, seamless: bool = False) -> Path:
     """An MP4 (mp4v) of `frames` frames; returns its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +84,7 @@ def write_video(path: str | Path, frames: int = 60, fps: float = 15.0, width: in
         raise RuntimeError(f"cannot write video {path}")
     try:
         for i in range(frames):
-            writer.write(render_frame(i, frames, width, height, faces))
+            writer.write(render_frame(i, frames, width, height, faces, seamless))
     finally:
         writer.release()
     return path

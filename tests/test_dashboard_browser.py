@@ -8,7 +8,10 @@ Screenshots go to docs/screenshots/ (committed, shown in the README).
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import pytest
 import redis
 
 from fervi.demo import face_photo_paths, write_video
+from fervi.emotions import EMOTIONS
 from fervi.embedded import free_port
 
 from .conftest import REPO, fervi_env, http_ok, wait_for
@@ -133,6 +137,18 @@ def test_browser_camera_gets_labels_back_and_is_private_until_shared(page, brows
     wait_for(lambda: not r.sismember("fervi:cameras", camera), 15, "the browser camera to leave")
 
 
+def test_the_browser_camera_stops_at_once(page, stack):
+    page.goto(stack["url"] + "/webcam?autostart=1")
+    page.wait_for_function("document.getElementById('tile').dataset.labels?.length > 0", timeout=40000)
+    camera = page.locator("#tile").get_attribute("data-camera")
+    assert page.locator("#start").is_hidden() and page.locator("#stop").is_visible()
+    page.click("#stop")
+    page.wait_for_function("document.body.dataset.stopped === '1'", timeout=10000)
+    r = redis.Redis.from_url(stack["redis"])
+    wait_for(lambda: not r.sismember("fervi:cameras", camera), 5, "the stopped camera to leave at once")
+    assert page.locator("#start").is_visible() and "stopped" in page.locator("#note").inner_text()
+
+
 def test_acting_challenge_round_is_decided_by_the_server(page, stack):
     page.goto(stack["url"] + "/challenge?name=astronaut&autostart=1")
     page.wait_for_function("Number(document.body.dataset.roundsWon || 0) >= 1", timeout=60000)
@@ -142,11 +158,62 @@ def test_acting_challenge_round_is_decided_by_the_server(page, stack):
     shot(page, "challenge")
 
 
+def test_a_game_is_five_rounds_with_verdicts_a_final_score_and_a_best_games_board(page, stack):
+    page.goto(stack["url"] + "/challenge")
+    page.fill("#name", "Grace")
+    page.dispatch_event("#name", "change")  # remembered in this browser
+    assert page.locator("#mode-select").input_value() == "game"
+    page.click("#start")
+    page.wait_for_function("document.body.dataset.gameScore !== undefined", timeout=120000)
+    verdicts = page.locator("#verdicts li").all_inner_texts()
+    assert len(verdicts) == 5 and all(v.startswith("happy: ") for v in verdicts), verdicts
+    score = int(page.evaluate("document.body.dataset.gameScore"))
+    assert score == sum(int(v.split("+")[1]) for v in verdicts if "+" in v) and score >= 1
+    assert "Game over" in page.locator("#verdict").inner_text() and page.locator("#again").is_visible()
+    page.wait_for_function(f"document.getElementById('games').innerText.includes('Grace: {score}')", timeout=10000)
+    page.reload()
+    assert page.locator("#name").input_value() == "Grace"
+
+
 def test_charts_hold_data(page, stack):
     page.goto(stack["url"] + "/charts?camera=demo&minutes=2")
     page.wait_for_function("Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1", timeout=30000)
+    page.wait_for_function("document.getElementById('newest-title').innerText.includes('#')", timeout=15000)
+    totals = page.locator("#totals").inner_text()
+    assert all(emotion in totals for emotion in ("happy", "neutral")) and "%" in totals  # the donut's values
+    page.wait_for_function("document.querySelectorAll('#tracks tbody tr').length >= 2", timeout=15000)
+    with page.expect_download() as csv_download:
+        page.click("#export-csv")
+    lines = Path(csv_download.value.path()).read_text().splitlines()
+    assert lines[0] == "time_utc,t," + ",".join(f"{e}_face_s" for e in EMOTIONS) and len(lines) > 60
+    assert sum(float(x) for line in lines[1:] for x in line.split(",")[2:]) > 1  # what the charts show
+    with page.expect_download() as json_download:
+        page.click("#export-json")
+    exported = json.loads(Path(json_download.value.path()).read_text())
+    assert exported["camera"] == "demo" and set(exported["series"]) == {"t", *EMOTIONS} and exported["tracks"]
     time.sleep(2.5)  # a timeline of a few seconds
     shot(page, "charts")
+    page.select_option("#range", "1440")  # a day: 1-minute buckets
+    page.wait_for_function("document.getElementById('summary').innerText.includes('24 h')", timeout=15000)
+    page.goto(stack["url"] + "/charts?camera=nosuchcamera")
+    page.wait_for_function("document.getElementById('notice').innerText.includes('no camera called')", timeout=15000)
+
+
+def test_a_camera_that_ended_can_still_be_charted(page, stack):
+    env = fervi_env(stack["redis"])
+    video = write_video(stack["tmp"] / "lobby.mp4", frames=20, fps=10)
+    ingest = subprocess.run([sys.executable, "-m", "fervi", "ingest", str(video), "--camera", "lobby", "--fps", "10"], env=env,
+                            capture_output=True, timeout=120)
+    assert ingest.returncode == 0, ingest.stderr[-2000:]
+    page.goto(stack["url"] + "/charts?camera=lobby&minutes=5")
+    page.wait_for_function("Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1", timeout=30000)
+    # off the live wall after 15 s without frames, still on the charts' list, marked as ended
+    deadline = time.monotonic() + 40
+    while "(ended)" not in page.locator("#camera option[value=lobby]").inner_text():
+        assert time.monotonic() < deadline, "lobby never shown as ended"
+        time.sleep(2)
+        page.reload()
+    page.wait_for_function("Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1", timeout=30000)
 
 
 def test_image_mode_labels_every_face_and_refuses_bad_uploads(page, stack, tmp_path):
@@ -194,6 +261,12 @@ def test_video_upload_runs_as_jobs_with_progress_and_outputs(page, stack, tmp_pa
     page.wait_for_function("document.querySelector('tr[data-video]')?.dataset.state === 'finished'", timeout=120000)
     links = [a.inner_text() for a in row.locator(".files a").all()]
     assert links == ["faces.csv", "summary.json", "annotated.mp4", "timeline.png"]
+    assert row.get_attribute("data-tracks") == "2"  # a readable result on the page: faces and main emotions
+    summary = row.locator(".summary").inner_text()
+    assert "4 s of video" in summary and "2 face(s)" in summary and "%" in summary, summary
+    assert "took" in row.locator(".when").inner_text()  # its date and how long it took
+    page.wait_for_function("Number(document.getElementById('jobs').dataset.workers) >= 1", timeout=10000)
+    assert "RQ worker(s)" in page.locator("#jobs").inner_text()
     video_id = row.get_attribute("data-video")
     import urllib.request
 

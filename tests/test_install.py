@@ -35,9 +35,12 @@ def test_the_wheel_holds_only_the_fervi_namespace_and_runs_without_the_checkout(
     for module, path in _modules().items():  # every module of the source tree is installed
         expected = module.replace(".", "/") + ("/__init__.py" if path.name == "__init__.py" else ".py")
         assert expected in names, expected
-    for data in ("fervi/models/fervi_cnn_lstm.tflite", "fervi/models/fervi_cnn_lstm.keras",
-                 "fervi/dashboard/templates/wall.html", "fervi/dashboard/static/js/common.js"):
+    for data in ("fervi/models/fervi_cnn_lstm.tflite", "fervi/models/fervi_cnn_lstm.keras"):
         assert data in names, data
+    for folder in ("templates", "static"):  # every page, script, style and icon the dashboard serves
+        for path in (REPO / "dashboard" / folder).rglob("*"):
+            if path.is_file():
+                assert f"fervi/dashboard/{path.relative_to(REPO / 'dashboard').as_posix()}" in names, path
     site = tmp_path / "site"
     wheel.extractall(site)
     # run from elsewhere, the unpacked wheel first on the path: the installed layout, not this checkout

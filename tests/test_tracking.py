@@ -243,3 +243,20 @@ def test_a_seq_no_frame_ever_had_is_a_bad_entry_not_a_new_horizon():
     out += [s for seq in range(2, 15) for s, _ in buffer.push(seq, seq)]
     out += [s for s, _ in buffer.flush()]
     assert out == list(range(15)) and buffer.late == 0
+
+
+def test_the_looping_demo_camera_keeps_its_track_ids():
+    """Found by a new user: on `fervi up`'s looping demo the track ids climbed (#66 after 8 minutes), as the
+    faces jumped back to the start at every loop. The demo clip glides there and back: two loops, two ids."""
+    from fervi.demo import render_frame
+    from fervi.settings import load_settings
+    from fervi.vision.pipeline import FacePipeline
+
+    settings = load_settings({})
+    pipeline = FacePipeline.from_settings(settings)
+    tracker = FaceTracker(settings.track_iou, settings.track_max_misses, settings.track_half_life_s)
+    frames, fps, ids = 40, 10.0, set()
+    for i in range(2 * frames):
+        faces = pipeline.analyze([render_frame(i % frames, frames, seamless=True)])[0]
+        ids.update(tracker.update(i, i / fps, faces).faces.track_ids.tolist())
+    assert len(ids) == 2, ids

@@ -175,10 +175,28 @@ def test_fervi_status_lists_rq_workers(tmp_path, redis_server):
     def listed():
         result = CliRunner().invoke(main, ["status", "--json"], env={"FERVI_REDIS_URL": redis_url})
         assert result.exit_code == 0, result.output
-        return [p for p in json.loads(result.stdout)["processes"].values() if p["kind"] == "rq-worker"]
+        workers = [p for p in json.loads(result.stdout)["processes"].values() if p["kind"] == "rq-worker"]
+        return workers if workers and workers[0]["state"] != "?" else None  # RQ sets it just after registering
 
     try:
         workers = wait_for(listed, 60, "the RQ worker to register")
         assert workers[0]["state"] in ("idle", "busy", "started")
     finally:
         procs.stop_all()
+
+
+def test_a_canceled_video_can_be_retried_and_the_jobs_view_shows_the_queue(dashboard, tmp_path):
+    http = dashboard["http"]
+    video_id = upload(http, write_video(tmp_path / "long.mp4", frames=150, fps=10)).get_json()["id"]
+    assert http.post(f"/api/videos/{video_id}/retry").status_code == 409  # queued: nothing to retry
+    assert http.post(f"/api/videos/{video_id}/cancel").get_json()["ok"]
+    assert http.get(f"/api/videos/{video_id}").get_json()["state"] == "canceled"
+    jobs = http.get("/api/jobs").get_json()  # (RQ's worker registry was flushed with Redis by the fixture)
+    assert set(jobs) == {"queued", "failed", "workers"} and all(isinstance(jobs[k], int) for k in ("queued", "failed"))
+    assert http.post(f"/api/videos/{video_id}/retry").get_json() == {"ok": True}
+    status = finished(http, video_id, timeout_s=180)
+    assert status["retries"] == 1 and status["done"] == status["total"] > 0  # progress counts the new jobs only
+    assert status["summary"]["tracks"] == 2 and abs(sum(status["summary"]["emotion_share"].values()) - 1) < 1e-3
+    again = http.post(f"/api/videos/{video_id}/retry")
+    assert again.status_code == 409 and "finished" in again.get_json()["error"]
+    assert http.post("/api/videos/0123456789ab/retry").status_code == 404

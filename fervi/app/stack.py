@@ -82,7 +82,8 @@ class Stack:
         children.append(Child("rq-worker", ["rq-worker"]))
         children.append(Child("dashboard", ["dashboard"]))
         if self.demo:
-            video = write_video(Path(self.settings.home) / "demo" / "demo.mp4", frames=120, fps=DEMO_FPS)
+            video = write_video(Path(self.settings.home) / "demo" / "demo-loop.mp4", frames=120, fps=DEMO_FPS,
+                                seamless=True)
             children.append(Child("ingest-demo", ["ingest", str(video), "--camera", "demo", "--live", "--loop"]))
         for name, source in self.cameras:
             children.append(Child(f"ingest-{name}", ["ingest", source, "--camera", name]))

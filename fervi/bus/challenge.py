@@ -1,14 +1,16 @@
-"""The acting challenge: each player's current round, and the leaderboard. One hash tag, so a round and the
+"""The acting challenge: each player's current round, the leaderboard of points and that of games. One hash tag, so a round and the
 leaderboard change in one transaction on a cluster."""
 
 from __future__ import annotations
 
 import json
+import math
+import time
 
 import redis
 
 from .core import BusCore, decode
-from .keys import LEADERBOARD, LEADERBOARD_SIZE, ROUND_FIELDS, ROUND_TTL_S, ROUNDS, round_key
+from .keys import GAME_DATES, GAMES, LEADERBOARD, LEADERBOARD_SIZE, ROUND_FIELDS, ROUND_TTL_S, ROUNDS, round_key
 
 
 class Challenge(BusCore):
@@ -73,6 +75,26 @@ class Challenge(BusCore):
                     return record
                 except redis.WatchError:
                     continue
+
+    def record_game(self, name: str, score: int, when: float | None = None) -> bool:
+        """A finished game: kept when it is the name's best (with its date). True if it was."""
+        when = time.time() if when is None else when
+        return bool(self._record_game(keys=[GAMES, GAME_DATES], args=[name, int(score), f"{when:.0f}",
+                                                                        LEADERBOARD_SIZE]))
+
+    def best_games(self, count: int = 10) -> list[dict]:
+        """The best game of each name, best first: name, score, when it was played (unix s)."""
+        rows = self.redis.zrevrange(GAMES, 0, count - 1, withscores=True)
+        dates = self.redis.hmget(GAME_DATES, [n for n, _ in rows]) if rows else []
+        out = []
+        for (name, score), when in zip(rows, dates):
+            try:
+                at = float(when) if when is not None else 0.0
+            except ValueError:
+                at = 0.0  # a date some other client wrote
+            if math.isfinite(score):
+                out.append({"name": decode(name), "score": int(score), "at": at})
+        return out
 
     def leaderboard(self, count: int = 10) -> list[dict]:
         return [{"name": decode(n), "score": int(s)}

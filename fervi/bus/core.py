@@ -84,6 +84,7 @@ class BusCore:
         self._admit_webcam = client.register_script(scripts.ADMIT_WEBCAM)
         self._leave_webcam = client.register_script(scripts.LEAVE_WEBCAM)
         self._update_if_exists = client.register_script(scripts.UPDATE_IF_EXISTS)
+        self._record_game = client.register_script(scripts.RECORD_GAME)
         self.untrusted = Untrusted()
 
     @classmethod

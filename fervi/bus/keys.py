@@ -68,6 +68,8 @@ def latest_frame_key(camera: str) -> str:
 # The acting challenge: one hash tag, so a round and the leaderboard change in one transaction on a cluster.
 LEADERBOARD = f"{PREFIX}:{{challenge}}:leaderboard"  # zset: player name -> points
 LEADERBOARD_SIZE = 100  # names kept on the leaderboard
+GAMES = f"{PREFIX}:{{challenge}}:games"  # zset: player name -> best game score
+GAME_DATES = f"{PREFIX}:{{challenge}}:gamedates"  # hash: player name -> when that best game ended
 ROUNDS = f"{PREFIX}:{{challenge}}:rounds"  # set of players with a round
 ROUND_TTL_S = 300  # a round left behind by a dashboard that died
 ROUND_FIELDS = {"id", "player", "camera", "name", "target", "scored", "threshold", "hold_s", "round_s", "started_at",

@@ -73,6 +73,20 @@ redis.call('HSET', KEYS[4], ARGV[1], ARGV[6])
 return 2
 """
 
+# KEYS: games, game dates. ARGV: name, score, when, names kept. A name's best game only (and its date).
+RECORD_GAME = """
+local best = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if best and tonumber(best) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+local n = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+if n > 0 then
+  for _, name in ipairs(redis.call('ZRANGE', KEYS[1], 0, n - 1)) do redis.call('HDEL', KEYS[2], name) end
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1)
+end
+return 1
+"""
+
 # KEYS: live, owners, shared, leaving, sids. ARGV: camera, now. 1 if the camera was live.
 LEAVE_WEBCAM = """
 local was = redis.call('ZREM', KEYS[1], ARGV[1])

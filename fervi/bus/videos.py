@@ -59,6 +59,17 @@ class Videos(BusCore):
         if self.redis.exists(video_key(video_id)):
             self.redis.hset(key, job_id, json.dumps([int(done), int(total)]))
 
+    def reset_video_progress(self, video_id: str) -> None:
+        """Forget the progress of a video's earlier jobs (it runs again with new ones)."""
+        self.redis.delete(video_progress_key(video_id))
+
+    def queue_stats(self, name: str) -> dict:
+        """Jobs waiting in an RQ queue, and jobs that failed there (kept by RQ's failed-job registry)."""
+        from rq.registry import FailedJobRegistry
+
+        queue = self.queue(name)
+        return {"queued": queue.count, "failed": FailedJobRegistry(queue=queue).count}
+
     def delete_video(self, video_id: str) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(video_key(video_id), video_progress_key(video_id))

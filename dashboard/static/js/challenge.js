@@ -1,13 +1,23 @@
 import { cameraProblem, connect, EMOTIONS, params, startWebcam, Tile } from "./common.js";
 
 // The server runs each round from the tracker's results; this page asks for rounds and shows progress.
-// URL settings: ?name=YOU; ?camera=NAME (play on a live camera); ?target=, ?threshold=, ?hold=, ?round=
-// choose the round yourself, which makes it practice: only standard rounds on your own camera score.
-const asked = { name: params.get("name") || "player" };
-for (const key of ["target", "threshold", "hold", "round"]) if (params.has(key)) asked[key] = params.get(key);
+// A game is 5 scored rounds (the server counts them and keeps the best games); practice picks the emotion.
+// The name is remembered in this browser. URL settings: ?name=YOU; ?camera=NAME (play on a live camera);
+// ?target=, ?threshold=, ?hold=, ?round= choose the round yourself, which makes it practice.
+const $ = (id) => document.getElementById(id);
+const nameInput = $("name");
+const modeSelect = $("mode-select");
+nameInput.value = params.get("name") || localStorage.getItem("fervi.name") || "";
+nameInput.addEventListener("change", () => localStorage.setItem("fervi.name", nameInput.value.trim()));
+if (params.has("target")) modeSelect.value = params.get("target");
+const asked = () => {
+  const request = { name: nameInput.value.trim() || "player" };
+  for (const key of ["threshold", "hold", "round"]) if (params.has(key)) request[key] = params.get(key);
+  if (modeSelect.value === "game") request.game = true; else request.target = modeSelect.value;
+  return request;
+};
 const socket = connect();
 const tile = new Tile(document.getElementById("tile"), params.get("camera") || "your camera");
-const $ = (id) => document.getElementById(id);
 let camera = params.get("camera");
 let round = null;      // the server's view of the current round
 let deadline = 0;      // local clock, from the server's time left
@@ -21,8 +31,30 @@ function showLeaderboard(rows) {
     return item;
   }));
 }
-const refreshLeaderboard = () =>
-  fetch(`/api/leaderboard${location.search}`).then((r) => r.json()).then(showLeaderboard).catch(() => {});
+const token = params.get("token") ? `?token=${encodeURIComponent(params.get("token"))}` : "";
+function showGames(rows) {
+  $("games").replaceChildren(...rows.map((r) => {
+    const item = document.createElement("li");
+    item.textContent = `${r.name}: ${r.score} (${new Date(r.at * 1000).toLocaleDateString()})`;
+    return item;
+  }));
+}
+const refreshLeaderboard = () => {
+  fetch(`/api/leaderboard${token}`).then((r) => r.json()).then(showLeaderboard).catch(() => {});
+  fetch(`/api/games${token}`).then((r) => r.json()).then(showGames).catch(() => {});
+};
+let gameOver = false;
+
+function showVerdicts(state) {
+  const list = $("verdicts");
+  list.replaceChildren(...(state.verdicts || []).map((v, i) => {
+    const item = document.createElement("li");
+    item.className = v.won ? "won" : "lost";
+    item.textContent = `${v.target}: ${v.won ? `won, +${v.points}` : `missed (held ${v.held.toFixed(1)} s)`}`;
+    item.dataset.round = i + 1;
+    return item;
+  }));
+}
 
 function show(state) {
   round = state;
@@ -33,17 +65,31 @@ function show(state) {
   $("held").textContent = state.held.toFixed(1);
   $("score").textContent = state.score; $("streak").textContent = state.streak; $("won").textContent = state.won;
   document.body.dataset.roundsWon = state.won;
+  $("round-no").textContent = state.game_id ? `Round ${state.round_no} of ${state.game_rounds} · game score ${state.game_score}` : "";
+  showVerdicts(state);
   if (state.state === "won") {
     $("verdict").textContent = `Round won: ${state.target}!` + (state.scored ? ` +${state.points}` : " (practice)");
     refreshLeaderboard();
   } else if (state.state === "lost") {
     $("verdict").textContent = `Time is up: that was not ${state.target} enough.`;
   }
+  if (state.game_over) {  // the game's last round: a final score, and a way to play again
+    gameOver = true;
+    $("verdict").textContent += ` Game over: ${state.game_score} point(s) in ${state.game_rounds} rounds.`;
+    document.body.dataset.gameScore = state.game_score;
+    $("again").hidden = false;
+    setTimeout(refreshLeaderboard, 500);
+    return;
+  }
   if (state.state !== "playing" && !next) next = setTimeout(() => { next = null; newRound(); }, 2000);
 }
 
+$("again").addEventListener("click", () => { gameOver = false; $("again").hidden = true; newRound(); });
+modeSelect.addEventListener("change", () => { if (round && round.state !== "playing" && gameOver) $("again").hidden = false; });
+
 function newRound() {
-  socket.emit("challenge_start", { ...asked, camera: params.get("camera") || undefined }, (ack) => {
+  if (gameOver) return;
+  socket.emit("challenge_start", { ...asked(), camera: params.get("camera") || undefined }, (ack) => {
     if (!ack || !ack.ok) { $("verdict").textContent = ack?.error || "no answer"; setTimeout(newRound, 2000); return; }
     $("verdict").textContent = "";
     deadline = performance.now() + ack.left_s * 1000;

@@ -1,11 +1,22 @@
 import { COLORS, connect, EMOTIONS, params } from "./common.js";
 
+// Charts of one camera over a chosen range, from the tracker's 1-second and 1-minute buckets; the live
+// "newest face" chart follows the tracks stream. What the charts show can be downloaded as CSV or JSON.
 const socket = connect();
 const select = document.getElementById("camera");
-const minutes = parseFloat(params.get("minutes") || "5");
+const range = document.getElementById("range");
+const notice = document.getElementById("notice");
 let camera = params.get("camera");
+let known = [];
+let last = null;  // the newest /api/series answer: what the export buttons write
 const timeline = { track: null, points: [] };
 const withToken = (url) => url + (params.get("token") ? `${url.includes("?") ? "&" : "?"}token=${params.get("token")}` : "");
+const minutesWanted = parseFloat(params.get("minutes") || "5");
+range.value = [...range.options].map((o) => o.value).find((v) => Number(v) >= minutesWanted) || "5";
+if (!["5", "60", "1440", "10080"].includes(String(minutesWanted))) {  // ?minutes=2: a range of its own
+  range.insertAdjacentHTML("afterbegin", `<option value="${minutesWanted}">last ${minutesWanted} min</option>`);
+  range.value = String(minutesWanted);
+}
 
 const area = new Chart(document.getElementById("area"), {
   type: "line",
@@ -15,27 +26,36 @@ const area = new Chart(document.getElementById("area"), {
 const donut = new Chart(document.getElementById("donut"), {
   type: "doughnut",
   data: { labels: EMOTIONS, datasets: [{ data: EMOTIONS.map(() => 0), backgroundColor: EMOTIONS.map((e) => COLORS[e]) }] },
-  options: { animation: false, maintainAspectRatio: false },
+  options: { animation: false, maintainAspectRatio: false, plugins: { legend: { display: false },
+    tooltip: { callbacks: { label: (c) => `${c.label}: ${c.parsed.toFixed(1)} face-s` } } } },
 });
 const line = new Chart(document.getElementById("timeline"), {
   type: "line",
   data: { labels: [], datasets: EMOTIONS.map((e) => ({ label: e, data: [], borderColor: COLORS[e], pointRadius: 0, fill: false })) },
-  options: { animation: false, maintainAspectRatio: false, scales: { y: { min: 0, max: 1 }, x: { ticks: { maxTicksLimit: 8 } } } },
+  options: { animation: false, maintainAspectRatio: false, scales: { y: { min: 0, max: 1, title: { display: true, text: "smoothed probability" } }, x: { ticks: { maxTicksLimit: 8 } } } },
 });
+
+const minutes = () => Number(range.value);
+const when = (t) => new Date(t * 1000);
+const clock = (t) => (minutes() > 1440 ? when(t).toLocaleString() : when(t).toLocaleTimeString());
+const span = (s) => (s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(0)} s`);
 
 async function refresh() {
   if (!camera) return;
-  const seconds = minutes * 60;
+  const seconds = minutes() * 60;
   const resolution = seconds > 1800 ? "1m" : "1s";
-  const data = await (await fetch(withToken(`/api/series/${encodeURIComponent(camera)}?seconds=${seconds}&resolution=${resolution}`))).json();
+  const response = await fetch(withToken(`/api/series/${encodeURIComponent(camera)}?seconds=${seconds}&resolution=${resolution}`));
+  const data = await response.json();
+  if (!response.ok) { notice.textContent = data.error || `cannot chart ${camera}`; return; }
+  last = { camera, minutes: minutes(), resolution, ...data };
   const s = data.series;
-  // group 1-second buckets into at most 60 points, as shares of face-time
+  // group the buckets into at most 60 points, as shares of face-time
   const step = Math.max(1, Math.ceil(s.t.length / 60));
   const labels = [], shares = EMOTIONS.map(() => []);
   for (let i = 0; i < s.t.length; i += step) {
     const sums = EMOTIONS.map((e) => s[e].slice(i, i + step).reduce((a, b) => a + b, 0));
     const total = sums.reduce((a, b) => a + b, 0);
-    labels.push(new Date(s.t[i] * 1000).toLocaleTimeString());
+    labels.push(clock(s.t[i]));
     sums.forEach((v, k) => shares[k].push(total ? v / total : 0));
   }
   area.data.labels = labels;
@@ -44,25 +64,79 @@ async function refresh() {
   donut.data.datasets[0].data = EMOTIONS.map((e) => data.totals[e]);
   donut.update();
   const faceSeconds = EMOTIONS.reduce((a, e) => a + data.totals[e], 0);
+  document.getElementById("totals").innerHTML = EMOTIONS.map((e) =>
+    `<li><i style="background:${COLORS[e]}"></i>${e} ${faceSeconds ? Math.round((100 * data.totals[e]) / faceSeconds) : 0}%` +
+    ` <span class="hint">${data.totals[e].toFixed(1)} s</span></li>`).join("");
+  drawTracks(data.tracks);
   const summary = document.getElementById("summary");
-  summary.textContent = `${faceSeconds.toFixed(1)} face-seconds in the last ${minutes} min · ${data.tracks.length} face track(s) · ${data.active} face(s) now`;
+  summary.textContent = `${faceSeconds.toFixed(1)} face-seconds in the last ${range.selectedOptions[0].text.replace("last ", "")} · ` +
+    `${data.tracks.length} face track(s) · ${data.active} face(s) now`;
   summary.dataset.faceSeconds = faceSeconds.toFixed(2);
+  notice.textContent = faceSeconds || data.active ? "" : `No faces on ${camera} in this range; try a longer one.`;
 }
 
+function drawTracks(tracks) {
+  const body = document.querySelector("#tracks tbody");
+  body.innerHTML = "";
+  for (const t of tracks.slice(0, 20)) {
+    const total = EMOTIONS.reduce((a, e) => a + t.seconds[e], 0) || 1;
+    const row = document.createElement("tr");
+    row.innerHTML = `<td>#${t.id}${t.open ? " (now)" : ""}</td><td>${clock(t.start)}</td><td>${span(t.end - t.start)}</td>` +
+      `<td><b></b></td><td><span class="stack">${EMOTIONS.map((e) => `<i title="${e} ${t.seconds[e].toFixed(1)} s" style="width:${(100 * t.seconds[e]) / total}%;background:${COLORS[e]}"></i>`).join("")}</span></td>`;
+    row.querySelector("b").textContent = t.dominant;
+    body.appendChild(row);
+  }
+}
+
+function download(name, type, text) {
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([text], { type }));
+  link.download = name;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+document.getElementById("export-json").addEventListener("click", () => {
+  if (last) download(`fervi-${last.camera}-${last.minutes}min.json`, "application/json", JSON.stringify(last, null, 2));
+});
+document.getElementById("export-csv").addEventListener("click", () => {
+  if (!last) return;
+  const s = last.series;
+  const rows = [["time_utc", "t", ...EMOTIONS.map((e) => `${e}_face_s`)].join(",")];
+  s.t.forEach((t, i) => rows.push([when(t).toISOString(), t, ...EMOTIONS.map((e) => s[e][i])].join(",")));
+  download(`fervi-${last.camera}-${last.minutes}min.csv`, "text/csv", rows.join("\n") + "\n");
+});
+
 async function cameras() {
-  const list = await (await fetch(withToken("/api/cameras"))).json();
-  const names = list.map((c) => c.camera);
+  known = (await (await fetch(withToken("/api/cameras/history"))).json())
+    .sort((a, b) => b.live - a.live || b.last_frame_at - a.last_frame_at);
+  const names = known.map((c) => c.camera);
   if (!camera && names.length) camera = names[0];
-  if (camera && !names.includes(camera)) names.unshift(camera);
-  select.innerHTML = names.map((n) => `<option ${n === camera ? "selected" : ""}>${n}</option>`).join("");
+  if (camera && !names.includes(camera)) {
+    notice.textContent = `There is no camera called "${camera}"` + (names.length ? `: pick one of the list.` : ".");
+    camera = names[0] || null;
+  }
+  select.innerHTML = "";
+  for (const c of known) {
+    const option = new Option(`${c.camera}${c.live ? "" : " (ended)"}`, c.camera, false, c.camera === camera);
+    select.appendChild(option);
+  }
+  if (!names.length) notice.textContent = "No camera has data yet: start one with fervi ingest, or open the browser camera.";
   if (camera) socket.emit("watch", { camera });
 }
 
-select.addEventListener("change", () => { socket.emit("watch", { camera: select.value, leave: [camera] }); camera = select.value; timeline.points = []; refresh(); });
+select.addEventListener("change", () => {
+  socket.emit("watch", { camera: select.value, leave: [camera] });
+  camera = select.value; notice.textContent = ""; timeline.points = []; refresh();
+});
+range.addEventListener("change", refresh);
 socket.on("tracks", (msg) => {
   if (msg.camera !== camera || !msg.faces.length) return;
   const face = msg.faces.reduce((a, b) => (b.track > a.track ? b : a));  // the newest face
-  if (timeline.track !== face.track) { timeline.track = face.track; timeline.points = []; }
+  if (timeline.track !== face.track) {
+    timeline.track = face.track; timeline.points = [];
+    document.getElementById("newest-title").textContent = `Newest face #${face.track}: smoothed probabilities`;
+  }
   timeline.points.push({ t: new Date(msg.ts * 1000).toLocaleTimeString(), p: face.smooth });
   timeline.points = timeline.points.slice(-120);
   line.data.labels = timeline.points.map((x) => x.t);

@@ -7,6 +7,9 @@ video.muted = true; video.playsInline = true;
 const share = document.getElementById("share");
 const note = document.getElementById("note");
 let camera = null;
+let stopCapture = null;
+const startButton = document.getElementById("start");
+const stopButton = document.getElementById("stop");
 
 // Private unless the box is ticked: the server shows only shared browser cameras on the live wall.
 const sendShare = () => {
@@ -23,13 +26,27 @@ const start = () => startWebcam(socket, video, (ack) => {
     camera = ack.camera; tile.element.dataset.camera = camera;
     if (share.checked) sendShare();
   }
-  if (ack && ack.full) { note.textContent = ack.error; document.getElementById("start").hidden = false; }
-}).then(() => { document.getElementById("start").hidden = true; })
-  .catch((err) => { note.textContent = cameraProblem(err); note.className = "error"; });
+  if (ack && ack.full) { note.textContent = ack.error; note.className = "error"; startButton.hidden = false; stopButton.hidden = true; }
+}).then((stop) => {
+  stopCapture = stop; startButton.hidden = true; stopButton.hidden = false;
+  note.textContent = ""; note.className = "hint";
+}).catch((err) => { note.textContent = cameraProblem(err); note.className = "error"; });
+
+// Stop: the camera light goes off and the server forgets the camera now (not after the idle timeout).
+stopButton.addEventListener("click", () => {
+  if (stopCapture) stopCapture();
+  stopCapture = null;
+  socket.emit("webcam_stop", {}, () => {
+    camera = null; delete tile.element.dataset.camera;
+    note.textContent = "Camera stopped. Start it again whenever you like."; note.className = "hint";
+    document.body.dataset.stopped = "1";
+  });
+  stopButton.hidden = true; startButton.hidden = false;
+});
 
 // A reconnect is a new client: its camera is new too (the old one was removed when the connection dropped).
 socket.on("disconnect", () => { camera = null; });
-document.getElementById("start").addEventListener("click", start);
+startButton.addEventListener("click", start);
 socket.on("frame", (msg) => { if (msg.camera === camera) tile.setFrame(msg.jpeg); });
 socket.on("tracks", (msg) => { if (msg.camera === camera) tile.setTracks(msg); });
 if (new URLSearchParams(location.search).has("autostart")) start();

@@ -1,0 +1,48 @@
+"""A game of the acting challenge: the server counts its rounds, adds their points, keeps a verdict per round,
+ends it after GAME_ROUNDS and keeps each name's best game with its date."""
+
+from __future__ import annotations
+
+import random
+
+from fervi.bus import Bus
+from fervi.dashboard import challenge
+
+
+def _play(previous, won: bool, now: float, name: str = "Ada", camera: str = "web-1"):
+    record = challenge.new_round("sid", camera, True, {"name": name, "game": True}, ["happy"], previous, now=now,
+                                 rng=random.Random(0))
+    return challenge.settle(record, won, now=now + 5)[0]
+
+
+def test_a_game_is_five_scored_rounds_with_a_verdict_each():
+    record, now = None, 1000.0
+    results = [True, True, False, True, True]
+    for i, won in enumerate(results):
+        record = _play(record, won, now)
+        assert record["round_no"] == i + 1 and record["game_over"] == (i == 4)
+        now += 10
+    assert [v["won"] for v in record["verdicts"]] == results
+    assert [v["points"] for v in record["verdicts"]] == [1, 2, 0, 1, 2]  # the streak scores, a miss resets it
+    assert record["game_score"] == 6
+    following = _play(record, True, now)  # after the last round: a new game
+    assert following["round_no"] == 1 and following["game_id"] != record["game_id"] and following["game_score"] == 1
+
+
+def test_practice_or_another_name_does_not_continue_a_game():
+    record = _play(None, True, 1000.0)
+    practice = challenge.new_round("sid", "web-1", True, {"name": "Ada", "target": "sad", "game": True}, ["happy"],
+                                   record, now=1010.0)
+    assert "game_id" not in practice and not practice["scored"]
+    other = _play(record, True, 1020.0, name="Bob")
+    assert other["round_no"] == 1 and other["game_id"] != record["game_id"]
+
+
+def test_the_games_board_keeps_each_names_best_game_and_its_date(client):
+    bus = Bus(client)
+    assert bus.record_game("Ada", 6, when=1_000) and bus.record_game("Bob", 9, when=2_000)
+    assert not bus.record_game("Ada", 4, when=3_000)  # not her best: the board keeps 6 from its date
+    assert bus.record_game("Ada", 12, when=4_000)
+    assert bus.best_games() == [{"name": "Ada", "score": 12, "at": 4000.0}, {"name": "Bob", "score": 9, "at": 2000.0}]
+    client.hset("fervi:{challenge}:gamedates", "Bob", "not a date")  # written by some other client
+    assert bus.best_games()[1] == {"name": "Bob", "score": 9, "at": 0.0}
