@@ -58,6 +58,13 @@ def clean_name(raw) -> str:
     return " ".join("".join(kept).split())[:NAME_MAX].strip() or "anonymous"
 
 
+def shown_targets(totals: dict[str, float], allowed: list[str], least_s: float = 1.0) -> list[str]:
+    """Targets for a round on another camera (practice): the emotions its faces showed for at least
+    `least_s` face-seconds lately, since a recorded or demo camera cannot act out the others; all allowed
+    ones when it showed none."""
+    return [e for e in allowed if totals.get(e, 0.0) >= least_s] or list(allowed)
+
+
 def practice_rules(asked: dict) -> Rules | None:
     """Rules the player asked for (threshold, hold, round), clamped; None when none was asked."""
     values = {}

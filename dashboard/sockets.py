@@ -30,6 +30,7 @@ from .relay import WALL_ROOM
 log = logging.getLogger(__name__)
 
 WEB_FRAME_MAX_BYTES = 512 * 1024
+SHOWN_WINDOW_S = 600  # a round on another camera draws its target from the emotions shown in this window
 WEB_FPS = 8.0
 
 
@@ -180,9 +181,13 @@ def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorize
         error = refusal(camera)
         if error:
             return {"ok": False, "error": error}
+        own_camera = camera == own.get(request.sid)
+        targets = settings.challenge_target_list
+        if not own_camera:  # a live camera cannot act on request: draw from what its faces showed lately
+            now = time.time()
+            targets = challenge.shown_targets(bus.emotion_totals(camera, "1m", now - SHOWN_WINDOW_S, now), targets)
         try:
-            record = challenge.new_round(request.sid, camera, camera == own.get(request.sid), asked,
-                                         settings.challenge_target_list, bus.load_round(request.sid))
+            record = challenge.new_round(request.sid, camera, own_camera, asked, targets, bus.load_round(request.sid))
         except challenge.ChallengeError as err:
             return {"ok": False, "error": str(err)}
         bus.save_round(request.sid, record)

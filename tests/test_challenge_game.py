@@ -46,3 +46,16 @@ def test_the_games_board_keeps_each_names_best_game_and_its_date(client):
     assert bus.best_games() == [{"name": "Ada", "score": 12, "at": 4000.0}, {"name": "Bob", "score": 9, "at": 2000.0}]
     client.hset("fervi:{challenge}:gamedates", "Bob", "not a date")  # written by some other client
     assert bus.best_games()[1] == {"name": "Bob", "score": 9, "at": 0.0}
+
+
+def test_a_round_on_another_camera_draws_from_what_its_faces_showed():
+    """Found by a new user: on the demo camera (faces that are only happy or neutral) most random targets
+    could not be won. Practice there draws from the emotions its faces showed lately."""
+    totals = {"happy": 30.0, "neutral": 25.0, "sad": 0.4, "angry": 0.0}
+    assert challenge.shown_targets(totals, ["angry", "happy", "sad", "neutral"]) == ["happy", "neutral"]
+    assert challenge.shown_targets({}, ["angry", "happy"]) == ["angry", "happy"]  # nothing shown yet: any
+    assert challenge.shown_targets(totals, ["angry", "sad"]) == ["angry", "sad"]  # FERVI_CHALLENGE_TARGETS rules
+    draws = {challenge.new_round("sid", "demo", False, {"name": "Ada"}, challenge.shown_targets(totals, [
+        "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]), None, now=1000.0 + i,
+        rng=random.Random(i))["target"] for i in range(40)}
+    assert draws == {"happy", "neutral"}

@@ -62,6 +62,8 @@ def test_analyze_command_alone_with_embedded_redis(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["analyze", str(video), "--out", str(tmp_path / "out"), "--segments", "3",
                                        "--workers", "2", "--detect-every", "3"])
     assert result.exit_code == 0, result.output
+    # where the outputs go is said first, before the progress bar (a user knows where to look while it runs)
+    assert result.output.splitlines()[0].startswith(f"outputs: {(tmp_path / 'out').resolve()}/<video name>/")
     _check_outputs(tmp_path / "out" / "talk", frames, fps)
     assert json.loads((tmp_path / "out" / "talk" / "summary.json").read_text())["detect_every"] == 3
 

@@ -72,7 +72,8 @@ async function refresh() {
   summary.textContent = `${faceSeconds.toFixed(1)} face-seconds in the last ${range.selectedOptions[0].text.replace("last ", "")} · ` +
     `${data.tracks.length} face track(s) · ${data.active} face(s) now`;
   summary.dataset.faceSeconds = faceSeconds.toFixed(2);
-  notice.textContent = faceSeconds || data.active ? "" : `No faces on ${camera} in this range; try a longer one.`;
+  document.getElementById("range-note").textContent =
+    faceSeconds || data.active ? "" : `No faces on ${camera} in this range; try a longer one.`;
 }
 
 function drawTracks(tracks) {
