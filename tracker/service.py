@@ -23,6 +23,7 @@ from fervi.tracking import FaceTracker, ReorderBuffer
 log = logging.getLogger(__name__)
 
 FLUSH_AFTER_S = 1.0  # a camera quiet this long: release what the reorder buffer holds
+TRACK_RECORD_EVERY_S = 2.0  # an open track's record (end, frames, seconds) is brought up to date this often
 STOPPED_AFTER_S = 10.0  # a camera quiet this long: end its tracks
 
 
@@ -37,6 +38,7 @@ class CameraState:
     position: str
     last_result: float = field(default_factory=time.monotonic)
     stopped: bool = False
+    recorded_at: float = 0.0  # when the open tracks' records were last brought up to date
 
 
 class TrackerProcess:
@@ -91,7 +93,13 @@ class TrackerProcess:
             TRACKED.labels(metric_camera(camera)).inc()
             self.frames += 1
         if tracked:
-            self.bus.publish_tracks(camera, tracked, self.settings.results_maxlen)
+            now = time.monotonic()
+            still_open = []
+            if now - state.recorded_at >= TRACK_RECORD_EVERY_S:  # charts list faces still on camera as they go
+                started = {t.id for _, frame in tracked for t in frame.started}
+                still_open = [t for t in state.tracker.tracks if t.id not in started]
+                state.recorded_at = now
+            self.bus.publish_tracks(camera, tracked, self.settings.results_maxlen, still_open)
 
     def step(self) -> None:
         now = time.time()

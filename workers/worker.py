@@ -126,7 +126,10 @@ class Worker:
             # (the camera refresh skips such cameras). Either way: join the cameras again.
             if "NOGROUP" not in str(err) and "WRONGTYPE" not in str(err):
                 raise
-            log.warning("event=cameras_rejoined worker=%s reason=%r", self.name, str(err)[:120])
+            # a one-off camera (an uploaded image) forgotten by its request is routine, not a warning
+            routine = "NOGROUP" in str(err) and "{image-" in str(err)
+            log.log(logging.INFO if routine else logging.WARNING, "event=cameras_rejoined worker=%s reason=%r",
+                    self.name, str(err)[:120])
             self._forget_cameras()
 
     def _forget_cameras(self, _err: Exception | None = None) -> None:

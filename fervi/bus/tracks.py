@@ -85,13 +85,17 @@ class Tracks(BusCore):
         """A track id never given before on this camera (by any tracker process)."""
         return int(self.redis.incr(track_id_key(camera)))
 
-    def publish_tracks(self, camera: str, tracked: list[tuple[TrackEntry, FrameTracks]], maxlen: int) -> None:
+    def publish_tracks(self, camera: str, tracked: list[tuple[TrackEntry, FrameTracks]], maxlen: int,
+                       still_open: list[Track] = ()) -> None:
         """Per tracked frame: its tracks entry, its face-seconds, the faces now live, and tracks started or
-        ended; one round trip, every command run (see `execute`)."""
+        ended; `still_open`: tracks whose records are brought up to date (end, frames, seconds) while they
+        go on. One round trip, every command run (see `execute`)."""
         pipe = self.redis.pipeline(transaction=False)
         for entry, frame in tracked:
             pipe.xadd(tracks_key(camera), entry.to_fields(), maxlen=maxlen, approximate=True)
             _queue_frame(pipe, camera, frame)
+        for track in still_open:
+            _queue_track(pipe, camera, track, ended=False)
         self.execute(pipe, "tracker_write", camera)
 
     def end_tracks(self, camera: str, ended: list[Track]) -> None:

@@ -24,8 +24,8 @@ def image_size(data: bytes) -> tuple[int, int]:
             return image.size
     except Image.DecompressionBombError as err:  # Pillow's own, larger limit
         raise ImageError(f"image is too large: {err}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise ImageError(f"not a readable image: {err.__class__.__name__}") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise ImageError("not a readable image (JPEG, PNG, BMP, GIF, TIFF or WebP expected)") from None
 
 
 def still_image_size(path: str | Path) -> tuple[int, int] | None:

@@ -10,6 +10,9 @@ const modeSelect = $("mode-select");
 nameInput.value = params.get("name") || localStorage.getItem("fervi.name") || "";
 nameInput.addEventListener("change", () => localStorage.setItem("fervi.name", nameInput.value.trim()));
 if (params.has("target")) modeSelect.value = params.get("target");
+if (params.has("camera")) {  // rounds on another camera are practice: say so in the menu
+  modeSelect.options[0].textContent = `rounds on ${params.get("camera")} (practice, not scored)`;
+}
 const asked = () => {
   const request = { name: nameInput.value.trim() || "player" };
   for (const key of ["threshold", "hold", "round"]) if (params.has(key)) request[key] = params.get(key);
@@ -23,8 +26,15 @@ let round = null;      // the server's view of the current round
 let deadline = 0;      // local clock, from the server's time left
 let next = null;
 
+function empty(text) {
+  const item = document.createElement("li");
+  item.className = "hint"; item.textContent = text;
+  return item;
+}
+
 function showLeaderboard(rows) {
   const list = $("leaderboard");
+  if (!rows.length) { list.replaceChildren(empty("no points scored yet")); return; }
   list.replaceChildren(...rows.map((r) => {
     const item = document.createElement("li");
     item.textContent = `${r.name}: ${r.score}`;  // names are plain text
@@ -33,6 +43,7 @@ function showLeaderboard(rows) {
 }
 const token = params.get("token") ? `?token=${encodeURIComponent(params.get("token"))}` : "";
 function showGames(rows) {
+  if (!rows.length) { $("games").replaceChildren(empty("no game played yet")); return; }
   $("games").replaceChildren(...rows.map((r) => {
     const item = document.createElement("li");
     item.textContent = `${r.name}: ${r.score} (${new Date(r.at * 1000).toLocaleDateString()})`;
@@ -71,7 +82,8 @@ function show(state) {
     $("verdict").textContent = `Round won: ${state.target}!` + (state.scored ? ` +${state.points}` : " (practice)");
     refreshLeaderboard();
   } else if (state.state === "lost") {
-    $("verdict").textContent = `Time is up: that was not ${state.target} enough.`;
+    $("verdict").textContent = state.best > 0 ? `Time is up: that was not ${state.target} enough.`
+      : "Time is up: no face in view at the end. Face the camera, in good light.";
   }
   if (state.game_over) {  // the game's last round: a final score, and a way to play again
     gameOver = true;

@@ -128,7 +128,11 @@ async function cameras() {
 
 select.addEventListener("change", () => {
   socket.emit("watch", { camera: select.value, leave: [camera] });
-  camera = select.value; notice.textContent = ""; timeline.points = []; refresh();
+  camera = select.value; notice.textContent = "";
+  timeline.track = null; timeline.points = [];  // the newest face of the other camera no longer shows
+  line.data.labels = []; line.data.datasets.forEach((d) => { d.data = []; }); line.update();
+  document.getElementById("newest-title").textContent = "Newest face: smoothed probabilities";
+  refresh();
 });
 range.addEventListener("change", refresh);
 socket.on("tracks", (msg) => {

@@ -38,6 +38,7 @@ stopButton.addEventListener("click", () => {
   stopCapture = null;
   socket.emit("webcam_stop", {}, () => {
     camera = null; delete tile.element.dataset.camera;
+    tile.image = null; tile.tracks = null; tile.draw(); tile.bars.innerHTML = ""; tile.meta.textContent = "stopped";
     note.textContent = "Camera stopped. Start it again whenever you like."; note.className = "hint";
     document.body.dataset.stopped = "1";
   });
