@@ -31,11 +31,19 @@ def _full_data() -> bool:
     return FER_CSV.exists() and CKPLUS.exists()
 
 
-def pytest_report_header(config) -> str:
+def _data_line() -> str:
     if _full_data():
         return f"data: full FER-2013 and CK+ from {SHARED}"
     return (f"data: {SHARED} not found, so the FER-2013 sample {FER_SAMPLE.relative_to(REPO)} and a CK+-layout "
             "folder built from it (set FERVI_SHARED for the full data)")
+
+
+def pytest_report_header(config) -> str:
+    return _data_line()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    terminalreporter.write_line(_data_line())  # also under -q, which hides the header
 
 
 @pytest.fixture(scope="session")
