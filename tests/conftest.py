@@ -7,7 +7,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import redis
 
@@ -15,27 +14,27 @@ from fervi.embedded import EmbeddedRedis
 from fervi.service import spawn, stop_processes
 
 REPO = Path(__file__).resolve().parent.parent
-# The full FER-2013 and CK+ beside the clone (`../shared`, or $FERVI_SHARED, which must then exist); without
-# them the tests run on a committed FER-2013 sample (tests/data/README.md).
+# The FER-2013 and CK+ data live beside the clone (`../shared`, or $FERVI_SHARED), never in the repository.
+# Without them the tests that need them are skipped with the reason; with FERVI_SHARED set (CI) they must
+# be there.
 SHARED = Path(os.environ.get("FERVI_SHARED", REPO.parent / "shared"))
 FER_CSV = SHARED / "data" / "fer2013" / "fer2013.csv.gz"
 CKPLUS = SHARED / "data" / "ckplus48"
-FER_SAMPLE = REPO / "tests" / "data" / "fer2013-sample.csv.gz"
-CK_FOLDERS = {"anger": 0, "contempt": 6, "disgust": 1, "fear": 2, "happy": 3, "sadness": 4, "surprise": 5}
 
 
-def _full_data() -> bool:
-    if "FERVI_SHARED" in os.environ and not (FER_CSV.exists() and CKPLUS.exists()):
-        raise pytest.UsageError(f"FERVI_SHARED={os.environ['FERVI_SHARED']} lacks data/fer2013/fer2013.csv.gz "
-                                "or data/ckplus48")
-    return FER_CSV.exists() and CKPLUS.exists()
+def _data(path: Path, what: str) -> Path:
+    if path.exists():
+        return path
+    if "FERVI_SHARED" in os.environ:
+        pytest.fail(f"FERVI_SHARED={os.environ['FERVI_SHARED']} lacks {what}: {path}")
+    pytest.skip(f"{what} is not beside this clone ({path}); set FERVI_SHARED to run this test")
 
 
 def _data_line() -> str:
-    if _full_data():
-        return f"data: full FER-2013 and CK+ from {SHARED}"
-    return (f"data: {SHARED} not found, so the FER-2013 sample {FER_SAMPLE.relative_to(REPO)} and a CK+-layout "
-            "folder built from it (set FERVI_SHARED for the full data)")
+    if FER_CSV.exists() and CKPLUS.exists():
+        return f"data: FER-2013 and CK+ from {SHARED}"
+    return (f"data: {SHARED} not found: the tests that need FER-2013 or CK+ were skipped "
+            "(set FERVI_SHARED to run them)")
 
 
 def pytest_report_header(config) -> str:
@@ -48,34 +47,12 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 @pytest.fixture(scope="session")
 def fer_csv() -> Path:
-    return FER_CSV if _full_data() else FER_SAMPLE
+    return _data(FER_CSV, "the FER-2013 CSV")
 
 
 @pytest.fixture(scope="session")
-def ckplus_dir(tmp_path_factory) -> Path:
-    """CK+48 in folder form; without the shared data, the same layout holding real FER-2013 faces of the
-    sample: PublicTest rows after the first 200 (which the tests use as FER-2013's own validation faces)
-    that equal no Training face, as CK+ shares no face with FER-2013. 12 subjects, up to 48 frames per
-    emotion folder; `contempt` from neutral faces."""
-    if _full_data():
-        return CKPLUS
-    import cv2
-
-    from fervi.training.datasets import load_fer_csv
-    from fervi.training.splits import image_hashes
-
-    faces = load_fer_csv(FER_SAMPLE)
-    training = set(image_hashes(faces.images[faces.usage == "Training"]))
-    spare = [i for i, h in zip(np.flatnonzero(faces.usage == "PublicTest")[200:],
-                                image_hashes(faces.images[faces.usage == "PublicTest"][200:])) if h not in training]
-    root = tmp_path_factory.mktemp("ck") / "ckplus48"
-    for folder, label in CK_FOLDERS.items():
-        (root / folder).mkdir(parents=True)
-        picked = [i for i in spare if faces.labels[i] == label][:48]
-        for n, i in enumerate(picked):
-            subject, sequence, frame = n % 12 + 1, label * 2 + n // 24 + 1, n // 12 % 2 + 1
-            cv2.imwrite(str(root / folder / f"S{subject:03d}_{sequence:03d}_{frame:08d}.png"), faces.images[i])
-    return root
+def ckplus_dir() -> Path:
+    return _data(CKPLUS, "the CK+48 folder")
 
 
 @pytest.fixture(scope="session")

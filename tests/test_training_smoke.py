@@ -34,11 +34,10 @@ def test_one_epoch_train_and_export(tmp_path, fer_csv, ckplus_dir):
     assert card["training"]["epochs_run"] == 1
     assert card["class_counts_after_oversampling"]["disgust"] > card["class_counts_before_oversampling"]["disgust"]
     assert card["overlap_by_pixel_hash"]["train&ckplus48"] == 0
-    # every split was framed as the workers frame live faces; the detector finds most of these faces (84% of
-    # FER-2013's: its drawings, profiles and covered faces keep their crop; CK+'s lab faces nearly all)
+    # every split was framed as the workers frame live faces; the detector finds nearly all of these faces
     reframed = card["reframed"]
     assert reframed["detector"] == "multiscale" and reframed["margin"] == 0.15
-    assert reframed["train"]["found_by_detector"] >= 0.8 * reframed["train"]["faces"]
+    assert reframed["train"]["found_by_detector"] >= 0.85 * reframed["train"]["faces"]
     assert reframed["val"]["faces"] == 200
     for name in ("fervi_cnn_lstm.keras", "fervi_cnn_lstm.tflite", "MODEL_CARD.md", "figures/confusion_matrix.png",
                  "figures/training_curves.png", "figures/class_counts.png", "figures/misclassified.png"):
