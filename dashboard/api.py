@@ -27,10 +27,11 @@ def register_api(app: Flask, bus: Bus, settings: Settings, relay: Relay) -> None
     def cameras_with_history():
         """Every camera that can be charted, live or ended (not image-mode ones, nor browser cameras their
         users do not share), with the time of its newest tracked frame (0: none yet)."""
-        live = {c["camera"] for c in relay.camera_list()}
+        cameras = bus.cameras()  # read and type-checked once, for the live list too
+        live = {c["camera"] for c in relay.camera_list(cameras)}
         private = set(bus.webcams()) - bus.shared_webcams()
         return jsonify([{"camera": c, "live": c in live, "last_frame_at": bus.last_frame_at(c)}
-                        for c in bus.cameras() if not c.startswith(IMAGE_CAMERA_PREFIX) and c not in private])
+                        for c in cameras if not c.startswith(IMAGE_CAMERA_PREFIX) and c not in private])
 
     def _camera(name: str) -> str:
         try:

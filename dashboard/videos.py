@@ -60,9 +60,8 @@ class Videos:
             if isinstance(err, VideoError):
                 raise VideoError(str(err).replace(str(folder / name), name)) from None
             raise
-        total = sum(int(j.meta.get("total", 0)) for j in submitted.jobs)
         record = {"name": name, "out": submitted.out_dir, "jobs": [j.id for j in submitted.jobs],
-                  "final": submitted.finish.id, "state": "queued", "error": "", "total": total,
+                  "final": submitted.finish.id, "state": "queued", "error": "", "total": submitted.total,
                   "created_at": time.time(), "ended_at": None, "result": None}
         self.bus.create_video(video_id, record)
         log.info("event=video_uploaded video=%s name=%s bytes=%d", video_id, name, path.stat().st_size)
@@ -135,7 +134,7 @@ class Videos:
         self.bus.reset_video_progress(video_id)
         self.bus.update_video(video_id, jobs=[j.id for j in submitted.jobs], final=submitted.finish.id,
                               state="queued", error="", ended_at=None, result=None,
-                              total=sum(int(j.meta.get("total", 0)) for j in submitted.jobs),
+                              total=submitted.total,
                               retries=int(record.get("retries", 0)) + 1)
         log.info("event=video_retried video=%s retries=%d", video_id, int(record.get("retries", 0)) + 1)
         return ""

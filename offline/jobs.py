@@ -252,6 +252,11 @@ class Submitted:
     def jobs(self) -> list:
         return [*self.segments, self.merge, *self.parts, self.finish]
 
+    @property
+    def total(self) -> int:
+        """Units of work of all its jobs (frames, and 1 per merge or finish): a video's progress bar."""
+        return sum(int(j.meta.get("total", 0)) for j in self.jobs)
+
 
 def submit(queue: Queue, video: str, out_root: str | Path, segments: int, every: int, retries: int = 2,
            detect_every: int | None = None, video_id: str | None = None) -> Submitted:

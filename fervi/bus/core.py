@@ -12,6 +12,7 @@ import redis
 
 from ..protocol import ProtocolError, check_camera
 from . import scripts
+from .keys import camera_of
 
 log = logging.getLogger("fervi.bus")
 
@@ -102,6 +103,11 @@ class BusCore:
             if isinstance(reply, redis.ResponseError):
                 self.untrusted.skip(kind, what, str(reply))
         return replies
+
+    def _read_after(self, key_of, positions: dict[str, str], count: int, block_ms: int) -> list[tuple[str, list]]:
+        """XREAD of one stream per camera after its position: (camera, [(entry id, fields)]) per camera."""
+        reply = self.redis.xread({key_of(c): p for c, p in positions.items()}, count=count, block=block_ms)
+        return [(camera_of(stream), [(decode(i), f) for i, f in items]) for stream, items in reply or []]
 
     def memory_info(self) -> dict:
         """The server's INFO memory section (used_memory, used_memory_rss, ... in bytes)."""

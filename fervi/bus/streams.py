@@ -229,5 +229,4 @@ class Streams(BusCore):
 
     def read_results(self, positions: dict[str, str], count: int, block_ms: int) -> list[tuple[str, list]]:
         """The tracker's read: per camera, results after its position, as (camera, [(entry id, fields)])."""
-        reply = self.redis.xread({results_key(c): p for c, p in positions.items()}, count=count, block=block_ms)
-        return [(camera_of(stream), [(decode(i), f) for i, f in items]) for stream, items in reply or []]
+        return self._read_after(results_key, positions, count, block_ms)

@@ -22,7 +22,6 @@ from ..tracking import FrameTracks, Track
 from .core import BusCore, decode
 from .keys import (
     aggregate_key,
-    camera_of,
     live_key,
     track_id_key,
     track_index_key,
@@ -109,8 +108,7 @@ class Tracks(BusCore):
     # --- readers -----------------------------------------------------------------------------
     def read_tracks(self, positions: dict[str, str], count: int, block_ms: int) -> list[tuple[str, list]]:
         """Per camera, tracks entries after its position, as (camera, [(entry id, fields)])."""
-        reply = self.redis.xread({tracks_key(c): p for c, p in positions.items()}, count=count, block=block_ms)
-        return [(camera_of(stream), [(decode(i), f) for i, f in items]) for stream, items in reply or []]
+        return self._read_after(tracks_key, positions, count, block_ms)
 
     def last_tracks_id(self, camera: str) -> str:
         """The id of a camera's newest tracks entry ("0-0" when none): read after it for new ones only."""
