@@ -20,7 +20,7 @@ MAX_SERIES_POINTS = 10080  # a week of minutes, or 2.8 hours of seconds, per cha
 
 def register_api(app: Flask, bus: Bus, settings: Settings, relay: Relay) -> None:
     @app.get("/api/cameras")
-    def cameras():
+    def live_cameras():
         return jsonify(relay.camera_list())
 
     @app.get("/api/cameras/history")

@@ -1,10 +1,10 @@
 """The dashboard: a Flask app factory with Socket.IO on the Redis message queue.
 
-Pages: live wall (`/`), browser camera (`/webcam`), acting challenge (`/challenge`), charts (`/charts`),
+Pages: live wall (`/`), cameras (`/cameras`), browser camera (`/webcam`), acting challenge (`/challenge`), charts (`/charts`),
 image mode (`/image`), videos (`/videos`). Ops: `/healthz` (open) and `/metrics`. With
 `FERVI_DASHBOARD_TOKEN` set, every other route and the Socket.IO connection need `?token=...` (or the
 cookie set by the first visit). The JSON API is in `api.py`, uploaded videos in `videos.py`, Socket.IO
-events in `sockets.py`, and the live relay from Redis to the browsers in `relay.py`.
+events in `sockets.py`, the Cameras page's API in `cameras.py`, and the live relay from Redis to the browsers in `relay.py`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from fervi.emotions import EMOTIONS
 from fervi.settings import Settings, describe_duration
 
 from .api import register_api
+from .cameras import register_cameras
 from .pipeline_metrics import PipelineCollector
 from .relay import Relay
 from .sockets import WEB_FRAME_MAX_BYTES, register_sockets
@@ -30,7 +31,7 @@ from .videos import MAX_VIDEO_BYTES, register_videos
 
 log = logging.getLogger(__name__)
 
-PAGES = (("wall", "/"), ("webcam", "/webcam"), ("challenge", "/challenge"), ("charts", "/charts"),
+PAGES = (("wall", "/"), ("cameras", "/cameras"), ("webcam", "/webcam"), ("challenge", "/challenge"), ("charts", "/charts"),
          ("image", "/image"), ("videos", "/videos"))
 
 
@@ -112,6 +113,7 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
     register_pages(app, settings)
     register_ops(app, bus, relay, start_relay)
     register_api(app, bus, settings, relay)
+    register_cameras(app, bus, settings)
     videos = register_videos(app, bus, Path(settings.home).resolve(), settings.video_retention_s)
 
     @app.errorhandler(413)

@@ -37,3 +37,6 @@ WEB_FRAMES = Counter("fervi_dashboard_webcam_frames_total", "Browser camera fram
 WEB_CONNECTIONS = Counter("fervi_dashboard_connections_total", "Socket.IO connections", ["outcome"])
 WEB_CAMERAS = Gauge("fervi_dashboard_webcams", "Browser cameras of this dashboard process's clients")
 UPLOADS = Counter("fervi_dashboard_uploads_total", "Images analysed in image mode", ["outcome"])
+SUPERVISED = Gauge("fervi_supervisor_cameras", "Cameras whose ingest this supervisor runs")
+INGEST_RESTARTS = Counter("fervi_supervisor_ingest_restarts_total", "Ingest processes started again after exiting",
+                          ["camera"])

@@ -266,3 +266,91 @@ class TrackEntry:
             height=_number(fields, "h", int),
             faces=Faces.from_list(_json(fields, "faces")),
         )
+
+
+# --- camera sources: what `fervi cameras add` and the dashboard's Cameras page ask the supervisor to run --
+WEBCAM_INDEX = re.compile(r"^[0-9]{1,2}$")
+STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp")
+SOURCE_MAX_CHARS = 1024
+
+
+def source_kind(spec: str) -> str:
+    """"webcam" (an index), "stream" (an RTSP/HTTP URL) or "file" (a video, an image or a folder)."""
+    if WEBCAM_INDEX.match(spec):
+        return "webcam"
+    return "stream" if "://" in spec else "file"
+
+
+def check_source(spec: str) -> str:
+    """A source the ingest can open, by its form: a webcam index 0-99, a URL of a streaming scheme, or an
+    absolute path (the supervisor may run in another folder than whoever added it)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ProtocolError("empty source: give a webcam index (0), a stream URL (rtsp://...) or a file path")
+    if len(spec) > SOURCE_MAX_CHARS or any(ord(c) < 32 or ord(c) == 127 for c in spec):
+        raise ProtocolError(f"a source is at most {SOURCE_MAX_CHARS} printable characters")
+    kind = source_kind(spec)
+    if kind == "stream":
+        scheme = spec.split("://", 1)[0].lower()
+        if scheme not in STREAM_SCHEMES:
+            raise ProtocolError(f"unsupported stream scheme {scheme!r}: use one of {', '.join(STREAM_SCHEMES)}")
+        if not spec.split("://", 1)[1]:
+            raise ProtocolError(f"{spec!r}: the URL names no host")
+    elif kind == "file" and not spec.startswith("/"):
+        raise ProtocolError(f"{spec!r}: give the file's absolute path (starting with /)")
+    return spec
+
+
+@dataclass
+class CameraSource:
+    """A camera the ingest supervisor keeps running: `source` as `fervi ingest` takes it, with its options."""
+
+    camera: str
+    source: str
+    fps: float = 0.0  # 0: the source's own pace (files: as fast as the workers take them)
+    loop: bool = False  # start a file again at its end
+    live: bool | None = None  # None: webcams and URLs are live, files are not
+    origin: str = "cli"  # who added it: "cli", "up", "dashboard"
+    added_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_camera(self.camera)
+        if self.camera.startswith(RESERVED_PREFIXES):
+            raise ProtocolError(f"camera names starting with {' or '.join(RESERVED_PREFIXES)} are the dashboard's own")
+        check_source(self.source)
+        if not 0 <= self.fps <= 120:
+            raise ProtocolError("fps must be within 0..120 (0: the source's own pace)")
+
+    @property
+    def kind(self) -> str:
+        return source_kind(self.source)
+
+    def ingest_args(self) -> list[str]:
+        """The `fervi ingest` command line that runs this camera."""
+        args = ["ingest", self.source, "--camera", self.camera]
+        if self.fps:
+            args += ["--fps", f"{self.fps:g}"]
+        if self.loop:
+            args.append("--loop")
+        if self.live is not None:
+            args.append("--live" if self.live else "--no-live")
+        return args
+
+    def to_json(self) -> str:
+        return json.dumps({"camera": self.camera, "source": self.source, "fps": self.fps, "loop": self.loop,
+                           "live": self.live, "origin": self.origin, "added_at": round(self.added_at, 3)})
+
+    @classmethod
+    def from_json(cls, raw) -> "CameraSource":
+        try:
+            data = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+            if not isinstance(data, dict):
+                raise ProtocolError("a camera source is a JSON object")
+            live = data.get("live")
+            return cls(str(data["camera"]), str(data["source"]), float(data.get("fps") or 0),
+                       bool(data.get("loop")), None if live is None else bool(live), str(data.get("origin", "")),
+                       float(data.get("added_at") or 0))
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+            raise ProtocolError(f"bad camera source: {err!r}") from None
+
+
+SOURCE_STATES = ("starting", "live", "playing", "reconnecting", "ended", "error", "stopped")

@@ -79,6 +79,9 @@ class Settings:
                                             "Socket.IO connections a client address may open per minute")
     web_idle_s: float = _setting("FERVI_WEB_IDLE", 30.0,
                                  "A browser camera with no frame for this long (s) is removed with its streams")
+    camera_file_roots: str = _setting("FERVI_CAMERA_FILE_ROOTS", "~",
+                                      "Folders (':'-separated) whose videos, images and folders the dashboard's "
+                                      "Cameras page may add as cameras (empty: no files, only webcams and URLs)")
     challenge_targets: str = _setting("FERVI_CHALLENGE_TARGETS", "",
                                       "Emotions a scored challenge round draws from, comma-separated (empty: all 7)")
     video_retention: str = _setting("FERVI_VIDEO_RETENTION", "7d",
@@ -125,6 +128,11 @@ class Settings:
         if unknown:
             raise ValueError(f"FERVI_CHALLENGE_TARGETS: {', '.join(unknown)} not among {', '.join(EMOTIONS)}")
         return targets
+
+    @property
+    def camera_file_root_list(self) -> list[Path]:
+        """FERVI_CAMERA_FILE_ROOTS as resolved folders."""
+        return [Path(p).expanduser().resolve() for p in self.camera_file_roots.split(":") if p.strip()]
 
     @property
     def models(self) -> str:

@@ -15,7 +15,7 @@ from fervi.bus import REDIS_DOWN, Bus, RedisRefused, connect, process_id
 from fervi.metrics import BACKLOG, FRAMES_DROPPED, FRAMES_INGESTED
 from fervi.protocol import DeadLetter, Frame, check_camera
 from fervi.service import Backoff, Heartbeat, Shutdown, serve
-from fervi.settings import Settings
+from fervi.settings import Settings, mask_password
 from fervi.vision.images import encode_jpeg
 
 from .sources import Buffering, Captured, SourceError, is_live_spec, open_source
@@ -25,12 +25,16 @@ log = logging.getLogger(__name__)
 BACKPRESSURE_POLL_S = 0.01
 
 
+STATE_EVERY_S = 2.0
+
+
 class Publisher:
     def __init__(self, settings: Settings, redis_url: str, camera: str, spec: str,
                  fps: float | None = None, loop: bool = False, live: bool | None = None):
         self.settings = settings
         self.camera = check_camera(camera)
         self.spec = spec
+        self.shown = mask_password(spec)  # the source as logs and the dashboard show it (no password)
         self.fps = fps
         self.loop = loop
         self.live_override = live
@@ -44,6 +48,20 @@ class Publisher:
         self.redis_ok = False
         self._registered = False
         self.heartbeat = Heartbeat(self.bus, self.name, "ingest", settings.heartbeat_ttl_s)
+        self.state = ""
+        self.state_at = float("-inf")
+
+    def report(self, state: str, reason: str = "", force: bool = True) -> None:
+        """The camera's ingest state for the dashboard's Cameras page (`fervi.protocol.SOURCE_STATES`)."""
+        now = time.monotonic()
+        if not force and state == self.state and now - self.state_at < STATE_EVERY_S:
+            return
+        reason = reason.replace(self.spec, self.shown)
+        if state != self.state or reason:
+            log.info("event=source_state camera=%s state=%s reason=%r", self.camera, state, reason)
+        self.state, self.state_at = state, now
+        self.bus.set_source_state(self.camera, state, reason, source=self.shown, sent=self.sent, dropped=self.dropped,
+                                  skipped=self.skipped, pid=self.name)
 
     def health(self) -> dict:
         return {"ok": self.redis_ok, "camera": self.camera, "sent": self.sent, "dropped": self.dropped,
@@ -100,7 +118,7 @@ class Publisher:
             time.sleep(BACKPRESSURE_POLL_S)
 
     def _heartbeat(self) -> None:
-        self.heartbeat.beat(camera=self.camera, source=self.spec, sent=self.sent)
+        self.heartbeat.beat(camera=self.camera, source=self.shown, sent=self.sent)
 
     def _play(self, source) -> None:
         live = self._live(source)
@@ -125,38 +143,50 @@ class Publisher:
             if self._publish(captured, live):
                 self.sent += 1
                 FRAMES_INGESTED.labels(self.camera).inc()
+                self.report("live" if live else "playing", force=False)
             elif not self.shutdown.requested:
                 self.dropped += 1
                 FRAMES_DROPPED.labels(self.camera).inc()
 
+    def _masked(self, err: Exception) -> SourceError:
+        return SourceError(str(err).replace(self.spec, self.shown))
+
+    def _failed(self, err: SourceError) -> int:
+        log.error("event=source_failed camera=%s error=%r", self.camera, str(self._masked(err)))
+        self.report("error", str(err))
+        self.heartbeat.forget()
+        return 2
+
     def run(self) -> int:
         self.shutdown.install()
-        source_backoff = Backoff(f"source {self.spec}", initial_s=0.5, cap_s=30)
-        log.info("event=ingest_started camera=%s source=%s", self.camera, self.spec)
+        source_backoff = Backoff(f"source {self.shown}", initial_s=0.5, cap_s=30)
+        log.info("event=ingest_started camera=%s source=%s", self.camera, self.shown)
+        self.report("starting")
         while not self.shutdown.requested:
             try:
                 source = open_source(self.spec, self.settings.max_frame_pixels, self.settings.max_image_bytes)
             except SourceError as err:
                 if is_live_spec(self.spec):  # a live source may come back
-                    source_backoff.failed(err, self.shutdown)
+                    self.report("reconnecting", str(err))
+                    source_backoff.failed(self._masked(err), self.shutdown)
                     continue
-                log.error("event=source_failed camera=%s error=%r", self.camera, str(err))
-                return 2
+                return self._failed(err)
             sent_before = self.sent
             try:
                 self._play(source)
             except SourceError as err:
                 if not is_live_spec(self.spec):
-                    log.error("event=source_failed camera=%s error=%r", self.camera, str(err))
-                    return 2
+                    return self._failed(err)
                 if self.sent > sent_before:  # it delivered frames: start the backoff afresh
                     source_backoff.succeeded()
-                source_backoff.failed(err, self.shutdown)
+                self.report("reconnecting", str(err))
+                source_backoff.failed(self._masked(err), self.shutdown)
                 continue
             finally:
                 source.close()
             if not self.loop:  # a live source only returns here on shutdown; a file ends
                 break
+        self.report("stopped" if self.shutdown.requested else "ended")
         self.heartbeat.forget()
         log.info("event=ingest_stopped camera=%s sent=%d dropped=%d skipped=%d", self.camera, self.sent, self.dropped,
                  self.skipped)

@@ -22,7 +22,7 @@ def _fervi_commands(service: dict) -> list[list[str]]:
 def test_compose_services_are_real_fervi_commands():
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"redis", "worker", "tracker", "dashboard", "rq-worker", "ingest-demo"} <= set(services)
+    assert {"redis", "worker", "tracker", "dashboard", "rq-worker", "cameras"} <= set(services)
     for name, service in services.items():
         if name == "redis":
             assert service["image"].startswith("redis:") and "healthcheck" in service

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import redis
 
+from fervi.bus import Bus
 from fervi.demo import face_photo_paths, write_video
 from fervi.emotions import EMOTIONS
 from fervi.embedded import free_port
@@ -54,12 +55,15 @@ def stack(tmp_path_factory, redis_server):
     tmp = tmp_path_factory.mktemp("dashboard")
     redis.Redis.from_url(redis_server.url).flushall()
     port = free_port()
-    env = fervi_env(redis_server.url, FERVI_DASHBOARD_PORT=port, FERVI_BLOCK_MS=200, FERVI_CHALLENGE_TARGETS="happy")
+    (tmp / "media").mkdir()
+    env = fervi_env(redis_server.url, FERVI_DASHBOARD_PORT=port, FERVI_BLOCK_MS=200, FERVI_CHALLENGE_TARGETS="happy",
+                    FERVI_CAMERA_FILE_ROOTS=tmp / "media")
     procs = Processes(tmp)
     procs.start(["worker"], env, "worker")
     procs.start(["tracker"], env, "tracker")
     procs.start(["dashboard"], env, "dashboard")
     procs.start(["rq-worker"], env, "rq-worker")
+    procs.start(["cameras", "supervise"], env, "cameras")
     video = write_video(tmp / "demo.mp4", frames=60, fps=10)
     procs.start(["ingest", str(video), "--camera", "demo", "--live", "--loop"], env, "ingest")
     wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "the dashboard")
@@ -113,6 +117,75 @@ def test_live_wall_shows_the_demo_camera_with_labels(page, stack):
     assert all(label in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral") for label in labels)
     time.sleep(1.0)  # let a preview frame arrive before the screenshot
     shot(page, "wall")
+
+
+def _add_camera(page, name: str, kind: str, source: str, loop: bool = False, fps: str = "0") -> str:
+    """Fill the Cameras page's form; returns the error it shows ("" when the camera was added)."""
+    page.fill("#camera", name)
+    page.select_option("#kind", kind)
+    page.fill("#source", source)
+    page.fill("#fps", fps)
+    if kind == "file":
+        page.set_checked("#loop", loop)
+    with page.expect_response(lambda r: r.url.endswith("/api/sources") and r.request.method == "POST"):
+        page.click("#add button[type=submit]")
+    return page.locator("#error").inner_text()
+
+
+def _card_state(page, camera: str, state: str, timeout_s: float = 60) -> str:
+    card = f'.camera-card[data-camera="{camera}"]'
+    page.wait_for_function(f"document.querySelector('{card}')?.dataset.state === '{state}'", timeout=timeout_s * 1000)
+    return page.locator(card + " .reason").inner_text()
+
+
+def test_cameras_are_added_watched_and_removed_from_the_page(page, stack):
+    """Frigate-style camera management: the dashboard registers a camera, the supervisor runs its ingest, and
+    the page shows each camera's state (live, reconnecting, error with the reason) until it is removed."""
+    media = stack["tmp"] / "media"
+    video = write_video(media / "porch.mp4", frames=40, fps=10)
+    (media / "notes.txt").write_text("not a video")
+    page.goto(stack["url"] + "/cameras")
+    page.wait_for_function("document.getElementById('supervisor').textContent.includes('supervisor runs')",
+                           timeout=20000)
+    assert page.locator('.camera-card[data-camera="demo"] .actions').inner_text().startswith("Charts")
+    assert "fervi ingest" in page.locator('.camera-card[data-camera="demo"]').inner_text()  # not the page's
+
+    assert _add_camera(page, "porch", "file", str(video), loop=True, fps="5") == ""
+    _card_state(page, "porch", "live")
+    assert _add_camera(page, "porch", "webcam", "0") == "a camera named 'porch' exists: remove it first or pick another name"
+    assert "outside the folders" in _add_camera(page, "etc", "file", "/etc/hostname")
+    assert "no such file" in _add_camera(page, "nofile", "file", str(media / "missing.mp4"))
+    page.fill("#camera", "bad name")  # the browser says so before sending; the server refuses it too
+    assert page.evaluate("document.getElementById('camera').validity.patternMismatch")
+    refused = page.request.post(stack["url"] + "/api/sources", data={"camera": "bad name", "source": "0"})
+    assert refused.status == 400 and "invalid camera name" in refused.json()["error"]
+    form = page.request.post(stack["url"] + "/api/sources", form={"camera": "x", "source": "0"})
+    assert form.status == 400  # JSON only: a cross-site form cannot add a camera
+    assert _add_camera(page, "notes", "file", str(media / "notes.txt")) == ""
+    assert "cannot open video source" in _card_state(page, "notes", "error")
+    assert _add_camera(page, "gate", "stream", "rtsp://admin:hunter2@127.0.0.1:9/live") == ""
+    reason = _card_state(page, "gate", "reconnecting")
+    assert "cannot open" in reason and "hunter2" not in page.locator("#cameras").inner_text()
+
+    page.goto(stack["url"] + "/")  # the new camera is on the live wall, with labels from the workers
+    page.wait_for_function("document.querySelector('.tile[data-camera=\"porch\"]')?.dataset.seq", timeout=60000)
+
+    page.goto(stack["url"] + "/cameras")
+    _card_state(page, "porch", "live")
+    time.sleep(0.5)
+    shot(page, "cameras")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    shot(page, "cameras-phone")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    for camera in ("porch", "notes", "gate"):
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click(f'.camera-card[data-camera="{camera}"] button.remove')
+        page.wait_for_selector(f'.camera-card[data-camera="{camera}"]', state="detached", timeout=20000)
+    bus = Bus(redis.Redis.from_url(stack["redis"]))
+    wait_for(lambda: not [n for n, i in bus.processes().items() if i.get("camera") in ("porch", "gate")], 30,
+             "their ingests to stop")
 
 
 def test_browser_camera_gets_labels_back_and_is_private_until_shared(page, browser, stack):
@@ -331,7 +404,7 @@ def test_without_a_camera_the_pages_say_so_and_offer_a_way_out(stack, playwright
         bare.close()
 
 
-PAGES = ["/", "/webcam", "/challenge", "/charts?camera=demo", "/image", "/videos"]
+PAGES = ["/", "/cameras", "/webcam", "/challenge", "/charts?camera=demo", "/image", "/videos"]
 
 
 @pytest.mark.parametrize("width", [1280, 390, 360])

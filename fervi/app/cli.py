@@ -157,12 +157,17 @@ def up(workers: int | None, demo: bool, cameras: tuple[str, ...], host: str | No
 
     from fervi.app.stack import Stack, running_stack
 
+    from fervi.protocol import CameraSource, ProtocolError
+
     extra = []
     for item in cameras:
         name, sep, source = item.partition("=")
         if not sep or not source:
             raise click.BadParameter(f"{item!r}: expected NAME=SOURCE", param_hint="--camera")
-        extra.append((name, source))
+        try:
+            extra.append((name, CameraSource(name, _source_spec(source)).source))  # checked before anything starts
+        except ProtocolError as err:
+            raise click.BadParameter(f"{item!r}: {err}", param_hint="--camera") from None
     settings = _settings()
     settings = replace(settings, dashboard_host=host or settings.dashboard_host,
                        dashboard_port=settings.dashboard_port if port is None else port)
@@ -201,6 +206,109 @@ def ingest(source: str, camera: str, fps: float | None, loop: bool, live: bool |
         raise click.BadParameter(str(err), param_hint="--camera") from None
     settings = _settings()
     sys.exit(run_ingest(settings, _redis_url(settings), camera, source, fps, loop, live, metrics_port))
+
+
+@main.group()
+def cameras() -> None:
+    """The cameras FERVI runs for you: list, add and remove them; `supervise` runs their ingest.
+
+    `fervi up` runs the supervisor; the dashboard's Cameras page does the same as these commands.
+    """
+
+
+def _source_spec(source: str) -> str:
+    """A file named on the command line, as the absolute path the supervisor needs (webcams and URLs as given)."""
+    from fervi.protocol import source_kind
+
+    if source_kind(source) != "file":
+        return source
+    path = Path(source).expanduser().resolve()
+    if not path.exists():
+        click.echo(f"warning: {path} does not exist here; the camera will show the error until it does", err=True)
+    return str(path)
+
+
+@cameras.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def cameras_list(as_json: bool) -> None:
+    """Each registered camera, its source and its ingest state (live, reconnecting, error and why, ...)."""
+    from fervi.bus import Bus, connect
+    from fervi.settings import mask_password
+
+    bus = Bus(connect(_redis_url(_settings())))
+    sources = bus.sources()
+    states = bus.source_states(sources)
+    rows = {c: {"source": mask_password(s.source), "kind": s.kind, "fps": s.fps, "loop": s.loop, "origin": s.origin,
+                **{k: v for k, v in states.get(c, {}).items() if k in ("state", "reason", "sent", "updated_at")}}
+            for c, s in sources.items()}
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no cameras registered: add one with `fervi cameras add NAME SOURCE`")
+    now = time.time()
+    for camera, row in rows.items():
+        state = row.get("state", "waiting for a supervisor")
+        when = f" ({_ago(max(0.0, now - float(row['updated_at'])))} ago)" if row.get("updated_at") else ""
+        reason = f": {row['reason']}" if row.get("reason") else ""
+        click.echo(f"{camera:<16} {row['kind']:<7} {state}{when}{reason}  {row['source']}")
+
+
+@cameras.command("add")
+@click.argument("name")
+@click.argument("source")
+@click.option("--fps", type=click.FloatRange(0, 120), default=0, help="Frames per second to send (0: the source's).")
+@click.option("--loop", is_flag=True, help="Start a file again at its end.")
+@click.option("--live/--no-live", "live", default=None,
+              help="Treat the source as live or as a file (default: webcams and URLs are live, files are not).")
+@click.option("--replace", is_flag=True, help="Replace a camera of the same name.")
+def cameras_add(name: str, source: str, fps: float, loop: bool, live: bool | None, replace: bool) -> None:
+    """Run SOURCE as camera NAME: a webcam index, an RTSP/HTTP URL, or a video, image or folder path."""
+    from fervi.bus import Bus, connect
+    from fervi.protocol import CameraSource, ProtocolError
+
+    try:
+        camera = CameraSource(name, _source_spec(source), fps, loop, live, origin="cli")
+    except ProtocolError as err:
+        raise click.UsageError(str(err)) from None
+    bus = Bus(connect(_redis_url(_settings())))
+    if not bus.add_source(camera, replace=replace):
+        raise click.ClickException(f"a camera named {name!r} exists: remove it first, or pass --replace")
+    running = any(info.get("kind") == "cameras" for info in bus.processes().values())
+    click.echo(f"added {name}" + ("" if running else " (no supervisor runs: start `fervi up` or `fervi cameras "
+                                                     "supervise`)"))
+
+
+@cameras.command("remove")
+@click.argument("names", nargs=-1, required=True)
+def cameras_remove(names: tuple[str, ...]) -> None:
+    """Stop running the cameras NAMES (their charts and tracks stay)."""
+    from fervi.bus import Bus, connect
+    from fervi.protocol import ProtocolError, check_camera
+
+    bus = Bus(connect(_redis_url(_settings())))
+    missing = []
+    for name in names:
+        try:
+            removed = bus.remove_source(check_camera(name))
+        except ProtocolError as err:
+            raise click.UsageError(str(err)) from None
+        if removed:
+            click.echo(f"removed {name}")
+        else:
+            missing.append(name)
+    if missing:
+        raise click.ClickException(f"not registered: {', '.join(missing)} (see `fervi cameras list`)")
+
+
+@cameras.command("supervise")
+@click.option("--metrics-port", type=int, help="Port for /healthz and /metrics (default FERVI_METRICS_PORT).")
+def cameras_supervise(metrics_port) -> None:
+    """Run an ingest for each registered camera, restart those that fail, stop those removed."""
+    from fervi.ingest.supervisor import run_supervisor
+
+    settings = _settings()
+    sys.exit(run_supervisor(settings, _redis_url(settings), metrics_port))
 
 
 @main.command()

@@ -1,8 +1,9 @@
 """`fervi up`: the whole stack as child processes under one supervisor.
 
 Starts the embedded Redis unless FERVI_REDIS_URL is set, then workers, the tracker, an RQ worker for
-offline videos, the dashboard and the demo camera as `fervi`
-subcommands (the same commands docker-compose runs). A child that dies is restarted with backoff;
+offline videos, the dashboard and the camera supervisor as `fervi` subcommands (the same commands
+docker-compose runs). The demo camera and `--camera` ones are registered for the supervisor (origin "up",
+replaced at the next `fervi up`); cameras added on the dashboard or with `fervi cameras add` stay registered. A child that dies is restarted with backoff;
 Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after a grace period) and then Redis.
 While it runs, `<FERVI_HOME>/stack.json` says where its Redis and dashboard are, so that `fervi status`
 and other commands find them without FERVI_REDIS_URL.
@@ -19,8 +20,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fervi.bus import Bus, connect
 from fervi.demo import write_video
 from fervi.embedded import EmbeddedRedis
+from fervi.protocol import CameraSource
 from fervi.service import Shutdown, spawn, stop_processes
 from fervi.settings import Settings
 
@@ -81,13 +84,23 @@ class Stack:
         children.append(Child("tracker", ["tracker"]))
         children.append(Child("rq-worker", ["rq-worker"]))
         children.append(Child("dashboard", ["dashboard"]))
-        if self.demo:
-            video = write_video(Path(self.settings.home) / "demo" / "demo-loop.mp4", frames=120, fps=DEMO_FPS,
-                                seamless=True)
-            children.append(Child("ingest-demo", ["ingest", str(video), "--camera", "demo", "--live", "--loop"]))
-        for name, source in self.cameras:
-            children.append(Child(f"ingest-{name}", ["ingest", source, "--camera", name]))
+        children.append(Child("cameras", ["cameras", "supervise"]))
         return children
+
+    def _register_cameras(self, url: str) -> None:
+        """This run's cameras (the demo, `--camera`) replace those of the previous `fervi up`."""
+        ours = []
+        if self.demo:
+            video = write_video(Path(self.settings.home).resolve() / "demo" / "demo-loop.mp4", frames=120,
+                                fps=DEMO_FPS, seamless=True)
+            ours.append(CameraSource("demo", str(video), loop=True, live=True, origin="up"))
+        ours += [CameraSource(name, source, origin="up") for name, source in self.cameras]
+        bus = Bus(connect(url))
+        for camera, source in bus.sources().items():
+            if source.origin == "up" and camera not in {c.camera for c in ours}:
+                bus.remove_source(camera)
+        for source in ours:
+            bus.add_source(source, replace=True)
 
     def _start(self, child: Child, env: dict[str, str]) -> None:
         child.process = spawn(child.args, env)
@@ -105,6 +118,7 @@ class Stack:
         children = self._children()
         stack_file = Path(self.settings.home) / STACK_FILE
         try:
+            self._register_cameras(url)
             for child in children:
                 self._start(child, env)
             stack_file.write_text(json.dumps({"pid": os.getpid(), "redis": url,

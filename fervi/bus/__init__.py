@@ -6,7 +6,8 @@
 - `streams`: cameras, frames, results, dead letters, counters (ingest, workers);
 - `tracks`: the tracks stream and the statistics the tracker writes (tracker, dashboard, reports);
 - `webcams`: browser and one-off cameras; `challenge`: rounds and leaderboard; `videos`: uploaded videos and
-  the RQ queue; `processes`: heartbeats and the relay lock.
+  the RQ queue; `processes`: heartbeats and the relay lock; `sources`: the cameras the ingest supervisor
+  runs, their ingest state and leases.
 
 Anything read from Redis may have been written by any client: what does not parse is skipped and counted
 (`fervi_bad_redis_values_total`), never allowed to end a process.
@@ -19,12 +20,13 @@ from .core import REDIS_DOWN, Entry, RedisError, RedisRefused, RedisUnreachable,
 from .keys import *  # noqa: F403 - key names are part of the bus's interface (tests, docs/protocol.md)
 from .keys import camera_of
 from .processes import Processes
+from .sources import Sources
 from .tracks import RESOLUTIONS, Tracks
 from .videos import Videos
 from .webcams import Webcams
 
 
-class Bus(Webcams, Tracks, Challenge, Videos, Processes):
+class Bus(Webcams, Tracks, Challenge, Videos, Processes, Sources):
     """One Redis connection and every operation FERVI does on it (see the modules above)."""
 
 

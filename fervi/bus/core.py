@@ -86,6 +86,8 @@ class BusCore:
         self._leave_webcam = client.register_script(scripts.LEAVE_WEBCAM)
         self._update_if_exists = client.register_script(scripts.UPDATE_IF_EXISTS)
         self._record_game = client.register_script(scripts.RECORD_GAME)
+        self._renew_lease = client.register_script(scripts.RENEW_LEASE)
+        self._release_lease = client.register_script(scripts.RELEASE_LEASE)
         self.untrusted = Untrusted()
 
     @classmethod

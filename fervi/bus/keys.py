@@ -6,6 +6,8 @@ from __future__ import annotations
 PREFIX = "fervi"
 CAMERAS = f"{PREFIX}:cameras"  # set of camera names
 PROCESSES = f"{PREFIX}:proc:"  # + process id: heartbeat hash with a TTL
+SOURCES = f"{PREFIX}:sources"  # hash: camera -> CameraSource JSON (the cameras the ingest supervisor runs)
+SOURCE_STATE_TTL_S = 86400  # a camera's ingest state outlives its process by a day at most
 WORKER_GROUP = "workers"
 SEEN_BLOCK = 1 << 20  # seqs per dedupe bitmap key
 SEEN_TTL_S = 86400
@@ -59,6 +61,16 @@ def live_key(camera: str) -> str:
 
 def tracker_position_key(camera: str) -> str:
     return f"{PREFIX}:{{{camera}}}:tracker_pos"
+
+
+def source_state_key(camera: str) -> str:
+    """Hash: the camera's ingest state (state, reason, sent, updated_at, ...), written by its `fervi ingest`."""
+    return f"{PREFIX}:{{{camera}}}:source"
+
+
+def source_lease_key(camera: str) -> str:
+    """String with a TTL: the ingest supervisor that runs this camera (one across hosts)."""
+    return f"{PREFIX}:{{{camera}}}:source_lease"
 
 
 def latest_frame_key(camera: str) -> str:

@@ -97,3 +97,18 @@ if was == 1 then redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1]) end
 return was
 """
 
+
+# KEYS: a lease. ARGV: owner, ttl ms. Renews the lease only if `owner` holds it: 1, else 0.
+RENEW_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: a lease. ARGV: owner. Deletes the lease only if `owner` holds it.
+RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""

@@ -122,7 +122,7 @@ async function cameras() {
     const option = new Option(`${c.camera}${c.live ? "" : " (ended)"}`, c.camera, false, c.camera === camera);
     select.appendChild(option);
   }
-  if (!names.length) notice.textContent = "No camera has data yet: start one with fervi ingest, or open the browser camera.";
+  if (!names.length) notice.textContent = "No camera has data yet: add one on the Cameras page, or open the browser camera.";
   if (camera) socket.emit("watch", { camera });
 }
 

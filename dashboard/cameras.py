@@ -1,0 +1,104 @@
+"""The Cameras page's API: list the cameras FERVI runs with their ingest state, add and remove them.
+
+The dashboard only writes the registry (`Bus.add_source`); the camera supervisor (`fervi cameras supervise`,
+run by `fervi up`) starts and stops the ingest processes and each ingest reports its state.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from flask import Flask, jsonify, request
+
+from fervi.bus import Bus
+from fervi.protocol import CameraSource, ProtocolError, check_camera, is_browser_camera, source_kind
+from fervi.protocol import IMAGE_CAMERA_PREFIX
+from fervi.settings import Settings, mask_password
+
+QUIET_S = 15.0  # a running ingest says how it goes every 2 s: this long without news, it is shown as stalled
+RUNNING_STATES = ("starting", "live", "playing")
+
+
+class SourceRefused(ValueError):
+    """A camera the page may not add (the message says why and what to change)."""
+
+
+def check_file_source(path: str, roots: list[Path]) -> str:
+    """A file source from the page: an existing path inside FERVI_CAMERA_FILE_ROOTS (symlinks resolved)."""
+    if not roots:
+        raise SourceRefused("files cannot be added from the dashboard (FERVI_CAMERA_FILE_ROOTS is empty)")
+    resolved = Path(path).resolve()
+    if not any(resolved == root or root in resolved.parents for root in roots):
+        raise SourceRefused(f"{path} is outside the folders the dashboard may read "
+                            f"({', '.join(map(str, roots))}; FERVI_CAMERA_FILE_ROOTS)")
+    if not resolved.exists():
+        raise SourceRefused(f"{path}: no such file or folder on the server")
+    return str(resolved)
+
+
+def describe(source: CameraSource | None, camera: str, state: dict, now: float, supervised: bool) -> dict:
+    """One row of the page: the registration (if any) with the state its ingest last wrote."""
+    row = {"camera": camera, "managed": source is not None, "state": state.get("state", ""),
+           "reason": state.get("reason", ""), "sent": int(float(state.get("sent") or 0))}
+    spec = source.source if source else state.get("source", "")
+    row.update(source=mask_password(spec), kind=source_kind(spec) if spec else "")
+    if source is not None:
+        row.update(fps=source.fps, loop=source.loop, origin=source.origin, added_at=source.added_at)
+    try:
+        updated = float(state.get("updated_at") or 0)
+    except ValueError:
+        updated = 0.0
+    row["updated_at"] = updated
+    if not row["state"]:
+        row["state"] = "waiting"
+        row["reason"] = "" if supervised else "no camera supervisor runs (start `fervi up` or `fervi cameras supervise`)"
+    elif row["state"] in RUNNING_STATES and updated and now - updated > QUIET_S:
+        row["state"] = "stalled"
+        row["reason"] = f"no news from its ingest for {now - updated:.0f} s"
+    return row
+
+
+def register_cameras(app: Flask, bus: Bus, settings: Settings) -> None:
+    roots = settings.camera_file_root_list
+
+    @app.get("/api/sources")
+    def sources():
+        registered = bus.sources()
+        running = [c for c in bus.cameras() if not is_browser_camera(c) and not c.startswith(IMAGE_CAMERA_PREFIX)]
+        states = bus.source_states(set(registered) | set(running))
+        supervised = any(info.get("kind") == "cameras" for info in bus.processes().values())
+        now = time.time()
+        cameras = sorted(set(registered) | set(states))
+        return jsonify(cameras=[describe(registered.get(c), c, states.get(c, {}), now, supervised) for c in cameras],
+                       supervised=supervised, file_roots=[str(r) for r in roots])
+
+    @app.post("/api/sources")
+    def add_source():
+        body = request.get_json(silent=True)  # JSON only: a cross-site form cannot post it
+        if not isinstance(body, dict):
+            return jsonify(error="send a JSON object: camera, source, fps, loop"), 400
+        try:
+            spec = str(body.get("source", "")).strip()
+            if spec and source_kind(spec) == "file":
+                spec = check_file_source(spec, roots)
+            fps = float(body.get("fps") or 0)
+            source = CameraSource(str(body.get("camera", "")).strip(), spec, fps, bool(body.get("loop")),
+                                  True if body.get("loop") else None, origin="dashboard")
+        except (ProtocolError, SourceRefused) as err:
+            return jsonify(error=str(err)), 400
+        except (TypeError, ValueError):
+            return jsonify(error="fps must be a number"), 400
+        if not bus.add_source(source):
+            return jsonify(error=f"a camera named {source.camera!r} exists: remove it first or pick another name"), 409
+        return jsonify(camera=source.camera, kind=source.kind), 201
+
+    @app.delete("/api/sources/<camera>")
+    def remove_source(camera: str):
+        try:
+            check_camera(camera)
+        except ProtocolError as err:
+            return jsonify(error=str(err)), 400
+        if not bus.remove_source(camera):
+            return jsonify(error=f"{camera} is not a camera this dashboard runs"), 404
+        return jsonify(removed=camera)

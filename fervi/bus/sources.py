@@ -1,0 +1,82 @@
+"""Camera sources: the cameras the ingest supervisor runs (added by `fervi cameras add`, `fervi up` or the
+dashboard's Cameras page), each camera's ingest state, and the lease that makes one supervisor run it."""
+
+from __future__ import annotations
+
+import time
+
+from ..protocol import CameraSource, ProtocolError, check_camera
+from .core import REDIS_DOWN, BusCore, RedisError, decode
+from .keys import SOURCE_STATE_TTL_S, SOURCES, source_lease_key, source_state_key
+
+
+class Sources(BusCore):
+    def add_source(self, source: CameraSource, replace: bool = False) -> bool:
+        """Register a camera for the supervisor to run; False when the name is taken (and `replace` is off)."""
+        if not source.added_at:
+            source.added_at = time.time()
+        if replace:
+            self.redis.hset(SOURCES, source.camera, source.to_json())
+            return True
+        return bool(self.redis.hsetnx(SOURCES, source.camera, source.to_json()))
+
+    def remove_source(self, camera: str) -> bool:
+        """Stop running a camera (its supervisor stops the ingest); its charts and tracks stay."""
+        removed = bool(self.redis.hdel(SOURCES, check_camera(camera)))
+        if removed:
+            self.redis.delete(source_state_key(camera))
+        return removed
+
+    def sources(self) -> dict[str, CameraSource]:
+        """The registered cameras; an entry that does not parse (some client wrote it) is skipped and counted."""
+        out = {}
+        for name, raw in self.redis.hgetall(SOURCES).items():
+            try:
+                source = CameraSource.from_json(raw)
+                if source.camera != decode(name):
+                    raise ProtocolError(f"registered as {decode(name)!r} but names {source.camera!r}")
+            except ProtocolError as err:
+                self.untrusted.skip("camera_source", name, str(err))
+                continue
+            out[source.camera] = source
+        return dict(sorted(out.items()))
+
+    def set_source_state(self, camera: str, state: str, reason: str = "", **info) -> None:
+        """A camera's ingest says how it goes (`fervi.protocol.SOURCE_STATES`); a Redis outage loses the news."""
+        fields = {"state": state, "reason": reason[:500], "updated_at": f"{time.time():.3f}",
+                  **{k: str(v) for k, v in info.items()}}
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hset(source_state_key(camera), mapping=fields)
+            pipe.expire(source_state_key(camera), SOURCE_STATE_TTL_S)
+            pipe.execute()
+        except (*REDIS_DOWN, RedisError) as err:  # away, or the key spoilt by some client: news lost, not the camera
+            self.untrusted.skip("source_state", camera, str(err))
+
+    def clear_source_state(self, camera: str) -> None:
+        self.redis.delete(source_state_key(camera))
+
+    def source_states(self, cameras) -> dict[str, dict[str, str]]:
+        """Each camera's ingest state as written (cameras with none are left out)."""
+        cameras = list(cameras)
+        pipe = self.redis.pipeline(transaction=False)
+        for camera in cameras:
+            pipe.hgetall(source_state_key(camera))
+        states = {}
+        for camera, fields in zip(cameras, pipe.execute(raise_on_error=False)):
+            if isinstance(fields, dict) and fields:
+                states[camera] = {decode(k): decode(v) for k, v in fields.items()}
+        return states
+
+    def hold_source_lease(self, camera: str, owner: str, ttl_s: float) -> bool:
+        """Take or renew the right to run a camera's ingest; False while another supervisor holds it."""
+        key, ttl_ms = source_lease_key(camera), int(ttl_s * 1000)
+        if self.redis.set(key, owner, nx=True, px=ttl_ms):
+            return True
+        return bool(self._renew_lease(keys=[key], args=[owner, ttl_ms]))
+
+    def release_source_lease(self, camera: str, owner: str) -> None:
+        try:
+            self._release_lease(keys=[source_lease_key(camera)], args=[owner])
+        except REDIS_DOWN:
+            pass  # it runs out by itself
