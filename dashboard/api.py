@@ -62,6 +62,17 @@ def register_api(app: Flask, bus: Bus, settings: Settings, relay: Relay) -> None
                        tracks=bus.tracks(camera, now - seconds, 50),
                        active=bus.active_faces(camera))
 
+    @app.get("/api/tracks/<camera>/<int:track_id>")
+    def track_timeline(camera: str, track_id: int):
+        """One face track: its record and its smoothed probabilities over time (while the tracks stream
+        still holds its frames)."""
+        camera = _camera(camera)
+        track = bus.track(camera, track_id)
+        if track is None:
+            return jsonify(error=f"no track #{track_id} on {camera} (tracks are kept 7 days)"), 404
+        return jsonify(track=track, emotions=EMOTIONS,
+                       points=bus.track_timeline(camera, track_id, track["start"], track["end"]))
+
     @app.get("/api/leaderboard")
     def leaderboard():
         return jsonify(bus.leaderboard(10))

@@ -120,3 +120,23 @@ def test_the_timeline_legend_leaves_the_time_axis_readable():
         assert not legend.overlaps(ax.get_window_extent(renderer))
         for box in (legend, xlabel, title):
             assert fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1)
+
+
+def test_config_shows_what_a_running_fervi_up_gave_its_processes(tmp_path):
+    """`fervi up --port 8890` on the embedded Redis: `fervi config` in the same folder says so, instead of the
+    defaults (a new user saw "(embedded)" and port 8000 while the stack ran elsewhere)."""
+    import json
+    import os
+
+    (tmp_path / "stack.json").write_text(json.dumps({"pid": os.getpid(), "redis": "redis://:pw@127.0.0.1:6399/0",
+                                                     "dashboard": "http://127.0.0.1:8890/"}))
+    env = {"FERVI_HOME": str(tmp_path), "FERVI_REDIS_URL": "", "FERVI_DASHBOARD_PORT": "", "FERVI_DASHBOARD_HOST": ""}
+    result = CliRunner().invoke(main, ["config"], env=env)
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split() for line in result.output.splitlines()[1:] if line.startswith("FERVI_")}
+    assert rows["FERVI_REDIS_URL"][1:4] == ["redis://:***@127.0.0.1:6399/0", "fervi", "up"]
+    assert rows["FERVI_DASHBOARD_PORT"][1:4] == ["8890", "fervi", "up"]
+    assert rows["FERVI_BLOCK_MS"][2] == "default"
+    assert "`fervi up` runs with FERVI_HOME" in result.output
+    as_json = json.loads(CliRunner().invoke(main, ["config", "--json"], env=env).output)
+    assert as_json["FERVI_DASHBOARD_PORT"] == "8890"

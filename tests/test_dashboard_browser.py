@@ -231,6 +231,15 @@ def test_acting_challenge_round_is_decided_by_the_server(page, stack):
     shot(page, "challenge")
 
 
+def test_a_name_the_server_cleans_is_shown_as_it_will_appear(page, stack):
+    page.goto(stack["url"] + "/challenge")
+    page.fill("#name", "Tester <b>x</b>")
+    page.select_option("#mode-select", "happy")  # practice
+    page.click("#start")
+    page.wait_for_function("document.getElementById('name-note').textContent.length > 0", timeout=30000)
+    assert "shown as “Tester bxb”" in page.locator("#name-note").inner_text()
+
+
 def test_a_game_is_five_rounds_with_verdicts_a_final_score_and_a_best_games_board(page, stack):
     page.goto(stack["url"] + "/challenge")
     page.fill("#name", "Grace")
@@ -244,6 +253,7 @@ def test_a_game_is_five_rounds_with_verdicts_a_final_score_and_a_best_games_boar
     assert score == sum(int(v.split("+")[1]) for v in verdicts if "+" in v) and score >= 1
     assert "Game over" in page.locator("#verdict").inner_text() and page.locator("#again").is_visible()
     page.wait_for_function(f"document.getElementById('games').innerText.includes('Grace: {score}')", timeout=10000)
+    assert page.locator("#name-note").inner_text() == ""  # a plain name is kept as typed
     page.reload()
     assert page.locator("#name").input_value() == "Grace"
 
@@ -265,6 +275,12 @@ def test_charts_hold_data(page, stack):
     exported = json.loads(Path(json_download.value.path()).read_text())
     assert exported["camera"] == "demo" and set(exported["series"]) == {"t", *EMOTIONS} and exported["tracks"]
     time.sleep(2.5)  # a timeline of a few seconds
+    ticks = page.evaluate("Chart.getChart(document.getElementById('timeline')).scales.x.ticks.map(t => t.label)")
+    assert len(ticks) >= 2 and len(set(ticks)) == len(ticks), ticks  # one label per tick, none repeated
+    page.locator("#tracks .track-link").first.click()  # a face's own timeline
+    page.wait_for_function("Number(document.getElementById('track-panel').dataset.segments || 0) >= 1", timeout=15000)
+    assert "point(s) from the tracks stream" in page.locator("#track-note").inner_text()
+    assert page.locator("#track-title").inner_text().startswith("Face #")
     shot(page, "charts")
     page.select_option("#range", "1440")  # a day: 1-minute buckets
     page.wait_for_function("document.getElementById('summary').innerText.includes('24 h')", timeout=15000)

@@ -132,16 +132,31 @@ def redis_for_command(settings: Settings) -> Iterator[str]:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def config(as_json: bool) -> None:
-    """Print the effective settings and where each comes from."""
-    rows = _settings().describe()
+    """Print the effective settings and where each comes from (env, default, or a running `fervi up`)."""
+    from urllib.parse import urlsplit
+
+    from fervi.app.stack import running_stack
+    from fervi.settings import mask_password
+
+    settings = _settings()
+    rows = [(env, value, doc, "env" if os.environ.get(env) else "default") for env, value, doc in settings.describe()]
+    stack = running_stack(settings.home)
+    if stack is not None:  # what its processes were given, where the environment did not say
+        dashboard = urlsplit(stack.get("dashboard", ""))
+        given = {"FERVI_REDIS_URL": mask_password(stack.get("redis", "")), "FERVI_DASHBOARD_HOST": dashboard.hostname,
+                 "FERVI_DASHBOARD_PORT": dashboard.port}
+        rows = [(env, str(given[env]), doc, "fervi up") if source == "default" and given.get(env)
+                else (env, value, doc, source) for env, value, doc, source in rows]
     if as_json:
-        click.echo(json.dumps({env: value for env, value, _ in rows}, indent=2))
+        click.echo(json.dumps({env: value for env, value, _, _ in rows}, indent=2))
         return
-    width = max(len(env) for env, _, _ in rows)
-    click.echo(f"{'SETTING':<{width}}  {'VALUE':<28}  {'FROM':<7}  MEANING")
-    for env, value, doc in rows:
-        source = "env" if os.environ.get(env) else "default"
-        click.echo(f"{env:<{width}}  {value:<28}  {source:<7}  {doc}")
+    width = max(len(env) for env, *_ in rows)
+    click.echo(f"{'SETTING':<{width}}  {'VALUE':<28}  {'FROM':<8}  MEANING")
+    for env, value, doc, source in rows:
+        click.echo(f"{env:<{width}}  {value:<28}  {source:<8}  {doc}")
+    if stack is not None:
+        click.echo(f"\n`fervi up` runs with FERVI_HOME={settings.home} (pid {stack['pid']}): rows FROM \"fervi up\" are "
+                   "what it gave its processes.")
 
 
 @main.command()

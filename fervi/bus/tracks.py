@@ -14,10 +14,11 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import redis
 
 from ..emotions import EMOTIONS
-from ..protocol import TrackEntry
+from ..protocol import ProtocolError, TrackEntry
 from ..tracking import FrameTracks, Track
 from .core import BusCore, decode
 from .keys import (
@@ -163,22 +164,43 @@ class Tracks(BusCore):
         pipe = self.redis.pipeline(transaction=False)
         for track_id in ids:
             pipe.hgetall(track_key(camera, track_id))
-        out = []
-        for reply in pipe.execute(raise_on_error=False):
-            if not reply or isinstance(reply, redis.ResponseError):
-                continue
+        return [t for t in map(_parse_track, pipe.execute(raise_on_error=False)) if t is not None]
+
+    def track(self, camera: str, track_id: int) -> dict | None:
+        """One track's record (as in `tracks`), or None."""
+        try:
+            return _parse_track(self.redis.hgetall(track_key(camera, track_id)))
+        except redis.ResponseError:
+            return None
+
+    def track_timeline(self, camera: str, track_id: int, start: float, end: float,
+                       max_points: int = 300) -> list[dict]:
+        """One track's smoothed probabilities over time, from the tracks stream between `start` and `end`
+        (entry ids are the tracker's clock, close to capture time): at most `max_points`, evenly picked.
+        Empty once the stream (MAXLEN ~ FERVI_RESULTS_MAXLEN) no longer holds the track's frames."""
+        low, high = int((start - 5) * 1000), int((end + 5) * 1000)
+        try:
+            entries = self.redis.xrange(tracks_key(camera), f"{max(0, low)}-0", f"{high}-18446744073709551615",
+                                        count=20000)
+        except redis.ResponseError:
+            return []
+        points = []
+        for _, fields in entries:
             try:
-                info = {k.decode(): v.decode() for k, v in reply.items()}
-                track = {
-                    "id": int(info["id"]), "start": float(info["start"]), "end": float(info["end"]),
-                    "frames": int(info["frames"]), "dominant": info["dominant"], "open": info.get("open") == "1",
-                    "seconds": {e: float(info.get(f"s_{e}", 0)) for e in EMOTIONS},
-                }
-            except (KeyError, UnicodeDecodeError, ValueError):
-                continue  # a track record FERVI did not write
-            if all(math.isfinite(v) for v in (track["start"], track["end"], *track["seconds"].values())):
-                out.append(track)
-        return out
+                entry = TrackEntry.from_fields(fields)
+            except ProtocolError:
+                continue  # an entry FERVI did not write
+            if not entry.faces.is_tracked or not start - 0.5 <= entry.captured_at <= end + 0.5:
+                continue
+            hits = np.flatnonzero(entry.faces.track_ids == track_id)
+            if hits.size:
+                probs = entry.faces.smoothed[hits[0]]
+                points.append({"t": round(entry.captured_at, 3), "label": EMOTIONS[int(np.argmax(probs))],
+                               "probs": [round(float(p), 4) for p in probs]})
+        if len(points) > max_points:
+            picks = np.linspace(0, len(points) - 1, max_points).round().astype(int)
+            points = [points[i] for i in picks]
+        return points
 
     def _live_number(self, camera: str, field: str, kind):
         try:
@@ -193,3 +215,21 @@ class Tracks(BusCore):
 
     def active_faces(self, camera: str) -> int:
         return self._live_number(camera, "active", int)
+
+
+def _parse_track(reply) -> dict | None:
+    """A track record as the tracker wrote it, or None for one FERVI did not write."""
+    if not reply or isinstance(reply, redis.ResponseError):
+        return None
+    try:
+        info = {k.decode(): v.decode() for k, v in reply.items()}
+        track = {
+            "id": int(info["id"]), "start": float(info["start"]), "end": float(info["end"]),
+            "frames": int(info["frames"]), "dominant": info["dominant"], "open": info.get("open") == "1",
+            "seconds": {e: float(info.get(f"s_{e}", 0)) for e in EMOTIONS},
+        }
+    except (KeyError, UnicodeDecodeError, ValueError):
+        return None
+    if all(math.isfinite(v) for v in (track["start"], track["end"], *track["seconds"].values())):
+        return track
+    return None

@@ -64,11 +64,18 @@ class Videos(BusCore):
         self.redis.delete(video_progress_key(video_id))
 
     def queue_stats(self, name: str) -> dict:
-        """Jobs waiting in an RQ queue, and jobs that failed there (kept by RQ's failed-job registry)."""
-        from rq.registry import FailedJobRegistry
+        """Jobs waiting in an RQ queue; jobs that failed there, apart from those stopped by a cancel (RQ keeps
+        both in its failed-job registry); and jobs canceled before they ran."""
+        from rq.job import Job, JobStatus
+        from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
         queue = self.queue(name)
-        return {"queued": queue.count, "failed": FailedJobRegistry(queue=queue).count}
+        failed_ids = FailedJobRegistry(queue=queue).get_job_ids(0, 999)
+        statuses = [job.get_status(refresh=False) if job else None
+                    for job in Job.fetch_many(failed_ids, connection=self.redis)]
+        stopped = sum(status == JobStatus.STOPPED for status in statuses)
+        return {"queued": queue.count, "failed": len(failed_ids) - stopped,
+                "canceled": stopped + CanceledJobRegistry(queue=queue).count}
 
     def delete_video(self, video_id: str) -> None:
         pipe = self.redis.pipeline(transaction=False)

@@ -67,8 +67,15 @@ function showVerdicts(state) {
   }));
 }
 
+function showName(state) {  // the server keeps names plain text: say so when it changed the one typed
+  const typed = asked().name.replace(/\s+/g, " ");
+  $("name-note").textContent = state.name && state.name !== typed
+    ? `shown as “${state.name}”: names keep letters, digits, spaces and - _ . ' (24 at most)` : "";
+}
+
 function show(state) {
   round = state;
+  showName(state);
   $("target").textContent = state.target;
   $("mode").textContent = state.scored ? "scored round" : "practice (not scored)";
   $("meter-line").style.left = `${state.threshold * 100}%`;

@@ -29,11 +29,21 @@ const donut = new Chart(document.getElementById("donut"), {
   options: { animation: false, maintainAspectRatio: false, plugins: { legend: { display: false },
     tooltip: { callbacks: { label: (c) => `${c.label}: ${c.parsed.toFixed(1)} face-s` } } } },
 });
-const line = new Chart(document.getElementById("timeline"), {
+// probabilities of one face over its seconds on camera (a linear axis: one label per tick, not per frame)
+const faceChart = (canvas) => new Chart(canvas, {
   type: "line",
-  data: { labels: [], datasets: EMOTIONS.map((e) => ({ label: e, data: [], borderColor: COLORS[e], pointRadius: 0, fill: false })) },
-  options: { animation: false, maintainAspectRatio: false, scales: { y: { min: 0, max: 1, title: { display: true, text: "smoothed probability" } }, x: { ticks: { maxTicksLimit: 8 } } } },
+  data: { datasets: EMOTIONS.map((e) => ({ label: e, data: [], borderColor: COLORS[e], backgroundColor: COLORS[e], pointRadius: 0, fill: false })) },
+  options: { animation: false, maintainAspectRatio: false, parsing: false, scales: {
+    y: { min: 0, max: 1, title: { display: true, text: "smoothed probability" } },
+    x: { type: "linear", min: 0, title: { display: true, text: "seconds since the face appeared" },
+      ticks: { maxTicksLimit: 8, precision: 0, callback: (v) => `${v} s` } } } },
 });
+const line = faceChart(document.getElementById("timeline"));
+const trackChart = faceChart(document.getElementById("track-chart"));
+const plot = (chart, points, t0) => {
+  chart.data.datasets.forEach((d, k) => { d.data = points.map((x) => ({ x: x.t - t0, y: x.probs[k] })); });
+  chart.update();
+};
 
 const minutes = () => Number(range.value);
 const when = (t) => new Date(t * 1000);
@@ -82,11 +92,42 @@ function drawTracks(tracks) {
   for (const t of tracks.slice(0, 20)) {
     const total = EMOTIONS.reduce((a, e) => a + t.seconds[e], 0) || 1;
     const row = document.createElement("tr");
-    row.innerHTML = `<td>#${t.id}${t.open ? " (now)" : ""}</td><td>${clock(t.start)}</td><td>${span(t.end - t.start)}</td>` +
+    row.innerHTML = `<td><button type="button" class="link track-link" data-track="${t.id}">#${t.id}</button>${t.open ? " (now)" : ""}</td><td>${clock(t.start)}</td><td>${span(t.end - t.start)}</td>` +
       `<td><b></b></td><td><span class="stack">${EMOTIONS.map((e) => `<i title="${e} ${t.seconds[e].toFixed(1)} s" style="width:${(100 * t.seconds[e]) / total}%;background:${COLORS[e]}"></i>`).join("")}</span></td>`;
     row.querySelector("b").textContent = t.dominant;
+    row.querySelector("button").addEventListener("click", () => showTrack(t.id));
     body.appendChild(row);
   }
+}
+
+// Label segments of a track: "neutral 0–4 s → happy 4–9 s".
+function segments(points, t0) {
+  const out = [];
+  for (const p of points) {
+    const last = out[out.length - 1];
+    if (last && last.label === p.label) last.end = p.t; else out.push({ label: p.label, start: p.t, end: p.t });
+  }
+  return out.map((s) => `${s.label} ${Math.round(s.start - t0)}–${Math.max(Math.round(s.end - t0), Math.round(s.start - t0) + 1)} s`);
+}
+
+async function showTrack(id) {
+  const panel = document.getElementById("track-panel");
+  const response = await fetch(withToken(`/api/tracks/${encodeURIComponent(camera)}/${id}`));
+  const data = await response.json();
+  panel.hidden = false;
+  panel.dataset.track = id;
+  const note = document.getElementById("track-note");
+  if (!response.ok) { note.textContent = data.error; return; }
+  const t = data.track;
+  document.getElementById("track-title").textContent =
+    `Face #${t.id}: ${clock(t.start)}, ${span(t.end - t.start)}${t.open ? " (still on camera)" : ""}, mostly ${t.dominant}`;
+  plot(trackChart, data.points, t.start);
+  const parts = segments(data.points, t.start);
+  document.getElementById("track-segments").textContent = parts.join(" → ");
+  panel.dataset.segments = parts.length;
+  note.textContent = data.points.length ? `${data.points.length} point(s) from the tracks stream`
+    : "Its frames are no longer in the tracks stream (it keeps the newest FERVI_RESULTS_MAXLEN entries): only the totals above remain.";
+  panel.scrollIntoView({ block: "nearest" });
 }
 
 function download(name, type, text) {
@@ -130,7 +171,8 @@ select.addEventListener("change", () => {
   socket.emit("watch", { camera: select.value, leave: [camera] });
   camera = select.value; notice.textContent = "";
   timeline.track = null; timeline.points = [];  // the newest face of the other camera no longer shows
-  line.data.labels = []; line.data.datasets.forEach((d) => { d.data = []; }); line.update();
+  line.data.datasets.forEach((d) => { d.data = []; }); line.update();
+  document.getElementById("track-panel").hidden = true;
   document.getElementById("newest-title").textContent = "Newest face: smoothed probabilities";
   refresh();
 });
@@ -139,15 +181,14 @@ socket.on("tracks", (msg) => {
   if (msg.camera !== camera || !msg.faces.length) return;
   const face = msg.faces.reduce((a, b) => (b.track > a.track ? b : a));  // the newest face
   if (timeline.track !== face.track) {
-    timeline.track = face.track; timeline.points = [];
+    timeline.track = face.track; timeline.points = []; timeline.t0 = msg.ts;
     document.getElementById("newest-title").textContent = `Newest face #${face.track}: smoothed probabilities`;
   }
-  timeline.points.push({ t: new Date(msg.ts * 1000).toLocaleTimeString(), p: face.smooth });
-  timeline.points = timeline.points.slice(-120);
-  line.data.labels = timeline.points.map((x) => x.t);
-  line.data.datasets.forEach((d, k) => { d.data = timeline.points.map((x) => x.p[k]); });
-  line.update();
+  timeline.points.push({ t: msg.ts, probs: face.smooth });
+  timeline.points = timeline.points.slice(-300);
+  plot(line, timeline.points, timeline.t0);
 });
 socket.on("connect", cameras);
 setInterval(refresh, 2000);
+setInterval(cameras, 10000);  // cameras that start or end while the page is open
 cameras().then(refresh);
