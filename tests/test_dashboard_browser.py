@@ -416,6 +416,17 @@ def test_without_a_camera_the_pages_say_so_and_offer_a_way_out(stack, playwright
         note = page.locator("#note").inner_text()
         assert ("No camera" in note or "denied" in note) and "press Start again" in note, note
         assert page.locator("#start").is_visible()
+        for width in (1280, 390):  # every page, with no camera, on a desktop and a phone: no script error
+            context = bare.new_context(viewport={"width": width, "height": 844})
+            errors = []
+            page = context.new_page()
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            for path in PAGES:
+                page.goto(stack["url"] + path)
+                page.wait_for_load_state("networkidle")
+                assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0, (path, width)
+            context.close()
+            assert errors == [], errors
     finally:
         bare.close()
 
