@@ -57,7 +57,10 @@ def stack(tmp_path_factory, redis_server):
     port = free_port()
     (tmp / "media").mkdir()
     env = fervi_env(redis_server.url, FERVI_DASHBOARD_PORT=port, FERVI_BLOCK_MS=200, FERVI_CHALLENGE_TARGETS="happy",
-                    FERVI_CAMERA_FILE_ROOTS=tmp / "media")
+                    FERVI_CAMERA_FILE_ROOTS=tmp / "media",
+                    # every page here connects from 127.0.0.1: more than a visitor's 30 a minute (limits are
+                    # tested in test_browser_clients.py)
+                    FERVI_WEB_CONNECTS_PER_MINUTE=600)
     procs = Processes(tmp)
     procs.start(["worker"], env, "worker")
     procs.start(["tracker"], env, "tracker")
