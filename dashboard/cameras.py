@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flask import Flask, jsonify, request
 
-from fervi.bus import Bus
+from fervi.bus import Bus, RegistryFull
 from fervi.protocol import CameraSource, ProtocolError, check_camera, is_browser_camera, source_kind
 from fervi.protocol import IMAGE_CAMERA_PREFIX
 from fervi.settings import Settings, mask_password
@@ -89,7 +89,11 @@ def register_cameras(app: Flask, bus: Bus, settings: Settings) -> None:
             return jsonify(error=str(err)), 400
         except (TypeError, ValueError):
             return jsonify(error="fps must be a number"), 400
-        if not bus.add_source(source):
+        try:
+            added = bus.add_source(source, most=settings.cameras_max)
+        except RegistryFull as err:
+            return jsonify(error=str(err)), 409
+        if not added:
             return jsonify(error=f"a camera named {source.camera!r} exists: remove it first or pick another name"), 409
         return jsonify(camera=source.camera, kind=source.kind), 201
 

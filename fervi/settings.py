@@ -79,6 +79,8 @@ class Settings:
                                             "Socket.IO connections a client address may open per minute")
     web_idle_s: float = _setting("FERVI_WEB_IDLE", 30.0,
                                  "A browser camera with no frame for this long (s) is removed with its streams")
+    cameras_max: int = _setting("FERVI_CAMERAS_MAX", 64,
+                                "Cameras the registry holds at most (each runs an ingest process)")
     camera_file_roots: str = _setting("FERVI_CAMERA_FILE_ROOTS", "~",
                                       "Folders (':'-separated) whose videos, images and folders the dashboard's "
                                       "Cameras page may add as cameras (empty: no files, only webcams and URLs)")
@@ -106,7 +108,7 @@ class Settings:
                 raise ValueError(f"{_env(name)} must be at least 1")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError("FERVI_JPEG_QUALITY must be within 1..100")
-        for name in ("web_cameras_max", "web_cameras_per_address", "web_connects_per_minute"):
+        for name in ("web_cameras_max", "web_cameras_per_address", "web_connects_per_minute", "cameras_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_env(name)} must be at least 1")
         if self.web_idle_s <= 0:

@@ -143,3 +143,16 @@ def test_spoilt_registry_entries_are_skipped_not_fatal(client):
     client.set(source_state_key("ok"), "a string, not a hash")
     bus.set_source_state("ok", "live")  # refused by Redis (WRONGTYPE): the news is lost, nothing raised
     assert bus.source_states(["ok"]) == {}
+
+
+def test_the_registry_holds_at_most_cameras_max(client):
+    """Each camera is a process the supervisor starts: a client cannot register thousands."""
+    from fervi.bus import RegistryFull
+
+    bus = Bus(client)
+    for i in range(3):
+        assert bus.add_source(CameraSource(f"cam{i}", "0"), most=3)
+    with pytest.raises(RegistryFull, match="FERVI_CAMERAS_MAX"):
+        bus.add_source(CameraSource("cam3", "0"), most=3)
+    assert bus.add_source(CameraSource("cam1", "1"), replace=True, most=3)  # replacing one is not one more
+    assert bus.sources()["cam1"].source == "1"

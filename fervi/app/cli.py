@@ -279,15 +279,20 @@ def cameras_list(as_json: bool) -> None:
 @click.option("--replace", is_flag=True, help="Replace a camera of the same name.")
 def cameras_add(name: str, source: str, fps: float, loop: bool, live: bool | None, replace: bool) -> None:
     """Run SOURCE as camera NAME: a webcam index, an RTSP/HTTP URL, or a video, image or folder path."""
-    from fervi.bus import Bus, connect
+    from fervi.bus import Bus, RegistryFull, connect
     from fervi.protocol import CameraSource, ProtocolError
 
     try:
         camera = CameraSource(name, _source_spec(source), fps, loop, live, origin="cli")
     except ProtocolError as err:
         raise click.UsageError(str(err)) from None
-    bus = Bus(connect(_redis_url(_settings())))
-    if not bus.add_source(camera, replace=replace):
+    settings = _settings()
+    bus = Bus(connect(_redis_url(settings)))
+    try:
+        added = bus.add_source(camera, replace=replace, most=settings.cameras_max)
+    except RegistryFull as err:
+        raise click.ClickException(str(err)) from None
+    if not added:
         raise click.ClickException(f"a camera named {name!r} exists: remove it first, or pass --replace")
     running = any(info.get("kind") == "cameras" for info in bus.processes().values())
     click.echo(f"added {name}" + ("" if running else " (no supervisor runs: start `fervi up` or `fervi cameras "

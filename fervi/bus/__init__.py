@@ -20,7 +20,7 @@ from .core import REDIS_DOWN, Entry, RedisError, RedisRefused, RedisUnreachable,
 from .keys import *  # noqa: F403 - key names are part of the bus's interface (tests, docs/protocol.md)
 from .keys import camera_of
 from .processes import Processes
-from .sources import Sources
+from .sources import RegistryFull, Sources
 from .tracks import RESOLUTIONS, Tracks
 from .videos import Videos
 from .webcams import Webcams
@@ -30,5 +30,5 @@ class Bus(Webcams, Tracks, Challenge, Videos, Processes, Sources):
     """One Redis connection and every operation FERVI does on it (see the modules above)."""
 
 
-__all__ = ["Bus", "Entry", "REDIS_DOWN", "RESOLUTIONS", "RedisError", "RedisRefused", "RedisUnreachable",
+__all__ = ["Bus", "Entry", "REDIS_DOWN", "RESOLUTIONS", "RedisError", "RedisRefused", "RedisUnreachable", "RegistryFull",
            "camera_name", "camera_of", "connect", "process_id"]

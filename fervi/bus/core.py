@@ -88,6 +88,7 @@ class BusCore:
         self._record_game = client.register_script(scripts.RECORD_GAME)
         self._renew_lease = client.register_script(scripts.RENEW_LEASE)
         self._release_lease = client.register_script(scripts.RELEASE_LEASE)
+        self._add_source = client.register_script(scripts.ADD_SOURCE)
         self.untrusted = Untrusted()
 
     @classmethod

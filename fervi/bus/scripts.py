@@ -112,3 +112,13 @@ RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+# KEYS: the camera registry. ARGV: camera, source JSON, most, replace (1/0). 1 added, 0 the name is taken,
+# -1 the registry is full (a camera is a process: the cap keeps a client from starting thousands).
+ADD_SOURCE = """
+local exists = redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1
+if exists and ARGV[4] ~= '1' then return 0 end
+if not exists and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""

@@ -10,15 +10,20 @@ from .core import REDIS_DOWN, BusCore, RedisError, decode
 from .keys import SOURCE_STATE_TTL_S, SOURCES, source_lease_key, source_state_key
 
 
+class RegistryFull(RuntimeError):
+    """No room for another camera (FERVI_CAMERAS_MAX)."""
+
+
 class Sources(BusCore):
-    def add_source(self, source: CameraSource, replace: bool = False) -> bool:
-        """Register a camera for the supervisor to run; False when the name is taken (and `replace` is off)."""
+    def add_source(self, source: CameraSource, replace: bool = False, most: int = 1 << 30) -> bool:
+        """Register a camera for the supervisor to run; False when the name is taken (and `replace` is off).
+        Raises `RegistryFull` when `most` cameras are registered already."""
         if not source.added_at:
             source.added_at = time.time()
-        if replace:
-            self.redis.hset(SOURCES, source.camera, source.to_json())
-            return True
-        return bool(self.redis.hsetnx(SOURCES, source.camera, source.to_json()))
+        outcome = int(self._add_source(keys=[SOURCES], args=[source.camera, source.to_json(), most, int(replace)]))
+        if outcome < 0:
+            raise RegistryFull(f"{most} cameras are registered, the most allowed (FERVI_CAMERAS_MAX): remove one first")
+        return outcome == 1
 
     def remove_source(self, camera: str) -> bool:
         """Stop running a camera (its supervisor stops the ingest); its charts and tracks stay."""
