@@ -1,4 +1,5 @@
-"""Emotion classifier runtime: the trained model from `models/`, batched, on TFLite (CPU) or Keras (GPU).
+"""Emotion classifier runtime: the trained model from `models/`, batched, on TFLite (CPU) or Keras (GPU, on
+any Keras backend).
 
 Both back ends take (N, 48, 48) uint8 faces made by `preprocess.face_crops` and return (N, 7)
 probabilities in `EMOTIONS` order. With `flip_average` the prediction is the mean over the face and its
@@ -93,8 +94,17 @@ class TFLiteClassifier:
         return _mean_of_mirrors(self._run(_with_mirrors(faces)))
 
 
+def padded_size(n: int, most: int) -> int:
+    """The batch a compiled function sees for `n` faces: the next power of two, at most `most` (so a stream
+    of odd batch sizes compiles log2(most) + 1 functions, not one per size)."""
+    return min(most, 1 << max(0, (n - 1).bit_length()))
+
+
 class KerasClassifier:
-    """The Keras model, for GPU workers (large batches) and for checking TFLite against it."""
+    """The Keras model on the backend Keras runs (`KERAS_BACKEND`: TensorFlow, JAX or PyTorch; a GPU machine
+    often has PyTorch or JAX and no TensorFlow), for GPU workers. Inference is compiled once per padded batch
+    size (`tf.function`, `jax.jit`; PyTorch runs under `inference_mode`), and the output comes back as NumPy
+    through `keras.ops.convert_to_numpy` (a CUDA tensor included)."""
 
     name = "keras"
 
@@ -104,30 +114,78 @@ class KerasClassifier:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"emotion model not found: {self.path}")
+        self.backend = keras.backend.backend()
         self.model = keras.models.load_model(self.path, compile=False)
         self.batch_size = batch_size
         self.flip_average = flip_average
+        self._to_numpy = keras.ops.convert_to_numpy
+        self._infer = self._compiled()
+
+    def _compiled(self):
+        model = self.model
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            return tf.function(lambda x: model(x, training=False), jit_compile=False)
+        if self.backend == "jax":
+            import jax
+
+            trainable = [v.value for v in model.trainable_variables]
+            fixed = [v.value for v in model.non_trainable_variables]
+            call = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=False)[0])
+            return lambda x: call(trainable, fixed, x)
+        if self.backend == "torch":
+            import torch
+
+            def infer(x):
+                with torch.inference_mode():
+                    return model(x, training=False)
+
+            return infer
+        return lambda x: model(x, training=False)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(batch), self.batch_size):
+            chunk = batch[start : start + self.batch_size]
+            size = padded_size(len(chunk), self.batch_size)
+            if size > len(chunk):
+                chunk = np.concatenate([chunk, np.zeros((size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            out.append(np.asarray(self._to_numpy(self._infer(chunk)), np.float32)[: min(len(batch) - start, size)])
+        return np.concatenate(out)
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
         if len(faces) == 0:
             return np.zeros((0, NUM_EMOTIONS), np.float32)
         batch = (_with_mirrors(faces) if self.flip_average else faces).astype(np.float32)[..., None]
-        probs = np.concatenate(
-            [np.asarray(self.model(batch[i : i + self.batch_size], training=False)) for i in range(0, len(batch), self.batch_size)]
-        )
+        probs = self._run(batch)
         return _mean_of_mirrors(probs) if self.flip_average else probs
 
 
 def gpu_available() -> bool:
-    # Importing TensorFlow costs seconds and memory: only ask it where an NVIDIA driver is present.
+    """A GPU the installed Keras backend can use. Importing a framework costs seconds and memory: only ask it
+    where an NVIDIA driver is present."""
     if not Path("/dev/nvidiactl").exists():
         return False
     try:
-        import tensorflow as tf
+        import keras
 
-        return bool(tf.config.list_physical_devices("GPU"))
-    except Exception:  # noqa: BLE001 - no TensorFlow GPU runtime means no GPU
+        backend = keras.backend.backend()
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_physical_devices("GPU"))
+        if backend == "jax":
+            import jax
+
+            return any(d.platform in ("gpu", "cuda") for d in jax.devices())
+        if backend == "torch":
+            import torch
+
+            return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001 - no GPU runtime for the backend means no GPU
         return False
+    return False
 
 
 def load_classifier(
@@ -142,7 +200,8 @@ def load_classifier(
         classifier: EmotionClassifier = KerasClassifier(model_dir / MODEL_KERAS, flip_average=flip_average)
     else:
         classifier = TFLiteClassifier(model_dir / MODEL_TFLITE, max_batch=max_batch, flip_average=flip_average)
-    log.info("event=classifier_loaded backend=%s model_dir=%s flip_average=%s", classifier.name, model_dir, flip_average)
+    log.info("event=classifier_loaded runtime=%s backend=%s model_dir=%s flip_average=%s", classifier.name,
+             getattr(classifier, "backend", "tflite"), model_dir, flip_average)
     return classifier
 
 

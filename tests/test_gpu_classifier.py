@@ -1,0 +1,64 @@
+"""The GPU worker's classifier path, tested on CPU: Keras on the installed backend (TensorFlow here; JAX or
+PyTorch where installed), compiled once per padded batch size, giving the labels TFLite gives on real faces."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fervi.demo import face_photos
+from fervi.settings import default_model_dir
+from fervi.vision.classifier import MODEL_KERAS, MODEL_TFLITE, KerasClassifier, TFLiteClassifier, padded_size
+from fervi.vision.detector import load_detector
+from fervi.vision.preprocess import face_crops
+
+
+def test_batches_are_padded_to_powers_of_two_up_to_the_most():
+    assert [padded_size(n, 256) for n in (1, 2, 3, 5, 33, 256)] == [1, 2, 4, 8, 64, 256]
+    assert padded_size(300, 256) == 256
+
+
+def _real_faces(count: int) -> np.ndarray:
+    """Real faces (the astronaut and Grace Hopper), at several crop margins and mirrored: `count` crops."""
+    detector = load_detector("blazeface")
+    crops = []
+    for photo in face_photos():
+        boxes, _scores = detector.detect(photo)
+        for margin in (0.05, 0.15, 0.25, 0.35, 0.45):
+            crops.append(face_crops(photo, boxes[:1], margin)[0])
+    crops += [c[:, ::-1] for c in crops]
+    return np.stack([crops[i % len(crops)] for i in range(count)])
+
+
+def test_keras_on_its_backend_gives_the_labels_tflite_gives():
+    models = default_model_dir()
+    faces = _real_faces(45)
+    lite = TFLiteClassifier(f"{models}/{MODEL_TFLITE}", flip_average=False).predict(faces)
+    keras_model = KerasClassifier(f"{models}/{MODEL_KERAS}", batch_size=16, flip_average=False)
+    for n in (1, 3, 16, 45):  # padded (3 -> 4), exact, and over the batch (45 -> 16 + 16 + 16 padded)
+        probs = keras_model.predict(faces[:n])
+        assert probs.shape == (n, 7)
+        assert (probs.argmax(1) == lite[:n].argmax(1)).all()
+        assert np.abs(probs - lite[:n]).max() < 1e-3
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_other_keras_backends_when_installed(backend):
+    """A GPU machine often has JAX or PyTorch and no TensorFlow: the same path on those backends."""
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed here (the TensorFlow backend is tested above)")
+    script = (
+        "import numpy as np; from fervi.settings import default_model_dir; "
+        "from fervi.vision.classifier import KerasClassifier, TFLiteClassifier; "
+        "from tests.test_gpu_classifier import _real_faces; m = default_model_dir(); f = _real_faces(20); "
+        "k = KerasClassifier(m + '/fervi_cnn_lstm.keras', batch_size=8); assert k.backend == %r, k.backend; "
+        "t = TFLiteClassifier(m + '/fervi_cnn_lstm.tflite'); "
+        "assert (k.predict(f).argmax(1) == t.predict(f).argmax(1)).all(); print('ok')" % backend
+    )
+    run = subprocess.run([sys.executable, "-c", script], env={**__import__("os").environ, "KERAS_BACKEND": backend},
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-3000:]
