@@ -53,6 +53,10 @@ class Settings:
     device: str = _setting("FERVI_DEVICE", "auto", "auto | cpu (TFLite) | gpu (Keras)")
     flip_average: bool = _setting("FERVI_FLIP_AVERAGE", False,
                                   "Average each face with its mirror image (+0.9 points, half the speed)")
+    gpu_max_wait_ms: float = _setting("FERVI_GPU_MAX_WAIT_MS", 20.0,
+                                      "A GPU worker keeps reading frames this long (ms) after the first, to classify "
+                                      "faces of many frames and cameras in one batch (0: no wait)")
+    gpu_batch_frames: int = _setting("FERVI_GPU_BATCH_FRAMES", 64, "Most frames a GPU worker gathers into one batch")
     classifier_batch: int = _setting("FERVI_CLASSIFIER_BATCH", 32, "Faces per classifier call (CPU)")
     track_half_life_s: float = _setting("FERVI_TRACK_HALF_LIFE", 0.5, "Half-life (s) of a track's emotion smoothing")
     track_iou: float = _setting("FERVI_TRACK_IOU", 0.3, "Minimum box overlap (or closeness) to continue a track")
@@ -102,7 +106,7 @@ class Settings:
             raise ValueError(f"FERVI_DEVICE must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.detector_min_face < 8:
             raise ValueError("FERVI_DETECTOR_MIN_FACE must be at least 8 (pixels)")
-        for name in ("live_maxlen", "results_maxlen", "file_max_lag", "batch_frames", "classifier_batch",
+        for name in ("live_maxlen", "results_maxlen", "file_max_lag", "batch_frames", "classifier_batch", "gpu_batch_frames",
                      "detector_full_scan_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_env(name)} must be at least 1")
@@ -111,6 +115,8 @@ class Settings:
         for name in ("web_cameras_max", "web_cameras_per_address", "web_connects_per_minute", "cameras_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_env(name)} must be at least 1")
+        if not 0 <= self.gpu_max_wait_ms <= 1000:
+            raise ValueError("FERVI_GPU_MAX_WAIT_MS must be within 0..1000 (ms)")
         if self.web_idle_s <= 0:
             raise ValueError("FERVI_WEB_IDLE must be above 0 (seconds)")
         self.video_retention_s  # noqa: B018 - validates FERVI_VIDEO_RETENTION

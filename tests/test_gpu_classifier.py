@@ -62,3 +62,48 @@ def test_other_keras_backends_when_installed(backend):
     run = subprocess.run([sys.executable, "-c", script], env={**__import__("os").environ, "KERAS_BACKEND": backend},
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-3000:]
+
+
+class _StubPipeline:
+    """Counts the frames of each analyse call; its classifier's name picks the worker's batching."""
+
+    def __init__(self, classifier: str):
+        from types import SimpleNamespace
+
+        self.classifier = SimpleNamespace(name=classifier)
+        self.detector = SimpleNamespace(name="stub")
+        self.calls: list[int] = []
+
+    def analyze(self, images, timing=None, keys=None):
+        from fervi.faces import Faces
+
+        self.calls.append(len(images))
+        return [Faces.detected(np.zeros((0, 4)), np.zeros(0)).classified(np.zeros((0, 7))) for _ in images]
+
+
+@pytest.mark.parametrize("classifier, frames", [("tflite", 8), ("keras", 48)])
+def test_a_gpu_worker_gathers_frames_of_every_camera_into_one_batch(redis_url, classifier, frames):
+    """FERVI_GPU_MAX_WAIT_MS: a GPU worker reads on for a few ms to fill a batch (up to
+    FERVI_GPU_BATCH_FRAMES) across cameras; a CPU worker takes FERVI_BATCH_FRAMES at a time."""
+    import time
+
+    import redis
+
+    from fervi.bus import Bus
+    from fervi.protocol import Frame
+    from fervi.settings import Settings
+    from fervi.vision.images import encode_jpeg
+    from workers.worker import Worker
+
+    bus = Bus(redis.Redis.from_url(redis_url))
+    jpeg = encode_jpeg(np.full((48, 64, 3), 90, np.uint8), 80)
+    for camera in ("north", "south"):
+        bus.register_camera(camera)
+        bus.ensure_group(camera)
+        for i in range(30):
+            bus.add_frame(Frame(camera, time.time(), 64, 48, jpeg, False, i), 0)
+    settings = Settings(batch_frames=8, gpu_batch_frames=48, gpu_max_wait_ms=500, block_ms=100)
+    pipeline = _StubPipeline(classifier)
+    worker = Worker(settings, redis_url, pipeline, name=f"test-{classifier}")
+    assert worker.step() == frames
+    assert pipeline.calls == [frames]  # one classifier call for the whole batch, both cameras in it

@@ -41,6 +41,10 @@ class Worker:
         self.heartbeat = Heartbeat(self.bus, self.name, "worker", settings.heartbeat_ttl_s)
         self._preview_at: dict[str, float] = {}
         self.redis_ok = False
+        # A GPU classifier pays off on large batches: gather frames of every camera for a few ms more
+        gpu = getattr(pipeline.classifier, "name", "") == "keras"
+        self.gather_s = settings.gpu_max_wait_ms / 1000 if gpu else 0.0
+        self.gather_frames = settings.gpu_batch_frames if gpu else settings.batch_frames
 
     # --- housekeeping ------------------------------------------------------------------------
     def _refresh_cameras(self, now: float) -> None:
@@ -69,6 +73,24 @@ class Worker:
         return claimed
 
     # --- one batch ---------------------------------------------------------------------------
+    def _read(self) -> list[Entry]:
+        """New frames across cameras; a GPU worker then keeps reading up to `gather_s` (its latency bound)
+        or `gather_frames`, so one classifier call takes the faces of many frames and cameras."""
+        per_camera = max(1, self.settings.batch_frames // max(1, len(self.cameras)))
+        entries = self.bus.read_frames(self.name, self.cameras, per_camera, self.settings.block_ms)
+        deadline = time.monotonic() + self.gather_s
+        while entries and self.gather_s and len(entries) < self.gather_frames and not self.shutdown.requested:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms < 1:  # (BLOCK 0 would wait forever)
+                break
+            count = max(1, min(per_camera, self.gather_frames - len(entries)))
+            more = self.bus.read_frames(self.name, self.cameras, count, left_ms)
+            if not more:
+                break
+            entries += more
+        return entries
+
+
     def step(self) -> int:
         """Read and finish one batch; returns the number of entries handled."""
         now = time.time()
@@ -76,8 +98,7 @@ class Worker:
         self.heartbeat.beat(now, started=f"{self.started_at:.0f}", frames=self.frames_done, cameras=len(self.cameras))
         entries = self._reclaim(now)
         if not entries:
-            per_camera = max(1, self.settings.batch_frames // max(1, len(self.cameras)))
-            entries = self.bus.read_frames(self.name, self.cameras, per_camera, self.settings.block_ms)
+            entries = self._read()
         if not entries:
             return 0
         dequeued_at = time.time()
