@@ -18,7 +18,7 @@ from flask_socketio import SocketIO
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from fervi.bus import Bus, RedisError, connect, process_id
+from fervi.bus import Bus, RedisError, connect, node_url, process_id
 from fervi.emotions import EMOTIONS
 from fervi.settings import Settings, describe_duration
 
@@ -99,8 +99,9 @@ def register_ops(app: Flask, bus: Bus, relay: Relay, relay_running: bool) -> Non
 def create_app(settings: Settings, redis_url: str, token: str = "", start_relay: bool = True):
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_VIDEO_BYTES
-    bus = Bus(connect(redis_url))
-    socketio = SocketIO(app, message_queue=redis_url, async_mode="threading",
+    bus = Bus(connect(redis_url), jobs=connect(settings.rq_redis_url) if settings.rq_redis_url else None)
+    # Socket.IO's queue is Pub/Sub, which reaches a whole Redis Cluster from any of its nodes
+    socketio = SocketIO(app, message_queue=node_url(redis_url), async_mode="threading",
                         # a frame at the size limit still arrives to be refused with a reason, over
                         # long-polling too (base64: 4/3 the bytes)
                         max_http_buffer_size=WEB_FRAME_MAX_BYTES * 4 // 3 + 64 * 1024, cors_allowed_origins=[])

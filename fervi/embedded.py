@@ -44,11 +44,13 @@ def free_port() -> int:
 class EmbeddedRedis:
     """Start with `start()` (or as a context manager); `url` is then the address to use."""
 
-    def __init__(self, data_dir: str | Path, port: int = 0, appendonly: bool = True, password: str = ""):
+    def __init__(self, data_dir: str | Path, port: int = 0, appendonly: bool = True, password: str = "",
+                 extra_args: list[str] | None = None):
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.appendonly = appendonly
         self.password = password
+        self.extra_args = extra_args or []
         self.process: subprocess.Popen | None = None
 
     @property
@@ -70,7 +72,8 @@ class EmbeddedRedis:
             "--logfile", str(self.data_dir / "redis.log"),
         ]
         if self.password:
-            command += ["--requirepass", self.password]
+            command += ["--requirepass", self.password, "--masterauth", self.password]
+        command += self.extra_args
         # Own session: a terminal's Ctrl-C must not kill Redis before the workers have acked their batch.
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True, preexec_fn=die_with_parent)
@@ -103,3 +106,102 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+CLUSTER_SLOTS = 16384
+CLUSTER_PORT_MAX = 55535  # a node's cluster bus listens on its port + 10000
+
+
+def free_cluster_port(taken: set[int]) -> int:
+    """A free port whose cluster bus port (+10000) is a valid port too."""
+    for _ in range(1000):
+        port = free_port()
+        if port <= CLUSTER_PORT_MAX and port not in taken:
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class EmbeddedCluster:
+    """A real Redis Cluster of `masters` primaries (no replicas) on loopback, slots split evenly: for tests
+    and the capacity bench. `url` is a `redis+cluster://` URL FERVI connects to; `restart(i)` stops and starts
+    one primary on its port and data (its AOF and nodes.conf), as a crashed and restarted shard."""
+
+    def __init__(self, data_dir: str | Path, masters: int = 3, password: str = ""):
+        self.data_dir = Path(data_dir).resolve()
+        self.password = password
+        ports: set[int] = set()
+        self.nodes = []
+        for i in range(masters):
+            ports.add(port := free_cluster_port(ports))
+            self.nodes.append(EmbeddedRedis(self.data_dir / f"node{i}", port, password=password, extra_args=[
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "3000"]))
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis+cluster://{auth}127.0.0.1:{self.nodes[0].port}"
+
+    def _client(self, node: EmbeddedRedis) -> redis.Redis:
+        return redis.Redis(port=node.port, password=self.password or None, socket_connect_timeout=2)
+
+    def start(self, timeout_s: float = 30.0) -> "EmbeddedCluster":
+        for node in self.nodes:
+            node.start()
+        first = self._client(self.nodes[0])
+        for node in self.nodes[1:]:
+            first.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
+        bounds = [round(i * CLUSTER_SLOTS / len(self.nodes)) for i in range(len(self.nodes) + 1)]
+        for node, low, high in zip(self.nodes, bounds, bounds[1:]):
+            self._client(node).execute_command("CLUSTER", "ADDSLOTS", *range(low, high))
+        self.wait_ok(timeout_s)
+        log.info("event=cluster_started url=%s masters=%d", self.url, len(self.nodes))
+        return self
+
+    def wait_ok(self, timeout_s: float = 30.0) -> None:
+        """Until every node says the cluster is ok and knows every primary."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                infos = [self._client(n).execute_command("CLUSTER", "INFO") for n in self.nodes]
+                masters = [self._client(n).execute_command("CLUSTER", "NODES") for n in self.nodes]
+                text = [i.decode() if isinstance(i, bytes) else str(i) for i in infos]
+                if all("cluster_state:ok" in t for t in text) and all(
+                        _count_masters(m) == len(self.nodes) for m in masters):
+                    return
+            except (redis.ConnectionError, redis.ResponseError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster did not become ok; see {self.data_dir}/node*/redis.log")
+            time.sleep(0.1)
+
+    def node_of(self, key: str) -> int:
+        """Which of the nodes holds `key`'s slot."""
+        slot = int(self._client(self.nodes[0]).execute_command("CLUSTER", "KEYSLOT", key))
+        bounds = [round(i * CLUSTER_SLOTS / len(self.nodes)) for i in range(len(self.nodes) + 1)]
+        return next(i for i, (low, high) in enumerate(zip(bounds, bounds[1:])) if low <= slot < high)
+
+    def restart(self, index: int, down_s: float = 0.0) -> None:
+        self.nodes[index].stop()
+        time.sleep(down_s)
+        self.nodes[index].start()
+        self.wait_ok()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> "EmbeddedCluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _count_masters(nodes_reply) -> int:
+    text = nodes_reply.decode() if isinstance(nodes_reply, bytes) else str(nodes_reply)
+    return sum(1 for line in text.splitlines() if "master" in line.split()[2] and "fail" not in line.split()[2])

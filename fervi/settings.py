@@ -31,6 +31,9 @@ def _setting(env: str, default, doc: str):
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = _setting("FERVI_REDIS_URL", "", "Redis to use; empty: start the embedded redis-server")
+    rq_redis_url: str = _setting("FERVI_RQ_REDIS_URL", "",
+                                 "Standalone Redis for video jobs (RQ) and their records; empty: FERVI_REDIS_URL. "
+                                 "Required when FERVI_REDIS_URL is a redis+cluster:// URL")
     home: str = _setting("FERVI_HOME", ".fervi", "Folder for the embedded Redis data, runs and outputs")
     redis_port: int = _setting("FERVI_REDIS_PORT", 0, "Port of the embedded Redis (0: a free one)")
     live_maxlen: int = _setting("FERVI_LIVE_MAXLEN", 256, "Frames kept per live camera stream (MAXLEN ~)")
@@ -119,6 +122,8 @@ class Settings:
             raise ValueError("FERVI_GPU_MAX_WAIT_MS must be within 0..1000 (ms)")
         if self.web_idle_s <= 0:
             raise ValueError("FERVI_WEB_IDLE must be above 0 (seconds)")
+        if self.rq_redis_url.startswith(("redis+cluster://", "rediss+cluster://")):
+            raise ValueError("FERVI_RQ_REDIS_URL must be a standalone Redis: RQ does not support Redis Cluster")
         self.video_retention_s  # noqa: B018 - validates FERVI_VIDEO_RETENTION
         self.challenge_target_list  # noqa: B018 - validates FERVI_CHALLENGE_TARGETS
 
@@ -160,6 +165,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "redis_url":
                 value = mask_password(value) or "(embedded)"
+            if f.name == "rq_redis_url":
+                value = mask_password(value) or "(FERVI_REDIS_URL)"
             if f.name == "dashboard_token" and value:
                 value = "***"
             if f.name == "model_dir":

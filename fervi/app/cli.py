@@ -73,6 +73,17 @@ def _redis_url(settings: Settings) -> str:
     return stack["redis"]
 
 
+def _jobs_url(settings: Settings, redis_url: str) -> str:
+    """The Redis of video jobs: FERVI_RQ_REDIS_URL, else the bus's own (not a cluster: RQ cannot use one)."""
+    from fervi.bus import is_cluster_url
+
+    url = settings.rq_redis_url or redis_url
+    if is_cluster_url(url):
+        raise click.UsageError("video jobs need a standalone Redis (RQ does not support Redis Cluster): set "
+                               "FERVI_RQ_REDIS_URL")
+    return url
+
+
 def _ago(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
@@ -417,6 +428,7 @@ def analyze(videos, out, segments, every, detect_every, rq_workers, no_wait) -> 
     click.echo(f"outputs: {Path(out).resolve()}/<video name>/ (faces.csv, summary.json, annotated.mp4, "
                "timeline.png)", err=True)
     with redis_for_command(settings) as url:
+        url = _jobs_url(settings, url)
         bus = Bus.from_url(url)
         queue = bus.queue(QUEUE)
         procs = [] if settings.redis_url else _start_rq_workers(url, workers, Path(settings.home) / "logs")
@@ -460,7 +472,7 @@ def rq_worker(burst: bool) -> None:
     from fervi.offline.runner import rq_worker as run
 
     settings = _settings()
-    sys.exit(run(_redis_url(settings), burst))
+    sys.exit(run(_jobs_url(settings, _redis_url(settings)), burst))
 
 
 @main.command()
@@ -503,12 +515,14 @@ def tracker(shard: str, metrics_port) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def status(as_json: bool) -> None:
     """List live FERVI processes (by heartbeat) and each camera's backlog and counters."""
-    from fervi.bus import Bus, connect
+    from fervi.bus import Bus, connect, is_cluster_url
 
     settings = _settings()
-    bus = Bus(connect(_redis_url(settings)))
+    url = _redis_url(settings)
+    jobs_url = settings.rq_redis_url or ("" if is_cluster_url(url) else url)  # RQ's workers are listed from there
+    bus = Bus(connect(url), jobs=connect(jobs_url) if jobs_url else None)
     state = {
-        "processes": {**bus.processes(), **bus.rq_workers()},
+        "processes": {**bus.processes(), **(bus.rq_workers() if jobs_url else {})},
         "cameras": {c: {"backlog": bus.backlog(c), **bus.stats(c)} for c in bus.cameras()},
     }
     if as_json:

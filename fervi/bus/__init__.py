@@ -16,7 +16,8 @@ Anything read from Redis may have been written by any client: what does not pars
 from __future__ import annotations
 
 from .challenge import Challenge
-from .core import REDIS_DOWN, Entry, RedisError, RedisRefused, RedisUnreachable, camera_name, connect, process_id
+from .core import (REDIS_DOWN, Entry, RedisError, RedisRefused, RedisUnreachable, camera_name, connect, is_cluster_url,
+                   node_url, process_id)
 from .keys import *  # noqa: F403 - key names are part of the bus's interface (tests, docs/protocol.md)
 from .keys import camera_of
 from .processes import Processes
@@ -31,4 +32,4 @@ class Bus(Webcams, Tracks, Challenge, Videos, Processes, Sources):
 
 
 __all__ = ["Bus", "Entry", "REDIS_DOWN", "RESOLUTIONS", "RedisError", "RedisRefused", "RedisUnreachable", "RegistryFull",
-           "camera_name", "camera_of", "connect", "process_id"]
+           "camera_name", "camera_of", "connect", "is_cluster_url", "node_url", "process_id"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 
 import redis
@@ -19,7 +20,10 @@ log = logging.getLogger("fervi.bus")
 RedisError = redis.RedisError  # what a stage catches around bus calls, without importing redis
 RedisRefused = redis.ResponseError  # a command Redis refused (WRONGTYPE: a key some client spoilt)
 RedisUnreachable = (redis.ConnectionError, redis.TimeoutError)  # no answer from the server
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ConnectionError, OSError)
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ConnectionError, OSError,
+              # a Redis Cluster with a shard down or its slots moving: wait and retry, as for one server away
+              redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError,
+              redis.exceptions.SlotNotCoveredError, redis.exceptions.ClusterError)
 
 
 @dataclass
@@ -29,12 +33,29 @@ class Entry:
     fields: dict
 
 
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+CLUSTER_IDLE_POLL_S = 0.02  # on a cluster, stream reads poll (a blocking read spans one slot): the idle wait
+
+
+def is_cluster_url(url: str) -> bool:
+    """`redis+cluster://HOST:PORT` (any node of a Redis Cluster; a password in the URL works)."""
+    return url.startswith(CLUSTER_SCHEMES)
+
+
 def connect(url: str, **kwargs) -> redis.Redis:
-    """A client with timeouts and keepalive, so a lost server is noticed instead of hanging."""
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=5, socket_timeout=kwargs.pop("socket_timeout", 30),
-        socket_keepalive=True, health_check_interval=10, **kwargs,
-    )
+    """A client with timeouts and keepalive, so a lost server is noticed instead of hanging; a
+    `redis+cluster://` URL gives a `RedisCluster` client that follows the cluster's slots."""
+    options = dict(socket_connect_timeout=5, socket_timeout=kwargs.pop("socket_timeout", 30), socket_keepalive=True,
+                   health_check_interval=10, **kwargs)
+    if is_cluster_url(url):
+        return redis.RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
+    return redis.Redis.from_url(url, **options)
+
+
+def node_url(url: str) -> str:
+    """A plain `redis://` URL of the node a cluster URL names (Pub/Sub reaches the whole cluster from any
+    node: the dashboard's Socket.IO message queue uses it); a standalone URL unchanged."""
+    return url.replace("+cluster", "", 1) if is_cluster_url(url) else url
 
 
 def process_id(kind: str) -> str:
@@ -78,8 +99,10 @@ def camera_name(value) -> str:
 
 
 class BusCore:
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: redis.Redis, jobs: redis.Redis | None = None):
         self.redis = client
+        self.cluster = isinstance(client, redis.RedisCluster)
+        self._jobs = jobs
         self._add_frame = client.register_script(scripts.ADD_FRAME)
         self._publish = client.register_script(scripts.PUBLISH_RESULT)
         self._admit_webcam = client.register_script(scripts.ADMIT_WEBCAM)
@@ -107,11 +130,57 @@ class BusCore:
                 self.untrusted.skip(kind, what, str(reply))
         return replies
 
+    @property
+    def jobs(self) -> redis.Redis:
+        """The Redis of the offline stage's RQ queue and video records: FERVI_RQ_REDIS_URL where set, else
+        this connection (RQ does not work on a Redis Cluster)."""
+        if self._jobs is not None:
+            return self._jobs
+        if self.cluster:
+            raise RuntimeError("video jobs need a standalone Redis: RQ does not support Redis Cluster; set "
+                               "FERVI_RQ_REDIS_URL")
+        return self.redis
+
+    def read_streams(self, streams: dict[str, str], count: int, block_ms: int, group: tuple[str, str] | None = None):
+        """XREAD (or XREADGROUP with `group` = (group, consumer)) of several streams, as redis-py replies.
+        On a cluster a multi-key read must stay in one slot and each camera has its own: one read per stream,
+        pipelined (a round trip per node), polled every CLUSTER_IDLE_POLL_S up to `block_ms` while empty."""
+        if not self.cluster:
+            if group:
+                return self.redis.xreadgroup(group[0], group[1], streams, count=count, block=block_ms)
+            return self.redis.xread(streams, count=count, block=block_ms)
+        deadline = time.monotonic() + block_ms / 1000
+        while True:
+            pipe = self.redis.pipeline(transaction=False)
+            for key, position in streams.items():
+                if group:
+                    pipe.xreadgroup(group[0], group[1], {key: position}, count=count)
+                else:
+                    pipe.xread({key: position}, count=count)
+            reply = [r for part in pipe.execute() if part for r in _stream_items(part)]
+            if reply or time.monotonic() >= deadline:
+                return reply
+            time.sleep(min(CLUSTER_IDLE_POLL_S, max(0.0, deadline - time.monotonic())))
+
     def _read_after(self, key_of, positions: dict[str, str], count: int, block_ms: int) -> list[tuple[str, list]]:
         """XREAD of one stream per camera after its position: (camera, [(entry id, fields)]) per camera."""
-        reply = self.redis.xread({key_of(c): p for c, p in positions.items()}, count=count, block=block_ms)
+        reply = self.read_streams({key_of(c): p for c, p in positions.items()}, count, block_ms)
         return [(camera_of(stream), [(decode(i), f) for i, f in items]) for stream, items in reply or []]
 
     def memory_info(self) -> dict:
-        """The server's INFO memory section (used_memory, used_memory_rss, ... in bytes)."""
-        return self.redis.info("memory")
+        """The server's INFO memory section (used_memory, used_memory_rss, ... in bytes); on a cluster, the
+        sums over its primaries."""
+        if not self.cluster:
+            return self.redis.info("memory")
+        per_node = self.redis.info("memory", target_nodes=redis.RedisCluster.PRIMARIES)
+        totals: dict = {}
+        for info in per_node.values():
+            for key, value in info.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    totals[key] = totals.get(key, 0) + value
+        return totals
+
+
+def _stream_items(reply):
+    """(stream, items) pairs of an XREAD reply: a list in RESP2, a dict in RESP3."""
+    return reply.items() if isinstance(reply, dict) else reply

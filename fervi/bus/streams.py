@@ -105,6 +105,8 @@ class Streams(BusCore):
         oldest_frame, newest_result = pipe.execute()
         if oldest_frame:
             fields = oldest_frame[0][1]
+            if isinstance(fields, list):  # a cluster's transaction returns entries unparsed: [field, value, ...]
+                fields = dict(zip(fields[::2], fields[1::2]))
             try:
                 if int(fields.get(b"seq", fields.get("seq"))) <= seq:
                     return True
@@ -125,8 +127,7 @@ class Streams(BusCore):
             time.sleep(block_ms / 1000)
             return []
         streams = {frames_key(c): ">" for c in cameras}
-        reply = self.redis.xreadgroup(WORKER_GROUP, consumer, streams, count=count, block=block_ms)
-        return list(self._entries(reply))
+        return list(self._entries(self.read_streams(streams, count, block_ms, (WORKER_GROUP, consumer))))
 
     def reclaim(self, consumer: str, camera: str, min_idle_ms: int, count: int) -> list[Entry]:
         """Take over entries another consumer read but did not ack within `min_idle_ms` (XAUTOCLAIM)."""

@@ -1,5 +1,6 @@
 """Uploaded videos: FERVI's own record of each (it outlives RQ's job records), its jobs' progress, and the
-RQ queue the offline stage's jobs run from."""
+RQ queue the offline stage's jobs run from. All on `jobs`: FERVI_RQ_REDIS_URL's Redis where set (RQ does
+not support Redis Cluster), else the bus's own."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import time
 
 from .core import BusCore, decode
+from .scripts import UPDATE_IF_EXISTS
 from .keys import VIDEO_LIST, video_key, video_progress_key
 
 
@@ -15,14 +17,14 @@ class Videos(BusCore):
         """An RQ queue on this connection (offline jobs)."""
         from rq import Queue
 
-        return Queue(name, connection=self.redis, **kwargs)
+        return Queue(name, connection=self.jobs, **kwargs)
 
     def rq_workers(self) -> dict[str, dict[str, str]]:
         """RQ's own registry of its workers (they keep no FERVI heartbeat): name -> kind, host, state, job."""
         from rq import Worker
 
         out = {}
-        for worker in Worker.all(connection=self.redis):
+        for worker in Worker.all(connection=self.jobs):
             job = worker.get_current_job_id()
             out[worker.name] = {"kind": "rq-worker", "hostname": worker.hostname or "", "state": worker.get_state(),
                                 **({"job": job} if job else {})}
@@ -30,38 +32,39 @@ class Videos(BusCore):
 
     def create_video(self, video_id: str, record: dict) -> None:
         """FERVI's own record of an uploaded video (state, progress, outputs, times): it outlives RQ's jobs."""
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.jobs.pipeline(transaction=False)
         pipe.hset(video_key(video_id), mapping={k: json.dumps(v) for k, v in record.items()})
         pipe.zadd(VIDEO_LIST, {video_id: record.get("created_at", time.time())})
         pipe.execute()
 
     def update_video(self, video_id: str, **fields) -> bool:
         flat = [x for k, v in fields.items() for x in (k, json.dumps(v))]
-        return bool(self._update_if_exists(keys=[video_key(video_id)], args=flat))
+        script = self._update_if_exists if self.jobs is self.redis else self.jobs.register_script(UPDATE_IF_EXISTS)
+        return bool(script(keys=[video_key(video_id)], args=flat))
 
     def video(self, video_id: str) -> dict | None:
-        raw = self.redis.hgetall(video_key(video_id))
+        raw = self.jobs.hgetall(video_key(video_id))
         if not raw:
             return None
         record = {decode(k): json.loads(v) for k, v in raw.items()}
-        progress = [json.loads(v) for v in self.redis.hvals(video_progress_key(video_id))]
+        progress = [json.loads(v) for v in self.jobs.hvals(video_progress_key(video_id))]
         record["done"] = sum(p[0] for p in progress) if record.get("state") != "finished" else record.get("total", 0)
         record.setdefault("total", 0)
         record["total"] = max(record["total"], sum(p[1] for p in progress))
         return {"id": video_id, **record}
 
     def video_ids(self) -> list[str]:
-        return [decode(v) for v in self.redis.zrange(VIDEO_LIST, 0, -1)]
+        return [decode(v) for v in self.jobs.zrange(VIDEO_LIST, 0, -1)]
 
     def video_progress(self, video_id: str, job_id: str, done: int, total: int) -> None:
         """A job's units done/total; a video's progress is the sum over its jobs."""
         key = video_progress_key(video_id)
-        if self.redis.exists(video_key(video_id)):
-            self.redis.hset(key, job_id, json.dumps([int(done), int(total)]))
+        if self.jobs.exists(video_key(video_id)):
+            self.jobs.hset(key, job_id, json.dumps([int(done), int(total)]))
 
     def reset_video_progress(self, video_id: str) -> None:
         """Forget the progress of a video's earlier jobs (it runs again with new ones)."""
-        self.redis.delete(video_progress_key(video_id))
+        self.jobs.delete(video_progress_key(video_id))
 
     def queue_stats(self, name: str) -> dict:
         """Jobs waiting in an RQ queue; jobs that failed there, apart from those stopped by a cancel (RQ keeps
@@ -72,13 +75,13 @@ class Videos(BusCore):
         queue = self.queue(name)
         failed_ids = FailedJobRegistry(queue=queue).get_job_ids(0, 999)
         statuses = [job.get_status(refresh=False) if job else None
-                    for job in Job.fetch_many(failed_ids, connection=self.redis)]
+                    for job in Job.fetch_many(failed_ids, connection=self.jobs)]
         stopped = sum(status == JobStatus.STOPPED for status in statuses)
         return {"queued": queue.count, "failed": len(failed_ids) - stopped,
                 "canceled": stopped + CanceledJobRegistry(queue=queue).count}
 
     def delete_video(self, video_id: str) -> None:
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.jobs.pipeline(transaction=False)
         pipe.delete(video_key(video_id), video_progress_key(video_id))
         pipe.zrem(VIDEO_LIST, video_id)
         pipe.execute()
