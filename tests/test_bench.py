@@ -22,3 +22,24 @@ def test_bench_quick_prints_one_json_object(tmp_path):
     assert report["e2e"]["frames_tracked"] > 0
     assert report["tracking"]["tracks"] >= 2
     assert report["machine_info"]["cpus"] >= 1
+
+
+def test_capacity_bench_drives_cameras_through_one_redis_and_a_cluster(tmp_path):
+    """The capacity bench's own run, small: every step reports what docs/scaling.md is built from."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "capacity.json"
+    run = subprocess.run([sys.executable, "-m", "fervi.bench.capacity", "--cameras", "2,4", "--seconds", "2",
+                          "--producers", "1", "--consumers", "1", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report["runs"]) == {"single", "cluster"}
+    for steps in report["runs"].values():
+        assert [s["cameras"] for s in steps] == [2, 4]
+        for s in steps:
+            assert s["done_fps"] > 0.8 * s["offered_fps"] and s["p95_latency_ms"] is not None
+            assert s["redis_net_bytes_per_frame"] > report["frame_jpeg_bytes"]  # the frame goes in and out once
+            assert s["redis_cpu_us_per_frame"] > 0 and s["redis_commands_per_frame"] > 3
