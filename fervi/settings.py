@@ -56,6 +56,8 @@ class Settings:
     device: str = _setting("FERVI_DEVICE", "auto", "auto | cpu (TFLite) | gpu (Keras)")
     flip_average: bool = _setting("FERVI_FLIP_AVERAGE", False,
                                   "Average each face with its mirror image (+0.9 points, half the speed)")
+    detect_threads: int = _setting("FERVI_DETECT_THREADS", 1,
+                                   "Detector threads per worker (a GPU worker: one per spare core keeps the GPU fed)")
     gpu_max_wait_ms: float = _setting("FERVI_GPU_MAX_WAIT_MS", 20.0,
                                       "A GPU worker keeps reading frames this long (ms) after the first, to classify "
                                       "faces of many frames and cameras in one batch (0: no wait)")
@@ -109,7 +111,7 @@ class Settings:
             raise ValueError(f"FERVI_DEVICE must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.detector_min_face < 8:
             raise ValueError("FERVI_DETECTOR_MIN_FACE must be at least 8 (pixels)")
-        for name in ("live_maxlen", "results_maxlen", "file_max_lag", "batch_frames", "classifier_batch", "gpu_batch_frames",
+        for name in ("live_maxlen", "results_maxlen", "file_max_lag", "batch_frames", "classifier_batch", "gpu_batch_frames", "detect_threads",
                      "detector_full_scan_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_env(name)} must be at least 1")

@@ -107,3 +107,24 @@ def test_a_gpu_worker_gathers_frames_of_every_camera_into_one_batch(redis_url, c
     worker = Worker(settings, redis_url, pipeline, name=f"test-{classifier}")
     assert worker.step() == frames
     assert pipeline.calls == [frames]  # one classifier call for the whole batch, both cameras in it
+
+
+def test_a_detector_pool_finds_what_one_detector_finds_keeping_each_cameras_order():
+    """FERVI_DETECT_THREADS: detection on several threads, each camera on its own detector in frame order
+    (the multiscale detector follows a camera's faces between full scans)."""
+    from fervi.demo import render_frame
+    from fervi.vision.pool import DetectorPool
+
+    def make():
+        return load_detector("multiscale", full_scan_every=3)
+
+    frames = [render_frame(i, 30) for i in range(12)]
+    streams = [(("east", "west", "north")[i % 3], i // 3) for i in range(12)]
+    one = make()
+    expected = [one.detect(f, s, p) for f, (s, p) in zip(frames, streams)]
+    pool = DetectorPool(make, 3)
+    got = pool.detect_many(frames, streams)
+    assert len({pool._index(s, 0) for s, _ in streams}) >= 2  # the cameras are spread over the threads
+    for (boxes, scores), (want_boxes, want_scores) in zip(got, expected):
+        assert len(boxes) == len(want_boxes) == 2
+        assert np.abs(np.asarray(boxes) - np.asarray(want_boxes)).max() < 1e-3

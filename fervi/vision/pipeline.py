@@ -15,6 +15,7 @@ from fervi.settings import Settings
 
 from .classifier import EmotionClassifier, load_classifier
 from .detector import FaceDetector, load_detector
+from .pool import DetectorPool
 from .preprocess import face_crops
 
 
@@ -33,9 +34,13 @@ class FacePipeline:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "FacePipeline":
+        def make() -> FaceDetector:
+            return load_detector(settings.detector, settings.detector_min_score, settings.detector_min_face,
+                                 settings.detector_full_scan_every)
+
+        detector = make() if settings.detect_threads == 1 else DetectorPool(make, settings.detect_threads)
         return cls(
-            load_detector(settings.detector, settings.detector_min_score, settings.detector_min_face,
-                          settings.detector_full_scan_every),
+            detector,
             load_classifier(settings.models, settings.device, settings.flip_average, settings.classifier_batch),
             settings.face_margin,
         )
@@ -52,7 +57,9 @@ class FacePipeline:
 
     def detect(self, images: list[np.ndarray], streams: list[tuple[str, int]] | None = None) -> list[Faces]:
         """One unclassified `Faces` (boxes, scores) per image."""
-        if streams is None:
+        if isinstance(self.detector, DetectorPool):
+            found = self.detector.detect_many(images, streams)
+        elif streams is None:
             found = [self.detector.detect(image) for image in images]
         else:
             found = [self.detector.detect(image, stream, position) for image, (stream, position) in zip(images, streams)]
