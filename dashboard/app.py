@@ -35,13 +35,16 @@ PAGES = (("wall", "/"), ("cameras", "/cameras"), ("webcam", "/webcam"), ("challe
          ("image", "/image"), ("videos", "/videos"))
 
 
-def require_token(app: Flask, token: str):
+def require_token(app: Flask, token: str, host: str = "127.0.0.1"):
     """Every route but /healthz needs the token (query, cookie or bearer header); returns the check, which
-    the Socket.IO connection uses too."""
+    the Socket.IO connection uses too. Without a token the dashboard listens on loopback only, and answers
+    only requests addressed to a loopback name (or to FERVI_DASHBOARD_HOST): a web page on a name that
+    resolves to 127.0.0.1 (DNS rebinding) gets a 401, not the cameras."""
+    names = {*LOOPBACK, host}
 
     def authorized() -> bool:
         if not token:
-            return True
+            return _host_name(request.host) in names
         given = request.args.get("token") or request.cookies.get("fervi_token") or \
             request.headers.get("Authorization", "").removeprefix("Bearer ")
         # bytes: compare_digest refuses str with non-ASCII characters (a 500 instead of a 401)
@@ -59,6 +62,16 @@ def require_token(app: Flask, token: str):
         return response
 
     return authorized
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _host_name(host: str) -> str:
+    """`127.0.0.1:8000` -> `127.0.0.1`, `[::1]:8000` -> `::1`."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def register_pages(app: Flask, settings: Settings) -> None:
@@ -104,11 +117,11 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
     socketio = SocketIO(app, message_queue=node_url(redis_url), async_mode="threading",
                         # a frame at the size limit still arrives to be refused with a reason, over
                         # long-polling too (base64: 4/3 the bytes)
-                        max_http_buffer_size=WEB_FRAME_MAX_BYTES * 4 // 3 + 64 * 1024, cors_allowed_origins=[])
+                        max_http_buffer_size=WEB_FRAME_MAX_BYTES * 4 // 3 + 64 * 1024)  # same origin only
     if settings.dashboard_proxies:  # client addresses (per-address limits) from the trusted proxies' headers;
         # outside the Socket.IO middleware, so its events see them too
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.dashboard_proxies, x_proto=settings.dashboard_proxies)
-    authorized = require_token(app, token)
+    authorized = require_token(app, token, settings.dashboard_host)
     relay = Relay(socketio, Bus(connect(redis_url, socket_timeout=10)), process_id("dashboard"), settings.block_ms,
                   settings.web_idle_s, settings.heartbeat_ttl_s)
     register_pages(app, settings)
@@ -130,7 +143,6 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
     return app, socketio
 
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class ExposureError(ValueError):

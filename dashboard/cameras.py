@@ -16,6 +16,7 @@ from fervi.protocol import CameraSource, ProtocolError, check_camera, is_browser
 from fervi.protocol import IMAGE_CAMERA_PREFIX
 from fervi.settings import Settings, mask_password
 
+MAX_BODY_BYTES = 16 * 1024  # a camera is a name, a source of at most 1024 characters and two options
 QUIET_S = 15.0  # a running ingest says how it goes every 2 s: this long without news, it is shown as stalled
 RUNNING_STATES = ("starting", "live", "playing")
 
@@ -34,6 +35,8 @@ def check_file_source(path: str, roots: list[Path]) -> str:
                             f"({', '.join(map(str, roots))}; FERVI_CAMERA_FILE_ROOTS)")
     if not resolved.exists():
         raise SourceRefused(f"{path}: no such file or folder on the server")
+    if not (resolved.is_file() or resolved.is_dir()):  # a FIFO or a device would hang or never end
+        raise SourceRefused(f"{path}: not a regular file or a folder")
     return str(resolved)
 
 
@@ -59,6 +62,10 @@ def describe(source: CameraSource | None, camera: str, state: dict, now: float, 
     return row
 
 
+def _short(message: str, most: int = 300) -> str:
+    return message if len(message) <= most else message[: most - 1] + "…"
+
+
 def register_cameras(app: Flask, bus: Bus, settings: Settings) -> None:
     roots = settings.camera_file_root_list
 
@@ -75,20 +82,31 @@ def register_cameras(app: Flask, bus: Bus, settings: Settings) -> None:
 
     @app.post("/api/sources")
     def add_source():
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            return jsonify(error=f"a camera is described in at most {MAX_BODY_BYTES} bytes"), 413
         body = request.get_json(silent=True)  # JSON only: a cross-site form cannot post it
         if not isinstance(body, dict):
             return jsonify(error="send a JSON object: camera, source, fps, loop"), 400
+        name, spec, fps, loop = body.get("camera", ""), body.get("source", ""), body.get("fps", 0), body.get("loop", False)
+        if not isinstance(name, str) or not isinstance(spec, str):
+            return jsonify(error="camera and source are text"), 400
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)):
+            return jsonify(error="fps must be a number"), 400
+        if not isinstance(loop, bool):
+            return jsonify(error="loop must be true or false"), 400
         try:
-            spec = str(body.get("source", "")).strip()
+            spec = spec.strip()
             if spec and source_kind(spec) == "file":
                 spec = check_file_source(spec, roots)
-            fps = float(body.get("fps") or 0)
-            source = CameraSource(str(body.get("camera", "")).strip(), spec, fps, bool(body.get("loop")),
-                                  True if body.get("loop") else None, origin="dashboard")
+            source = CameraSource(name.strip(), spec, float(fps), loop, True if loop else None, origin="dashboard")
         except (ProtocolError, SourceRefused) as err:
-            return jsonify(error=str(err)), 400
-        except (TypeError, ValueError):
+            return jsonify(error=_short(str(err))), 400
+        except OverflowError:
             return jsonify(error="fps must be a number"), 400
+        if any(info.get("kind") == "ingest" and info.get("camera") == source.camera
+               for info in bus.processes().values()) and source.camera not in bus.sources():
+            return jsonify(error=f"a camera named {source.camera!r} already streams (run by `fervi ingest` "
+                                 "elsewhere): pick another name"), 409
         try:
             added = bus.add_source(source, most=settings.cameras_max)
         except RegistryFull as err:

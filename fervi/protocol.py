@@ -9,7 +9,9 @@ a version it does not know with a `ProtocolError`, which workers turn into a dea
 from __future__ import annotations
 
 import json
+import math
 import re
+from urllib.parse import urlsplit
 from dataclasses import dataclass
 
 from .faces import Faces, ProtocolError  # noqa: F401 - part of the protocol
@@ -39,7 +41,7 @@ def metric_camera(name: str) -> str:
 
 def check_camera(name: str) -> str:
     """Camera names become parts of Redis keys and file names: letters, digits, `_ . -`, at most 64."""
-    if not isinstance(name, str) or not CAMERA_NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not CAMERA_NAME.fullmatch(name) or ".." in name:
         raise ProtocolError(
             f"invalid camera name {name!r}: use 1-64 letters, digits, '_', '.', '-', starting with a letter or digit"
         )
@@ -272,11 +274,13 @@ class TrackEntry:
 WEBCAM_INDEX = re.compile(r"^[0-9]{1,2}$")
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp")
 SOURCE_MAX_CHARS = 1024
+MIN_FPS, MAX_FPS = 0.1, 120.0  # as `fervi ingest --fps` takes them
+INGEST_SOURCE_ENV = "FERVI_INGEST_SOURCE"  # `fervi ingest -` reads its source here (not in argv)
 
 
 def source_kind(spec: str) -> str:
     """"webcam" (an index), "stream" (an RTSP/HTTP URL) or "file" (a video, an image or a folder)."""
-    if WEBCAM_INDEX.match(spec):
+    if WEBCAM_INDEX.fullmatch(spec):
         return "webcam"
     return "stream" if "://" in spec else "file"
 
@@ -293,8 +297,13 @@ def check_source(spec: str) -> str:
         scheme = spec.split("://", 1)[0].lower()
         if scheme not in STREAM_SCHEMES:
             raise ProtocolError(f"unsupported stream scheme {scheme!r}: use one of {', '.join(STREAM_SCHEMES)}")
-        if not spec.split("://", 1)[1]:
-            raise ProtocolError(f"{spec!r}: the URL names no host")
+        try:
+            parts = urlsplit(spec)
+            parts.port  # noqa: B018 - a port that is not a number raises here
+        except ValueError as err:
+            raise ProtocolError(f"not a valid URL: {err}") from None
+        if not parts.hostname:
+            raise ProtocolError("the URL names no host")
     elif kind == "file" and not spec.startswith("/"):
         raise ProtocolError(f"{spec!r}: give the file's absolute path (starting with /)")
     return spec
@@ -317,16 +326,23 @@ class CameraSource:
         if self.camera.startswith(RESERVED_PREFIXES):
             raise ProtocolError(f"camera names starting with {' or '.join(RESERVED_PREFIXES)} are the dashboard's own")
         check_source(self.source)
-        if not 0 <= self.fps <= 120:
-            raise ProtocolError("fps must be within 0..120 (0: the source's own pace)")
+        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not math.isfinite(self.fps) \
+                or not (self.fps == 0 or MIN_FPS <= self.fps <= MAX_FPS):
+            raise ProtocolError(f"fps must be 0 (the source's own pace) or within {MIN_FPS:g}..{MAX_FPS:g}")
+        if not isinstance(self.loop, bool) or self.live not in (None, True, False):
+            raise ProtocolError("loop and live must be true or false")
 
     @property
     def kind(self) -> str:
         return source_kind(self.source)
 
-    def ingest_args(self) -> list[str]:
-        """The `fervi ingest` command line that runs this camera."""
-        args = ["ingest", self.source, "--camera", self.camera]
+    def ingest_args(self, within: list[str] | None = None) -> list[str]:
+        """The `fervi ingest` command line that runs this camera. The source itself goes in the environment
+        (`INGEST_SOURCE_ENV`, see `ingest_env`): a stream's password stays out of the process list.
+        `within`: folders a file source must stay inside each time it is opened."""
+        args = ["ingest", "-", "--camera", self.camera]
+        for folder in within or []:
+            args += ["--within", folder]
         if self.fps:
             args += ["--fps", f"{self.fps:g}"]
         if self.loop:
@@ -334,6 +350,9 @@ class CameraSource:
         if self.live is not None:
             args.append("--live" if self.live else "--no-live")
         return args
+
+    def ingest_env(self) -> dict[str, str]:
+        return {INGEST_SOURCE_ENV: self.source}
 
     def to_json(self) -> str:
         return json.dumps({"camera": self.camera, "source": self.source, "fps": self.fps, "loop": self.loop,
@@ -345,10 +364,8 @@ class CameraSource:
             data = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
             if not isinstance(data, dict):
                 raise ProtocolError("a camera source is a JSON object")
-            live = data.get("live")
-            return cls(str(data["camera"]), str(data["source"]), float(data.get("fps") or 0),
-                       bool(data.get("loop")), None if live is None else bool(live), str(data.get("origin", "")),
-                       float(data.get("added_at") or 0))
+            return cls(str(data["camera"]), str(data["source"]), data.get("fps", 0), data.get("loop", False),
+                       data.get("live"), str(data.get("origin", "")), float(data.get("added_at") or 0))
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
             raise ProtocolError(f"bad camera source: {err!r}") from None
 

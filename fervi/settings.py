@@ -228,16 +228,33 @@ def describe_duration(seconds: float) -> str:
     return f"{seconds:g} seconds" if seconds else ""
 
 
-def mask_password(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
+SECRET_QUERY_KEYS = {"password", "passwd", "pass", "pwd", "token", "key", "secret", "auth", "api_key", "apikey",
+                     "access_token", "signature", "sig"}
 
-    if not url:
+
+def mask_password(url: str) -> str:
+    """A URL as logs and pages may show it: the password of `user:password@` and the values of secret-looking
+    query parameters (`?password=...`, `token`, `key`, ...) as `***`. Never raises: a URL that does not
+    parse keeps only its scheme."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    if not url or "://" not in url:
         return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            host = parts.hostname or ""
+            if ":" in host:
+                host = f"[{host}]"
+            if parts.port:
+                host = f"{host}:{parts.port}"
+            netloc = f"{parts.username or ''}:***@{host}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            if any(k.lower() in SECRET_QUERY_KEYS for k, _ in pairs):
+                query = urlencode([(k, "***" if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*")
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
+    except ValueError:
+        return url.split("://", 1)[0] + "://(an address that does not parse)"

@@ -30,7 +30,8 @@ STATE_EVERY_S = 2.0
 
 class Publisher:
     def __init__(self, settings: Settings, redis_url: str, camera: str, spec: str,
-                 fps: float | None = None, loop: bool = False, live: bool | None = None):
+                 fps: float | None = None, loop: bool = False, live: bool | None = None,
+                 within: list[str] | None = None):
         self.settings = settings
         self.camera = check_camera(camera)
         self.spec = spec
@@ -38,6 +39,8 @@ class Publisher:
         self.fps = fps
         self.loop = loop
         self.live_override = live
+        self.within = within or []
+        self.next_at = 0.0  # when the next frame is due: kept across loops of a file, so --fps holds
         self.bus = Bus(connect(redis_url))
         self.name = process_id(f"ingest-{camera}")
         self.shutdown = Shutdown(self.name)
@@ -124,7 +127,7 @@ class Publisher:
         live = self._live(source)
         fps = self.fps or (source.fps if live and self.live_override else None)
         interval = 1.0 / fps if fps else 0.0
-        next_at = time.monotonic()
+        next_at = max(self.next_at, time.monotonic() - interval)
         for captured in source.frames():
             if self.shutdown.requested:
                 return
@@ -140,6 +143,7 @@ class Publisher:
                     # a file played at a pace: its frame is "captured" when released, not when read ahead
                     captured = replace(captured, captured_at=time.time())
                 next_at = max(next_at + interval, time.monotonic() - interval)
+                self.next_at = next_at
             if self._publish(captured, live):
                 self.sent += 1
                 FRAMES_INGESTED.labels(self.camera).inc()
@@ -164,7 +168,8 @@ class Publisher:
         self.report("starting")
         while not self.shutdown.requested:
             try:
-                source = open_source(self.spec, self.settings.max_frame_pixels, self.settings.max_image_bytes)
+                source = open_source(self.spec, self.settings.max_frame_pixels, self.settings.max_image_bytes,
+                                     self.within)
             except SourceError as err:
                 if is_live_spec(self.spec):  # a live source may come back
                     self.report("reconnecting", str(err))
@@ -194,5 +199,5 @@ class Publisher:
 
 
 def run_ingest(settings: Settings, redis_url: str, camera: str, spec: str, fps: float | None,
-               loop: bool, live: bool | None, metrics_port: int | None = None) -> int:
-    return serve(Publisher(settings, redis_url, camera, spec, fps, loop, live), metrics_port, settings)
+               loop: bool, live: bool | None, metrics_port: int | None = None, within: list[str] | None = None) -> int:
+    return serve(Publisher(settings, redis_url, camera, spec, fps, loop, live, within), metrics_port, settings)

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from fervi.vision.images import ImageError, decode_image, read_image_file, still_image_size
+from fervi.vision.video import open_file, open_stream
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -63,7 +64,10 @@ class VideoSource(Source):
                 self._check_pixels(still_image_size(spec), max_pixels)
             except ImageError as err:
                 raise SourceError(str(err)) from None
-        self.capture = cv2.VideoCapture(spec)
+        if isinstance(spec, int):
+            self.capture = cv2.VideoCapture(spec)  # a webcam, through the platform's camera backend
+        else:
+            self.capture = open_stream(spec) if live else open_file(spec)
         if not self.capture.isOpened():
             raise SourceError(f"cannot open video source {spec!r}")
         self._check_pixels((int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
@@ -108,8 +112,9 @@ class ImageSource(Source):
 
     buffering = Buffering.WAIT
 
-    def __init__(self, path: Path, max_pixels: int, max_bytes: int):
+    def __init__(self, path: Path, max_pixels: int, max_bytes: int, within: list[str] | None = None):
         self.name = str(path)
+        self.within = within or []
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
@@ -120,7 +125,11 @@ class ImageSource(Source):
     def frames(self) -> Iterator[Captured]:
         for index, file in enumerate(self.files):
             try:
+                check_within(file, self.within)
                 image = decode_image(read_image_file(file, self.max_bytes), self.max_pixels)
+            except SourceError as err:
+                yield Captured(index, None, time.time(), str(err))
+                continue
             except ImageError as err:
                 message = str(err)
                 yield Captured(index, None, time.time(), message if str(file) in message else f"{file}: {message}")
@@ -131,20 +140,35 @@ class ImageSource(Source):
         pass
 
 
+def check_within(path: Path, within: list[str]) -> None:
+    """A file source (or a file of a folder) must resolve inside one of `within` (symlinks followed), checked
+    each time it is opened: a link swapped in after the camera was added is refused too."""
+    if not within:
+        return
+    resolved = path.resolve()
+    if not any(resolved == Path(root) or Path(root) in resolved.parents for root in within):
+        raise SourceError(f"{path}: outside the folders this camera may read ({', '.join(within)})")
+    if resolved.exists() and not (resolved.is_file() or resolved.is_dir()):
+        raise SourceError(f"{path}: not a regular file or a folder")
+
+
 def is_live_spec(spec: str) -> bool:
     """A webcam index or a stream URL: sources that may come back after failing, so they are retried."""
     return spec.isdigit() or "://" in spec
 
 
-def open_source(spec: str, max_pixels: int = 4096 * 4096, max_bytes: int = 64 * 1024 * 1024) -> Source:
-    """`0` (webcam index), `rtsp://...`/`http(s)://...` (live stream), a video file, an image or a folder."""
+def open_source(spec: str, max_pixels: int = 4096 * 4096, max_bytes: int = 64 * 1024 * 1024,
+                within: list[str] | None = None) -> Source:
+    """`0` (webcam index), `rtsp://...`/`http(s)://...` (live stream), a video file, an image or a folder.
+    `within`: folders a file source must resolve inside (see `check_within`)."""
     if spec.isdigit():
         return VideoSource(int(spec), live=True, max_pixels=max_pixels)
     if "://" in spec:
         return VideoSource(spec, live=True, max_pixels=max_pixels)
     path = Path(spec)
+    check_within(path, within or [])
     if not path.exists():
         raise SourceError(f"{spec}: no such file, folder, webcam index or URL")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
-        return ImageSource(path, max_pixels, max_bytes)
+        return ImageSource(path, max_pixels, max_bytes, within or [])
     return VideoSource(str(path), live=False, max_pixels=max_pixels)

@@ -28,6 +28,7 @@ from fervi.emotions import NUM_EMOTIONS
 from fervi.faces import Faces
 from fervi.settings import load_settings
 from fervi.tracking import FaceTracker, FrameTracks, Track
+from fervi.vision.video import open_file
 
 from .outputs import (
     join_parts,
@@ -94,7 +95,7 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
         return _skip(f"segment {start}..{stop}", start=start)
     settings = load_settings()
     pipeline = FacePipeline.from_settings(settings)
-    capture = cv2.VideoCapture(video)
+    capture = open_file(video)
     if not capture.isOpened():
         raise VideoError(f"{video}: not a readable video")
     total = (stop - start) if stop is not None else max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) - start)
@@ -220,7 +221,7 @@ def finish_video(part_files: list[str], out_dir: str) -> dict:
     """Join the annotated parts into annotated.mp4, remove the intermediate files, report the outputs."""
     out = Path(out_dir)
     if finished(out):  # run again after the video was done
-        capture = cv2.VideoCapture(str(out / "annotated.mp4"))
+        capture = open_file(str(out / "annotated.mp4"))
         frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         capture.release()
     else:

@@ -14,6 +14,7 @@ import numpy as np
 from fervi.emotions import EMOTIONS
 from fervi.faces import Faces
 from fervi.tracking import FrameTracks, Track
+from fervi.vision.video import open_file
 
 from .video_io import seek
 
@@ -146,7 +147,7 @@ def write_annotated_part(video_path: str, frames: list[FrameTracks], start: int,
     returns the frames written. Parts of one video join into one file with `join_parts`."""
     import av
 
-    capture = cv2.VideoCapture(video_path)
+    capture = open_file(video_path)
     width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
     index = seek(capture, video_path, start)
     shown = faces_at(frames)

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from fervi.vision.images import ImageError, still_image_size
+from fervi.vision.video import open_file, reopen_file
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def probe(path: str | Path, max_pixels: int = 4096 * 4096) -> VideoInfo:
         raise VideoError(str(err)) from None
     if still is not None:
         _check_pixels(path, *still, max_pixels)
-    capture = cv2.VideoCapture(str(path))
+    capture = open_file(str(path))
     try:
         if capture.isOpened():
             _check_pixels(path, int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
@@ -85,7 +86,7 @@ def seek(capture: cv2.VideoCapture, video: str, start: int) -> int:
     if capture.set(cv2.CAP_PROP_POS_FRAMES, start) and int(capture.get(cv2.CAP_PROP_POS_FRAMES)) == start:
         return start
     log.warning("event=inexact_seek video=%s frame=%d fallback=sequential", video, start)
-    capture.open(video)
+    reopen_file(capture, video)
     index = 0
     while index < start and capture.grab():
         index += 1

@@ -37,7 +37,8 @@ def test_bad_sources_are_refused_with_the_reason(spec, why):
 def test_camera_sources_round_trip_and_refuse_the_dashboards_own_names():
     source = CameraSource("door", "rtsp://cam/1", fps=5, live=True, origin="dashboard", added_at=1.5)
     assert CameraSource.from_json(source.to_json()) == source
-    assert source.ingest_args() == ["ingest", "rtsp://cam/1", "--camera", "door", "--fps", "5", "--live"]
+    assert source.ingest_args() == ["ingest", "-", "--camera", "door", "--fps", "5", "--live"]  # source: env
+    assert source.ingest_env() == {"FERVI_INGEST_SOURCE": "rtsp://cam/1"}
     for name in ("web-1", "image-abc", "../x"):
         with pytest.raises(ProtocolError):
             CameraSource(name, "0")

@@ -219,19 +219,31 @@ def up(workers: int | None, demo: bool, cameras: tuple[str, ...], host: str | No
 @click.option("--live/--no-live", "live", default=None,
               help="Treat the source as live (drop frames, never wait) or as a file (wait, drop nothing). "
                    "Default: webcams and URLs are live, files are not.")
+@click.option("--within", "within", multiple=True, type=click.Path(file_okay=False),
+              help="Folder a file source must stay inside, checked at each open (symlinks resolved); repeatable.")
 @click.option("--metrics-port", type=int, help="Port for /healthz and /metrics (default FERVI_METRICS_PORT).")
-def ingest(source: str, camera: str, fps: float | None, loop: bool, live: bool | None, metrics_port) -> None:
-    """Send frames of SOURCE to Redis: a webcam index, an RTSP/HTTP URL, a video file, an image or a folder."""
+def ingest(source: str, camera: str, fps: float | None, loop: bool, live: bool | None, within: tuple[str, ...],
+           metrics_port) -> None:
+    """Send frames of SOURCE to Redis: a webcam index, an RTSP/HTTP URL, a video file, an image or a folder.
+
+    SOURCE `-` reads it from FERVI_INGEST_SOURCE (keeps a stream's password out of the process list).
+    """
     from fervi.ingest.publisher import run_ingest
 
-    from fervi.protocol import ProtocolError, check_camera
+    from fervi.protocol import INGEST_SOURCE_ENV, ProtocolError, check_camera
+
+    if source == "-":
+        source = os.environ.get(INGEST_SOURCE_ENV, "")
+        if not source:
+            raise click.BadParameter(f"SOURCE '-' reads {INGEST_SOURCE_ENV}, which is empty", param_hint="SOURCE")
 
     try:
         check_camera(camera)
     except ProtocolError as err:
         raise click.BadParameter(str(err), param_hint="--camera") from None
     settings = _settings()
-    sys.exit(run_ingest(settings, _redis_url(settings), camera, source, fps, loop, live, metrics_port))
+    sys.exit(run_ingest(settings, _redis_url(settings), camera, source, fps, loop, live, metrics_port,
+                        [str(Path(w).resolve()) for w in within]))
 
 
 @main.group()
