@@ -21,6 +21,13 @@ QUIET_S = 15.0  # a running ingest says how it goes every 2 s: this long without
 RUNNING_STATES = ("starting", "live", "playing")
 
 
+KIND_HINTS = {  # what the page's Kind menu expects, said when the source does not look like it
+    "webcam": "a webcam of the server is its number: 0 for the first one",
+    "stream": "a stream is a URL, such as rtsp://user:password@host/stream or https://host/video.mjpg",
+    "file": "give the file's absolute path on the server, starting with /",
+}
+
+
 class SourceRefused(ValueError):
     """A camera the page may not add (the message says why and what to change)."""
 
@@ -29,6 +36,8 @@ def check_file_source(path: str, roots: list[Path]) -> str:
     """A file source from the page: an existing path inside FERVI_CAMERA_FILE_ROOTS (symlinks resolved)."""
     if not roots:
         raise SourceRefused("files cannot be added from the dashboard (FERVI_CAMERA_FILE_ROOTS is empty)")
+    if not path.startswith("/"):
+        raise SourceRefused(KIND_HINTS["file"])
     resolved = Path(path).resolve()
     if not any(resolved == root or root in resolved.parents for root in roots):
         raise SourceRefused(f"{path} is outside the folders the dashboard may read "
@@ -94,11 +103,16 @@ def register_cameras(app: Flask, bus: Bus, settings: Settings) -> None:
             return jsonify(error="fps must be a number"), 400
         if not isinstance(loop, bool):
             return jsonify(error="loop must be true or false"), 400
+        kind = body.get("kind")
         try:
             spec = spec.strip()
+            if kind in KIND_HINTS and spec and source_kind(spec) != kind:
+                raise SourceRefused(KIND_HINTS[kind])
             if spec and source_kind(spec) == "file":
                 spec = check_file_source(spec, roots)
-            source = CameraSource(name.strip(), spec, float(fps), loop, True if loop else None, origin="dashboard")
+            # a file plays at its own frame rate, as a camera would (the charts then count video time)
+            live = True if source_kind(spec or "0") == "file" else None
+            source = CameraSource(name.strip(), spec, float(fps), loop, live, origin="dashboard")
         except (ProtocolError, SourceRefused) as err:
             return jsonify(error=_short(str(err))), 400
         except OverflowError:

@@ -183,6 +183,8 @@ def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorize
         if error:
             return {"ok": False, "error": error}
         own_camera = camera == own.get(request.sid)
+        if not own_camera and camera not in bus.cameras():
+            return {"ok": False, "error": f"there is no camera called {camera!r}: see the Cameras page for the names"}
         targets = settings.challenge_target_list
         if not own_camera:  # a live camera cannot act on request: draw from what its faces showed lately
             now = time.time()

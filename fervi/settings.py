@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 DETECTORS = ("multiscale", "blazeface", "blazeface_full", "haar")
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -124,6 +125,11 @@ class Settings:
             raise ValueError("FERVI_GPU_MAX_WAIT_MS must be within 0..1000 (ms)")
         if self.web_idle_s <= 0:
             raise ValueError("FERVI_WEB_IDLE must be above 0 (seconds)")
+        for name in ("redis_url", "rq_redis_url"):
+            url = getattr(self, name)
+            if url and not url.startswith(REDIS_SCHEMES):
+                raise ValueError(f"{_env(name)} must start with one of {', '.join(REDIS_SCHEMES)} "
+                                 f"(for example redis://127.0.0.1:6379/0), not {mask_password(url)!r}")
         if self.rq_redis_url.startswith(("redis+cluster://", "rediss+cluster://")):
             raise ValueError("FERVI_RQ_REDIS_URL must be a standalone Redis: RQ does not support Redis Cluster")
         self.video_retention_s  # noqa: B018 - validates FERVI_VIDEO_RETENTION

@@ -59,9 +59,21 @@ def test_status_finds_a_running_fervi_up_and_shows_every_kind_with_human_times(t
             return run.stdout
 
         out = wait_for(lambda: (lambda o: o if all(f"  {k} " in o for k in ("worker", "tracker", "dashboard",
-                                                                              "rq-worker")) else None)(status()),
+                                                                              "rq-worker", "cameras")) else None)(status()),
                        90, "every process kind in fervi status")
         assert " ago" in out and "last_seen=" not in out  # '2 s ago', not epoch seconds
+        # `fervi analyze` beside it uses its Redis: a second server on the same data folder once wrote its file too
+        from fervi.demo import write_video
+
+        video = write_video(tmp_path / "clip.mp4", frames=5, fps=5)
+        analyze = subprocess.run([sys.executable, "-m", "fervi", "analyze", str(video), "--no-wait", "--out",
+                                  str(tmp_path / "out")], env=env, capture_output=True, text=True, cwd=tmp_path,
+                                 timeout=120)
+        assert analyze.returncode == 0, analyze.stderr[-2000:]
+        assert "using the running `fervi up`" in analyze.stderr and "redis_started" not in analyze.stderr
+        missing = subprocess.run([sys.executable, "-m", "fervi", "analyze", "nope.mp4"], env=env, capture_output=True,
+                                 text=True, cwd=tmp_path, timeout=60)
+        assert missing.returncode == 1 and "no such file: nope.mp4" in missing.stderr
         again = subprocess.run([sys.executable, "-m", "fervi", "up", "--port", str(_free_port())], env=env,
                                capture_output=True, text=True, cwd=tmp_path, timeout=60)
         assert again.returncode == 1 and f"already runs with FERVI_HOME={home}" in again.stderr
@@ -72,7 +84,7 @@ def test_status_finds_a_running_fervi_up_and_shows_every_kind_with_human_times(t
     assert not (home / "stack.json").exists()
     nothing = subprocess.run([sys.executable, "-m", "fervi", "status"], env=env, capture_output=True, text=True,
                              cwd=tmp_path, timeout=60)
-    assert nothing.returncode == 2 and "start `fervi up`" in nothing.stderr
+    assert nothing.returncode == 1 and "start `fervi up`" in nothing.stderr and "Usage:" not in nothing.stderr
 
 
 def test_config_names_the_source_of_each_setting(tmp_path):

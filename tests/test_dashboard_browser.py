@@ -234,6 +234,20 @@ def test_acting_challenge_round_is_decided_by_the_server(page, stack):
     shot(page, "challenge")
 
 
+def test_the_challenge_says_what_it_cannot_play_and_shows_the_target_first_on_a_phone(page, stack):
+    page.goto(stack["url"] + "/challenge?camera=nosuch&autostart=1")
+    page.wait_for_function("document.getElementById('verdict').textContent.includes('no camera called')", timeout=20000)
+    assert page.locator("#start").is_visible()
+    page.goto(stack["url"] + "/challenge?target=joy&autostart=1")
+    assert "not an emotion FERVI knows" in page.locator("#verdict").inner_text()
+    assert page.locator("#start").is_visible()  # nothing started, least of all a scored game
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(stack["url"] + "/challenge?camera=demo&autostart=1")
+    page.wait_for_function("!document.getElementById('target').classList.contains('target-none')", timeout=30000)
+    meter = page.evaluate("document.querySelector('.meter').getBoundingClientRect().bottom")
+    assert meter < 844, meter  # what to act and how it goes, without scrolling past the camera
+
+
 def test_a_name_the_server_cleans_is_shown_as_it_will_appear(page, stack):
     page.goto(stack["url"] + "/challenge")
     page.fill("#name", "Tester <b>x</b>")

@@ -27,6 +27,8 @@ def test_defaults_and_overrides():
     ({"FERVI_DEVICE": "tpu"}, "FERVI_DEVICE must be one of"),
     ({"FERVI_BATCH_FRAMES": "0"}, "FERVI_BATCH_FRAMES must be at least 1"),
     ({"FERVI_DETECTOR_MIN_FACE": "4"}, "FERVI_DETECTOR_MIN_FACE must be at least 8"),
+    ({"FERVI_REDIS_URL": "localhost:6379"}, "FERVI_REDIS_URL must start with one of redis://"),
+    ({"FERVI_RQ_REDIS_URL": "redis+cluster://h:7000"}, "RQ does not support Redis Cluster"),
 ])
 def test_bad_values_are_named(env, message):
     with pytest.raises(ValueError, match=message):

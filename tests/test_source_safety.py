@@ -136,7 +136,10 @@ def test_the_cameras_api_refuses_loose_or_dangerous_input(open_dashboard, outsid
              ({"camera": "a", "source": "0", "loop": "false"}, 400, "loop must be"),
              ({"camera": "a", "source": "0", "fps": 10**400}, 400, ""),
              ({"camera": "a", "source": str(outside["allowed"] / "fifo.mp4")}, 400, "not a regular file"),
-             ({"camera": "a", "source": "rtsp://u:p@h:abc/"}, 400, "not a valid URL")]
+             ({"camera": "a", "source": "rtsp://u:p@h:abc/"}, 400, "not a valid URL"),
+             ({"camera": "a", "source": "abc", "kind": "webcam"}, 400, "its number: 0 for the first one"),
+             ({"camera": "a", "source": "hello", "kind": "stream"}, 400, "a stream is a URL"),
+             ({"camera": "a", "source": "clip.mp4", "kind": "file"}, 400, "absolute path")]
     for body, status, message in cases:
         reply = http.post("/api/sources", data=json.dumps(body).replace("1" + "0" * 400, "1e400"),
                           content_type="application/json")

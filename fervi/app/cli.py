@@ -67,8 +67,8 @@ def _redis_url(settings: Settings) -> str:
 
     stack = running_stack(settings.home)
     if stack is None:
-        raise click.UsageError("no Redis to use: set FERVI_REDIS_URL (for example redis://127.0.0.1:6379/0), or "
-                               f"start `fervi up` (none is running with FERVI_HOME={settings.home})")
+        raise click.ClickException("no Redis to use: set FERVI_REDIS_URL (for example redis://127.0.0.1:6379/0), or "
+                                   f"start `fervi up` (none is running with FERVI_HOME={settings.home})")
     log.debug("event=redis_of_running_stack pid=%s redis=%s", stack["pid"], stack["redis"])
     return stack["redis"]
 
@@ -298,15 +298,22 @@ def cameras_list(as_json: bool) -> None:
 @click.option("--fps", type=click.FloatRange(0, 120), default=0, help="Frames per second to send (0: the source's).")
 @click.option("--loop", is_flag=True, help="Start a file again at its end.")
 @click.option("--live/--no-live", "live", default=None,
-              help="Treat the source as live or as a file (default: webcams and URLs are live, files are not).")
+              help="Paced and dropping like a camera (the default here, files too), or every frame of a file as fast "
+                   "as the workers take them.")
 @click.option("--replace", is_flag=True, help="Replace a camera of the same name.")
 def cameras_add(name: str, source: str, fps: float, loop: bool, live: bool | None, replace: bool) -> None:
-    """Run SOURCE as camera NAME: a webcam index, an RTSP/HTTP URL, or a video, image or folder path."""
+    """Run SOURCE as camera NAME: a webcam index, an RTSP/HTTP URL, or a video, image or folder path.
+
+    A file plays at its own frame rate, as a camera would (--no-live: every frame, as fast as the workers go).
+    """
     from fervi.bus import Bus, RegistryFull, connect
-    from fervi.protocol import CameraSource, ProtocolError
+    from fervi.protocol import CameraSource, ProtocolError, source_kind
 
     try:
-        camera = CameraSource(name, _source_spec(source), fps, loop, live, origin="cli")
+        spec = _source_spec(source)
+        if live is None and source_kind(spec) == "file":
+            live = True  # a file plays at its own frame rate, as a camera would (charts count video time)
+        camera = CameraSource(name, spec, fps, loop, live, origin="cli")
     except ProtocolError as err:
         raise click.UsageError(str(err)) from None
     settings = _settings()
@@ -432,7 +439,16 @@ def analyze(videos, out, segments, every, detect_every, rq_workers, no_wait) -> 
     from fervi.offline.runner import cancel, follow, submit_all
     from fervi.service import stop_processes
 
+    from fervi.app.stack import running_stack
+
     settings = _settings()
+    missing = [v for v in videos if not Path(v).is_file()]
+    if missing:
+        raise click.ClickException(f"no such file: {', '.join(missing)}")
+    stack = None if settings.redis_url else running_stack(settings.home)
+    if stack is not None:  # its Redis and its RQ worker: a second server must not open the same data folder
+        settings = settings.replace(redis_url=stack["redis"])
+        click.echo(f"using the running `fervi up` (pid {stack['pid']}): its Redis and RQ worker", err=True)
     if no_wait and not settings.redis_url:
         raise click.UsageError("--no-wait needs FERVI_REDIS_URL: the embedded Redis ends with this command")
     workers = rq_workers or (os.cpu_count() or 1)
@@ -535,7 +551,8 @@ def status(as_json: bool) -> None:
     bus = Bus(connect(url), jobs=connect(jobs_url) if jobs_url else None)
     state = {
         "processes": {**bus.processes(), **(bus.rq_workers() if jobs_url else {})},
-        "cameras": {c: {"backlog": bus.backlog(c), **bus.stats(c)} for c in bus.cameras()},
+        "cameras": {c: {"backlog": bus.backlog(c), "last_frame_at": bus.last_frame_at(c), **bus.stats(c)}
+                    for c in bus.cameras()},
     }
     if as_json:
         click.echo(json.dumps(state, indent=2))
@@ -545,9 +562,12 @@ def status(as_json: bool) -> None:
     for name, info in sorted(state["processes"].items(), key=lambda item: (item[1].get("kind", ""), item[0])):
         click.echo(f"  {info.get('kind', '?'):<10} {name}  " + " ".join(
             _human(k, v, now) for k, v in sorted(info.items()) if k != "kind"))
-    click.echo(f"{len(state['cameras'])} camera(s)")
-    for name, info in state["cameras"].items():
-        click.echo(f"  {name}  " + " ".join(f"{k}={v}" for k, v in sorted(info.items())))
+    click.echo(f"{len(state['cameras'])} camera(s) with data (live ones first)")
+    recent = sorted(state["cameras"].items(), key=lambda item: -float(item[1]["last_frame_at"] or 0))
+    for name, info in recent:
+        last = float(info.pop("last_frame_at") or 0)
+        seen = f"last frame {_ago(max(0.0, now - last))} ago" if last else "no frame tracked yet"
+        click.echo(f"  {name}  {seen}  " + " ".join(f"{k}={v}" for k, v in sorted(info.items())))
 
 
 @main.command()

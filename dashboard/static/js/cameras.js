@@ -13,7 +13,7 @@ let roots = [];
 const HINTS = {
   stream: ["rtsp://user:password@host/stream", "An RTSP or HTTP(S) stream: it is live, and reconnects when it drops."],
   webcam: ["0", "The index of a camera attached to the server running FERVI (0 is the first)."],
-  file: ["/path/to/video.mp4", () => `A video, image or folder on the server, by its absolute path, inside ${roots.join(", ") || "no folder (FERVI_CAMERA_FILE_ROOTS is empty)"}. With loop on it plays like a live camera.`],
+  file: ["/path/to/video.mp4", () => `A video, image or folder on the server, by its absolute path, inside ${roots.join(", ") || "no folder (FERVI_CAMERA_FILE_ROOTS is empty)"}. It plays at its own frame rate (fps 0), like a camera; with loop on it starts again at its end.`],
 };
 function showKind() {
   const [placeholder, hint] = HINTS[kind.value];
@@ -97,14 +97,16 @@ document.getElementById("add").addEventListener("submit", async (event) => {
   const body = {
     camera: document.getElementById("camera").value.trim(), source: source.value.trim(),
     fps: Number(document.getElementById("fps").value || 0),
-    loop: kind.value === "file" && document.getElementById("loop").checked,
+    loop: kind.value === "file" && document.getElementById("loop").checked, kind: kind.value,
   };
   const reply = await fetch(api("/api/sources"), {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
   });
   const answer = await reply.json();
   if (!reply.ok) { error.textContent = answer.error; return; }
+  const chosen = kind.value;  // the next camera is likely of the same kind
   event.target.reset();
+  kind.value = chosen;
   showKind();
   refresh();
 });

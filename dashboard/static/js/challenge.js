@@ -9,7 +9,9 @@ const nameInput = $("name");
 const modeSelect = $("mode-select");
 nameInput.value = params.get("name") || localStorage.getItem("fervi.name") || "";
 nameInput.addEventListener("change", () => localStorage.setItem("fervi.name", nameInput.value.trim()));
-if (params.has("target")) modeSelect.value = params.get("target");
+// an address setting the page does not know is said, not turned into a scored game
+const badTarget = params.has("target") && !EMOTIONS.includes(params.get("target"));
+if (params.has("target") && !badTarget) modeSelect.value = params.get("target");
 if (params.has("camera")) {  // rounds on another camera are practice: say so in the menu
   modeSelect.options[0].textContent = `rounds on ${params.get("camera")} (practice, not scored)`;
 }
@@ -77,6 +79,7 @@ function show(state) {
   round = state;
   showName(state);
   $("target").textContent = state.target;
+  $("target").classList.remove("target-none");
   $("mode").textContent = state.scored ? "scored round" : "practice (not scored)";
   $("meter-line").style.left = `${state.threshold * 100}%`;
   $("meter-bar").style.width = `${(state.best * 100).toFixed(1)}%`;
@@ -109,7 +112,12 @@ modeSelect.addEventListener("change", () => { if (round && round.state !== "play
 function newRound() {
   if (gameOver) return;
   socket.emit("challenge_start", { ...asked(), camera: params.get("camera") || undefined }, (ack) => {
-    if (!ack || !ack.ok) { $("verdict").textContent = ack?.error || "no answer"; setTimeout(newRound, 2000); return; }
+    if (!ack || !ack.ok) {
+      $("verdict").textContent = ack?.error || "no answer";
+      if (ack?.error?.startsWith("there is no camera")) { $("start").hidden = false; return; }
+      setTimeout(newRound, 2000);
+      return;
+    }
     $("verdict").textContent = "";
     deadline = performance.now() + ack.left_s * 1000;
     show(ack);
@@ -146,4 +154,7 @@ $("start").addEventListener("click", async () => {
     $("start").hidden = false;
   }
 });
-if (params.has("autostart")) $("start").click();
+if (badTarget) {
+  $("verdict").textContent = `"${params.get("target")}" is not an emotion FERVI knows (${EMOTIONS.join(", ")}): ` +
+    "pick one in the Play menu.";
+} else if (params.has("autostart")) $("start").click();

@@ -9,7 +9,8 @@ const notice = document.getElementById("notice");
 let camera = params.get("camera");
 let known = [];
 let last = null;  // the newest /api/series answer: what the export buttons write
-const timeline = { track: null, points: [] };
+const timeline = { track: null, points: [], t0: 0 };
+const trackStarts = new Map();  // track id -> when it appeared (from the tracks of the newest chart query)
 const withToken = (url) => url + (params.get("token") ? `${url.includes("?") ? "&" : "?"}token=${params.get("token")}` : "");
 const minutesWanted = parseFloat(params.get("minutes") || "5");
 range.value = [...range.options].map((o) => o.value).find((v) => Number(v) >= minutesWanted) || "5";
@@ -35,7 +36,7 @@ const faceChart = (canvas) => new Chart(canvas, {
   data: { datasets: EMOTIONS.map((e) => ({ label: e, data: [], borderColor: COLORS[e], backgroundColor: COLORS[e], pointRadius: 0, fill: false })) },
   options: { animation: false, maintainAspectRatio: false, parsing: false, scales: {
     y: { min: 0, max: 1, title: { display: true, text: "smoothed probability" } },
-    x: { type: "linear", min: 0, title: { display: true, text: "seconds since the face appeared" },
+    x: { type: "linear", title: { display: true, text: "seconds since the face appeared" },
       ticks: { maxTicksLimit: 8, precision: 0, callback: (v) => `${v} s` } } } },
 });
 const line = faceChart(document.getElementById("timeline"));
@@ -47,7 +48,9 @@ const plot = (chart, points, t0) => {
 
 const minutes = () => Number(range.value);
 const when = (t) => new Date(t * 1000);
-const clock = (t) => (minutes() > 1440 ? when(t).toLocaleString() : when(t).toLocaleTimeString());
+// a range of a day or more spans two dates: its labels carry the date
+const clock = (t) => (minutes() >= 1440 ? when(t).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" })
+  : when(t).toLocaleTimeString());
 const span = (s) => (s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(0)} s`);
 
 async function refresh() {
@@ -78,6 +81,11 @@ async function refresh() {
     `<li><i style="background:${COLORS[e]}"></i>${e} ${faceSeconds ? Math.round((100 * data.totals[e]) / faceSeconds) : 0}%` +
     ` <span class="hint">${data.totals[e].toFixed(1)} s</span></li>`).join("");
   drawTracks(data.tracks);
+  for (const t of data.tracks) trackStarts.set(t.id, t.start);
+  if (timeline.track !== null && trackStarts.has(timeline.track) && timeline.t0 !== trackStarts.get(timeline.track)) {
+    timeline.t0 = trackStarts.get(timeline.track);  // the face appeared before this page opened
+    plot(line, timeline.points, timeline.t0);
+  }
   const summary = document.getElementById("summary");
   summary.textContent = `${faceSeconds.toFixed(1)} face-seconds in the last ${range.selectedOptions[0].text.replace("last ", "")} · ` +
     `${data.tracks.length} face track(s) · ${data.active} face(s) now`;
@@ -181,7 +189,7 @@ socket.on("tracks", (msg) => {
   if (msg.camera !== camera || !msg.faces.length) return;
   const face = msg.faces.reduce((a, b) => (b.track > a.track ? b : a));  // the newest face
   if (timeline.track !== face.track) {
-    timeline.track = face.track; timeline.points = []; timeline.t0 = msg.ts;
+    timeline.track = face.track; timeline.points = []; timeline.t0 = trackStarts.get(face.track) ?? msg.ts;
     document.getElementById("newest-title").textContent = `Newest face #${face.track}: smoothed probabilities`;
   }
   timeline.points.push({ t: msg.ts, probs: face.smooth });

@@ -81,7 +81,7 @@ async function refreshJobs() {
     const busy = jobs.workers.filter((w) => w.state === "busy").length;
     const el = document.getElementById("jobs");
     el.textContent = `${jobs.workers.length} RQ worker(s) (${busy} busy) · ${jobs.queued} job(s) waiting · ` +
-      `${jobs.failed} failed job(s)` + (jobs.canceled ? ` · ${jobs.canceled} canceled` : "") + (jobs.workers.length ? "" : " · no worker: start one with fervi rq-worker (fervi up runs one)");
+      `${jobs.failed} failed job(s)` + (jobs.canceled ? ` · ${jobs.canceled} canceled job(s)` : "") + (jobs.workers.length ? "" : " · no worker: start one with fervi rq-worker (fervi up runs one)");
     el.dataset.workers = jobs.workers.length;
   } catch { /* the next refresh tries again */ }
 }
