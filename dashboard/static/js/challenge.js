@@ -131,7 +131,7 @@ setInterval(() => {
 
 socket.on("challenge", (state) => { if (!round || state.id === round.id) show(state); });
 socket.on("tracks", (msg) => { if (msg.camera === camera) tile.setTracks(msg); });
-socket.on("frame", (msg) => { if (msg.camera === camera) tile.setFrame(msg.jpeg); });
+socket.on("frame", (msg) => { if (msg.camera === camera) tile.setFrame(msg.jpeg, msg.seq); });
 socket.on("disconnect", () => { round = null; });
 refreshLeaderboard();
 

@@ -31,16 +31,29 @@ export class Tile {
     this.meta = element.querySelector(".meta");
     this.bars = element.querySelector(".bars");
     this.image = null;
+    this.imageSeq = null;  // the frame shown: boxes are drawn from that frame's tracks, not the newest ones
     this.tracks = null;
+    this.recent = new Map();  // seq -> tracks payload, the last few dozen
     // the canvas is drawn at the frame's size and shown smaller or larger: redraw when its shown size changes
     new ResizeObserver(() => this.draw()).observe(this.canvas);
   }
-  setFrame(jpeg) {
+  setFrame(jpeg, seq = null) {
     const blob = new Blob([jpeg], { type: "image/jpeg" });
-    createImageBitmap(blob).then((bitmap) => { this.image = bitmap; this.draw(); });
+    createImageBitmap(blob).then((bitmap) => { this.image = bitmap; this.imageSeq = seq; this.draw(); });
+  }
+  // The tracks of the frame on screen (previews come a few a second, tracks with every frame): that frame's
+  // own, else the newest before it, else the newest of all.
+  shownTracks() {
+    if (this.imageSeq === null || !this.recent.size) return this.tracks;
+    if (this.recent.has(this.imageSeq)) return this.recent.get(this.imageSeq);
+    let best = null;
+    for (const [seq, payload] of this.recent) if (seq <= this.imageSeq && (!best || seq > best.seq)) best = payload;
+    return best || this.tracks;
   }
   setTracks(payload) {
     this.tracks = payload;
+    this.recent.set(payload.seq, payload);
+    if (this.recent.size > 64) this.recent.delete(this.recent.keys().next().value);
     this.meta.textContent = `${payload.faces.length} face(s) · ${payload.fps ?? ""}${payload.fps ? " fps · " : ""}latency ${Math.round(payload.latency_ms)} ms`;
     this.draw();
     this.drawBars(payload.faces);
@@ -54,14 +67,15 @@ export class Tile {
     if (this.canvas.width !== w || this.canvas.height !== h) { this.canvas.width = w; this.canvas.height = h; }
     ctx.fillStyle = "#20252b"; ctx.fillRect(0, 0, w, h);
     if (this.image) ctx.drawImage(this.image, 0, 0);
-    if (!this.tracks) return;
+    const shown = this.shownTracks();
+    if (!shown) return;
     // canvas pixels per pixel on screen: labels are at least 13 px as the user sees them
     const scale = this.canvas.clientWidth ? w / this.canvas.clientWidth : 1;
     const px = Math.round(Math.max(13 * scale, w / 40));
     this.element.dataset.labelPx = (px / scale).toFixed(1);
     ctx.lineWidth = Math.max(2, 2 * scale);
     ctx.font = `${px}px sans-serif`;
-    for (const face of this.tracks.faces) {
+    for (const face of shown.faces) {
       const [x, y, bw, bh] = face.box;
       const color = COLORS[face.label];
       ctx.strokeStyle = color; ctx.strokeRect(x, y, bw, bh);

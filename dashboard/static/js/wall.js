@@ -23,7 +23,7 @@ socket.on("cameras", (cameras) => {
   }
   document.getElementById("empty").hidden = tiles.size > 0;
 });
-socket.on("frame", (msg) => tiles.get(msg.camera)?.setFrame(msg.jpeg));
+socket.on("frame", (msg) => tiles.get(msg.camera)?.setFrame(msg.jpeg, msg.seq));
 socket.on("tracks", (msg) => {
   const tile = tiles.get(msg.camera);
   if (tile) tile.setTracks({ ...msg, fps: tile.fps });

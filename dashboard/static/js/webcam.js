@@ -48,6 +48,6 @@ stopButton.addEventListener("click", () => {
 // A reconnect is a new client: its camera is new too (the old one was removed when the connection dropped).
 socket.on("disconnect", () => { camera = null; });
 startButton.addEventListener("click", start);
-socket.on("frame", (msg) => { if (msg.camera === camera) tile.setFrame(msg.jpeg); });
+socket.on("frame", (msg) => { if (msg.camera === camera) tile.setFrame(msg.jpeg, msg.seq); });
 socket.on("tracks", (msg) => { if (msg.camera === camera) tile.setTracks(msg); });
 if (new URLSearchParams(location.search).has("autostart")) start();
