@@ -115,3 +115,17 @@ def test_the_dashboard_and_the_cameras_registry_on_a_cluster_with_rq_on_a_standa
     assert status.returncode == 0, status.stderr
     kinds = {p["kind"] for p in json.loads(status.stdout)["processes"].values()}
     assert {"worker", "tracker", "dashboard", "cameras", "ingest", "rq-worker"} <= kinds
+
+
+def test_a_password_in_the_cluster_url(tmp_path):
+    import redis
+
+    with EmbeddedCluster(tmp_path / "locked", masters=3, password="s3cret-pw") as locked:
+        assert locked.url.startswith("redis+cluster://:s3cret-pw@")
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=locked.nodes[0].port).ping()
+        bus = Bus(connect(locked.url))
+        for camera in cameras_on_each_shard(locked, "pw"):
+            bus.register_camera(camera)
+            bus.ensure_group(camera)
+        assert len(bus.cameras()) == 3
