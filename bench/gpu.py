@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fervi.bench.harness import machine_info
+from fervi.bench.harness import faces_per_s, machine_info
 from fervi.demo import render_frame
-from fervi.emotions import FACE_SIZE
 from fervi.settings import default_model_dir
 from fervi.vision.classifier import MODEL_KERAS, KerasClassifier
 from fervi.vision.detector import load_detector
@@ -59,18 +58,8 @@ def device_name() -> str:
 
 
 def classifier_faces_per_s(batches: list[int], seconds: float) -> dict[str, float]:
-    out = {}
-    rng = np.random.default_rng(0)
-    for batch in batches:
-        model = KerasClassifier(Path(default_model_dir()) / MODEL_KERAS, batch_size=batch, flip_average=False)
-        faces = rng.integers(0, 256, (batch, FACE_SIZE, FACE_SIZE), dtype=np.uint8)
-        model.predict(faces)  # compile
-        done, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            model.predict(faces)
-            done += batch
-        out[str(batch)] = round(done / (time.perf_counter() - started), 1)
-    return out
+    return faces_per_s(lambda batch: KerasClassifier(Path(default_model_dir()) / MODEL_KERAS, batch_size=batch,
+                                                     flip_average=False), batches, seconds)
 
 
 def pipeline(detect_threads: int) -> FacePipeline:

@@ -44,13 +44,19 @@ def classifier_faces_per_s(settings: Settings, batches=(1, 8, 32), seconds: floa
                            flip_average: bool | None = None) -> dict[str, float]:
     """Faces/s of the TFLite classifier on one thread, in the workers' view mode (FERVI_FLIP_AVERAGE) unless
     `flip_average` says otherwise."""
+    flip = settings.flip_average if flip_average is None else flip_average
+    return faces_per_s(lambda batch: TFLiteClassifier(Path(settings.models) / MODEL_TFLITE, max_batch=batch,
+                                                      flip_average=flip), batches, seconds)
+
+
+def faces_per_s(make_classifier, batches, seconds: float) -> dict[str, float]:
+    """Faces/s of `make_classifier(batch)` at each batch size, on random faces, after one warm-up call."""
     rng = np.random.default_rng(0)
     out = {}
     for batch in batches:
-        classifier = TFLiteClassifier(Path(settings.models) / MODEL_TFLITE, max_batch=batch,
-                                      flip_average=settings.flip_average if flip_average is None else flip_average)
+        classifier = make_classifier(batch)
         faces = rng.integers(0, 256, (batch, FACE_SIZE, FACE_SIZE), dtype=np.uint8)
-        classifier.predict(faces)
+        classifier.predict(faces)  # warm up (a compiled classifier compiles here)
         done, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
             classifier.predict(faces)
