@@ -24,7 +24,6 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-import redis
 
 from fervi.bench.harness import machine_info
 from fervi.bus import Bus, connect
@@ -94,19 +93,16 @@ def consume(url: str, cameras: list[str], name: str, start_at: float, end_at: fl
     out.put({"done": done, "latencies": latencies})
 
 
-def server_stats(nodes: list[redis.Redis]) -> dict:
+def server_stats(bus: Bus) -> dict:
     """Sums over the primaries: CPU seconds, commands, network bytes, memory."""
-    out = {"cpu_s": 0.0, "commands": 0, "net_bytes": 0, "used_memory": 0}
-    for node in nodes:
-        info = node.info()
-        out["cpu_s"] += float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-        out["commands"] += int(info["total_commands_processed"])
-        out["net_bytes"] += int(info["total_net_input_bytes"]) + int(info["total_net_output_bytes"])
-        out["used_memory"] += int(info["used_memory"])
-    return out
+    info = bus.server_info()
+    return {"cpu_s": float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
+            "commands": int(info["total_commands_processed"]),
+            "net_bytes": int(info["total_net_input_bytes"]) + int(info["total_net_output_bytes"]),
+            "used_memory": int(info["used_memory"])}
 
 
-def step(url: str, nodes: list[redis.Redis], count: int, fps: float, seconds: float, producers: int,
+def step(url: str, count: int, fps: float, seconds: float, producers: int,
          consumers: int, jpeg: bytes) -> dict:
     cameras = camera_names(count)
     bus = Bus(connect(url))
@@ -126,9 +122,9 @@ def step(url: str, nodes: list[redis.Redis], count: int, fps: float, seconds: fl
     for proc in procs:
         proc.start()
     time.sleep(WARMUP_S)
-    before = server_stats(nodes)
+    before = server_stats(bus)
     time.sleep(seconds)
-    after = server_stats(nodes)
+    after = server_stats(bus)
     reports = [queue.get(timeout=120) for _ in procs]
     for proc in procs:
         proc.join(30)
@@ -161,15 +157,12 @@ def run_topology(topology: str, counts: list[int], fps: float, seconds: float, p
     with tempfile.TemporaryDirectory() as tmp:
         if topology == "cluster":
             server = EmbeddedCluster(Path(tmp) / "cluster", masters=3).start()
-            nodes = [redis.Redis(port=n.port) for n in server.nodes]
         else:
             server = EmbeddedRedis(Path(tmp) / "redis", appendonly=False).start()
-            nodes = [redis.Redis(port=server.port)]
         try:
             steps = []
             for count in counts:
-                result = {"topology": topology, **step(server.url, nodes, count, fps, seconds, producers, consumers,
-                                                       jpeg)}
+                result = {"topology": topology, **step(server.url, count, fps, seconds, producers, consumers, jpeg)}
                 on_step(result)
                 steps.append(result)
                 if result["knee"]:

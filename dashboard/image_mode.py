@@ -26,8 +26,9 @@ def check_upload(data: bytes, content_type: str, max_pixels: int) -> tuple[int, 
         raise UploadError(f"unsupported type {content_type!r}: use JPEG, PNG, WebP or BMP")
     try:
         image = decode_image(data, max_pixels)
-    except ImageError as err:
-        raise UploadError(str(err)) from None
+    except ImageError as err:  # one list of formats on this page: the one it accepts
+        raise UploadError(str(err).replace("JPEG, PNG, BMP, GIF, TIFF or WebP expected", "use JPEG, PNG, WebP or BMP"))\
+            from None
     return image.shape[1], image.shape[0]
 
 

@@ -224,6 +224,9 @@ def test_scores_are_decided_by_the_server(stack):
         if i % 10 == 9:
             time.sleep(0.1)  # engine.io refuses more than 16 packets in one long-polling request
     assert not bot.call("challenge_start", {"name": "bot"}, timeout=10)["ok"]  # no camera of its own
+    nowhere = bot.call("challenge_start", {"name": "bot", "camera": "nosuch"}, timeout=10)
+    assert not nowhere["ok"] and "no camera called 'nosuch'" in nowhere["error"]
+    r.sadd("fervi:cameras", "door")  # a camera that exists, with no frames yet
     elsewhere = bot.call("challenge_start", {"name": "bot", "camera": "door"}, timeout=10)
     assert elsewhere["ok"] and not elsewhere["scored"]  # another camera: practice
     time.sleep(1.0)

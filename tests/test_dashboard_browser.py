@@ -232,6 +232,12 @@ def test_acting_challenge_round_is_decided_by_the_server(page, stack):
     assert "scored round" in page.locator("#mode").inner_text()
     page.wait_for_function("document.getElementById('leaderboard').innerText.includes('astronaut: 1')", timeout=10000)
     shot(page, "challenge")
+    bus = Bus(redis.Redis.from_url(stack["redis"]))
+    assert bus.webcams()  # the player's camera is live ...
+    page.click("#stop")  # ... until Stop: its light goes off and the server forgets it at once
+    page.wait_for_function("document.body.dataset.stopped === '1'", timeout=5000)
+    wait_for(lambda: not bus.webcams(), 10, "the challenge's camera to be forgotten")
+    assert page.locator("#start").is_visible() and "Stopped" in page.locator("#verdict").inner_text()
 
 
 def test_the_challenge_says_what_it_cannot_play_and_shows_the_target_first_on_a_phone(page, stack):

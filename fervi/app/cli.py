@@ -588,6 +588,7 @@ def predict(images: tuple[str, ...], as_json: bool) -> None:
         except (OSError, ImageError) as err:
             failed += 1
             message = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            message = message.removeprefix(f"{path}: ")  # the line names the file once
             if as_json:
                 click.echo(json.dumps({"image": path, "error": message}))
             else:

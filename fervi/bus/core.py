@@ -170,9 +170,15 @@ class BusCore:
     def memory_info(self) -> dict:
         """The server's INFO memory section (used_memory, used_memory_rss, ... in bytes); on a cluster, the
         sums over its primaries."""
+        return self.server_info("memory")
+
+    def server_info(self, section: str | None = None) -> dict:
+        """INFO (or one section of it); on a cluster, each number summed over the primaries (CPU seconds,
+        commands processed, network bytes, memory: what the capacity bench reads)."""
         if not self.cluster:
-            return self.redis.info("memory")
-        per_node = self.redis.info("memory", target_nodes=redis.RedisCluster.PRIMARIES)
+            return self.redis.info(section) if section else self.redis.info()
+        per_node = self.redis.info(section, target_nodes=redis.RedisCluster.PRIMARIES) if section else \
+            self.redis.info(target_nodes=redis.RedisCluster.PRIMARIES)
         totals: dict = {}
         for info in per_node.values():
             for key, value in info.items():

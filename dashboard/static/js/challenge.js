@@ -109,8 +109,11 @@ function show(state) {
 $("again").addEventListener("click", () => { gameOver = false; $("again").hidden = true; newRound(); });
 modeSelect.addEventListener("change", () => { if (round && round.state !== "playing" && gameOver) $("again").hidden = false; });
 
+let stopped = false;     // the player pressed Stop: no new round until Start
+let stopCapture = null;  // stops the browser camera (its light goes off)
+
 function newRound() {
-  if (gameOver) return;
+  if (gameOver || stopped) return;
   socket.emit("challenge_start", { ...asked(), camera: params.get("camera") || undefined }, (ack) => {
     if (!ack || !ack.ok) {
       $("verdict").textContent = ack?.error || "no answer";
@@ -135,9 +138,26 @@ socket.on("frame", (msg) => { if (msg.camera === camera) tile.setFrame(msg.jpeg,
 socket.on("disconnect", () => { round = null; });
 refreshLeaderboard();
 
+$("stop").addEventListener("click", () => {
+  stopped = true;
+  clearTimeout(next); next = null;
+  if (stopCapture) {  // the player's own camera: off now, and the server forgets it now
+    stopCapture(); stopCapture = null;
+    socket.emit("webcam_stop", {}, () => {});
+    camera = params.get("camera");
+  }
+  round = null;
+  $("verdict").textContent = "Stopped. Press Start to play again.";
+  $("stop").hidden = true; $("start").hidden = false;
+  document.body.dataset.stopped = "1";
+});
+
 $("start").addEventListener("click", async () => {
   $("start").hidden = true;
+  stopped = false;
+  delete document.body.dataset.stopped;
   if (camera) {
+    $("stop").hidden = false;
     newRound();
     return;
   }
@@ -145,10 +165,11 @@ $("start").addEventListener("click", async () => {
   video.muted = true; video.playsInline = true;
   let started = false;
   try {
-    await startWebcam(socket, video, (ack) => {
+    stopCapture = await startWebcam(socket, video, (ack) => {
       if (ack && ack.camera) camera = ack.camera;
       if (ack && ack.ok && !started) { started = true; newRound(); }
     });
+    $("stop").hidden = false;
   } catch (err) {
     $("verdict").textContent = cameraProblem(err);
     $("start").hidden = false;
