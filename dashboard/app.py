@@ -40,11 +40,11 @@ def require_token(app: Flask, token: str, host: str = "127.0.0.1"):
     the Socket.IO connection uses too. Without a token the dashboard listens on loopback only, and answers
     only requests addressed to a loopback name (or to FERVI_DASHBOARD_HOST): a web page on a name that
     resolves to 127.0.0.1 (DNS rebinding) gets a 401, not the cameras."""
-    names = {*LOOPBACK, host}
+    names = {*LOOPBACK, host.lower()}
 
     def authorized() -> bool:
         if not token:
-            return _host_name(request.host) in names
+            return _host_name(request.host).lower() in names
         given = request.args.get("token") or request.cookies.get("fervi_token") or \
             request.headers.get("Authorization", "").removeprefix("Bearer ")
         # bytes: compare_digest refuses str with non-ASCII characters (a 500 instead of a 401)

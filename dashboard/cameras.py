@@ -6,6 +6,7 @@ run by `fervi up`) starts and stops the ingest processes and each ingest reports
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -91,9 +92,13 @@ def register_cameras(app: Flask, bus: Bus, settings: Settings) -> None:
 
     @app.post("/api/sources")
     def add_source():
-        if (request.content_length or 0) > MAX_BODY_BYTES:
+        raw = request.stream.read(MAX_BODY_BYTES + 1)  # a chunked body declares no length: count what comes
+        if (request.content_length or 0) > MAX_BODY_BYTES or len(raw) > MAX_BODY_BYTES:
             return jsonify(error=f"a camera is described in at most {MAX_BODY_BYTES} bytes"), 413
-        body = request.get_json(silent=True)  # JSON only: a cross-site form cannot post it
+        try:  # JSON only: a cross-site form cannot post it
+            body = json.loads(raw) if request.mimetype == "application/json" else None
+        except ValueError:
+            body = None
         if not isinstance(body, dict):
             return jsonify(error="send a JSON object: camera, source, fps, loop"), 400
         name, spec, fps, loop = body.get("camera", ""), body.get("source", ""), body.get("fps", 0), body.get("loop", False)
@@ -117,8 +122,7 @@ def register_cameras(app: Flask, bus: Bus, settings: Settings) -> None:
             return jsonify(error=_short(str(err))), 400
         except OverflowError:
             return jsonify(error="fps must be a number"), 400
-        if any(info.get("kind") == "ingest" and info.get("camera") == source.camera
-               for info in bus.processes().values()) and source.camera not in bus.sources():
+        if bus.streams_elsewhere(source.camera):
             return jsonify(error=f"a camera named {source.camera!r} already streams (run by `fervi ingest` "
                                  "elsewhere): pick another name"), 409
         try:

@@ -40,6 +40,7 @@ class Publisher:
         self.loop = loop
         self.live_override = live
         self.within = within or []
+        self.reported: set[tuple[int, str]] = set()  # unreadable files already reported
         self.next_at = 0.0  # when the next frame is due: kept across loops of a file, so --fps holds
         self.bus = Bus(connect(redis_url))
         self.name = process_id(f"ingest-{camera}")
@@ -103,9 +104,13 @@ class Publisher:
         return False
 
     def _unreadable(self, captured: Captured) -> None:
-        """A file of a folder that is no usable image: a dead letter with the reason, then the next file."""
-        log.warning("event=unreadable_input camera=%s index=%d error=%r", self.camera, captured.index, captured.error)
+        """A file of a folder that is no usable image: a dead letter with the reason, then the next file.
+        A looping folder reports each such file once, not at every pass."""
         self.skipped += 1
+        if (captured.index, captured.error) in self.reported:
+            return
+        self.reported.add((captured.index, captured.error))
+        log.warning("event=unreadable_input camera=%s index=%d error=%r", self.camera, captured.index, captured.error)
         letter = DeadLetter(self.camera, "", captured.error, self.name, time.time(), {"index": str(captured.index)})
         try:
             self.bus.dead_letter(letter, ack=False)

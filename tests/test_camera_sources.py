@@ -123,6 +123,10 @@ def test_fervi_cameras_add_list_and_remove(tmp_path, redis_url):
     assert Bus(redis.Redis.from_url(redis_url)).sources()["porch"].source == str(tmp_path / "v.mp4")
     again = _fervi(["cameras", "add", "porch", "1"], env, tmp_path)
     assert again.returncode == 1 and "exists" in again.stderr and "Traceback" not in again.stderr
+    Bus(redis.Redis.from_url(redis_url)).redis.hset("fervi:proc:ingest-hand-1", mapping={"kind": "ingest",
+                                                                                         "camera": "byhand"})
+    taken = _fervi(["cameras", "add", "byhand", "0"], env, tmp_path)  # `fervi ingest --camera byhand` runs
+    assert taken.returncode == 1 and "already streams" in taken.stderr
     bad = _fervi(["cameras", "add", "web-x", "0"], env, tmp_path)
     assert bad.returncode == 2 and "dashboard's own" in bad.stderr
     _fervi(["cameras", "add", "door", "rtsp://admin:hunter2@10.0.0.9/live"], env, tmp_path)

@@ -109,6 +109,7 @@ def test_without_a_token_only_loopback_names_are_answered(open_dashboard):
     http, _socketio, _app = open_dashboard
     assert http.get("/api/sources").status_code == 200
     assert http.get("/api/sources", headers={"Host": "localhost:8000"}).status_code == 200
+    assert http.get("/api/sources", headers={"Host": "LOCALHOST:8000"}).status_code == 200
     evil = {"Host": "evil.example:8000"}
     assert http.get("/api/sources", headers=evil).status_code == 401
     assert http.post("/api/sources", json={"camera": "cam", "source": "0"}, headers=evil).status_code == 401
@@ -146,6 +147,10 @@ def test_the_cameras_api_refuses_loose_or_dangerous_input(open_dashboard, outsid
         assert reply.status_code == status and message in reply.get_json()["error"], (body, reply.get_json())
     huge = http.post("/api/sources", data=b"{" + b" " * 100_000 + b"}", content_type="application/json")
     assert huge.status_code == 413
+    chunked = http.post("/api/sources", input_stream=io.BytesIO(b"{" + b" " * 100_000 + b"}"),
+                        content_type="application/json", headers={"Transfer-Encoding": "chunked"},
+                        environ_overrides={"wsgi.input_terminated": True})  # no declared length
+    assert chunked.status_code == 413
     client.hset("fervi:proc:ingest-manual-x-1", mapping={"kind": "ingest", "camera": "manual"})
     taken = http.post("/api/sources", json={"camera": "manual", "source": "0"})
     assert taken.status_code == 409 and "already streams" in taken.get_json()["error"]

@@ -51,8 +51,8 @@ def main(ctx: click.Context, log_level: str) -> None:
     setup_logging(log_level)
     try:
         ctx.obj = load_settings()
-    except ValueError as err:
-        raise click.UsageError(str(err)) from None
+    except ValueError as err:  # a setting, not the command line: one line, without the usage text
+        raise click.ClickException(str(err)) from None
 
 
 def _settings() -> Settings:
@@ -318,6 +318,9 @@ def cameras_add(name: str, source: str, fps: float, loop: bool, live: bool | Non
         raise click.UsageError(str(err)) from None
     settings = _settings()
     bus = Bus(connect(_redis_url(settings)))
+    if bus.streams_elsewhere(name):
+        raise click.ClickException(f"a camera named {name!r} already streams (run by `fervi ingest` elsewhere): "
+                                   "pick another name")
     try:
         added = bus.add_source(camera, replace=replace, most=settings.cameras_max)
     except RegistryFull as err:

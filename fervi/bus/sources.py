@@ -25,6 +25,13 @@ class Sources(BusCore):
             raise RegistryFull(f"{most} cameras are registered, the most allowed (FERVI_CAMERAS_MAX): remove one first")
         return outcome == 1
 
+    def streams_elsewhere(self, camera: str) -> bool:
+        """A camera some `fervi ingest` runs without the registry (its heartbeat names it): another camera of
+        that name would mix two sources into one stream."""
+        if self.redis.hexists(SOURCES, camera):
+            return False
+        return any(info.get("kind") == "ingest" and info.get("camera") == camera for info in self.processes().values())
+
     def remove_source(self, camera: str) -> bool:
         """Stop running a camera (its supervisor stops the ingest); its charts and tracks stay."""
         removed = bool(self.redis.hdel(SOURCES, check_camera(camera)))

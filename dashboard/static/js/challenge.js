@@ -117,7 +117,7 @@ function newRound() {
   socket.emit("challenge_start", { ...asked(), camera: params.get("camera") || undefined }, (ack) => {
     if (!ack || !ack.ok) {
       $("verdict").textContent = ack?.error || "no answer";
-      if (ack?.error?.startsWith("there is no camera")) { $("start").hidden = false; return; }
+      if (ack?.error?.startsWith("there is no camera")) { $("start").hidden = false; $("stop").hidden = true; return; }
       setTimeout(newRound, 2000);
       return;
     }
