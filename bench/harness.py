@@ -86,6 +86,9 @@ def one_core(cpu: int | None = None):
         os.sched_setaffinity(0, before)
 
 
+CAMERA_FPS = 30.0  # the benchmark's frames are a 30 fps camera's: capture times 1/30 s apart
+
+
 def pipeline_fps(settings: Settings, images: np.ndarray) -> float:
     """Frames/s of the face pipeline (detect + classify) on in-memory frames, one frame per call: what the
     peer's `detect_emotions` does, without FERVI's transport (JPEG, Redis)."""
@@ -95,12 +98,13 @@ def pipeline_fps(settings: Settings, images: np.ndarray) -> float:
     pipeline.analyze([images[0]])
     started = time.perf_counter()
     for i, image in enumerate(images):  # as a worker does: a camera's frames, followed by the detector
-        pipeline.analyze([image], streams=[("bench", i)])
+        pipeline.analyze([image], streams=[("bench", i, i / CAMERA_FPS)])
     return round(len(images) / (time.perf_counter() - started), 2)
 
 
 def worker_fps(settings: Settings, redis_url: str, faces: int, frames: int = 200, workers: int = 1) -> float:
-    """Frames/s of `workers` real worker processes on queued 640x480 frames with `faces` faces each."""
+    """Frames/s of `workers` real worker processes on queued 640x480 frames with `faces` faces each, captured
+    by a 30 fps camera (their capture times are 1/30 s apart)."""
     camera = f"bench-{faces}f-{workers}w-{os.getpid()}"
     bus = Bus(connect(redis_url))
     bus.register_camera(camera)
@@ -110,13 +114,14 @@ def worker_fps(settings: Settings, redis_url: str, faces: int, frames: int = 200
     procs = [spawn(["worker"], env) for _ in range(workers)]
     try:
         # warm-up: wait until every worker has joined the camera and answered one frame each
+        first = time.time()
         for i in range(workers):
-            bus.add_frame(Frame(camera, time.time(), 640, 480, jpegs[i], live=False, index=i))
+            bus.add_frame(Frame(camera, first - 1 + i / CAMERA_FPS, 640, 480, jpegs[i], live=False, index=i))
         _wait_results(bus, camera, workers, timeout_s=120)
         start_count = bus.results_kept(camera)
         started = time.perf_counter()
         for i, jpeg in enumerate(jpegs):
-            bus.add_frame(Frame(camera, time.time(), 640, 480, jpeg, live=False, index=i))
+            bus.add_frame(Frame(camera, first + i / CAMERA_FPS, 640, 480, jpeg, live=False, index=i))
         _wait_results(bus, camera, start_count + frames, timeout_s=600)
         return round(frames / (time.perf_counter() - started), 2)
     finally:

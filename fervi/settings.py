@@ -47,10 +47,14 @@ class Settings:
     detector: str = _setting("FERVI_DETECTOR", "multiscale", f"Face detector: {', '.join(DETECTORS)}")
     detector_min_face: int = _setting("FERVI_DETECTOR_MIN_FACE", 48,
                                       "Smallest face (px wide) the multiscale detector looks for; larger is faster")
+    detector_full_scan_s: float = _setting(
+        "FERVI_DETECTOR_FULL_SCAN_S", 0.3,
+        "The multiscale detector scans a camera in full every this many seconds of its capture time (offline: "
+        "of video time) and in between follows the faces it found, so a face entering is found within it")
     detector_full_scan_every: int = _setting(
-        "FERVI_DETECTOR_FULL_SCAN_EVERY", 5,
-        "The multiscale detector scans a camera in full every N frames a worker gets of it (offline: every N "
-        "keyframes of a segment) and follows the faces it found in between (1: every frame)")
+        "FERVI_DETECTOR_FULL_SCAN_EVERY", 10,
+        "The multiscale detector scans a camera in full at the latest every N frames a worker gets of it (the "
+        "only rule for frames without a time; 1: every frame)")
     detector_min_score: float = _setting("FERVI_DETECTOR_MIN_SCORE", 0.5, "Minimum face detection score")
     face_margin: float = _setting("FERVI_FACE_MARGIN", 0.15, "Crop margin around a detected face")
     model_dir: str = _setting("FERVI_MODEL_DIR", "", "Folder with the trained model (empty: the shipped one)")
@@ -110,6 +114,8 @@ class Settings:
             raise ValueError(f"FERVI_DETECTOR must be one of {', '.join(DETECTORS)}, not {self.detector!r}")
         if self.device not in DEVICES:
             raise ValueError(f"FERVI_DEVICE must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if not self.detector_full_scan_s > 0:
+            raise ValueError("FERVI_DETECTOR_FULL_SCAN_S must be more than 0 (seconds)")
         if self.detector_min_face < 8:
             raise ValueError("FERVI_DETECTOR_MIN_FACE must be at least 8 (pixels)")
         for name in ("live_maxlen", "results_maxlen", "file_max_lag", "batch_frames", "classifier_batch", "gpu_batch_frames", "detect_threads",

@@ -85,7 +85,7 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
     """Analyse frames [start, stop) whose index is a multiple of `every`; write them to `out_file` (.npz).
 
     The detector runs on every `detect_every`-th analysed frame and on the segment's first and last ones
-    (a full scan every `FERVI_DETECTOR_FULL_SCAN_EVERY` of those, following the faces between); the boxes
+    (a full scan every `FERVI_DETECTOR_FULL_SCAN_S` of video time, following the faces between); the boxes
     between are interpolated (`fervi.vision.keyframes`) and every analysed frame is classified.
     """
     from fervi.vision.keyframes import interpolate
@@ -99,6 +99,7 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
     if not capture.isOpened():
         raise VideoError(f"{video}: not a readable video")
     total = (stop - start) if stop is not None else max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) - start)
+    fps = capture.get(cv2.CAP_PROP_FPS)  # a keyframe's video time is the detector's clock (0: none known)
     keyframes = 0  # the keyframes detected so far: consecutive positions of the segment's stream
     index = seek(capture, video, start)
     frames, boxes, scores, probs, counts = [], [], [], [], []
@@ -110,7 +111,8 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
         nonlocal key, keyframes
         # the segment is one stream: the detector scans in full every few keyframes and follows between
         keyframes += 1
-        entry.faces = pipeline.detect([entry.image], [(f"{video}#{start}", keyframes)])[0]
+        at = entry.index / fps if fps > 0 else None
+        entry.faces = pipeline.detect([entry.image], [(f"{video}#{start}", keyframes, at)])[0]
         if key is not None:
             for item in waiting:
                 if item.faces is None:

@@ -70,6 +70,33 @@ def test_few_false_faces_on_face_free_photos(detector):
     assert false_faces <= 2
 
 
+def test_facemesh_agrees_on_hard_real_faces_and_not_on_textures(detector, fer_csv, ckplus_dir):
+    """FaceMesh's face-presence score, the third opinion on a fairly sure second look: high on real faces
+    (the wheel photos, FER-2013 faces the other checks missed: a crying child, a mime, a drawing), low on
+    the textures of face-free photos that the second look is fairly sure of."""
+    from fervi.bench.face_distances import real_faces
+    from fervi.vision.multiscale import FAIR, MESH_CONTEXT, MESH_FACE, context_crop
+
+    bench_faces = real_faces(fer_csv.parent.parent, 60, np.random.default_rng(7))  # the distance bench's faces
+    faces = [face.image for face in photo_faces()] + [bench_faces[i].image for i in (35, 49, 56)]
+    for image in faces:
+        frame = cv2.copyMakeBorder(cv2.resize(image, (160, 160)), 120, 120, 120, 120, cv2.BORDER_REPLICATE)
+        boxes, scores = detector.second_look.detect(frame)  # FaceMesh looks where the second look found the face
+        found = boxes[int(np.argmax(scores))]
+        assert detector.mesh.score(context_crop(frame, found, MESH_CONTEXT)[0]) >= MESH_FACE
+    textures = 0
+    for name in FACE_FREE_PHOTOS:
+        frame = background(name, (1280, 720))
+        for box in detector.candidates(frame)[0]:
+            crop, origin = context_crop(frame, box, 2.0)
+            boxes, scores = detector.second_look.detect(crop)
+            for found, score in zip(boxes, scores):
+                if score >= FAIR:
+                    textures += 1
+                    assert detector.mesh.score(context_crop(frame, found + origin, MESH_CONTEXT)[0]) < MESH_FACE, name
+    assert textures >= 5  # the textures were there to refuse
+
+
 def test_faces_cut_by_the_border_and_odd_frames_do_not_crash(detector):
     photo = face_photos()[0]
     cut = photo[60:220, 230:512]  # the right half of the astronaut's face is outside
@@ -210,6 +237,28 @@ def test_a_face_entering_small_is_found_at_the_next_full_scan():
     # a new frame size (the camera changed resolution) is scanned in full at once
     resized = cv2.resize(frame, (960, 540))
     assert match(detector.detect(resized, "hall")[0], tuple(v * 0.75 for v in truth))[0] >= 0
+
+
+def test_full_scans_follow_the_camera_s_clock_whatever_its_frame_rate():
+    """With capture times, a camera is scanned in full every `full_scan_s` of its own time (a face entering
+    is found within it), at the latest every `full_scan_every` frames; a clock running backwards means a
+    full scan at once."""
+    empty = background("coffee.png", (1280, 720))
+    for fps, expected in ((30.0, [0, 9, 18, 27]), (15.0, [0, 5, 10, 15, 20, 25]), (5.0, list(range(0, 30, 2))),
+                          (1000.0, [0, 10, 20])):
+        detector = load_detector("multiscale", full_scan_every=10, full_scan_s=0.3)
+        full = []
+        for i in range(30):
+            detector.detect(empty, "cam", i, 100.0 + i / fps)
+            if detector._streams["cam"].since_full_scan == 0:
+                full.append(i)
+        assert full == expected, fps
+    detector = load_detector("multiscale", full_scan_every=10, full_scan_s=0.3)
+    detector.detect(empty, "cam", 1, 100.0)
+    detector.detect(empty, "cam", 2, 100.1)
+    assert detector._streams["cam"].since_full_scan == 1
+    frame, truth = next(_small_face_walk(1))
+    assert match(detector.detect(frame, "cam", 3, 99.0)[0], truth)[0] >= 0  # time ran backwards: a full scan
 
 
 def test_streams_are_separate_and_bounded():

@@ -62,7 +62,7 @@ def triage(entries: list[Entry], worker: str, now: float, max_age_s: float, max_
 
 def analyse(work: list[Work], pipeline: FacePipeline, worker: str, dequeued_at: float,
             timing: Timing | None = None) -> list[Result]:
-    faces = pipeline.analyze([w.image for w in work], timing, [(w.frame.camera, w.frame.seq) for w in work])
+    faces = pipeline.analyze([w.image for w in work], timing, [(w.frame.camera, w.frame.seq, w.frame.captured_at) for w in work])
     done_at = time.time()
     return [
         Result(

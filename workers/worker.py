@@ -121,8 +121,9 @@ class Worker:
             BATCH_SECONDS.labels("detect").observe(timing.detect_ms / 1000)
             BATCH_SECONDS.labels("classify").observe(timing.classify_ms / 1000)
             BATCH_SECONDS.labels("analyse").observe(time.perf_counter() - started)
+            self.bus.publish_results([(result, work.entry.entry_id) for work, result in zip(batch.work, results)],
+                                     self.settings.results_maxlen)
             for work, result in zip(batch.work, results):
-                self.bus.publish_result(result, work.entry.entry_id, self.settings.results_maxlen)
                 FRAMES_DONE.labels(metric_camera(result.camera)).inc()
                 FACES.labels(metric_camera(result.camera)).inc(len(result.faces))
                 LATENCY.observe(result.done_at - result.captured_at)

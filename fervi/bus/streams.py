@@ -152,11 +152,25 @@ class Streams(BusCore):
     def publish_result(self, result: Result, entry_id: str, maxlen: int) -> bool:
         """Write the result once per (camera, seq), ack and delete the frame, atomically. True if new; False
         for a repeat, or when the camera was forgotten meanwhile (its result is dropped)."""
+        return self._publish(**self._publish_call(result, entry_id, maxlen)) == 1
+
+    def publish_results(self, results: list[tuple[Result, str]], maxlen: int) -> list[bool]:
+        """`publish_result` for a batch of (result, frame entry id): one round trip on a standalone Redis
+        (each result still atomic on its own); one call each on a cluster, whose pipelines take no scripts."""
+        if self.cluster or len(results) < 2:
+            return [self.publish_result(result, entry_id, maxlen) for result, entry_id in results]
+        pipe = self.redis.pipeline(transaction=False)
+        for result, entry_id in results:
+            self._publish(**self._publish_call(result, entry_id, maxlen), client=pipe)
+        return [reply == 1 for reply in pipe.execute()]
+
+    @staticmethod
+    def _publish_call(result: Result, entry_id: str, maxlen: int) -> dict:
         flat: list = [result.seq % SEEN_BLOCK, SEEN_TTL_S, maxlen, WORKER_GROUP, entry_id]
         for key, value in result.to_fields().items():
             flat += [key, value]
         keys = [results_key(result.camera), seen_key(result.camera, result.seq), frames_key(result.camera)]
-        return self._publish(keys=keys, args=flat) == 1
+        return {"keys": keys, "args": flat}
 
     def count(self, camera: str, counter: str, n: int = 1) -> None:
         """Add to one of a camera's counters (`fervi status`, dashboard metrics); a counter some client made

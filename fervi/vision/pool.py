@@ -29,16 +29,16 @@ class DetectorPool:
             return position % len(self.detectors)
         return zlib.crc32(stream.encode()) % len(self.detectors)
 
-    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-        return self.detectors[self._index(stream, 0)].detect(frame, stream, position)
+    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None,
+               at: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return self.detectors[self._index(stream, 0)].detect(frame, stream, position, at)
 
-    def detect_many(self, images: list[np.ndarray], streams: list[tuple[str, int]] | None = None
+    def detect_many(self, images: list[np.ndarray], streams: list[tuple] | None = None
                     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each image's (boxes, scores); a camera's images in their order on its own detector."""
         keys = streams or [(None, i) for i in range(len(images))]
         groups: dict[int, list[int]] = {}
-        for i, (stream, _) in enumerate(keys):
+        for i, (stream, *_) in enumerate(keys):
             groups.setdefault(self._index(stream, i), []).append(i)
 
         def run(detector_index: int, indices: list[int]) -> list[tuple[int, tuple]]:
