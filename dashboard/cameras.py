@@ -14,7 +14,7 @@ from flask import Flask, jsonify, request
 
 from fervi.bus import Bus, RegistryFull
 from fervi.protocol import CameraSource, ProtocolError, check_camera, is_browser_camera, source_kind
-from fervi.protocol import IMAGE_CAMERA_PREFIX
+from fervi.protocol import IMAGE_CAMERA_PREFIX, resolved_within
 from fervi.settings import Settings, mask_password
 
 MAX_BODY_BYTES = 16 * 1024  # a camera is a name, a source of at most 1024 characters and two options
@@ -39,8 +39,8 @@ def check_file_source(path: str, roots: list[Path]) -> str:
         raise SourceRefused("files cannot be added from the dashboard (FERVI_CAMERA_FILE_ROOTS is empty)")
     if not path.startswith("/"):
         raise SourceRefused(KIND_HINTS["file"])
-    resolved = Path(path).resolve()
-    if not any(resolved == root or root in resolved.parents for root in roots):
+    resolved = resolved_within(path, roots)
+    if resolved is None:
         raise SourceRefused(f"{path} is outside the folders the dashboard may read "
                             f"({', '.join(map(str, roots))}; FERVI_CAMERA_FILE_ROOTS)")
     if not resolved.exists():
@@ -84,7 +84,7 @@ def register_cameras(app: Flask, bus: Bus, settings: Settings) -> None:
         registered = bus.sources()
         running = [c for c in bus.cameras() if not is_browser_camera(c) and not c.startswith(IMAGE_CAMERA_PREFIX)]
         states = bus.source_states(set(registered) | set(running))
-        supervised = any(info.get("kind") == "cameras" for info in bus.processes().values())
+        supervised = bus.supervisor_running()
         now = time.time()
         cameras = sorted(set(registered) | set(states))
         return jsonify(cameras=[describe(registered.get(c), c, states.get(c, {}), now, supervised) for c in cameras],

@@ -155,8 +155,7 @@ class EmbeddedCluster:
         first = self._client(self.nodes[0])
         for node in self.nodes[1:]:
             first.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
-        bounds = [round(i * CLUSTER_SLOTS / len(self.nodes)) for i in range(len(self.nodes) + 1)]
-        for node, low, high in zip(self.nodes, bounds, bounds[1:]):
+        for node, (low, high) in zip(self.nodes, self.slot_ranges()):
             self._client(node).execute_command("CLUSTER", "ADDSLOTS", *range(low, high))
         self.wait_ok(timeout_s)
         log.info("event=cluster_started url=%s masters=%d", self.url, len(self.nodes))
@@ -182,8 +181,12 @@ class EmbeddedCluster:
     def node_of(self, key: str) -> int:
         """Which of the nodes holds `key`'s slot."""
         slot = int(self._client(self.nodes[0]).execute_command("CLUSTER", "KEYSLOT", key))
+        return next(i for i, (low, high) in enumerate(self.slot_ranges()) if low <= slot < high)
+
+    def slot_ranges(self) -> list[tuple[int, int]]:
+        """Each node's slots [low, high): split evenly, in node order."""
         bounds = [round(i * CLUSTER_SLOTS / len(self.nodes)) for i in range(len(self.nodes) + 1)]
-        return next(i for i, (low, high) in enumerate(zip(bounds, bounds[1:])) if low <= slot < high)
+        return list(zip(bounds, bounds[1:]))
 
     def restart(self, index: int, down_s: float = 0.0) -> None:
         self.nodes[index].stop()

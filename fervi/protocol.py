@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 from dataclasses import dataclass
 
@@ -307,6 +308,17 @@ def check_source(spec: str) -> str:
     elif kind == "file" and not spec.startswith("/"):
         raise ProtocolError(f"{spec!r}: give the file's absolute path (starting with /)")
     return spec
+
+
+def resolved_within(path: str | Path, roots) -> Path | None:
+    """`path` with its symlinks resolved when that lies inside one of the folders `roots` (also resolved),
+    else None: the one check of where a file source may be read, when it is added and at every open."""
+    resolved = Path(path).resolve()
+    for root in roots:
+        root = Path(root).resolve()
+        if resolved == root or root in resolved.parents:
+            return resolved
+    return None
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from fervi.protocol import resolved_within
 from fervi.vision.images import ImageError, decode_image, read_image_file, still_image_size
 from fervi.vision.video import open_file, open_stream
 
@@ -145,8 +146,8 @@ def check_within(path: Path, within: list[str]) -> None:
     each time it is opened: a link swapped in after the camera was added is refused too."""
     if not within:
         return
-    resolved = path.resolve()
-    if not any(resolved == Path(root) or Path(root) in resolved.parents for root in within):
+    resolved = resolved_within(path, within)
+    if resolved is None:
         raise SourceError(f"{path}: outside the folders this camera may read ({', '.join(within)})")
     if resolved.exists() and not (resolved.is_file() or resolved.is_dir()):
         raise SourceError(f"{path}: not a regular file or a folder")

@@ -32,6 +32,10 @@ class Sources(BusCore):
             return False
         return any(info.get("kind") == "ingest" and info.get("camera") == camera for info in self.processes().values())
 
+    def supervisor_running(self) -> bool:
+        """Whether some `fervi cameras supervise` (or `fervi up`) is alive to run the registered cameras."""
+        return any(info.get("kind") == "cameras" for info in self.processes().values())
+
     def remove_source(self, camera: str) -> bool:
         """Stop running a camera (its supervisor stops the ingest); its charts and tracks stay."""
         removed = bool(self.redis.hdel(SOURCES, check_camera(camera)))
