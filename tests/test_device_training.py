@@ -22,10 +22,12 @@ def test_pack_returns_the_same_pixels_labels_and_oversampling(fer_csv, ckplus_di
     faces = load_fer_csv(fer_csv, limit=700)
     data = SimpleNamespace(train=faces.subset(np.arange(600)), val=faces.subset(np.arange(600, 700)),
                            holdouts={"ckplus48": load_ckplus(ckplus_dir)},
-                           train_index=np.r_[np.arange(600), np.arange(20)], report={"note": "test"})
+                           train_index=np.r_[np.arange(600), np.arange(20)], report={"note": "test"},
+                           train_alt=faces.subset(np.arange(100, 700)))  # framing "both": the other framing
     write_pack(data, tmp_path / "pack")
     back = read_pack(tmp_path / "pack")
     assert np.array_equal(back["train"], data.train.images) and np.array_equal(back["val"], data.val.images)
+    assert np.array_equal(back["train_alt"], data.train_alt.images)
     assert np.array_equal(back["holdout_ckplus48"], data.holdouts["ckplus48"].images)
     assert np.array_equal(back["train_labels"], data.train.labels)
     assert np.array_equal(back["train_index"], data.train_index)

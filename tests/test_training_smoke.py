@@ -39,6 +39,10 @@ def test_one_epoch_train_and_export(tmp_path, fer_csv, ckplus_dir):
     assert reframed["detector"] == "multiscale" and reframed["margin"] == 0.15
     assert reframed["train"]["found_by_detector"] >= 0.85 * reframed["train"]["faces"]
     assert reframed["val"]["faces"] == 200
+    # framing "both" (the default): trained on both framings, measured on the detector's and the dataset's crops
+    assert reframed["framing"] == "both"
+    assert card["metrics"]["validation_dataset_crops_single_view"]["n"] == 200
+    assert "dataset crops, single view" in (out / "MODEL_CARD.md").read_text()
     for name in ("fervi_cnn_lstm.keras", "fervi_cnn_lstm.tflite", "MODEL_CARD.md", "figures/confusion_matrix.png",
                  "figures/training_curves.png", "figures/class_counts.png", "figures/misclassified.png"):
         assert (out / name).stat().st_size > 0, name
@@ -51,11 +55,15 @@ def test_one_epoch_train_and_export(tmp_path, fer_csv, ckplus_dir):
     out2 = tmp_path / "models2"
     tuned = CliRunner().invoke(main, ["train", "--data", str(subset), "--data", str(ckplus_dir), "--epochs", "1",
                                       "--init", str(out / "fervi_cnn_lstm.keras"), "--out", str(out2),
+                                      "--augment", "flip", "--weight-decay", "0.05", "--learning-rate", "3e-5",
                                       "--work-dir", str(tmp_path / "work2")])
     assert tuned.exit_code == 0, tuned.output
     training = json.loads((out2 / "model_card.json").read_text())["training"]
     assert training["init_from"]["epochs_run"] == 2 and training["epochs_total"] == 3
-    assert "Started from the weights" in (out2 / "MODEL_CARD.md").read_text()
+    assert training["augment"] == "flip" and training["weight_decay"] == 0.05
+    card_text = (out2 / "MODEL_CARD.md").read_text()
+    assert "Started from the weights" in card_text and "AdamW (weight decay 0.05)" in card_text
+    assert "mirror images only" in card_text
     # --export-only exports the finished run again: here its last epoch, with a note for the card
     out3 = tmp_path / "models3"
     again = CliRunner().invoke(main, ["train", "--data", str(subset), "--data", str(ckplus_dir), "--epochs", "1",

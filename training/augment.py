@@ -13,7 +13,11 @@ import tensorflow as tf
 from fervi.emotions import NUM_EMOTIONS
 
 
-def augmenter(seed: int) -> keras.Sequential:
+def augmenter(seed: int, mode: str = "full") -> keras.Sequential:
+    """`full`: flip, rotation, zoom, shift, contrast and brightness; `flip`: mirror images only (a gentle
+    fine-tune keeps the distribution the model was trained on)."""
+    if mode == "flip":
+        return keras.Sequential([keras.layers.RandomFlip("horizontal", seed=seed)], name="augment")
     return keras.Sequential(
         [
             keras.layers.RandomFlip("horizontal", seed=seed),
@@ -33,14 +37,24 @@ def as_model_input(images: np.ndarray) -> np.ndarray:
 
 
 def train_pipeline(
-    images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augment: bool = True
+    images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augment: str = "full",
+    alternate: np.ndarray | None = None, alternate_share: float = 0.5,
 ) -> tf.data.Dataset:
+    """Shuffled, augmented batches. With `alternate` (the same faces framed another way, row for row) each
+    face is shown in that framing with probability `alternate_share`, drawn again every epoch."""
     one_hot = np.eye(NUM_EMOTIONS, dtype=np.float32)[labels]
-    data = tf.data.Dataset.from_tensor_slices((images[..., None], one_hot))
+    if alternate is None:
+        data = tf.data.Dataset.from_tensor_slices((images[..., None], one_hot))
+    else:
+        if alternate.shape != images.shape:
+            raise ValueError(f"alternate framing {alternate.shape} does not match the faces {images.shape}")
+        pick = tf.random.Generator.from_seed(seed)
+        data = tf.data.Dataset.from_tensor_slices((images[..., None], alternate[..., None], one_hot)).map(
+            lambda x, alt, y: (tf.where(pick.uniform([]) < alternate_share, alt, x), y))
     data = data.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     data = data.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
-    if augment:
-        layer = augmenter(seed)
+    if augment != "none":
+        layer = augmenter(seed, augment)
         data = data.map(
             lambda x, y: (tf.clip_by_value(layer(x, training=True), 0.0, 255.0), y),
             num_parallel_calls=tf.data.AUTOTUNE,

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+FRAMINGS = ("both", "detector", "dataset")
+AUGMENTATIONS = ("full", "flip", "none")
+
 
 @dataclass
 class TrainConfig:
@@ -16,7 +19,8 @@ class TrainConfig:
     warmup_epochs: int = 1
     label_smoothing: float = 0.1
     oversample_min_share: float = 0.15
-    augment: bool = True
+    augment: str = "full"  # training-split augmentation: "full" (flip, rotation, zoom, shift, light), "flip", "none"
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay (0: Adam)
     patience: int = 10
     seed: int = 42
     holdout_fraction: float = 0.2
@@ -32,5 +36,8 @@ class TrainConfig:
     note: str = ""  # how the run went (resumed, shared machine...), printed in the model card
     device_pack: str | None = None  # write the prepared data here for training/gpu_train.py, then stop
     from_torch: str | None = None  # import a gpu_train.py run (its .npz) instead of training here
-    reframe: bool = True  # frame every split's faces through the workers' detector and crop margin
+    # "detector": every split framed as the workers frame faces (detector box + crop margin); "both": that, and
+    # each training face shown in either framing at random, its dataset crop or the detector's, every epoch;
+    # "dataset": the datasets' own crops only
+    framing: str = "both"
     extra: dict = field(default_factory=dict)

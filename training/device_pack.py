@@ -47,6 +47,8 @@ def write_pack(data, folder: str | Path) -> dict:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sets = {"train": data.train, "val": data.val, **{f"holdout_{k}": v for k, v in data.holdouts.items()}}
+    if getattr(data, "train_alt", None) is not None:  # framing "both": the training faces in their dataset crops
+        sets["train_alt"] = data.train_alt
     arrays = {"train_index": data.train_index.astype(np.int32)}
     for name, faces in sets.items():
         (folder / f"{name}.webp").write_bytes(_encode(faces.images))

@@ -66,6 +66,10 @@ def export_run(config, data, work: Path) -> dict:
     val_metrics, val_probs = _evaluate(flip, data.val)
     plain_metrics, _ = _evaluate(plain, data.val)
     holdouts = {name: _evaluate(flip, faces)[0] for name, faces in data.holdouts.items()}
+    as_cropped = {}
+    if data.val_as_cropped is not None:  # the same faces in the dataset's crops: comparable with other models
+        as_cropped = {"validation_dataset_crops_single_view": _evaluate(plain, data.val_as_cropped)[0],
+                      "validation_dataset_crops_flip_averaged": _evaluate(flip, data.val_as_cropped)[0]}
 
     history_csv = work / "history.csv"
     epochs_run = len(_history_epochs(history_csv))
@@ -108,6 +112,7 @@ def export_run(config, data, work: Path) -> dict:
         "metrics": {
             "validation_flip_averaged": val_metrics,
             "validation_single_view": plain_metrics,
+            **as_cropped,
             **{f"holdout_{name}_flip_averaged": m for name, m in holdouts.items()},
         },
         "figures": [str(p.relative_to(out)) for p in figure_files],
@@ -156,10 +161,16 @@ def _machine(config) -> str:
     return f"{platform.machine()} {platform.processor() or ''} cpu_count={_cpus()}".strip()
 
 
+def _augmentation(augment) -> str:
+    """Cards before augmentation modes said on (True) or off (False)."""
+    return {True: "on", False: "off", "full": "on (flip, rotation, zoom, shift, light)",
+            "flip": "mirror images only", "none": "off"}.get(augment, str(augment))
+
+
 def _optimizer(training: dict) -> str:
     torch_run = training.get("trained_with")
     if not torch_run:
-        return "Adam"
+        return f"AdamW (weight decay {training['weight_decay']:g})" if training.get("weight_decay") else "Adam"
     if torch_run["optimizer"] == "sgd":
         return f"SGD (Nesterov momentum 0.9, weight decay {torch_run['weight_decay']:g})"
     return f"AdamW (weight decay {torch_run['weight_decay']:g})"
@@ -202,9 +213,12 @@ def _init_line(training: dict) -> str:
 def _reframed_line(reframed: dict) -> str:
     found = ", ".join(f"{name} {info['found_by_detector']}/{info['faces']}" for name, info in reframed.items()
                       if isinstance(info, dict))
+    both = (" Framing `both`: each epoch shows every training face in either framing at random, the "
+            "detector's or the dataset's own crop.") if reframed.get("framing") == "both" else ""
     return (f"- Every split framed as the workers frame live faces (training/reframe.py): detector "
             f"`{reframed['detector']}`, crop margin {reframed['margin']}; faces found by it: {found} (the others "
-            "keep their original crop). Validation and hold-out metrics below are on these framings.")
+            "keep their original crop). Validation and hold-out metrics below are on these framings, except the "
+            f"rows that say dataset crops.{both}")
 
 
 def model_card_markdown(card: dict) -> str:
@@ -235,7 +249,7 @@ def model_card_markdown(card: dict) -> str:
         f"{_optimizer(card['training'])} peak "
         f"{card['training']['learning_rate']:g} (warm-up, cosine decay), label smoothing "
         f"{card['training']['label_smoothing']}, over-sampling to {card['training']['oversample_min_share']:g} of "
-        f"the largest class, augmentation {'on' if card['training']['augment'] else 'off'}; wall time "
+        f"the largest class, augmentation {_augmentation(card['training']['augment'])}; wall time "
         f"{card['training']['wall_seconds']} s on {card['training']['machine']}.",
         *(["", _torch_line(card["training"]["trained_with"])] if card["training"].get("trained_with") else []),
         *(["", card["training"]["history_note"]] if card["training"].get("history_note") else []),
@@ -248,6 +262,11 @@ def model_card_markdown(card: dict) -> str:
         f"| validation, flip-averaged | {val['n']} | {val['accuracy']:.4f} | {val['macro_f1']:.4f} |",
         f"| validation, single view | {single['n']} | {single['accuracy']:.4f} | {single['macro_f1']:.4f} |",
     ]
+    for name, label in (("validation_dataset_crops_flip_averaged", "validation, dataset crops, flip-averaged"),
+                        ("validation_dataset_crops_single_view", "validation, dataset crops, single view")):
+        if name in card["metrics"]:
+            m = card["metrics"][name]
+            lines.append(f"| {label} | {m['n']} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
     for name, metrics in card["metrics"].items():
         if name.startswith("holdout_"):
             lines.append(f"| {name} | {metrics['n']} | {metrics['accuracy']:.4f} | {metrics['macro_f1']:.4f} |")

@@ -163,6 +163,8 @@ def train_recipe(name: str, pack: Path, out: Path, minutes: float, init: Path | 
     torch.backends.cuda.matmul.allow_tf32 = True
     data = read_pack(pack)
     train_x = torch.from_numpy(data["train"]).to(dev)
+    # framing "both": each face is shown in its dataset crop or the detector's, drawn again every time
+    alt_x = torch.from_numpy(data["train_alt"]).to(dev) if "train_alt" in data else None
     train_y = torch.from_numpy(data["train_labels"]).to(dev)
     index = torch.from_numpy(data["train_index"]).to(dev)  # over-sampled rows of the training split
     val_x = torch.from_numpy(data["val"]).to(dev).float().unsqueeze(1)
@@ -192,7 +194,11 @@ def train_recipe(name: str, pack: Path, out: Path, minutes: float, init: Path | 
             for g in opt.param_groups:
                 g["lr"] = lr
             rows = order[b * r["batch"]:(b + 1) * r["batch"]]
-            x = augment(train_x[rows].float().unsqueeze(1), r, gen)
+            faces = train_x[rows]
+            if alt_x is not None:
+                other = torch.rand(len(rows), device=dev, generator=gen) < 0.5
+                faces = torch.where(other[:, None, None], alt_x[rows], faces)
+            x = augment(faces.float().unsqueeze(1), r, gen)
             loss = F.cross_entropy(model(x), train_y[rows], label_smoothing=r["smoothing"])
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig
+from .config import AUGMENTATIONS, FRAMINGS, TrainConfig
 from .datasets import FaceSet, load_faces
 from .splits import overlap_report, oversample_indices, split_faces
 
@@ -30,6 +30,8 @@ class PreparedData:
     holdouts: dict[str, FaceSet]
     train_index: np.ndarray  # over-sampled row indices into train
     report: dict
+    train_alt: FaceSet | None = None  # framing "both": the training faces in their dataset crops, row for row
+    val_as_cropped: FaceSet | None = None  # reframed runs: the validation faces in their dataset crops
 
 
 def prepare(config: TrainConfig) -> PreparedData:
@@ -60,13 +62,20 @@ def prepare(config: TrainConfig) -> PreparedData:
     if config.limit:
         train = train.subset(np.arange(min(config.limit, len(train))))
     val = vals[0]
-    if config.reframe:
+    if config.framing not in FRAMINGS:
+        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, not {config.framing!r}")
+    train_alt = val_as_cropped = None
+    if config.framing != "dataset":
+        cropped_train, val_as_cropped = train, val
         train, val, holdouts = reframe_splits(train, val, holdouts, report)
+        report["reframed"]["framing"] = config.framing
+        if config.framing == "both":
+            train_alt = cropped_train
     index = oversample_indices(train.labels, config.oversample_min_share, config.seed)
     report["class_counts_before"] = train.class_counts()
     report["class_counts_after"] = train.subset(index).class_counts()
     report["overlap_train_val"] = overlap_report({"train": train, "val": val, **holdouts})
-    return PreparedData(train, val, holdouts, index, report)
+    return PreparedData(train, val, holdouts, index, report, train_alt, val_as_cropped)
 
 
 def reframe_splits(train: FaceSet, val: FaceSet, holdouts: dict[str, FaceSet], report: dict):
@@ -124,6 +133,8 @@ def train(config: TrainConfig) -> dict:
     backup = work / "backup"
     if config.select not in ("best", "last"):
         raise ValueError(f"select must be best or last, not {config.select!r}")
+    if config.augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, not {config.augment!r}")
     if config.device_pack:
         from .device_pack import write_pack
 
@@ -154,13 +165,16 @@ def train(config: TrainConfig) -> dict:
     )
     images = data.train.images[data.train_index]
     labels = data.train.labels[data.train_index]
+    alternate = data.train_alt.images[data.train_index] if data.train_alt is not None else None
 
     model = build(config.model)
     if config.init:
         model.set_weights(keras.models.load_model(config.init, compile=False).get_weights())
         log.info("event=weights_loaded from=%s", config.init)
+    optimizer = keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay) \
+        if config.weight_decay else keras.optimizers.Adam(config.learning_rate)
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
+        optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
@@ -174,7 +188,7 @@ def train(config: TrainConfig) -> dict:
         wall_clock(work / "wall_seconds.json"),
     ]
     model.fit(
-        train_pipeline(images, labels, config.batch_size, config.seed, config.augment),
+        train_pipeline(images, labels, config.batch_size, config.seed, config.augment, alternate),
         validation_data=eval_pipeline(data.val.images, data.val.labels, 256),
         epochs=config.epochs,
         callbacks=callbacks,
@@ -214,7 +228,7 @@ def import_torch_run(config: TrainConfig, work: Path) -> dict:
     config.batch_size = meta["batch"]
     config.learning_rate = meta["lr"]
     config.label_smoothing = meta["smoothing"]
-    config.augment = True
+    config.augment = "full"
     config.extra = {"trained_with": run_info}
     log.info("event=torch_run_imported file=%s recipe=%s epochs=%d", config.from_torch, meta["recipe"],
              meta["epochs_run"])

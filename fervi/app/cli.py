@@ -16,7 +16,7 @@ import click
 from fervi import __version__
 from fervi.logs import setup_logging
 from fervi.settings import Settings, load_settings
-from fervi.training.config import TrainConfig
+from fervi.training.config import AUGMENTATIONS, FRAMINGS, TrainConfig
 
 TRAIN = TrainConfig(data=[])  # `fervi train`'s defaults are the training run's own
 
@@ -327,8 +327,7 @@ def cameras_add(name: str, source: str, fps: float, loop: bool, live: bool | Non
         raise click.ClickException(str(err)) from None
     if not added:
         raise click.ClickException(f"a camera named {name!r} exists: remove it first, or pass --replace")
-    running = any(info.get("kind") == "cameras" for info in bus.processes().values())
-    click.echo(f"added {name}" + ("" if running else " (no supervisor runs: start `fervi up` or `fervi cameras "
+    click.echo(f"added {name}" + ("" if bus.supervisor_running() else " (no supervisor runs: start `fervi up` or `fervi cameras "
                                                      "supervise`)"))
 
 
@@ -628,10 +627,16 @@ def predict(images: tuple[str, ...], as_json: bool) -> None:
 @click.option("--label-smoothing", default=TRAIN.label_smoothing, show_default=True, type=float)
 @click.option("--oversample", "oversample_min_share", default=TRAIN.oversample_min_share, show_default=True, type=float,
               help="Repeat training faces of small classes up to this share of the largest class (0: off).")
-@click.option("--no-augment", is_flag=True, help="Train without augmentation.")
-@click.option("--reframe/--no-reframe", default=TRAIN.reframe, show_default=True,
-              help="Frame every split's faces through the workers' default detector and crop margin, as live "
-                   "faces are framed (faces it misses keep their crop).")
+@click.option("--weight-decay", default=TRAIN.weight_decay, show_default=True, type=click.FloatRange(0),
+              help="AdamW's weight decay (0: Adam).")
+@click.option("--augment", type=click.Choice(AUGMENTATIONS), default=TRAIN.augment, show_default=True,
+              help="Training-split augmentation: flip, rotation, zoom, shift and light (full), mirror images "
+                   "only (flip, for gentle fine-tunes), or none.")
+@click.option("--framing", type=click.Choice(FRAMINGS), default=TRAIN.framing, show_default=True,
+              help="detector: frame every split's faces through the workers' default detector and crop margin, "
+                   "as live faces are framed (faces it misses keep their crop); both: that, and each training "
+                   "face shown in its dataset crop or the detector's at random every epoch; dataset: the "
+                   "datasets' own crops.")
 @click.option("--patience", default=TRAIN.patience, show_default=True, help="Early stopping patience in epochs.")
 @click.option("--seed", default=TRAIN.seed, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --work-dir from its last epoch.")
@@ -659,8 +664,7 @@ def train(data, model_name, **options) -> None:
     from fervi.training.trainer import train as run_training
 
     try:
-        card = run_training(TrainConfig(data=list(data), model=model_name, augment=not options.pop("no_augment"),
-                                        **options))
+        card = run_training(TrainConfig(data=list(data), model=model_name, **options))
     except DatasetError as err:
         raise click.ClickException(str(err)) from None
     if "device_pack" in card:
