@@ -132,6 +132,7 @@ def _add_camera(page, name: str, kind: str, source: str, loop: bool = False, fps
         page.set_checked("#loop", loop)
     with page.expect_response(lambda r: r.url.endswith("/api/sources") and r.request.method == "POST"):
         page.click("#add button[type=submit]")
+    page.wait_for_function("!document.getElementById('add').dataset.busy")  # the page has shown the answer
     return page.locator("#error").inner_text()
 
 

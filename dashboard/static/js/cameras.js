@@ -93,22 +93,34 @@ async function refresh() {
 
 document.getElementById("add").addEventListener("submit", async (event) => {
   event.preventDefault();
+  const form = event.target;
+  const button = form.querySelector("button[type=submit]");
+  if (form.dataset.busy) return;  // one camera at a time: a double click adds nothing twice
+  form.dataset.busy = "1";
+  button.disabled = true;
   error.textContent = "";
-  const body = {
-    camera: document.getElementById("camera").value.trim(), source: source.value.trim(),
-    fps: Number(document.getElementById("fps").value || 0),
-    loop: kind.value === "file" && document.getElementById("loop").checked, kind: kind.value,
-  };
-  const reply = await fetch(api("/api/sources"), {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-  });
-  const answer = await reply.json();
-  if (!reply.ok) { error.textContent = answer.error; return; }
-  const chosen = kind.value;  // the next camera is likely of the same kind
-  event.target.reset();
-  kind.value = chosen;
-  showKind();
-  refresh();
+  try {
+    const body = {
+      camera: document.getElementById("camera").value.trim(), source: source.value.trim(),
+      fps: Number(document.getElementById("fps").value || 0),
+      loop: kind.value === "file" && document.getElementById("loop").checked, kind: kind.value,
+    };
+    const reply = await fetch(api("/api/sources"), {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    const answer = await reply.json();
+    if (!reply.ok) { error.textContent = answer.error; return; }
+    const chosen = kind.value;  // the next camera is likely of the same kind
+    form.reset();
+    kind.value = chosen;
+    showKind();
+    refresh();
+  } catch (err) {
+    error.textContent = `the server did not answer (${err.message}): try again`;
+  } finally {
+    delete form.dataset.busy;  // tests and scripts wait for this: the answer is shown
+    button.disabled = false;
+  }
 });
 
 showKind();
