@@ -8,6 +8,8 @@ without a word (kill -9, lost host) is retried once its heartbeat has expired.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -41,10 +43,33 @@ def preload() -> None:
     from . import jobs, outputs  # noqa: F401
 
 
+class VideoWorker(Worker):
+    """RQ's worker, except that stopping a job never kills the worker itself.
+
+    RQ kills a stopped job's work horse by its process group, which the horse makes its own right after the
+    fork. A stop that arrives in between (a video canceled the moment its job starts) found the worker's own
+    group and killed the worker, and with it every process of that group: the queue then stood still. Such a
+    horse is killed alone."""
+
+    def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        try:
+            shares_our_group = os.getpgid(self.horse_pid) == os.getpgrp()
+        except ProcessLookupError:
+            return  # already gone
+        if not shares_our_group:
+            super().kill_horse(sig)
+            return
+        try:
+            os.kill(self.horse_pid, sig)
+            log.info("event=horse_killed_alone worker=%s pid=%d", self.name, self.horse_pid)
+        except ProcessLookupError:
+            pass
+
+
 def rq_worker(redis_url: str, burst: bool = False) -> int:
     preload()
     queue = Bus.from_url(redis_url, socket_timeout=None).queue(QUEUE)  # RQ blocks on its queue for minutes
-    worker = Worker([queue], connection=queue.connection, name=process_id("rq"))
+    worker = VideoWorker([queue], connection=queue.connection, name=process_id("rq"))
     worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
     return 0
 

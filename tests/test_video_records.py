@@ -216,3 +216,31 @@ def test_a_canceled_video_can_be_retried_and_the_jobs_view_shows_the_queue(dashb
     again = http.post(f"/api/videos/{video_id}/retry")
     assert again.status_code == 409 and "finished" in again.get_json()["error"]
     assert http.post("/api/videos/0123456789ab/retry").status_code == 404
+
+
+def test_stopping_a_job_the_moment_it_starts_kills_the_horse_not_the_worker(redis_url):
+    """RQ kills a stopped job's work horse by process group, which the horse makes its own right after the
+    fork; a stop in between (found by the clean-clone run: a video canceled as its job started) killed the
+    RQ worker itself. Here the horse has not made its group yet: it alone is killed."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys, time\n"
+        "from fervi.bus import Bus\n"
+        "from fervi.offline.runner import VideoWorker\n"
+        "queue = Bus.from_url(sys.argv[1]).queue('fervi-test-horse')\n"
+        "worker = VideoWorker([queue], connection=queue.connection, name='horse-test')\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    time.sleep(30); os._exit(0)  # a horse that has not called setpgrp yet\n"
+        "worker._horse_pid = child\n"
+        "worker.kill_horse()\n"
+        "pid, status = os.waitpid(child, 0)\n"
+        "print('horse', 'killed' if os.WIFSIGNALED(status) else 'exited', 'worker alive')\n"
+    )
+    # its own process group, so a wrong killpg would hit only this child process and not pytest
+    done = subprocess.run([sys.executable, "-c", script, redis_url], capture_output=True, text=True, timeout=60,
+                          start_new_session=True)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.strip().endswith("horse killed worker alive"), done.stdout
