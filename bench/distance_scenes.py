@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from fervi.demo import face_photo_paths, face_photos, package_dir
+from fervi.tracking import iou_matrix
 
 # scikit-image sample photos with no person in them (camera.png, astronaut.png have one).
 FACE_FREE_PHOTOS = (
@@ -109,12 +110,6 @@ def face_free_scenes(size: tuple[int, int]) -> list[Scene]:
     return [Scene(background(name, size), None, None, 0, False, name) for name in FACE_FREE_PHOTOS]
 
 
-def iou(box: np.ndarray, truth: tuple[int, int, int, int]) -> np.ndarray:
-    """IoU of (N, 4) xywh boxes with one xywh box."""
-    inter = _intersection(box, truth)
-    return inter / (box[:, 2] * box[:, 3] + truth[2] * truth[3] - inter + 1e-9)
-
-
 def _intersection(box: np.ndarray, truth: tuple[int, int, int, int]) -> np.ndarray:
     x, y, w, h = truth
     ix = np.clip(np.minimum(box[:, 0] + box[:, 2], x + w) - np.maximum(box[:, 0], x), 0, None)
@@ -139,7 +134,7 @@ def match(boxes: np.ndarray, truth: tuple[int, int, int, int] | None, min_iou: f
     if truth is None:
         return -1, len(boxes)
     boxes = np.asarray(boxes, np.float32)
-    overlaps = iou(boxes, truth)
+    overlaps = iou_matrix(boxes, np.array([truth], np.float32))[:, 0]
     inside = _intersection(boxes, truth) / np.maximum(boxes[:, 2] * boxes[:, 3], 1e-9)
     on_face = (overlaps >= min_iou) | ((inside >= MIN_INSIDE) & (boxes[:, 2:].max(axis=1) >= MIN_SIDE * truth[2]))
     if not on_face.any():
