@@ -40,7 +40,7 @@ from .outputs import (
     write_summary,
     write_timeline,
 )
-from .video_io import VideoError, VideoInfo, probe, seek, segment_bounds
+from .video_io import VideoError, VideoInfo, probe, seek, segment_bounds, video_fps
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
     if not capture.isOpened():
         raise VideoError(f"{video}: not a readable video")
     total = (stop - start) if stop is not None else max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) - start)
-    fps = capture.get(cv2.CAP_PROP_FPS)  # a keyframe's video time is the detector's clock (0: none known)
+    fps = video_fps(capture)  # a keyframe's video time is the detector's clock (as probe() reads it)
     keyframes = 0  # the keyframes detected so far: consecutive positions of the segment's stream
     index = seek(capture, video, start)
     frames, boxes, scores, probs, counts = [], [], [], [], []
@@ -111,7 +111,7 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
         nonlocal key, keyframes
         # the segment is one stream: the detector scans in full every few keyframes and follows between
         keyframes += 1
-        at = entry.index / fps if fps > 0 else None
+        at = entry.index / fps
         entry.faces = pipeline.detect([entry.image], [(f"{video}#{start}", keyframes, at)])[0]
         if key is not None:
             for item in waiting:

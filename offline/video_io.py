@@ -38,6 +38,12 @@ def _check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
                          "FERVI_MAX_FRAME_PIXELS)")
 
 
+def video_fps(capture: cv2.VideoCapture) -> float:
+    """The container's frame rate, or 25 where it says none (0) or an absurd one (1000 and over)."""
+    fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+    return fps if 0 < fps < 1000 else 25.0
+
+
 def probe(path: str | Path, max_pixels: int = 4096 * 4096) -> VideoInfo:
     """The file's frame count, fps and size; frames over `max_pixels` are refused before any is decoded."""
     path = Path(path)
@@ -59,10 +65,10 @@ def probe(path: str | Path, max_pixels: int = 4096 * 4096) -> VideoInfo:
         ok, image = capture.read() if capture.isOpened() else (False, None)
         if not ok or image is None:
             raise VideoError(f"{path}: not a readable video (OpenCV could not decode a frame)")
-        fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+        fps = video_fps(capture)
         # a still image has no frame count (OpenCV answers -2^63); a container may not know it (0)
         frames = 1 if still is not None else max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
-        return VideoInfo(str(path.resolve()), frames, fps if 0 < fps < 1000 else 25.0, image.shape[1], image.shape[0])
+        return VideoInfo(str(path.resolve()), frames, fps, image.shape[1], image.shape[0])
     finally:
         capture.release()
 

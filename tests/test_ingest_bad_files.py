@@ -78,6 +78,22 @@ def test_probe_counts_a_still_image_as_one_frame(tmp_path):
     assert (info.frames, info.width, info.height) == (1, 120, 100)
 
 
+def test_probe_and_the_segment_jobs_read_one_frame_rate():
+    """A container's absurd or missing frame rate becomes 25 fps for the plan (probe) and for the keyframes'
+    video time in each segment job alike (before, the jobs read it raw and lost the detector's clock)."""
+    from fervi.offline.video_io import video_fps
+
+    class Capture:
+        def __init__(self, fps):
+            self.fps = fps
+
+        def get(self, prop):
+            assert prop == cv2.CAP_PROP_FPS
+            return self.fps
+
+    assert [video_fps(Capture(f)) for f in (30.0, 12.5, 0.0, 90000.0, -1.0)] == [30.0, 12.5, 25.0, 25.0, 25.0]
+
+
 def test_ingest_refuses_a_huge_image_named_like_a_video(tmp_path, redis_url, processes):
     """Before: a 746 KB PNG of 16000x16000 named .mp4 went to OpenCV (823 MB) and ingest ended with rc 0,
     nothing sent and no error."""
