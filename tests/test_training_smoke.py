@@ -43,6 +43,10 @@ def test_one_epoch_train_and_export(tmp_path, fer_csv, ckplus_dir):
     assert reframed["framing"] == "both"
     assert card["metrics"]["validation_dataset_crops_single_view"]["n"] == 200
     assert "dataset crops, single view" in (out / "MODEL_CARD.md").read_text()
+    # how many labels change when the crop margin is 0.1 smaller or larger, over the faces the detector found
+    flips = card["metrics"]["validation_label_flips_between_margins"]
+    assert set(flips["per_margin"]) == {"0.05", "0.25"} and 0 <= flips["mean"] <= 1
+    assert flips["faces"] == reframed["val"]["found_by_detector"]
     for name in ("fervi_cnn_lstm.keras", "fervi_cnn_lstm.tflite", "MODEL_CARD.md", "figures/confusion_matrix.png",
                  "figures/training_curves.png", "figures/class_counts.png", "figures/misclassified.png"):
         assert (out / name).stat().st_size > 0, name
@@ -51,19 +55,22 @@ def test_one_epoch_train_and_export(tmp_path, fer_csv, ckplus_dir):
                                       "--oversample", "0.5", "--resume", "--out", str(out), "--work-dir", str(work)])
     assert again.exit_code == 0, again.output
     assert json.loads((out / "model_card.json").read_text())["training"]["epochs_run"] == 2
-    # --init starts a new run from the exported model's weights; the card counts both runs
+    # --init starts a new run from the exported model's weights; the card counts both runs; --agreement trains
+    # on pairs of framings of each face (crops at four more margins and the dataset's)
     out2 = tmp_path / "models2"
     tuned = CliRunner().invoke(main, ["train", "--data", str(subset), "--data", str(ckplus_dir), "--epochs", "1",
                                       "--init", str(out / "fervi_cnn_lstm.keras"), "--out", str(out2),
                                       "--augment", "flip", "--weight-decay", "0.05", "--learning-rate", "3e-5",
-                                      "--work-dir", str(tmp_path / "work2")])
+                                      "--agreement", "2", "--work-dir", str(tmp_path / "work2")])
     assert tuned.exit_code == 0, tuned.output
-    training = json.loads((out2 / "model_card.json").read_text())["training"]
+    tuned_card = json.loads((out2 / "model_card.json").read_text())
+    training = tuned_card["training"]
     assert training["init_from"]["epochs_run"] == 2 and training["epochs_total"] == 3
-    assert training["augment"] == "flip" and training["weight_decay"] == 0.05
+    assert training["augment"] == "flip" and training["weight_decay"] == 0.05 and training["agreement"] == 2
+    assert tuned_card["reframed"]["train_margins"] == [0.05, 0.1, 0.2, 0.25]
     card_text = (out2 / "MODEL_CARD.md").read_text()
     assert "Started from the weights" in card_text and "AdamW (weight decay 0.05)" in card_text
-    assert "mirror images only" in card_text
+    assert "mirror images only" in card_text and "Jensen-Shannon" in card_text
     # --export-only exports the finished run again: here its last epoch, with a note for the card
     out3 = tmp_path / "models3"
     again = CliRunner().invoke(main, ["train", "--data", str(subset), "--data", str(ckplus_dir), "--epochs", "1",

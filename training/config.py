@@ -40,4 +40,7 @@ class TrainConfig:
     # each training face shown in either framing at random, its dataset crop or the detector's, every epoch;
     # "dataset": the datasets' own crops only
     framing: str = "both"
+    # > 0: every batch shows each training face in two framings (crop margins around the detector's box, its
+    # dataset crop) and the loss adds this weight x the Jensen-Shannon divergence of their predictions
+    agreement: float = 0.0
     extra: dict = field(default_factory=dict)

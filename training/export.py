@@ -50,6 +50,18 @@ def _evaluate(classifier, faces) -> dict:
     return metrics, probs
 
 
+def _margin_flips(classifier, data) -> dict:
+    """The share of validation faces whose single-view label changes when the crop margin is 0.1 smaller or
+    larger than the workers' (over the faces the detector found; the others keep their crop at every margin)."""
+    base = classifier.predict(data.val.images).argmax(1)
+    changed = {f"{margin:g}": float((classifier.predict(images).argmax(1) != base).mean())
+               for margin, images in data.val_margins.items()}
+    found = data.report.get("reframed", {}).get("val", {}).get("found_by_detector", len(base))
+    scale = len(base) / found if found else 0.0  # faces not found keep their crop: they never flip
+    return {"per_margin": {m: round(v * scale, 4) for m, v in changed.items()},
+            "mean": round(float(np.mean(list(changed.values()))) * scale, 4), "faces": int(found)}
+
+
 def export_run(config, data, work: Path) -> dict:
     import keras
 
@@ -70,6 +82,8 @@ def export_run(config, data, work: Path) -> dict:
     if data.val_as_cropped is not None:  # the same faces in the dataset's crops: comparable with other models
         as_cropped = {"validation_dataset_crops_single_view": _evaluate(plain, data.val_as_cropped)[0],
                       "validation_dataset_crops_flip_averaged": _evaluate(flip, data.val_as_cropped)[0]}
+
+    margin_flips = _margin_flips(plain, data) if getattr(data, "val_margins", None) else None
 
     history_csv = work / "history.csv"
     epochs_run = len(_history_epochs(history_csv))
@@ -114,6 +128,7 @@ def export_run(config, data, work: Path) -> dict:
             "validation_single_view": plain_metrics,
             **as_cropped,
             **{f"holdout_{name}_flip_averaged": m for name, m in holdouts.items()},
+            **({"validation_label_flips_between_margins": margin_flips} if margin_flips else {}),
         },
         "figures": [str(p.relative_to(out)) for p in figure_files],
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -210,11 +225,21 @@ def _init_line(training: dict) -> str:
     return line
 
 
+def _agreement_line(training: dict) -> str:
+    return (f"Agreement between framings (`--agreement {training['agreement']:g}`, training/agreement.py): every "
+            "batch shows each face in two framings drawn from its crops at the margins above and its dataset "
+            "crop, each mirrored at random; the loss adds to both views' cross-entropy "
+            f"{training['agreement']:g} x the Jensen-Shannon divergence between their predictions.")
+
+
 def _reframed_line(reframed: dict) -> str:
     found = ", ".join(f"{name} {info['found_by_detector']}/{info['faces']}" for name, info in reframed.items()
                       if isinstance(info, dict))
     both = (" Framing `both`: each epoch shows every training face in either framing at random, the "
             "detector's or the dataset's own crop.") if reframed.get("framing") == "both" else ""
+    if reframed.get("train_margins"):
+        both += (f" Training faces are also cropped at margins {', '.join(map(str, reframed['train_margins']))} "
+                 "around the detector's box (`--agreement`).")
     return (f"- Every split framed as the workers frame live faces (training/reframe.py): detector "
             f"`{reframed['detector']}`, crop margin {reframed['margin']}; faces found by it: {found} (the others "
             "keep their original crop). Validation and hold-out metrics below are on these framings, except the "
@@ -254,6 +279,7 @@ def model_card_markdown(card: dict) -> str:
         *(["", _torch_line(card["training"]["trained_with"])] if card["training"].get("trained_with") else []),
         *(["", card["training"]["history_note"]] if card["training"].get("history_note") else []),
         *(["", _init_line(card["training"])] if card["training"].get("init_from") else []),
+        *(["", _agreement_line(card["training"])] if card["training"].get("agreement") else []),
         "",
         "## Metrics (TFLite model, as the workers run it)",
         "",
@@ -270,6 +296,12 @@ def model_card_markdown(card: dict) -> str:
     for name, metrics in card["metrics"].items():
         if name.startswith("holdout_"):
             lines.append(f"| {name} | {metrics['n']} | {metrics['accuracy']:.4f} | {metrics['macro_f1']:.4f} |")
+    flips = card["metrics"].get("validation_label_flips_between_margins")
+    if flips:
+        per = ", ".join(f"{v:.1%} at margin {m}" for m, v in flips["per_margin"].items())
+        lines += ["", f"Label flips between crop margins (validation, single view, the {flips['faces']} faces the "
+                  f"detector found): {flips['mean']:.1%} of labels change when the margin is "
+                  f"{card['reframed']['margin']} ± 0.1 ({per})."]
     lines += ["", "Per class (validation, flip-averaged):", "", "| emotion | precision | recall | F1 | n |",
               "|---|---|---|---|---|"]
     for name, m in val["per_class"].items():

@@ -27,7 +27,14 @@ BORDER_PX = 32  # replicated around it: the detector needs room around a face to
 
 def reframe_faces(images: np.ndarray, detector, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """(N, 48, 48) faces -> the same faces framed by `detector` + `margin`, and which ones it found."""
-    out = images.copy()
+    crops, found = reframe_faces_at(images, detector, [margin])
+    return crops[0], found
+
+
+def reframe_faces_at(images: np.ndarray, detector, margins) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 48, 48) faces -> (len(margins), N, 48, 48): each face found once, cropped at every margin; and
+    which faces were found (the others keep their crop at every margin)."""
+    out = np.repeat(images[None], len(margins), axis=0)
     found = np.zeros(len(images), bool)
     truth = np.array([BORDER_PX, BORDER_PX, FACE_PX, FACE_PX], np.float32)
     for i, image in enumerate(images):
@@ -40,17 +47,21 @@ def reframe_faces(images: np.ndarray, detector, margin: float) -> tuple[np.ndarr
         best = int(np.argmin(np.abs(centres - (truth[:2] + truth[2:] / 2)).sum(axis=1)))
         if np.abs(centres[best] - (truth[:2] + truth[2:] / 2)).max() > FACE_PX / 4:
             continue  # something else in the canvas, not this face
-        out[i] = face_crops(canvas, boxes[best : best + 1], margin)[0]
+        for k, margin in enumerate(margins):
+            out[k, i] = face_crops(canvas, boxes[best : best + 1], max(0.0, margin))[0]
         found[i] = True
     return out, found
 
 
-def reframe_set(faces: FaceSet, detector, margin: float, name: str) -> tuple[FaceSet, dict]:
+def reframe_set(faces: FaceSet, detector, margin: float, name: str,
+                 extra_margins=()) -> tuple[FaceSet, dict, dict[float, np.ndarray]]:
+    """`faces` framed at `margin`, a report, and the same faces cropped at each of `extra_margins`."""
     started = time.perf_counter()
-    images, found = reframe_faces(faces.images, detector, margin)
-    reframed = FaceSet(images, faces.labels, faces.usage, faces.groups, faces.source, faces.skipped, faces.notes)
+    margins = [margin, *extra_margins]
+    crops, found = reframe_faces_at(faces.images, detector, margins)
+    reframed = FaceSet(crops[0], faces.labels, faces.usage, faces.groups, faces.source, faces.skipped, faces.notes)
     info = {"faces": len(faces), "found_by_detector": int(found.sum()),
             "seconds": round(time.perf_counter() - started, 1)}
     log.info("event=reframed split=%s faces=%d found=%d seconds=%.1f", name, len(faces), info["found_by_detector"],
              info["seconds"])
-    return reframed, info
+    return reframed, info, {round(m, 4): crops[k + 1] for k, m in enumerate(extra_margins)}

@@ -11,7 +11,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,8 @@ from .datasets import FaceSet, load_faces
 from .splits import overlap_report, oversample_indices, split_faces
 
 log = logging.getLogger(__name__)
+
+FLIP_MARGIN_STEP = 0.1  # the card's label flip rate: crops at the workers' margin -0.1 and +0.1
 
 
 @dataclass
@@ -32,6 +34,10 @@ class PreparedData:
     report: dict
     train_alt: FaceSet | None = None  # framing "both": the training faces in their dataset crops, row for row
     val_as_cropped: FaceSet | None = None  # reframed runs: the validation faces in their dataset crops
+    # reframed runs: the validation faces cropped at the workers' margin -0.1 and +0.1 (the card's flip rate)
+    val_margins: dict[float, np.ndarray] = field(default_factory=dict)
+    # --agreement: the training faces in every framing it draws pairs from, (K, N, 48, 48) row for row
+    train_views: np.ndarray | None = None
 
 
 def prepare(config: TrainConfig) -> PreparedData:
@@ -64,35 +70,52 @@ def prepare(config: TrainConfig) -> PreparedData:
     val = vals[0]
     if config.framing not in FRAMINGS:
         raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, not {config.framing!r}")
-    train_alt = val_as_cropped = None
+    train_alt = val_as_cropped = train_views = None
+    val_margins: dict[float, np.ndarray] = {}
     if config.framing != "dataset":
         cropped_train, val_as_cropped = train, val
-        train, val, holdouts = reframe_splits(train, val, holdouts, report)
+        train, val, holdouts, train_margins, val_margins = reframe_splits(
+            train, val, holdouts, report, with_train_margins=config.agreement > 0)
         report["reframed"]["framing"] = config.framing
         if config.framing == "both":
             train_alt = cropped_train
+        if config.agreement > 0:
+            framings = [train.images, *train_margins.values()] + ([cropped_train.images] if train_alt else [])
+            train_views = np.stack(framings)
+    elif config.agreement > 0:
+        train_views = train.images[None]  # one framing: the two views differ by mirroring and augmentation only
     index = oversample_indices(train.labels, config.oversample_min_share, config.seed)
     report["class_counts_before"] = train.class_counts()
     report["class_counts_after"] = train.subset(index).class_counts()
     report["overlap_train_val"] = overlap_report({"train": train, "val": val, **holdouts})
-    return PreparedData(train, val, holdouts, index, report, train_alt, val_as_cropped)
+    return PreparedData(train, val, holdouts, index, report, train_alt, val_as_cropped, val_margins, train_views)
 
 
-def reframe_splits(train: FaceSet, val: FaceSet, holdouts: dict[str, FaceSet], report: dict):
-    """Every split framed as the workers frame faces (`reframe.py`), with the default detector settings."""
+def reframe_splits(train: FaceSet, val: FaceSet, holdouts: dict[str, FaceSet], report: dict,
+                   with_train_margins: bool = False):
+    """Every split framed as the workers frame faces (`reframe.py`), with the default detector settings; the
+    validation faces also at margin -0.1 and +0.1 (label flips), the training faces at `MARGIN_OFFSETS` too
+    when `with_train_margins`."""
     from fervi.settings import Settings
     from fervi.vision.detector import load_detector
 
+    from .agreement import MARGIN_OFFSETS
     from .reframe import reframe_set
 
     defaults = Settings()
+    margin = defaults.face_margin
     detector = load_detector(defaults.detector, defaults.detector_min_score, defaults.detector_min_face)
-    report["reframed"] = {"detector": defaults.detector, "margin": defaults.face_margin}
-    train, report["reframed"]["train"] = reframe_set(train, detector, defaults.face_margin, "train")
-    val, report["reframed"]["val"] = reframe_set(val, detector, defaults.face_margin, "val")
+    report["reframed"] = {"detector": defaults.detector, "margin": margin}
+    train_offsets = MARGIN_OFFSETS if with_train_margins else ()
+    if train_offsets:
+        report["reframed"]["train_margins"] = [round(margin + d, 4) for d in train_offsets]
+    train, report["reframed"]["train"], train_margins = reframe_set(
+        train, detector, margin, "train", [margin + d for d in train_offsets])
+    val, report["reframed"]["val"], val_margins = reframe_set(
+        val, detector, margin, "val", [margin - FLIP_MARGIN_STEP, margin + FLIP_MARGIN_STEP])
     for name in list(holdouts):
-        holdouts[name], report["reframed"][name] = reframe_set(holdouts[name], detector, defaults.face_margin, name)
-    return train, val, holdouts
+        holdouts[name], report["reframed"][name], _ = reframe_set(holdouts[name], detector, margin, name)
+    return train, val, holdouts, train_margins, val_margins
 
 
 def lr_schedule(config: TrainConfig):
@@ -135,6 +158,9 @@ def train(config: TrainConfig) -> dict:
         raise ValueError(f"select must be best or last, not {config.select!r}")
     if config.augment not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, not {config.augment!r}")
+    if config.agreement and (config.device_pack or config.from_torch):
+        raise SystemExit("--agreement trains here (Keras) only: training/gpu_train.py does not train on pairs of "
+                         "framings, so it cannot go with --device-pack or --from-torch")
     if config.device_pack:
         from .device_pack import write_pack
 
@@ -163,21 +189,28 @@ def train(config: TrainConfig) -> dict:
         len(data.val),
         data.report["overlap_train_val"],
     )
-    images = data.train.images[data.train_index]
-    labels = data.train.labels[data.train_index]
-    alternate = data.train_alt.images[data.train_index] if data.train_alt is not None else None
-
     model = build(config.model)
     if config.init:
         model.set_weights(keras.models.load_model(config.init, compile=False).get_weights())
         log.info("event=weights_loaded from=%s", config.init)
     optimizer = keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay) \
         if config.weight_decay else keras.optimizers.Adam(config.learning_rate)
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
-    )
+    if config.agreement > 0:
+        from .agreement import CrossEntropyWithAgreement, PairedViews, paired_eval_batches
+        from .augment import augmenter
+
+        loss = CrossEntropyWithAgreement(config.agreement, config.label_smoothing)
+        batches = PairedViews(data.train_views, data.train.labels, data.train_index, config.batch_size,
+                              config.seed, augmenter(config.seed) if config.augment == "full" else None)
+        validation = paired_eval_batches(data.val.images, data.val.labels, 128)
+        log.info("event=agreement weight=%g framings=%d", config.agreement, len(data.train_views))
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        alternate = data.train_alt.images[data.train_index] if data.train_alt is not None else None
+        batches = train_pipeline(data.train.images[data.train_index], data.train.labels[data.train_index],
+                                 config.batch_size, config.seed, config.augment, alternate)
+        validation = eval_pipeline(data.val.images, data.val.labels, 256)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     callbacks = [
         keras.callbacks.BackupAndRestore(str(backup)),
         keras.callbacks.LearningRateScheduler(lr_schedule(config)),
@@ -187,13 +220,8 @@ def train(config: TrainConfig) -> dict:
         keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
         wall_clock(work / "wall_seconds.json"),
     ]
-    model.fit(
-        train_pipeline(images, labels, config.batch_size, config.seed, config.augment, alternate),
-        validation_data=eval_pipeline(data.val.images, data.val.labels, 256),
-        epochs=config.epochs,
-        callbacks=callbacks,
-        verbose=1 if sys.stderr.isatty() else 2,
-    )
+    model.fit(batches, validation_data=validation, epochs=config.epochs, callbacks=callbacks,
+              verbose=1 if sys.stderr.isatty() else 2)
 
     from .export import export_run
 

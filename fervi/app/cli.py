@@ -637,6 +637,10 @@ def predict(images: tuple[str, ...], as_json: bool) -> None:
                    "as live faces are framed (faces it misses keep their crop); both: that, and each training "
                    "face shown in its dataset crop or the detector's at random every epoch; dataset: the "
                    "datasets' own crops.")
+@click.option("--agreement", default=TRAIN.agreement, show_default=True, type=click.FloatRange(0),
+              help="Teach labels that do not swing with the framing: each batch shows every training face in "
+                   "two framings (crop margins within 0.1 of the workers', or its dataset crop) and the loss "
+                   "adds this weight x the divergence between their predictions (0: off).")
 @click.option("--patience", default=TRAIN.patience, show_default=True, help="Early stopping patience in epochs.")
 @click.option("--seed", default=TRAIN.seed, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --work-dir from its last epoch.")
