@@ -87,9 +87,9 @@ class PairedViews(keras.utils.PyDataset):
 
 
 def paired_eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    """Validation for a model compiled with `CrossEntropyWithAgreement`: every face twice, in the same view,
-    so the loss is the plain cross-entropy and accuracy is the faces' accuracy."""
-    one_hot = np.eye(NUM_EMOTIONS, dtype=np.float32)[labels]
-    x = images.astype(np.float32)[..., None]
-    data = tf.data.Dataset.from_tensor_slices((x, one_hot)).batch(batch_size)
-    return data.map(lambda x, y: (tf.concat([x, x], 0), tf.concat([y, y], 0)))
+    """Validation for a model compiled with `CrossEntropyWithAgreement`: the usual validation batches
+    (`augment.eval_pipeline`) with every face twice, in the same view, so the loss is the plain cross-entropy
+    and accuracy is the faces' accuracy."""
+    from .augment import eval_pipeline
+
+    return eval_pipeline(images, labels, batch_size).map(lambda x, y: (tf.concat([x, x], 0), tf.concat([y, y], 0)))

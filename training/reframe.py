@@ -25,12 +25,6 @@ FACE_PX = 96  # the 48 px face enlarged, so the detector sees it well above its 
 BORDER_PX = 32  # replicated around it: the detector needs room around a face to frame it
 
 
-def reframe_faces(images: np.ndarray, detector, margin: float) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 48, 48) faces -> the same faces framed by `detector` + `margin`, and which ones it found."""
-    crops, found = reframe_faces_at(images, detector, [margin])
-    return crops[0], found
-
-
 def reframe_faces_at(images: np.ndarray, detector, margins) -> tuple[np.ndarray, np.ndarray]:
     """(N, 48, 48) faces -> (len(margins), N, 48, 48): each face found once, cropped at every margin; and
     which faces were found (the others keep their crop at every margin)."""
