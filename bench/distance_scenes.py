@@ -35,6 +35,7 @@ class Face:
     image: np.ndarray  # square BGR face image, the face filling it
     label: int | None  # FER label id, None when unknown
     source: str
+    crowd: int | None = None  # the FER+ crowd's majority where people voted (FER-2013 faces), else None
 
 
 @dataclass
@@ -63,8 +64,10 @@ def photo_faces() -> list[Face]:
     return out
 
 
-def gray_faces(images: np.ndarray, labels: np.ndarray, source: str) -> list[Face]:
-    return [Face(cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), int(lab), source) for img, lab in zip(images, labels)]
+def gray_faces(images: np.ndarray, labels: np.ndarray, source: str, crowd=None) -> list[Face]:
+    crowd = [None] * len(labels) if crowd is None else crowd
+    return [Face(cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), int(lab), source, None if c is None else int(c))
+            for img, lab, c in zip(images, labels, crowd)]
 
 
 def background(name: str, size: tuple[int, int]) -> np.ndarray:

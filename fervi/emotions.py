@@ -3,3 +3,28 @@
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 NUM_EMOTIONS = len(EMOTIONS)
 FACE_SIZE = 48  # classifier input: 48x48 grayscale
+
+# A face whose top emotion leads the next by less than this (in calibrated probability) is shown as uncertain,
+# with its two leading emotions ("neutral / sad"): a coin toss is not a label. Measured on PublicTest with the
+# crowd's votes (models/MODEL_CARD.md, "Uncertain"); FERVI_UNCERTAIN_MARGIN overrides it.
+UNCERTAIN_MARGIN = 0.15
+
+
+def uncertain_margin() -> float:
+    """The margin in force: FERVI_UNCERTAIN_MARGIN (checked with the other settings when a process starts),
+    else `UNCERTAIN_MARGIN`. Read here so that every writer of a face's JSON applies the same rule."""
+    import os
+
+    try:
+        return min(1.0, max(0.0, float(os.environ.get("FERVI_UNCERTAIN_MARGIN", UNCERTAIN_MARGIN))))
+    except ValueError:
+        return UNCERTAIN_MARGIN
+
+
+def leading_two(probs) -> tuple[int, int, float]:
+    """The indices of the two most probable emotions and the margin of the first over the second."""
+    import numpy as np
+
+    probs = np.asarray(probs, np.float64).reshape(-1)
+    second, first = np.argsort(probs, kind="stable")[-2:]
+    return int(first), int(second), float(probs[first] - probs[second])

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .emotions import EMOTIONS, NUM_EMOTIONS
+from .emotions import EMOTIONS, NUM_EMOTIONS, leading_two, uncertain_margin
 
 
 def _floats(values) -> np.ndarray:
@@ -76,15 +76,32 @@ class Faces:
         """Index of the face with the largest box (-1 when none)."""
         return int(np.argmax(self.boxes[:, 2] * self.boxes[:, 3])) if len(self) else -1
 
-    def to_list(self) -> list[dict]:
-        """One dict per face (the entries' JSON): box, det, label, score, probs; tracked: track and smooth."""
+    def uncertain(self, margin: float | None = None) -> np.ndarray:
+        """(N,) bool: faces whose label leads the next emotion by less than `margin` (default: the setting)."""
+        margin = uncertain_margin() if margin is None else margin
+        return np.array([leading_two(p)[2] < margin for p in self.label_probs], bool) if len(self) else \
+            np.zeros(0, bool)
+
+    def shown(self) -> list[dict]:
+        """What a page shows of each face: label, score, runner_up (the second emotion) and uncertain (the
+        label leads it by less than FERVI_UNCERTAIN_MARGIN), from `label_probs`."""
+        margin = uncertain_margin()
         out = []
-        for i, (label, score) in enumerate(zip(self.labels, self.label_scores)):
+        for probs in self.label_probs if len(self) else []:
+            first, second, lead = leading_two(probs)
+            out.append({"label": EMOTIONS[first], "score": round(float(probs[first]), 4),
+                        "runner_up": EMOTIONS[second], "uncertain": bool(lead < margin)})
+        return out
+
+    def to_list(self) -> list[dict]:
+        """One dict per face (the entries' JSON): box, det, probs and what is shown (`shown`: label, score,
+        runner_up, uncertain); tracked: track and smooth."""
+        out = []
+        for i, shown in enumerate(self.shown()):
             face = {
                 "box": [round(float(v), 1) for v in self.boxes[i]],
                 "det": round(float(self.scores[i]), 4),
-                "label": label,
-                "score": round(float(score), 4),
+                **shown,
                 "probs": [round(float(v), 5) for v in self.probs[i]],
             }
             if self.is_tracked:

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from .emotions import UNCERTAIN_MARGIN
+
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 DETECTORS = ("multiscale", "blazeface", "blazeface_full", "haar")
 DEVICES = ("auto", "cpu", "gpu")
@@ -69,6 +71,10 @@ class Settings:
     gpu_batch_frames: int = _setting("FERVI_GPU_BATCH_FRAMES", 64, "Most frames a GPU worker gathers into one batch")
     classifier_batch: int = _setting("FERVI_CLASSIFIER_BATCH", 32, "Faces per classifier call (CPU)")
     track_half_life_s: float = _setting("FERVI_TRACK_HALF_LIFE", 0.5, "Half-life (s) of a track's emotion smoothing")
+    uncertain_margin: float = _setting(
+        "FERVI_UNCERTAIN_MARGIN", UNCERTAIN_MARGIN,
+        "A face whose top emotion leads the next by less than this (probability) is shown as uncertain, with its "
+        "two leading emotions (0: never)")
     track_iou: float = _setting("FERVI_TRACK_IOU", 0.3, "Minimum box overlap (or closeness) to continue a track")
     track_max_misses: int = _setting("FERVI_TRACK_MAX_MISSES", 15, "Frames a face may be missing before its track ends")
     reorder_window: int = _setting("FERVI_REORDER_WINDOW", 16, "Results held to restore seq order")
@@ -129,6 +135,8 @@ class Settings:
                 raise ValueError(f"{_env(name)} must be at least 1")
         if not 0 <= self.gpu_max_wait_ms <= 1000:
             raise ValueError("FERVI_GPU_MAX_WAIT_MS must be within 0..1000 (ms)")
+        if not 0 <= self.uncertain_margin <= 1:
+            raise ValueError("FERVI_UNCERTAIN_MARGIN must be within 0..1 (a probability)")
         if self.web_idle_s <= 0:
             raise ValueError("FERVI_WEB_IDLE must be above 0 (seconds)")
         for name in ("redis_url", "rq_redis_url"):

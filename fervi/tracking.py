@@ -8,6 +8,8 @@
   each track's 7 probabilities with an exponential moving average whose half-life is in seconds, so it
   behaves the same at any fps. It also keeps the statistics of each track (face-seconds per emotion, the
   dominant emotion): live tracking and offline video analysis both use it, so both count the same way.
+  Face-time is counted by probability mass: each frame's time is shared among the emotions by the track's
+  smoothed (calibrated) probabilities, so an uncertain face adds to both of its leading emotions.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class Track:
 
     @property
     def dominant(self) -> str:
-        """The emotion this face showed longest (by smoothed label); its current one before any time passed."""
+        """The emotion with the most face-time (probability mass); its current one before any time passed."""
         return EMOTIONS[int(self.emotion_seconds.argmax())] if self.emotion_seconds.any() else self.label
 
 
@@ -82,7 +84,7 @@ class FrameTracks:
     faces: Faces  # tracked: track ids and smoothed probabilities
     started: list[Track]
     ended: list[Track]
-    # face-seconds this frame adds per emotion (each face's smoothed label x duration): what its tracks add
+    # face-seconds this frame adds per emotion (each face's smoothed probabilities x duration): what its tracks add
     emotion_seconds: np.ndarray = field(default_factory=lambda: np.zeros(NUM_EMOTIONS))
 
 
@@ -149,9 +151,11 @@ class FaceTracker:
                 ended.append(track)
         added = np.zeros(NUM_EMOTIONS)
         for track in assigned.values():
-            label = int(track.smoothed.argmax())
-            track.emotion_seconds[label] += duration
-            added[label] += duration
+            # face-time by probability mass: each emotion gets its (calibrated, smoothed) probability of the
+            # frame's time, so a face that is 55% happy and 45% neutral is not counted as all happy
+            share = track.smoothed / max(float(track.smoothed.sum()), 1e-9) * duration
+            track.emotion_seconds += share
+            added += share
         ids = [assigned[c].id for c in range(len(boxes))]
         smoothed = np.array([assigned[c].smoothed for c in range(len(boxes))], np.float32).reshape(-1, NUM_EMOTIONS)
         return FrameTracks(seq, ts, duration, faces.tracked(ids, smoothed), started, ended, added)

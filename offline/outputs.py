@@ -18,7 +18,9 @@ from fervi.vision.video import open_file
 
 from .video_io import seek
 
-CSV_HEADER = ["frame", "time_s", "track_id", "x", "y", "w", "h", "label", "score", *EMOTIONS]
+CSV_HEADER = ["frame", "time_s", "track_id", "x", "y", "w", "h", "label", "score", "runner_up", "uncertain",
+              *EMOTIONS]
+UNCERTAIN_COLOR = (150, 150, 150)  # BGR: a face whose label does not clearly lead (drawn "neutral / sad ?")
 COLORS = {  # BGR per emotion, for boxes and the timeline
     "angry": (40, 40, 220), "disgust": (40, 140, 60), "fear": (150, 60, 150), "happy": (40, 200, 240),
     "sad": (200, 120, 40), "surprise": (0, 140, 255), "neutral": (180, 180, 180),
@@ -26,18 +28,19 @@ COLORS = {  # BGR per emotion, for boxes and the timeline
 
 
 def write_csv(frames: list[FrameTracks], path: Path) -> None:
-    """One row per tracked face: frame, time, track, box, the track's smoothed label and score, and the
-    frame's raw probabilities."""
+    """One row per tracked face: frame, time, track, box, the track's smoothed label and score, its second
+    emotion and whether the label is uncertain (leads it by less than FERVI_UNCERTAIN_MARGIN), and the frame's
+    raw probabilities."""
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_HEADER)
         for frame in frames:
             faces = frame.faces
-            for i, (label, score) in enumerate(zip(faces.labels, faces.label_scores)):
+            for i, item in enumerate(faces.shown()):
                 writer.writerow([frame.seq, f"{frame.ts:.3f}", int(faces.track_ids[i]),
-                                 *(int(round(v)) for v in faces.boxes[i]), label, f"{score:.4f}",
-                                 *(f"{p:.4f}" for p in faces.probs[i])])
+                                 *(int(round(v)) for v in faces.boxes[i]), item["label"], f"{item['score']:.4f}",
+                                 item["runner_up"], int(item["uncertain"]), *(f"{p:.4f}" for p in faces.probs[i])])
     tmp.replace(path)
 
 
@@ -73,11 +76,12 @@ def write_summary(summary: dict, path: Path) -> None:
 
 
 def draw_faces(image: np.ndarray, faces: Faces) -> np.ndarray:
-    for box, track_id, label, score in zip(faces.boxes, faces.track_ids.tolist(), faces.labels, faces.label_scores):
+    for box, track_id, item in zip(faces.boxes, faces.track_ids.tolist(), faces.shown()):
         x, y, w, h = (int(round(v)) for v in box)
-        color = COLORS[label]
-        cv2.rectangle(image, (x, y), (x + w, y + h), color, 2)
-        text = f"#{track_id} {label} {score:.2f}"
+        label, score = item["label"], item["score"]
+        color = UNCERTAIN_COLOR if item["uncertain"] else COLORS[label]
+        cv2.rectangle(image, (x, y), (x + w, y + h), color, 1 if item["uncertain"] else 2)
+        text = f"#{track_id} {label} / {item['runner_up']} ?" if item["uncertain"] else f"#{track_id} {label} {score:.2f}"
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         cv2.rectangle(image, (x, max(0, y - th - 6)), (x + tw + 4, y), color, -1)
         cv2.putText(image, text, (x + 2, max(th, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)

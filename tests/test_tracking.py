@@ -139,8 +139,9 @@ def test_aggregates_add_up_to_the_exact_face_seconds():
         boxes = [(50 + 200 * k, 50, 80, 80) for k in range(n)]
         probs = np.eye(7, dtype=np.float32)[[(i // 50 + k) % 7 for k in range(n)]]
         frame = tracker.update(i, ts, faces(*boxes, probs=probs) if n else faces())
-        for label in frame.faces.labels:
-            expected[label] += frame.duration
+        for smoothed in frame.faces.smoothed:  # face-time by probability mass
+            for emotion, p in zip(EMOTIONS, smoothed):
+                expected[emotion] += float(p) * frame.duration
         bus.publish_tracks("cam", [(TrackEntry("cam", i, i, ts, ts, 640, 480, frame.faces), frame)], 1000)
     seconds = bus.emotion_series("cam", "1s", t0, ts + 1)
     minutes = bus.emotion_totals("cam", "1m", t0, ts + 60)

@@ -12,15 +12,19 @@ from fervi.app.cli import main
 
 def test_one_epoch_train_and_export(tmp_path, fer_csv, ckplus_dir):
     subset = tmp_path / "fer_subset.csv"
-    with gzip.open(fer_csv, "rt") as src, open(subset, "w") as dst:
+    votes = tmp_path / "subset_votes.csv"  # the FER+ votes of the same rows (not beside it by the auto name)
+    with gzip.open(fer_csv, "rt") as src, open(subset, "w") as dst, \
+            gzip.open(fer_csv.with_name("ferplus_votes.csv.gz"), "rt") as votes_src, open(votes, "w") as votes_dst:
         header = next(src)
         dst.write(header)
+        votes_dst.write(next(votes_src))
         kept = {"Training": 0, "PublicTest": 0}
-        for line in src:
+        for line, vote_line in zip(src, votes_src):
             usage = line.rstrip().rsplit(",", 1)[1]
             if kept[usage] < (1000 if usage == "Training" else 200):
                 kept[usage] += 1
                 dst.write(line)
+                votes_dst.write(vote_line)
             if kept == {"Training": 1000, "PublicTest": 200}:
                 break
     out, work = tmp_path / "models", tmp_path / "work"
@@ -56,12 +60,14 @@ def test_one_epoch_train_and_export(tmp_path, fer_csv, ckplus_dir):
     assert again.exit_code == 0, again.output
     assert json.loads((out / "model_card.json").read_text())["training"]["epochs_run"] == 2
     # --init starts a new run from the exported model's weights; the card counts both runs; --agreement trains
-    # on pairs of framings of each face (crops at four more margins and the dataset's)
+    # on pairs of framings of each face (crops at four more margins and the dataset's); --votes learns the
+    # crowd's vote distributions, is selected and calibrated on the crowd's majority
     out2 = tmp_path / "models2"
     tuned = CliRunner().invoke(main, ["train", "--data", str(subset), "--data", str(ckplus_dir), "--epochs", "1",
                                       "--init", str(out / "fervi_cnn_lstm.keras"), "--out", str(out2),
                                       "--augment", "flip", "--weight-decay", "0.05", "--learning-rate", "3e-5",
-                                      "--agreement", "2", "--work-dir", str(tmp_path / "work2")])
+                                      "--agreement", "2", "--votes", str(votes), "--posed-repeat", "2",
+                                      "--label-smoothing", "0", "--work-dir", str(tmp_path / "work2")])
     assert tuned.exit_code == 0, tuned.output
     tuned_card = json.loads((out2 / "model_card.json").read_text())
     training = tuned_card["training"]
@@ -71,6 +77,13 @@ def test_one_epoch_train_and_export(tmp_path, fer_csv, ckplus_dir):
     card_text = (out2 / "MODEL_CARD.md").read_text()
     assert "Started from the weights" in card_text and "AdamW (weight decay 0.05)" in card_text
     assert "mirror images only" in card_text and "Jensen-Shannon" in card_text
+    crowd = tuned_card["metrics"]["crowd"]["validation_single_view"]
+    assert crowd["n"] == tuned_card["metrics"]["validation_single_view"]["n"] < 200  # unknown / not-a-face left out
+    assert 0 < crowd["majority_accuracy"] <= 1 and 0 < crowd["original_label_accuracy"] <= 1
+    calibration = tuned_card["calibration"]
+    assert 0.2 <= calibration["temperature"] <= 5 and calibration["ece_after_in_sample"] <= calibration["ece_before"]
+    assert "Agreement with people" in card_text and "## Calibration" in card_text and "## Uncertain" in card_text
+    assert (out2 / "figures" / "reliability.png").stat().st_size > 0
     # --export-only exports the finished run again: here its last epoch, with a note for the card
     out3 = tmp_path / "models3"
     again = CliRunner().invoke(main, ["train", "--data", str(subset), "--data", str(ckplus_dir), "--epochs", "1",

@@ -15,7 +15,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fervi.emotions import NUM_EMOTIONS
 
 # Crop margins the training faces are cut at around the detector's box, as offsets from the workers' margin.
 MARGIN_OFFSETS = (-0.1, -0.05, 0.05, 0.1)
@@ -61,11 +60,13 @@ class PairedViews(keras.utils.PyDataset):
 
     def __init__(self, views: np.ndarray, labels: np.ndarray, index: np.ndarray, batch_size: int, seed: int,
                  augmenter=None, **kw):
+        from .augment import as_targets
+
         super().__init__(**kw)
         if views.ndim != 4 or views.shape[1] != len(labels):
             raise ValueError(f"views {views.shape} do not match {len(labels)} labels")
         self.views, self.index, self.batch_size, self.augmenter = views, index, batch_size, augmenter
-        self.one_hot = np.eye(NUM_EMOTIONS, dtype=np.float32)[labels]
+        self.one_hot = as_targets(labels)  # label ids or (N, 7) vote distributions
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(index)
 

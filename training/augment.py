@@ -40,9 +40,10 @@ def train_pipeline(
     images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augment: str = "full",
     alternate: np.ndarray | None = None, alternate_share: float = 0.5,
 ) -> tf.data.Dataset:
-    """Shuffled, augmented batches. With `alternate` (the same faces framed another way, row for row) each
-    face is shown in that framing with probability `alternate_share`, drawn again every epoch."""
-    one_hot = np.eye(NUM_EMOTIONS, dtype=np.float32)[labels]
+    """Shuffled, augmented batches. `labels`: label ids, or (N, 7) target distributions (crowd votes). With
+    `alternate` (the same faces framed another way, row for row) each face is shown in that framing with
+    probability `alternate_share`, drawn again every epoch."""
+    one_hot = as_targets(labels)
     if alternate is None:
         data = tf.data.Dataset.from_tensor_slices((images[..., None], one_hot))
     else:
@@ -62,6 +63,15 @@ def train_pipeline(
     return data.prefetch(tf.data.AUTOTUNE)
 
 
+def as_targets(labels: np.ndarray) -> np.ndarray:
+    """Label ids -> one-hot rows; (N, 7) distributions (crowd votes) pass as they are."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        return labels.astype(np.float32)
+    return np.eye(NUM_EMOTIONS, dtype=np.float32)[labels]
+
+
 def eval_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    one_hot = np.eye(NUM_EMOTIONS, dtype=np.float32)[labels]
+    """Batches for evaluation: `labels` as label ids or (N, 7) target distributions."""
+    one_hot = as_targets(labels)
     return tf.data.Dataset.from_tensor_slices((as_model_input(images), one_hot)).batch(batch_size)

@@ -43,4 +43,9 @@ class TrainConfig:
     # > 0: every batch shows each training face in two framings (crop margins around the detector's box, its
     # dataset crop) and the loss adds this weight x the Jensen-Shannon divergence of their predictions
     agreement: float = 0.0
+    # FER+ crowd votes for a FER-2013 CSV: "auto" (the votes file beside the CSV, if there is one), a path, or
+    # None (the CSV's own single labels). With votes the model learns each face's vote distribution.
+    votes: str | None = "auto"
+    # each training face of the posed datasets (every --data after the first: CK+) shown this many times an epoch
+    posed_repeat: int = 1
     extra: dict = field(default_factory=dict)

@@ -49,9 +49,35 @@ class FaceSet:
     source: str = ""
     skipped: int = 0
     notes: list[str] = field(default_factory=list)
+    # FER+ crowd votes, (N, 10) counts in `votes.VOTE_COLUMNS` order, zeros for faces without votes (CK+); set
+    # when the faces were loaded with votes: `labels` is then the crowd's majority, `original` the dataset's label
+    votes: np.ndarray | None = None
+    original: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def crowd(self):
+        """The faces' `CrowdVotes`, or None when they were loaded without votes."""
+        from .votes import CrowdVotes
+
+        return None if self.votes is None else CrowdVotes(self.votes)
+
+    def targets(self) -> np.ndarray:
+        """(N, 7) what the model learns per face: the crowd's vote distribution where people voted, else the
+        one-hot label."""
+        one_hot = np.eye(len(EMOTIONS), dtype=np.float32)[self.labels]
+        if self.votes is None:
+            return one_hot
+        crowd = self.crowd
+        voted = crowd.emotion_votes.sum(axis=1) > 0
+        return np.where(voted[:, None], crowd.distributions(), one_hot).astype(np.float32)
+
+    def with_images(self, images: np.ndarray) -> "FaceSet":
+        """The same faces, labels and votes, framed otherwise (`images` row for row)."""
+        return FaceSet(images, self.labels, self.usage, self.groups, self.source, self.skipped, self.notes,
+                       self.votes, self.original)
 
     @property
     def has_usage(self) -> bool:
@@ -59,7 +85,9 @@ class FaceSet:
 
     def subset(self, mask: np.ndarray) -> "FaceSet":
         return FaceSet(
-            self.images[mask], self.labels[mask], self.usage[mask], self.groups[mask], self.source, self.skipped
+            self.images[mask], self.labels[mask], self.usage[mask], self.groups[mask], self.source, self.skipped,
+            list(self.notes), None if self.votes is None else self.votes[mask],
+            None if self.original is None else self.original[mask],
         )
 
     def class_counts(self) -> dict[str, int]:
@@ -68,6 +96,8 @@ class FaceSet:
 
     @staticmethod
     def concat(sets: list["FaceSet"]) -> "FaceSet":
+        """One set of all; votes are kept when any set has them (the others get rows of zeros: no votes)."""
+        voted = any(s.votes is not None for s in sets)
         return FaceSet(
             np.concatenate([s.images for s in sets]),
             np.concatenate([s.labels for s in sets]),
@@ -75,6 +105,10 @@ class FaceSet:
             np.concatenate([s.groups for s in sets]),
             "+".join(s.source for s in sets),
             sum(s.skipped for s in sets),
+            votes=np.concatenate([s.votes if s.votes is not None else np.zeros((len(s), 10), np.int64)
+                                  for s in sets]) if voted else None,
+            original=np.concatenate([s.original if s.original is not None else s.labels for s in sets])
+            if voted else None,
         )
 
 
@@ -116,11 +150,17 @@ def _parse_row(row: dict, has_usage: bool) -> tuple[np.ndarray, int, str]:
     return pixels.astype(np.uint8).reshape(FACE_SIZE, FACE_SIZE), label, usage
 
 
-def load_fer_csv(path: str | Path, skip_bad: bool = False, limit: int | None = None) -> FaceSet:
-    """Load the Kaggle FER-2013 CSV (`emotion,pixels[,Usage]`, plain or .gz)."""
+def load_fer_csv(path: str | Path, skip_bad: bool = False, limit: int | None = None,
+                 votes: str | Path | None = None) -> FaceSet:
+    """Load the Kaggle FER-2013 CSV (`emotion,pixels[,Usage]`, plain or .gz).
+
+    With `votes` (a FER+ votes file, joined row by row and checked by pixel hash: `votes.load_votes`) the faces
+    whose crowd named one of the seven emotions are kept, labelled with the crowd's majority, with the votes
+    and the original label beside it; the others are counted in `notes`."""
     path = Path(path)
-    images, labels, usages = [], [], []
+    images, labels, usages, rows, sha1s = [], [], [], [], []
     skipped = 0
+    total_rows = 0
     with _open_text(path) as handle:
         reader = csv.DictReader(handle)
         fields = reader.fieldnames or []
@@ -129,6 +169,7 @@ def load_fer_csv(path: str | Path, skip_bad: bool = False, limit: int | None = N
             raise DatasetError(f"{path}: missing column(s) {', '.join(sorted(missing))}; found {fields}")
         has_usage = "Usage" in fields
         for row_number, row in enumerate(reader, start=2):  # line 1 is the header
+            total_rows += 1
             try:
                 image, label, usage = _parse_row(row, has_usage)
             except DatasetError as err:
@@ -139,7 +180,13 @@ def load_fer_csv(path: str | Path, skip_bad: bool = False, limit: int | None = N
             images.append(image)
             labels.append(label)
             usages.append(usage)
+            if votes is not None:
+                from .votes import pixels_sha1
+
+                rows.append(row_number - 2)
+                sha1s.append(pixels_sha1(row["pixels"] or ""))
             if limit is not None and len(labels) >= limit:
+                total_rows = None
                 break
     if skipped:
         log.warning("event=bad_rows_skipped file=%s skipped=%d", path, skipped)
@@ -147,7 +194,7 @@ def load_fer_csv(path: str | Path, skip_bad: bool = False, limit: int | None = N
         faces = _empty(str(path))
         faces.skipped = skipped
         return faces
-    return FaceSet(
+    faces = FaceSet(
         np.stack(images),
         np.array(labels, np.int64),
         np.array(usages, "<U11"),
@@ -155,6 +202,24 @@ def load_fer_csv(path: str | Path, skip_bad: bool = False, limit: int | None = N
         str(path),
         skipped,
     )
+    return faces if votes is None else _with_votes(faces, votes, np.array(rows), sha1s, path, total_rows)
+
+
+def _with_votes(faces: FaceSet, votes_path, rows: np.ndarray, sha1s: list[str], path: Path,
+                total_rows: int | None) -> FaceSet:
+    from .votes import load_votes
+
+    crowd = load_votes(votes_path, rows, sha1s, path.name, total_rows)
+    usable = crowd.usable
+    kept = faces.subset(usable)
+    kept.votes, kept.original = crowd.counts[usable], faces.labels[usable]
+    kept.labels = crowd.majority()[usable]
+    note = (f"crowd votes from {Path(votes_path).name}: {int(usable.sum())} of {len(faces)} faces kept; "
+            f"{int((~crowd.has_votes).sum())} without votes and {int((crowd.has_votes & ~usable).sum())} whose "
+            "plurality is unknown, not a face or contempt left out")
+    kept.notes.append(note)
+    log.info("event=votes_joined file=%s kept=%d of=%d", votes_path, int(usable.sum()), len(faces))
+    return kept
 
 
 def _read_gray48(file: Path) -> np.ndarray:
@@ -227,13 +292,20 @@ def load_ckplus(path: str | Path, skip_bad: bool = False, include_contempt: bool
     return _load_emotion_folders(Path(path), "", skip_bad, include_contempt, True)
 
 
-def load_faces(path: str | Path, skip_bad: bool = False, include_contempt: bool = False) -> FaceSet:
-    """Load any supported dataset by its shape: a CSV, a train/test image release, or emotion folders."""
+def load_faces(path: str | Path, skip_bad: bool = False, include_contempt: bool = False,
+               votes: str | Path | None = None) -> FaceSet:
+    """Load any supported dataset by its shape: a CSV, a train/test image release, or emotion folders.
+
+    `votes`: a FER+ votes file for a CSV, or "auto" for the one beside it if there is one (`votes.VOTES_FILE`)."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder")
     if path.is_file():
-        return load_fer_csv(path, skip_bad=skip_bad)
+        if votes == "auto":
+            from .votes import votes_beside
+
+            votes = votes_beside(path)
+        return load_fer_csv(path, skip_bad=skip_bad, votes=votes)
     names = {p.name.lower() for p in path.iterdir() if p.is_dir()}
     if names & set(SPLIT_FOLDERS):
         return load_image_folders(path, skip_bad=skip_bad)

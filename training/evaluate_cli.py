@@ -9,8 +9,8 @@ import numpy as np
 from fervi.vision.classifier import MODEL_TFLITE, KerasClassifier, TFLiteClassifier
 
 from .datasets import load_faces
-from .evaluation import classification_metrics, timed_predict
-from .figures import confusion_matrix_png
+from .evaluation import classification_metrics, crowd_metrics, timed_predict
+from .figures import confusion_matrix_png, reliability_png
 
 
 def _param_counts(model_file: Path) -> int:
@@ -24,8 +24,12 @@ def _param_counts(model_file: Path) -> int:
 
 
 def evaluate_model(data: str, usage: str, model_file: str | None, model_dir: str, limit: int | None,
-                   flip: bool, skip_bad: bool, confusion_png: str) -> dict:
-    faces = load_faces(data, skip_bad=skip_bad)
+                   flip: bool, skip_bad: bool, confusion_png: str, votes: str | None = "auto",
+                   reliability_file: str = ".fervi/eval/reliability.png") -> dict:
+    """Metrics of a model on a dataset's rows. With crowd votes (`votes`: "auto" finds the FER+ file beside a
+    FER-2013 CSV) the faces people could label are evaluated against the crowd's majority and against the
+    original labels side by side (`crowd_metrics`), with a reliability diagram."""
+    faces = load_faces(data, skip_bad=skip_bad, votes=votes)
     if faces.has_usage:
         faces = faces.subset(faces.usage == usage)
         selection = f"Usage={usage}"
@@ -40,10 +44,20 @@ def evaluate_model(data: str, usage: str, model_file: str | None, model_dir: str
     classifier.predict(faces.images[:1])  # warm-up: interpreter allocation is not throughput
     probs, faces_per_s = timed_predict(classifier, faces.images)
     report = classification_metrics(faces.labels, probs)
+    reference = "crowd's majority" if faces.votes is not None else "labels"
     png = confusion_matrix_png(report["confusion"], Path(confusion_png),
-                               f"{Path(data).name}: {selection} ({len(faces)} faces)")
+                               f"{Path(data).name}: {selection} ({len(faces)} faces), {reference} vs model")
+    crowd = {}
+    if faces.votes is not None:
+        crowd = {"labels": "crowd majority (FER+ votes)", "notes": faces.notes,
+                 "crowd": crowd_metrics(probs, faces),
+                 "original_labels": classification_metrics(faces.original, probs)}
+        crowd["reliability_png"] = str(reliability_png(
+            crowd["crowd"]["calibration_vs_majority"], Path(reliability_file),
+            f"{Path(data).name}: {selection} ({len(faces)} faces)"))
     return {
         **report,
+        **crowd,
         "selection": selection,
         "model": str(path),
         "flip_average": flip,

@@ -40,3 +40,43 @@ def timed_predict(classifier, faces: np.ndarray) -> tuple[np.ndarray, float]:
     probs = classifier.predict(faces)
     seconds = time.perf_counter() - started
     return probs, (len(faces) / seconds if seconds > 0 else 0.0)
+
+
+def crowd_metrics(probs: np.ndarray, faces) -> dict:
+    """How a model agrees with people, on faces loaded with FER+ votes (`FaceSet.votes`):
+    - accuracy against the crowd's majority (a face where people tied counts the model right on any of the
+      tied emotions; `majority_accuracy_strict` leaves those faces out);
+    - accuracy against the dataset's original single label, on the same faces;
+    - the mean probability the model gives to the crowd's votes (sum over emotions of p x vote share);
+    - each emotion's share of predictions against its share of the crowd's majorities;
+    - expected calibration error of the top label against the crowd's majority (and against the share of
+      people who chose it), with the reliability table;
+    - the confusion matrix against the crowd's majority (rows: crowd, columns: model)."""
+    from .calibration import reliability
+
+    crowd = faces.crowd
+    if crowd is None:
+        raise ValueError("these faces were loaded without crowd votes")
+    predicted = probs.argmax(axis=1)
+    top = crowd.top_set()
+    tied = top.sum(axis=1) > 1
+    rows = np.arange(len(predicted))
+    hit = top[rows, predicted]
+    shares = crowd.distributions()
+    n = len(predicted)
+    predicted_share = np.bincount(predicted, minlength=len(EMOTIONS)) / max(n, 1)
+    crowd_share = np.bincount(faces.labels, minlength=len(EMOTIONS)) / max(n, 1)
+    return {
+        "n": int(n),
+        "majority_accuracy": float(hit.mean()) if n else 0.0,
+        "majority_accuracy_strict": float((predicted == faces.labels)[~tied].mean()) if (~tied).any() else 0.0,
+        "tied_faces": int(tied.sum()),
+        "original_label_accuracy": float((predicted == faces.original).mean()) if n else 0.0,
+        "mean_probability_of_votes": float((probs * shares).sum(axis=1).mean()) if n else 0.0,
+        "shares": {name: {"predicted": round(float(predicted_share[i]), 4), "crowd": round(float(crowd_share[i]), 4)}
+                   for i, name in enumerate(EMOTIONS)},
+        "calibration_vs_majority": reliability(probs, hit),
+        "calibration_vs_vote_share": reliability(probs, shares[rows, predicted]),
+        "per_class_vs_crowd": classification_metrics(faces.labels, probs)["per_class"],
+        "confusion_vs_crowd": confusion_matrix(faces.labels, predicted, labels=list(range(len(EMOTIONS)))).tolist(),
+    }

@@ -21,7 +21,8 @@ from fervi.emotions import EMOTIONS
 from fervi.vision.classifier import MODEL_KERAS, MODEL_TFLITE, TFLiteClassifier
 
 from . import figures
-from .evaluation import classification_metrics, timed_predict
+from .calibration import apply_temperature, cross_fitted_ece, fit_temperature, fold_temperature, reliability
+from .evaluation import classification_metrics, crowd_metrics, timed_predict
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,58 @@ def _margin_flips(classifier, data) -> dict:
             "mean": round(float(np.mean(list(changed.values()))) * scale, 4), "faces": int(found)}
 
 
+def calibrate(model, classifier, val) -> dict:
+    """Fit the temperature on the validation faces (single view, as the workers run it by default) against
+    the crowd's majority, fold it into `model`, and say what it did: T, the NLL and ECE before and after, and
+    the ECE measured on halves the temperature was not fitted on (`cross_fitted_ece`)."""
+    probs = classifier.predict(val.images)
+    temperature = fit_temperature(probs, val.labels)
+    calibrated = apply_temperature(probs, temperature)
+    fold_temperature(model, temperature)
+    from .calibration import nll
+
+    info = {
+        "temperature": round(temperature, 4),
+        "fitted_on": f"validation (PublicTest) faces with crowd votes, single view, {len(val)} faces, against the "
+                     "crowd's majority (NLL)",
+        "nll_before": round(nll(probs, val.labels), 4),
+        "nll_after": round(nll(calibrated, val.labels), 4),
+        "ece_before": reliability(probs, probs.argmax(1) == val.labels)["ece"],
+        "ece_after_in_sample": reliability(calibrated, calibrated.argmax(1) == val.labels)["ece"],
+        "ece_cross_fitted": cross_fitted_ece(probs, val.labels),
+    }
+    log.info("event=temperature_fitted temperature=%.4f ece_before=%.4f ece_after=%.4f", temperature,
+             info["ece_before"], info["ece_after_in_sample"])
+    return info
+
+
+UNCERTAIN_MARGINS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+
+
+def uncertain_table(probs: np.ndarray, val) -> list[dict]:
+    """For each candidate margin: the share of faces shown uncertain (top emotion ahead of the second by less),
+    how often their label agrees with the crowd's majority, and how often the others' label does."""
+    ordered = np.sort(probs, axis=1)
+    lead = ordered[:, -1] - ordered[:, -2]
+    right = val.crowd.top_set()[np.arange(len(probs)), probs.argmax(1)]
+    rows = []
+    for margin in UNCERTAIN_MARGINS:
+        unsure = lead < margin
+        rows.append({"margin": margin, "uncertain_share": round(float(unsure.mean()), 4),
+                     "uncertain_top_right": round(float(right[unsure].mean()), 4) if unsure.any() else None,
+                     "uncertain_top2_right": round(float(_top2_right(probs[unsure], val.crowd.top_set()[unsure])), 4)
+                     if unsure.any() else None,
+                     "clear_right": round(float(right[~unsure].mean()), 4) if (~unsure).any() else None})
+    return rows
+
+
+def _top2_right(probs: np.ndarray, top: np.ndarray) -> float:
+    """The share of faces where the crowd's majority is one of the model's two leading emotions."""
+    two = np.argsort(probs, axis=1)[:, -2:]
+    rows = np.arange(len(probs))
+    return float((top[rows, two[:, 0]] | top[rows, two[:, 1]]).mean())
+
+
 def export_run(config, data, work: Path) -> dict:
     import keras
 
@@ -70,13 +123,25 @@ def export_run(config, data, work: Path) -> dict:
     best = work / "best.keras"
     checkpoint = best if config.select == "best" and best.exists() else work / "last.keras"
     model = keras.models.load_model(checkpoint, compile=False)
+    calibration = None
+    if data.val.votes is not None:
+        (out / MODEL_TFLITE).write_bytes(to_tflite(model))
+        calibration = calibrate(model, TFLiteClassifier(out / MODEL_TFLITE, flip_average=False), data.val)
     model.save(out / MODEL_KERAS)
     (out / MODEL_TFLITE).write_bytes(to_tflite(model))
 
     flip = TFLiteClassifier(out / MODEL_TFLITE, flip_average=True)
     plain = TFLiteClassifier(out / MODEL_TFLITE, flip_average=False)
     val_metrics, val_probs = _evaluate(flip, data.val)
-    plain_metrics, _ = _evaluate(plain, data.val)
+    plain_metrics, plain_probs = _evaluate(plain, data.val)
+    crowd = {}
+    if data.val.votes is not None:
+        crowd = {"validation_single_view": crowd_metrics(plain_probs, data.val),
+                 "validation_flip_averaged": crowd_metrics(val_probs, data.val)}
+        if data.val_as_cropped is not None:
+            crowd["validation_dataset_crops_single_view"] = crowd_metrics(plain.predict(data.val_as_cropped.images),
+                                                                          data.val_as_cropped)
+        calibration["uncertain_margins"] = uncertain_table(plain_probs, data.val)
     holdouts = {name: _evaluate(flip, faces)[0] for name, faces in data.holdouts.items()}
     as_cropped = {}
     if data.val_as_cropped is not None:  # the same faces in the dataset's crops: comparable with other models
@@ -98,6 +163,16 @@ def export_run(config, data, work: Path) -> dict:
         figures.misclassified_grid(data.val.images, data.val.labels, val_probs.argmax(1),
                                    fig_dir / "misclassified.png"),
     ]
+    if crowd:
+        figure_files += [
+            figures.reliability_png(crowd["validation_single_view"]["calibration_vs_majority"],
+                                    fig_dir / "reliability.png",
+                                    f"PublicTest ({crowd['validation_single_view']['n']} faces), single view, "
+                                    f"T = {calibration['temperature']:.3f}"),
+            figures.confusion_matrix_png(crowd["validation_single_view"]["confusion_vs_crowd"],
+                                         fig_dir / "confusion_vs_crowd.png",
+                                         "PublicTest, single view: crowd majority (rows) vs model"),
+        ]
     card = {
         "model": config.model,
         "files": {"keras": MODEL_KERAS, "tflite": MODEL_TFLITE},
@@ -129,7 +204,9 @@ def export_run(config, data, work: Path) -> dict:
             **as_cropped,
             **{f"holdout_{name}_flip_averaged": m for name, m in holdouts.items()},
             **({"validation_label_flips_between_margins": margin_flips} if margin_flips else {}),
+            **({"crowd": crowd} if crowd else {}),
         },
+        **({"calibration": calibration} if calibration else {}),
         "figures": [str(p.relative_to(out)) for p in figure_files],
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -246,6 +323,72 @@ def _reframed_line(reframed: dict) -> str:
             f"rows that say dataset crops.{both}")
 
 
+WHY_LOWER_ON_ORIGINAL = (
+    "Why agreeing with people scores lower on the original labels: each FER-2013 label is one person's guess, and "
+    "ten people relabelling the same faces (FER+) overrule that guess on about a third of them, most often "
+    "turning \"fear\" or \"sad\" into \"neutral\". A model that learns what the crowd says therefore agrees "
+    "more with people and less with those single guesses; the crowd's majority is the better reference.")
+
+
+def _labels_line(card: dict) -> str:
+    notes = [n for entry in card["data"] for n in entry.get("notes", [])]
+    posed = card["training"].get("posed_repeat", 1)
+    return ("Labels: each FER-2013 face's FER+ crowd votes as a distribution over the seven emotions (the loss is "
+            "the cross-entropy against it: the FER+ paper's PLD); contempt votes are dropped, and faces whose "
+            "plurality is unknown, not a face or contempt are left out of training and validation (" +
+            "; ".join(notes) + "). CK+ faces keep their one-hot posed label" +
+            (f", each shown {posed} times an epoch" if posed > 1 else "") + ". The model is selected on "
+            "PublicTest's agreement with the crowd's majority.")
+
+
+def _crowd_lines(card: dict) -> list[str]:
+    crowd = card["metrics"].get("crowd")
+    if not crowd:
+        return []
+    rows = {"validation_dataset_crops_single_view": "PublicTest, dataset crops, single view",
+            "validation_single_view": "PublicTest, framed by the detector, single view",
+            "validation_flip_averaged": "PublicTest, framed by the detector, flip-averaged"}
+    lines = ["", "## Agreement with people (FER+ crowd votes)", "",
+             "Validation labels are the crowd's majority of ten votes (FER+); faces whose plurality is unknown, "
+             "not a face or contempt are left out, and contempt votes are dropped. Accuracy below counts a face "
+             "where people tied as right on any tied emotion (strict: tied faces left out).", "",
+             "| set | n | crowd majority | strict | original FER-2013 label | mean p of the votes | ECE |",
+             "|---|---|---|---|---|---|---|"]
+    for key, label in rows.items():
+        if key in crowd:
+            m = crowd[key]
+            lines.append(f"| {label} | {m['n']} | {m['majority_accuracy']:.4f} | {m['majority_accuracy_strict']:.4f} "
+                         f"| {m['original_label_accuracy']:.4f} | {m['mean_probability_of_votes']:.4f} "
+                         f"| {m['calibration_vs_majority']['ece']:.4f} |")
+    shares = crowd["validation_single_view"]["shares"]
+    lines += ["", "Share of each emotion (PublicTest, detector framing, single view): predicted / crowd's majority: "
+              + ", ".join(f"{e} {v['predicted']:.1%} / {v['crowd']:.1%}" for e, v in shares.items()) + ".",
+              "", WHY_LOWER_ON_ORIGINAL]
+    cal = card.get("calibration")
+    if cal:
+        cross = cal["ece_cross_fitted"]
+        lines += ["", "## Calibration", "",
+                  f"Temperature T = {cal['temperature']} fitted on {cal['fitted_on']} and folded into the last "
+                  f"layer (training/calibration.py): NLL {cal['nll_before']} -> {cal['nll_after']}, ECE "
+                  f"{cal['ece_before']} -> {cal['ece_after_in_sample']} on the faces it was fitted on. Fitted on "
+                  f"one half of them and measured on the other (both ways): ECE {cross['ece']} "
+                  f"(T {cross['temperatures']}). Reliability diagram: figures/reliability.png."]
+        if cal.get("uncertain_margins"):
+            lines += ["", "## Uncertain", "",
+                      "A face is shown as uncertain, with its two leading emotions, when the top emotion leads the "
+                      "second by less than a margin (FERVI_UNCERTAIN_MARGIN). On PublicTest, single view:", "",
+                      "| margin | faces uncertain | their label = crowd | crowd's in their two | clear faces' label "
+                      "= crowd |", "|---|---|---|---|---|"]
+            for row in cal["uncertain_margins"]:
+                lines.append(f"| {row['margin']} | {row['uncertain_share']:.1%} | {_pct(row['uncertain_top_right'])} "
+                             f"| {_pct(row['uncertain_top2_right'])} | {_pct(row['clear_right'])} |")
+    return lines
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
 def model_card_markdown(card: dict) -> str:
     val = card["metrics"]["validation_flip_averaged"]
     single = card["metrics"]["validation_single_view"]
@@ -280,6 +423,7 @@ def model_card_markdown(card: dict) -> str:
         *(["", card["training"]["history_note"]] if card["training"].get("history_note") else []),
         *(["", _init_line(card["training"])] if card["training"].get("init_from") else []),
         *(["", _agreement_line(card["training"])] if card["training"].get("agreement") else []),
+        *(["", _labels_line(card)] if card["metrics"].get("crowd") else []),
         "",
         "## Metrics (TFLite model, as the workers run it)",
         "",
@@ -302,6 +446,7 @@ def model_card_markdown(card: dict) -> str:
         lines += ["", f"Label flips between crop margins (validation, single view, the {flips['faces']} faces the "
                   f"detector found): {flips['mean']:.1%} of labels change when the margin is "
                   f"{card['reframed']['margin']} ± 0.1 ({per})."]
+    lines += _crowd_lines(card)
     lines += ["", "Per class (validation, flip-averaged):", "", "| emotion | precision | recall | F1 | n |",
               "|---|---|---|---|---|"]
     for name, m in val["per_class"].items():

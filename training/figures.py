@@ -82,3 +82,20 @@ def misclassified_grid(
         ax.set_title(f"{EMOTIONS[y_true[i]]}\n→ {EMOTIONS[y_pred[i]]}", fontsize=7)
     fig.suptitle("Misclassified validation faces (true → predicted)", fontsize=9)
     return _save(fig, path)
+
+
+def reliability_png(table: dict, path: Path, title: str) -> Path:
+    """Reliability diagram: each confidence bin's share correct against its mean confidence, with bin sizes."""
+    bins = table["bins"]
+    conf = [b["confidence"] for b in bins]
+    acc = [b["accuracy"] for b in bins]
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
+    ax.plot(conf, acc, "o-", label=f"model (ECE {table['ece']:.3f})")
+    ax.set(ylabel="share agreeing with the crowd's majority", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    counts.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["n"] for b in bins],
+               width=[b["high"] - b["low"] for b in bins], color="tab:blue", alpha=0.6)
+    counts.set(xlabel="confidence of the top emotion", ylabel="faces")
+    return _save(fig, path)

@@ -53,7 +53,7 @@ def reframe_set(faces: FaceSet, detector, margin: float, name: str,
     started = time.perf_counter()
     margins = [margin, *extra_margins]
     crops, found = reframe_faces_at(faces.images, detector, margins)
-    reframed = FaceSet(crops[0], faces.labels, faces.usage, faces.groups, faces.source, faces.skipped, faces.notes)
+    reframed = faces.with_images(crops[0])
     info = {"faces": len(faces), "found_by_detector": int(found.sum()),
             "seconds": round(time.perf_counter() - started, 1)}
     log.info("event=reframed split=%s faces=%d found=%d seconds=%.1f", name, len(faces), info["found_by_detector"],

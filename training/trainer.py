@@ -44,7 +44,8 @@ def prepare(config: TrainConfig) -> PreparedData:
     """Split every dataset first, then over-sample the training rows only."""
     trains, vals, holdouts, report = [], [], {}, {"datasets": []}
     for i, path in enumerate(config.data):
-        faces = load_faces(path, skip_bad=config.skip_bad, include_contempt=config.include_contempt)
+        faces = load_faces(path, skip_bad=config.skip_bad, include_contempt=config.include_contempt,
+                           votes=config.votes)
         split = split_faces(faces, config.holdout_fraction, config.seed)
         name = Path(path).name.split(".")[0]
         entry = {
@@ -56,6 +57,9 @@ def prepare(config: TrainConfig) -> PreparedData:
             "val": len(split.val),
             "overlap_by_pixel_hash": overlap_report({"train": split.train, "val": split.val, "test": split.test}),
         }
+        if faces.votes is not None:
+            entry["labels"] = "FER+ crowd votes (vote distributions; majority for metrics and over-sampling)"
+            entry["notes"] = list(faces.notes)
         if split.how != "usage column":
             entry["val_subjects"] = sorted(set(split.val.groups) - {""})
         report["datasets"].append(entry)
@@ -64,8 +68,10 @@ def prepare(config: TrainConfig) -> PreparedData:
             vals.append(split.val)  # the first dataset's validation split selects the model
         else:
             holdouts[name] = split.val
+    posed = np.concatenate([np.full(len(t), i > 0) for i, t in enumerate(trains)])
     train = FaceSet.concat(trains)
     if config.limit:
+        posed = posed[: min(config.limit, len(train))]
         train = train.subset(np.arange(min(config.limit, len(train))))
     val = vals[0]
     if config.framing not in FRAMINGS:
@@ -85,6 +91,10 @@ def prepare(config: TrainConfig) -> PreparedData:
     elif config.agreement > 0:
         train_views = train.images[None]  # one framing: the two views differ by mirroring and augmentation only
     index = oversample_indices(train.labels, config.oversample_min_share, config.seed)
+    if config.posed_repeat > 1 and posed.any():
+        # posed expressions (CK+) are few against FER-2013's faces; repeating them keeps them taught
+        index = np.concatenate([index, *[np.flatnonzero(posed)] * (config.posed_repeat - 1)])
+        report["posed_repeat"] = {"repeat": config.posed_repeat, "faces": int(posed.sum())}
     report["class_counts_before"] = train.class_counts()
     report["class_counts_after"] = train.subset(index).class_counts()
     report["overlap_train_val"] = overlap_report({"train": train, "val": val, **holdouts})
@@ -164,7 +174,11 @@ def train(config: TrainConfig) -> dict:
     if config.device_pack:
         from .device_pack import write_pack
 
-        manifest = write_pack(prepare(config), config.device_pack)
+        data = prepare(config)
+        if data.train.votes is not None:
+            raise SystemExit("--device-pack packs one label per face: training/gpu_train.py does not learn vote "
+                             "distributions yet; pass --no-votes to pack the CSV's own labels")
+        manifest = write_pack(data, config.device_pack)
         log.info("event=device_pack_written folder=%s sets=%s", config.device_pack, manifest["sets"])
         return {"device_pack": config.device_pack, "sets": manifest["sets"]}
     if config.from_torch:
@@ -200,16 +214,16 @@ def train(config: TrainConfig) -> dict:
         from .augment import augmenter
 
         loss = CrossEntropyWithAgreement(config.agreement, config.label_smoothing)
-        batches = PairedViews(data.train_views, data.train.labels, data.train_index, config.batch_size,
+        batches = PairedViews(data.train_views, data.train.targets(), data.train_index, config.batch_size,
                               config.seed, augmenter(config.seed) if config.augment == "full" else None)
-        validation = paired_eval_batches(data.val.images, data.val.labels, 128)
+        validation = paired_eval_batches(data.val.images, data.val.targets(), 128)
         log.info("event=agreement weight=%g framings=%d", config.agreement, len(data.train_views))
     else:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
         alternate = data.train_alt.images[data.train_index] if data.train_alt is not None else None
-        batches = train_pipeline(data.train.images[data.train_index], data.train.labels[data.train_index],
+        batches = train_pipeline(data.train.images[data.train_index], data.train.targets()[data.train_index],
                                  config.batch_size, config.seed, config.augment, alternate)
-        validation = eval_pipeline(data.val.images, data.val.labels, 256)
+        validation = eval_pipeline(data.val.images, data.val.targets(), 256)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     callbacks = [
         keras.callbacks.BackupAndRestore(str(backup)),

@@ -641,6 +641,14 @@ def predict(images: tuple[str, ...], as_json: bool) -> None:
               help="Teach labels that do not swing with the framing: each batch shows every training face in "
                    "two framings (crop margins within 0.1 of the workers', or its dataset crop) and the loss "
                    "adds this weight x the divergence between their predictions (0: off).")
+@click.option("--votes", default=TRAIN.votes, show_default=True,
+              help="FER+ crowd votes for a FER-2013 CSV: 'auto' uses ferplus_votes.csv.gz beside the CSV if it is "
+                   "there, or name the file. With votes the model learns each face's vote distribution and is "
+                   "selected on agreement with the crowd's majority.")
+@click.option("--no-votes", "votes", flag_value=None, help="Learn the CSV's own single labels even where votes exist.")
+@click.option("--posed-repeat", default=TRAIN.posed_repeat, show_default=True, type=click.IntRange(1),
+              help="Show each training face of the posed datasets (every --data after the first: CK+) this many "
+                   "times an epoch.")
 @click.option("--patience", default=TRAIN.patience, show_default=True, help="Early stopping patience in epochs.")
 @click.option("--seed", default=TRAIN.seed, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --work-dir from its last epoch.")
@@ -694,9 +702,18 @@ def train(data, model_name, **options) -> None:
 @click.option("--skip-bad", is_flag=True, help="Skip and count malformed rows instead of failing.")
 @click.option("--confusion-png", default=".fervi/eval/confusion_matrix.png", show_default=True,
               type=click.Path(dir_okay=False), help="Where to write the confusion matrix figure.")
+@click.option("--votes", default="auto", show_default=True,
+              help="FER+ crowd votes for a FER-2013 CSV: 'auto' uses ferplus_votes.csv.gz beside it if it is "
+                   "there, or name the file. With votes, the faces people could label are scored against the "
+                   "crowd's majority and the original labels side by side, with calibration (ECE).")
+@click.option("--no-votes", "votes", flag_value=None, help="Score against the CSV's own labels only.")
+@click.option("--reliability-png", default=".fervi/eval/reliability.png", show_default=True,
+              type=click.Path(dir_okay=False), help="Where to write the reliability diagram (with votes).")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
-def evaluate(data, images, usage, model_file, limit, flip, skip_bad, confusion_png, as_json) -> None:
-    """Accuracy, macro-F1, per-class metrics, confusion matrix, parameters and faces/s of a model.
+def evaluate(data, images, usage, model_file, limit, flip, skip_bad, confusion_png, votes, reliability_png,
+             as_json) -> None:
+    """Accuracy, macro-F1, per-class metrics, confusion matrix, parameters and faces/s of a model; with crowd
+    votes, agreement with people beside agreement with the original labels.
 
     With --images: faces found, accuracy, macro-F1, per-class recall and results per face size on your own
     labelled photos, through detection, cropping and classification as the workers run them."""
@@ -711,7 +728,8 @@ def evaluate(data, images, usage, model_file, limit, flip, skip_bad, confusion_p
         return
     try:
         flip = settings.flip_average if flip is None else flip
-        report = evaluate_model(data, usage, model_file, settings.models, limit, flip, skip_bad, confusion_png)
+        report = evaluate_model(data, usage, model_file, settings.models, limit, flip, skip_bad, confusion_png,
+                                votes, reliability_png)
     except DatasetError as err:
         raise click.ClickException(str(err)) from None
     if as_json:
@@ -719,12 +737,32 @@ def evaluate(data, images, usage, model_file, limit, flip, skip_bad, confusion_p
         return
     click.echo(f"{report['n']} faces ({report['selection']}), model {report['model']} ({report['params']:,} params), "
                f"{'flip-averaged' if flip else 'single view'}")
-    click.echo(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
-               f"{report['faces_per_s']:.0f} faces/s")
+    if "crowd" in report:
+        _echo_crowd(report)
+    else:
+        click.echo(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
+                   f"{report['faces_per_s']:.0f} faces/s")
     click.echo(f"{'emotion':<10} {'precision':>9} {'recall':>7} {'f1':>6} {'n':>6}")
     for name, m in report["per_class"].items():
         click.echo(f"{name:<10} {m['precision']:>9.3f} {m['recall']:>7.3f} {m['f1']:>6.3f} {m['support']:>6}")
     click.echo(f"confusion matrix: {report['confusion_png']}")
+
+
+def _echo_crowd(report: dict) -> None:
+    """Agreement with the crowd and with the original labels, side by side."""
+    crowd, original = report["crowd"], report["original_labels"]
+    for note in report["notes"]:
+        click.echo(note)
+    click.echo(f"{'':<34} {'crowd majority':>15} {'original label':>15}")
+    click.echo(f"{'accuracy':<34} {crowd['majority_accuracy']:>15.4f} {crowd['original_label_accuracy']:>15.4f}")
+    click.echo(f"{'macro-F1':<34} {report['macro_f1']:>15.4f} {original['macro_f1']:>15.4f}")
+    click.echo(f"mean probability given to the crowd's votes {crowd['mean_probability_of_votes']:.4f}; "
+               f"expected calibration error {crowd['calibration_vs_majority']['ece']:.4f}; "
+               f"{report['faces_per_s']:.0f} faces/s")
+    click.echo("share of each emotion, predicted / crowd's majority: " + ", ".join(
+        f"{name} {share['predicted']:.1%} / {share['crowd']:.1%}" for name, share in crowd["shares"].items()))
+    click.echo(f"reliability diagram: {report['reliability_png']}")
+    click.echo("per class, against the crowd's majority:")
 
 
 def _evaluate_images(images, settings, model_file, flip, confusion_png, as_json) -> None:

@@ -5,6 +5,37 @@ export const COLORS = {
   sad: "#2878c8", surprise: "#ff8c00", neutral: "#b4b4b4",
 };
 export const params = new URLSearchParams(location.search);
+export const UNCERTAIN_NOTE = "uncertain: no emotion clearly ahead";
+const cssVar = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+
+// How a face's emotion reads on every page, on the canvas and in text: its label and probability or, where no
+// emotion clearly leads (the kernel's `uncertain`), its two leading emotions in the uncertain style, never a label.
+// Colours of the uncertain style live in fervi.css (--uncertain, --uncertain-bg); entries without the field
+// (written before it) read as clear. `color`: box outline; `fill` and `ink`: the canvas label's box and text.
+export function faceLabel(face) {
+  if (face.uncertain === true) {
+    const color = cssVar("--uncertain");
+    return { text: [face.label, face.runner_up].filter(Boolean).join(" / "), uncertain: true, title: UNCERTAIN_NOTE,
+      className: "face-label uncertain", color, fill: cssVar("--uncertain-bg"), ink: color };
+  }
+  const color = COLORS[face.label];
+  return { text: `${face.label} ${(face.score * 100).toFixed(0)}%`, uncertain: false, title: "",
+    className: "face-label", color, fill: color, ink: "#000" };
+}
+
+// The same as an element for text lists: the label, and for an uncertain face what its style means.
+export function faceLabelElement(face) {
+  const shown = faceLabel(face);
+  const label = document.createElement("span");
+  label.className = shown.className; label.textContent = shown.text;
+  if (shown.title) label.title = shown.title;
+  if (!shown.uncertain) return label;
+  const note = document.createElement("span");
+  note.className = "face-note"; note.textContent = shown.title;
+  const both = document.createDocumentFragment();
+  both.append(label, " ", note);
+  return both;
+}
 
 export function connect() {
   const socket = io({ auth: { token: params.get("token") || "" }, transports: ["websocket", "polling"] });
@@ -28,6 +59,7 @@ export class Tile {
       <canvas width="640" height="480"></canvas><div class="bars"></div>`;
     element.querySelector("b").textContent = title;
     this.canvas = element.querySelector("canvas");
+    this.canvas.setAttribute("role", "img");
     this.meta = element.querySelector(".meta");
     this.bars = element.querySelector(".bars");
     this.image = null;
@@ -68,23 +100,32 @@ export class Tile {
     ctx.fillStyle = "#20252b"; ctx.fillRect(0, 0, w, h);
     if (this.image) ctx.drawImage(this.image, 0, 0);
     const shown = this.shownTracks();
-    if (!shown) return;
+    if (!shown) { this.canvas.setAttribute("aria-label", "no face"); this.canvas.title = ""; return; }
     // canvas pixels per pixel on screen: labels are at least 13 px as the user sees them
     const scale = this.canvas.clientWidth ? w / this.canvas.clientWidth : 1;
     const px = Math.round(Math.max(13 * scale, w / 40));
     this.element.dataset.labelPx = (px / scale).toFixed(1);
     ctx.lineWidth = Math.max(2, 2 * scale);
-    ctx.font = `${px}px sans-serif`;
+    const said = [];
     for (const face of shown.faces) {
       const [x, y, bw, bh] = face.box;
-      const color = COLORS[face.label];
-      ctx.strokeStyle = color; ctx.strokeRect(x, y, bw, bh);
-      const text = `${face.track !== undefined ? "#" + face.track + " " : ""}${face.label} ${(face.score * 100).toFixed(0)}%`;
+      const label = faceLabel(face);
+      // an uncertain face: a dashed outline, an italic grey label on a dark box (neutral's is solid light grey)
+      ctx.setLineDash(label.uncertain ? [8 * Math.max(1, scale), 5 * Math.max(1, scale)] : []);
+      ctx.strokeStyle = label.color; ctx.strokeRect(x, y, bw, bh);
+      ctx.setLineDash([]);
+      const text = `${face.track !== undefined ? "#" + face.track + " " : ""}${label.text}`;
+      ctx.font = `${label.uncertain ? "italic " : ""}${px}px sans-serif`;
       const tw = ctx.measureText(text).width + 8;
       const th = Math.round(px * 1.4);
-      ctx.fillStyle = color; ctx.fillRect(x, Math.max(0, y - th), tw, th);
-      ctx.fillStyle = "#000"; ctx.fillText(text, x + 4, Math.max(px, y - th * 0.28));
+      const lx = Math.max(0, Math.min(x, w - tw));  // a long label near the right edge stays on the frame
+      ctx.fillStyle = label.fill; ctx.fillRect(lx, Math.max(0, y - th), tw, th);
+      ctx.fillStyle = label.ink; ctx.fillText(text, lx + 4, Math.max(px, y - th * 0.28));
+      said.push(label.uncertain ? `${text} (${label.title})` : text);
     }
+    // what the canvas shows, for a screen reader and as the tooltip (a canvas has no text of its own)
+    this.canvas.setAttribute("aria-label", said.join("; ") || "no face");
+    this.canvas.title = said.join("\n");
   }
   drawBars(faces) {
     this.bars.innerHTML = "";
@@ -92,8 +133,9 @@ export class Tile {
       const probs = face.smooth || face.probs;
       const row = document.createElement("div");
       row.className = "face";
-      row.innerHTML = `<div class="face-title">${face.track !== undefined ? "face #" + face.track : "face"}: <b>${face.label}</b></div>` +
+      row.innerHTML = `<div class="face-title">${face.track !== undefined ? "face #" + face.track : "face"}: </div>` +
         EMOTIONS.map((e, i) => `<div class="bar"><span>${e}</span><i style="width:${(probs[i] * 100).toFixed(1)}%;background:${COLORS[e]}"></i><em>${(probs[i] * 100).toFixed(0)}%</em></div>`).join("");
+      row.querySelector(".face-title").append(faceLabelElement(face));
       this.bars.appendChild(row);
     }
   }
