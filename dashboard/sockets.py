@@ -15,7 +15,7 @@ import logging
 import time
 
 from flask import request
-from flask_socketio import ConnectionRefusedError, SocketIO, join_room, leave_room
+from flask_socketio import ConnectionRefusedError, Namespace, SocketIO, join_room, leave_room
 
 from fervi.bus import Bus
 from fervi.metrics import FRAMES_INGESTED, WEB_CAMERAS, WEB_CONNECTIONS, WEB_FRAMES
@@ -38,74 +38,129 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorized, token: str) -> None:
-    connections = AddressLimits(settings.web_connects_per_minute / 60.0, settings.web_connects_per_minute)
-    address_frames = AddressLimits(WEB_FPS * settings.web_cameras_per_address, WEB_FPS * settings.web_cameras_per_address)
-    frame_buckets: dict[str, TokenBucket] = {}
-    own: dict[str, str] = {}  # sid -> its browser camera, once admitted
+def webcam_name(sid: str) -> str:
+    """The browser camera of a Socket.IO client."""
+    return f"web-{sid[:12].replace('_', '-')}"
 
-    def camera_of(sid: str) -> str:
-        return f"web-{sid[:12].replace('_', '-')}"
 
-    def visible(camera: str) -> bool:
+class FrameRefused(Exception):
+    """A browser frame not taken: why (the `fervi_web_frames_total` outcome) and the answer to its client."""
+
+    def __init__(self, outcome: str, reply: dict):
+        super().__init__(reply.get("error", outcome))
+        self.outcome, self.reply = outcome, reply
+
+
+class DashboardEvents(Namespace):
+    """The events of the default namespace, one `on_<event>` method each (Flask-SocketIO calls them in the
+    client's request context: `request.sid`, its address). Limits and the clients' own cameras are kept per
+    process; a camera's admission, sharing and rounds are in Redis, through the bus."""
+
+    def __init__(self, bus: Bus, settings: Settings, authorized, token: str, namespace: str = "/"):
+        super().__init__(namespace)
+        self.bus, self.settings, self.authorized, self.token = bus, settings, authorized, token
+        self.connections = AddressLimits(settings.web_connects_per_minute / 60.0, settings.web_connects_per_minute)
+        per_address = WEB_FPS * settings.web_cameras_per_address
+        self.address_frames = AddressLimits(per_address, per_address)
+        self.frame_buckets: dict[str, TokenBucket] = {}
+        self.own: dict[str, str] = {}  # sid -> its browser camera, once admitted
+
+    # --- what the events share ------------------------------------------------------------------
+    def visible(self, camera: str) -> bool:
         """A browser camera to its own client, and to others only while live and shared; every other camera."""
-        return not is_browser_camera(camera) or camera == own.get(request.sid) or bus.is_shared_webcam(camera)
+        return not is_browser_camera(camera) or camera == self.own.get(request.sid) or \
+            self.bus.is_shared_webcam(camera)
 
-    def refusal(camera) -> str:
+    def refusal(self, camera) -> str:
         """Why this client may not watch `camera` ("" when it may)."""
         try:
             check_camera(camera)
         except ProtocolError as err:
             return str(err)
-        return "" if visible(camera) else f"{camera} is a browser camera its user has not shared"
+        return "" if self.visible(camera) else f"{camera} is a browser camera its user has not shared"
 
-    def join_camera(camera: str) -> None:
-        if camera != own.get(request.sid):  # a client gets its own camera in its private room
+    def join_camera(self, camera: str) -> None:
+        if camera != self.own.get(request.sid):  # a client gets its own camera in its private room
             join_room(camera)
 
-    def stop_watchers(camera: str) -> None:
+    def stop_watchers(self, camera: str) -> None:
         """Take every client out of a browser camera's room (it stopped being shared, or its client left).
         Its own client is never in that room: the relay sends it its camera through its private room."""
-        socketio.close_room(camera)
+        self.close_room(camera)
 
-    @socketio.on("connect")
-    def on_connect(auth=None):
-        given = (auth or {}).get("token") if isinstance(auth, dict) else None
-        # no token: `authorized` checks the Host (loopback names only); a token: the cookie, or the one sent here
-        if not (authorized() or token and hmac.compare_digest(str(given or "").encode(), token.encode())):
-            WEB_CONNECTIONS.labels("unauthorized").inc()
-            return False
-        if not connections.take(client_address()):
-            WEB_CONNECTIONS.labels("rate_limited").inc()
-            raise ConnectionRefusedError(f"too many connections from {client_address()}: at most "
-                                         f"{settings.web_connects_per_minute} a minute")
-        WEB_CONNECTIONS.labels("ok").inc()
-        frame_buckets[request.sid] = TokenBucket(WEB_FPS, WEB_FPS)
-        return True
-
-    def leave(reason: str) -> bool:
+    def leave(self, reason: str) -> bool:
         """The client's browser camera stops being a camera now (its keys go after a grace period)."""
-        camera = own.pop(request.sid, None)
+        camera = self.own.pop(request.sid, None)
         if camera:
-            bus.leave_webcam(camera)
-            stop_watchers(camera)
-            WEB_CAMERAS.set(len(own))
+            self.bus.leave_webcam(camera)
+            self.stop_watchers(camera)
+            WEB_CAMERAS.set(len(self.own))
             log.info("event=webcam_left camera=%s reason=%s", camera, reason)
         return camera is not None
 
-    @socketio.on("disconnect")
-    def on_disconnect(*_args):
-        frame_buckets.pop(request.sid, None)
-        bus.drop_round(request.sid)
-        leave("disconnected")
+    def checked_frame(self, data) -> tuple[bytes, int, int]:
+        """A browser frame's JPEG and the size its header claims; FrameRefused when it is malformed, too
+        large, or over this client's (or its address's) frame rate."""
+        jpeg = data.get("jpeg") if isinstance(data, dict) else None
+        if not isinstance(jpeg, (bytes, bytearray)) or not jpeg:
+            raise FrameRefused("bad", {"ok": False, "error": "send {jpeg: <bytes>}"})
+        if len(jpeg) > WEB_FRAME_MAX_BYTES:
+            raise FrameRefused("too_large", {"ok": False, "error": f"frame larger than {WEB_FRAME_MAX_BYTES} bytes"})
+        if not (self.frame_buckets.setdefault(request.sid, TokenBucket(WEB_FPS, WEB_FPS)).take()
+                and self.address_frames.take(client_address())):
+            raise FrameRefused("rate_limited", {"ok": False, "camera": webcam_name(request.sid), "slow_down": True})
+        try:  # the header alone: the size the frame claims, checked before any worker decodes it
+            width, height = image_size(bytes(jpeg))
+        except ImageError as err:
+            raise FrameRefused("bad", {"ok": False, "error": str(err)}) from None
+        limit = self.settings.max_frame_pixels
+        if width * height > limit:
+            raise FrameRefused("too_large", {"ok": False, "error": f"frame of {width}x{height} pixels is over the "
+                                                                   f"limit of {limit} (FERVI_MAX_FRAME_PIXELS)"})
+        return bytes(jpeg), width, height
 
-    @socketio.on("webcam_stop")
-    def on_webcam_stop(_data=None):
+    def admit(self, camera: str) -> None:
+        """Count a frame of this client's camera, admitting the camera on its first; FrameRefused when as many
+        browser cameras as may be are live (in all, or from this address)."""
+        settings = self.settings
+        admitted = self.bus.admit_webcam(camera, client_address(), settings.web_cameras_max,
+                                         settings.web_cameras_per_address, request.sid)
+        if admitted < 0:
+            limit = (f"{settings.web_cameras_max} browser cameras are live, the most this FERVI takes"
+                     if admitted == -1 else f"{settings.web_cameras_per_address} browser cameras are live from your "
+                                            "address, the most it may have")
+            raise FrameRefused("refused", {"ok": False, "full": True, "error": f"{limit}: try again later"})
+        if admitted == 2:
+            self.own[request.sid] = camera
+            WEB_CAMERAS.set(len(self.own))
+            log.info("event=webcam_admitted camera=%s address=%s", camera, client_address())
+
+    # --- the events ---------------------------------------------------------------------------------
+    def on_connect(self, auth=None):
+        given = (auth or {}).get("token") if isinstance(auth, dict) else None
+        # no token: `authorized` checks the Host (loopback names only); a token: the cookie, or the one sent here
+        token = self.token
+        if not (self.authorized() or token and hmac.compare_digest(str(given or "").encode(), token.encode())):
+            WEB_CONNECTIONS.labels("unauthorized").inc()
+            return False
+        if not self.connections.take(client_address()):
+            WEB_CONNECTIONS.labels("rate_limited").inc()
+            raise ConnectionRefusedError(f"too many connections from {client_address()}: at most "
+                                         f"{self.settings.web_connects_per_minute} a minute")
+        WEB_CONNECTIONS.labels("ok").inc()
+        self.frame_buckets[request.sid] = TokenBucket(WEB_FPS, WEB_FPS)
+        return True
+
+    def on_disconnect(self, *_args):
+        self.frame_buckets.pop(request.sid, None)
+        self.bus.drop_round(request.sid)
+        self.leave("disconnected")
+
+    def on_webcam_stop(self, _data=None):
         """The user pressed Stop: the camera leaves at once, not after FERVI_WEB_IDLE."""
-        return {"ok": True, "stopped": leave("stopped")}
+        return {"ok": True, "stopped": self.leave("stopped")}
 
-    @socketio.on("watch")
-    def on_watch(data=None):
+    def on_watch(self, data=None):
         data = data if isinstance(data, dict) else {}
         camera = data.get("camera", "")
         for room in data.get("leave", []) if isinstance(data.get("leave"), list) else []:
@@ -113,86 +168,64 @@ def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorize
         if camera == WALL_ROOM:
             join_room(WALL_ROOM)
             return {"ok": True}
-        error = refusal(camera)
+        error = self.refusal(camera)
         if error:
             return {"ok": False, "error": error}
-        join_camera(camera)
+        self.join_camera(camera)
         return {"ok": True}
 
-    @socketio.on("webcam")
-    def on_webcam(data=None):
+    def on_webcam(self, data=None):
         """A JPEG from the browser's camera, into this browser's own camera stream."""
-        camera = camera_of(request.sid)
-        jpeg = data.get("jpeg") if isinstance(data, dict) else None
-        if not isinstance(jpeg, (bytes, bytearray)) or not jpeg:
-            WEB_FRAMES.labels("bad").inc()
-            return {"ok": False, "error": "send {jpeg: <bytes>}"}
-        if len(jpeg) > WEB_FRAME_MAX_BYTES:
-            WEB_FRAMES.labels("too_large").inc()
-            return {"ok": False, "error": f"frame larger than {WEB_FRAME_MAX_BYTES} bytes"}
-        if not (frame_buckets.setdefault(request.sid, TokenBucket(WEB_FPS, WEB_FPS)).take()
-                and address_frames.take(client_address())):
-            WEB_FRAMES.labels("rate_limited").inc()
-            return {"ok": False, "camera": camera, "slow_down": True}
-        try:  # the header alone: the size the frame claims, checked before any worker decodes it
-            width, height = image_size(bytes(jpeg))
-        except ImageError as err:
-            WEB_FRAMES.labels("bad").inc()
-            return {"ok": False, "error": str(err)}
-        if width * height > settings.max_frame_pixels:
-            WEB_FRAMES.labels("too_large").inc()
-            return {"ok": False, "error": f"frame of {width}x{height} pixels is over the limit of "
-                                          f"{settings.max_frame_pixels} (FERVI_MAX_FRAME_PIXELS)"}
-        admitted = bus.admit_webcam(camera, client_address(), settings.web_cameras_max,
-                                    settings.web_cameras_per_address, request.sid)
-        if admitted < 0:
-            WEB_FRAMES.labels("refused").inc()
-            limit = (f"{settings.web_cameras_max} browser cameras are live, the most this FERVI takes"
-                     if admitted == -1 else
-                     f"{settings.web_cameras_per_address} browser cameras are live from your address, the most it may have")
-            return {"ok": False, "full": True, "error": f"{limit}: try again later"}
-        if admitted == 2:
-            own[request.sid] = camera
-            WEB_CAMERAS.set(len(own))
-            log.info("event=webcam_admitted camera=%s address=%s", camera, client_address())
-        bus.add_frame(Frame(camera, time.time(), width, height, bytes(jpeg), live=True), settings.live_maxlen)
+        camera = webcam_name(request.sid)
+        try:
+            jpeg, width, height = self.checked_frame(data)
+            self.admit(camera)
+        except FrameRefused as refused:
+            WEB_FRAMES.labels(refused.outcome).inc()
+            return refused.reply
+        self.bus.add_frame(Frame(camera, time.time(), width, height, jpeg, live=True), self.settings.live_maxlen)
         FRAMES_INGESTED.labels(metric_camera(camera)).inc()
         WEB_FRAMES.labels("ok").inc()
         return {"ok": True, "camera": camera}
 
-    @socketio.on("share")
-    def on_share(data=None):
+    def on_share(self, data=None):
         """Show this browser's camera on the shared live wall, or stop showing it."""
-        camera = own.get(request.sid)
+        camera = self.own.get(request.sid)
         shared = bool(data.get("on")) if isinstance(data, dict) else False
-        if camera is None or not bus.share_webcam(camera, shared):
+        if camera is None or not self.bus.share_webcam(camera, shared):
             return {"ok": False, "error": "start your camera first"}
         if not shared:
-            stop_watchers(camera)
+            self.stop_watchers(camera)
         log.info("event=webcam_shared camera=%s shared=%s", camera, shared)
         return {"ok": True, "camera": camera, "shared": shared}
 
-    @socketio.on("challenge_start")
-    def on_challenge_start(data=None):
+    def on_challenge_start(self, data=None):
         """Start this player's next round; the relay decides it from the tracker's results."""
         asked = data if isinstance(data, dict) else {}
-        camera = asked.get("camera") or own.get(request.sid)
+        camera = asked.get("camera") or self.own.get(request.sid)
         if not camera:
             return {"ok": False, "error": "start your camera first"}
-        error = refusal(camera)
+        error = self.refusal(camera)
         if error:
             return {"ok": False, "error": error}
-        own_camera = camera == own.get(request.sid)
-        if not own_camera and camera not in bus.cameras():
+        own_camera = camera == self.own.get(request.sid)
+        if not own_camera and camera not in self.bus.cameras():
             return {"ok": False, "error": f"there is no camera called {camera!r}: see the Cameras page for the names"}
-        targets = settings.challenge_target_list
+        targets = self.settings.challenge_target_list
         if not own_camera:  # a live camera cannot act on request: draw from what its faces showed lately
             now = time.time()
-            targets = challenge.shown_targets(bus.emotion_totals(camera, "1m", now - SHOWN_WINDOW_S, now), targets)
+            targets = challenge.shown_targets(self.bus.emotion_totals(camera, "1m", now - SHOWN_WINDOW_S, now), targets)
         try:
-            record = challenge.new_round(request.sid, camera, own_camera, asked, targets, bus.load_round(request.sid))
+            record = challenge.new_round(request.sid, camera, own_camera, asked, targets,
+                                         self.bus.load_round(request.sid))
         except challenge.ChallengeError as err:
             return {"ok": False, "error": str(err)}
-        bus.save_round(request.sid, record)
-        join_camera(camera)
+        self.bus.save_round(request.sid, record)
+        self.join_camera(camera)
         return {"ok": True, **challenge.progress(record)}
+
+
+def register_sockets(socketio: SocketIO, bus: Bus, settings: Settings, authorized, token: str) -> DashboardEvents:
+    events = DashboardEvents(bus, settings, authorized, token)
+    socketio.on_namespace(events)
+    return events

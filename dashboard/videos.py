@@ -19,11 +19,10 @@ import uuid
 from pathlib import Path
 
 from flask import Flask, abort, jsonify, request, send_from_directory
-from rq.job import Job, JobStatus
 from werkzeug.utils import secure_filename
 
 from fervi.bus import Bus
-from fervi.offline import QUEUE, VideoError, cancel_jobs, failure_message, submit
+from fervi.offline import QUEUE, VideoError, submit
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ class Videos:
             if isinstance(err, VideoError):
                 raise VideoError(str(err).replace(str(folder / name), name)) from None
             raise
-        record = {"name": name, "out": submitted.out_dir, "jobs": [j.id for j in submitted.jobs],
+        record = {"name": name, "out": submitted.out_dir, "jobs": submitted.ids,
                   "final": submitted.finish.id, "state": "queued", "error": "", "total": submitted.total,
                   "created_at": time.time(), "ended_at": None, "result": None}
         self.bus.create_video(video_id, record)
@@ -71,35 +70,24 @@ class Videos:
         """The record of a video id (None for an unknown one, or a string that is no video id)."""
         return self.bus.video(video_id) if VIDEO_ID.fullmatch(video_id) else None
 
-    def _jobs(self, record: dict) -> tuple[list[Job], int]:
-        """The video's RQ jobs whose records still exist, and how many are gone."""
-        fetched = Job.fetch_many(record["jobs"], connection=self.queue.connection)
-        jobs = [j for j in fetched if j is not None]
-        return jobs, len(fetched) - len(jobs)
-
     def status(self, video_id: str) -> dict | None:
         """The record, brought up to date from RQ while the video runs."""
         record = self._record(video_id)
         if record is None or record["state"] in ENDED:
             return record
-        jobs, gone = self._jobs(record)
-        statuses = [j.get_status() for j in jobs]
+        progress = self.queue.progress(record["jobs"])
         change: dict = {}
-        failed = next((j for j, s in zip(jobs, statuses) if s == JobStatus.FAILED), None)
-        if failed is not None:
-            change = {"state": "failed", "error": failure_message(failed), "ended_at": time.time()}
-        elif JobStatus.CANCELED in statuses:
-            change = {"state": "canceled", "error": "canceled", "ended_at": time.time()}
-        elif gone and (self.bus.video(video_id) or {}).get("state") not in ENDED:
+        if progress.state in ("failed", "canceled"):
+            change = {"state": progress.state, "error": progress.error, "ended_at": time.time()}
+        elif progress.state == "gone" and (self.bus.video(video_id) or {}).get("state") not in ENDED:
             # RQ keeps job records a day; one gone before the video ended will never run (or was lost)
-            change = {"state": "failed", "error": f"{gone} of its jobs are gone (RQ's records were removed)",
-                      "ended_at": time.time()}
-        elif JobStatus.STARTED in statuses or record["done"]:
+            change = {"state": "failed", "error": progress.error, "ended_at": time.time()}
+        elif progress.state == "running" or record["done"]:
             change = {"state": "running"} if record["state"] != "running" else {}
         if change:
             self.bus.update_video(video_id, **change)
             if change["state"] in ("failed", "canceled"):
-                cancel_jobs(jobs, self.queue.connection)  # the rest of its jobs will not be needed
+                self.queue.stop(record["jobs"])  # the rest of its jobs will not be needed
             record = self.bus.video(video_id) or record
         return record
 
@@ -126,13 +114,13 @@ class Videos:
         path = self.uploads / video_id / record["name"]
         if not path.is_file():
             return "its upload is gone (deleted, or past FERVI_VIDEO_RETENTION): upload it again"
-        cancel_jobs(self._jobs(record)[0], self.queue.connection)
+        self.queue.stop(record["jobs"])
         try:
             submitted = submit(self.queue, str(path), self.outputs / video_id, segments=2, every=1, video_id=video_id)
         except VideoError as err:
             return str(err).replace(str(path), record["name"])
         self.bus.reset_video_progress(video_id)
-        self.bus.update_video(video_id, jobs=[j.id for j in submitted.jobs], final=submitted.finish.id,
+        self.bus.update_video(video_id, jobs=submitted.ids, final=submitted.finish.id,
                               state="queued", error="", ended_at=None, result=None,
                               total=submitted.total,
                               retries=int(record.get("retries", 0)) + 1)
@@ -142,15 +130,15 @@ class Videos:
     def jobs_overview(self) -> dict:
         """The Videos page's view of the offline stage: waiting and failed jobs, and RQ's workers."""
         workers = [{"name": name, "state": info.get("state", ""), "job": info.get("job", "")}
-                   for name, info in sorted(self.bus.rq_workers().items())]
-        return {**self.bus.queue_stats(QUEUE), "workers": workers}
+                   for name, info in sorted(self.queue.workers().items())]
+        return {**self.queue.stats(), "workers": workers}
 
     def cancel(self, video_id: str) -> bool:
         record = self._record(video_id)
         if record is None:
             return False
         if record["state"] not in ENDED:
-            cancel_jobs(self._jobs(record)[0], self.queue.connection)
+            self.queue.stop(record["jobs"])
             self.bus.update_video(video_id, state="canceled", error="canceled", ended_at=time.time())
         return True
 

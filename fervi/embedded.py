@@ -128,8 +128,7 @@ def free_cluster_port(taken: set[int]) -> int:
 
 class EmbeddedCluster:
     """A real Redis Cluster of `masters` primaries (no replicas) on loopback, slots split evenly: for tests
-    and the capacity bench. `url` is a `redis+cluster://` URL FERVI connects to; `restart(i)` stops and starts
-    one primary on its port and data (its AOF and nodes.conf), as a crashed and restarted shard."""
+    and the capacity bench. `url` is a `redis+cluster://` URL FERVI connects to."""
 
     def __init__(self, data_dir: str | Path, masters: int = 3, password: str = ""):
         self.data_dir = Path(data_dir).resolve()
@@ -178,21 +177,10 @@ class EmbeddedCluster:
                 raise RuntimeError(f"the cluster did not become ok; see {self.data_dir}/node*/redis.log")
             time.sleep(0.1)
 
-    def node_of(self, key: str) -> int:
-        """Which of the nodes holds `key`'s slot."""
-        slot = int(self._client(self.nodes[0]).execute_command("CLUSTER", "KEYSLOT", key))
-        return next(i for i, (low, high) in enumerate(self.slot_ranges()) if low <= slot < high)
-
     def slot_ranges(self) -> list[tuple[int, int]]:
         """Each node's slots [low, high): split evenly, in node order."""
         bounds = [round(i * CLUSTER_SLOTS / len(self.nodes)) for i in range(len(self.nodes) + 1)]
         return list(zip(bounds, bounds[1:]))
-
-    def restart(self, index: int, down_s: float = 0.0) -> None:
-        self.nodes[index].stop()
-        time.sleep(down_s)
-        self.nodes[index].start()
-        self.wait_ok()
 
     def stop(self) -> None:
         for node in self.nodes:

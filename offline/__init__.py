@@ -5,11 +5,12 @@
 - `runner`: `fervi analyze` and `fervi rq-worker` (submit, follow, cancel, RQ workers);
 - `video_io`: probing, seeking and cutting a video into segments.
 
+The queue itself (enqueue, progress, stop, RQ's registries and workers) is the bus's: `fervi.bus.queue`.
+
 What other stages use (the dashboard's video uploads) is imported from here.
 """
 
 from .jobs import QUEUE, submit
-from .runner import cancel_jobs, failure_message
 from .video_io import VideoError
 
-__all__ = ["QUEUE", "VideoError", "cancel_jobs", "failure_message", "submit"]
+__all__ = ["QUEUE", "VideoError", "submit"]

@@ -5,9 +5,9 @@ drawn in parallel parts again and joined by a last job without re-encoding (`out
 
 A segment writes its result file atomically, so a segment retried after its worker died (RQ `Retry`)
 replaces, never duplicates, what it found. Every job is idempotent: run again after it (or the whole
-video) finished, it returns at once instead of redoing or failing. Jobs report frames done/total in
-`job.meta` and, for a dashboard upload, in FERVI's own record of the video (`Bus.video_progress`), which
-outlives RQ's job records.
+video) finished, it returns at once instead of redoing or failing. Jobs report frames done/total in RQ's
+job record and, for a dashboard upload, in FERVI's own record of the video, which outlives RQ's job records
+(`fervi.bus.queue.report_progress`: the jobs never touch RQ or its connection themselves).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from rq import Queue, Retry, get_current_job
 
-from fervi.bus import VIDEO_QUEUE, Bus
+from fervi.bus import VIDEO_QUEUE
+from fervi.bus.queue import VideoQueue, report_progress, update_running_video
 from fervi.emotions import NUM_EMOTIONS
 from fervi.faces import Faces
 from fervi.settings import load_settings
@@ -49,15 +49,6 @@ BATCH = 8
 META_EVERY = 10
 SEGMENT_TIMEOUT_S = 3600
 JOB_RECORD_TTL_S = 86400  # RQ keeps finished job records this long (its default, 500 s, ends mid-video)
-
-
-def _progress(done: int, total: int) -> None:
-    job = get_current_job()
-    if job is not None:
-        job.meta.update({"done": done, "total": total})
-        job.save_meta()
-        if job.meta.get("video_id"):
-            Bus(job.connection).video_progress(job.meta["video_id"], job.id, done, total)
 
 
 def finished(out_dir: str | Path) -> bool:
@@ -147,7 +138,7 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
             index += 1
             done += 1
             if done % META_EVERY == 0:
-                _progress(done, total)
+                report_progress(done, total)
         if waiting and waiting[-1].faces is None:  # the segment's last frame closes its last gap
             detect_key(waiting[-1])
         if waiting:
@@ -163,7 +154,7 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
              scores=np.concatenate(scores) if scores else np.zeros(0, np.float32),
              probs=np.concatenate(probs) if probs else np.zeros((0, NUM_EMOTIONS), np.float32))
     tmp.replace(out)
-    _progress(done, done)
+    report_progress(done, done)
     return {"start": start, "stop": index, "analysed": len(frames), "faces": int(sum(counts))}
 
 
@@ -202,7 +193,7 @@ def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: in
     write_summary(summary, out / "summary.json")
     write_timeline(frames, summary["duration_s"], out / "timeline.png")
     save_frames(frames, out / ".segments" / "tracked.npz")
-    _progress(1, 1)
+    report_progress(1, 1)
     return {"out": str(out), "face_rows": summary["face_rows"], "tracks": summary["tracks"]}
 
 
@@ -214,8 +205,8 @@ def annotate_part(info: dict, start: int, stop: int | None, out_dir: str, part_f
     frames = load_frames(Path(out_dir) / ".segments" / "tracked.npz", video.fps, start, stop)
     total = (stop if stop is not None else video.frames) - start
     written = write_annotated_part(video.path, frames, start, stop, Path(part_file), video.fps,
-                                   on_frame=lambda done: done % META_EVERY or _progress(done, total))
-    _progress(written, written)
+                                   on_frame=lambda done: done % META_EVERY or report_progress(done, total))
+    report_progress(written, written)
     return {"start": start, "frames": written}
 
 
@@ -230,13 +221,10 @@ def finish_video(part_files: list[str], out_dir: str) -> dict:
         frames = join_parts([Path(p) for p in part_files], out / "annotated.mp4")
         shutil.rmtree(out / ".segments", ignore_errors=True)
     summary = json.loads((out / "summary.json").read_text())
-    _progress(1, 1)
+    report_progress(1, 1)
     result = {"out": str(out), "frames": frames, "face_rows": summary["face_rows"],
               "tracks": summary["tracks"]}
-    job = get_current_job()
-    if job is not None and job.meta.get("video_id"):
-        Bus(job.connection).update_video(job.meta["video_id"], state="finished", ended_at=time.time(),
-                                         result=result, error="")
+    update_running_video(state="finished", ended_at=time.time(), result=result, error="")
     return result
 
 
@@ -256,12 +244,16 @@ class Submitted:
         return [*self.segments, self.merge, *self.parts, self.finish]
 
     @property
+    def ids(self) -> list[str]:
+        return [job.id for job in self.jobs]
+
+    @property
     def total(self) -> int:
         """Units of work of all its jobs (frames, and 1 per merge or finish): a video's progress bar."""
         return sum(int(j.meta.get("total", 0)) for j in self.jobs)
 
 
-def submit(queue: Queue, video: str, out_root: str | Path, segments: int, every: int, retries: int = 2,
+def submit(queue: VideoQueue, video: str, out_root: str | Path, segments: int, every: int, retries: int = 2,
            detect_every: int | None = None, video_id: str | None = None) -> Submitted:
     """Enqueue the jobs of one video. Raises VideoError for unreadable files.
 
@@ -276,7 +268,7 @@ def submit(queue: Queue, video: str, out_root: str | Path, segments: int, every:
     work.mkdir(parents=True, exist_ok=True)
     bounds = segment_bounds(info.frames, segments)
     name = Path(video).name
-    common = {"retry": Retry(max=retries), "job_timeout": SEGMENT_TIMEOUT_S, "result_ttl": JOB_RECORD_TTL_S}
+    common = {"retries": retries, "job_timeout": SEGMENT_TIMEOUT_S, "result_ttl": JOB_RECORD_TTL_S}
 
     def meta(kind: str, total: int) -> dict:
         return {"video": info.path, "kind": kind, "done": 0, "total": total,
@@ -286,20 +278,20 @@ def submit(queue: Queue, video: str, out_root: str | Path, segments: int, every:
     for i, (start, stop) in enumerate(bounds):
         file = str((work / f"{i:03d}.npz").resolve())
         files.append(file)
-        jobs.append(queue.enqueue(analyze_segment, info.path, start, stop, every, file, detect_every, **common,
+        jobs.append(queue.add(analyze_segment, info.path, start, stop, every, file, detect_every, **common,
                                   meta=meta("segment", (stop or info.frames) - start),
                                   description=f"segment {i + 1}/{len(bounds)} of {name}"))
-    merge = queue.enqueue(merge_segments, asdict(info), files, str(out.resolve()), every, detect_every,
+    merge = queue.add(merge_segments, asdict(info), files, str(out.resolve()), every, detect_every,
                           depends_on=jobs,
                           **common, meta=meta("merge", 1), description=f"merge {name}")
     part_files, parts = [], []
     for i, (start, stop) in enumerate(bounds):
         part = str((work / f"annotated-{i:03d}.mp4").resolve())
         part_files.append(part)
-        parts.append(queue.enqueue(annotate_part, asdict(info), start, stop, str(out.resolve()), part,
+        parts.append(queue.add(annotate_part, asdict(info), start, stop, str(out.resolve()), part,
                                    depends_on=merge, **common, meta=meta("annotate", (stop or info.frames) - start),
                                    description=f"annotate part {i + 1}/{len(bounds)} of {name}"))
-    finish = queue.enqueue(finish_video, part_files, str(out.resolve()), depends_on=parts, **common,
+    finish = queue.add(finish_video, part_files, str(out.resolve()), depends_on=parts, **common,
                            meta=meta("finish", 1), description=f"finish {name}")
     log.info("event=video_submitted video=%s frames=%d segments=%d detect_every=%d out=%s", video, info.frames,
              len(jobs), detect_every, out)

@@ -8,7 +8,8 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from fervi.emotions import NUM_EMOTIONS  # noqa: E402
-from training.agreement import CrossEntropyWithAgreement, PairedViews, js_divergence, paired_eval_batches  # noqa: E402
+from fervi.training.agreement import (CrossEntropyWithAgreement, PairedViews, js_divergence,  # noqa: E402
+                                      paired_eval_batches)
 
 
 def _probs(rows):

@@ -2,9 +2,12 @@
 
 - the kernel (`fervi/` without `fervi/app/`) imports no stage and not the application layer;
 - a stage imports the kernel and, of another stage, only its package (`fervi.offline`), never its modules;
-- only the bus talks to Redis: no other module imports `redis` (the embedded server's launcher aside);
-- nothing imports the folders by their top-level names (`workers`, `models`, ...): installed, FERVI is
-  the single top-level package `fervi`.
+- only the bus talks to Redis: no other module imports `redis` (the embedded server's launcher aside), and
+  RQ, which is Redis too, is imported by one module of the bus, `fervi.bus.queue` (RQ runs plain functions
+  as jobs: no job needs RQ in its signature);
+- nothing imports the folders by their top-level names (`workers`, `models`, ...), the tests included:
+  installed, FERVI is the single top-level package `fervi`;
+- no module imports a module that imports it back, nor another module's private names.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from .conftest import REPO
 APP = "app"
 HARNESS = "bench"  # benchmarks drive whole stages, as the application layer does
 REDIS_MODULES = ("fervi.bus", "fervi.embedded")  # the bus package, and the launcher of the embedded server
+RQ_MODULE = "fervi.bus.queue"  # the video queue: its jobs, registries, stop command and workers
 
 
 def _modules() -> dict[str, Path]:
@@ -31,6 +35,11 @@ def _modules() -> dict[str, Path]:
                 parts.pop()
             found[".".join([package, *parts])] = path
     return found
+
+
+def _test_modules() -> dict[str, Path]:
+    """The test modules, by their dotted names (`tests.test_x`)."""
+    return {f"tests.{path.stem}": path for path in sorted((REPO / "tests").glob("*.py")) if path.stem != "__init__"}
 
 
 def _imports(name: str, path: Path) -> set[str]:
@@ -59,17 +68,26 @@ def _part(name: str) -> str:
     return APP if parts[1] == "__main__" else parts[1]
 
 
+def _top_level_stage_imports(name: str, targets) -> list[str]:
+    return [f"{name} imports {target}: the top-level name; use fervi.{target}" for target in sorted(targets)
+            if target.split(".")[0] in fervi.STAGES]
+
+
 def _violations(modules: dict[str, Path]) -> list[str]:
     known = set(modules)
     bad = []
     for name, path in modules.items():
         part = _part(name)
-        for target in sorted(_imports(name, path)):
+        targets = sorted(_imports(name, path))
+        bad += _top_level_stage_imports(name, targets)
+        for target in targets:
             top = target.split(".")[0]
-            if top in fervi.STAGES or top == "tests":
-                bad.append(f"{name} imports {target}: the top-level name; use fervi.{target}")
+            if top == "tests":
+                bad.append(f"{name} imports {target}: the product imports no test")
             if top == "redis" and not any(name == m or name.startswith(m + ".") for m in REDIS_MODULES):
                 bad.append(f"{name} imports {target}: only the bus talks to Redis")
+            if top == "rq" and name != RQ_MODULE:
+                bad.append(f"{name} imports {target}: only {RQ_MODULE} talks to RQ")
             if top != "fervi" or target not in known:
                 continue
             other = _part(target)
@@ -81,10 +99,58 @@ def _violations(modules: dict[str, Path]) -> list[str]:
     return bad
 
 
+def _private_names(name: str, path: Path) -> list[str]:
+    """`from .x import _y`: a private name of another module (it says: not meant to be used from outside)."""
+    return [f"{name} imports {'.' * node.level}{f'{node.module}.' if node.module else ''}{alias.name}: a private "
+            "name of another module"
+            for node in ast.walk(ast.parse(path.read_text(), str(path))) if isinstance(node, ast.ImportFrom)
+            for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+
+
+def _cycles(modules: dict[str, Path]) -> list[str]:
+    """Imports that close a cycle among `modules` (a module's own package does not count: it runs first)."""
+    graph = {name: sorted(t for t in _imports(name, path) if t in modules and t != name
+                          and not name.startswith(t + ".")) for name, path in modules.items()}
+    state: dict[str, str] = {}
+    found = []
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = "open"
+        for target in graph[name]:
+            if state.get(target) == "open":
+                found.append(" -> ".join([*trail[trail.index(target):], target]))
+            elif target not in state:
+                visit(target, [*trail, target])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    return found
+
+
 def test_the_kernel_imports_no_stage_and_stages_import_no_other_stages_internals():
     modules = _modules()
     assert {"fervi.bus", "fervi.app.cli", "fervi.offline.jobs", "fervi.tracker.service"} <= set(modules)
     assert _violations(modules) == []
+
+
+def test_no_module_imports_another_back_nor_another_modules_private_names():
+    """Before: vision/detector.py imported multiscale.py for its factory and multiscale.py reached back into
+    detector.py for seven names, `_model_file` among them; training/votes.py and datasets.py imported each
+    other (the shared reader pieces are in training/files.py now). The kernel and every stage."""
+    modules = _modules()
+    assert {"fervi.vision.multiscale", "fervi.training.votes"} <= set(modules)
+    assert _cycles(modules) == []
+    assert [bad for name, path in modules.items() for bad in _private_names(name, path)] == []
+
+
+def test_tests_import_the_stages_through_fervi():
+    """A test that imports `training.x` runs against a second copy of the module, and fails installed."""
+    modules = _test_modules()
+    assert "tests.test_boundaries" in modules
+    bad = [found for name, path in modules.items() for found in _top_level_stage_imports(name, _imports(name, path))]
+    assert bad == []
 
 
 def test_the_check_catches_what_it_forbids(tmp_path):
@@ -94,6 +160,8 @@ def test_the_check_catches_what_it_forbids(tmp_path):
         "fervi.dashboard.videos": "from fervi.offline.jobs import submit\nimport redis\n",
         "fervi.workers.core": "from ..tracker import service\n",
         "fervi.ingest.sources": "import workers.worker\n",
+        "fervi.offline.runner": "from rq.registry import StartedJobRegistry\n",
+        "fervi.bus.videos": "import rq\n",
     }
     modules = {}
     for name, source in cases.items():
@@ -108,6 +176,22 @@ def test_the_check_catches_what_it_forbids(tmp_path):
     assert "fervi.dashboard.videos imports redis: only the bus talks to Redis" in found
     assert "fervi.workers.core imports fervi.tracker.service: a stage uses another stage's package" in found
     assert "fervi.ingest.sources imports workers.worker: the top-level name" in found
+    assert "fervi.offline.runner imports rq.registry: only fervi.bus.queue talks to RQ" in found
+    assert "fervi.bus.videos imports rq: only fervi.bus.queue talks to RQ" in found
+    cycle = {"fervi.vision.detector": "from .multiscale import MultiScaleDetector\n",
+             "fervi.vision.multiscale": "from .detector import _model_file, clip_boxes\n"}
+    for name, source in cycle.items():
+        (tmp_path / f"{name}.py").write_text(source)
+    cycle_modules = {name: tmp_path / f"{name}.py" for name in cycle}
+    assert _cycles(cycle_modules) == ["fervi.vision.detector -> fervi.vision.multiscale -> fervi.vision.detector"]
+    assert _private_names("fervi.vision.multiscale", cycle_modules["fervi.vision.multiscale"]) == [
+        "fervi.vision.multiscale imports .detector._model_file: a private name of another module"]
+    test = tmp_path / "test_x.py"
+    test.write_text("from .conftest import wait_for\nfrom training.agreement import js_divergence\n")
+    assert _top_level_stage_imports("tests.test_x", _imports("tests.test_x", test)) == [
+        "tests.test_x imports training.agreement: the top-level name; use fervi.training.agreement",
+        "tests.test_x imports training.agreement.js_divergence: the top-level name; "
+        "use fervi.training.agreement.js_divergence"]
 
 
 def test_metrics_are_defined_in_one_module():

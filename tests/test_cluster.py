@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from redis.crc import key_slot
 
 from fervi.bus import Bus, connect, frames_key, tracks_key
 from fervi.demo import write_video
@@ -22,12 +23,27 @@ def cluster(tmp_path):
         yield running
 
 
+def node_of(cluster: EmbeddedCluster, key: str) -> int:
+    """Which of the cluster's nodes holds `key`'s slot."""
+    slot = key_slot(key.encode())
+    return next(i for i, (low, high) in enumerate(cluster.slot_ranges()) if low <= slot < high)
+
+
+def restart(cluster: EmbeddedCluster, index: int, down_s: float = 0.0) -> None:
+    """Stop one primary and start it again on its port and data (its AOF and nodes.conf): a crashed and
+    restarted shard."""
+    cluster.nodes[index].stop()
+    time.sleep(down_s)
+    cluster.nodes[index].start()
+    cluster.wait_ok()
+
+
 def cameras_on_each_shard(cluster: EmbeddedCluster, prefix: str) -> list[str]:
     """One camera name per primary (a camera's keys share its hash tag, so a camera lives on one shard)."""
     found: dict[int, str] = {}
     for i in range(200):
         name = f"{prefix}{i}"
-        found.setdefault(cluster.node_of(frames_key(name)), name)
+        found.setdefault(node_of(cluster, frames_key(name)), name)
         if len(found) == len(cluster.nodes):
             return [found[n] for n in sorted(found)]
     raise AssertionError("no camera name found for every shard")
@@ -65,7 +81,7 @@ def test_a_primary_restarted_mid_file_loses_nothing(cluster, processes, tmp_path
                               "--camera", camera, "--fps", "8"], env, "ingest")
     bus = Bus(connect(cluster.url))
     wait_for(lambda: len(results_by_index(bus, camera)) >= 8, 60, "results before the restart")
-    cluster.restart(cluster.node_of(frames_key(camera)), down_s=2.0)
+    restart(cluster, node_of(cluster, frames_key(camera)), down_s=2.0)
     assert ingest.wait(120) == 0, ingest.log_path.read_text()[-2000:]
     done = wait_for(lambda: len(results_by_index(bus, camera)) == frames and results_by_index(bus, camera),
                     120, "every frame after the restart")

@@ -93,7 +93,7 @@ def test_a_gpu_worker_gathers_frames_of_every_camera_into_one_batch(redis_url, c
     from fervi.protocol import Frame
     from fervi.settings import Settings
     from fervi.vision.images import encode_jpeg
-    from workers.worker import Worker
+    from fervi.workers.worker import Worker
 
     bus = Bus(redis.Redis.from_url(redis_url))
     jpeg = encode_jpeg(np.full((48, 64, 3), 90, np.uint8), 80)

@@ -11,7 +11,7 @@ from fervi.demo import render_frame
 
 from .conftest import fervi_env, wait_for
 from .images import corrupt_jpeg, jpeg_claiming_size, png_claiming_size
-from .test_pipeline_e2e import results_by_index
+from .test_pipeline_e2e import dead_letters, results_by_index
 
 
 def test_a_folder_with_broken_images_sends_each_good_one_once(tmp_path, redis_url, processes):
@@ -30,7 +30,7 @@ def test_a_folder_with_broken_images_sends_each_good_one_once(tmp_path, redis_ur
     done = wait_for(lambda: (r := results_by_index(bus, "album")) and len(r) == 2 and r, 60, "two results")
     assert sorted(done) == [0, 4]  # a.jpg and e.jpg, by their place in the folder
     assert all(len(v) == 1 for v in done.values())
-    letters = bus.dead_letters("album")
+    letters = dead_letters(bus, "album")
     assert len(letters) == 3
     reasons = " | ".join(letter.reason for letter in letters)
     assert "b.jpg" in reasons and "c.jpg" in reasons and "d.png" in reasons

@@ -13,9 +13,9 @@ import cv2
 import pytest
 import redis
 from click.testing import CliRunner
-from rq import Queue
 
 from fervi.app.cli import main
+from fervi.bus import Bus
 from fervi.demo import write_video
 from fervi.offline.jobs import QUEUE, submit
 from fervi.offline.outputs import CSV_HEADER
@@ -109,8 +109,7 @@ def test_killed_rq_worker_mid_segment_still_gives_complete_output(tmp_path, redi
     video = write_video(tmp_path / "long.mp4", frames=frames, fps=fps)
     env = fervi_env(redis_url)
     victim = processes.start(["rq-worker"], env, "rq-victim")
-    connection = redis.Redis.from_url(redis_url)
-    queue = Queue(QUEUE, connection=connection)
+    queue = Bus(redis.Redis.from_url(redis_url)).queue(QUEUE)
     submitted = submit(queue, str(video), tmp_path / "out", segments=2, every=1)
     # the victim is alone: wait until it is inside a segment, some frames done
     wait_for(lambda: any(j.get_status() == "started" and j.get_meta().get("done", 0) >= 10 for j in submitted.segments),
@@ -129,12 +128,12 @@ def test_killed_rq_worker_mid_segment_still_gives_complete_output(tmp_path, redi
 
 def test_jobs_report_progress_and_can_be_cancelled(tmp_path, redis_url):
     video = write_video(tmp_path / "c.mp4", frames=20, fps=10)
-    queue = Queue(QUEUE, connection=redis.Redis.from_url(redis_url))
+    queue = Bus(redis.Redis.from_url(redis_url)).queue(QUEUE)
     submitted = submit(queue, str(video), tmp_path / "out", segments=2, every=1)
     assert [j.get_meta()["total"] for j in submitted.segments] == [10, 10]
     from fervi.offline.runner import cancel
 
-    cancel([VideoState(str(video), submitted)], queue.connection)
+    cancel([VideoState(str(video), submitted)])
     assert all(job.get_status() == "canceled" for job in submitted.jobs)
     time.sleep(0.1)
     assert queue.count == 0

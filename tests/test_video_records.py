@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 from rq import Queue
 
 from fervi.bus import VIDEO_QUEUE
@@ -228,7 +227,7 @@ def test_stopping_a_job_the_moment_it_starts_kills_the_horse_not_the_worker(redi
     script = (
         "import os, sys, time\n"
         "from fervi.bus import Bus\n"
-        "from fervi.offline.runner import VideoWorker\n"
+        "from fervi.bus.queue import VideoWorker\n"
         "queue = Bus.from_url(sys.argv[1]).queue('fervi-test-horse')\n"
         "worker = VideoWorker([queue], connection=queue.connection, name='horse-test')\n"
         "child = os.fork()\n"

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from fervi.app.cli import main
 from fervi.demo import face_photo_paths, render_frame
-from fervi.vision.detector import BLAZEFACE_MODELS, blazeface_anchors, load_detector
+from fervi.vision.blazeface import BLAZEFACE_MODELS, blazeface_anchors
+from fervi.vision.detector import load_detector
 from fervi.vision.images import ImageError, decode_image
 from fervi.vision.preprocess import face_crops
 

@@ -8,8 +8,6 @@ Every loader returns one `FaceSet`: 48x48 uint8 faces, FER label ids, a usage pe
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,9 @@ import cv2
 import numpy as np
 
 from fervi.emotions import EMOTIONS, FACE_SIZE
+
+from .files import DatasetError, open_text
+from .votes import CrowdVotes, load_votes, pixels_sha1, votes_beside
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,6 @@ FOLDER_LABELS = {name: i for i, name in enumerate(EMOTIONS)} | {
 CONTEMPT = "contempt"
 # In the image-folder release of FER-2013, train/ and test/ are the Kaggle Training and PublicTest rows.
 SPLIT_FOLDERS = {"train": "Training", "test": "PublicTest", "val": "PublicTest", "validation": "PublicTest"}
-
-
-class DatasetError(ValueError):
-    """A dataset file or row that cannot be used; the message names the file and row."""
 
 
 @dataclass
@@ -58,10 +55,8 @@ class FaceSet:
         return len(self.labels)
 
     @property
-    def crowd(self):
+    def crowd(self) -> CrowdVotes | None:
         """The faces' `CrowdVotes`, or None when they were loaded without votes."""
-        from .votes import CrowdVotes
-
         return None if self.votes is None else CrowdVotes(self.votes)
 
     def targets(self) -> np.ndarray:
@@ -122,12 +117,6 @@ def _empty(source: str) -> FaceSet:
     )
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
-
-
 def _parse_row(row: dict, has_usage: bool) -> tuple[np.ndarray, int, str]:
     try:
         label = int(row["emotion"])
@@ -161,7 +150,7 @@ def load_fer_csv(path: str | Path, skip_bad: bool = False, limit: int | None = N
     images, labels, usages, rows, sha1s = [], [], [], [], []
     skipped = 0
     total_rows = 0
-    with _open_text(path) as handle:
+    with open_text(path) as handle:
         reader = csv.DictReader(handle)
         fields = reader.fieldnames or []
         missing = {"emotion", "pixels"} - set(fields)
@@ -181,8 +170,6 @@ def load_fer_csv(path: str | Path, skip_bad: bool = False, limit: int | None = N
             labels.append(label)
             usages.append(usage)
             if votes is not None:
-                from .votes import pixels_sha1
-
                 rows.append(row_number - 2)
                 sha1s.append(pixels_sha1(row["pixels"] or ""))
             if limit is not None and len(labels) >= limit:
@@ -207,8 +194,6 @@ def load_fer_csv(path: str | Path, skip_bad: bool = False, limit: int | None = N
 
 def _with_votes(faces: FaceSet, votes_path, rows: np.ndarray, sha1s: list[str], path: Path,
                 total_rows: int | None) -> FaceSet:
-    from .votes import load_votes
-
     crowd = load_votes(votes_path, rows, sha1s, path.name, total_rows)
     usable = crowd.usable
     kept = faces.subset(usable)
@@ -302,8 +287,6 @@ def load_faces(path: str | Path, skip_bad: bool = False, include_contempt: bool 
         raise DatasetError(f"{path}: no such file or folder")
     if path.is_file():
         if votes == "auto":
-            from .votes import votes_beside
-
             votes = votes_beside(path)
         return load_fer_csv(path, skip_bad=skip_bad, votes=votes)
     names = {p.name.lower() for p in path.iterdir() if p.is_dir()}

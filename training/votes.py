@@ -20,7 +20,7 @@ import numpy as np
 
 from fervi.emotions import EMOTIONS, NUM_EMOTIONS
 
-from .datasets import DatasetError, _open_text
+from .files import DatasetError, open_text
 
 VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown",
                 "NF")
@@ -101,7 +101,7 @@ def load_votes(path: str | Path, rows: np.ndarray, sha1s: list[str], data_name: 
     wanted = {int(r): k for k, r in enumerate(rows)}
     counts = np.zeros((len(rows), len(VOTE_COLUMNS)), np.int64)
     seen = lines = 0
-    with _open_text(path) as handle:
+    with open_text(path) as handle:
         reader = csv.DictReader(handle)
         missing = set(VOTE_COLUMNS) | {"pixels_sha1"}
         missing -= set(reader.fieldnames or [])

@@ -480,7 +480,7 @@ def analyze(videos, out, segments, every, detect_every, rq_workers, no_wait) -> 
                 try:
                     follow(states, queue, progress)
                 except KeyboardInterrupt:
-                    cancel(states, queue.connection)
+                    cancel(states)
                     raise click.Abort() from None
         finally:
             stop_processes(procs)

@@ -5,9 +5,11 @@
 - `scripts`: the Lua scripts that change several keys atomically;
 - `streams`: cameras, frames, results, dead letters, counters (ingest, workers);
 - `tracks`: the tracks stream and the statistics the tracker writes (tracker, dashboard, reports);
-- `webcams`: browser and one-off cameras; `challenge`: rounds and leaderboard; `videos`: uploaded videos and
-  the RQ queue; `processes`: heartbeats and the relay lock; `sources`: the cameras the ingest supervisor
-  runs, their ingest state and leases.
+- `webcams`: browser and one-off cameras; `challenge`: rounds and leaderboard; `videos`: uploaded videos;
+  `queue`: the RQ queue of video jobs (`Bus.queue`), its registries, stop command and workers, and the only
+  module that imports RQ (imported by the offline stage and the dashboard, not by `Bus`'s users at large);
+  `processes`: heartbeats and the relay lock; `sources`: the cameras the ingest supervisor runs, their
+  ingest state and leases.
 
 Anything read from Redis may have been written by any client: what does not parse is skipped and counted
 (`fervi_bad_redis_values_total`), never allowed to end a process.
@@ -19,7 +21,7 @@ from .challenge import Challenge
 from .core import (REDIS_DOWN, Entry, RedisError, RedisRefused, RedisUnreachable, camera_name, connect, is_cluster_url,
                    node_url, process_id)
 from .keys import *  # noqa: F403 - key names are part of the bus's interface (tests, docs/protocol.md)
-from .keys import camera_of
+from .keys import VIDEO_QUEUE, camera_of
 from .processes import Processes
 from .sources import RegistryFull, Sources
 from .tracks import RESOLUTIONS, Tracks
@@ -29,6 +31,17 @@ from .webcams import Webcams
 
 class Bus(Webcams, Tracks, Challenge, Videos, Processes, Sources):
     """One Redis connection and every operation FERVI does on it (see the modules above)."""
+
+    def queue(self, name: str, **kwargs):
+        """The RQ queue `name` (offline jobs) on `jobs`: a `queue.VideoQueue`. RQ is imported here, so only
+        the processes that use the queue import it."""
+        from .queue import VideoQueue
+
+        return VideoQueue(name, connection=self.jobs, **kwargs)
+
+    def rq_workers(self) -> dict[str, dict[str, str]]:
+        """RQ's own registry of its workers (they keep no FERVI heartbeat): name -> kind, host, state, job."""
+        return self.queue(VIDEO_QUEUE).workers()
 
 
 __all__ = ["Bus", "Entry", "REDIS_DOWN", "RESOLUTIONS", "RedisError", "RedisRefused", "RedisUnreachable", "RegistryFull",

@@ -215,9 +215,6 @@ class Streams(BusCore):
             pipe.xdel(frames_key(letter.camera), letter.entry_id)
         self.execute(pipe, "dead_letter", letter.camera)
 
-    def dead_letters(self, camera: str, count: int = 100) -> list[DeadLetter]:
-        return [DeadLetter.from_fields(f) for _, f in self.redis.xrange(dead_letter_key(camera), count=count)]
-
     def stats(self, camera: str) -> dict[str, int]:
         """A camera's counters; a field that is not a number (or a key of another type) is skipped."""
         try:

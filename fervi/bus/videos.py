@@ -1,6 +1,6 @@
-"""Uploaded videos: FERVI's own record of each (it outlives RQ's job records), its jobs' progress, and the
-RQ queue the offline stage's jobs run from. All on `jobs`: FERVI_RQ_REDIS_URL's Redis where set (RQ does
-not support Redis Cluster), else the bus's own."""
+"""Uploaded videos: FERVI's own record of each (it outlives RQ's job records) and its jobs' progress. All on
+`jobs`: FERVI_RQ_REDIS_URL's Redis where set (RQ does not support Redis Cluster), else the bus's own, as
+the RQ queue the offline stage's jobs run from (`queue.py`)."""
 
 from __future__ import annotations
 
@@ -13,23 +13,6 @@ from .keys import VIDEO_LIST, video_key, video_progress_key
 
 
 class Videos(BusCore):
-    def queue(self, name: str, **kwargs):
-        """An RQ queue on this connection (offline jobs)."""
-        from rq import Queue
-
-        return Queue(name, connection=self.jobs, **kwargs)
-
-    def rq_workers(self) -> dict[str, dict[str, str]]:
-        """RQ's own registry of its workers (they keep no FERVI heartbeat): name -> kind, host, state, job."""
-        from rq import Worker
-
-        out = {}
-        for worker in Worker.all(connection=self.jobs):
-            job = worker.get_current_job_id()
-            out[worker.name] = {"kind": "rq-worker", "hostname": worker.hostname or "", "state": worker.get_state(),
-                                **({"job": job} if job else {})}
-        return out
-
     def create_video(self, video_id: str, record: dict) -> None:
         """FERVI's own record of an uploaded video (state, progress, outputs, times): it outlives RQ's jobs."""
         pipe = self.jobs.pipeline(transaction=False)
@@ -65,20 +48,6 @@ class Videos(BusCore):
     def reset_video_progress(self, video_id: str) -> None:
         """Forget the progress of a video's earlier jobs (it runs again with new ones)."""
         self.jobs.delete(video_progress_key(video_id))
-
-    def queue_stats(self, name: str) -> dict:
-        """Jobs waiting in an RQ queue; jobs that failed there, apart from those stopped by a cancel (RQ keeps
-        both in its failed-job registry); and jobs canceled before they ran."""
-        from rq.job import Job, JobStatus
-        from rq.registry import CanceledJobRegistry, FailedJobRegistry
-
-        queue = self.queue(name)
-        failed_ids = FailedJobRegistry(queue=queue).get_job_ids(0, 999)
-        statuses = [job.get_status(refresh=False) if job else None
-                    for job in Job.fetch_many(failed_ids, connection=self.jobs)]
-        stopped = sum(status == JobStatus.STOPPED for status in statuses)
-        return {"queued": queue.count, "failed": len(failed_ids) - stopped,
-                "canceled": stopped + CanceledJobRegistry(queue=queue).count}
 
     def delete_video(self, video_id: str) -> None:
         pipe = self.jobs.pipeline(transaction=False)

@@ -31,15 +31,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .detector import (
-    BLAZEFACE_MODELS,
-    BlazeFaceDetector,
-    _model_file,
-    anchor_centres,
-    clip_boxes,
-    decode_boxes,
-    weighted_nms,
-)
+from .blazeface import (BLAZEFACE_MODELS, BlazeFaceDetector, anchor_centres, clip_boxes, decode_boxes, model_file,
+                        weighted_nms)
 from .tflite import load_interpreter
 
 FOLLOW_GAP = 4  # a stream's faces are followed only from its frame at most this many positions earlier
@@ -86,7 +79,7 @@ class _AnyShapeShortRange:
     spec = BLAZEFACE_MODELS["blazeface"]
 
     def __init__(self, threads: int = 1):
-        self.model = _model_file(self.spec.file).read_bytes()
+        self.model = model_file(self.spec.file).read_bytes()
         self.threads = threads
         self._by_shape: collections.OrderedDict[tuple[int, int], tuple] = collections.OrderedDict()
 
@@ -131,7 +124,7 @@ class _FacePresence:
     SIZE = 192
 
     def __init__(self, threads: int = 1):
-        self.interpreter = load_interpreter(_model_file("face_landmark.tflite").read_bytes(), threads)
+        self.interpreter = load_interpreter(model_file("face_landmark.tflite").read_bytes(), threads)
         self.input_index = self.interpreter.get_input_details()[0]["index"]
         self.flag_index = min(self.interpreter.get_output_details(), key=lambda d: int(np.prod(d["shape"])))["index"]
 
