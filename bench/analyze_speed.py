@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from fervi.bench.harness import machine_info
+
 from fervi.demo import write_video
 
 
@@ -39,25 +40,51 @@ def main() -> None:
             for workers, every in ((1, 1), (2, 1), (2, 2)):
                 segments = 2 * workers
                 out = Path(tmp) / f"out-{size}-{workers}-{every}"
-                command = [sys.executable, "-m", "fervi", "--log-level", "WARNING", "analyze", str(video),
-                           "--out", str(out), "--workers", str(workers),
-                           "--segments", str(segments), "--every", str(every)]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "fervi",
+                    "--log-level",
+                    "WARNING",
+                    "analyze",
+                    str(video),
+                    "--out",
+                    str(out),
+                    "--workers",
+                    str(workers),
+                    "--segments",
+                    str(segments),
+                    "--every",
+                    str(every),
+                ]
                 started = time.perf_counter()
-                subprocess.run(command, check=True, capture_output=True,
-                               env={**os.environ, "FERVI_HOME": str(Path(tmp) / "home")})
+                subprocess.run(
+                    command, check=True, capture_output=True, env={**os.environ, "FERVI_HOME": str(Path(tmp) / "home")}
+                )
                 wall = time.perf_counter() - started
                 summary = json.loads((out / video.stem / "summary.json").read_text())
-                run = {"size": size, "frames": frames, "video_seconds": args.seconds, "rq_workers": workers,
-                       "every": every, "analysed_frames": summary["analysed_frames"],
-                       "detect_every": summary["detect_every"], "face_rows": summary["face_rows"],
-                       "wall_s": round(wall, 2), "frames_per_s": round(frames / wall, 1),
-                       "x_real_time": round(args.seconds / wall, 2),
-                       "command": f"fervi analyze talk-{size}.mp4 --workers {workers} --segments {segments} "
-                                  f"--every {every}"}
+                run = {
+                    "size": size,
+                    "frames": frames,
+                    "video_seconds": args.seconds,
+                    "rq_workers": workers,
+                    "every": every,
+                    "analysed_frames": summary["analysed_frames"],
+                    "detect_every": summary["detect_every"],
+                    "face_rows": summary["face_rows"],
+                    "wall_s": round(wall, 2),
+                    "frames_per_s": round(frames / wall, 1),
+                    "x_real_time": round(args.seconds / wall, 2),
+                    "command": f"fervi analyze talk-{size}.mp4 --workers {workers} --segments {segments} "
+                    f"--every {every}",
+                }
                 print(json.dumps(run), flush=True)
                 runs.append(run)
-    report = {"machine_info": machine_info(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "runs": runs}
+    report = {
+        "machine_info": machine_info(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "runs": runs,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
 

@@ -3,9 +3,9 @@
     python -m fervi.bench.capacity [--cameras 8,16,32,64,128,256] [--fps 15] [--seconds 8]
                                    [--topology single,cluster] [--producers 2] [--consumers 2] [--out FILE]
 
-Producers add 640x480 JPEG frames (a demo frame with two faces and sensor-like noise, about 50 KB) with the ingest's script
-(live, MAXLEN 256). Null workers read them through the workers' own path (`Bus.read_frames`: one XREADGROUP
-on one Redis; on a cluster one read per camera, pipelined per node) and publish an empty result with the
+Producers add 640x480 JPEG frames (a demo frame with two faces and sensor-like noise, about 50 KB) with the
+ingest's script (live, MAXLEN 256). Null workers read them through the workers' own path (`Bus.read_frames`:
+one XREADGROUP on one Redis; on a cluster one read per camera, pipelined per node) and publish an empty result with the
 workers' script: no model runs, so this measures FERVI's bus, not detection (`fervi bench` measures that).
 Per step: frames offered and done per second, p95 latency from capture to result, and from every primary's
 INFO deltas: Redis CPU seconds, commands and network bytes per frame, and memory. The knee is the first N
@@ -24,8 +24,8 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-
 from fervi.bench.harness import machine_info
+
 from fervi.bus import Bus, connect
 from fervi.demo import render_frame
 from fervi.embedded import EmbeddedCluster, EmbeddedRedis
@@ -85,8 +85,22 @@ def consume(url: str, cameras: list[str], name: str, start_at: float, end_at: fl
         for entry in entries:
             frame = Frame.from_fields(entry.fields)
             now = time.time()
-            bus.publish_result(Result(frame.camera, frame.seq, frame.index, frame.captured_at, dequeued, now, name,
-                                      frame.width, frame.height, empty), entry.entry_id, RESULTS_MAXLEN)
+            bus.publish_result(
+                Result(
+                    frame.camera,
+                    frame.seq,
+                    frame.index,
+                    frame.captured_at,
+                    dequeued,
+                    now,
+                    name,
+                    frame.width,
+                    frame.height,
+                    empty,
+                ),
+                entry.entry_id,
+                RESULTS_MAXLEN,
+            )
             if start_at <= now < end_at:
                 done += 1
                 latencies.append(time.time() - frame.captured_at)
@@ -96,14 +110,15 @@ def consume(url: str, cameras: list[str], name: str, start_at: float, end_at: fl
 def server_stats(bus: Bus) -> dict:
     """Sums over the primaries: CPU seconds, commands, network bytes, memory."""
     info = bus.server_info()
-    return {"cpu_s": float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
-            "commands": int(info["total_commands_processed"]),
-            "net_bytes": int(info["total_net_input_bytes"]) + int(info["total_net_output_bytes"]),
-            "used_memory": int(info["used_memory"])}
+    return {
+        "cpu_s": float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
+        "commands": int(info["total_commands_processed"]),
+        "net_bytes": int(info["total_net_input_bytes"]) + int(info["total_net_output_bytes"]),
+        "used_memory": int(info["used_memory"]),
+    }
 
 
-def step(url: str, count: int, fps: float, seconds: float, producers: int,
-         consumers: int, jpeg: bytes) -> dict:
+def step(url: str, count: int, fps: float, seconds: float, producers: int, consumers: int, jpeg: bytes) -> dict:
     cameras = camera_names(count)
     bus = Bus(connect(url))
     for camera in cameras:
@@ -114,11 +129,14 @@ def step(url: str, count: int, fps: float, seconds: float, producers: int,
     start_at = time.time() + WARMUP_S
     until_wall = start_at + seconds
     until_mono = time.monotonic() + WARMUP_S + seconds
-    procs = [ctx.Process(target=produce, args=(url, cameras[i::producers], fps, until_mono, jpeg, queue))
-             for i in range(producers)]
-    procs += [ctx.Process(target=consume, args=(url, cameras, f"null-{i}", start_at, until_wall, until_wall + 1.0,
-                                                queue))
-              for i in range(consumers)]
+    procs = [
+        ctx.Process(target=produce, args=(url, cameras[i::producers], fps, until_mono, jpeg, queue))
+        for i in range(producers)
+    ]
+    procs += [
+        ctx.Process(target=consume, args=(url, cameras, f"null-{i}", start_at, until_wall, until_wall + 1.0, queue))
+        for i in range(consumers)
+    ]
     for proc in procs:
         proc.start()
     time.sleep(WARMUP_S)
@@ -134,7 +152,8 @@ def step(url: str, count: int, fps: float, seconds: float, producers: int,
     offered_per_s = count * fps
     frames = max(1, done)
     result = {
-        "cameras": count, "offered_fps": round(offered_per_s, 1),
+        "cameras": count,
+        "offered_fps": round(offered_per_s, 1),
         "sent_fps": round(sent / (WARMUP_S + seconds), 1),
         "done_fps": round(done / seconds, 1),
         "done_share": round(done / seconds / offered_per_s, 3),
@@ -152,8 +171,9 @@ def step(url: str, count: int, fps: float, seconds: float, producers: int,
     return result
 
 
-def run_topology(topology: str, counts: list[int], fps: float, seconds: float, producers: int, consumers: int,
-                 jpeg: bytes, on_step) -> list[dict]:
+def run_topology(
+    topology: str, counts: list[int], fps: float, seconds: float, producers: int, consumers: int, jpeg: bytes, on_step
+) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         if topology == "cluster":
             server = EmbeddedCluster(Path(tmp) / "cluster", masters=3).start()
@@ -184,16 +204,34 @@ def main() -> None:
     args = parser.parse_args()
     jpeg = camera_jpeg()
     counts = [int(c) for c in args.cameras.split(",")]
-    runs = {t: run_topology(t, counts, args.fps, args.seconds, args.producers, args.consumers, jpeg,
-                            lambda s: print(json.dumps(s), flush=True))
-            for t in args.topology.split(",")}
-    report = {"bench": "capacity", "date": date.today().isoformat(), "machine": machine_info(),
-              "command": "python -m fervi.bench.capacity " + " ".join(
-                  f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
-              "frame_jpeg_bytes": len(jpeg), "fps_per_camera": args.fps, "runs": runs,
-              "knees": {t: next((s["cameras"] for s in steps if s["knee"]), None) for t, steps in runs.items()}}
-    out = args.out or f"bench/results/capacity-{report['date']}-{report['machine']['machine']}-" \
-                      f"{report['machine']['cpus']}cpu.json"
+    runs = {
+        t: run_topology(
+            t,
+            counts,
+            args.fps,
+            args.seconds,
+            args.producers,
+            args.consumers,
+            jpeg,
+            lambda s: print(json.dumps(s), flush=True),
+        )
+        for t in args.topology.split(",")
+    }
+    report = {
+        "bench": "capacity",
+        "date": date.today().isoformat(),
+        "machine": machine_info(),
+        "command": "python -m fervi.bench.capacity "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+        "frame_jpeg_bytes": len(jpeg),
+        "fps_per_camera": args.fps,
+        "runs": runs,
+        "knees": {t: next((s["cameras"] for s in steps if s["knee"]), None) for t, steps in runs.items()},
+    }
+    out = (
+        args.out
+        or f"bench/results/capacity-{report['date']}-{report['machine']['machine']}-{report['machine']['cpus']}cpu.json"
+    )
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({"knees": report["knees"], "out": out}))

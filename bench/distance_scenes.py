@@ -19,9 +19,26 @@ from fervi.tracking import iou_matrix
 
 # scikit-image sample photos with no person in them (camera.png, astronaut.png have one).
 FACE_FREE_PHOTOS = (
-    "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png", "horse.png", "gravel.png",
-    "brick.png", "grass.png", "hubble_deep_field.jpg", "coins.png", "page.png", "text.png", "moon.png",
-    "retina.jpg", "ihc.png", "clock_motion.png", "chessboard_RGB.png", "logo.png", "color.png", "cell.png",
+    "coffee.png",
+    "chelsea.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "horse.png",
+    "gravel.png",
+    "brick.png",
+    "grass.png",
+    "hubble_deep_field.jpg",
+    "coins.png",
+    "page.png",
+    "text.png",
+    "moon.png",
+    "retina.jpg",
+    "ihc.png",
+    "clock_motion.png",
+    "chessboard_RGB.png",
+    "logo.png",
+    "color.png",
+    "cell.png",
 )
 FRAME_SIZES = ((640, 480), (1280, 720), (1920, 1080))
 WIDTHS = (32, 48, 64, 96, 128, 192, 256, 384, 512)
@@ -58,7 +75,7 @@ def skimage_photo(name: str) -> np.ndarray:
 def photo_faces() -> list[Face]:
     """The astronaut's and Grace Hopper's faces, cut square as FER-2013 frames a face."""
     out = []
-    for path, image in zip(face_photo_paths(), face_photos()):
+    for path, image in zip(face_photo_paths(), face_photos(), strict=True):
         x, y, side = PHOTO_FACES[path.name]
         out.append(Face(image[y : y + side, x : x + side].copy(), None, path.name))
     return out
@@ -66,8 +83,10 @@ def photo_faces() -> list[Face]:
 
 def gray_faces(images: np.ndarray, labels: np.ndarray, source: str, crowd=None) -> list[Face]:
     crowd = [None] * len(labels) if crowd is None else crowd
-    return [Face(cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), int(lab), source, None if c is None else int(c))
-            for img, lab, c in zip(images, labels, crowd)]
+    return [
+        Face(cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), int(lab), source, None if c is None else int(c))
+        for img, lab, c in zip(images, labels, crowd, strict=True)
+    ]
 
 
 def background(name: str, size: tuple[int, int]) -> np.ndarray:
@@ -75,8 +94,9 @@ def background(name: str, size: tuple[int, int]) -> np.ndarray:
     image = skimage_photo(name)
     width, height = size
     scale = max(width / image.shape[1], height / image.shape[0])
-    image = cv2.resize(image, (round(image.shape[1] * scale) + 1, round(image.shape[0] * scale) + 1),
-                       interpolation=cv2.INTER_LINEAR)
+    image = cv2.resize(
+        image, (round(image.shape[1] * scale) + 1, round(image.shape[0] * scale) + 1), interpolation=cv2.INTER_LINEAR
+    )
     top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
     return image[top : top + height, left : left + width].copy()
 

@@ -28,8 +28,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fervi.bench.distance_scenes import (  # noqa: E402
-    FACE_FREE_PHOTOS, FRAME_SIZES, WIDTHS, background, face_free_scenes, gray_faces, match, paste, photo_faces,
+    FACE_FREE_PHOTOS,
+    FRAME_SIZES,
+    WIDTHS,
+    background,
+    face_free_scenes,
+    gray_faces,
+    match,
+    paste,
+    photo_faces,
 )
+
 from fervi.settings import load_settings  # noqa: E402
 from fervi.vision.pipeline import FacePipeline  # noqa: E402
 
@@ -49,7 +58,9 @@ def real_faces(data: Path, count: int, rng: np.random.Generator) -> list:
         public = fer.subset(fer.usage == "PublicTest")
         pick = rng.choice(len(public), count - len(faces), replace=False)
         rows = np.flatnonzero(fer.usage == "PublicTest")[pick]
-        faces += gray_faces(public.images[pick], public.labels[pick], "fer2013_public", crowd_labels(fer_csv, fer, rows))
+        faces += gray_faces(
+            public.images[pick], public.labels[pick], "fer2013_public", crowd_labels(fer_csv, fer, rows)
+        )
     return faces + photo_faces()
 
 
@@ -63,7 +74,7 @@ def crowd_labels(fer_csv: Path, fer, rows: np.ndarray) -> list:
         return [None] * len(rows)
     sha1s = [pixels_sha1(" ".join(map(str, fer.images[r].ravel()))) for r in rows]
     crowd = load_votes(votes_file, rows, sha1s, fer_csv.name)
-    return [int(m) if ok else None for m, ok in zip(crowd.majority(), crowd.usable)]
+    return [int(m) if ok else None for m, ok in zip(crowd.majority(), crowd.usable, strict=True)]
 
 
 def crowd_reference(face) -> int | None:
@@ -117,8 +128,9 @@ def run(pipeline: FacePipeline, faces: list, seed: int, occluded: bool, labelled
                             crowd_labelled += 1
                             crowd_right += int(predicted == reference)
                         if labelled_out is not None:
-                            labelled_out.append((f"{size[0]}x{size[1]}", width, face.source, face.label, reference,
-                                                 predicted))
+                            labelled_out.append(
+                                (f"{size[0]}x{size[1]}", width, face.source, face.label, reference, predicted)
+                            )
             rows[str(width)] = {
                 "faces": len(faces),
                 "found": round(found / len(faces), 4),
@@ -144,9 +156,13 @@ def per_class_recall(found: list, min_width: int = 48) -> dict:
             truth = np.array([r[column] for r in rows if r[column] is not None], int)
             pred = np.array([r[5] for r in rows if r[column] is not None], int)
             out[f"{source}_{name}"] = {
-                "faces": int(len(truth)), "accuracy": round(float((truth == pred).mean()), 4) if len(truth) else None,
-                "recall": {e: round(float((pred[truth == i] == i).mean()), 4) if (truth == i).any() else None
-                           for i, e in enumerate(EMOTIONS)}}
+                "faces": int(len(truth)),
+                "accuracy": round(float((truth == pred).mean()), 4) if len(truth) else None,
+                "recall": {
+                    e: round(float((pred[truth == i] == i).mean()), 4) if (truth == i).any() else None
+                    for i, e in enumerate(EMOTIONS)
+                },
+            }
     return out
 
 
@@ -159,7 +175,7 @@ def face_free(pipeline: FacePipeline) -> dict:
             "images": len(scenes),
             "false_faces": int(sum(found)),
             "false_faces_per_10_images": round(10 * sum(found) / len(scenes), 2),
-            "images_with_a_false_face": [s.source for s, n in zip(scenes, found) if n],
+            "images_with_a_false_face": [s.source for s, n in zip(scenes, found, strict=True) if n],
         }
     return out
 
@@ -184,8 +200,11 @@ def main() -> None:
     result = {
         "bench": "face_distances",
         "date": date.today().isoformat(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+        },
         "detector": settings.detector,
         "min_face": settings.detector_min_face,
         "margin": settings.face_margin,
@@ -201,8 +220,10 @@ def main() -> None:
     print(text)
     if args.save:
         tag = f"-{args.tag}" if args.tag else ""
-        name = (f"face_distances-{result['date']}-{settings.detector}{tag}-{platform.machine()}-"
-                f"{result['machine']['cpus']}cpu.json")
+        name = (
+            f"face_distances-{result['date']}-{settings.detector}{tag}-{platform.machine()}-"
+            f"{result['machine']['cpus']}cpu.json"
+        )
         path = Path(__file__).resolve().parent / "results" / name
         path.write_text(text + "\n")
         print(f"saved {path}", file=sys.stderr)

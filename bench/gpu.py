@@ -21,9 +21,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-import numpy as np
-
 from fervi.bench.harness import faces_per_s, machine_info
+
 from fervi.demo import render_frame
 from fervi.settings import default_model_dir
 from fervi.vision.classifier import MODEL_KERAS, KerasClassifier
@@ -58,8 +57,11 @@ def device_name() -> str:
 
 
 def classifier_faces_per_s(batches: list[int], seconds: float) -> dict[str, float]:
-    return faces_per_s(lambda batch: KerasClassifier(Path(default_model_dir()) / MODEL_KERAS, batch_size=batch,
-                                                     flip_average=False), batches, seconds)
+    return faces_per_s(
+        lambda batch: KerasClassifier(Path(default_model_dir()) / MODEL_KERAS, batch_size=batch, flip_average=False),
+        batches,
+        seconds,
+    )
 
 
 def pipeline(detect_threads: int) -> FacePipeline:
@@ -110,17 +112,24 @@ def main() -> None:
     parser.add_argument("--detect-threads", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--out", default="")
     args = parser.parse_args()
-    report = {"bench": "gpu", "date": date.today().isoformat(), "machine": machine_info(), "device": device_name(),
-              "detect_threads": args.detect_threads,
-              "classifier_faces_per_s": classifier_faces_per_s([int(b) for b in args.batches.split(",")],
-                                                               args.seconds)}
+    report = {
+        "bench": "gpu",
+        "date": date.today().isoformat(),
+        "machine": machine_info(),
+        "device": device_name(),
+        "detect_threads": args.detect_threads,
+        "classifier_faces_per_s": classifier_faces_per_s([int(b) for b in args.batches.split(",")], args.seconds),
+    }
     print(json.dumps(report), flush=True)
     report["pipeline_frames_per_s"] = {
         f"{faces}face_{w}x{h}": frames_per_s(faces, (w, h), args.seconds, args.detect_threads)
-        for faces in (1, 4) for w, h in ((640, 480), (1920, 1080))}
+        for faces in (1, 4)
+        for w, h in ((640, 480), (1920, 1080))
+    }
     print(json.dumps(report["pipeline_frames_per_s"]), flush=True)
     report["shared_device_frames_per_s"] = {
-        p: shared_device(int(p), args.seconds, args.detect_threads) for p in args.processes.split(",")}
+        p: shared_device(int(p), args.seconds, args.detect_threads) for p in args.processes.split(",")
+    }
     out = args.out or f"bench/results/gpu-{report['date']}-{report['device'].split(':')[0]}.json"
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(report, indent=2) + "\n")

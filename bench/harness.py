@@ -40,13 +40,17 @@ def machine_info() -> dict:
     return info
 
 
-def classifier_faces_per_s(settings: Settings, batches=(1, 8, 32), seconds: float = 3.0,
-                           flip_average: bool | None = None) -> dict[str, float]:
+def classifier_faces_per_s(
+    settings: Settings, batches=(1, 8, 32), seconds: float = 3.0, flip_average: bool | None = None
+) -> dict[str, float]:
     """Faces/s of the TFLite classifier on one thread, in the workers' view mode (FERVI_FLIP_AVERAGE) unless
     `flip_average` says otherwise."""
     flip = settings.flip_average if flip_average is None else flip_average
-    return faces_per_s(lambda batch: TFLiteClassifier(Path(settings.models) / MODEL_TFLITE, max_batch=batch,
-                                                      flip_average=flip), batches, seconds)
+    return faces_per_s(
+        lambda batch: TFLiteClassifier(Path(settings.models) / MODEL_TFLITE, max_batch=batch, flip_average=flip),
+        batches,
+        seconds,
+    )
 
 
 def faces_per_s(make_classifier, batches, seconds: float) -> dict[str, float]:
@@ -164,7 +168,9 @@ def tracking_quality(settings: Settings, frames: int = 150, fps: float = 15.0) -
         tracked = tracker.update(i, i / fps, faces)
         tracker_s += time.perf_counter() - started
         faces = tracked.faces
-        for track_id, raw_probs, smooth_probs in zip(faces.track_ids.tolist(), faces.probs, faces.smoothed):
+        for track_id, raw_probs, smooth_probs in zip(
+            faces.track_ids.tolist(), faces.probs, faces.smoothed, strict=True
+        ):
             raw, smooth = int(raw_probs.argmax()), int(smooth_probs.argmax())
             flips_raw += track_id in last_raw and last_raw[track_id] != raw
             flips_smooth += track_id in last_smooth and last_smooth[track_id] != smooth
@@ -172,7 +178,10 @@ def tracking_quality(settings: Settings, frames: int = 150, fps: float = 15.0) -
             faces_seen += 1
     face_seconds = faces_seen / fps
     return {
-        "frames": frames, "fps": fps, "tracks": len(last_raw), "face_seconds": round(face_seconds, 2),
+        "frames": frames,
+        "fps": fps,
+        "tracks": len(last_raw),
+        "face_seconds": round(face_seconds, 2),
         "half_life_s": settings.track_half_life_s,
         "flips_per_face_second_raw": round(flips_raw / face_seconds, 3) if face_seconds else 0.0,
         "flips_per_face_second_smoothed": round(flips_smooth / face_seconds, 3) if face_seconds else 0.0,
@@ -204,8 +213,9 @@ def live_stack(redis_url: str, video: Path, cameras: list[str], fps: float, work
     """`workers` workers, a tracker and one looping live ingest per camera; yields the processes, workers
     first, and stops them all on the way out."""
     procs = [_spawn(["worker"], redis_url) for _ in range(workers)] + [_spawn(["tracker"], redis_url)]
-    procs += [_spawn(["ingest", str(video), "--camera", n, "--live", "--loop", "--fps", str(fps)], redis_url)
-              for n in cameras]
+    procs += [
+        _spawn(["ingest", str(video), "--camera", n, "--live", "--loop", "--fps", str(fps)], redis_url) for n in cameras
+    ]
     try:
         yield procs
     finally:
@@ -222,8 +232,15 @@ def tracked_latencies_ms(bus: Bus, cameras: list[str], after: dict[str, str]) ->
     return latencies
 
 
-def e2e_latency(settings: Settings, redis_url: str, cameras: int = 4, fps: float = 5.0, seconds: float = 30.0,
-                workers: int = 2, workdir: Path | None = None) -> dict:
+def e2e_latency(
+    settings: Settings,
+    redis_url: str,
+    cameras: int = 4,
+    fps: float = 5.0,
+    seconds: float = 30.0,
+    workers: int = 2,
+    workdir: Path | None = None,
+) -> dict:
     """Capture-to-tracks-entry latency with `cameras` live cameras at `fps`, `workers` workers and a tracker."""
     import tempfile
 
@@ -242,12 +259,20 @@ def e2e_latency(settings: Settings, redis_url: str, cameras: int = 4, fps: float
         latencies = tracked_latencies_ms(bus, names, after)
         skipped = sum(bus.stats(n).get("skipped", 0) for n in names)
         return {
-            "cameras": cameras, "fps_per_camera": fps, "workers": workers, "seconds": seconds,
-            "frames_tracked": len(latencies), "frames_offered": int(cameras * fps * seconds),
+            "cameras": cameras,
+            "fps_per_camera": fps,
+            "workers": workers,
+            "seconds": seconds,
+            "frames_tracked": len(latencies),
+            "frames_offered": int(cameras * fps * seconds),
             "skipped_stale_frames": skipped,
-            "p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95), "p99": _percentile(latencies, 99),
-            "redis_rss_mb": {"before": round(redis_before / 2**20, 1),
-                             "after": round(bus.memory_info()["used_memory_rss"] / 2**20, 1)},
+            "p50": _percentile(latencies, 50),
+            "p95": _percentile(latencies, 95),
+            "p99": _percentile(latencies, 99),
+            "redis_rss_mb": {
+                "before": round(redis_before / 2**20, 1),
+                "after": round(bus.memory_info()["used_memory_rss"] / 2**20, 1),
+            },
             "worker_rss_mb": {"start": worker_rss_start, "end": [process_rss_mb(p.pid) for p in procs[:workers]]},
         }
 
@@ -255,8 +280,17 @@ def e2e_latency(settings: Settings, redis_url: str, cameras: int = 4, fps: float
 MEMORY_FLAT_MB = 20.0
 
 
-def soak(redis_url: str, cameras: int = 8, fps: float = 15.0, minutes: float = 10.0, workers: int = 2,
-         sample_s: float = 30.0, workdir: Path | None = None, on_sample=None, settle_s: float = 120.0) -> dict:
+def soak(
+    redis_url: str,
+    cameras: int = 8,
+    fps: float = 15.0,
+    minutes: float = 10.0,
+    workers: int = 2,
+    sample_s: float = 30.0,
+    workdir: Path | None = None,
+    on_sample=None,
+    settle_s: float = 120.0,
+) -> dict:
     """Live cameras for a bounded time (loopback only): memory of Redis and workers, latency per window,
     skipped frames. Returns every sample and a verdict on memory growth."""
     import tempfile
@@ -285,7 +319,8 @@ def soak(redis_url: str, cameras: int = 8, fps: float = 15.0, minutes: float = 1
                 "load_avg_1m": round(os.getloadavg()[0], 2),  # anything else on the machine shows here
                 "worker_rss_mb": [process_rss_mb(p.pid) for p in procs[:workers]],
                 "frames_tracked": len(latencies),
-                "p50_ms": _percentile(latencies, 50), "p95_ms": _percentile(latencies, 95),
+                "p50_ms": _percentile(latencies, 50),
+                "p95_ms": _percentile(latencies, 95),
                 "skipped_total": sum(bus.stats(n).get("skipped", 0) for n in names),
                 "frames_in_total": sum(max(0, bus.last_seq(n)) for n in names),
                 "pending_total": sum(bus.pending(n) for n in names),
@@ -300,26 +335,32 @@ def soak(redis_url: str, cameras: int = 8, fps: float = 15.0, minutes: float = 1
     settings = load_settings()
     p95_bound_ms = (settings.frame_max_age_s + settings.reorder_wait_s) * 1000  # skipped when older, by design
     redis_growth = final["redis_used_mb"] - first["redis_used_mb"]
-    worker_growth = max(e - s for s, e in zip(first["worker_rss_mb"], final["worker_rss_mb"]))
+    worker_growth = max(e - s for s, e in zip(first["worker_rss_mb"], final["worker_rss_mb"], strict=True))
     return {
         "verdict": {
             "redis_used_growth_mb": round(redis_growth, 2),
             "worker_rss_growth_mb_max": round(worker_growth, 1),
             "memory_flat": redis_growth < MEMORY_FLAT_MB and worker_growth < MEMORY_FLAT_MB,
             "memory_flat_means": f"Redis used memory and every worker's RSS grew less than {MEMORY_FLAT_MB} MB "
-                                 f"from t={first['t_s']} s (streams at their MAXLEN) to the end",
-            "results_maxlen": settings.results_maxlen, "live_maxlen": settings.live_maxlen,
+            f"from t={first['t_s']} s (streams at their MAXLEN) to the end",
+            "results_maxlen": settings.results_maxlen,
+            "live_maxlen": settings.live_maxlen,
             "p95_bound_ms": p95_bound_ms,
             "p95_within_bound": max(s["p95_ms"] for s in samples) <= p95_bound_ms,
             "skipped_share": round(final["skipped_total"] / max(1, final["frames_in_total"]), 4),
         },
-        "cameras": cameras, "fps_per_camera": fps, "workers": workers, "minutes": minutes,
-        "machine_info": machine_info(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cameras": cameras,
+        "fps_per_camera": fps,
+        "workers": workers,
+        "minutes": minutes,
+        "machine_info": machine_info(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "redis_used_mb": {"start": first["redis_used_mb"], "end": final["redis_used_mb"]},
         "redis_rss_mb": {"start": first["redis_rss_mb"], "end": final["redis_rss_mb"]},
         "worker_rss_mb": {"start": first["worker_rss_mb"], "end": final["worker_rss_mb"]},
         "p95_ms_max": max(s["p95_ms"] for s in samples),
-        "skipped_total": final["skipped_total"], "frames_in_total": final["frames_in_total"],
+        "skipped_total": final["skipped_total"],
+        "frames_in_total": final["frames_in_total"],
         "samples": samples,
     }
 
@@ -334,15 +375,18 @@ PEER_INSTALL = [  # `pip install fer` would pull torch (7.5 GB) for an option we
 def ensure_peer_venv(path: Path = PEER_VENV) -> Path:
     """The `fer` package in its own virtual environment, created once and reused; returns its python."""
     python = path / "bin" / "python"
-    if not (python.exists() and subprocess.run([str(python), "-c", "import fer.fer"], capture_output=True).returncode == 0):
+    if not (
+        python.exists() and subprocess.run([str(python), "-c", "import fer.fer"], capture_output=True).returncode == 0
+    ):
         subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
         for args in PEER_INSTALL:
             subprocess.run([str(python), "-m", "pip", "install", "-q", *args], check=True)
     return python
 
 
-def peer_comparison(settings: Settings, worker_fps_by_faces: dict[str, float], fer_csv: str | None,
-                    frames: int = 100) -> dict:
+def peer_comparison(
+    settings: Settings, worker_fps_by_faces: dict[str, float], fer_csv: str | None, frames: int = 100
+) -> dict:
     """The `fer` package on the same frames and the same PublicTest faces, in the same run.
 
     Frame rates are like for like: both pipelines take the same in-memory 640x480 frames one at a time,
@@ -359,11 +403,14 @@ def peer_comparison(settings: Settings, worker_fps_by_faces: dict[str, float], f
     arrays = {
         "frames_1face": np.stack([render_frame(i, frames, faces=1) for i in range(frames)]),
         "frames_4faces": np.stack([render_frame(i, frames, faces=4) for i in range(frames)]),
-        "faces": np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8), "labels": np.zeros(0, np.int64),
+        "faces": np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8),
+        "labels": np.zeros(0, np.int64),
     }
     with one_core(cpu):
-        fervi_fps = {"1face": pipeline_fps(settings, arrays["frames_1face"]),
-                     "4faces": pipeline_fps(settings, arrays["frames_4faces"])}
+        fervi_fps = {
+            "1face": pipeline_fps(settings, arrays["frames_1face"]),
+            "4faces": pipeline_fps(settings, arrays["frames_4faces"]),
+        }
     with tempfile.TemporaryDirectory() as tmp:
         if fer_csv:
             from fervi.training.datasets import load_fer_csv
@@ -374,41 +421,57 @@ def peer_comparison(settings: Settings, worker_fps_by_faces: dict[str, float], f
             classifier = TFLiteClassifier(Path(settings.models) / MODEL_TFLITE, flip_average=settings.flip_average)
             out["accuracy_fervi"] = round(float((classifier.predict(test.images).argmax(1) == test.labels).mean()), 4)
         np.savez(Path(tmp) / "input.npz", **arrays)
-        probe = subprocess.run([str(python), str(Path(__file__).with_name("peer_probe.py")), str(Path(tmp) / "input.npz")],
-                               capture_output=True, text=True, check=True,
-                               preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+        probe = subprocess.run(
+            [str(python), str(Path(__file__).with_name("peer_probe.py")), str(Path(tmp) / "input.npz")],
+            capture_output=True,
+            text=True,
+            check=True,
+            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+        )
         fer = json.loads(probe.stdout.strip().splitlines()[-1])
-    out.update({
-        "package": "fer 25.10.3 (Haar cascade + quantized TFLite mini-Xception, its defaults)",
-        "how": "same in-memory 640x480 frames, one frame per call, both pinned to one CPU",
-        "fps_fervi_1face": fervi_fps["1face"], "fps_fervi_4faces": fervi_fps["4faces"],
-        "fps_fer_1face": fer["fps_1face"], "fps_fer_4faces": fer["fps_4faces"],
-        "fps_ratio_1face": round(fervi_fps["1face"] / fer["fps_1face"], 2),
-        "fps_ratio_4faces": round(fervi_fps["4faces"] / fer["fps_4faces"], 2),
-        "worker_fps_ratio_1face": round(worker_fps_by_faces["1face"] / fer["fps_1face"], 2),
-        "worker_fps_ratio_4faces": round(worker_fps_by_faces["4faces"] / fer["fps_4faces"], 2),
-        "faces_found_fer": {"1face": f"{fer['faces_found_1face']}/{fer['frames_1face']}",
-                            "4faces": f"{fer['faces_found_4faces']}/{4 * fer['frames_4faces']}"},
-    })
+    out.update(
+        {
+            "package": "fer 25.10.3 (Haar cascade + quantized TFLite mini-Xception, its defaults)",
+            "how": "same in-memory 640x480 frames, one frame per call, both pinned to one CPU",
+            "fps_fervi_1face": fervi_fps["1face"],
+            "fps_fervi_4faces": fervi_fps["4faces"],
+            "fps_fer_1face": fer["fps_1face"],
+            "fps_fer_4faces": fer["fps_4faces"],
+            "fps_ratio_1face": round(fervi_fps["1face"] / fer["fps_1face"], 2),
+            "fps_ratio_4faces": round(fervi_fps["4faces"] / fer["fps_4faces"], 2),
+            "worker_fps_ratio_1face": round(worker_fps_by_faces["1face"] / fer["fps_1face"], 2),
+            "worker_fps_ratio_4faces": round(worker_fps_by_faces["4faces"] / fer["fps_4faces"], 2),
+            "faces_found_fer": {
+                "1face": f"{fer['faces_found_1face']}/{fer['frames_1face']}",
+                "4faces": f"{fer['faces_found_4faces']}/{4 * fer['frames_4faces']}",
+            },
+        }
+    )
     if fer_csv:
         out["accuracy_fer"] = fer["accuracy"]
         out["accuracy_n"] = fer["n"]
     return out
 
 
-def run_bench(settings: Settings, redis_url: str, quick: bool = False, fer_csv: str | None = None,
-              peer: bool = True) -> dict:
+def run_bench(
+    settings: Settings, redis_url: str, quick: bool = False, fer_csv: str | None = None, peer: bool = True
+) -> dict:
     frames = 60 if quick else 200
     report = {
         "fervi_version": __import__("fervi").__version__,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine_info": machine_info(),
-        "settings": {"detector": settings.detector, "flip_average": settings.flip_average,
-                     "batch_frames": settings.batch_frames, "classifier": "tflite fp32, 1 thread"},
+        "settings": {
+            "detector": settings.detector,
+            "flip_average": settings.flip_average,
+            "batch_frames": settings.batch_frames,
+            "classifier": "tflite fp32, 1 thread",
+        },
         "classifier_faces_per_s": classifier_faces_per_s(settings, seconds=1.0 if quick else 3.0),
         # the other view mode, so both costs sit side by side whatever FERVI_FLIP_AVERAGE says
-        f"classifier_faces_per_s_{'single_view' if settings.flip_average else 'flip_averaged'}":
-            classifier_faces_per_s(settings, seconds=1.0 if quick else 3.0, flip_average=not settings.flip_average),
+        f"classifier_faces_per_s_{'single_view' if settings.flip_average else 'flip_averaged'}": classifier_faces_per_s(
+            settings, seconds=1.0 if quick else 3.0, flip_average=not settings.flip_average
+        ),
         "detector_ms": detector_ms(settings, 20 if quick else 60),
         "worker_fps_1face": worker_fps(settings, redis_url, 1, frames),
         "worker_fps_4faces": worker_fps(settings, redis_url, 4, frames),
@@ -421,9 +484,12 @@ def run_bench(settings: Settings, redis_url: str, quick: bool = False, fer_csv: 
     report["e2e"] = latency
     report["tracking"] = tracking_quality(settings, 60 if quick else 150)
     if peer:
-        report["peer"] = peer_comparison(settings, {"1face": report["worker_fps_1face"],
-                                                    "4faces": report["worker_fps_4faces"]}, fer_csv,
-                                         frames=40 if quick else 100)
+        report["peer"] = peer_comparison(
+            settings,
+            {"1face": report["worker_fps_1face"], "4faces": report["worker_fps_4faces"]},
+            fer_csv,
+            frames=40 if quick else 100,
+        )
     try:
         report["redis_rss_mb"] = round(Bus(connect(redis_url)).memory_info()["used_memory_rss"] / 2**20, 1)
     except RedisError:

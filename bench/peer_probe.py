@@ -37,11 +37,20 @@ def main():
         faces = (faces / 255.0 - 0.5) * 2.0
         predictions = np.asarray(detector._classify_emotions(faces)).argmax(axis=1)
         accuracy = round(float((predictions == data["labels"]).mean()), 4)
-    print(json.dumps({
-        "fps_1face": round(fps1, 2), "faces_found_1face": int(found1), "frames_1face": len(data["frames_1face"]),
-        "fps_4faces": round(fps4, 2), "faces_found_4faces": int(found4), "frames_4faces": len(data["frames_4faces"]),
-        "accuracy": accuracy, "n": int(len(data["labels"])),
-    }))
+    print(
+        json.dumps(
+            {
+                "fps_1face": round(fps1, 2),
+                "faces_found_1face": int(found1),
+                "frames_1face": len(data["frames_1face"]),
+                "fps_4faces": round(fps4, 2),
+                "faces_found_4faces": int(found4),
+                "frames_4faces": len(data["frames_4faces"]),
+                "accuracy": accuracy,
+                "n": int(len(data["labels"])),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from fervi.bench.harness import soak
+
 from fervi.embedded import EmbeddedRedis
 from fervi.settings import load_settings
 
@@ -30,16 +31,29 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--sample", type=float, default=30.0, help="seconds between samples")
-    parser.add_argument("--results-maxlen", type=int, default=None,
-                        help="entries kept per results/tracks stream (default: FERVI_RESULTS_MAXLEN)")
+    parser.add_argument(
+        "--results-maxlen",
+        type=int,
+        default=None,
+        help="entries kept per results/tracks stream (default: FERVI_RESULTS_MAXLEN)",
+    )
     parser.add_argument("--out", default="bench/results/soak.json")
     args = parser.parse_args()
     if args.results_maxlen:
         os.environ["FERVI_RESULTS_MAXLEN"] = str(args.results_maxlen)  # the soak's processes and its verdict
     settle_s = max(120.0, load_settings().results_maxlen / args.fps + 60)
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
-        report = soak(server.url, args.cameras, args.fps, args.minutes, args.workers, args.sample, Path(tmp),
-                      on_sample=lambda s: print(json.dumps(s), flush=True), settle_s=settle_s)
+        report = soak(
+            server.url,
+            args.cameras,
+            args.fps,
+            args.minutes,
+            args.workers,
+            args.sample,
+            Path(tmp),
+            on_sample=lambda s: print(json.dumps(s), flush=True),
+            settle_s=settle_s,
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "samples"}))

@@ -18,6 +18,7 @@ import json
 import platform
 import sys
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -45,7 +46,7 @@ def lags_s(raw: list[str], smooth: list[str], fps: float) -> list[float]:
     """For each lasting change of the raw label (held 5+ frames), seconds until the smoothed label follows."""
     out = []
     for i in range(1, len(raw)):
-        if raw[i] != raw[i - 1] and raw[i:i + 5] == [raw[i]] * 5 and raw[i] != "-":
+        if raw[i] != raw[i - 1] and raw[i : i + 5] == [raw[i]] * 5 and raw[i] != "-":
             follow = next((j for j in range(i, len(smooth)) if smooth[j] == raw[i]), None)
             if follow is not None:
                 out.append(round((follow - i) / fps, 3))
@@ -103,20 +104,33 @@ def video_labels(name: str, frames: list, fps: float, pipeline: FacePipeline, se
         smooth = [EMOTIONS[int(np.argmax(p))] if p is not None else "-" for p in smooth_p]
         face_s = sum(p is not None for p in raw_p) / fps
         per_half_life[str(half_life)] = {
-            "smoothed_changes_per_face_s": round(sum(a != b for a, b in zip(smooth, smooth[1:]) if "-" not in (a, b))
-                                                 / face_s, 3) if face_s else None,
+            "smoothed_changes_per_face_s": round(
+                sum(a != b for a, b in pairwise(smooth) if "-" not in (a, b)) / face_s, 3
+            )
+            if face_s
+            else None,
             "uncertain_share": round(float(np.mean([shown(p).endswith("?") for p in smooth_p if p is not None])), 3)
-            if face_s else None,
+            if face_s
+            else None,
             "challenge_held_at_s": held_at(smooth_p, fps, SCORED.threshold, SCORED.hold_s),
         }
         if half_life == settings.track_half_life_s:
-            result = {"video": name, "frames": len(frames), "fps": fps, "faces_found": sum(r != "-" for r in raw),
-                      "raw": runs(raw), "smoothed": runs(smooth),
-                      "shown": runs([shown(p) if p is not None else "-" for p in smooth_p]),
-                      "first_label": smooth[0] if smooth else None, "last_label": smooth[-1] if smooth else None,
-                      "smoothing_lag_s": lags_s(raw, smooth, fps), "half_life_s": half_life,
-                      "raw_changes_per_face_s": round(sum(a != b for a, b in zip(raw, raw[1:]) if "-" not in (a, b))
-                                                      / face_s, 3) if face_s else None}
+            result = {
+                "video": name,
+                "frames": len(frames),
+                "fps": fps,
+                "faces_found": sum(r != "-" for r in raw),
+                "raw": runs(raw),
+                "smoothed": runs(smooth),
+                "shown": runs([shown(p) if p is not None else "-" for p in smooth_p]),
+                "first_label": smooth[0] if smooth else None,
+                "last_label": smooth[-1] if smooth else None,
+                "smoothing_lag_s": lags_s(raw, smooth, fps),
+                "half_life_s": half_life,
+                "raw_changes_per_face_s": round(sum(a != b for a, b in pairwise(raw) if "-" not in (a, b)) / face_s, 3)
+                if face_s
+                else None,
+            }
     result["challenge_rules"] = {"threshold": SCORED.threshold, "hold_s": SCORED.hold_s}
     result["by_half_life"] = per_half_life
     return result
@@ -142,8 +156,10 @@ def demo_footage(seconds: float = 8.0, fps: float = 15.0) -> dict[str, tuple[lis
     total = int(seconds * fps)
     frames = [render_frame(i, total, faces=2) for i in range(total)]
     half = frames[0].shape[0] // 2
-    return {"demo camera: astronaut": ([f[:half].copy() for f in frames], fps),
-            "demo camera: Grace Hopper": ([f[half:].copy() for f in frames], fps)}
+    return {
+        "demo camera: astronaut": ([f[:half].copy() for f in frames], fps),
+        "demo camera: Grace Hopper": ([f[half:].copy() for f in frames], fps),
+    }
 
 
 def main() -> None:
@@ -158,9 +174,16 @@ def main() -> None:
     videos = [video_labels(path.name, *read_video(path), pipeline, settings) for path in args.videos]
     if args.demo:
         videos += [video_labels(name, *footage, pipeline, settings) for name, footage in demo_footage().items()]
-    result = {"bench": "talking_faces", "date": date.today().isoformat(), "machine": platform.platform(),
-              "detector": settings.detector, "margin": settings.face_margin, "model_dir": settings.models,
-              "uncertain_margin": uncertain_margin(), "videos": videos}
+    result = {
+        "bench": "talking_faces",
+        "date": date.today().isoformat(),
+        "machine": platform.platform(),
+        "detector": settings.detector,
+        "margin": settings.face_margin,
+        "model_dir": settings.models,
+        "uncertain_margin": uncertain_margin(),
+        "videos": videos,
+    }
     text = json.dumps(result, indent=2)
     print(text)
     if args.save:

@@ -30,8 +30,13 @@ def register_api(app: Flask, bus: Bus, settings: Settings, relay: Relay) -> None
         cameras = bus.cameras()  # read and type-checked once, for the live list too
         live = {c["camera"] for c in relay.camera_list(cameras)}
         private = set(bus.webcams()) - bus.shared_webcams()
-        return jsonify([{"camera": c, "live": c in live, "last_frame_at": bus.last_frame_at(c)}
-                        for c in cameras if not c.startswith(IMAGE_CAMERA_PREFIX) and c not in private])
+        return jsonify(
+            [
+                {"camera": c, "live": c in live, "last_frame_at": bus.last_frame_at(c)}
+                for c in cameras
+                if not c.startswith(IMAGE_CAMERA_PREFIX) and c not in private
+            ]
+        )
 
     def _camera(name: str) -> str:
         try:
@@ -53,14 +58,18 @@ def register_api(app: Flask, bus: Bus, settings: Settings, relay: Relay) -> None
             return jsonify(error="seconds must be a number"), 400
         step = RESOLUTIONS[resolution][0]
         if not 0 < seconds <= MAX_SERIES_POINTS * step:
-            return jsonify(error=f"seconds must be within 0..{MAX_SERIES_POINTS * step} at resolution "
-                                 f"{resolution} (at most {MAX_SERIES_POINTS} points; use a coarser resolution)"), 400
+            return jsonify(
+                error=f"seconds must be within 0..{MAX_SERIES_POINTS * step} at resolution "
+                f"{resolution} (at most {MAX_SERIES_POINTS} points; use a coarser resolution)"
+            ), 400
         now = time.time()
         camera = _camera(camera)
-        return jsonify(series=bus.emotion_series(camera, resolution, now - seconds, now),
-                       totals=bus.emotion_totals(camera, resolution, now - seconds, now),
-                       tracks=bus.tracks(camera, now - seconds, 50),
-                       active=bus.active_faces(camera))
+        return jsonify(
+            series=bus.emotion_series(camera, resolution, now - seconds, now),
+            totals=bus.emotion_totals(camera, resolution, now - seconds, now),
+            tracks=bus.tracks(camera, now - seconds, 50),
+            active=bus.active_faces(camera),
+        )
 
     @app.get("/api/tracks/<camera>/<int:track_id>")
     def track_timeline(camera: str, track_id: int):
@@ -70,8 +79,9 @@ def register_api(app: Flask, bus: Bus, settings: Settings, relay: Relay) -> None
         track = bus.track(camera, track_id)
         if track is None:
             return jsonify(error=f"no track #{track_id} on {camera} (tracks are kept 7 days)"), 404
-        return jsonify(track=track, emotions=EMOTIONS,
-                       points=bus.track_timeline(camera, track_id, track["start"], track["end"]))
+        return jsonify(
+            track=track, emotions=EMOTIONS, points=bus.track_timeline(camera, track_id, track["start"], track["end"])
+        )
 
     @app.get("/api/leaderboard")
     def leaderboard():

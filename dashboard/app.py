@@ -1,10 +1,11 @@
 """The dashboard: a Flask app factory with Socket.IO on the Redis message queue.
 
-Pages: live wall (`/`), cameras (`/cameras`), browser camera (`/webcam`), acting challenge (`/challenge`), charts (`/charts`),
-image mode (`/image`), videos (`/videos`). Ops: `/healthz` (open) and `/metrics`. With
+Pages: live wall (`/`), cameras (`/cameras`), browser camera (`/webcam`), acting challenge (`/challenge`),
+charts (`/charts`), image mode (`/image`), videos (`/videos`). Ops: `/healthz` (open) and `/metrics`. With
 `FERVI_DASHBOARD_TOKEN` set, every other route and the Socket.IO connection need `?token=...` (or the
 cookie set by the first visit). The JSON API is in `api.py`, uploaded videos in `videos.py`, Socket.IO
-events in `sockets.py`, the Cameras page's API in `cameras.py`, and the live relay from Redis to the browsers in `relay.py`.
+events in `sockets.py`, the Cameras page's API in `cameras.py`, and the live relay from Redis to the
+browsers in `relay.py`.
 """
 
 from __future__ import annotations
@@ -31,8 +32,15 @@ from .videos import MAX_VIDEO_BYTES, register_videos
 
 log = logging.getLogger(__name__)
 
-PAGES = (("wall", "/"), ("cameras", "/cameras"), ("webcam", "/webcam"), ("challenge", "/challenge"), ("charts", "/charts"),
-         ("image", "/image"), ("videos", "/videos"))
+PAGES = (
+    ("wall", "/"),
+    ("cameras", "/cameras"),
+    ("webcam", "/webcam"),
+    ("challenge", "/challenge"),
+    ("charts", "/charts"),
+    ("image", "/image"),
+    ("videos", "/videos"),
+)
 
 
 def require_token(app: Flask, token: str, host: str = "127.0.0.1"):
@@ -45,8 +53,11 @@ def require_token(app: Flask, token: str, host: str = "127.0.0.1"):
     def authorized() -> bool:
         if not token:
             return _host_name(request.host).lower() in names
-        given = request.args.get("token") or request.cookies.get("fervi_token") or \
-            request.headers.get("Authorization", "").removeprefix("Bearer ")
+        given = (
+            request.args.get("token")
+            or request.cookies.get("fervi_token")
+            or request.headers.get("Authorization", "").removeprefix("Bearer ")
+        )
         # bytes: compare_digest refuses str with non-ASCII characters (a 500 instead of a 401)
         return hmac.compare_digest((given or "").encode(), token.encode())
 
@@ -76,8 +87,9 @@ def _host_name(host: str) -> str:
 
 def register_pages(app: Flask, settings: Settings) -> None:
     def page(name: str):
-        return render_template(f"{name}.html", emotions=EMOTIONS, page=name,
-                               retention=describe_duration(settings.video_retention_s))
+        return render_template(
+            f"{name}.html", emotions=EMOTIONS, page=name, retention=describe_duration(settings.video_retention_s)
+        )
 
     for name, rule in PAGES:
         app.add_url_rule(rule, name, lambda name=name: page(name))
@@ -114,16 +126,26 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
     app.config["MAX_CONTENT_LENGTH"] = MAX_VIDEO_BYTES
     bus = Bus(connect(redis_url), jobs=connect(settings.rq_redis_url) if settings.rq_redis_url else None)
     # Socket.IO's queue is Pub/Sub, which reaches a whole Redis Cluster from any of its nodes
-    socketio = SocketIO(app, message_queue=node_url(redis_url), async_mode="threading",
-                        # a frame at the size limit still arrives to be refused with a reason, over
-                        # long-polling too (base64: 4/3 the bytes)
-                        max_http_buffer_size=WEB_FRAME_MAX_BYTES * 4 // 3 + 64 * 1024)  # same origin only
+    socketio = SocketIO(
+        app,
+        message_queue=node_url(redis_url),
+        async_mode="threading",
+        # a frame at the size limit still arrives to be refused with a reason, over
+        # long-polling too (base64: 4/3 the bytes)
+        max_http_buffer_size=WEB_FRAME_MAX_BYTES * 4 // 3 + 64 * 1024,
+    )  # same origin only
     if settings.dashboard_proxies:  # client addresses (per-address limits) from the trusted proxies' headers;
         # outside the Socket.IO middleware, so its events see them too
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.dashboard_proxies, x_proto=settings.dashboard_proxies)
     authorized = require_token(app, token, settings.dashboard_host)
-    relay = Relay(socketio, Bus(connect(redis_url, socket_timeout=10)), process_id("dashboard"), settings.block_ms,
-                  settings.web_idle_s, settings.heartbeat_ttl_s)
+    relay = Relay(
+        socketio,
+        Bus(connect(redis_url, socket_timeout=10)),
+        process_id("dashboard"),
+        settings.block_ms,
+        settings.web_idle_s,
+        settings.heartbeat_ttl_s,
+    )
     register_pages(app, settings)
     register_ops(app, bus, relay, start_relay)
     register_api(app, bus, settings, relay)
@@ -143,8 +165,6 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
     return app, socketio
 
 
-
-
 class ExposureError(ValueError):
     """The dashboard would be reachable from other machines with no token."""
 
@@ -154,7 +174,8 @@ def check_exposure(host: str, token: str) -> None:
         raise ExposureError(
             f"refusing to serve the dashboard on {host} without a token: anyone who reaches this machine could "
             "watch every camera and upload files. Set FERVI_DASHBOARD_TOKEN (e.g. "
-            "FERVI_DASHBOARD_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(24))')) or bind 127.0.0.1")
+            "FERVI_DASHBOARD_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(24))')) or bind 127.0.0.1"
+        )
 
 
 def run_dashboard(settings: Settings, redis_url: str, host: str, port: int, token: str) -> int:
@@ -162,7 +183,11 @@ def run_dashboard(settings: Settings, redis_url: str, host: str, port: int, toke
     from .server import serve
 
     check_exposure(host, token)
-    log.info("event=dashboard_listening url=http://%s:%d/ token=%s server=gunicorn", host, port,
-             "required" if token else "off")
+    log.info(
+        "event=dashboard_listening url=http://%s:%d/ token=%s server=gunicorn",
+        host,
+        port,
+        "required" if token else "off",
+    )
     serve(lambda: create_app(settings, redis_url, token)[0], host, port)
     return 0

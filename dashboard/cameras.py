@@ -13,8 +13,15 @@ from pathlib import Path
 from flask import Flask, jsonify, request
 
 from fervi.bus import Bus, RegistryFull
-from fervi.protocol import CameraSource, ProtocolError, check_camera, is_browser_camera, source_kind
-from fervi.protocol import IMAGE_CAMERA_PREFIX, resolved_within
+from fervi.protocol import (
+    IMAGE_CAMERA_PREFIX,
+    CameraSource,
+    ProtocolError,
+    check_camera,
+    is_browser_camera,
+    resolved_within,
+    source_kind,
+)
 from fervi.settings import Settings, mask_password
 
 MAX_BODY_BYTES = 16 * 1024  # a camera is a name, a source of at most 1024 characters and two options
@@ -41,8 +48,10 @@ def check_file_source(path: str, roots: list[Path]) -> str:
         raise SourceRefused(KIND_HINTS["file"])
     resolved = resolved_within(path, roots)
     if resolved is None:
-        raise SourceRefused(f"{path} is outside the folders the dashboard may read "
-                            f"({', '.join(map(str, roots))}; FERVI_CAMERA_FILE_ROOTS)")
+        raise SourceRefused(
+            f"{path} is outside the folders the dashboard may read "
+            f"({', '.join(map(str, roots))}; FERVI_CAMERA_FILE_ROOTS)"
+        )
     if not resolved.exists():
         raise SourceRefused(f"{path}: no such file or folder on the server")
     if not (resolved.is_file() or resolved.is_dir()):  # a FIFO or a device would hang or never end
@@ -52,8 +61,13 @@ def check_file_source(path: str, roots: list[Path]) -> str:
 
 def describe(source: CameraSource | None, camera: str, state: dict, now: float, supervised: bool) -> dict:
     """One row of the page: the registration (if any) with the state its ingest last wrote."""
-    row = {"camera": camera, "managed": source is not None, "state": state.get("state", ""),
-           "reason": state.get("reason", ""), "sent": int(float(state.get("sent") or 0))}
+    row = {
+        "camera": camera,
+        "managed": source is not None,
+        "state": state.get("state", ""),
+        "reason": state.get("reason", ""),
+        "sent": int(float(state.get("sent") or 0)),
+    }
     spec = source.source if source else state.get("source", "")
     row.update(source=mask_password(spec), kind=source_kind(spec) if spec else "")
     if source is not None:
@@ -65,7 +79,9 @@ def describe(source: CameraSource | None, camera: str, state: dict, now: float, 
     row["updated_at"] = updated
     if not row["state"]:
         row["state"] = "waiting"
-        row["reason"] = "" if supervised else "no camera supervisor runs (start `fervi up` or `fervi cameras supervise`)"
+        row["reason"] = (
+            "" if supervised else "no camera supervisor runs (start `fervi up` or `fervi cameras supervise`)"
+        )
     elif row["state"] in RUNNING_STATES and updated and now - updated > QUIET_S:
         row["state"] = "stalled"
         row["reason"] = f"no news from its ingest for {now - updated:.0f} s"
@@ -87,8 +103,11 @@ def register_cameras(app: Flask, bus: Bus, settings: Settings) -> None:
         supervised = bus.supervisor_running()
         now = time.time()
         cameras = sorted(set(registered) | set(states))
-        return jsonify(cameras=[describe(registered.get(c), c, states.get(c, {}), now, supervised) for c in cameras],
-                       supervised=supervised, file_roots=[str(r) for r in roots])
+        return jsonify(
+            cameras=[describe(registered.get(c), c, states.get(c, {}), now, supervised) for c in cameras],
+            supervised=supervised,
+            file_roots=[str(r) for r in roots],
+        )
 
     @app.post("/api/sources")
     def add_source():
@@ -101,7 +120,12 @@ def register_cameras(app: Flask, bus: Bus, settings: Settings) -> None:
             body = None
         if not isinstance(body, dict):
             return jsonify(error="send a JSON object: camera, source, fps, loop"), 400
-        name, spec, fps, loop = body.get("camera", ""), body.get("source", ""), body.get("fps", 0), body.get("loop", False)
+        name, spec, fps, loop = (
+            body.get("camera", ""),
+            body.get("source", ""),
+            body.get("fps", 0),
+            body.get("loop", False),
+        )
         if not isinstance(name, str) or not isinstance(spec, str):
             return jsonify(error="camera and source are text"), 400
         if isinstance(fps, bool) or not isinstance(fps, (int, float)):
@@ -123,8 +147,10 @@ def register_cameras(app: Flask, bus: Bus, settings: Settings) -> None:
         except OverflowError:
             return jsonify(error="fps must be a number"), 400
         if bus.streams_elsewhere(source.camera):
-            return jsonify(error=f"a camera named {source.camera!r} already streams (run by `fervi ingest` "
-                                 "elsewhere): pick another name"), 409
+            return jsonify(
+                error=f"a camera named {source.camera!r} already streams (run by `fervi ingest` "
+                "elsewhere): pick another name"
+            ), 409
         try:
             added = bus.add_source(source, most=settings.cameras_max)
         except RegistryFull as err:

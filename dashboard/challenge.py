@@ -79,8 +79,16 @@ def practice_rules(asked: dict) -> Rules | None:
     return Rules(**{**SCORED.__dict__, **values}) if values else None
 
 
-def new_round(player: str, camera: str, own_camera: bool, asked: dict, targets: list[str],
-              previous: dict | None, now: float | None = None, rng: random.Random | None = None) -> dict:
+def new_round(
+    player: str,
+    camera: str,
+    own_camera: bool,
+    asked: dict,
+    targets: list[str],
+    previous: dict | None,
+    now: float | None = None,
+    rng: random.Random | None = None,
+) -> dict:
     """The record of a player's next round (stored in Redis, settled by the relay)."""
     now = time.time() if now is None else now
     if previous and previous.get("state") == "playing" and previous.get("camera") == camera:
@@ -96,19 +104,52 @@ def new_round(player: str, camera: str, own_camera: bool, asked: dict, targets: 
     name = clean_name(asked.get("name"))
     game = {}
     if asked.get("game") and scored:  # the next round of this player's game, or the first of a new one
-        going = keep.get("game_id") and not keep.get("game_over") and keep.get("name") == name \
-            and keep.get("camera") == camera and keep.get("round_no", 0) < keep.get("game_rounds", GAME_ROUNDS)
-        game = {"game_id": keep["game_id"], "round_no": keep["round_no"] + 1, "game_rounds": keep["game_rounds"],
-                "game_score": keep["game_score"], "verdicts": list(keep.get("verdicts", [])), "game_over": False} \
-            if going else {"game_id": uuid.uuid4().hex[:12], "round_no": 1, "game_rounds": GAME_ROUNDS,
-                           "game_score": 0, "verdicts": [], "game_over": False}
+        going = (
+            keep.get("game_id")
+            and not keep.get("game_over")
+            and keep.get("name") == name
+            and keep.get("camera") == camera
+            and keep.get("round_no", 0) < keep.get("game_rounds", GAME_ROUNDS)
+        )
+        game = (
+            {
+                "game_id": keep["game_id"],
+                "round_no": keep["round_no"] + 1,
+                "game_rounds": keep["game_rounds"],
+                "game_score": keep["game_score"],
+                "verdicts": list(keep.get("verdicts", [])),
+                "game_over": False,
+            }
+            if going
+            else {
+                "game_id": uuid.uuid4().hex[:12],
+                "round_no": 1,
+                "game_rounds": GAME_ROUNDS,
+                "game_score": 0,
+                "verdicts": [],
+                "game_over": False,
+            }
+        )
     streak = 0 if game.get("round_no") == 1 else keep.get("streak", 0)  # each game starts its own streak
-    return {**game,
-        "id": uuid.uuid4().hex[:12], "player": player, "camera": camera, "name": name,
-        "target": target or (rng or random).choice(targets), "scored": scored,
-        **(rules or SCORED).__dict__, "started_at": now, "deadline": now + (rules or SCORED).round_s,
-        "state": "playing", "held": 0.0, "best": 0.0, "last_ts": None, "points": 0,
-        "streak": streak, "score": keep.get("score", 0), "won": keep.get("won", 0),
+    return {
+        **game,
+        "id": uuid.uuid4().hex[:12],
+        "player": player,
+        "camera": camera,
+        "name": name,
+        "target": target or (rng or random).choice(targets),
+        "scored": scored,
+        **(rules or SCORED).__dict__,
+        "started_at": now,
+        "deadline": now + (rules or SCORED).round_s,
+        "state": "playing",
+        "held": 0.0,
+        "best": 0.0,
+        "last_ts": None,
+        "points": 0,
+        "streak": streak,
+        "score": keep.get("score", 0),
+        "won": keep.get("won", 0),
     }
 
 
@@ -137,8 +178,10 @@ def settle(record: dict, won: bool, now: float | None = None) -> tuple[dict, int
         record["score"] += record["points"]
     if record.get("game_id"):
         record["game_score"] += record["points"]
-        record["verdicts"] = [*record["verdicts"], {"target": record["target"], "won": won, "points": record["points"],
-                                                     "held": record["held"]}]
+        record["verdicts"] = [
+            *record["verdicts"],
+            {"target": record["target"], "won": won, "points": record["points"], "held": record["held"]},
+        ]
         record["game_over"] = record["round_no"] >= record["game_rounds"]
     return record, record["points"]
 
@@ -146,8 +189,26 @@ def settle(record: dict, won: bool, now: float | None = None) -> tuple[dict, int
 def progress(record: dict, now: float | None = None) -> dict:
     """What the player's page is sent about the round."""
     now = time.time() if now is None else now
-    keys = ("id", "camera", "target", "scored", "threshold", "hold_s", "round_s", "state", "held", "best",
-            "points", "streak", "score", "won", "name")
-    game = {k: record[k] for k in ("game_id", "round_no", "game_rounds", "game_score", "verdicts", "game_over")
-            if k in record}
+    keys = (
+        "id",
+        "camera",
+        "target",
+        "scored",
+        "threshold",
+        "hold_s",
+        "round_s",
+        "state",
+        "held",
+        "best",
+        "points",
+        "streak",
+        "score",
+        "won",
+        "name",
+    )
+    game = {
+        k: record[k]
+        for k in ("game_id", "round_no", "game_rounds", "game_score", "verdicts", "game_over")
+        if k in record
+    }
     return {**{k: record[k] for k in keys}, **game, "left_s": round(max(0.0, record["deadline"] - now), 2)}

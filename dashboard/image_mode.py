@@ -27,8 +27,9 @@ def check_upload(data: bytes, content_type: str, max_pixels: int) -> tuple[int, 
     try:
         image = decode_image(data, max_pixels)
     except ImageError as err:  # one list of formats on this page: the one it accepts
-        raise UploadError(str(err).replace("JPEG, PNG, BMP, GIF, TIFF or WebP expected", "use JPEG, PNG, WebP or BMP"))\
-            from None
+        raise UploadError(
+            str(err).replace("JPEG, PNG, BMP, GIF, TIFF or WebP expected", "use JPEG, PNG, WebP or BMP")
+        ) from None
     return image.shape[1], image.shape[0]
 
 
@@ -43,7 +44,9 @@ def analyse_upload(bus: Bus, data: bytes, width: int, height: int, timeout_s: fl
             for _, result in bus.results(camera):
                 if result.seq == seq:
                     if result.gap:
-                        raise UploadError(f"the worker could not analyse the image ({result.gap}); see the dead letters")
+                        raise UploadError(
+                            f"the worker could not analyse the image ({result.gap}); see the dead letters"
+                        )
                     return result
             time.sleep(0.05)
         raise UploadError("no worker answered in time: is `fervi worker` running?")

@@ -16,8 +16,9 @@ class PipelineCollector:
 
     def collect(self):
         frames_in = CounterMetricFamily("fervi_camera_frames_in", "Frames added to a camera stream", labels=["camera"])
-        results = GaugeMetricFamily("fervi_camera_results_kept", "Result entries kept in a camera's results stream",
-                                    labels=["camera"])
+        results = GaugeMetricFamily(
+            "fervi_camera_results_kept", "Result entries kept in a camera's results stream", labels=["camera"]
+        )
         skipped = CounterMetricFamily("fervi_camera_frames_skipped", "Stale live frames skipped", labels=["camera"])
         dead = CounterMetricFamily("fervi_camera_dead_letters", "Entries dead-lettered", labels=["camera"])
         backlog = GaugeMetricFamily("fervi_camera_backlog", "Frames waiting for a worker", labels=["camera"])
@@ -26,13 +27,19 @@ class PipelineCollector:
             for camera in self.bus.cameras():
                 stats = self.bus.stats(camera)
                 row = totals.setdefault(metric_camera(camera), [0.0] * 5)
-                for i, value in enumerate((max(0, self.bus.last_seq(camera)), self.bus.results_kept(camera),
-                                           stats.get("skipped", 0), stats.get("dead_lettered", 0),
-                                           self.bus.backlog(camera))):
+                for i, value in enumerate(
+                    (
+                        max(0, self.bus.last_seq(camera)),
+                        self.bus.results_kept(camera),
+                        stats.get("skipped", 0),
+                        stats.get("dead_lettered", 0),
+                        self.bus.backlog(camera),
+                    )
+                ):
                     row[i] += float(value)
         except RedisError:
             pass  # /metrics stays up while Redis is away; /healthz says why
         for label, row in sorted(totals.items()):
-            for family, value in zip((frames_in, results, skipped, dead, backlog), row):
+            for family, value in zip((frames_in, results, skipped, dead, backlog), row, strict=True):
                 family.add_metric([label], value)
         yield from (frames_in, results, skipped, dead, backlog)

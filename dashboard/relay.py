@@ -32,17 +32,25 @@ WALL_ROOM = "wall"
 
 def track_payload(entry: TrackEntry) -> dict:
     now = time.time()
-    return {"camera": entry.camera, "seq": entry.seq, "ts": entry.captured_at, "w": entry.width, "h": entry.height,
-            "latency_ms": round((entry.tracked_at - entry.captured_at) * 1000, 1),
-            "age_ms": round((now - entry.captured_at) * 1000, 1), "faces": entry.faces.to_list()}
+    return {
+        "camera": entry.camera,
+        "seq": entry.seq,
+        "ts": entry.captured_at,
+        "w": entry.width,
+        "h": entry.height,
+        "latency_ms": round((entry.tracked_at - entry.captured_at) * 1000, 1),
+        "age_ms": round((now - entry.captured_at) * 1000, 1),
+        "faces": entry.faces.to_list(),
+    }
 
 
 RELAY_STALE_S = 10.0  # /healthz fails when the relay has not run through a step for this long
 
 
 class Relay:
-    def __init__(self, socketio, bus: Bus, name: str, block_ms: int = 500, web_idle_s: float = 30.0,
-                 heartbeat_ttl_s: int = 15):
+    def __init__(
+        self, socketio, bus: Bus, name: str, block_ms: int = 500, web_idle_s: float = 30.0, heartbeat_ttl_s: int = 15
+    ):
         self.socketio = socketio
         self.bus = bus
         self.name = name
@@ -71,10 +79,13 @@ class Relay:
         a browser camera only when its user shares it. `cameras`: `Bus.cameras()` when the caller has it."""
         now = time.time()
         private = set(self.bus.webcams()) - self.bus.shared_webcams()
-        return [{"camera": c, "active": self.bus.active_faces(c), "fps": round(self._fps(c), 1)}
-                for c in (self.bus.cameras() if cameras is None else cameras)
-                if not c.startswith(IMAGE_CAMERA_PREFIX) and c not in private
-                and now - self.bus.last_frame_at(c) < CAMERA_GONE_S]
+        return [
+            {"camera": c, "active": self.bus.active_faces(c), "fps": round(self._fps(c), 1)}
+            for c in (self.bus.cameras() if cameras is None else cameras)
+            if not c.startswith(IMAGE_CAMERA_PREFIX)
+            and c not in private
+            and now - self.bus.last_frame_at(c) < CAMERA_GONE_S
+        ]
 
     def _sweep(self, now: float) -> None:
         if now - self.swept_at < SWEEP_EVERY_S:
@@ -107,11 +118,19 @@ class Relay:
             self.round_progress[record["id"]] = {k: record[k] for k in ("held", "best", "last_ts")}
             if won or late:
                 progress = self.round_progress.pop(record["id"])
-                final = self.bus.settle_round(player, record["id"],
-                                              lambda r, won=won, p=progress: challenge.settle({**r, **p}, won))
+                final = self.bus.settle_round(
+                    player, record["id"], lambda r, won=won, p=progress: challenge.settle({**r, **p}, won)
+                )
                 if final is not None:
-                    log.info("event=round_%s player=%s camera=%s target=%s points=%d scored=%s", final["state"],
-                             player, final["camera"], final["target"], final["points"], final["scored"])
+                    log.info(
+                        "event=round_%s player=%s camera=%s target=%s points=%d scored=%s",
+                        final["state"],
+                        player,
+                        final["camera"],
+                        final["target"],
+                        final["points"],
+                        final["scored"],
+                    )
                     if final.get("game_over"):  # settled once, here: the game's score is recorded once
                         best = self.bus.record_game(final["name"], final["game_score"])
                         log.info("event=game_over name=%r score=%d best=%s", final["name"], final["game_score"], best)

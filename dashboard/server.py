@@ -60,11 +60,14 @@ def serve(factory, host: str, port: int, threads: int = THREADS) -> None:
             "version": 1,
             "disable_existing_loggers": False,
             "formatters": {"fervi": {"format": FORMAT}},
-            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "fervi",
-                                    "stream": "ext://sys.stderr"}},
+            "handlers": {
+                "stderr": {"class": "logging.StreamHandler", "formatter": "fervi", "stream": "ext://sys.stderr"}
+            },
             "root": {"level": level, "handlers": ["stderr"]},
-            "loggers": {"gunicorn.error": {"level": level, "handlers": [], "propagate": True},
-                        "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True}},
+            "loggers": {
+                "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
+                "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
+            },
         },
     }
     DashboardServer(factory, options).run()

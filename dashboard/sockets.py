@@ -34,6 +34,12 @@ SHOWN_WINDOW_S = 600  # a round on another camera draws its target from the emot
 WEB_FPS = 8.0
 
 
+def client_sid() -> str:
+    """The Socket.IO session of the event being handled, which Flask-SocketIO sets on Flask's request."""
+    sid: str = request.sid  # type: ignore[attr-defined]  # set by Flask-SocketIO; flask.Request does not declare it
+    return sid
+
+
 def client_address() -> str:
     return request.remote_addr or "unknown"
 
@@ -53,7 +59,7 @@ class FrameRefused(Exception):
 
 class DashboardEvents(Namespace):
     """The events of the default namespace, one `on_<event>` method each (Flask-SocketIO calls them in the
-    client's request context: `request.sid`, its address). Limits and the clients' own cameras are kept per
+    client's request context: `client_sid()`, its address). Limits and the clients' own cameras are kept per
     process; a camera's admission, sharing and rounds are in Redis, through the bus."""
 
     def __init__(self, bus: Bus, settings: Settings, authorized, token: str, namespace: str = "/"):
@@ -68,8 +74,9 @@ class DashboardEvents(Namespace):
     # --- what the events share ------------------------------------------------------------------
     def visible(self, camera: str) -> bool:
         """A browser camera to its own client, and to others only while live and shared; every other camera."""
-        return not is_browser_camera(camera) or camera == self.own.get(request.sid) or \
-            self.bus.is_shared_webcam(camera)
+        return (
+            not is_browser_camera(camera) or camera == self.own.get(client_sid()) or self.bus.is_shared_webcam(camera)
+        )
 
     def refusal(self, camera) -> str:
         """Why this client may not watch `camera` ("" when it may)."""
@@ -80,7 +87,7 @@ class DashboardEvents(Namespace):
         return "" if self.visible(camera) else f"{camera} is a browser camera its user has not shared"
 
     def join_camera(self, camera: str) -> None:
-        if camera != self.own.get(request.sid):  # a client gets its own camera in its private room
+        if camera != self.own.get(client_sid()):  # a client gets its own camera in its private room
             join_room(camera)
 
     def stop_watchers(self, camera: str) -> None:
@@ -90,7 +97,7 @@ class DashboardEvents(Namespace):
 
     def leave(self, reason: str) -> bool:
         """The client's browser camera stops being a camera now (its keys go after a grace period)."""
-        camera = self.own.pop(request.sid, None)
+        camera = self.own.pop(client_sid(), None)
         if camera:
             self.bus.leave_webcam(camera)
             self.stop_watchers(camera)
@@ -106,32 +113,43 @@ class DashboardEvents(Namespace):
             raise FrameRefused("bad", {"ok": False, "error": "send {jpeg: <bytes>}"})
         if len(jpeg) > WEB_FRAME_MAX_BYTES:
             raise FrameRefused("too_large", {"ok": False, "error": f"frame larger than {WEB_FRAME_MAX_BYTES} bytes"})
-        if not (self.frame_buckets.setdefault(request.sid, TokenBucket(WEB_FPS, WEB_FPS)).take()
-                and self.address_frames.take(client_address())):
-            raise FrameRefused("rate_limited", {"ok": False, "camera": webcam_name(request.sid), "slow_down": True})
+        if not (
+            self.frame_buckets.setdefault(client_sid(), TokenBucket(WEB_FPS, WEB_FPS)).take()
+            and self.address_frames.take(client_address())
+        ):
+            raise FrameRefused("rate_limited", {"ok": False, "camera": webcam_name(client_sid()), "slow_down": True})
         try:  # the header alone: the size the frame claims, checked before any worker decodes it
             width, height = image_size(bytes(jpeg))
         except ImageError as err:
             raise FrameRefused("bad", {"ok": False, "error": str(err)}) from None
         limit = self.settings.max_frame_pixels
         if width * height > limit:
-            raise FrameRefused("too_large", {"ok": False, "error": f"frame of {width}x{height} pixels is over the "
-                                                                   f"limit of {limit} (FERVI_MAX_FRAME_PIXELS)"})
+            raise FrameRefused(
+                "too_large",
+                {
+                    "ok": False,
+                    "error": f"frame of {width}x{height} pixels is over the limit of {limit} (FERVI_MAX_FRAME_PIXELS)",
+                },
+            )
         return bytes(jpeg), width, height
 
     def admit(self, camera: str) -> None:
         """Count a frame of this client's camera, admitting the camera on its first; FrameRefused when as many
         browser cameras as may be are live (in all, or from this address)."""
         settings = self.settings
-        admitted = self.bus.admit_webcam(camera, client_address(), settings.web_cameras_max,
-                                         settings.web_cameras_per_address, request.sid)
+        admitted = self.bus.admit_webcam(
+            camera, client_address(), settings.web_cameras_max, settings.web_cameras_per_address, client_sid()
+        )
         if admitted < 0:
-            limit = (f"{settings.web_cameras_max} browser cameras are live, the most this FERVI takes"
-                     if admitted == -1 else f"{settings.web_cameras_per_address} browser cameras are live from your "
-                                            "address, the most it may have")
+            limit = (
+                f"{settings.web_cameras_max} browser cameras are live, the most this FERVI takes"
+                if admitted == -1
+                else f"{settings.web_cameras_per_address} browser cameras are live from your "
+                "address, the most it may have"
+            )
             raise FrameRefused("refused", {"ok": False, "full": True, "error": f"{limit}: try again later"})
         if admitted == 2:
-            self.own[request.sid] = camera
+            self.own[client_sid()] = camera
             WEB_CAMERAS.set(len(self.own))
             log.info("event=webcam_admitted camera=%s address=%s", camera, client_address())
 
@@ -145,15 +163,17 @@ class DashboardEvents(Namespace):
             return False
         if not self.connections.take(client_address()):
             WEB_CONNECTIONS.labels("rate_limited").inc()
-            raise ConnectionRefusedError(f"too many connections from {client_address()}: at most "
-                                         f"{self.settings.web_connects_per_minute} a minute")
+            raise ConnectionRefusedError(
+                f"too many connections from {client_address()}: at most "
+                f"{self.settings.web_connects_per_minute} a minute"
+            )
         WEB_CONNECTIONS.labels("ok").inc()
-        self.frame_buckets[request.sid] = TokenBucket(WEB_FPS, WEB_FPS)
+        self.frame_buckets[client_sid()] = TokenBucket(WEB_FPS, WEB_FPS)
         return True
 
     def on_disconnect(self, *_args):
-        self.frame_buckets.pop(request.sid, None)
-        self.bus.drop_round(request.sid)
+        self.frame_buckets.pop(client_sid(), None)
+        self.bus.drop_round(client_sid())
         self.leave("disconnected")
 
     def on_webcam_stop(self, _data=None):
@@ -176,7 +196,7 @@ class DashboardEvents(Namespace):
 
     def on_webcam(self, data=None):
         """A JPEG from the browser's camera, into this browser's own camera stream."""
-        camera = webcam_name(request.sid)
+        camera = webcam_name(client_sid())
         try:
             jpeg, width, height = self.checked_frame(data)
             self.admit(camera)
@@ -190,7 +210,7 @@ class DashboardEvents(Namespace):
 
     def on_share(self, data=None):
         """Show this browser's camera on the shared live wall, or stop showing it."""
-        camera = self.own.get(request.sid)
+        camera = self.own.get(client_sid())
         shared = bool(data.get("on")) if isinstance(data, dict) else False
         if camera is None or not self.bus.share_webcam(camera, shared):
             return {"ok": False, "error": "start your camera first"}
@@ -202,13 +222,13 @@ class DashboardEvents(Namespace):
     def on_challenge_start(self, data=None):
         """Start this player's next round; the relay decides it from the tracker's results."""
         asked = data if isinstance(data, dict) else {}
-        camera = asked.get("camera") or self.own.get(request.sid)
+        camera = asked.get("camera") or self.own.get(client_sid())
         if not camera:
             return {"ok": False, "error": "start your camera first"}
         error = self.refusal(camera)
         if error:
             return {"ok": False, "error": error}
-        own_camera = camera == self.own.get(request.sid)
+        own_camera = camera == self.own.get(client_sid())
         if not own_camera and camera not in self.bus.cameras():
             return {"ok": False, "error": f"there is no camera called {camera!r}: see the Cameras page for the names"}
         targets = self.settings.challenge_target_list
@@ -216,11 +236,12 @@ class DashboardEvents(Namespace):
             now = time.time()
             targets = challenge.shown_targets(self.bus.emotion_totals(camera, "1m", now - SHOWN_WINDOW_S, now), targets)
         try:
-            record = challenge.new_round(request.sid, camera, own_camera, asked, targets,
-                                         self.bus.load_round(request.sid))
+            record = challenge.new_round(
+                client_sid(), camera, own_camera, asked, targets, self.bus.load_round(client_sid())
+            )
         except challenge.ChallengeError as err:
             return {"ok": False, "error": str(err)}
-        self.bus.save_round(request.sid, record)
+        self.bus.save_round(client_sid(), record)
         self.join_camera(camera)
         return {"ok": True, **challenge.progress(record)}
 

@@ -18,11 +18,11 @@ import time
 import uuid
 from pathlib import Path
 
+from fervi.offline import QUEUE, VideoError, submit
 from flask import Flask, abort, jsonify, request, send_from_directory
 from werkzeug.utils import secure_filename
 
 from fervi.bus import Bus
-from fervi.offline import QUEUE, VideoError, submit
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +52,24 @@ class Videos:
             folder.mkdir(parents=True)
             path = folder / name
             upload.save(path)
-            submitted = submit(self.queue, str(path), self.outputs / video_id, segments=2, every=1,
-                               video_id=video_id)
+            submitted = submit(self.queue, str(path), self.outputs / video_id, segments=2, every=1, video_id=video_id)
         except BaseException as err:
             self._remove_files(video_id)
             if isinstance(err, VideoError):
                 raise VideoError(str(err).replace(str(folder / name), name)) from None
             raise
-        record = {"name": name, "out": submitted.out_dir, "jobs": submitted.ids,
-                  "final": submitted.finish.id, "state": "queued", "error": "", "total": submitted.total,
-                  "created_at": time.time(), "ended_at": None, "result": None}
+        record = {
+            "name": name,
+            "out": submitted.out_dir,
+            "jobs": submitted.ids,
+            "final": submitted.finish.id,
+            "state": "queued",
+            "error": "",
+            "total": submitted.total,
+            "created_at": time.time(),
+            "ended_at": None,
+            "result": None,
+        }
         self.bus.create_video(video_id, record)
         log.info("event=video_uploaded video=%s name=%s bytes=%d", video_id, name, path.stat().st_size)
         return {"id": video_id, "name": name}
@@ -120,17 +128,26 @@ class Videos:
         except VideoError as err:
             return str(err).replace(str(path), record["name"])
         self.bus.reset_video_progress(video_id)
-        self.bus.update_video(video_id, jobs=submitted.ids, final=submitted.finish.id,
-                              state="queued", error="", ended_at=None, result=None,
-                              total=submitted.total,
-                              retries=int(record.get("retries", 0)) + 1)
+        self.bus.update_video(
+            video_id,
+            jobs=submitted.ids,
+            final=submitted.finish.id,
+            state="queued",
+            error="",
+            ended_at=None,
+            result=None,
+            total=submitted.total,
+            retries=int(record.get("retries", 0)) + 1,
+        )
         log.info("event=video_retried video=%s retries=%d", video_id, int(record.get("retries", 0)) + 1)
         return ""
 
     def jobs_overview(self) -> dict:
         """The Videos page's view of the offline stage: waiting and failed jobs, and RQ's workers."""
-        workers = [{"name": name, "state": info.get("state", ""), "job": info.get("job", "")}
-                   for name, info in sorted(self.queue.workers().items())]
+        workers = [
+            {"name": name, "state": info.get("state", ""), "job": info.get("job", "")}
+            for name, info in sorted(self.queue.workers().items())
+        ]
         return {**self.queue.stats(), "workers": workers}
 
     def cancel(self, video_id: str) -> bool:

@@ -14,6 +14,9 @@ STAGES = ("ingest", "workers", "tracker", "offline", "dashboard", "training", "m
 # checkout they sit next to it: look for fervi.<stage> in the checkout's root as well, so that running from
 # the checkout imports the same names as an installed FERVI.
 _root = _Path(__file__).resolve().parent.parent
-if not (_Path(__file__).parent / "ingest").is_dir() and (_root / "pyproject.toml").is_file() \
-        and all((_root / stage / "__init__.py").is_file() for stage in STAGES):
+if (
+    not (_Path(__file__).parent / "ingest").is_dir()
+    and (_root / "pyproject.toml").is_file()
+    and all((_root / stage / "__init__.py").is_file() for stage in STAGES)
+):
     __path__.append(str(_root))  # noqa: F821 - a package's __path__

@@ -42,14 +42,15 @@ PORTRAIT_CROPS = [(110, 20, 230, 260), (100, 60, 330, 380)]
 
 def portraits(height: int = 200) -> list[np.ndarray]:
     out = []
-    for image, (x, y, w, h) in zip(face_photos(), PORTRAIT_CROPS):
+    for image, (x, y, w, h) in zip(face_photos(), PORTRAIT_CROPS, strict=True):
         crop = image[y : y + h, x : x + w]
         out.append(cv2.resize(crop, (round(w * height / h), height), interpolation=cv2.INTER_AREA))
     return out
 
 
-def render_frame(index: int, total: int, width: int = 640, height: int = 480, faces: int = 2,
-                 seamless: bool = False) -> np.ndarray:
+def render_frame(
+    index: int, total: int, width: int = 640, height: int = 480, faces: int = 2, seamless: bool = False
+) -> np.ndarray:
     """One frame: `faces` portraits gliding across a plain background; positions depend only on index.
 
     Faces sit in two rows (top row moving right, bottom row moving left) and in ceil(faces / 2) columns,
@@ -74,8 +75,15 @@ def render_frame(index: int, total: int, width: int = 640, height: int = 480, fa
     return canvas
 
 
-def write_video(path: str | Path, frames: int = 60, fps: float = 15.0, width: int = 640, height: int = 480,
-                faces: int = 2, seamless: bool = False) -> Path:
+def write_video(
+    path: str | Path,
+    frames: int = 60,
+    fps: float = 15.0,
+    width: int = 640,
+    height: int = 480,
+    faces: int = 2,
+    seamless: bool = False,
+) -> Path:
     """An MP4 (mp4v) of `frames` frames; returns its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import redis
@@ -44,8 +45,14 @@ def free_port() -> int:
 class EmbeddedRedis:
     """Start with `start()` (or as a context manager); `url` is then the address to use."""
 
-    def __init__(self, data_dir: str | Path, port: int = 0, appendonly: bool = True, password: str = "",
-                 extra_args: list[str] | None = None):
+    def __init__(
+        self,
+        data_dir: str | Path,
+        port: int = 0,
+        appendonly: bool = True,
+        password: str = "",
+        extra_args: list[str] | None = None,
+    ):
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.appendonly = appendonly
@@ -58,25 +65,38 @@ class EmbeddedRedis:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
-    def start(self, timeout_s: float = 10.0) -> "EmbeddedRedis":
+    def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [
             redis_server_binary(),
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--dir", str(self.data_dir),
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "everysec",
-            "--protected-mode", "yes",
-            "--logfile", str(self.data_dir / "redis.log"),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "everysec",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            str(self.data_dir / "redis.log"),
         ]
         if self.password:
             command += ["--requirepass", self.password, "--masterauth", self.password]
         command += self.extra_args
         # Own session: a terminal's Ctrl-C must not kill Redis before the workers have acked their batch.
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True, preexec_fn=die_with_parent)
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
         deadline = time.monotonic() + timeout_s
         client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
         while True:
@@ -85,7 +105,9 @@ class EmbeddedRedis:
                 break
             except redis.ConnectionError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"embedded redis-server did not start; see {self.data_dir / 'redis.log'}")
+                    raise RuntimeError(
+                        f"embedded redis-server did not start; see {self.data_dir / 'redis.log'}"
+                    ) from None
                 time.sleep(0.05)
         log.info("event=redis_started url=%s dir=%s pid=%d", self.url, self.data_dir, self.process.pid)
         return self
@@ -101,7 +123,7 @@ class EmbeddedRedis:
             log.info("event=redis_stopped url=%s", self.url)
         self.process = None
 
-    def __enter__(self) -> "EmbeddedRedis":
+    def __enter__(self) -> EmbeddedRedis:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -137,8 +159,21 @@ class EmbeddedCluster:
         self.nodes = []
         for i in range(masters):
             ports.add(port := free_cluster_port(ports))
-            self.nodes.append(EmbeddedRedis(self.data_dir / f"node{i}", port, password=password, extra_args=[
-                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "3000"]))
+            self.nodes.append(
+                EmbeddedRedis(
+                    self.data_dir / f"node{i}",
+                    port,
+                    password=password,
+                    extra_args=[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "3000",
+                    ],
+                )
+            )
 
     @property
     def url(self) -> str:
@@ -148,13 +183,13 @@ class EmbeddedCluster:
     def _client(self, node: EmbeddedRedis) -> redis.Redis:
         return redis.Redis(port=node.port, password=self.password or None, socket_connect_timeout=2)
 
-    def start(self, timeout_s: float = 30.0) -> "EmbeddedCluster":
+    def start(self, timeout_s: float = 30.0) -> EmbeddedCluster:
         for node in self.nodes:
             node.start()
         first = self._client(self.nodes[0])
         for node in self.nodes[1:]:
             first.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
-        for node, (low, high) in zip(self.nodes, self.slot_ranges()):
+        for node, (low, high) in zip(self.nodes, self.slot_ranges(), strict=True):
             self._client(node).execute_command("CLUSTER", "ADDSLOTS", *range(low, high))
         self.wait_ok(timeout_s)
         log.info("event=cluster_started url=%s masters=%d", self.url, len(self.nodes))
@@ -169,7 +204,8 @@ class EmbeddedCluster:
                 masters = [self._client(n).execute_command("CLUSTER", "NODES") for n in self.nodes]
                 text = [i.decode() if isinstance(i, bytes) else str(i) for i in infos]
                 if all("cluster_state:ok" in t for t in text) and all(
-                        _count_masters(m) == len(self.nodes) for m in masters):
+                    _count_masters(m) == len(self.nodes) for m in masters
+                ):
                     return
             except (redis.ConnectionError, redis.ResponseError):
                 pass
@@ -180,13 +216,13 @@ class EmbeddedCluster:
     def slot_ranges(self) -> list[tuple[int, int]]:
         """Each node's slots [low, high): split evenly, in node order."""
         bounds = [round(i * CLUSTER_SLOTS / len(self.nodes)) for i in range(len(self.nodes) + 1)]
-        return list(zip(bounds, bounds[1:]))
+        return list(pairwise(bounds))
 
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
 
-    def __enter__(self) -> "EmbeddedCluster":
+    def __enter__(self) -> EmbeddedCluster:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -37,16 +37,19 @@ class Faces:
     smoothed: np.ndarray | None = None
 
     @classmethod
-    def detected(cls, boxes, scores) -> "Faces":
+    def detected(cls, boxes, scores) -> Faces:
         """Faces as a detector found them (not yet classified)."""
         return cls(np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32).reshape(-1), None)
 
-    def classified(self, probs) -> "Faces":
+    def classified(self, probs) -> Faces:
         return replace(self, probs=_floats(probs).reshape(-1, NUM_EMOTIONS))
 
-    def tracked(self, track_ids, smoothed) -> "Faces":
-        return replace(self, track_ids=np.asarray(track_ids, np.int64).reshape(-1),
-                       smoothed=_floats(smoothed).reshape(-1, NUM_EMOTIONS))
+    def tracked(self, track_ids, smoothed) -> Faces:
+        return replace(
+            self,
+            track_ids=np.asarray(track_ids, np.int64).reshape(-1),
+            smoothed=_floats(smoothed).reshape(-1, NUM_EMOTIONS),
+        )
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -79,8 +82,9 @@ class Faces:
     def uncertain(self, margin: float | None = None) -> np.ndarray:
         """(N,) bool: faces whose label leads the next emotion by less than `margin` (default: the setting)."""
         margin = uncertain_margin() if margin is None else margin
-        return np.array([leading_two(p)[2] < margin for p in self.label_probs], bool) if len(self) else \
-            np.zeros(0, bool)
+        return (
+            np.array([leading_two(p)[2] < margin for p in self.label_probs], bool) if len(self) else np.zeros(0, bool)
+        )
 
     def shown(self) -> list[dict]:
         """What a page shows of each face: label, score, runner_up (the second emotion) and uncertain (the
@@ -89,8 +93,14 @@ class Faces:
         out = []
         for probs in self.label_probs if len(self) else []:
             first, second, lead = leading_two(probs)
-            out.append({"label": EMOTIONS[first], "score": round(float(probs[first]), 4),
-                        "runner_up": EMOTIONS[second], "uncertain": bool(lead < margin)})
+            out.append(
+                {
+                    "label": EMOTIONS[first],
+                    "score": round(float(probs[first]), 4),
+                    "runner_up": EMOTIONS[second],
+                    "uncertain": bool(lead < margin),
+                }
+            )
         return out
 
     def to_list(self) -> list[dict]:
@@ -111,7 +121,7 @@ class Faces:
         return out
 
     @classmethod
-    def from_list(cls, items: list[dict]) -> "Faces":
+    def from_list(cls, items: list[dict]) -> Faces:
         if not items:
             return cls()
         try:
@@ -120,8 +130,9 @@ class Faces:
             probs = np.array([item["probs"] for item in items], np.float64).reshape(-1, NUM_EMOTIONS)
             faces = cls(boxes, scores, probs)
             if all("track" in item for item in items):
-                faces = faces.tracked([int(item["track"]) for item in items],
-                                      [item.get("smooth", item["probs"]) for item in items])
+                faces = faces.tracked(
+                    [int(item["track"]) for item in items], [item.get("smooth", item["probs"]) for item in items]
+                )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ProtocolError(f"malformed faces: {err}") from None
         return faces

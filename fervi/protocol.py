@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
-from dataclasses import dataclass
 
-from .faces import Faces, ProtocolError  # noqa: F401 - part of the protocol
+from .faces import Faces
+from .faces import ProtocolError as ProtocolError  # re-exported: part of the protocol
 
 SCHEMA_VERSION = 1
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -104,7 +105,7 @@ class Frame:
         }
 
     @classmethod
-    def from_fields(cls, fields: dict) -> "Frame":
+    def from_fields(cls, fields: dict) -> Frame:
         _check_version(fields)
         jpeg = fields.get(b"jpeg", fields.get("jpeg"))
         if jpeg is None:
@@ -160,14 +161,25 @@ class Result:
         return fields
 
     @classmethod
-    def gap_marker(cls, frame: "Frame", reason: str, worker: str, now: float) -> "Result":
+    def gap_marker(cls, frame: Frame, reason: str, worker: str, now: float) -> Result:
         """A frame's place in its camera's sequence, kept although it was not analysed, so the tracker
         need not wait for a result that will never come."""
-        return cls(frame.camera, frame.seq, frame.index, frame.captured_at, now, now, worker, frame.width,
-                   frame.height, Faces(), reason)
+        return cls(
+            frame.camera,
+            frame.seq,
+            frame.index,
+            frame.captured_at,
+            now,
+            now,
+            worker,
+            frame.width,
+            frame.height,
+            Faces(),
+            reason,
+        )
 
     @classmethod
-    def from_fields(cls, fields: dict) -> "Result":
+    def from_fields(cls, fields: dict) -> Result:
         _check_version(fields)
         return cls(
             camera=_text(fields, "camera"),
@@ -207,7 +219,7 @@ class DeadLetter:
         }
 
     @classmethod
-    def from_fields(cls, fields: dict) -> "DeadLetter":
+    def from_fields(cls, fields: dict) -> DeadLetter:
         return cls(
             camera=_text(fields, "camera"),
             entry_id=_text(fields, "entry"),
@@ -257,7 +269,7 @@ class TrackEntry:
         }
 
     @classmethod
-    def from_fields(cls, fields: dict) -> "TrackEntry":
+    def from_fields(cls, fields: dict) -> TrackEntry:
         _check_version(fields)
         return cls(
             camera=_text(fields, "camera"),
@@ -280,7 +292,7 @@ INGEST_SOURCE_ENV = "FERVI_INGEST_SOURCE"  # `fervi ingest -` reads its source h
 
 
 def source_kind(spec: str) -> str:
-    """"webcam" (an index), "stream" (an RTSP/HTTP URL) or "file" (a video, an image or a folder)."""
+    """ "webcam" (an index), "stream" (an RTSP/HTTP URL) or "file" (a video, an image or a folder)."""
     if WEBCAM_INDEX.fullmatch(spec):
         return "webcam"
     return "stream" if "://" in spec else "file"
@@ -338,8 +350,12 @@ class CameraSource:
         if self.camera.startswith(RESERVED_PREFIXES):
             raise ProtocolError(f"camera names starting with {' or '.join(RESERVED_PREFIXES)} are the dashboard's own")
         check_source(self.source)
-        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not math.isfinite(self.fps) \
-                or not (self.fps == 0 or MIN_FPS <= self.fps <= MAX_FPS):
+        if (
+            isinstance(self.fps, bool)
+            or not isinstance(self.fps, (int, float))
+            or not math.isfinite(self.fps)
+            or not (self.fps == 0 or MIN_FPS <= self.fps <= MAX_FPS)
+        ):
             raise ProtocolError(f"fps must be 0 (the source's own pace) or within {MIN_FPS:g}..{MAX_FPS:g}")
         if not isinstance(self.loop, bool) or self.live not in (None, True, False):
             raise ProtocolError("loop and live must be true or false")
@@ -367,17 +383,33 @@ class CameraSource:
         return {INGEST_SOURCE_ENV: self.source}
 
     def to_json(self) -> str:
-        return json.dumps({"camera": self.camera, "source": self.source, "fps": self.fps, "loop": self.loop,
-                           "live": self.live, "origin": self.origin, "added_at": round(self.added_at, 3)})
+        return json.dumps(
+            {
+                "camera": self.camera,
+                "source": self.source,
+                "fps": self.fps,
+                "loop": self.loop,
+                "live": self.live,
+                "origin": self.origin,
+                "added_at": round(self.added_at, 3),
+            }
+        )
 
     @classmethod
-    def from_json(cls, raw) -> "CameraSource":
+    def from_json(cls, raw) -> CameraSource:
         try:
             data = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
             if not isinstance(data, dict):
                 raise ProtocolError("a camera source is a JSON object")
-            return cls(str(data["camera"]), str(data["source"]), data.get("fps", 0), data.get("loop", False),
-                       data.get("live"), str(data.get("origin", "")), float(data.get("added_at") or 0))
+            return cls(
+                str(data["camera"]),
+                str(data["source"]),
+                data.get("fps", 0),
+                data.get("loop", False),
+                data.get("live"),
+                str(data.get("origin", "")),
+                float(data.get("added_at") or 0),
+            )
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
             raise ProtocolError(f"bad camera source: {err!r}") from None
 

@@ -13,8 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -30,7 +30,7 @@ class Shutdown:
         self.name = name
         self.event = threading.Event()
 
-    def install(self) -> "Shutdown":
+    def install(self) -> Shutdown:
         signal.signal(signal.SIGTERM, self._handle)
         signal.signal(signal.SIGINT, self._handle)
         return self
@@ -104,8 +104,13 @@ class Backoff:
         self.failures += 1
         self.delay_s = min(self.cap_s, self.initial_s if self.delay_s == 0 else self.delay_s * 2)
         if self.failures & (self.failures - 1) == 0:  # 1, 2, 4, 8, ...
-            log.warning("event=reconnecting what=%s attempt=%d retry_in_s=%.1f error=%r",
-                        self.what, self.failures, self.delay_s, str(err)[:200])
+            log.warning(
+                "event=reconnecting what=%s attempt=%d retry_in_s=%.1f error=%r",
+                self.what,
+                self.failures,
+                self.delay_s,
+                str(err)[:200],
+            )
         if shutdown is not None:
             shutdown.wait(self.delay_s)
         else:
@@ -113,14 +118,19 @@ class Backoff:
 
     def succeeded(self) -> None:
         if self.failures:
-            log.info("event=reconnected what=%s attempts=%d down_s=%.1f",
-                     self.what, self.failures, time.monotonic() - self.down_since)
+            log.info(
+                "event=reconnected what=%s attempts=%d down_s=%.1f",
+                self.what,
+                self.failures,
+                time.monotonic() - self.down_since,
+            )
         self.failures = 0
         self.delay_s = 0.0
 
 
-def run_redis_loop(step: Callable[[], object], shutdown: Shutdown, on_redis_down=None, on_error=None,
-                   what: str = "redis") -> bool:
+def run_redis_loop(
+    step: Callable[[], object], shutdown: Shutdown, on_redis_down=None, on_error=None, what: str = "redis"
+) -> bool:
     """Call `step` until shutdown; Redis outages back off and are retried. Returns whether Redis was up
     at the last step. `on_redis_down(err)` runs at each outage failure (to forget state the server may have
     lost). With `on_error`, any other exception is handed to it and the loop goes on a second later (a
@@ -158,8 +168,9 @@ class Heartbeat:
         if now - self.at < self.every_s:
             return
         self.at = now
-        self.bus.heartbeat(self.name, {"kind": self.kind, "host": socket.gethostname(), **info,
-                                       "last_seen": f"{now:.0f}"}, self.ttl_s)
+        self.bus.heartbeat(
+            self.name, {"kind": self.kind, "host": socket.gethostname(), **info, "last_seen": f"{now:.0f}"}, self.ttl_s
+        )
 
     def forget(self) -> None:
         self.bus.forget(self.name)
@@ -167,8 +178,9 @@ class Heartbeat:
 
 def serve(process, metrics_port: int | None, settings) -> int:
     """Run a long-running process (`.health()`, `.run()`) with its /healthz and /metrics endpoint."""
-    ops = OpsServer(process.health, settings.metrics_port if metrics_port is None else metrics_port,
-                    settings.metrics_host)
+    ops = OpsServer(
+        process.health, settings.metrics_port if metrics_port is None else metrics_port, settings.metrics_host
+    )
     try:
         return process.run()
     finally:
@@ -194,8 +206,7 @@ def fervi_command(*args: str) -> list[str]:
 def spawn(args: list[str], env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
     """Start a `fervi` subcommand as a child in its own session (a terminal's Ctrl-C reaches only its
     supervisor, which then stops children once) that gets SIGTERM when its parent dies."""
-    return subprocess.Popen(fervi_command(*args), env=env, start_new_session=True, preexec_fn=die_with_parent,
-                            **popen)
+    return subprocess.Popen(fervi_command(*args), env=env, start_new_session=True, preexec_fn=die_with_parent, **popen)
 
 
 def stop_processes(procs: list[subprocess.Popen], grace_s: float = 20.0, on_kill=None) -> int:

@@ -34,9 +34,12 @@ def _setting(env: str, default, doc: str):
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = _setting("FERVI_REDIS_URL", "", "Redis to use; empty: start the embedded redis-server")
-    rq_redis_url: str = _setting("FERVI_RQ_REDIS_URL", "",
-                                 "Standalone Redis for video jobs (RQ) and their records; empty: FERVI_REDIS_URL. "
-                                 "Required when FERVI_REDIS_URL is a redis+cluster:// URL")
+    rq_redis_url: str = _setting(
+        "FERVI_RQ_REDIS_URL",
+        "",
+        "Standalone Redis for video jobs (RQ) and their records; empty: FERVI_REDIS_URL. "
+        "Required when FERVI_REDIS_URL is a redis+cluster:// URL",
+    )
     home: str = _setting("FERVI_HOME", ".fervi", "Folder for the embedded Redis data, runs and outputs")
     redis_port: int = _setting("FERVI_REDIS_PORT", 0, "Port of the embedded Redis (0: a free one)")
     live_maxlen: int = _setting("FERVI_LIVE_MAXLEN", 256, "Frames kept per live camera stream (MAXLEN ~)")
@@ -47,73 +50,107 @@ class Settings:
     batch_frames: int = _setting("FERVI_BATCH_FRAMES", 8, "Frames a worker reads per batch, across cameras")
     block_ms: int = _setting("FERVI_BLOCK_MS", 500, "XREADGROUP BLOCK timeout")
     detector: str = _setting("FERVI_DETECTOR", "multiscale", f"Face detector: {', '.join(DETECTORS)}")
-    detector_min_face: int = _setting("FERVI_DETECTOR_MIN_FACE", 48,
-                                      "Smallest face (px wide) the multiscale detector looks for; larger is faster")
+    detector_min_face: int = _setting(
+        "FERVI_DETECTOR_MIN_FACE", 48, "Smallest face (px wide) the multiscale detector looks for; larger is faster"
+    )
     detector_full_scan_s: float = _setting(
-        "FERVI_DETECTOR_FULL_SCAN_S", 0.3,
+        "FERVI_DETECTOR_FULL_SCAN_S",
+        0.3,
         "The multiscale detector scans a camera in full every this many seconds of its capture time (offline: "
-        "of video time) and in between follows the faces it found, so a face entering is found within it")
+        "of video time) and in between follows the faces it found, so a face entering is found within it",
+    )
     detector_full_scan_every: int = _setting(
-        "FERVI_DETECTOR_FULL_SCAN_EVERY", 10,
+        "FERVI_DETECTOR_FULL_SCAN_EVERY",
+        10,
         "The multiscale detector scans a camera in full at the latest every N frames a worker gets of it (the "
-        "only rule for frames without a time; 1: every frame)")
+        "only rule for frames without a time; 1: every frame)",
+    )
     detector_min_score: float = _setting("FERVI_DETECTOR_MIN_SCORE", 0.5, "Minimum face detection score")
     face_margin: float = _setting("FERVI_FACE_MARGIN", 0.15, "Crop margin around a detected face")
     model_dir: str = _setting("FERVI_MODEL_DIR", "", "Folder with the trained model (empty: the shipped one)")
     device: str = _setting("FERVI_DEVICE", "auto", "auto | cpu (TFLite) | gpu (Keras)")
-    flip_average: bool = _setting("FERVI_FLIP_AVERAGE", False,
-                                  "Average each face with its mirror image (+0.4 to 0.6 points on PublicTest, half the speed)")
-    detect_threads: int = _setting("FERVI_DETECT_THREADS", 1,
-                                   "Detector threads per worker (a GPU worker: one per spare core keeps the GPU fed)")
-    gpu_max_wait_ms: float = _setting("FERVI_GPU_MAX_WAIT_MS", 20.0,
-                                      "A GPU worker keeps reading frames this long (ms) after the first, to classify "
-                                      "faces of many frames and cameras in one batch (0: no wait)")
+    flip_average: bool = _setting(
+        "FERVI_FLIP_AVERAGE",
+        False,
+        "Average each face with its mirror image (+0.4 to 0.6 points on PublicTest, half the speed)",
+    )
+    detect_threads: int = _setting(
+        "FERVI_DETECT_THREADS", 1, "Detector threads per worker (a GPU worker: one per spare core keeps the GPU fed)"
+    )
+    gpu_max_wait_ms: float = _setting(
+        "FERVI_GPU_MAX_WAIT_MS",
+        20.0,
+        "A GPU worker keeps reading frames this long (ms) after the first, to classify "
+        "faces of many frames and cameras in one batch (0: no wait)",
+    )
     gpu_batch_frames: int = _setting("FERVI_GPU_BATCH_FRAMES", 64, "Most frames a GPU worker gathers into one batch")
     classifier_batch: int = _setting("FERVI_CLASSIFIER_BATCH", 32, "Faces per classifier call (CPU)")
     track_half_life_s: float = _setting("FERVI_TRACK_HALF_LIFE", 0.5, "Half-life (s) of a track's emotion smoothing")
     uncertain_margin: float = _setting(
-        "FERVI_UNCERTAIN_MARGIN", UNCERTAIN_MARGIN,
+        "FERVI_UNCERTAIN_MARGIN",
+        UNCERTAIN_MARGIN,
         "A face whose top emotion leads the next by less than this (probability) is shown as uncertain, with its "
-        "two leading emotions (0: never)")
+        "two leading emotions (0: never)",
+    )
     track_iou: float = _setting("FERVI_TRACK_IOU", 0.3, "Minimum box overlap (or closeness) to continue a track")
     track_max_misses: int = _setting("FERVI_TRACK_MAX_MISSES", 15, "Frames a face may be missing before its track ends")
     reorder_window: int = _setting("FERVI_REORDER_WINDOW", 16, "Results held to restore seq order")
     reorder_wait_s: float = _setting("FERVI_REORDER_WAIT", 0.5, "Longest wait (s) for a missing seq")
     jpeg_quality: int = _setting("FERVI_JPEG_QUALITY", 85, "JPEG quality of ingested frames")
     max_frame_pixels: int = _setting("FERVI_MAX_FRAME_PIXELS", 4096 * 4096, "Larger frames are dead-lettered")
-    max_image_bytes: int = _setting("FERVI_MAX_IMAGE_BYTES", 64 * 1024 * 1024,
-                                    "Image files larger than this are refused before reading")
+    max_image_bytes: int = _setting(
+        "FERVI_MAX_IMAGE_BYTES", 64 * 1024 * 1024, "Image files larger than this are refused before reading"
+    )
     heartbeat_ttl_s: int = _setting("FERVI_HEARTBEAT_TTL", 15, "A process missing heartbeats this long is gone")
     metrics_port: int = _setting("FERVI_METRICS_PORT", 0, "Port for /healthz and /metrics (0: a free one)")
     dashboard_host: str = _setting("FERVI_DASHBOARD_HOST", "127.0.0.1", "Address the dashboard binds to")
     dashboard_port: int = _setting("FERVI_DASHBOARD_PORT", 8000, "Port of the dashboard")
     dashboard_token: str = _setting("FERVI_DASHBOARD_TOKEN", "", "Access token for the dashboard (empty: none)")
     metrics_host: str = _setting("FERVI_METRICS_HOST", "127.0.0.1", "Address /healthz and /metrics bind to")
-    dashboard_proxies: int = _setting("FERVI_DASHBOARD_PROXIES", 0,
-                                      "Reverse proxies in front of the dashboard whose X-Forwarded-For is trusted "
-                                      "(client addresses for the per-address limits)")
+    dashboard_proxies: int = _setting(
+        "FERVI_DASHBOARD_PROXIES",
+        0,
+        "Reverse proxies in front of the dashboard whose X-Forwarded-For is trusted "
+        "(client addresses for the per-address limits)",
+    )
     web_cameras_max: int = _setting("FERVI_WEB_CAMERAS_MAX", 16, "Browser cameras at once, all clients together")
-    web_cameras_per_address: int = _setting("FERVI_WEB_CAMERAS_PER_ADDRESS", 4,
-                                            "Browser cameras at once from one client address")
-    web_connects_per_minute: int = _setting("FERVI_WEB_CONNECTS_PER_MINUTE", 30,
-                                            "Socket.IO connections a client address may open per minute")
-    web_idle_s: float = _setting("FERVI_WEB_IDLE", 30.0,
-                                 "A browser camera with no frame for this long (s) is removed with its streams")
-    cameras_max: int = _setting("FERVI_CAMERAS_MAX", 64,
-                                "Cameras the registry holds at most (each runs an ingest process)")
-    camera_file_roots: str = _setting("FERVI_CAMERA_FILE_ROOTS", "~",
-                                      "Folders (':'-separated) whose videos, images and folders the dashboard's "
-                                      "Cameras page may add as cameras (empty: no files, only webcams and URLs)")
-    challenge_targets: str = _setting("FERVI_CHALLENGE_TARGETS", "",
-                                      "Emotions a scored challenge round draws from, comma-separated (empty: all 7)")
-    video_retention: str = _setting("FERVI_VIDEO_RETENTION", "7d",
-                                    "Uploaded videos and their outputs are deleted this long after they end "
-                                    "(s, or with m/h/d; 0: kept)")
-    fer2013_csv: str = _setting("FERVI_FER2013_CSV", "",
-                                "FER-2013 CSV whose PublicTest rows `fervi bench` scores both classifiers on "
-                                "(empty: accuracy not measured)")
-    peer_venv: str = _setting("FERVI_PEER_VENV", "", "Virtual environment of the `fer` peer that `fervi bench` "
-                              "creates once and reuses (empty: ~/.cache/fervi/peer-venv)")
+    web_cameras_per_address: int = _setting(
+        "FERVI_WEB_CAMERAS_PER_ADDRESS", 4, "Browser cameras at once from one client address"
+    )
+    web_connects_per_minute: int = _setting(
+        "FERVI_WEB_CONNECTS_PER_MINUTE", 30, "Socket.IO connections a client address may open per minute"
+    )
+    web_idle_s: float = _setting(
+        "FERVI_WEB_IDLE", 30.0, "A browser camera with no frame for this long (s) is removed with its streams"
+    )
+    cameras_max: int = _setting(
+        "FERVI_CAMERAS_MAX", 64, "Cameras the registry holds at most (each runs an ingest process)"
+    )
+    camera_file_roots: str = _setting(
+        "FERVI_CAMERA_FILE_ROOTS",
+        "~",
+        "Folders (':'-separated) whose videos, images and folders the dashboard's "
+        "Cameras page may add as cameras (empty: no files, only webcams and URLs)",
+    )
+    challenge_targets: str = _setting(
+        "FERVI_CHALLENGE_TARGETS", "", "Emotions a scored challenge round draws from, comma-separated (empty: all 7)"
+    )
+    video_retention: str = _setting(
+        "FERVI_VIDEO_RETENTION",
+        "7d",
+        "Uploaded videos and their outputs are deleted this long after they end (s, or with m/h/d; 0: kept)",
+    )
+    fer2013_csv: str = _setting(
+        "FERVI_FER2013_CSV",
+        "",
+        "FER-2013 CSV whose PublicTest rows `fervi bench` scores both classifiers on (empty: accuracy not measured)",
+    )
+    peer_venv: str = _setting(
+        "FERVI_PEER_VENV",
+        "",
+        "Virtual environment of the `fer` peer that `fervi bench` "
+        "creates once and reuses (empty: ~/.cache/fervi/peer-venv)",
+    )
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
@@ -124,8 +161,16 @@ class Settings:
             raise ValueError("FERVI_DETECTOR_FULL_SCAN_S must be more than 0 (seconds)")
         if self.detector_min_face < 8:
             raise ValueError("FERVI_DETECTOR_MIN_FACE must be at least 8 (pixels)")
-        for name in ("live_maxlen", "results_maxlen", "file_max_lag", "batch_frames", "classifier_batch", "gpu_batch_frames", "detect_threads",
-                     "detector_full_scan_every"):
+        for name in (
+            "live_maxlen",
+            "results_maxlen",
+            "file_max_lag",
+            "batch_frames",
+            "classifier_batch",
+            "gpu_batch_frames",
+            "detect_threads",
+            "detector_full_scan_every",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_env(name)} must be at least 1")
         if not 1 <= self.jpeg_quality <= 100:
@@ -142,8 +187,10 @@ class Settings:
         for name in ("redis_url", "rq_redis_url"):
             url = getattr(self, name)
             if url and not url.startswith(REDIS_SCHEMES):
-                raise ValueError(f"{_env(name)} must start with one of {', '.join(REDIS_SCHEMES)} "
-                                 f"(for example redis://127.0.0.1:6379/0), not {mask_password(url)!r}")
+                raise ValueError(
+                    f"{_env(name)} must start with one of {', '.join(REDIS_SCHEMES)} "
+                    f"(for example redis://127.0.0.1:6379/0), not {mask_password(url)!r}"
+                )
         if self.rq_redis_url.startswith(("redis+cluster://", "rediss+cluster://")):
             raise ValueError("FERVI_RQ_REDIS_URL must be a standalone Redis: RQ does not support Redis Cluster")
         self.video_retention_s  # noqa: B018 - validates FERVI_VIDEO_RETENTION
@@ -177,7 +224,7 @@ class Settings:
     def embedded(self) -> bool:
         return not self.redis_url
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
 
     def describe(self) -> list[tuple[str, str, str]]:
@@ -228,7 +275,7 @@ DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(raw: str, env: str) -> float:
-    """"90", "90s", "15m", "12h", "7d" -> seconds."""
+    """ "90", "90s", "15m", "12h", "7d" -> seconds."""
     text = str(raw).strip().lower()
     unit = DURATION_UNITS.get(text[-1:], None)
     try:
@@ -248,8 +295,21 @@ def describe_duration(seconds: float) -> str:
     return f"{seconds:g} seconds" if seconds else ""
 
 
-SECRET_QUERY_KEYS = {"password", "passwd", "pass", "pwd", "token", "key", "secret", "auth", "api_key", "apikey",
-                     "access_token", "signature", "sig"}
+SECRET_QUERY_KEYS = {
+    "password",
+    "passwd",
+    "pass",
+    "pwd",
+    "token",
+    "key",
+    "secret",
+    "auth",
+    "api_key",
+    "apikey",
+    "access_token",
+    "signature",
+    "sig",
+}
 
 
 def mask_password(url: str) -> str:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -35,7 +35,8 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ax1, ay1, ax2, ay2 = a[:, 0:1], a[:, 1:2], a[:, 0:1] + a[:, 2:3], a[:, 1:2] + a[:, 3:4]
     bx1, by1, bx2, by2 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
     inter = np.clip(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0, None) * np.clip(
-        np.minimum(ay2, by2) - np.maximum(ay1, by1), 0, None)
+        np.minimum(ay2, by2) - np.maximum(ay1, by1), 0, None
+    )
     union = a[:, 2:3] * a[:, 3:4] + b[:, 2] * b[:, 3] - inter
     return inter / np.maximum(union, 1e-9)
 
@@ -92,8 +93,14 @@ class FaceTracker:
     """`frame_step_s`: the time each frame stands for in face-seconds when frames come at a fixed step (a
     video analysed every n-th frame); by default the time since the previous frame (capped), as on a camera."""
 
-    def __init__(self, iou_threshold: float = 0.3, max_misses: int = 15, half_life_s: float = 0.5,
-                 next_id: Callable[[], int] | None = None, frame_step_s: float | None = None):
+    def __init__(
+        self,
+        iou_threshold: float = 0.3,
+        max_misses: int = 15,
+        half_life_s: float = 0.5,
+        next_id: Callable[[], int] | None = None,
+        frame_step_s: float | None = None,
+    ):
         self.iou_threshold = iou_threshold
         self.frame_step_s = frame_step_s
         self.max_misses = max_misses
@@ -121,7 +128,7 @@ class FaceTracker:
         pairs: list[tuple[int, int]] = []
         if overlap.size:
             rows, cols = linear_sum_assignment(-overlap)
-            pairs = [(r, c) for r, c in zip(rows, cols) if overlap[r, c] >= self.iou_threshold]
+            pairs = [(r, c) for r, c in zip(rows, cols, strict=True) if overlap[r, c] >= self.iou_threshold]
         matched_tracks = {r for r, _ in pairs}
         matched_faces = {c for _, c in pairs}
         assigned: dict[int, Track] = {}
@@ -175,9 +182,15 @@ class ReorderBuffer:
 
     RECHECK_S = 0.25  # how often a seq held back by `in_flight` is asked about again
 
-    def __init__(self, window: int = 16, max_wait_s: float = 0.5, clock: Callable[[], float] = time.monotonic,
-                 in_flight: Callable[[int], bool] | None = None, last_seq: Callable[[], int] | None = None,
-                 max_hold_s: float = 60.0):
+    def __init__(
+        self,
+        window: int = 16,
+        max_wait_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+        in_flight: Callable[[int], bool] | None = None,
+        last_seq: Callable[[], int] | None = None,
+        max_hold_s: float = 60.0,
+    ):
         self.window = window
         self.max_wait_s = max_wait_s
         self.clock = clock

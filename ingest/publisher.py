@@ -29,9 +29,17 @@ STATE_EVERY_S = 2.0
 
 
 class Publisher:
-    def __init__(self, settings: Settings, redis_url: str, camera: str, spec: str,
-                 fps: float | None = None, loop: bool = False, live: bool | None = None,
-                 within: list[str] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        redis_url: str,
+        camera: str,
+        spec: str,
+        fps: float | None = None,
+        loop: bool = False,
+        live: bool | None = None,
+        within: list[str] | None = None,
+    ):
         self.settings = settings
         self.camera = check_camera(camera)
         self.spec = spec
@@ -64,12 +72,25 @@ class Publisher:
         if state != self.state or reason:
             log.info("event=source_state camera=%s state=%s reason=%r", self.camera, state, reason)
         self.state, self.state_at = state, now
-        self.bus.set_source_state(self.camera, state, reason, source=self.shown, sent=self.sent, dropped=self.dropped,
-                                  skipped=self.skipped, pid=self.name)
+        self.bus.set_source_state(
+            self.camera,
+            state,
+            reason,
+            source=self.shown,
+            sent=self.sent,
+            dropped=self.dropped,
+            skipped=self.skipped,
+            pid=self.name,
+        )
 
     def health(self) -> dict:
-        return {"ok": self.redis_ok, "camera": self.camera, "sent": self.sent, "dropped": self.dropped,
-                "skipped": self.skipped}
+        return {
+            "ok": self.redis_ok,
+            "camera": self.camera,
+            "sent": self.sent,
+            "dropped": self.dropped,
+            "skipped": self.skipped,
+        }
 
     def _live(self, source) -> bool:
         return source.buffering is Buffering.DROP_OLDEST if self.live_override is None else self.live_override
@@ -77,8 +98,15 @@ class Publisher:
     def _publish(self, captured: Captured, live: bool) -> bool:
         """Add one frame; True when it went out. Live frames are dropped while Redis is away."""
         height, width = captured.image.shape[:2]
-        frame = Frame(self.camera, captured.captured_at, width, height,
-                      encode_jpeg(captured.image, self.settings.jpeg_quality), live, captured.index)
+        frame = Frame(
+            self.camera,
+            captured.captured_at,
+            width,
+            height,
+            encode_jpeg(captured.image, self.settings.jpeg_quality),
+            live,
+            captured.index,
+        )
         while not self.shutdown.requested:
             try:
                 if not self._registered:
@@ -173,8 +201,9 @@ class Publisher:
         self.report("starting")
         while not self.shutdown.requested:
             try:
-                source = open_source(self.spec, self.settings.max_frame_pixels, self.settings.max_image_bytes,
-                                     self.within)
+                source = open_source(
+                    self.spec, self.settings.max_frame_pixels, self.settings.max_image_bytes, self.within
+                )
             except SourceError as err:
                 if is_live_spec(self.spec):  # a live source may come back
                     self.report("reconnecting", str(err))
@@ -198,11 +227,25 @@ class Publisher:
                 break
         self.report("stopped" if self.shutdown.requested else "ended")
         self.heartbeat.forget()
-        log.info("event=ingest_stopped camera=%s sent=%d dropped=%d skipped=%d", self.camera, self.sent, self.dropped,
-                 self.skipped)
+        log.info(
+            "event=ingest_stopped camera=%s sent=%d dropped=%d skipped=%d",
+            self.camera,
+            self.sent,
+            self.dropped,
+            self.skipped,
+        )
         return 0
 
 
-def run_ingest(settings: Settings, redis_url: str, camera: str, spec: str, fps: float | None,
-               loop: bool, live: bool | None, metrics_port: int | None = None, within: list[str] | None = None) -> int:
+def run_ingest(
+    settings: Settings,
+    redis_url: str,
+    camera: str,
+    spec: str,
+    fps: float | None,
+    loop: bool,
+    live: bool | None,
+    metrics_port: int | None = None,
+    within: list[str] | None = None,
+) -> int:
     return serve(Publisher(settings, redis_url, camera, spec, fps, loop, live, within), metrics_port, settings)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -71,8 +71,10 @@ class VideoSource(Source):
             self.capture = open_stream(spec) if live else open_file(spec)
         if not self.capture.isOpened():
             raise SourceError(f"cannot open video source {spec!r}")
-        self._check_pixels((int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                            int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT))), max_pixels)
+        self._check_pixels(
+            (int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT))),
+            max_pixels,
+        )
         if not live and self.capture.get(cv2.CAP_PROP_FRAME_COUNT) <= 0 and not self.capture.grab():
             raise SourceError(f"{spec}: no video frames could be read")
         if not live:
@@ -82,8 +84,10 @@ class VideoSource(Source):
         if size and size[0] * size[1] > max_pixels:
             if getattr(self, "capture", None) is not None:
                 self.capture.release()
-            raise SourceError(f"{self.spec}: frames of {size[0]}x{size[1]} pixels are over the limit of "
-                              f"{max_pixels} (FERVI_MAX_FRAME_PIXELS)")
+            raise SourceError(
+                f"{self.spec}: frames of {size[0]}x{size[1]} pixels are over the limit of "
+                f"{max_pixels} (FERVI_MAX_FRAME_PIXELS)"
+            )
 
     @property
     def fps(self) -> float | None:
@@ -158,8 +162,9 @@ def is_live_spec(spec: str) -> bool:
     return spec.isdigit() or "://" in spec
 
 
-def open_source(spec: str, max_pixels: int = 4096 * 4096, max_bytes: int = 64 * 1024 * 1024,
-                within: list[str] | None = None) -> Source:
+def open_source(
+    spec: str, max_pixels: int = 4096 * 4096, max_bytes: int = 64 * 1024 * 1024, within: list[str] | None = None
+) -> Source:
     """`0` (webcam index), `rtsp://...`/`http(s)://...` (live stream), a video file, an image or a folder.
     `within`: folders a file source must resolve inside (see `check_within`)."""
     if spec.isdigit():

@@ -72,8 +72,9 @@ class CameraSupervisor:
         env.update(FERVI_REDIS_URL=self.redis_url, **run.source.ingest_env())
         run.process = spawn(run.source.ingest_args(self._within(run.source)), env)
         run.started_at = time.monotonic()
-        log.info("event=ingest_started camera=%s pid=%d source_kind=%s", run.source.camera, run.process.pid,
-                 run.source.kind)
+        log.info(
+            "event=ingest_started camera=%s pid=%d source_kind=%s", run.source.camera, run.process.pid, run.source.kind
+        )
 
     def _stop(self, camera: str, why: str) -> None:
         """SIGTERM to the camera's ingest; `_reap` waits for it without holding up the other cameras."""
@@ -117,8 +118,9 @@ class CameraSupervisor:
         run.next_start = now + delay
         reason = self.bus.source_states([camera]).get(camera, {}).get("reason") or f"ingest exited with code {code}"
         reason = RETRY_NOTE.sub("", reason)  # the ingest may have died before writing a fresh one
-        self.bus.set_source_state(camera, "error", f"{reason} (trying again in {delay:.0f} s)",
-                                  source=mask_password(run.source.source))
+        self.bus.set_source_state(
+            camera, "error", f"{reason} (trying again in {delay:.0f} s)", source=mask_password(run.source.source)
+        )
         log.warning("event=ingest_exited camera=%s code=%s restart_in_s=%.0f reason=%r", camera, code, delay, reason)
 
     # --- one pass --------------------------------------------------------------------------------
@@ -164,12 +166,18 @@ class CameraSupervisor:
             self.redis_ok = False
 
         try:
-            run_redis_loop(step, self.shutdown, on_redis_down=down,
-                           on_error=lambda err: log.exception("event=supervisor_error error=%r", str(err)))
+            run_redis_loop(
+                step,
+                self.shutdown,
+                on_redis_down=down,
+                on_error=lambda err: log.exception("event=supervisor_error error=%r", str(err)),
+            )
         finally:
             cameras = list(self.running) + [c for c, _, _ in self.stopping]
-            stop_processes([r.process for r in self.running.values() if r.process is not None]
-                           + [p for _, p, _ in self.stopping], STOP_GRACE_S)
+            stop_processes(
+                [r.process for r in self.running.values() if r.process is not None] + [p for _, p, _ in self.stopping],
+                STOP_GRACE_S,
+            )
             for camera in cameras:
                 self.bus.release_source_lease(camera, self.name)
             self.running.clear()

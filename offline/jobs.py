@@ -71,8 +71,7 @@ class _Pending:
     faces: Faces | None = None  # None until its keyframe, or the next one, is detected
 
 
-def analyze_segment(video: str, start: int, stop: int | None, every: int, out_file: str,
-                    detect_every: int = 1) -> dict:
+def analyze_segment(video: str, start: int, stop: int | None, every: int, out_file: str, detect_every: int = 1) -> dict:
     """Analyse frames [start, stop) whose index is a multiple of `every`; write them to `out_file` (.npz).
 
     The detector runs on every `detect_every`-th analysed frame and on the segment's first and last ones
@@ -107,11 +106,15 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
         if key is not None:
             for item in waiting:
                 if item.faces is None:
-                    item.faces = interpolate(key.faces, entry.faces, (item.index - key.index) / (entry.index - key.index))
+                    item.faces = interpolate(
+                        key.faces, entry.faces, (item.index - key.index) / (entry.index - key.index)
+                    )
         key = entry
 
     def flush() -> None:
-        for item, faces in zip(waiting, pipeline.classify([w.image for w in waiting], [w.faces for w in waiting])):
+        for item, faces in zip(
+            waiting, pipeline.classify([w.image for w in waiting], [w.faces for w in waiting]), strict=True
+        ):
             frames.append(item.index)
             counts.append(len(faces))
             boxes.append(faces.boxes)
@@ -149,10 +152,14 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
         raise VideoError(f"{video}: no frame could be decoded")
     out = Path(out_file)
     tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, frames=np.array(frames, np.int64), counts=np.array(counts, np.int64),
-             boxes=np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32),
-             scores=np.concatenate(scores) if scores else np.zeros(0, np.float32),
-             probs=np.concatenate(probs) if probs else np.zeros((0, NUM_EMOTIONS), np.float32))
+    np.savez(
+        tmp,
+        frames=np.array(frames, np.int64),
+        counts=np.array(counts, np.int64),
+        boxes=np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32),
+        scores=np.concatenate(scores) if scores else np.zeros(0, np.float32),
+        probs=np.concatenate(probs) if probs else np.zeros((0, NUM_EMOTIONS), np.float32),
+    )
     tmp.replace(out)
     report_progress(done, done)
     return {"start": start, "stop": index, "analysed": len(frames), "faces": int(sum(counts))}
@@ -166,8 +173,9 @@ def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: in
     settings = load_settings()
     video = VideoInfo(**info)
     # each analysed frame stands for `every` frames of video in face-seconds
-    tracker = FaceTracker(settings.track_iou, settings.track_max_misses, settings.track_half_life_s,
-                          frame_step_s=every / video.fps)
+    tracker = FaceTracker(
+        settings.track_iou, settings.track_max_misses, settings.track_half_life_s, frame_step_s=every / video.fps
+    )
     frames: list[FrameTracks] = []
     tracks: list[Track] = []
     for file in segment_files:
@@ -175,9 +183,10 @@ def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: in
             data = {key: npz[key] for key in npz.files}
         boxes, scores, probs = data["boxes"], data["scores"], data["probs"]
         offset = 0
-        for frame, count in zip(data["frames"].tolist(), data["counts"].tolist()):
-            faces = Faces(boxes[offset : offset + count], scores[offset : offset + count],
-                          probs[offset : offset + count])
+        for frame, count in zip(data["frames"].tolist(), data["counts"].tolist(), strict=True):
+            faces = Faces(
+                boxes[offset : offset + count], scores[offset : offset + count], probs[offset : offset + count]
+            )
             offset += count
             tracked = tracker.update(frame, frame / video.fps, faces)
             frames.append(tracked)
@@ -185,11 +194,21 @@ def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: in
     out = Path(out_dir)
     write_csv(frames, out / "faces.csv")
     frames_total = max(f.seq for f in frames) + 1 if frames else 0
-    summary = summarize(frames, tracks, {"video": video.path, "fps": video.fps, "frames": frames_total,
-                                         "width": video.width, "height": video.height,
-                                         "duration_s": round(frames_total / video.fps, 3),
-                                         "analysed_frames": len(frames), "every": every,
-                                         "detect_every": detect_every})
+    summary = summarize(
+        frames,
+        tracks,
+        {
+            "video": video.path,
+            "fps": video.fps,
+            "frames": frames_total,
+            "width": video.width,
+            "height": video.height,
+            "duration_s": round(frames_total / video.fps, 3),
+            "analysed_frames": len(frames),
+            "every": every,
+            "detect_every": detect_every,
+        },
+    )
     write_summary(summary, out / "summary.json")
     write_timeline(frames, summary["duration_s"], out / "timeline.png")
     save_frames(frames, out / ".segments" / "tracked.npz")
@@ -204,8 +223,15 @@ def annotate_part(info: dict, start: int, stop: int | None, out_dir: str, part_f
     video = VideoInfo(**info)
     frames = load_frames(Path(out_dir) / ".segments" / "tracked.npz", video.fps, start, stop)
     total = (stop if stop is not None else video.frames) - start
-    written = write_annotated_part(video.path, frames, start, stop, Path(part_file), video.fps,
-                                   on_frame=lambda done: done % META_EVERY or report_progress(done, total))
+    written = write_annotated_part(
+        video.path,
+        frames,
+        start,
+        stop,
+        Path(part_file),
+        video.fps,
+        on_frame=lambda done: done % META_EVERY or report_progress(done, total),
+    )
     report_progress(written, written)
     return {"start": start, "frames": written}
 
@@ -222,8 +248,7 @@ def finish_video(part_files: list[str], out_dir: str) -> dict:
         shutil.rmtree(out / ".segments", ignore_errors=True)
     summary = json.loads((out / "summary.json").read_text())
     report_progress(1, 1)
-    result = {"out": str(out), "frames": frames, "face_rows": summary["face_rows"],
-              "tracks": summary["tracks"]}
+    result = {"out": str(out), "frames": frames, "face_rows": summary["face_rows"], "tracks": summary["tracks"]}
     update_running_video(state="finished", ended_at=time.time(), result=result, error="")
     return result
 
@@ -253,8 +278,16 @@ class Submitted:
         return sum(int(j.meta.get("total", 0)) for j in self.jobs)
 
 
-def submit(queue: VideoQueue, video: str, out_root: str | Path, segments: int, every: int, retries: int = 2,
-           detect_every: int | None = None, video_id: str | None = None) -> Submitted:
+def submit(
+    queue: VideoQueue,
+    video: str,
+    out_root: str | Path,
+    segments: int,
+    every: int,
+    retries: int = 2,
+    detect_every: int | None = None,
+    video_id: str | None = None,
+) -> Submitted:
     """Enqueue the jobs of one video. Raises VideoError for unreadable files.
 
     `detect_every` analysed frames per detector run; None: keyframes 0.1 s of video apart (3 at 30 fps).
@@ -271,28 +304,77 @@ def submit(queue: VideoQueue, video: str, out_root: str | Path, segments: int, e
     common = {"retries": retries, "job_timeout": SEGMENT_TIMEOUT_S, "result_ttl": JOB_RECORD_TTL_S}
 
     def meta(kind: str, total: int) -> dict:
-        return {"video": info.path, "kind": kind, "done": 0, "total": total,
-                **({"video_id": video_id} if video_id else {})}
+        return {
+            "video": info.path,
+            "kind": kind,
+            "done": 0,
+            "total": total,
+            **({"video_id": video_id} if video_id else {}),
+        }
 
     files, jobs = [], []
     for i, (start, stop) in enumerate(bounds):
         file = str((work / f"{i:03d}.npz").resolve())
         files.append(file)
-        jobs.append(queue.add(analyze_segment, info.path, start, stop, every, file, detect_every, **common,
-                                  meta=meta("segment", (stop or info.frames) - start),
-                                  description=f"segment {i + 1}/{len(bounds)} of {name}"))
-    merge = queue.add(merge_segments, asdict(info), files, str(out.resolve()), every, detect_every,
-                          depends_on=jobs,
-                          **common, meta=meta("merge", 1), description=f"merge {name}")
+        jobs.append(
+            queue.add(
+                analyze_segment,
+                info.path,
+                start,
+                stop,
+                every,
+                file,
+                detect_every,
+                **common,
+                meta=meta("segment", (stop or info.frames) - start),
+                description=f"segment {i + 1}/{len(bounds)} of {name}",
+            )
+        )
+    merge = queue.add(
+        merge_segments,
+        asdict(info),
+        files,
+        str(out.resolve()),
+        every,
+        detect_every,
+        depends_on=jobs,
+        **common,
+        meta=meta("merge", 1),
+        description=f"merge {name}",
+    )
     part_files, parts = [], []
     for i, (start, stop) in enumerate(bounds):
         part = str((work / f"annotated-{i:03d}.mp4").resolve())
         part_files.append(part)
-        parts.append(queue.add(annotate_part, asdict(info), start, stop, str(out.resolve()), part,
-                                   depends_on=merge, **common, meta=meta("annotate", (stop or info.frames) - start),
-                                   description=f"annotate part {i + 1}/{len(bounds)} of {name}"))
-    finish = queue.add(finish_video, part_files, str(out.resolve()), depends_on=parts, **common,
-                           meta=meta("finish", 1), description=f"finish {name}")
-    log.info("event=video_submitted video=%s frames=%d segments=%d detect_every=%d out=%s", video, info.frames,
-             len(jobs), detect_every, out)
+        parts.append(
+            queue.add(
+                annotate_part,
+                asdict(info),
+                start,
+                stop,
+                str(out.resolve()),
+                part,
+                depends_on=merge,
+                **common,
+                meta=meta("annotate", (stop or info.frames) - start),
+                description=f"annotate part {i + 1}/{len(bounds)} of {name}",
+            )
+        )
+    finish = queue.add(
+        finish_video,
+        part_files,
+        str(out.resolve()),
+        depends_on=parts,
+        **common,
+        meta=meta("finish", 1),
+        description=f"finish {name}",
+    )
+    log.info(
+        "event=video_submitted video=%s frames=%d segments=%d detect_every=%d out=%s",
+        video,
+        info.frames,
+        len(jobs),
+        detect_every,
+        out,
+    )
     return Submitted(info.path, str(out), jobs, merge, parts, finish)

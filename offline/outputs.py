@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -18,12 +19,16 @@ from fervi.vision.video import open_file
 
 from .video_io import seek
 
-CSV_HEADER = ["frame", "time_s", "track_id", "x", "y", "w", "h", "label", "score", "runner_up", "uncertain",
-              *EMOTIONS]
+CSV_HEADER = ["frame", "time_s", "track_id", "x", "y", "w", "h", "label", "score", "runner_up", "uncertain", *EMOTIONS]
 UNCERTAIN_COLOR = (150, 150, 150)  # BGR: a face whose label does not clearly lead (drawn "neutral / sad ?")
 COLORS = {  # BGR per emotion, for boxes and the timeline
-    "angry": (40, 40, 220), "disgust": (40, 140, 60), "fear": (150, 60, 150), "happy": (40, 200, 240),
-    "sad": (200, 120, 40), "surprise": (0, 140, 255), "neutral": (180, 180, 180),
+    "angry": (40, 40, 220),
+    "disgust": (40, 140, 60),
+    "fear": (150, 60, 150),
+    "happy": (40, 200, 240),
+    "sad": (200, 120, 40),
+    "surprise": (0, 140, 255),
+    "neutral": (180, 180, 180),
 }
 
 
@@ -38,9 +43,19 @@ def write_csv(frames: list[FrameTracks], path: Path) -> None:
         for frame in frames:
             faces = frame.faces
             for i, item in enumerate(faces.shown()):
-                writer.writerow([frame.seq, f"{frame.ts:.3f}", int(faces.track_ids[i]),
-                                 *(int(round(v)) for v in faces.boxes[i]), item["label"], f"{item['score']:.4f}",
-                                 item["runner_up"], int(item["uncertain"]), *(f"{p:.4f}" for p in faces.probs[i])])
+                writer.writerow(
+                    [
+                        frame.seq,
+                        f"{frame.ts:.3f}",
+                        int(faces.track_ids[i]),
+                        *(int(round(v)) for v in faces.boxes[i]),
+                        item["label"],
+                        f"{item['score']:.4f}",
+                        item["runner_up"],
+                        int(item["uncertain"]),
+                        *(f"{p:.4f}" for p in faces.probs[i]),
+                    ]
+                )
     tmp.replace(path)
 
 
@@ -49,22 +64,32 @@ def summarize(frames: list[FrameTracks], tracks: list[Track], video: dict) -> di
     emotion (the tracker's own statistics, as the live tracker reports them) and label timeline."""
     timelines: dict[int, list[dict]] = {}
     for frame in frames:
-        for track_id, label in zip(frame.faces.track_ids.tolist(), frame.faces.labels):
+        for track_id, label in zip(frame.faces.track_ids.tolist(), frame.faces.labels, strict=True):
             timeline = timelines.setdefault(track_id, [])
             if not timeline or timeline[-1]["label"] != label:
                 timeline.append({"start_s": round(frame.ts, 3), "label": label})
     face_time = np.sum([t.emotion_seconds for t in tracks], axis=0) if tracks else np.zeros(len(EMOTIONS))
     total = float(face_time.sum())
-    per_track = [{"id": t.id, "start_s": t.started_at, "end_s": t.last_seen, "frames": t.frames,
-                  "seconds": {e: round(float(v), 3) for e, v in zip(EMOTIONS, t.emotion_seconds)},
-                  "timeline": timelines.get(t.id, []), "dominant": t.dominant}
-                 for t in sorted(tracks, key=lambda t: t.id)]
+    per_track = [
+        {
+            "id": t.id,
+            "start_s": t.started_at,
+            "end_s": t.last_seen,
+            "frames": t.frames,
+            "seconds": {e: round(float(v), 3) for e, v in zip(EMOTIONS, t.emotion_seconds, strict=True)},
+            "timeline": timelines.get(t.id, []),
+            "dominant": t.dominant,
+        }
+        for t in sorted(tracks, key=lambda t: t.id)
+    ]
     return {
         **video,
         "face_rows": sum(len(frame.faces) for frame in frames),
         "tracks": len(tracks),
         "face_seconds": round(total, 3),
-        "emotion_share": {e: round(float(v) / total, 4) if total else 0.0 for e, v in zip(EMOTIONS, face_time)},
+        "emotion_share": {
+            e: round(float(v) / total, 4) if total else 0.0 for e, v in zip(EMOTIONS, face_time, strict=True)
+        },
         "per_track": per_track,
     }
 
@@ -76,12 +101,14 @@ def write_summary(summary: dict, path: Path) -> None:
 
 
 def draw_faces(image: np.ndarray, faces: Faces) -> np.ndarray:
-    for box, track_id, item in zip(faces.boxes, faces.track_ids.tolist(), faces.shown()):
+    for box, track_id, item in zip(faces.boxes, faces.track_ids.tolist(), faces.shown(), strict=True):
         x, y, w, h = (int(round(v)) for v in box)
         label, score = item["label"], item["score"]
         color = UNCERTAIN_COLOR if item["uncertain"] else COLORS[label]
         cv2.rectangle(image, (x, y), (x + w, y + h), color, 1 if item["uncertain"] else 2)
-        text = f"#{track_id} {label} / {item['runner_up']} ?" if item["uncertain"] else f"#{track_id} {label} {score:.2f}"
+        text = (
+            f"#{track_id} {label} / {item['runner_up']} ?" if item["uncertain"] else f"#{track_id} {label} {score:.2f}"
+        )
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         cv2.rectangle(image, (x, max(0, y - th - 6)), (x + tw + 4, y), color, -1)
         cv2.putText(image, text, (x + 2, max(th, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
@@ -92,11 +119,14 @@ def save_frames(frames: list[FrameTracks], path: Path) -> None:
     """The tracked faces the annotation parts draw (boxes, track ids, smoothed probabilities), every
     analysed frame's index included (a frame with no face clears the boxes)."""
     faces = [f.faces for f in frames]
-    np.savez(path, analysed=np.array([f.seq for f in frames], np.int64),
-             counts=np.array([len(f) for f in faces], np.int64),
-             box=np.concatenate([f.boxes for f in faces]) if faces else np.zeros((0, 4), np.float32),
-             track=np.concatenate([f.track_ids for f in faces]) if faces else np.zeros(0, np.int64),
-             smooth=np.concatenate([f.smoothed for f in faces]) if faces else np.zeros((0, len(EMOTIONS)), np.float32))
+    np.savez(
+        path,
+        analysed=np.array([f.seq for f in frames], np.int64),
+        counts=np.array([len(f) for f in faces], np.int64),
+        box=np.concatenate([f.boxes for f in faces]) if faces else np.zeros((0, 4), np.float32),
+        track=np.concatenate([f.track_ids for f in faces]) if faces else np.zeros(0, np.int64),
+        smooth=np.concatenate([f.smoothed for f in faces]) if faces else np.zeros((0, len(EMOTIONS)), np.float32),
+    )
 
 
 def load_frames(path: Path, fps: float, start: int = 0, stop: int | None = None) -> list[FrameTracks]:
@@ -110,8 +140,9 @@ def load_frames(path: Path, fps: float, start: int = 0, stop: int | None = None)
     out = []
     for i in np.flatnonzero((analysed >= first) & (analysed < end)):
         rows = slice(offsets[i], offsets[i + 1])
-        faces = Faces(data["box"][rows], np.ones(counts[i], np.float32), None).tracked(data["track"][rows],
-                                                                                       data["smooth"][rows])
+        faces = Faces(data["box"][rows], np.ones(counts[i], np.float32), None).tracked(
+            data["track"][rows], data["smooth"][rows]
+        )
         out.append(FrameTracks(int(analysed[i]), analysed[i] / fps, 0.0, faces, [], []))
     return out
 
@@ -145,8 +176,9 @@ def _h264_stream(container, fps: float, width: int, height: int):
     return stream
 
 
-def write_annotated_part(video_path: str, frames: list[FrameTracks], start: int, stop: int | None, path: Path,
-                         fps: float, on_frame=None) -> int:
+def write_annotated_part(
+    video_path: str, frames: list[FrameTracks], start: int, stop: int | None, path: Path, fps: float, on_frame=None
+) -> int:
     """Frames [start, stop) of the video with the boxes of their latest analysed frame, as an H.264 part;
     returns the frames written. Parts of one video join into one file with `join_parts`."""
     import av
@@ -226,7 +258,7 @@ def label_spans(frames: list[FrameTracks], step: float) -> dict[tuple[int, str],
         spans.setdefault((track_id, label), []).append((start, end - start))
 
     for frame in frames:
-        for track_id, label in zip(frame.faces.track_ids.tolist(), frame.faces.labels):
+        for track_id, label in zip(frame.faces.track_ids.tolist(), frame.faces.labels, strict=True):
             run = open_runs.get(track_id)
             if run and run[0] == label and frame.ts - run[2] <= 1.5 * step:
                 open_runs[track_id] = (run[0], run[1], frame.ts + step)
@@ -251,7 +283,7 @@ def timeline_figure(frames: list[FrameTracks], duration_s: float):
     fig, ax = plt.subplots(figsize=(10, 1.9 + 0.45 * max(1, len(track_ids))))
     lane = {t: i for i, t in enumerate(track_ids)}
     faced = [f for f in frames if len(f.faces)]  # a bar is as wide as the closest analysed frames with faces
-    step = min((b.ts - a.ts for a, b in zip(faced, faced[1:]) if b.ts > a.ts), default=0.1)
+    step = min((b.ts - a.ts for a, b in pairwise(faced) if b.ts > a.ts), default=0.1)
     for (track_id, label), spans in label_spans(frames, step).items():
         b, g, red = COLORS[label]
         ax.broken_barh(spans, (lane[track_id] - 0.4, 0.8), facecolors=(red / 255, g / 255, b / 255))
@@ -259,8 +291,7 @@ def timeline_figure(frames: list[FrameTracks], duration_s: float):
     ax.set_xlim(0, max(duration_s, step))
     ax.set_xlabel("time (s)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=(c[2] / 255, c[1] / 255, c[0] / 255)) for c in COLORS.values()]
-    ax.legend(handles, list(COLORS), ncol=7, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.01),
-              frameon=False)
+    ax.legend(handles, list(COLORS), ncol=7, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.01), frameon=False)
     ax.set_title("Emotion per face over time (smoothed)", pad=30)
     fig.tight_layout()
     return fig

@@ -53,8 +53,9 @@ class VideoState:
     result: dict = field(default_factory=dict)
 
 
-def follow(states: list[VideoState], queue: VideoQueue, on_progress=None, poll_s: float = 0.3,
-           timeout_s: float | None = None) -> list[VideoState]:
+def follow(
+    states: list[VideoState], queue: VideoQueue, on_progress=None, poll_s: float = 0.3, timeout_s: float | None = None
+) -> list[VideoState]:
     """Wait until every video's last job has finished or one of its jobs has failed for good."""
     cleaned = 0.0
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -90,8 +91,9 @@ def cancel(states: list[VideoState]) -> None:
             stop_jobs(state.submitted.jobs)
 
 
-def submit_all(queue: VideoQueue, videos: list[str], out: str, segments: int, every: int,
-               detect_every: int | None = None) -> list[VideoState]:
+def submit_all(
+    queue: VideoQueue, videos: list[str], out: str, segments: int, every: int, detect_every: int | None = None
+) -> list[VideoState]:
     states = []
     for video in videos:
         try:
@@ -99,4 +101,3 @@ def submit_all(queue: VideoQueue, videos: list[str], out: str, segments: int, ev
         except VideoError as err:
             states.append(VideoState(video, None, str(err), True))
     return states
-

@@ -34,8 +34,10 @@ class VideoInfo:
 
 def _check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
-        raise VideoError(f"{path}: frames of {width}x{height} pixels are too large (limit {max_pixels} pixels, "
-                         "FERVI_MAX_FRAME_PIXELS)")
+        raise VideoError(
+            f"{path}: frames of {width}x{height} pixels are too large (limit {max_pixels} pixels, "
+            "FERVI_MAX_FRAME_PIXELS)"
+        )
 
 
 def video_fps(capture: cv2.VideoCapture) -> float:
@@ -60,8 +62,12 @@ def probe(path: str | Path, max_pixels: int = 4096 * 4096) -> VideoInfo:
     capture = open_file(str(path))
     try:
         if capture.isOpened():
-            _check_pixels(path, int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-                          max_pixels)
+            _check_pixels(
+                path,
+                int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                max_pixels,
+            )
         ok, image = capture.read() if capture.isOpened() else (False, None)
         if not ok or image is None:
             raise VideoError(f"{path}: not a readable video (OpenCV could not decode a frame)")

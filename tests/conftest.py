@@ -33,8 +33,7 @@ def _data(path: Path, what: str) -> Path:
 def _data_line() -> str:
     if FER_CSV.exists() and CKPLUS.exists():
         return f"data: FER-2013 and CK+ from {SHARED}"
-    return (f"data: {SHARED} not found: the tests that need FER-2013 or CK+ were skipped "
-            "(set FERVI_SHARED to run them)")
+    return f"data: {SHARED} not found: the tests that need FER-2013 or CK+ were skipped (set FERVI_SHARED to run them)"
 
 
 def pytest_report_header(config) -> str:

@@ -7,9 +7,14 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from fervi.training.agreement import (  # noqa: E402 - after importorskip: without Keras the module is skipped
+    CrossEntropyWithAgreement,
+    PairedViews,
+    js_divergence,
+    paired_eval_batches,
+)
+
 from fervi.emotions import NUM_EMOTIONS  # noqa: E402
-from fervi.training.agreement import (CrossEntropyWithAgreement, PairedViews, js_divergence,  # noqa: E402
-                                      paired_eval_batches)
 
 
 def _probs(rows):
@@ -84,7 +89,19 @@ def test_the_gpu_path_is_refused_with_agreement_instead_of_ignoring_it(tmp_path)
 
     data = tmp_path / "faces.csv"
     data.write_text("emotion,pixels,Usage\n")
-    result = CliRunner().invoke(main, ["train", "--data", str(data), "--agreement", "1", "--device-pack",
-                                       str(tmp_path / "pack"), "--work-dir", str(tmp_path / "work")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--data",
+            str(data),
+            "--agreement",
+            "1",
+            "--device-pack",
+            str(tmp_path / "pack"),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ],
+    )
     assert result.exit_code != 0 and "gpu_train.py does not train on pairs" in result.output
     assert not (tmp_path / "pack").exists()

@@ -1,7 +1,6 @@
 """The report's CNN-LSTM, layer for layer."""
 
 import numpy as np
-
 from fervi.training.architectures import build
 
 

@@ -11,8 +11,14 @@ import sys
 def test_bench_quick_prints_one_json_object(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "FERVI_REDIS_URL"}
     env["FERVI_HOME"] = str(tmp_path / "home")
-    run = subprocess.run([sys.executable, "-m", "fervi", "--log-level", "WARNING", "bench", "--quick", "--no-peer",
-                          "--json"], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-m", "fervi", "--log-level", "WARNING", "bench", "--quick", "--no-peer", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout)
     assert set(report["classifier_faces_per_s"]) == {"1", "8", "32"}
@@ -31,9 +37,27 @@ def test_capacity_bench_drives_cameras_through_one_redis_and_a_cluster(tmp_path)
     import sys
 
     out = tmp_path / "capacity.json"
-    run = subprocess.run([sys.executable, "-m", "fervi.bench.capacity", "--cameras", "2,4", "--seconds", "2",
-                          "--producers", "1", "--consumers", "1", "--out", str(out)],
-                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fervi.bench.capacity",
+            "--cameras",
+            "2,4",
+            "--seconds",
+            "2",
+            "--producers",
+            "1",
+            "--consumers",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(out.read_text())
     assert set(report["runs"]) == {"single", "cluster"}

@@ -69,8 +69,11 @@ def _part(name: str) -> str:
 
 
 def _top_level_stage_imports(name: str, targets) -> list[str]:
-    return [f"{name} imports {target}: the top-level name; use fervi.{target}" for target in sorted(targets)
-            if target.split(".")[0] in fervi.STAGES]
+    return [
+        f"{name} imports {target}: the top-level name; use fervi.{target}"
+        for target in sorted(targets)
+        if target.split(".")[0] in fervi.STAGES
+    ]
 
 
 def _violations(modules: dict[str, Path]) -> list[str]:
@@ -101,16 +104,22 @@ def _violations(modules: dict[str, Path]) -> list[str]:
 
 def _private_names(name: str, path: Path) -> list[str]:
     """`from .x import _y`: a private name of another module (it says: not meant to be used from outside)."""
-    return [f"{name} imports {'.' * node.level}{f'{node.module}.' if node.module else ''}{alias.name}: a private "
-            "name of another module"
-            for node in ast.walk(ast.parse(path.read_text(), str(path))) if isinstance(node, ast.ImportFrom)
-            for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    return [
+        f"{name} imports {'.' * node.level}{f'{node.module}.' if node.module else ''}{alias.name}: a private "
+        "name of another module"
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if alias.name.startswith("_") and not alias.name.startswith("__")
+    ]
 
 
 def _cycles(modules: dict[str, Path]) -> list[str]:
     """Imports that close a cycle among `modules` (a module's own package does not count: it runs first)."""
-    graph = {name: sorted(t for t in _imports(name, path) if t in modules and t != name
-                          and not name.startswith(t + ".")) for name, path in modules.items()}
+    graph = {
+        name: sorted(t for t in _imports(name, path) if t in modules and t != name and not name.startswith(t + "."))
+        for name, path in modules.items()
+    }
     state: dict[str, str] = {}
     found = []
 
@@ -118,7 +127,7 @@ def _cycles(modules: dict[str, Path]) -> list[str]:
         state[name] = "open"
         for target in graph[name]:
             if state.get(target) == "open":
-                found.append(" -> ".join([*trail[trail.index(target):], target]))
+                found.append(" -> ".join([*trail[trail.index(target) :], target]))
             elif target not in state:
                 visit(target, [*trail, target])
         state[name] = "done"
@@ -178,25 +187,33 @@ def test_the_check_catches_what_it_forbids(tmp_path):
     assert "fervi.ingest.sources imports workers.worker: the top-level name" in found
     assert "fervi.offline.runner imports rq.registry: only fervi.bus.queue talks to RQ" in found
     assert "fervi.bus.videos imports rq: only fervi.bus.queue talks to RQ" in found
-    cycle = {"fervi.vision.detector": "from .multiscale import MultiScaleDetector\n",
-             "fervi.vision.multiscale": "from .detector import _model_file, clip_boxes\n"}
+    cycle = {
+        "fervi.vision.detector": "from .multiscale import MultiScaleDetector\n",
+        "fervi.vision.multiscale": "from .detector import _model_file, clip_boxes\n",
+    }
     for name, source in cycle.items():
         (tmp_path / f"{name}.py").write_text(source)
     cycle_modules = {name: tmp_path / f"{name}.py" for name in cycle}
     assert _cycles(cycle_modules) == ["fervi.vision.detector -> fervi.vision.multiscale -> fervi.vision.detector"]
     assert _private_names("fervi.vision.multiscale", cycle_modules["fervi.vision.multiscale"]) == [
-        "fervi.vision.multiscale imports .detector._model_file: a private name of another module"]
+        "fervi.vision.multiscale imports .detector._model_file: a private name of another module"
+    ]
     test = tmp_path / "test_x.py"
     test.write_text("from .conftest import wait_for\nfrom training.agreement import js_divergence\n")
     assert _top_level_stage_imports("tests.test_x", _imports("tests.test_x", test)) == [
         "tests.test_x imports training.agreement: the top-level name; use fervi.training.agreement",
         "tests.test_x imports training.agreement.js_divergence: the top-level name; "
-        "use fervi.training.agreement.js_divergence"]
+        "use fervi.training.agreement.js_divergence",
+    ]
 
 
 def test_metrics_are_defined_in_one_module():
     """Every Prometheus metric of a process is defined in fervi/metrics.py (a reader finds every name there)."""
-    kinds = {"prometheus_client.Counter", "prometheus_client.Gauge", "prometheus_client.Histogram",
-             "prometheus_client.Summary"}
+    kinds = {
+        "prometheus_client.Counter",
+        "prometheus_client.Gauge",
+        "prometheus_client.Histogram",
+        "prometheus_client.Summary",
+    }
     defining = sorted(name for name, path in _modules().items() if _imports(name, path) & kinds)
     assert defining == ["fervi.metrics"]

@@ -19,16 +19,34 @@ from fervi.protocol import CameraSource, ProtocolError, check_source, source_kin
 from .conftest import fervi_env, wait_for
 
 
-@pytest.mark.parametrize("spec, kind", [("0", "webcam"), ("12", "webcam"), ("rtsp://cam.local/stream", "stream"),
-                                        ("https://user:pw@host/video.mjpg", "stream"), ("/srv/videos/a.mp4", "file")])
+@pytest.mark.parametrize(
+    "spec, kind",
+    [
+        ("0", "webcam"),
+        ("12", "webcam"),
+        ("rtsp://cam.local/stream", "stream"),
+        ("https://user:pw@host/video.mjpg", "stream"),
+        ("/srv/videos/a.mp4", "file"),
+    ],
+)
 def test_a_source_is_a_webcam_index_a_stream_url_or_an_absolute_path(spec, kind):
     assert check_source(spec) == spec
     assert source_kind(spec) == kind
 
 
-@pytest.mark.parametrize("spec, why", [("", "empty"), ("  ", "empty"), ("videos/a.mp4", "absolute"),
-                                       ("file:///etc/passwd", "scheme"), ("gopher://x", "scheme"),
-                                       ("rtsp://", "no host"), ("/a\nb", "printable"), ("/" + "a" * 1100, "at most")])
+@pytest.mark.parametrize(
+    "spec, why",
+    [
+        ("", "empty"),
+        ("  ", "empty"),
+        ("videos/a.mp4", "absolute"),
+        ("file:///etc/passwd", "scheme"),
+        ("gopher://x", "scheme"),
+        ("rtsp://", "no host"),
+        ("/a\nb", "printable"),
+        ("/" + "a" * 1100, "at most"),
+    ],
+)
 def test_bad_sources_are_refused_with_the_reason(spec, why):
     with pytest.raises(ProtocolError, match=why):
         check_source(spec)
@@ -53,8 +71,9 @@ def _state(bus: Bus, camera: str) -> dict:
 
 
 def _ingests(bus: Bus, camera: str) -> list[str]:
-    return [name for name, info in bus.processes().items() if info.get("kind") == "ingest"
-            and info.get("camera") == camera]
+    return [
+        name for name, info in bus.processes().items() if info.get("kind") == "ingest" and info.get("camera") == camera
+    ]
 
 
 def test_the_supervisor_runs_restarts_and_stops_each_camera_and_says_how_it_goes(tmp_path, redis_url, processes):
@@ -74,8 +93,11 @@ def test_the_supervisor_runs_restarts_and_stops_each_camera_and_says_how_it_goes
     wait_for(lambda: _ingests(bus, "lobby"), 30, "lobby's ingest heartbeat")
 
     bus.add_source(CameraSource("gone", str(tmp_path / "not-there.mp4")))
-    failed = wait_for(lambda: "trying again" in _state(bus, "gone").get("reason", "") and _state(bus, "gone"), 60,
-                      "the missing file's error")
+    failed = wait_for(
+        lambda: "trying again" in _state(bus, "gone").get("reason", "") and _state(bus, "gone"),
+        60,
+        "the missing file's error",
+    )
     assert failed["state"] == "error" and "no such file" in failed["reason"]
     (tmp_path / "not-there.mp4").write_bytes(short.read_bytes())  # the file appears: the next try plays it
     wait_for(lambda: _state(bus, "gone").get("state") == "ended", 60, "the file that appeared to play")
@@ -94,7 +116,7 @@ def test_supervisors_share_cameras_and_take_over_from_one_that_died(tmp_path, re
     for camera in ("hall", "yard"):
         bus.add_source(CameraSource(camera, str(loop), fps=5, loop=True, live=True))
     for camera in ("hall", "yard"):
-        wait_for(lambda: _state(bus, camera).get("state") == "live", 60, f"{camera} live")
+        wait_for(lambda camera=camera: _state(bus, camera).get("state") == "live", 60, f"{camera} live")
     wait_for(lambda: all(len(_ingests(bus, c)) == 1 for c in ("hall", "yard")), 30, "one ingest per camera")
     time.sleep(3)
     assert all(len(_ingests(bus, c)) == 1 for c in ("hall", "yard"))  # and it stays one
@@ -103,15 +125,19 @@ def test_supervisors_share_cameras_and_take_over_from_one_that_died(tmp_path, re
     before = _state(bus, "hall")["pid"]
     owner = next(p for p in supervisors if holder.endswith(f"-{p.pid}"))
     os.kill(owner.pid, signal.SIGKILL)  # its ingests get SIGTERM from the kernel; its leases run out
-    wait_for(lambda: _state(bus, "hall").get("state") == "live" and _state(bus, "hall")["pid"] != before, 60,
-             "hall live again under the other supervisor")
+    wait_for(
+        lambda: _state(bus, "hall").get("state") == "live" and _state(bus, "hall")["pid"] != before,
+        60,
+        "hall live again under the other supervisor",
+    )
     assert bus.redis.get(source_lease_key("hall")).decode() != holder
     assert len(_ingests(bus, "hall")) == 1
 
 
 def _fervi(args: list[str], env: dict, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fervi", *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "fervi", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_fervi_cameras_add_list_and_remove(tmp_path, redis_url):
@@ -123,8 +149,9 @@ def test_fervi_cameras_add_list_and_remove(tmp_path, redis_url):
     assert Bus(redis.Redis.from_url(redis_url)).sources()["porch"].source == str(tmp_path / "v.mp4")
     again = _fervi(["cameras", "add", "porch", "1"], env, tmp_path)
     assert again.returncode == 1 and "exists" in again.stderr and "Traceback" not in again.stderr
-    Bus(redis.Redis.from_url(redis_url)).redis.hset("fervi:proc:ingest-hand-1", mapping={"kind": "ingest",
-                                                                                         "camera": "byhand"})
+    Bus(redis.Redis.from_url(redis_url)).redis.hset(
+        "fervi:proc:ingest-hand-1", mapping={"kind": "ingest", "camera": "byhand"}
+    )
     taken = _fervi(["cameras", "add", "byhand", "0"], env, tmp_path)  # `fervi ingest --camera byhand` runs
     assert taken.returncode == 1 and "already streams" in taken.stderr
     bad = _fervi(["cameras", "add", "web-x", "0"], env, tmp_path)
@@ -141,8 +168,14 @@ def test_fervi_cameras_add_list_and_remove(tmp_path, redis_url):
 def test_spoilt_registry_entries_are_skipped_not_fatal(client):
     """Any client may write the registry: entries that do not parse are skipped and counted."""
     bus = Bus(client)
-    client.hset("fervi:sources", mapping={"junk": "not json", "alias": CameraSource("other", "0").to_json(),
-                                          "evil": '{"camera": "evil", "source": "file:///etc/passwd"}'})
+    client.hset(
+        "fervi:sources",
+        mapping={
+            "junk": "not json",
+            "alias": CameraSource("other", "0").to_json(),
+            "evil": '{"camera": "evil", "source": "file:///etc/passwd"}',
+        },
+    )
     assert bus.add_source(CameraSource("ok", "rtsp://cam/1"))
     assert list(bus.sources()) == ["ok"]
     client.set(source_state_key("ok"), "a string, not a hash")

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import random
 
-from fervi.bus import Bus
 from fervi.dashboard import challenge
+
+from fervi.bus import Bus
 
 
 def _play(previous, won: bool, now: float, name: str = "Ada", camera: str = "web-1"):
-    record = challenge.new_round("sid", camera, True, {"name": name, "game": True}, ["happy"], previous, now=now,
-                                 rng=random.Random(0))
+    record = challenge.new_round(
+        "sid", camera, True, {"name": name, "game": True}, ["happy"], previous, now=now, rng=random.Random(0)
+    )
     return challenge.settle(record, won, now=now + 5)[0]
 
 
@@ -31,8 +33,9 @@ def test_a_game_is_five_scored_rounds_with_a_verdict_each():
 
 def test_practice_or_another_name_does_not_continue_a_game():
     record = _play(None, True, 1000.0)
-    practice = challenge.new_round("sid", "web-1", True, {"name": "Ada", "target": "sad", "game": True}, ["happy"],
-                                   record, now=1010.0)
+    practice = challenge.new_round(
+        "sid", "web-1", True, {"name": "Ada", "target": "sad", "game": True}, ["happy"], record, now=1010.0
+    )
     assert "game_id" not in practice and not practice["scored"]
     other = _play(record, True, 1020.0, name="Bob")
     assert other["round_no"] == 1 and other["game_id"] != record["game_id"]
@@ -55,7 +58,17 @@ def test_a_round_on_another_camera_draws_from_what_its_faces_showed():
     assert challenge.shown_targets(totals, ["angry", "happy", "sad", "neutral"]) == ["happy", "neutral"]
     assert challenge.shown_targets({}, ["angry", "happy"]) == ["angry", "happy"]  # nothing shown yet: any
     assert challenge.shown_targets(totals, ["angry", "sad"]) == ["angry", "sad"]  # FERVI_CHALLENGE_TARGETS rules
-    draws = {challenge.new_round("sid", "demo", False, {"name": "Ada"}, challenge.shown_targets(totals, [
-        "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]), None, now=1000.0 + i,
-        rng=random.Random(i))["target"] for i in range(40)}
+    draws = {
+        challenge.new_round(
+            "sid",
+            "demo",
+            False,
+            {"name": "Ada"},
+            challenge.shown_targets(totals, ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]),
+            None,
+            now=1000.0 + i,
+            rng=random.Random(i),
+        )["target"]
+        for i in range(40)
+    }
     assert draws == {"happy", "neutral"}

@@ -35,7 +35,9 @@ def test_a_busy_dashboard_port_is_one_line_before_anything_starts(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         for args in (["up", "--no-demo", "--workers", "0", "--port", str(port)], ["dashboard", "--port", str(port)]):
-            result = CliRunner().invoke(main, args, env=_env(tmp_path / "home", FERVI_REDIS_URL="redis://127.0.0.1:1/0"))
+            result = CliRunner().invoke(
+                main, args, env=_env(tmp_path / "home", FERVI_REDIS_URL="redis://127.0.0.1:1/0")
+            )
             assert result.exit_code == 1, result.output
             assert f"cannot serve the dashboard on 127.0.0.1:{port}" in result.output
             assert "--port or FERVI_DASHBOARD_PORT" in result.output and "Traceback" not in result.output
@@ -45,45 +47,82 @@ def test_a_busy_dashboard_port_is_one_line_before_anything_starts(tmp_path):
 def test_status_finds_a_running_fervi_up_and_shows_every_kind_with_human_times(tmp_path):
     home, port = tmp_path / "home", _free_port()
     env = _env(home, FERVI_LOG_LEVEL="WARNING", FERVI_METRICS_PORT="0")
-    up = subprocess.Popen([sys.executable, "-m", "fervi", "up", "--no-demo", "--workers", "1", "--port", str(port)],
-                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "fervi", "up", "--no-demo", "--workers", "1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
     try:
         wait_for(lambda: (home / "stack.json").exists(), 60, "fervi up's stack.json")
         stack = json.loads((home / "stack.json").read_text())
         assert stack["pid"] == up.pid and stack["dashboard"] == f"http://127.0.0.1:{port}/"
 
         def status() -> str:
-            run = subprocess.run([sys.executable, "-m", "fervi", "status"], env=env, capture_output=True, text=True,
-                                 cwd=tmp_path, timeout=60)
+            run = subprocess.run(
+                [sys.executable, "-m", "fervi", "status"],
+                env=env,
+                capture_output=True,
+                text=True,
+                cwd=tmp_path,
+                timeout=60,
+            )
             assert run.returncode == 0, run.stderr[-2000:]
             return run.stdout
 
-        out = wait_for(lambda: (lambda o: o if all(f"  {k} " in o for k in ("worker", "tracker", "dashboard",
-                                                                              "rq-worker", "cameras")) else None)(status()),
-                       90, "every process kind in fervi status")
+        out = wait_for(
+            lambda: (
+                lambda o: (
+                    o
+                    if all(f"  {k} " in o for k in ("worker", "tracker", "dashboard", "rq-worker", "cameras"))
+                    else None
+                )
+            )(status()),
+            90,
+            "every process kind in fervi status",
+        )
         assert " ago" in out and "last_seen=" not in out  # '2 s ago', not epoch seconds
         # `fervi analyze` beside it uses its Redis: a second server on the same data folder once wrote its file too
         from fervi.demo import write_video
 
         video = write_video(tmp_path / "clip.mp4", frames=5, fps=5)
-        analyze = subprocess.run([sys.executable, "-m", "fervi", "analyze", str(video), "--no-wait", "--out",
-                                  str(tmp_path / "out")], env=env, capture_output=True, text=True, cwd=tmp_path,
-                                 timeout=120)
+        analyze = subprocess.run(
+            [sys.executable, "-m", "fervi", "analyze", str(video), "--no-wait", "--out", str(tmp_path / "out")],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
         assert analyze.returncode == 0, analyze.stderr[-2000:]
         assert "using the running `fervi up`" in analyze.stderr and "redis_started" not in analyze.stderr
-        missing = subprocess.run([sys.executable, "-m", "fervi", "analyze", "nope.mp4"], env=env, capture_output=True,
-                                 text=True, cwd=tmp_path, timeout=60)
+        missing = subprocess.run(
+            [sys.executable, "-m", "fervi", "analyze", "nope.mp4"],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
         assert missing.returncode == 1 and "no such file: nope.mp4" in missing.stderr
-        again = subprocess.run([sys.executable, "-m", "fervi", "up", "--port", str(_free_port())], env=env,
-                               capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        again = subprocess.run(
+            [sys.executable, "-m", "fervi", "up", "--port", str(_free_port())],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
         assert again.returncode == 1 and f"already runs with FERVI_HOME={home}" in again.stderr
         assert "Traceback" not in again.stderr
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(60)
     assert not (home / "stack.json").exists()
-    nothing = subprocess.run([sys.executable, "-m", "fervi", "status"], env=env, capture_output=True, text=True,
-                             cwd=tmp_path, timeout=60)
+    nothing = subprocess.run(
+        [sys.executable, "-m", "fervi", "status"], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
     assert nothing.returncode == 1 and "start `fervi up`" in nothing.stderr and "Usage:" not in nothing.stderr
 
 
@@ -100,20 +139,30 @@ def test_predict_at_warning_prints_no_info_line(tmp_path):
     from fervi.demo import face_photo_paths
 
     photo = str(face_photo_paths()[0])
-    run = subprocess.run([sys.executable, "-m", "fervi", "--log-level", "WARNING", "predict", photo],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "fervi", "--log-level", "WARNING", "predict", photo],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "face(s)" in run.stdout and "INFO" not in run.stderr, run.stderr
-    loud = subprocess.run([sys.executable, "-m", "fervi", "--log-level", "INFO", "predict", photo],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    loud = subprocess.run(
+        [sys.executable, "-m", "fervi", "--log-level", "INFO", "predict", photo],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert "event=classifier_loaded" in loud.stderr  # INFO still shows what it should
 
 
 def test_the_timeline_legend_leaves_the_time_axis_readable():
     import numpy as np
+    from fervi.offline.outputs import timeline_figure
 
     from fervi.faces import Faces
-    from fervi.offline.outputs import timeline_figure
     from fervi.tracking import FrameTracks
 
     for faces in (1, 2, 6):
@@ -140,8 +189,9 @@ def test_config_shows_what_a_running_fervi_up_gave_its_processes(tmp_path):
     import json
     import os
 
-    (tmp_path / "stack.json").write_text(json.dumps({"pid": os.getpid(), "redis": "redis://:pw@127.0.0.1:6399/0",
-                                                     "dashboard": "http://127.0.0.1:8890/"}))
+    (tmp_path / "stack.json").write_text(
+        json.dumps({"pid": os.getpid(), "redis": "redis://:pw@127.0.0.1:6399/0", "dashboard": "http://127.0.0.1:8890/"})
+    )
     env = {"FERVI_HOME": str(tmp_path), "FERVI_REDIS_URL": "", "FERVI_DASHBOARD_PORT": "", "FERVI_DASHBOARD_HOST": ""}
     result = CliRunner().invoke(main, ["config"], env=env)
     assert result.exit_code == 0, result.output

@@ -56,16 +56,25 @@ def test_cameras_on_every_shard_go_through_workers_and_the_tracker(cluster, proc
     for i in range(2):
         processes.start(["worker"], env, f"worker{i}")
     processes.start(["tracker"], env, "tracker")
-    ingests = [processes.start(["ingest", str(write_video(tmp_path / f"{c}.mp4", frames=frames, fps=10)),
-                                "--camera", c], env, f"ingest-{c}") for c in cameras]
+    ingests = [
+        processes.start(
+            ["ingest", str(write_video(tmp_path / f"{c}.mp4", frames=frames, fps=10)), "--camera", c],
+            env,
+            f"ingest-{c}",
+        )
+        for c in cameras
+    ]
     assert all(p.wait(120) == 0 for p in ingests), [p.log_path.read_text()[-800:] for p in ingests]
     bus = Bus(connect(cluster.url))
     assert bus.cluster
     for camera in cameras:
-        done = wait_for(lambda: len(results_by_index(bus, camera)) == frames and results_by_index(bus, camera),
-                        120, f"every frame of {camera}")
+        done = wait_for(
+            lambda camera=camera: len(results_by_index(bus, camera)) == frames and results_by_index(bus, camera),
+            120,
+            f"every frame of {camera}",
+        )
         assert sorted(done) == list(range(frames))
-        wait_for(lambda: bus.redis.xlen(tracks_key(camera)) == frames, 60, f"{camera}'s tracks")
+        wait_for(lambda camera=camera: bus.redis.xlen(tracks_key(camera)) == frames, 60, f"{camera}'s tracks")
         assert bus.tracks(camera)  # the tracker's statistics, on the camera's own shard
     assert set(cameras) <= set(bus.cameras())
     kinds = {info["kind"] for info in bus.processes().values()}  # heartbeats: scanned on every primary
@@ -77,21 +86,28 @@ def test_a_primary_restarted_mid_file_loses_nothing(cluster, processes, tmp_path
     frames = 50
     env = fervi_env(cluster.url, **FAST)
     worker = processes.start(["worker"], env, "worker")
-    ingest = processes.start(["ingest", str(write_video(tmp_path / "crash.mp4", frames=frames, fps=15)),
-                              "--camera", camera, "--fps", "8"], env, "ingest")
+    ingest = processes.start(
+        ["ingest", str(write_video(tmp_path / "crash.mp4", frames=frames, fps=15)), "--camera", camera, "--fps", "8"],
+        env,
+        "ingest",
+    )
     bus = Bus(connect(cluster.url))
     wait_for(lambda: len(results_by_index(bus, camera)) >= 8, 60, "results before the restart")
     restart(cluster, node_of(cluster, frames_key(camera)), down_s=2.0)
     assert ingest.wait(120) == 0, ingest.log_path.read_text()[-2000:]
-    done = wait_for(lambda: len(results_by_index(bus, camera)) == frames and results_by_index(bus, camera),
-                    120, "every frame after the restart")
+    done = wait_for(
+        lambda: len(results_by_index(bus, camera)) == frames and results_by_index(bus, camera),
+        120,
+        "every frame after the restart",
+    )
     assert sorted(done) == list(range(frames))
     assert worker.poll() is None
     time.sleep(0.5)
 
 
 def test_the_dashboard_and_the_cameras_registry_on_a_cluster_with_rq_on_a_standalone_redis(
-        cluster, redis_url, processes, tmp_path):
+    cluster, redis_url, processes, tmp_path
+):
     """The dashboard's API, Socket.IO (Pub/Sub through one node), the camera supervisor and `fervi status` on
     the cluster; video jobs on FERVI_RQ_REDIS_URL (RQ does not support Redis Cluster)."""
     import json
@@ -113,21 +129,30 @@ def test_the_dashboard_and_the_cameras_registry_on_a_cluster_with_rq_on_a_standa
     base = f"http://127.0.0.1:{port}"
     wait_for(lambda: http_ok(base + "/healthz"), 60, "the dashboard")
     video = write_video(tmp_path / "loop.mp4", frames=30, fps=10)
-    added = subprocess.run([sys.executable, "-m", "fervi", "cameras", "add", "lobby", str(video), "--loop", "--live"],
-                           env=env, capture_output=True, text=True, timeout=60)
+    added = subprocess.run(
+        [sys.executable, "-m", "fervi", "cameras", "add", "lobby", str(video), "--loop", "--live"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert added.returncode == 0, added.stderr
 
     def get(path):
         with urllib.request.urlopen(base + path, timeout=5) as reply:
             return json.loads(reply.read())
 
-    wait_for(lambda: any(c["camera"] == "lobby" and c["state"] == "live" for c in get("/api/sources")["cameras"]),
-             60, "the camera live on the Cameras page")
+    wait_for(
+        lambda: any(c["camera"] == "lobby" and c["state"] == "live" for c in get("/api/sources")["cameras"]),
+        60,
+        "the camera live on the Cameras page",
+    )
     wait_for(lambda: any(c["camera"] == "lobby" for c in get("/api/cameras")), 60, "lobby on the live wall")
     wait_for(lambda: get("/api/series/lobby?seconds=60")["active"] >= 1, 60, "faces in lobby's statistics")
     assert get("/api/jobs")["workers"]  # RQ's workers, from the standalone Redis
-    status = subprocess.run([sys.executable, "-m", "fervi", "status", "--json"], env=env, capture_output=True,
-                            text=True, timeout=60)
+    status = subprocess.run(
+        [sys.executable, "-m", "fervi", "status", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert status.returncode == 0, status.stderr
     kinds = {p["kind"] for p in json.loads(status.stdout)["processes"].values()}
     assert {"worker", "tracker", "dashboard", "cameras", "ingest", "rq-worker"} <= kinds

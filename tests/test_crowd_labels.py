@@ -10,16 +10,21 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from fervi.training.calibration import (
+    apply_temperature,
+    cross_fitted_ece,
+    fit_temperature,
+    fold_temperature,
+    reliability,
+)
+from fervi.training.datasets import load_faces
+from fervi.training.evaluation import crowd_metrics
+from fervi.training.votes import VOTE_COLUMNS, VotesError, pixels_sha1
 
 from fervi.app.cli import main
 from fervi.emotions import EMOTIONS, NUM_EMOTIONS
 from fervi.faces import Faces
 from fervi.tracking import FaceTracker
-from fervi.training.calibration import (apply_temperature, cross_fitted_ece, fit_temperature, fold_temperature,
-                                        reliability)
-from fervi.training.datasets import load_faces
-from fervi.training.evaluation import crowd_metrics
-from fervi.training.votes import VOTE_COLUMNS, VotesError, pixels_sha1
 
 E = {name: i for i, name in enumerate(EMOTIONS)}
 
@@ -108,7 +113,9 @@ def test_the_soft_label_loss_is_the_cross_entropy_against_the_vote_distribution(
     plain = keras.losses.CategoricalCrossentropy()
     assert float(plain(votes, probs)) == pytest.approx(by_hand, rel=1e-5)
     paired = CrossEntropyWithAgreement(weight=20.0)  # the same view twice: no divergence is added
-    assert float(paired(np.concatenate([votes, votes]), np.concatenate([probs, probs]))) == pytest.approx(by_hand, rel=1e-5)
+    assert float(paired(np.concatenate([votes, votes]), np.concatenate([probs, probs]))) == pytest.approx(
+        by_hand, rel=1e-5
+    )
 
 
 def test_crowd_metrics_on_a_small_fixture(tmp_path):
@@ -131,16 +138,42 @@ def test_crowd_metrics_on_a_small_fixture(tmp_path):
 
 def test_evaluate_reports_the_crowd_beside_the_original_labels(tmp_path):
     data, _ = _write_pack(tmp_path, ROWS)
-    result = CliRunner().invoke(main, ["evaluate", "--data", str(data), "--json", "--confusion-png",
-                                       str(tmp_path / "cm.png"), "--reliability-png", str(tmp_path / "rel.png")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--data",
+            str(data),
+            "--json",
+            "--confusion-png",
+            str(tmp_path / "cm.png"),
+            "--reliability-png",
+            str(tmp_path / "rel.png"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.splitlines()[-1])
     assert report["n"] == 2 and report["labels"] == "crowd majority (FER+ votes)"  # PublicTest with a crowd label
-    assert {"majority_accuracy", "original_label_accuracy", "mean_probability_of_votes", "shares",
-            "calibration_vs_majority"} <= set(report["crowd"])
+    assert {
+        "majority_accuracy",
+        "original_label_accuracy",
+        "mean_probability_of_votes",
+        "shares",
+        "calibration_vs_majority",
+    } <= set(report["crowd"])
     assert (tmp_path / "rel.png").stat().st_size > 0
-    text = CliRunner().invoke(main, ["evaluate", "--data", str(data), "--confusion-png", str(tmp_path / "cm.png"),
-                                     "--reliability-png", str(tmp_path / "rel.png")])
+    text = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--data",
+            str(data),
+            "--confusion-png",
+            str(tmp_path / "cm.png"),
+            "--reliability-png",
+            str(tmp_path / "rel.png"),
+        ],
+    )
     assert "crowd majority" in text.output and "original label" in text.output and "calibration" in text.output
 
 
@@ -162,7 +195,7 @@ def test_a_temperature_fitted_on_overconfident_probabilities_calibrates_them():
 
 
 def test_folding_the_temperature_into_the_last_layer_gives_the_calibrated_probabilities():
-    keras = pytest.importorskip("keras")
+    pytest.importorskip("keras")
     from fervi.training.architectures import build
 
     model = build("cnn_lstm")

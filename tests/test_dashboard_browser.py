@@ -22,8 +22,8 @@ import redis
 
 from fervi.bus import Bus
 from fervi.demo import face_photo_paths, write_video
-from fervi.emotions import EMOTIONS
 from fervi.embedded import free_port
+from fervi.emotions import EMOTIONS
 
 from .conftest import REPO, fervi_env, http_ok, wait_for
 from .images import jpeg_claiming_size
@@ -56,11 +56,16 @@ def stack(tmp_path_factory, redis_server):
     redis.Redis.from_url(redis_server.url).flushall()
     port = free_port()
     (tmp / "media").mkdir()
-    env = fervi_env(redis_server.url, FERVI_DASHBOARD_PORT=port, FERVI_BLOCK_MS=200, FERVI_CHALLENGE_TARGETS="happy",
-                    FERVI_CAMERA_FILE_ROOTS=tmp / "media",
-                    # every page here connects from 127.0.0.1: more than a visitor's 30 a minute (limits are
-                    # tested in test_browser_clients.py)
-                    FERVI_WEB_CONNECTS_PER_MINUTE=600)
+    env = fervi_env(
+        redis_server.url,
+        FERVI_DASHBOARD_PORT=port,
+        FERVI_BLOCK_MS=200,
+        FERVI_CHALLENGE_TARGETS="happy",
+        FERVI_CAMERA_FILE_ROOTS=tmp / "media",
+        # every page here connects from 127.0.0.1: more than a visitor's 30 a minute (limits are
+        # tested in test_browser_clients.py)
+        FERVI_WEB_CONNECTS_PER_MINUTE=600,
+    )
     procs = Processes(tmp)
     procs.start(["worker"], env, "worker")
     procs.start(["tracker"], env, "tracker")
@@ -74,8 +79,13 @@ def stack(tmp_path_factory, redis_server):
     procs.stop_all()
 
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +97,16 @@ def playwright():
 @pytest.fixture(scope="module")
 def browser(stack, playwright):
     y4m = write_y4m(stack["tmp"] / "camera.y4m")
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-        *CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={y4m}"])
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[
+            *CHROMIUM_ARGS,
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={y4m}",
+        ],
+    )
     yield browser
     browser.close()
 
@@ -114,8 +131,9 @@ def test_live_wall_shows_the_demo_camera_with_labels(page, stack):
     page.wait_for_function("document.body.dataset.transport === 'websocket'", timeout=15000)
     tile = page.locator('.tile[data-camera="demo"]')
     tile.wait_for(timeout=30000)
-    page.wait_for_function("document.querySelector('.tile[data-camera=\"demo\"]')?.dataset.labels?.split(',').length === 2",
-                           timeout=30000)
+    page.wait_for_function(
+        "document.querySelector('.tile[data-camera=\"demo\"]')?.dataset.labels?.split(',').length === 2", timeout=30000
+    )
     labels = tile.get_attribute("data-labels").split(",")
     assert all(label in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral") for label in labels)
     time.sleep(1.0)  # let a preview frame arrive before the screenshot
@@ -149,14 +167,18 @@ def test_cameras_are_added_watched_and_removed_from_the_page(page, stack):
     video = write_video(media / "porch.mp4", frames=40, fps=10)
     (media / "notes.txt").write_text("not a video")
     page.goto(stack["url"] + "/cameras")
-    page.wait_for_function("document.getElementById('supervisor').textContent.includes('supervisor runs')",
-                           timeout=20000)
+    page.wait_for_function(
+        "document.getElementById('supervisor').textContent.includes('supervisor runs')", timeout=20000
+    )
     assert page.locator('.camera-card[data-camera="demo"] .actions').inner_text().startswith("Charts")
     assert "fervi ingest" in page.locator('.camera-card[data-camera="demo"]').inner_text()  # not the page's
 
     assert _add_camera(page, "porch", "file", str(video), loop=True, fps="5") == ""
     _card_state(page, "porch", "live")
-    assert _add_camera(page, "porch", "webcam", "0") == "a camera named 'porch' exists: remove it first or pick another name"
+    assert (
+        _add_camera(page, "porch", "webcam", "0")
+        == "a camera named 'porch' exists: remove it first or pick another name"
+    )
     assert "outside the folders" in _add_camera(page, "etc", "file", "/etc/hostname")
     assert "no such file" in _add_camera(page, "nofile", "file", str(media / "missing.mp4"))
     page.fill("#camera", "bad name")  # the browser says so before sending; the server refuses it too
@@ -188,8 +210,11 @@ def test_cameras_are_added_watched_and_removed_from_the_page(page, stack):
         page.click(f'.camera-card[data-camera="{camera}"] button.remove')
         page.wait_for_selector(f'.camera-card[data-camera="{camera}"]', state="detached", timeout=20000)
     bus = Bus(redis.Redis.from_url(stack["redis"]))
-    wait_for(lambda: not [n for n, i in bus.processes().items() if i.get("camera") in ("porch", "gate")], 30,
-             "their ingests to stop")
+    wait_for(
+        lambda: not [n for n, i in bus.processes().items() if i.get("camera") in ("porch", "gate")],
+        30,
+        "their ingests to stop",
+    )
 
 
 def test_browser_camera_gets_labels_back_and_is_private_until_shared(page, browser, stack):
@@ -315,8 +340,12 @@ def test_charts_hold_data(page, stack):
 def test_a_camera_that_ended_can_still_be_charted(page, stack):
     env = fervi_env(stack["redis"])
     video = write_video(stack["tmp"] / "lobby.mp4", frames=20, fps=10)
-    ingest = subprocess.run([sys.executable, "-m", "fervi", "ingest", str(video), "--camera", "lobby", "--fps", "10"], env=env,
-                            capture_output=True, timeout=120)
+    ingest = subprocess.run(
+        [sys.executable, "-m", "fervi", "ingest", str(video), "--camera", "lobby", "--fps", "10"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
     assert ingest.returncode == 0, ingest.stderr[-2000:]
     page.goto(stack["url"] + "/charts?camera=lobby&minutes=5")
     page.wait_for_function("Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1", timeout=30000)
@@ -445,7 +474,7 @@ def test_without_a_camera_the_pages_say_so_and_offer_a_way_out(stack, playwright
             context = bare.new_context(viewport={"width": width, "height": 844})
             errors = []
             page = context.new_page()
-            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.on("pageerror", lambda err, errors=errors: errors.append(str(err)))
             for path in PAGES:
                 page.goto(stack["url"] + path)
                 page.wait_for_load_state("networkidle")
@@ -472,7 +501,9 @@ def test_every_page_fits_the_screen_with_readable_labels(browser, stack, width):
             page.wait_for_load_state("networkidle")
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, f"{path} at {width} px is {overflow} px wider than the screen"
-            nav = page.evaluate("Array.from(document.querySelectorAll('nav a')).map(a => a.getBoundingClientRect().right)")
+            nav = page.evaluate(
+                "Array.from(document.querySelectorAll('nav a')).map(a => a.getBoundingClientRect().right)"
+            )
             assert max(nav) <= width, f"{path}: a nav link is off screen at {width} px"
             icon = page.evaluate("document.querySelector('link[rel=icon]')?.href")
             assert icon and page.request.get(icon).ok

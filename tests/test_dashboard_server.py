@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 
 import pytest
-
 from fervi.dashboard.app import create_app
 from fervi.dashboard.limits import TokenBucket
+
 from fervi.settings import load_settings
 
 from .images import jpeg_claiming_size
@@ -39,15 +39,19 @@ def test_metrics_are_prometheus_text(app_client, client):
     assert 'fervi_camera_dead_letters_total{camera="cam1"} 1.0' in text
 
 
-@pytest.mark.parametrize("data, kind, reason", [
-    (b"", "image/png", "empty upload"),
-    (b"%PDF-1.4 not an image", "application/pdf", "unsupported type"),
-    (b"hello", "image/png", "not a readable image"),
-    (jpeg_claiming_size(20000, 20000), "image/jpeg", "too large"),
-])
+@pytest.mark.parametrize(
+    "data, kind, reason",
+    [
+        (b"", "image/png", "empty upload"),
+        (b"%PDF-1.4 not an image", "application/pdf", "unsupported type"),
+        (b"hello", "image/png", "not a readable image"),
+        (jpeg_claiming_size(20000, 20000), "image/jpeg", "too large"),
+    ],
+)
 def test_bad_uploads_are_refused_with_a_reason(app_client, data, kind, reason):
-    response = app_client.post("/api/image?token=t0ken", data={"image": (io.BytesIO(data), "x", kind)},
-                               content_type="multipart/form-data")
+    response = app_client.post(
+        "/api/image?token=t0ken", data={"image": (io.BytesIO(data), "x", kind)}, content_type="multipart/form-data"
+    )
     assert response.status_code == 400 and reason in response.get_json()["error"]
 
 
@@ -68,14 +72,17 @@ def test_a_non_ascii_token_is_refused_not_a_crash(app_client):
     assert app_client.get("/api/cameras", headers={"Authorization": "Bearer \u00e9\u00e9"}).status_code == 401
 
 
-@pytest.mark.parametrize("query, status", [
-    ("resolution=1s&seconds=604800", 400),  # a week of seconds: 23.6 MB in 3.4 s before
-    ("resolution=1s&seconds=abc", 400),
-    ("resolution=1s&seconds=-5", 400),
-    ("resolution=5s&seconds=60", 400),
-    ("resolution=1m&seconds=604800", 200),
-    ("resolution=1s&seconds=1800", 200),
-])
+@pytest.mark.parametrize(
+    "query, status",
+    [
+        ("resolution=1s&seconds=604800", 400),  # a week of seconds: 23.6 MB in 3.4 s before
+        ("resolution=1s&seconds=abc", 400),
+        ("resolution=1s&seconds=-5", 400),
+        ("resolution=5s&seconds=60", 400),
+        ("resolution=1m&seconds=604800", 200),
+        ("resolution=1s&seconds=1800", 200),
+    ],
+)
 def test_chart_queries_are_bounded(app_client, query, status):
     response = app_client.get(f"/api/series/cam1?{query}&token=t0ken")
     assert response.status_code == status, response.data
@@ -85,8 +92,8 @@ def test_chart_queries_are_bounded(app_client, query, status):
 
 def test_an_open_dashboard_is_served_on_loopback_only():
     from click.testing import CliRunner
-
     from fervi.dashboard.app import ExposureError, check_exposure
+
     from fervi.app.cli import main
 
     check_exposure("127.0.0.1", "")

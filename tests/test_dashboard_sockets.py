@@ -6,13 +6,13 @@ dashboard's token check (the browser tests drive the same events from Chromium a
 from __future__ import annotations
 
 import pytest
+from fervi.dashboard.app import require_token
+from fervi.dashboard.relay import WALL_ROOM
+from fervi.dashboard.sockets import WEB_FRAME_MAX_BYTES, register_sockets
 from flask import Flask
 from flask_socketio import SocketIO
 
 from fervi.bus import Bus, frames_key
-from fervi.dashboard.app import require_token
-from fervi.dashboard.relay import WALL_ROOM
-from fervi.dashboard.sockets import WEB_FRAME_MAX_BYTES, register_sockets
 from fervi.settings import load_settings
 
 from .images import demo_jpeg, jpeg_claiming_size
@@ -25,8 +25,9 @@ def dashboard(redis_url):
     app = Flask(__name__)
     socketio = SocketIO(app, async_mode="threading")
     bus = Bus.from_url(redis_url)
-    events = register_sockets(socketio, bus, load_settings({"FERVI_WEB_CONNECTS_PER_MINUTE": "3"}),
-                              require_token(app, TOKEN), TOKEN)
+    events = register_sockets(
+        socketio, bus, load_settings({"FERVI_WEB_CONNECTS_PER_MINUTE": "3"}), require_token(app, TOKEN), TOKEN
+    )
     return {"app": app, "socketio": socketio, "bus": bus, "events": events}
 
 
@@ -41,7 +42,8 @@ def test_a_connection_needs_the_token_and_an_address_gets_a_few_a_minute(dashboa
     # the token in the URL or in Socket.IO's auth; refused connections count for nothing against
     # FERVI_WEB_CONNECTS_PER_MINUTE=3 from one address
     clients = [connect(dashboard, query_string=f"token={TOKEN}")] + [
-        connect(dashboard, auth={"token": TOKEN}) for _ in range(3)]
+        connect(dashboard, auth={"token": TOKEN}) for _ in range(3)
+    ]
     assert [c.is_connected() for c in clients] == [True, True, True, False]
 
 
@@ -60,7 +62,9 @@ def test_a_browser_camera_takes_checked_frames_and_is_private_until_shared(dashb
     assert bus.redis.xlen(frames_key(camera)) == 1 and camera in bus.cameras()
 
     assert other.emit("watch", {"camera": camera}, callback=True) == {
-        "ok": False, "error": f"{camera} is a browser camera its user has not shared"}
+        "ok": False,
+        "error": f"{camera} is a browser camera its user has not shared",
+    }
     assert "invalid camera name" in other.emit("watch", {"camera": "../etc"}, callback=True)["error"]
     assert other.emit("watch", "not a dict", callback=True)["ok"] is False
     assert owner.emit("share", {"on": True}, callback=True) == {"ok": True, "camera": camera, "shared": True}
@@ -84,5 +88,6 @@ def test_a_browser_camera_takes_checked_frames_and_is_private_until_shared(dashb
 def test_a_round_needs_a_camera_that_exists(dashboard):
     player = connect(dashboard, auth={"token": TOKEN})
     assert player.emit("challenge_start", {}, callback=True) == {"ok": False, "error": "start your camera first"}
-    assert "there is no camera called 'hall'" in player.emit("challenge_start", {"camera": "hall"},
-                                                             callback=True)["error"]
+    assert (
+        "there is no camera called 'hall'" in player.emit("challenge_start", {"camera": "hall"}, callback=True)["error"]
+    )

@@ -7,9 +7,9 @@ import gzip
 import cv2
 import numpy as np
 import pytest
+from fervi.training.datasets import DatasetError, load_ckplus, load_faces, load_fer_csv, load_image_folders
 
 from fervi.emotions import EMOTIONS
-from fervi.training.datasets import DatasetError, load_ckplus, load_faces, load_fer_csv, load_image_folders
 
 
 def _first_lines(path, n: int) -> list[str]:
@@ -30,7 +30,7 @@ def test_fer_csv_real_rows(fer_csv):
 def test_plain_csv_without_usage(tmp_path, fer_csv):
     lines = _first_lines(fer_csv, 20)
     plain = tmp_path / "plain.csv"
-    plain.write_text("emotion,pixels\n" + "".join(",".join(l.split(",")[:2]) + "\n" for l in lines[1:]))
+    plain.write_text("emotion,pixels\n" + "".join(",".join(line.split(",")[:2]) + "\n" for line in lines[1:]))
     faces = load_faces(plain)
     assert len(faces) == 20 and not faces.has_usage
 
@@ -65,7 +65,7 @@ def test_missing_columns(tmp_path):
 
 def test_image_folder_release(tmp_path, fer_csv):
     faces = load_fer_csv(fer_csv, limit=30)
-    for i, (image, label) in enumerate(zip(faces.images, faces.labels)):
+    for i, (image, label) in enumerate(zip(faces.images, faces.labels, strict=True)):
         split = "train" if i < 20 else "test"
         folder = tmp_path / split / EMOTIONS[label]
         folder.mkdir(parents=True, exist_ok=True)

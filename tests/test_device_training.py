@@ -8,22 +8,26 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from fervi.app.cli import main
-from fervi.settings import default_model_dir
-from fervi.vision.classifier import MODEL_KERAS, MODEL_TFLITE, TFLiteClassifier
 from fervi.training.architectures import build
 from fervi.training.datasets import load_ckplus, load_fer_csv
 from fervi.training.device_pack import read_pack, write_pack
 from fervi.training.torch_port import keras_layer_weights, layers_of, load_into, torch_state
 
+from fervi.app.cli import main
+from fervi.settings import default_model_dir
+from fervi.vision.classifier import MODEL_KERAS, MODEL_TFLITE, TFLiteClassifier
+
 
 def test_pack_returns_the_same_pixels_labels_and_oversampling(fer_csv, ckplus_dir, tmp_path):
     faces = load_fer_csv(fer_csv, limit=700)
-    data = SimpleNamespace(train=faces.subset(np.arange(600)), val=faces.subset(np.arange(600, 700)),
-                           holdouts={"ckplus48": load_ckplus(ckplus_dir)},
-                           train_index=np.r_[np.arange(600), np.arange(20)], report={"note": "test"},
-                           train_alt=faces.subset(np.arange(100, 700)))  # framing "both": the other framing
+    data = SimpleNamespace(
+        train=faces.subset(np.arange(600)),
+        val=faces.subset(np.arange(600, 700)),
+        holdouts={"ckplus48": load_ckplus(ckplus_dir)},
+        train_index=np.r_[np.arange(600), np.arange(20)],
+        report={"note": "test"},
+        train_alt=faces.subset(np.arange(100, 700)),
+    )  # framing "both": the other framing
     write_pack(data, tmp_path / "pack")
     back = read_pack(tmp_path / "pack")
     assert np.array_equal(back["train"], data.train.images) and np.array_equal(back["val"], data.val.images)
@@ -47,7 +51,7 @@ def test_weight_mapping_round_trips():
     back = keras_layer_weights(torch_state(layers))
     assert set(back) == set(layers)
     for name in layers:
-        for a, b in zip(layers[name], back[name]):
+        for a, b in zip(layers[name], back[name], strict=True):
             assert a.shape == b.shape and np.array_equal(a, b), name
 
 
@@ -76,16 +80,51 @@ def test_from_torch_exports_the_run_it_was_given(ckplus_dir, tmp_path):
 
     shipped = keras.models.load_model(f"{default_model_dir()}/{MODEL_KERAS}", compile=False)
     state = torch_state(layers_of(shipped))
-    meta = {"recipe": "adamw", "optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.05, "batch": 128,
-            "smoothing": 0.1, "degrees": 10, "zoom": 0.1, "shift": 0.1, "erase": 0.25, "minutes": 1.0,
-            "epochs_run": 2, "wall_seconds": 12.0, "device": "test device", "torch": "test", "train_rows": 10,
-            "history": [{"epoch": 0, "loss": 1.5, "val_accuracy": 0.5, "val_accuracy_flip": 0.5},
-                        {"epoch": 1, "loss": 1.2, "val_accuracy": 0.6, "val_accuracy_flip": 0.6}]}
-    np.savez(tmp_path / "run.npz", meta=np.array(json.dumps(meta)),
-             **{f"last/{k}": v for k, v in state.items()}, **{f"best/{k}": v for k, v in state.items()})
+    meta = {
+        "recipe": "adamw",
+        "optimizer": "adamw",
+        "lr": 2e-3,
+        "weight_decay": 0.05,
+        "batch": 128,
+        "smoothing": 0.1,
+        "degrees": 10,
+        "zoom": 0.1,
+        "shift": 0.1,
+        "erase": 0.25,
+        "minutes": 1.0,
+        "epochs_run": 2,
+        "wall_seconds": 12.0,
+        "device": "test device",
+        "torch": "test",
+        "train_rows": 10,
+        "history": [
+            {"epoch": 0, "loss": 1.5, "val_accuracy": 0.5, "val_accuracy_flip": 0.5},
+            {"epoch": 1, "loss": 1.2, "val_accuracy": 0.6, "val_accuracy_flip": 0.6},
+        ],
+    }
+    np.savez(
+        tmp_path / "run.npz",
+        meta=np.array(json.dumps(meta)),
+        **{f"last/{k}": v for k, v in state.items()},
+        **{f"best/{k}": v for k, v in state.items()},
+    )
     out = tmp_path / "models"
-    result = CliRunner().invoke(main, ["train", "--data", str(ckplus_dir), "--from-torch", str(tmp_path / "run.npz"),
-                                       "--select", "last", "--out", str(out), "--work-dir", str(tmp_path / "work")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--data",
+            str(ckplus_dir),
+            "--from-torch",
+            str(tmp_path / "run.npz"),
+            "--select",
+            "last",
+            "--out",
+            str(out),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     card = json.loads((out / "model_card.json").read_text())
     assert card["training"]["trained_with"]["device"] == "test device" and card["training"]["epochs_run"] == 2

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from fervi.bench.distance_scenes import FACE_FREE_PHOTOS, background, match, paste, photo_faces
 from PIL import Image
 
-from fervi.bench.distance_scenes import FACE_FREE_PHOTOS, background, match, paste, photo_faces
 from fervi.app.cli import main
 from fervi.demo import face_photos
 from fervi.vision.detector import load_detector
@@ -36,7 +36,7 @@ def test_pyramid_reaches_from_the_smallest_face_to_a_close_up():
 @pytest.mark.parametrize("width", [48, 96, 256])
 def test_real_faces_are_found_at_every_width(detector, size, width):
     rng = np.random.default_rng(width)
-    for face, name in zip(photo_faces(), ("coffee.png", "rocket.jpg")):
+    for face, name in zip(photo_faces(), ("coffee.png", "rocket.jpg"), strict=True):
         scene = paste(face, background(name, size), width, rng, occluded=False)
         boxes, _ = detector.detect(scene.frame)
         hit, false_faces = match(boxes, scene.box)
@@ -75,6 +75,7 @@ def test_facemesh_agrees_on_hard_real_faces_and_not_on_textures(detector, fer_cs
     (the wheel photos, FER-2013 faces the other checks missed: a crying child, a mime, a drawing), low on
     the textures of face-free photos that the second look is fairly sure of."""
     from fervi.bench.face_distances import real_faces
+
     from fervi.vision.multiscale import FAIR, MESH_CONTEXT, MESH_FACE, context_crop
 
     bench_faces = real_faces(fer_csv.parent.parent, 60, np.random.default_rng(7))  # the distance bench's faces
@@ -90,7 +91,7 @@ def test_facemesh_agrees_on_hard_real_faces_and_not_on_textures(detector, fer_cs
         for box in detector.candidates(frame)[0]:
             crop, origin = context_crop(frame, box, 2.0)
             boxes, scores = detector.second_look.detect(crop)
-            for found, score in zip(boxes, scores):
+            for found, score in zip(boxes, scores, strict=True):
                 if score >= FAIR:
                     textures += 1
                     assert detector.mesh.score(context_crop(frame, found + origin, MESH_CONTEXT)[0]) < MESH_FACE, name
@@ -162,8 +163,11 @@ def labelled_photos(tmp_path):
     root = tmp_path / "photos"
     rng = np.random.default_rng(5)
     astronaut, hopper = photo_faces()
-    for folder, face, width, name in (("happy", astronaut, 200, "coffee.png"), ("neutral", hopper, 90, "horse.png"),
-                                      ("happy", astronaut, 400, "rocket.jpg")):
+    for folder, face, width, name in (
+        ("happy", astronaut, 200, "coffee.png"),
+        ("neutral", hopper, 90, "horse.png"),
+        ("happy", astronaut, 400, "rocket.jpg"),
+    ):
         scene = paste(face, background(name, (1280, 720)), width, rng, occluded=False)
         (root / folder).mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(root / folder / f"{name}-{width}.jpg"), scene.frame)
@@ -175,8 +179,9 @@ def labelled_photos(tmp_path):
 
 def test_evaluate_images_runs_the_whole_chain(labelled_photos, tmp_path):
     png = tmp_path / "confusion.png"
-    result = CliRunner().invoke(main, ["evaluate", "--images", str(labelled_photos), "--json",
-                                       "--confusion-png", str(png)])
+    result = CliRunner().invoke(
+        main, ["evaluate", "--images", str(labelled_photos), "--json", "--confusion-png", str(png)]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
     assert report["images"] == 5 and report["evaluated"] == 4
@@ -191,8 +196,9 @@ def test_evaluate_images_runs_the_whole_chain(labelled_photos, tmp_path):
 def test_evaluate_images_from_a_csv_and_clear_errors(labelled_photos, tmp_path):
     listing = tmp_path / "labels.csv"
     listing.write_text("path,label\nphotos/happy/coffee.png-200.jpg,happy\nphotos/neutral/horse.png-90.jpg,6\n")
-    result = CliRunner().invoke(main, ["evaluate", "--images", str(listing), "--json",
-                                       "--confusion-png", str(tmp_path / "c.png")])
+    result = CliRunner().invoke(
+        main, ["evaluate", "--images", str(listing), "--json", "--confusion-png", str(tmp_path / "c.png")]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output.strip().splitlines()[-1])["faces_found"] == 2
     listing.write_text("photos/happy/coffee.png-200.jpg,joyful\n")
@@ -244,8 +250,12 @@ def test_full_scans_follow_the_camera_s_clock_whatever_its_frame_rate():
     is found within it), at the latest every `full_scan_every` frames; a clock running backwards means a
     full scan at once."""
     empty = background("coffee.png", (1280, 720))
-    for fps, expected in ((30.0, [0, 9, 18, 27]), (15.0, [0, 5, 10, 15, 20, 25]), (5.0, list(range(0, 30, 2))),
-                          (1000.0, [0, 10, 20])):
+    for fps, expected in (
+        (30.0, [0, 9, 18, 27]),
+        (15.0, [0, 5, 10, 15, 20, 25]),
+        (5.0, list(range(0, 30, 2))),
+        (1000.0, [0, 10, 20]),
+    ):
         detector = load_detector("multiscale", full_scan_every=10, full_scan_s=0.3)
         full = []
         for i in range(30):

@@ -25,8 +25,9 @@ def test_frozen_killed_workers_and_a_redis_restart_lose_no_frame(tmp_path, resta
     live = write_video(tmp_path / "live.mp4", frames=30, fps=10)
     url = restartable_redis.url
     port = free_port()
-    env = fervi_env(url, FERVI_CLAIM_TIMEOUT="2", FERVI_BLOCK_MS="200", FERVI_BATCH_FRAMES="4",
-                    FERVI_DASHBOARD_PORT=str(port))
+    env = fervi_env(
+        url, FERVI_CLAIM_TIMEOUT="2", FERVI_BLOCK_MS="200", FERVI_BATCH_FRAMES="4", FERVI_DASHBOARD_PORT=str(port)
+    )
     frozen = processes.start(["worker"], env, "frozen")
     killed = processes.start(["worker"], env, "killed")
     survivor = processes.start(["worker"], env, "survivor")
@@ -51,8 +52,11 @@ def test_frozen_killed_workers_and_a_redis_restart_lose_no_frame(tmp_path, resta
 
     wait_for(fresh_live_result, LIVE_RECOVERY_S, f"a live result within {LIVE_RECOVERY_S} s of the restart")
     assert ingest.wait(180) == 0, ingest.log_path.read_text()[-2000:]
-    done = wait_for(lambda: len(results_by_index(bus, "faults")) == frames and results_by_index(bus, "faults"),
-                    120, "every frame of the file")
+    done = wait_for(
+        lambda: len(results_by_index(bus, "faults")) == frames and results_by_index(bus, "faults"),
+        120,
+        "every frame of the file",
+    )
     assert sorted(done) == list(range(frames))
     seqs = [r.seq for _, r in bus.results("faults")]
     assert len(seqs) == len(set(seqs)), "a frame has two result entries"

@@ -55,12 +55,17 @@ def test_other_keras_backends_when_installed(backend):
         "import numpy as np; from fervi.settings import default_model_dir; "
         "from fervi.vision.classifier import KerasClassifier, TFLiteClassifier; "
         "from tests.test_gpu_classifier import _real_faces; m = default_model_dir(); f = _real_faces(20); "
-        "k = KerasClassifier(m + '/fervi_cnn_lstm.keras', batch_size=8); assert k.backend == %r, k.backend; "
+        f"k = KerasClassifier(m + '/fervi_cnn_lstm.keras', batch_size=8); assert k.backend == {backend!r}, k.backend; "
         "t = TFLiteClassifier(m + '/fervi_cnn_lstm.tflite'); "
-        "assert (k.predict(f).argmax(1) == t.predict(f).argmax(1)).all(); print('ok')" % backend
+        "assert (k.predict(f).argmax(1) == t.predict(f).argmax(1)).all(); print('ok')"
     )
-    run = subprocess.run([sys.executable, "-c", script], env={**__import__("os").environ, "KERAS_BACKEND": backend},
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**__import__("os").environ, "KERAS_BACKEND": backend},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-3000:]
 
 
@@ -88,12 +93,12 @@ def test_a_gpu_worker_gathers_frames_of_every_camera_into_one_batch(redis_url, c
     import time
 
     import redis
+    from fervi.workers.worker import Worker
 
     from fervi.bus import Bus
     from fervi.protocol import Frame
     from fervi.settings import Settings
     from fervi.vision.images import encode_jpeg
-    from fervi.workers.worker import Worker
 
     bus = Bus(redis.Redis.from_url(redis_url))
     jpeg = encode_jpeg(np.full((48, 64, 3), 90, np.uint8), 80)
@@ -121,10 +126,10 @@ def test_a_detector_pool_finds_what_one_detector_finds_keeping_each_cameras_orde
     frames = [render_frame(i, 30) for i in range(12)]
     streams = [(("east", "west", "north")[i % 3], i // 3) for i in range(12)]
     one = make()
-    expected = [one.detect(f, s, p) for f, (s, p) in zip(frames, streams)]
+    expected = [one.detect(f, s, p) for f, (s, p) in zip(frames, streams, strict=True)]
     pool = DetectorPool(make, 3)
     got = pool.detect_many(frames, streams)
     assert len({pool._index(s, 0) for s, _ in streams}) >= 2  # the cameras are spread over the threads
-    for (boxes, scores), (want_boxes, want_scores) in zip(got, expected):
+    for (boxes, _scores), (want_boxes, _want_scores) in zip(got, expected, strict=True):
         assert len(boxes) == len(want_boxes) == 2
         assert np.abs(np.asarray(boxes) - np.asarray(want_boxes)).max() < 1e-3

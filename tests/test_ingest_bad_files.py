@@ -47,7 +47,6 @@ def test_analyze_refuses_huge_frames_before_decoding_any(tmp_path):
 
     import numpy as np
     import pytest
-
     from fervi.offline.video_io import VideoError, probe
 
     claimed = tmp_path / "claims.png"
@@ -57,10 +56,12 @@ def test_analyze_refuses_huge_frames_before_decoding_any(tmp_path):
     real = tmp_path / "real.png"  # a real 6000x6000 image: 36 M pixels, small on disk
     cv2.imwrite(str(real), np.zeros((6000, 6000), np.uint8))
     # the peak memory of this process image (VmHWM starts afresh at exec; ru_maxrss would carry pytest's over)
-    code = (f"from fervi.offline.video_io import probe, VideoError\n"
-            f"try: probe({str(real)!r}, 4096 * 4096)\nexcept VideoError as e: print('refused', e)\n"
-            "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
-            "print('maxrss_mb', int(peak.split()[1]) // 1024)")
+    code = (
+        f"from fervi.offline.video_io import probe, VideoError\n"
+        f"try: probe({str(real)!r}, 4096 * 4096)\nexcept VideoError as e: print('refused', e)\n"
+        "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+        "print('maxrss_mb', int(peak.split()[1]) // 1024)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "refused" in out and "6000x6000" in out
     assert int(out.split("maxrss_mb")[1]) < 150  # refused: 46 MB here; decoding it peaked at 293 MB
@@ -69,7 +70,6 @@ def test_analyze_refuses_huge_frames_before_decoding_any(tmp_path):
 def test_probe_counts_a_still_image_as_one_frame(tmp_path):
     """Before: OpenCV's frame count of a PNG (-2^63) went into the segment plan of `fervi analyze`."""
     import numpy as np
-
     from fervi.offline.video_io import probe
 
     still = tmp_path / "still.png"
@@ -110,10 +110,12 @@ def test_ingest_refuses_a_huge_image_named_like_a_video(tmp_path, redis_url, pro
         assert ingest.wait(60) != 0
         log = ingest.log_path.read_text()
         assert reason in log and "Traceback" not in log, log[-2000:]
-    code = ("from fervi.ingest.sources import open_source, SourceError\n"
-            f"try: open_source({str(real)!r})\nexcept SourceError as e: print('refused', e)\n"
-            "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
-            "print('maxrss_mb', int(peak.split()[1]) // 1024)")
+    code = (
+        "from fervi.ingest.sources import open_source, SourceError\n"
+        f"try: open_source({str(real)!r})\nexcept SourceError as e: print('refused', e)\n"
+        "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+        "print('maxrss_mb', int(peak.split()[1]) // 1024)"
+    )
     import subprocess
     import sys
 

@@ -21,8 +21,23 @@ def _wheel(tmp_path) -> zipfile.ZipFile:
         shutil.copy(REPO / name, source / name)
     for folder in ("fervi", *fervi.STAGES):
         shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "results"))
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=300)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stderr[-3000:]
     (wheel,) = (tmp_path / "dist").glob("fervi-*.whl")
     return zipfile.ZipFile(wheel)
@@ -44,13 +59,27 @@ def test_the_wheel_holds_only_the_fervi_namespace_and_runs_without_the_checkout(
     site = tmp_path / "site"
     wheel.extractall(site)
     # run from elsewhere, the unpacked wheel first on the path: the installed layout, not this checkout
-    probe = ("import fervi, fervi.app.cli, fervi.dashboard.app, fervi.offline, fervi.tracker.service, "
-             "fervi.settings as s; assert fervi.__file__.startswith(%r), fervi.__file__; "
-             "assert s.default_model_dir().startswith(%r); print(len(fervi.__path__))") % (str(site), str(site))
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    probe = (
+        "import fervi, fervi.app.cli, fervi.dashboard.app, fervi.offline, fervi.tracker.service, "
+        f"fervi.settings as s; assert fervi.__file__.startswith({str(site)!r}), fervi.__file__; "
+        f"assert s.default_model_dir().startswith({str(site)!r}); print(len(fervi.__path__))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip() == "1"  # no source-checkout mapping in an installed fervi
-    cli = subprocess.run([sys.executable, "-m", "fervi", "--version"], capture_output=True, text=True, cwd=tmp_path,
-                         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, timeout=120)
+    cli = subprocess.run(
+        [sys.executable, "-m", "fervi", "--version"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
     assert cli.returncode == 0 and fervi.__version__ in cli.stdout, cli.stderr[-2000:]

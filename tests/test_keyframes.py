@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fervi.offline.jobs import analyze_segment
 
 from fervi.demo import write_video
 from fervi.faces import Faces
-from fervi.offline.jobs import analyze_segment
 from fervi.tracking import iou_matrix
 from fervi.vision.keyframes import detect_every_for, interpolate
 
@@ -49,10 +49,10 @@ def test_interpolated_rows_match_per_frame_detection(tmp_path):
     assert full["counts"].tolist() == keyed["counts"].tolist() == [2] * 91
     overlaps, same_label, distance = [], [], []
     for i in range(0, len(full["boxes"]), 2):
-        iou = iou_matrix(full["boxes"][i:i + 2], keyed["boxes"][i:i + 2])
+        iou = iou_matrix(full["boxes"][i : i + 2], keyed["boxes"][i : i + 2])
         match = iou.argmax(1)
         overlaps += iou.max(1).tolist()
-        per_frame, interpolated = full["probs"][i:i + 2], keyed["probs"][i + match]
+        per_frame, interpolated = full["probs"][i : i + 2], keyed["probs"][i + match]
         # total variation between the two rows' probabilities: what the interpolated box changes in the result
         distance += (np.abs(per_frame - interpolated).sum(axis=1) / 2).tolist()
         # labels the per-frame row gives decisively (top class 0.1 above the next); a face whose two top classes

@@ -17,10 +17,12 @@ from .test_pipeline_e2e import results_by_index
 def test_live_stream_stays_bounded_without_workers(tmp_path, redis_url, processes, client):
     video = write_video(tmp_path / "live.mp4", frames=30, fps=30)
     env = fervi_env(redis_url, FERVI_LIVE_MAXLEN="20")
-    ingest = processes.start(["ingest", str(video), "--camera", "live1", "--live", "--loop", "--fps", "200"],
-                             env, "ingest")
-    wait_for(lambda: client.get("fervi:{live1}:seq") and int(client.get("fervi:{live1}:seq")) > 150, 60,
-             "150 live frames")
+    ingest = processes.start(
+        ["ingest", str(video), "--camera", "live1", "--live", "--loop", "--fps", "200"], env, "ingest"
+    )
+    wait_for(
+        lambda: client.get("fervi:{live1}:seq") and int(client.get("fervi:{live1}:seq")) > 150, 60, "150 live frames"
+    )
     assert ingest.poll() is None  # capture never blocked on the missing workers
     assert client.xlen(frames_key("live1")) <= 20 + 100  # MAXLEN ~ trims in whole macro-nodes (100 entries)
 
@@ -30,13 +32,20 @@ def test_two_cameras_share_two_workers(tmp_path, redis_url, processes):
     for i in range(2):
         processes.start(["worker"], env, f"worker{i}")
     counts = {"cam-a": 20, "cam-b": 25}
-    ingests = [processes.start(["ingest", str(write_video(tmp_path / f"{c}.mp4", frames=n, fps=10)), "--camera", c],
-                               env, c) for c, n in counts.items()]
+    ingests = [
+        processes.start(["ingest", str(write_video(tmp_path / f"{c}.mp4", frames=n, fps=10)), "--camera", c], env, c)
+        for c, n in counts.items()
+    ]
     assert all(p.wait(120) == 0 for p in ingests)
     bus = Bus(redis.Redis.from_url(redis_url))
     for camera, frames in counts.items():
-        done = wait_for(lambda: len(results_by_index(bus, camera)) == frames and results_by_index(bus, camera),
-                        120, f"every frame of {camera}")
+        done = wait_for(
+            lambda camera=camera, frames=frames: (
+                len(results_by_index(bus, camera)) == frames and results_by_index(bus, camera)
+            ),
+            120,
+            f"every frame of {camera}",
+        )
         assert sorted(done) == list(range(frames))
 
 
@@ -77,11 +86,11 @@ def test_a_paced_file_stamps_frames_when_it_releases_them(redis_url, client):
     """A file played as a live camera at --fps N reads ahead and waits; its frames' capture time is the
     moment they are released, so latency figures do not count the pacing wait."""
     import numpy as np
+    from fervi.ingest.publisher import Publisher
+    from fervi.ingest.sources import Buffering, Captured
 
     from fervi.protocol import Frame
     from fervi.settings import load_settings
-    from fervi.ingest.publisher import Publisher
-    from fervi.ingest.sources import Buffering, Captured
 
     class FastFile:
         buffering = Buffering.WAIT

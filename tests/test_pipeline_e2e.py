@@ -7,11 +7,10 @@ import os
 import signal
 
 import redis
-
 from click.testing import CliRunner
 
-from fervi.bus import Bus, dead_letter_key, frames_key
 from fervi.app.cli import main
+from fervi.bus import Bus, dead_letter_key, frames_key
 from fervi.demo import write_video
 from fervi.protocol import DeadLetter, Frame
 
@@ -44,12 +43,21 @@ def test_file_through_two_workers_gives_every_frame_one_result(tmp_path, redis_u
     bus = Bus(redis.Redis.from_url(redis_url))
     bus.register_camera("file1")  # both workers join the camera before its frames come, so both get some
     workers = [processes.start(["worker"], env, f"worker{i}") for i in range(2)]
-    wait_for(lambda: all("event=camera_joined" in w.log_path.read_text() and "camera=file1" in w.log_path.read_text()
-                         for w in workers), 120, "both workers on the camera")
+    wait_for(
+        lambda: all(
+            "event=camera_joined" in w.log_path.read_text() and "camera=file1" in w.log_path.read_text()
+            for w in workers
+        ),
+        120,
+        "both workers on the camera",
+    )
     ingest = processes.start(["ingest", str(video), "--camera", "file1"], env, "ingest")
     assert ingest.wait(120) == 0, ingest.log_path.read_text()
-    done = wait_for(lambda: len(results_by_index(bus, "file1")) == frames and results_by_index(bus, "file1"),
-                    120, "a result for every frame")
+    done = wait_for(
+        lambda: len(results_by_index(bus, "file1")) == frames and results_by_index(bus, "file1"),
+        120,
+        "a result for every frame",
+    )
     assert sorted(done) == list(range(frames))
     assert all(len(v) == 1 for v in done.values())
     raw = bus.results("file1")
@@ -80,8 +88,11 @@ def test_killed_worker_loses_no_frame(tmp_path, redis_url, processes):
     bus = Bus(redis.Redis.from_url(redis_url))
     wait_for(lambda: len(results_by_index(bus, "file2")) >= 10, 120, "the first results")
     os.kill(victim.pid, signal.SIGKILL)
-    done = wait_for(lambda: len(results_by_index(bus, "file2")) == frames and results_by_index(bus, "file2"),
-                    120, "every frame after the kill")
+    done = wait_for(
+        lambda: len(results_by_index(bus, "file2")) == frames and results_by_index(bus, "file2"),
+        120,
+        "every frame after the kill",
+    )
     assert sorted(done) == list(range(frames))
     assert survivor.poll() is None
     pending = bus.redis.xpending(frames_key("file2"), "workers")
@@ -128,8 +139,11 @@ def test_redis_restart_under_running_ingest_and_worker(tmp_path, restartable_red
     time.sleep(2.0)
     restartable_redis.start()
     assert ingest.wait(120) == 0, ingest.log_path.read_text()
-    done = wait_for(lambda: len(results_by_index(bus, "restart")) == frames and results_by_index(bus, "restart"),
-                    120, "every frame after the restart")
+    done = wait_for(
+        lambda: len(results_by_index(bus, "restart")) == frames and results_by_index(bus, "restart"),
+        120,
+        "every frame after the restart",
+    )
     assert sorted(done) == list(range(frames))
     assert worker.poll() is None
     assert "event=reconnected" in worker.log_path.read_text()

@@ -67,7 +67,8 @@ def test_dead_letter_keeps_reason_not_payload():
 
 def test_gap_marker_round_trip():
     frame = Frame("cam", 12.5, 640, 480, b"jpeg", live=True, index=7, seq=42)
-    marker = Result.from_fields({k.encode(): v.encode() for k, v in
-                                 Result.gap_marker(frame, "skipped", "w1", 13.0).to_fields().items()})
+    marker = Result.from_fields(
+        {k.encode(): v.encode() for k, v in Result.gap_marker(frame, "skipped", "w1", 13.0).to_fields().items()}
+    )
     assert (marker.seq, marker.index, marker.gap, len(marker.faces), marker.captured_at) == (42, 7, "skipped", 0, 12.5)
     assert "gap" not in Result("cam", 1, 0, 1.0, 1.0, 1.0, "w", 2, 2, Faces()).to_fields()

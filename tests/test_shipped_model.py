@@ -6,16 +6,29 @@ import json
 
 import numpy as np
 from click.testing import CliRunner
+from fervi.training.datasets import load_fer_csv
 
 from fervi.app.cli import main
 from fervi.settings import default_model_dir
 from fervi.vision.classifier import MODEL_KERAS, MODEL_TFLITE, KerasClassifier, TFLiteClassifier
-from fervi.training.datasets import load_fer_csv
 
 
 def test_shipped_model_scores_on_first_1000_public_test_rows(fer_csv, tmp_path):
-    result = CliRunner().invoke(main, ["evaluate", "--data", str(fer_csv), "--usage", "PublicTest", "--limit",
-                                       "1000", "--json", "--confusion-png", str(tmp_path / "cm.png")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--data",
+            str(fer_csv),
+            "--usage",
+            "PublicTest",
+            "--limit",
+            "1000",
+            "--json",
+            "--confusion-png",
+            str(tmp_path / "cm.png"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["n"] == 1000

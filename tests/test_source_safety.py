@@ -10,11 +10,11 @@ import os
 import time
 
 import pytest
-
 from fervi.dashboard.app import create_app
-from fervi.demo import write_video
 from fervi.ingest.sources import SourceError, open_source
 from fervi.offline.video_io import VideoError, probe
+
+from fervi.demo import write_video
 from fervi.protocol import CameraSource, ProtocolError, check_camera, check_source
 from fervi.settings import load_settings, mask_password
 from fervi.vision.video import open_file
@@ -48,8 +48,9 @@ def test_a_local_playlist_or_text_file_is_no_video(outside):
 def test_an_uploaded_playlist_is_refused(outside, redis_url):
     playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:4.0,\n{outside['video']}\n".encode()
     app, _ = create_app(load_settings({"FERVI_HOME": str(outside["tmp"] / "home")}), redis_url, start_relay=False)
-    reply = app.test_client().post("/api/videos", data={"video": (io.BytesIO(playlist), "q2.m3u8")},
-                                   content_type="multipart/form-data")
+    reply = app.test_client().post(
+        "/api/videos", data={"video": (io.BytesIO(playlist), "q2.m3u8")}, content_type="multipart/form-data"
+    )
     assert reply.status_code == 400, reply.get_json()
 
 
@@ -98,8 +99,9 @@ def test_loose_inputs_are_refused():
 
 @pytest.fixture
 def open_dashboard(outside, redis_url):
-    settings = load_settings({"FERVI_HOME": str(outside["tmp"] / "home"),
-                              "FERVI_CAMERA_FILE_ROOTS": str(outside["allowed"])})
+    settings = load_settings(
+        {"FERVI_HOME": str(outside["tmp"] / "home"), "FERVI_CAMERA_FILE_ROOTS": str(outside["allowed"])}
+    )
     app, socketio = create_app(settings, redis_url, start_relay=False)
     return app.test_client(), socketio, app
 
@@ -133,23 +135,30 @@ def _socket_connect(http, headers: dict) -> str:
 def test_the_cameras_api_refuses_loose_or_dangerous_input(open_dashboard, outside, client):
     http, _, _ = open_dashboard
     os.mkfifo(outside["allowed"] / "fifo.mp4")
-    cases = [({"camera": "a", "source": "0", "fps": "5"}, 400, "fps must be a number"),
-             ({"camera": "a", "source": "0", "loop": "false"}, 400, "loop must be"),
-             ({"camera": "a", "source": "0", "fps": 10**400}, 400, ""),
-             ({"camera": "a", "source": str(outside["allowed"] / "fifo.mp4")}, 400, "not a regular file"),
-             ({"camera": "a", "source": "rtsp://u:p@h:abc/"}, 400, "not a valid URL"),
-             ({"camera": "a", "source": "abc", "kind": "webcam"}, 400, "its number: 0 for the first one"),
-             ({"camera": "a", "source": "hello", "kind": "stream"}, 400, "a stream is a URL"),
-             ({"camera": "a", "source": "clip.mp4", "kind": "file"}, 400, "absolute path")]
+    cases = [
+        ({"camera": "a", "source": "0", "fps": "5"}, 400, "fps must be a number"),
+        ({"camera": "a", "source": "0", "loop": "false"}, 400, "loop must be"),
+        ({"camera": "a", "source": "0", "fps": 10**400}, 400, ""),
+        ({"camera": "a", "source": str(outside["allowed"] / "fifo.mp4")}, 400, "not a regular file"),
+        ({"camera": "a", "source": "rtsp://u:p@h:abc/"}, 400, "not a valid URL"),
+        ({"camera": "a", "source": "abc", "kind": "webcam"}, 400, "its number: 0 for the first one"),
+        ({"camera": "a", "source": "hello", "kind": "stream"}, 400, "a stream is a URL"),
+        ({"camera": "a", "source": "clip.mp4", "kind": "file"}, 400, "absolute path"),
+    ]
     for body, status, message in cases:
-        reply = http.post("/api/sources", data=json.dumps(body).replace("1" + "0" * 400, "1e400"),
-                          content_type="application/json")
+        reply = http.post(
+            "/api/sources", data=json.dumps(body).replace("1" + "0" * 400, "1e400"), content_type="application/json"
+        )
         assert reply.status_code == status and message in reply.get_json()["error"], (body, reply.get_json())
     huge = http.post("/api/sources", data=b"{" + b" " * 100_000 + b"}", content_type="application/json")
     assert huge.status_code == 413
-    chunked = http.post("/api/sources", input_stream=io.BytesIO(b"{" + b" " * 100_000 + b"}"),
-                        content_type="application/json", headers={"Transfer-Encoding": "chunked"},
-                        environ_overrides={"wsgi.input_terminated": True})  # no declared length
+    chunked = http.post(
+        "/api/sources",
+        input_stream=io.BytesIO(b"{" + b" " * 100_000 + b"}"),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )  # no declared length
     assert chunked.status_code == 413
     client.hset("fervi:proc:ingest-manual-x-1", mapping={"kind": "ingest", "camera": "manual"})
     taken = http.post("/api/sources", json={"camera": "manual", "source": "0"})
@@ -164,8 +173,14 @@ def test_a_stream_password_stays_out_of_the_process_list(tmp_path, redis_url, pr
     bus = Bus(connect(redis_url))
     processes.start(["cameras", "supervise"], fervi_env(redis_url), "supervisor")
     bus.add_source(CameraSource("gate", "rtsp://admin:hunter2@127.0.0.1:9/live", fps=0.5))
-    state = wait_for(lambda: bus.source_states(["gate"]).get("gate", {}).get("state") == "reconnecting"
-                     and bus.source_states(["gate"])["gate"], 60, "the stream's ingest")
+    state = wait_for(
+        lambda: (
+            bus.source_states(["gate"]).get("gate", {}).get("state") == "reconnecting"
+            and bus.source_states(["gate"])["gate"]
+        ),
+        60,
+        "the stream's ingest",
+    )
     pid = int(state["pid"].rsplit("-", 1)[1])
     command = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
     assert "fervi" in command and "hunter2" not in command and "127.0.0.1:9" not in command
@@ -174,12 +189,10 @@ def test_a_stream_password_stays_out_of_the_process_list(tmp_path, redis_url, pr
 
 def test_a_looped_image_keeps_its_fps(tmp_path):
     """`loop` with `fps` once sent a one-image source as fast as it could (about 190 frames a second)."""
+    import cv2
     import numpy as np
-
     from fervi.ingest.publisher import Publisher
     from fervi.ingest.sources import ImageSource
-
-    import cv2
 
     cv2.imwrite(str(tmp_path / "still.png"), np.zeros((16, 16, 3), np.uint8))
     sent = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from fervi.training.datasets import load_ckplus, load_fer_csv
 from fervi.training.splits import image_hashes, overlap_report, oversample_indices, split_faces
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import redis
 
 from fervi.bus import Bus, tracks_key
@@ -33,12 +35,12 @@ def test_one_track_per_face_for_the_whole_video(tmp_path, redis_url, processes):
     per_frame = [len(e.faces) for e in entries]
     assert sum(n == 2 for n in per_frame) >= frames * 0.9
     for entry in entries:
-        for smoothed, label in zip(entry.faces.smoothed, entry.faces.labels):
+        for smoothed, label in zip(entry.faces.smoothed, entry.faces.labels, strict=True):
             assert abs(sum(smoothed) - 1) < 1e-2 and label in EMOTIONS
     # the statistics hold the video's face-time
     series = Bus(client).emotion_series("walk", "1s", entries[0].captured_at - 1, entries[-1].captured_at + 1)
     face_seconds = sum(sum(series[e]) for e in EMOTIONS)
-    expected = sum(len(b.faces) * min(1.0, b.captured_at - a.captured_at) for a, b in zip(entries, entries[1:]))
+    expected = sum(len(b.faces) * min(1.0, b.captured_at - a.captured_at) for a, b in pairwise(entries))
     assert abs(face_seconds - expected) < 0.05
     assert {t["id"] for t in Bus(client).tracks("walk")} == ids
     assert tracker.poll() is None
@@ -98,9 +100,14 @@ def test_a_face_still_on_camera_has_a_current_track_record(tmp_path, redis_url, 
     client = redis.Redis.from_url(redis_url)
     ingest = processes.start(["ingest", str(video), "--camera", "hall", "--fps", "10"], env, "ingest")
     # while the faces are still on camera (12 s of video), their open records follow them
-    tracks = wait_for(lambda: [t for t in Bus(client).tracks("hall")
-                               if t["open"] and t["end"] - t["start"] >= 3.0 and t["frames"] >= 25] or None,
-                      60, "open track records that follow the faces")
+    tracks = wait_for(
+        lambda: (
+            [t for t in Bus(client).tracks("hall") if t["open"] and t["end"] - t["start"] >= 3.0 and t["frames"] >= 25]
+            or None
+        ),
+        60,
+        "open track records that follow the faces",
+    )
     assert ingest.poll() is None, "the video ended before the open records were seen"
     assert len(tracks) == 2 and all(sum(t["seconds"].values()) >= 2.5 for t in tracks), tracks
     assert ingest.wait(120) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 
 import fakeredis
 import numpy as np
@@ -106,7 +107,7 @@ def test_out_of_order_frames_track_like_in_order_ones():
 
 
 def _flips(labels: list[int]) -> int:
-    return sum(a != b for a, b in zip(labels, labels[1:]))
+    return sum(a != b for a, b in pairwise(labels))
 
 
 def test_smoothing_flickers_far_less_than_raw_labels():
@@ -140,7 +141,7 @@ def test_aggregates_add_up_to_the_exact_face_seconds():
         probs = np.eye(7, dtype=np.float32)[[(i // 50 + k) % 7 for k in range(n)]]
         frame = tracker.update(i, ts, faces(*boxes, probs=probs) if n else faces())
         for smoothed in frame.faces.smoothed:  # face-time by probability mass
-            for emotion, p in zip(EMOTIONS, smoothed):
+            for emotion, p in zip(EMOTIONS, smoothed, strict=True):
                 expected[emotion] += float(p) * frame.duration
         bus.publish_tracks("cam", [(TrackEntry("cam", i, i, ts, ts, 640, 480, frame.faces), frame)], 1000)
     seconds = bus.emotion_series("cam", "1s", t0, ts + 1)
@@ -206,8 +207,7 @@ def test_a_seq_whose_frame_is_still_with_the_workers_is_waited_for():
 
 def test_a_seq_in_flight_is_given_up_on_after_max_hold():
     now = [0.0]
-    buffer = ReorderBuffer(window=2, max_wait_s=0.5, clock=lambda: now[0], in_flight=lambda seq: seq == 1,
-                           max_hold_s=5)
+    buffer = ReorderBuffer(window=2, max_wait_s=0.5, clock=lambda: now[0], in_flight=lambda seq: seq == 1, max_hold_s=5)
     buffer.push(0, 0)
     now[0] = 1
     buffer.due()
@@ -221,8 +221,9 @@ def test_a_seq_in_flight_is_given_up_on_after_max_hold():
 def test_the_first_frames_held_by_a_dead_worker_are_waited_for():
     """The tracker starts at the lowest seq it has seen, unless an earlier frame is still with the workers."""
     now, in_flight = [0.0], {1, 2}
-    buffer = ReorderBuffer(window=3, max_wait_s=0.5, clock=lambda: now[0],
-                           in_flight=lambda seq: any(s <= seq for s in in_flight))
+    buffer = ReorderBuffer(
+        window=3, max_wait_s=0.5, clock=lambda: now[0], in_flight=lambda seq: any(s <= seq for s in in_flight)
+    )
     out = [s for seq in range(3, 9) for s, _ in buffer.push(seq, seq)]
     now[0] = 2
     out += [s for s, _ in buffer.flush()]

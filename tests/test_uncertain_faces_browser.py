@@ -46,8 +46,8 @@ def probs(**given: float) -> list[float]:
     return [given.get(e, rest) for e in EMOTIONS]
 
 
-HAPPY = probs(happy=0.82, neutral=0.08)            # leads by 0.74: clear
-NEUTRAL_OR_SAD = probs(neutral=0.41, sad=0.36)     # leads by 0.05: uncertain
+HAPPY = probs(happy=0.82, neutral=0.08)  # leads by 0.74: clear
+NEUTRAL_OR_SAD = probs(neutral=0.41, sad=0.36)  # leads by 0.05: uncertain
 
 
 def group_photo() -> np.ndarray:
@@ -83,8 +83,11 @@ def dashboard(tmp_path_factory, redis_server):
 @pytest.fixture(scope="module")
 def browser(dashboard):
     with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            *CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"],
+        )
         yield browser
         browser.close()
 
@@ -117,7 +120,7 @@ class Camera:
             self.bus.set_latest_frame(self.camera, seq, self.jpeg)
             self.stopped.wait(0.2)
 
-    def __enter__(self) -> "Camera":
+    def __enter__(self) -> Camera:
         self.bus.register_camera(self.camera)
         self.thread.start()
         return self
@@ -133,15 +136,21 @@ def rgb(hex_color: str) -> tuple[int, int, int]:
 
 
 def close(a, b, tolerance: int = 24) -> bool:
-    return all(abs(int(x) - int(y)) <= tolerance for x, y in zip(a, b))
+    return all(abs(int(x) - int(y)) <= tolerance for x, y in zip(a, b, strict=True))
 
 
 def canvas_pixels(page, tile: str, points: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
     """The RGB of the tile's canvas at (x, y) points, in the frame's pixels."""
-    return [tuple(p) for p in page.evaluate("""([tile, points]) => {
+    return [
+        tuple(p)
+        for p in page.evaluate(
+            """([tile, points]) => {
         const ctx = document.querySelector(tile + " canvas").getContext("2d");
         return points.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3)));
-    }""", [tile, points])]
+    }""",
+            [tile, points],
+        )
+    ]
 
 
 def assert_shown(page, tile: str, tracked: bool) -> None:
@@ -224,12 +233,20 @@ def test_image_mode_shows_an_uncertain_face_as_its_two_leading_emotions(page, da
     photo = tmp_path / "group.png"
     cv2.imwrite(str(photo), group_photo())
     faces = Faces.detected(BOXES, [0.92, 0.87]).classified([HAPPY, NEUTRAL_OR_SAD]).to_list()
-    answers = [{"width": 640, "height": 480, "faces": faces, "emotions": list(EMOTIONS)},
-               # as written before faces had `uncertain` and `runner_up`: every face reads as clear
-               {"width": 640, "height": 480, "emotions": list(EMOTIONS),
-                "faces": [{k: v for k, v in f.items() if k not in ("uncertain", "runner_up")} for f in faces]}]
-    page.route("**/api/image*", lambda route: route.fulfill(status=200, content_type="application/json",
-                                                            body=json.dumps(answers.pop(0))))
+    answers = [
+        {"width": 640, "height": 480, "faces": faces, "emotions": list(EMOTIONS)},
+        # as written before faces had `uncertain` and `runner_up`: every face reads as clear
+        {
+            "width": 640,
+            "height": 480,
+            "emotions": list(EMOTIONS),
+            "faces": [{k: v for k, v in f.items() if k not in ("uncertain", "runner_up")} for f in faces],
+        },
+    ]
+    page.route(
+        "**/api/image*",
+        lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(answers.pop(0))),
+    )
     page.goto(dashboard["url"] + "/image")
 
     def upload() -> None:

@@ -8,8 +8,8 @@ import time
 import redis
 from click.testing import CliRunner
 
-from fervi.bus import CAMERAS, Bus, tracks_key
 from fervi.app.cli import main
+from fervi.bus import CAMERAS, Bus, tracks_key
 from fervi.demo import write_video
 
 from .conftest import fervi_env, http_ok, wait_for
@@ -50,8 +50,11 @@ def test_a_poisoned_camera_set_stops_no_process(tmp_path, redis_url, processes):
     worker = processes.start(["worker"], env, "worker")
     tracker = processes.start(["tracker"], env, "tracker")
     dashboard = processes.start(["dashboard"], env, "dashboard")
-    wait_for(lambda: "camera_joined" in worker.log_path.read_text() and "spare" in tracker.log_path.read_text(),
-             60, "the processes to read the spare camera")
+    wait_for(
+        lambda: "camera_joined" in worker.log_path.read_text() and "spare" in tracker.log_path.read_text(),
+        60,
+        "the processes to read the spare camera",
+    )
     for key in ("fervi:{spare}:frames", "fervi:{spare}:results", "fervi:{spare}:tracks"):
         client.delete(key)
         client.set(key, "x")

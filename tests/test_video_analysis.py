@@ -13,13 +13,13 @@ import cv2
 import pytest
 import redis
 from click.testing import CliRunner
+from fervi.offline.jobs import QUEUE, submit
+from fervi.offline.outputs import CSV_HEADER
+from fervi.offline.runner import VideoState, follow
 
 from fervi.app.cli import main
 from fervi.bus import Bus
 from fervi.demo import write_video
-from fervi.offline.jobs import QUEUE, submit
-from fervi.offline.outputs import CSV_HEADER
-from fervi.offline.runner import VideoState, follow
 
 from .conftest import fervi_env, wait_for
 
@@ -49,7 +49,9 @@ def _check_outputs(out: Path, frames: int, fps: float, every: int = 1) -> list[d
     assert summary["face_rows"] == len(rows) and summary["tracks"] == 2
     assert abs(sum(summary["emotion_share"].values()) - 1) < 1e-3
     assert abs(summary["face_seconds"] - len(rows) * every / fps) < 1e-2
-    assert sum(sum(t["seconds"].values()) for t in summary["per_track"]) == pytest.approx(summary["face_seconds"], abs=1e-2)
+    assert sum(sum(t["seconds"].values()) for t in summary["per_track"]) == pytest.approx(
+        summary["face_seconds"], abs=1e-2
+    )
     assert (out / "timeline.png").stat().st_size > 0
     return rows
 
@@ -59,8 +61,21 @@ def test_analyze_command_alone_with_embedded_redis(tmp_path, monkeypatch):
     video = write_video(tmp_path / "talk.mp4", frames=frames, fps=fps)
     monkeypatch.delenv("FERVI_REDIS_URL", raising=False)
     monkeypatch.setenv("FERVI_HOME", str(tmp_path / "home"))
-    result = CliRunner().invoke(main, ["analyze", str(video), "--out", str(tmp_path / "out"), "--segments", "3",
-                                       "--workers", "2", "--detect-every", "3"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "analyze",
+            str(video),
+            "--out",
+            str(tmp_path / "out"),
+            "--segments",
+            "3",
+            "--workers",
+            "2",
+            "--detect-every",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     # where the outputs go is said first, before the progress bar (a user knows where to look while it runs)
     assert result.output.splitlines()[0].startswith(f"outputs: {(tmp_path / 'out').resolve()}/<video name>/")
@@ -72,8 +87,9 @@ def test_every_kth_frame(tmp_path, monkeypatch):
     video = write_video(tmp_path / "skip.mp4", frames=30, fps=10)
     monkeypatch.delenv("FERVI_REDIS_URL", raising=False)
     monkeypatch.setenv("FERVI_HOME", str(tmp_path / "home"))
-    result = CliRunner().invoke(main, ["analyze", str(video), "--out", str(tmp_path / "out"), "--every", "3",
-                                       "--workers", "1"])
+    result = CliRunner().invoke(
+        main, ["analyze", str(video), "--out", str(tmp_path / "out"), "--every", "3", "--workers", "1"]
+    )
     assert result.exit_code == 0, result.output
     _check_outputs(tmp_path / "out" / "skip", 30, 10.0, every=3)
 
@@ -86,8 +102,19 @@ def test_unreadable_files_fail_cleanly(tmp_path, monkeypatch):
     corrupt.write_bytes(good[:48] + os.urandom(len(good) - 48))
     monkeypatch.delenv("FERVI_REDIS_URL", raising=False)
     monkeypatch.setenv("FERVI_HOME", str(tmp_path / "home"))
-    result = CliRunner().invoke(main, ["analyze", str(text), str(corrupt), str(tmp_path / "good.mp4"),
-                                       "--out", str(tmp_path / "out"), "--workers", "1"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "analyze",
+            str(text),
+            str(corrupt),
+            str(tmp_path / "good.mp4"),
+            "--out",
+            str(tmp_path / "out"),
+            "--workers",
+            "1",
+        ],
+    )
     assert result.exit_code == 1
     assert f"{text}: failed: " in result.output and "not a readable video" in result.output
     assert f"{corrupt}: failed: " in result.output
@@ -112,8 +139,11 @@ def test_killed_rq_worker_mid_segment_still_gives_complete_output(tmp_path, redi
     queue = Bus(redis.Redis.from_url(redis_url)).queue(QUEUE)
     submitted = submit(queue, str(video), tmp_path / "out", segments=2, every=1)
     # the victim is alone: wait until it is inside a segment, some frames done
-    wait_for(lambda: any(j.get_status() == "started" and j.get_meta().get("done", 0) >= 10 for j in submitted.segments),
-             120, "a segment in progress")
+    wait_for(
+        lambda: any(j.get_status() == "started" and j.get_meta().get("done", 0) >= 10 for j in submitted.segments),
+        120,
+        "a segment in progress",
+    )
     horse = wait_for(lambda: _horse_of(victim.pid), 10, "the work-horse")  # found before anything dies
     if kill == "worker":  # the whole worker vanishes, as with a lost host: its job is abandoned
         os.kill(victim.pid, signal.SIGKILL)
@@ -122,8 +152,11 @@ def test_killed_rq_worker_mid_segment_still_gives_complete_output(tmp_path, redi
     states = follow([VideoState(str(video), submitted)], queue, poll_s=0.5, timeout_s=300)
     assert not states[0].error, states[0].error
     _check_outputs(tmp_path / "out" / "long", frames, fps)
-    assert any(job.get_status() == "finished" and job.retries_left == 1 for job in submitted.segments
-               if (job.refresh() or True))
+    assert any(
+        job.get_status() == "finished" and job.retries_left == 1
+        for job in submitted.segments
+        if (job.refresh() or True)
+    )
 
 
 def test_jobs_report_progress_and_can_be_cancelled(tmp_path, redis_url):
@@ -142,10 +175,10 @@ def test_jobs_report_progress_and_can_be_cancelled(tmp_path, redis_url):
 def test_timeline_draws_runs_not_rows():
     """A long video must not draw one bar per face row: consecutive rows of one label form one span."""
     import numpy as np
+    from fervi.offline.outputs import label_spans
 
     from fervi.emotions import EMOTIONS
     from fervi.faces import Faces
-    from fervi.offline.outputs import label_spans
     from fervi.tracking import FrameTracks
 
     step = 1 / 30
@@ -166,7 +199,6 @@ def test_timeline_draws_runs_not_rows():
 def test_segments_start_on_their_exact_frame(tmp_path):
     """A segment seeks to its first frame instead of decoding everything before it; the frame must be exact."""
     import numpy as np
-
     from fervi.offline.video_io import seek
 
     video = write_video(tmp_path / "seek.mp4", 90, 30.0, 320, 240, faces=2)
@@ -184,7 +216,6 @@ def test_annotated_parts_join_in_order_without_reencoding(tmp_path):
     """Parts drawn by different workers become one H.264 video: every frame once, in order, same fps."""
     import av
     import numpy as np
-
     from fervi.offline.outputs import join_parts, write_annotated_part
 
     source = tmp_path / "grey.mp4"
@@ -193,8 +224,10 @@ def test_annotated_parts_join_in_order_without_reencoding(tmp_path):
         writer.write(np.full((120, 160, 3), 4 * i + 30, np.uint8))  # brightness tells the frame
     writer.release()
     parts = [tmp_path / "a.mp4", tmp_path / "b.mp4", tmp_path / "c.mp4"]
-    written = [write_annotated_part(str(source), [], start, stop, part, 25.0)
-               for (start, stop), part in zip([(0, 17), (17, 33), (33, None)], parts)]
+    written = [
+        write_annotated_part(str(source), [], start, stop, part, 25.0)
+        for (start, stop), part in zip([(0, 17), (17, 33), (33, None)], parts, strict=True)
+    ]
     assert written == [17, 16, 17]
     assert join_parts(parts, tmp_path / "annotated.mp4") == 50
     with av.open(str(tmp_path / "annotated.mp4")) as video:
@@ -210,15 +243,24 @@ def test_annotated_parts_join_in_order_without_reencoding(tmp_path):
 def test_an_annotation_part_loads_only_the_rows_it_draws(tmp_path):
     """Each part reads its own frames' rows, plus those of the analysed frame shown at its first frame."""
     import numpy as np
+    from fervi.offline.outputs import faces_at, load_frames, save_frames
 
     from fervi.faces import Faces
-    from fervi.offline.outputs import faces_at, load_frames, save_frames
     from fervi.tracking import FrameTracks
 
     analysed = list(range(0, 30, 3))  # --every 3
     happy = np.eye(7, dtype=np.float32)[[3]]
-    frames = [FrameTracks(f, f / 10, 0.3, Faces(np.array([[f, 0, 10, 10]], np.float32), np.ones(1, np.float32),
-                                                 happy).tracked([1], happy), [], []) for f in analysed]
+    frames = [
+        FrameTracks(
+            f,
+            f / 10,
+            0.3,
+            Faces(np.array([[f, 0, 10, 10]], np.float32), np.ones(1, np.float32), happy).tracked([1], happy),
+            [],
+            [],
+        )
+        for f in analysed
+    ]
     save_frames(frames, tmp_path / "tracked.npz")
     part = load_frames(tmp_path / "tracked.npz", 10.0, 10, 20)
     assert [f.seq for f in part] == [9, 12, 15, 18]

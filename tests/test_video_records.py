@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from fervi.dashboard.app import create_app
+from fervi.offline.jobs import QUEUE, analyze_segment, annotate_part, finish_video, merge_segments
 from rq import Queue
 
 from fervi.bus import VIDEO_QUEUE
-from fervi.dashboard.app import create_app
 from fervi.demo import write_video
 from fervi.settings import load_settings
-from fervi.offline.jobs import QUEUE, analyze_segment, annotate_part, finish_video, merge_segments
 
 from .conftest import Processes, fervi_env, wait_for
 
@@ -34,14 +34,16 @@ def rq_worker(tmp_path_factory, redis_server):
 @pytest.fixture
 def dashboard(tmp_path, redis_url, rq_worker):
     home = tmp_path / "home"
-    app, _ = create_app(load_settings({"FERVI_HOME": str(home), "FERVI_VIDEO_RETENTION": "1h"}), redis_url,
-                        start_relay=False)
+    app, _ = create_app(
+        load_settings({"FERVI_HOME": str(home), "FERVI_VIDEO_RETENTION": "1h"}), redis_url, start_relay=False
+    )
     return {"http": app.test_client(), "videos": app.extensions["fervi_videos"], "home": home}
 
 
 def upload(http, path: Path):
-    return http.post("/api/videos", data={"video": (io.BytesIO(path.read_bytes()), path.name)},
-                     content_type="multipart/form-data")
+    return http.post(
+        "/api/videos", data={"video": (io.BytesIO(path.read_bytes()), path.name)}, content_type="multipart/form-data"
+    )
 
 
 def finished(http, video_id: str, timeout_s: float = 120) -> dict:
@@ -64,8 +66,12 @@ def test_the_videos_page_outlives_rq_job_records(dashboard, tmp_path, client):
     assert response.status_code == 200
     video_id = response.get_json()["id"]
     status = finished(http, video_id)
-    assert status["done"] == status["total"] > 0 and status["files"] == ["faces.csv", "summary.json",
-                                                                         "annotated.mp4", "timeline.png"]
+    assert status["done"] == status["total"] > 0 and status["files"] == [
+        "faces.csv",
+        "summary.json",
+        "annotated.mp4",
+        "timeline.png",
+    ]
     assert status["ended_at"] >= status["created_at"]
     removed = sum(client.delete(k) for k in client.scan_iter(match="rq:job:*"))  # as RQ's TTLs would
     assert removed >= 6
@@ -115,8 +121,11 @@ def test_a_video_whose_jobs_fail_is_recorded_as_failed(dashboard, tmp_path):
     http, home = dashboard["http"], dashboard["home"]
     video_id = upload(http, write_video(tmp_path / "gone.mp4", frames=20, fps=10)).get_json()["id"]
     (home / "uploads" / video_id / "gone.mp4").write_bytes(b"")  # lost before any worker read it
-    status = wait_for(lambda: (s := http.get(f"/api/videos/{video_id}").get_json())["state"] == "failed" and s,
-                      120, "the video to fail")
+    status = wait_for(
+        lambda: (s := http.get(f"/api/videos/{video_id}").get_json())["state"] == "failed" and s,
+        120,
+        "the video to fail",
+    )
     assert "not a readable video" in status["error"] and status["ended_at"]
     assert http.delete(f"/api/videos/{video_id}").status_code == 200 and folders(home) == []
 
@@ -137,8 +146,9 @@ def test_jobs_run_again_after_the_video_finished_do_not_fail_it(dashboard, tmp_p
     assert "already done" in annotate_part({}, 0, 10, str(out), str(out / ".segments" / "annotated-000.mp4"))["skipped"]
     assert finish_video([], str(out))["frames"] == 20
     # and through RQ, as a re-queued job would run
-    job = Queue(QUEUE, connection=client).enqueue(analyze_segment, str(tmp_path / "twice.mp4"), 0, 10, 1,
-                                                  str(out / ".segments" / "000.npz"))
+    job = Queue(QUEUE, connection=client).enqueue(
+        analyze_segment, str(tmp_path / "twice.mp4"), 0, 10, 1, str(out / ".segments" / "000.npz")
+    )
     wait_for(lambda: job.get_status(refresh=True) in ("finished", "failed"), 60, "the re-run")
     assert job.get_status() == "finished"
     assert {f.name: f.stat().st_mtime_ns for f in out.iterdir()} == stamps  # outputs untouched
@@ -153,8 +163,9 @@ def test_a_video_whose_job_records_vanish_mid_run_ends_failed_not_running(dashbo
     wait_for(lambda: http.get(f"/api/videos/{video_id}").get_json()["state"] == "running", 60, "the video to start")
     for key in client.scan_iter(match="rq:job:*"):
         client.delete(key)
-    status = wait_for(lambda: (s := http.get(f"/api/videos/{video_id}").get_json())["state"] == "failed" and s,
-                      30, "the video to end")
+    status = wait_for(
+        lambda: (s := http.get(f"/api/videos/{video_id}").get_json())["state"] == "failed" and s, 30, "the video to end"
+    )
     assert "jobs are gone" in status["error"] and status["ended_at"]
     assert videos.sweep(now=status["ended_at"] + 3601)["expired"] == 1
     wait_for(lambda: folders(home) == [], 30, "its files to go (a segment in flight may write one last file)")
@@ -239,7 +250,8 @@ def test_stopping_a_job_the_moment_it_starts_kills_the_horse_not_the_worker(redi
         "print('horse', 'killed' if os.WIFSIGNALED(status) else 'exited', 'worker alive')\n"
     )
     # its own process group, so a wrong killpg would hit only this child process and not pytest
-    done = subprocess.run([sys.executable, "-c", script, redis_url], capture_output=True, text=True, timeout=60,
-                          start_new_session=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script, redis_url], capture_output=True, text=True, timeout=60, start_new_session=True
+    )
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert done.stdout.strip().endswith("horse killed worker alive"), done.stdout

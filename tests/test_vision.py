@@ -112,13 +112,15 @@ def test_the_detector_costs_no_more_on_frames_past_1080p():
     assert pyramid_scales(1920, 1080, 48)[0] == pytest.approx(40 / 48)  # 1080p: as before
     finest = pyramid_scales(4096, 4096, 48)[0]
     assert 4096 * 4096 * finest**2 <= MAX_LEVEL_PIXELS
-    code = ("import numpy as np\nfrom fervi.vision.multiscale import MultiScaleDetector\n"
-            "d = MultiScaleDetector()\n"
-            "for w, h in ((4096, 4096), (3000, 2000), (2500, 2400), (4000, 1000), (1920, 1080), (640, 480)):\n"
-            "    d.detect(np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8))\n"
-            "print('shapes', len(d.short._by_shape))\n"
-            "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
-            "print('peak_mb', int(peak.split()[1]) // 1024)")
+    code = (
+        "import numpy as np\nfrom fervi.vision.multiscale import MultiScaleDetector\n"
+        "d = MultiScaleDetector()\n"
+        "for w, h in ((4096, 4096), (3000, 2000), (2500, 2400), (4000, 1000), (1920, 1080), (640, 480)):\n"
+        "    d.detect(np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8))\n"
+        "print('shapes', len(d.short._by_shape))\n"
+        "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+        "print('peak_mb', int(peak.split()[1]) // 1024)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert int(out.split("peak_mb")[1]) < 1000, out  # 425 MB for the 4096x4096 frame alone
     assert int(out.split("shapes")[1].split()[0]) <= 12, out  # input sizes seen last, not every one

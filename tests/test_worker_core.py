@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 
+from fervi.workers.core import triage
+
 from fervi.bus import Entry
 from fervi.protocol import Frame
 
 from .images import corrupt_jpeg, demo_jpeg, jpeg_claiming_size
-from fervi.workers.core import triage
 
 
 def _entry(i: int, **fields) -> Entry:

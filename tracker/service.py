@@ -55,11 +55,18 @@ class TrackerProcess:
         self.heartbeat = Heartbeat(self.bus, self.name, "tracker", settings.heartbeat_ttl_s)
 
     def _state(self, camera: str) -> CameraState:
-        tracker = FaceTracker(self.settings.track_iou, self.settings.track_max_misses, self.settings.track_half_life_s,
-                              next_id=lambda: self.bus.next_track_id(camera))
-        buffer = ReorderBuffer(self.settings.reorder_window, self.settings.reorder_wait_s,
-                               last_seq=lambda: self.bus.last_seq(camera),
-                               max_hold_s=2 * self.settings.claim_timeout_s + 5)
+        tracker = FaceTracker(
+            self.settings.track_iou,
+            self.settings.track_max_misses,
+            self.settings.track_half_life_s,
+            next_id=lambda: self.bus.next_track_id(camera),
+        )
+        buffer = ReorderBuffer(
+            self.settings.reorder_window,
+            self.settings.reorder_wait_s,
+            last_seq=lambda: self.bus.last_seq(camera),
+            max_hold_s=2 * self.settings.claim_timeout_s + 5,
+        )
         state = CameraState(tracker, buffer, self.bus.tracker_position(camera))
         # a missing seq is not given up on while its frame is with the workers or its result is unread
         buffer.in_flight = lambda seq: self.bus.frame_in_flight(camera, seq, state.position)
@@ -76,8 +83,12 @@ class TrackerProcess:
         for camera in cameras:
             if camera not in self.cameras and owns(camera, self.shard, self.shards):
                 self.cameras[camera] = self._state(camera)
-                log.info("event=camera_tracked tracker=%s camera=%s from=%s", self.name, camera,
-                         self.cameras[camera].position)
+                log.info(
+                    "event=camera_tracked tracker=%s camera=%s from=%s",
+                    self.name,
+                    camera,
+                    self.cameras[camera].position,
+                )
         self.heartbeat.beat(now, shard=f"{self.shard}/{self.shards}", cameras=len(self.cameras), frames=self.frames)
 
     def _publish(self, camera: str, state: CameraState, released: list[tuple[int, Result]]) -> None:
@@ -88,8 +99,21 @@ class TrackerProcess:
             started = time.perf_counter()
             frame = state.tracker.update(seq, result.captured_at, result.faces)
             TRACK_SECONDS.observe(time.perf_counter() - started)
-            tracked.append((TrackEntry(camera, seq, result.index, result.captured_at, time.time(), result.width,
-                                       result.height, frame.faces), frame))
+            tracked.append(
+                (
+                    TrackEntry(
+                        camera,
+                        seq,
+                        result.index,
+                        result.captured_at,
+                        time.time(),
+                        result.width,
+                        result.height,
+                        frame.faces,
+                    ),
+                    frame,
+                )
+            )
             TRACKED.labels(metric_camera(camera)).inc()
             self.frames += 1
         if tracked:
@@ -128,14 +152,25 @@ class TrackerProcess:
             state.stopped = False
             self._publish(camera, state, released)
             if state.buffer.gaps > gaps_before:
-                log.info("event=seqs_given_up camera=%s count=%d next=%s", camera, state.buffer.gaps - gaps_before,
-                         state.buffer.next_seq)
+                log.info(
+                    "event=seqs_given_up camera=%s count=%d next=%s",
+                    camera,
+                    state.buffer.gaps - gaps_before,
+                    state.buffer.next_seq,
+                )
             if state.buffer.late > late_before:
-                log.info("event=late_results camera=%s count=%d next=%s", camera, state.buffer.late - late_before,
-                         state.buffer.next_seq)
+                log.info(
+                    "event=late_results camera=%s count=%d next=%s",
+                    camera,
+                    state.buffer.late - late_before,
+                    state.buffer.next_seq,
+                )
             if state.buffer.bad > bad_before:
-                self.bus.untrusted.skip("result_seq", camera, f"{state.buffer.bad - bad_before} result(s) with a seq "
-                                        "beyond the last one ingest assigned")
+                self.bus.untrusted.skip(
+                    "result_seq",
+                    camera,
+                    f"{state.buffer.bad - bad_before} result(s) with a seq beyond the last one ingest assigned",
+                )
             if state.buffer.late > late_before:
                 self.bus.count(camera, "late", state.buffer.late - late_before)
                 LATE.labels(metric_camera(camera)).inc(state.buffer.late - late_before)
@@ -157,8 +192,12 @@ class TrackerProcess:
                     log.info("event=camera_quiet camera=%s tracks_ended=%d", camera, len(ended))
 
     def health(self) -> dict:
-        return {"ok": self.redis_ok and not self.shutdown.requested, "tracker": self.name,
-                "cameras": sorted(self.cameras), "frames": self.frames}
+        return {
+            "ok": self.redis_ok and not self.shutdown.requested,
+            "tracker": self.name,
+            "cameras": sorted(self.cameras),
+            "frames": self.frames,
+        }
 
     def _step(self) -> None:
         try:

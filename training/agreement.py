@@ -15,7 +15,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-
 # Crop margins the training faces are cut at around the detector's box, as offsets from the workers' margin.
 MARGIN_OFFSETS = (-0.1, -0.05, 0.05, 0.1)
 
@@ -58,8 +57,9 @@ class PairedViews(keras.utils.PyDataset):
     row; each batch draws two framings per face (they may be the same), mirrors each at random and, with
     `augmenter`, augments each. `index` lists the (over-sampled) rows of one epoch, shuffled every epoch."""
 
-    def __init__(self, views: np.ndarray, labels: np.ndarray, index: np.ndarray, batch_size: int, seed: int,
-                 augmenter=None, **kw):
+    def __init__(
+        self, views: np.ndarray, labels: np.ndarray, index: np.ndarray, batch_size: int, seed: int, augmenter=None, **kw
+    ):
         from .augment import as_targets
 
         super().__init__(**kw)

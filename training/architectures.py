@@ -6,7 +6,7 @@ TFLite export and the workers can never disagree about input scaling.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 from keras import layers

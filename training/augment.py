@@ -37,8 +37,13 @@ def as_model_input(images: np.ndarray) -> np.ndarray:
 
 
 def train_pipeline(
-    images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augment: str = "full",
-    alternate: np.ndarray | None = None, alternate_share: float = 0.5,
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    seed: int,
+    augment: str = "full",
+    alternate: np.ndarray | None = None,
+    alternate_share: float = 0.5,
 ) -> tf.data.Dataset:
     """Shuffled, augmented batches. `labels`: label ids, or (N, 7) target distributions (crowd votes). With
     `alternate` (the same faces framed another way, row for row) each face is shown in that framing with
@@ -51,7 +56,8 @@ def train_pipeline(
             raise ValueError(f"alternate framing {alternate.shape} does not match the faces {images.shape}")
         pick = tf.random.Generator.from_seed(seed)
         data = tf.data.Dataset.from_tensor_slices((images[..., None], alternate[..., None], one_hot)).map(
-            lambda x, alt, y: (tf.where(pick.uniform([]) < alternate_share, alt, x), y))
+            lambda x, alt, y: (tf.where(pick.uniform([]) < alternate_share, alt, x), y)
+        )
     data = data.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     data = data.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
     if augment != "none":

@@ -31,8 +31,12 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     """The T (0.2 .. 5) that minimises the NLL of `labels` (ids) under `apply_temperature(probs, T)`."""
-    result = minimize_scalar(lambda log_t: nll(apply_temperature(probs, float(np.exp(log_t))), labels),
-                             bounds=(np.log(0.2), np.log(5.0)), method="bounded", options={"xatol": 1e-4})
+    result = minimize_scalar(
+        lambda log_t: nll(apply_temperature(probs, float(np.exp(log_t))), labels),
+        bounds=(np.log(0.2), np.log(5.0)),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
     return float(np.exp(result.x))
 
 
@@ -51,8 +55,15 @@ def reliability(probs: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) ->
             continue
         conf, acc = float(confidence[mask].mean()), float(correct[mask].mean())
         ece += mask.mean() * abs(conf - acc)
-        table.append({"low": round(float(edges[b]), 4), "high": round(float(edges[b + 1]), 4), "n": int(mask.sum()),
-                      "confidence": round(conf, 4), "accuracy": round(acc, 4)})
+        table.append(
+            {
+                "low": round(float(edges[b]), 4),
+                "high": round(float(edges[b + 1]), 4),
+                "n": int(mask.sum()),
+                "confidence": round(conf, 4),
+                "accuracy": round(acc, 4),
+            }
+        )
     return {"ece": round(float(ece), 4), "bins": table}
 
 

@@ -69,28 +69,43 @@ class FaceSet:
         voted = crowd.emotion_votes.sum(axis=1) > 0
         return np.where(voted[:, None], crowd.distributions(), one_hot).astype(np.float32)
 
-    def with_images(self, images: np.ndarray) -> "FaceSet":
+    def with_images(self, images: np.ndarray) -> FaceSet:
         """The same faces, labels and votes, framed otherwise (`images` row for row)."""
-        return FaceSet(images, self.labels, self.usage, self.groups, self.source, self.skipped, self.notes,
-                       self.votes, self.original)
+        return FaceSet(
+            images,
+            self.labels,
+            self.usage,
+            self.groups,
+            self.source,
+            self.skipped,
+            self.notes,
+            self.votes,
+            self.original,
+        )
 
     @property
     def has_usage(self) -> bool:
         return bool(len(self.usage)) and bool(np.all(self.usage != ""))
 
-    def subset(self, mask: np.ndarray) -> "FaceSet":
+    def subset(self, mask: np.ndarray) -> FaceSet:
         return FaceSet(
-            self.images[mask], self.labels[mask], self.usage[mask], self.groups[mask], self.source, self.skipped,
-            list(self.notes), None if self.votes is None else self.votes[mask],
+            self.images[mask],
+            self.labels[mask],
+            self.usage[mask],
+            self.groups[mask],
+            self.source,
+            self.skipped,
+            list(self.notes),
+            None if self.votes is None else self.votes[mask],
             None if self.original is None else self.original[mask],
         )
 
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(EMOTIONS))
-        return {name: int(n) for name, n in zip(EMOTIONS, counts)}
+        return {name: int(n) for name, n in zip(EMOTIONS, counts, strict=True)}
 
     @staticmethod
-    def concat(sets: list["FaceSet"]) -> "FaceSet":
+    def concat(sets: list[FaceSet]) -> FaceSet:
         """One set of all; votes are kept when any set has them (the others get rows of zeros: no votes)."""
         voted = any(s.votes is not None for s in sets)
         return FaceSet(
@@ -100,10 +115,12 @@ class FaceSet:
             np.concatenate([s.groups for s in sets]),
             "+".join(s.source for s in sets),
             sum(s.skipped for s in sets),
-            votes=np.concatenate([s.votes if s.votes is not None else np.zeros((len(s), 10), np.int64)
-                                  for s in sets]) if voted else None,
+            votes=np.concatenate([s.votes if s.votes is not None else np.zeros((len(s), 10), np.int64) for s in sets])
+            if voted
+            else None,
             original=np.concatenate([s.original if s.original is not None else s.labels for s in sets])
-            if voted else None,
+            if voted
+            else None,
         )
 
 
@@ -139,8 +156,9 @@ def _parse_row(row: dict, has_usage: bool) -> tuple[np.ndarray, int, str]:
     return pixels.astype(np.uint8).reshape(FACE_SIZE, FACE_SIZE), label, usage
 
 
-def load_fer_csv(path: str | Path, skip_bad: bool = False, limit: int | None = None,
-                 votes: str | Path | None = None) -> FaceSet:
+def load_fer_csv(
+    path: str | Path, skip_bad: bool = False, limit: int | None = None, votes: str | Path | None = None
+) -> FaceSet:
     """Load the Kaggle FER-2013 CSV (`emotion,pixels[,Usage]`, plain or .gz).
 
     With `votes` (a FER+ votes file, joined row by row and checked by pixel hash: `votes.load_votes`) the faces
@@ -192,16 +210,19 @@ def load_fer_csv(path: str | Path, skip_bad: bool = False, limit: int | None = N
     return faces if votes is None else _with_votes(faces, votes, np.array(rows), sha1s, path, total_rows)
 
 
-def _with_votes(faces: FaceSet, votes_path, rows: np.ndarray, sha1s: list[str], path: Path,
-                total_rows: int | None) -> FaceSet:
+def _with_votes(
+    faces: FaceSet, votes_path, rows: np.ndarray, sha1s: list[str], path: Path, total_rows: int | None
+) -> FaceSet:
     crowd = load_votes(votes_path, rows, sha1s, path.name, total_rows)
     usable = crowd.usable
     kept = faces.subset(usable)
     kept.votes, kept.original = crowd.counts[usable], faces.labels[usable]
     kept.labels = crowd.majority()[usable]
-    note = (f"crowd votes from {Path(votes_path).name}: {int(usable.sum())} of {len(faces)} faces kept; "
-            f"{int((~crowd.has_votes).sum())} without votes and {int((crowd.has_votes & ~usable).sum())} whose "
-            "plurality is unknown, not a face or contempt left out")
+    note = (
+        f"crowd votes from {Path(votes_path).name}: {int(usable.sum())} of {len(faces)} faces kept; "
+        f"{int((~crowd.has_votes).sum())} without votes and {int((crowd.has_votes & ~usable).sum())} whose "
+        "plurality is unknown, not a face or contempt left out"
+    )
     kept.notes.append(note)
     log.info("event=votes_joined file=%s kept=%d of=%d", votes_path, int(usable.sum()), len(faces))
     return kept
@@ -277,8 +298,9 @@ def load_ckplus(path: str | Path, skip_bad: bool = False, include_contempt: bool
     return _load_emotion_folders(Path(path), "", skip_bad, include_contempt, True)
 
 
-def load_faces(path: str | Path, skip_bad: bool = False, include_contempt: bool = False,
-               votes: str | Path | None = None) -> FaceSet:
+def load_faces(
+    path: str | Path, skip_bad: bool = False, include_contempt: bool = False, votes: str | Path | None = None
+) -> FaceSet:
     """Load any supported dataset by its shape: a CSV, a train/test image release, or emotion folders.
 
     `votes`: a FER+ votes file for a CSV, or "auto" for the one beside it if there is one (`votes.VOTES_FILE`)."""

@@ -55,9 +55,11 @@ def write_pack(data, folder: str | Path) -> dict:
         arrays[f"{name}_labels"] = faces.labels.astype(np.int8)
     np.savez(folder / "labels.npz", **arrays)
     # Checked on arrival: the pixels that come back must be the pixels that left.
-    manifest = {"sets": {name: len(faces) for name, faces in sets.items()},
-                "report": data.report,
-                "pixel_sums": {name: int(faces.images.sum(dtype=np.int64)) for name, faces in sets.items()}}
+    manifest = {
+        "sets": {name: len(faces) for name, faces in sets.items()},
+        "report": data.report,
+        "pixel_sums": {name: int(faces.images.sum(dtype=np.int64)) for name, faces in sets.items()},
+    }
     (folder / "pack.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 

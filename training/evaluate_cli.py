@@ -23,9 +23,18 @@ def _param_counts(model_file: Path) -> int:
     return int(keras.models.load_model(keras_file, compile=False).count_params())
 
 
-def evaluate_model(data: str, usage: str, model_file: str | None, model_dir: str, limit: int | None,
-                   flip: bool, skip_bad: bool, confusion_png: str, votes: str | None = "auto",
-                   reliability_file: str = ".fervi/eval/reliability.png") -> dict:
+def evaluate_model(
+    data: str,
+    usage: str,
+    model_file: str | None,
+    model_dir: str,
+    limit: int | None,
+    flip: bool,
+    skip_bad: bool,
+    confusion_png: str,
+    votes: str | None = "auto",
+    reliability_file: str = ".fervi/eval/reliability.png",
+) -> dict:
     """Metrics of a model on a dataset's rows. With crowd votes (`votes`: "auto" finds the FER+ file beside a
     FER-2013 CSV) the faces people could label are evaluated against the crowd's majority and against the
     original labels side by side (`crowd_metrics`), with a reliability diagram."""
@@ -39,22 +48,35 @@ def evaluate_model(data: str, usage: str, model_file: str | None, model_dir: str
         faces = faces.subset(np.arange(min(limit, len(faces))))
         selection += f", first {len(faces)}"
     path = Path(model_file) if model_file else Path(model_dir) / MODEL_TFLITE
-    classifier = KerasClassifier(path, flip_average=flip) if path.suffix == ".keras" else TFLiteClassifier(
-        path, flip_average=flip)
+    classifier = (
+        KerasClassifier(path, flip_average=flip)
+        if path.suffix == ".keras"
+        else TFLiteClassifier(path, flip_average=flip)
+    )
     classifier.predict(faces.images[:1])  # warm-up: interpreter allocation is not throughput
     probs, faces_per_s = timed_predict(classifier, faces.images)
     report = classification_metrics(faces.labels, probs)
     reference = "crowd's majority" if faces.votes is not None else "labels"
-    png = confusion_matrix_png(report["confusion"], Path(confusion_png),
-                               f"{Path(data).name}: {selection} ({len(faces)} faces), {reference} vs model")
+    png = confusion_matrix_png(
+        report["confusion"],
+        Path(confusion_png),
+        f"{Path(data).name}: {selection} ({len(faces)} faces), {reference} vs model",
+    )
     crowd = {}
     if faces.votes is not None:
-        crowd = {"labels": "crowd majority (FER+ votes)", "notes": faces.notes,
-                 "crowd": crowd_metrics(probs, faces),
-                 "original_labels": classification_metrics(faces.original, probs)}
-        crowd["reliability_png"] = str(reliability_png(
-            crowd["crowd"]["calibration_vs_majority"], Path(reliability_file),
-            f"{Path(data).name}: {selection} ({len(faces)} faces)"))
+        crowd = {
+            "labels": "crowd majority (FER+ votes)",
+            "notes": faces.notes,
+            "crowd": crowd_metrics(probs, faces),
+            "original_labels": classification_metrics(faces.original, probs),
+        }
+        crowd["reliability_png"] = str(
+            reliability_png(
+                crowd["crowd"]["calibration_vs_majority"],
+                Path(reliability_file),
+                f"{Path(data).name}: {selection} ({len(faces)} faces)",
+            )
+        )
     return {
         **report,
         **crowd,

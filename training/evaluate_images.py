@@ -66,8 +66,11 @@ def labelled_images(source: str | Path) -> list[LabelledImage]:
             continue
         if name not in FOLDER_LABELS:
             raise DatasetError(f"{folder}: folder name is not an emotion ({', '.join(EMOTIONS)})")
-        out += [LabelledImage(p, FOLDER_LABELS[name]) for p in sorted(folder.iterdir())
-                if p.suffix.lower() in IMAGE_SUFFIXES | {".webp", ".tif", ".tiff"}]
+        out += [
+            LabelledImage(p, FOLDER_LABELS[name])
+            for p in sorted(folder.iterdir())
+            if p.suffix.lower() in IMAGE_SUFFIXES | {".webp", ".tif", ".tiff"}
+        ]
     if not out:
         raise DatasetError(f"{source}: no images in emotion folders (e.g. {source}/happy/photo.jpg)")
     return out
@@ -105,10 +108,18 @@ def evaluate_images(source: str, pipeline, max_pixels: int, max_bytes: int, conf
     for low, high in WIDTH_BUCKETS:
         inside = found & (widths_a >= low) & (widths_a < high)
         if inside.any():
-            buckets.append({"face_width_px": f"{low}-{high if high < 10**9 else ''}", "faces": int(inside.sum()),
-                            "accuracy": round(float(np.mean(predicted_a[inside] == truth_a[inside])), 4)})
-    png = confusion_matrix_png(metrics["confusion"], Path(confusion_png),
-                               f"{Path(source).name}: {int(found.sum())} faces found in {len(truth)} images")
+            buckets.append(
+                {
+                    "face_width_px": f"{low}-{high if high < 10**9 else ''}",
+                    "faces": int(inside.sum()),
+                    "accuracy": round(float(np.mean(predicted_a[inside] == truth_a[inside])), 4),
+                }
+            )
+    png = confusion_matrix_png(
+        metrics["confusion"],
+        Path(confusion_png),
+        f"{Path(source).name}: {int(found.sum())} faces found in {len(truth)} images",
+    )
     return {
         "source": str(source),
         "images": len(items),

@@ -13,9 +13,7 @@ from fervi.emotions import EMOTIONS
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
     y_pred = probs.argmax(axis=1)
     labels = list(range(len(EMOTIONS)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     present = support > 0
     return {
         "n": int(len(y_true)),
@@ -73,8 +71,10 @@ def crowd_metrics(probs: np.ndarray, faces) -> dict:
         "tied_faces": int(tied.sum()),
         "original_label_accuracy": float((predicted == faces.original).mean()) if n else 0.0,
         "mean_probability_of_votes": float((probs * shares).sum(axis=1).mean()) if n else 0.0,
-        "shares": {name: {"predicted": round(float(predicted_share[i]), 4), "crowd": round(float(crowd_share[i]), 4)}
-                   for i, name in enumerate(EMOTIONS)},
+        "shares": {
+            name: {"predicted": round(float(predicted_share[i]), 4), "crowd": round(float(crowd_share[i]), 4)}
+            for i, name in enumerate(EMOTIONS)
+        },
         "calibration_vs_majority": reliability(probs, hit),
         "calibration_vs_vote_share": reliability(probs, shares[rows, predicted]),
         "per_class_vs_crowd": classification_metrics(faces.labels, probs)["per_class"],

@@ -55,12 +55,17 @@ def _margin_flips(classifier, data) -> dict:
     """The share of validation faces whose single-view label changes when the crop margin is 0.1 smaller or
     larger than the workers' (over the faces the detector found; the others keep their crop at every margin)."""
     base = classifier.predict(data.val.images).argmax(1)
-    changed = {f"{margin:g}": float((classifier.predict(images).argmax(1) != base).mean())
-               for margin, images in data.val_margins.items()}
+    changed = {
+        f"{margin:g}": float((classifier.predict(images).argmax(1) != base).mean())
+        for margin, images in data.val_margins.items()
+    }
     found = data.report.get("reframed", {}).get("val", {}).get("found_by_detector", len(base))
     scale = len(base) / found if found else 0.0  # faces not found keep their crop: they never flip
-    return {"per_margin": {m: round(v * scale, 4) for m, v in changed.items()},
-            "mean": round(float(np.mean(list(changed.values()))) * scale, 4), "faces": int(found)}
+    return {
+        "per_margin": {m: round(v * scale, 4) for m, v in changed.items()},
+        "mean": round(float(np.mean(list(changed.values()))) * scale, 4),
+        "faces": int(found),
+    }
 
 
 def calibrate(model, classifier, val) -> dict:
@@ -76,15 +81,19 @@ def calibrate(model, classifier, val) -> dict:
     info = {
         "temperature": round(temperature, 4),
         "fitted_on": f"validation (PublicTest) faces with crowd votes, single view, {len(val)} faces, against the "
-                     "crowd's majority (NLL)",
+        "crowd's majority (NLL)",
         "nll_before": round(nll(probs, val.labels), 4),
         "nll_after": round(nll(calibrated, val.labels), 4),
         "ece_before": reliability(probs, probs.argmax(1) == val.labels)["ece"],
         "ece_after_in_sample": reliability(calibrated, calibrated.argmax(1) == val.labels)["ece"],
         "ece_cross_fitted": cross_fitted_ece(probs, val.labels),
     }
-    log.info("event=temperature_fitted temperature=%.4f ece_before=%.4f ece_after=%.4f", temperature,
-             info["ece_before"], info["ece_after_in_sample"])
+    log.info(
+        "event=temperature_fitted temperature=%.4f ece_before=%.4f ece_after=%.4f",
+        temperature,
+        info["ece_before"],
+        info["ece_after_in_sample"],
+    )
     return info
 
 
@@ -100,11 +109,17 @@ def uncertain_table(probs: np.ndarray, val) -> list[dict]:
     rows = []
     for margin in UNCERTAIN_MARGINS:
         unsure = lead < margin
-        rows.append({"margin": margin, "uncertain_share": round(float(unsure.mean()), 4),
-                     "uncertain_top_right": round(float(right[unsure].mean()), 4) if unsure.any() else None,
-                     "uncertain_top2_right": round(float(_top2_right(probs[unsure], val.crowd.top_set()[unsure])), 4)
-                     if unsure.any() else None,
-                     "clear_right": round(float(right[~unsure].mean()), 4) if (~unsure).any() else None})
+        rows.append(
+            {
+                "margin": margin,
+                "uncertain_share": round(float(unsure.mean()), 4),
+                "uncertain_top_right": round(float(right[unsure].mean()), 4) if unsure.any() else None,
+                "uncertain_top2_right": round(float(_top2_right(probs[unsure], val.crowd.top_set()[unsure])), 4)
+                if unsure.any()
+                else None,
+                "clear_right": round(float(right[~unsure].mean()), 4) if (~unsure).any() else None,
+            }
+        )
     return rows
 
 
@@ -136,42 +151,60 @@ def export_run(config, data, work: Path) -> dict:
     plain_metrics, plain_probs = _evaluate(plain, data.val)
     crowd = {}
     if data.val.votes is not None:
-        crowd = {"validation_single_view": crowd_metrics(plain_probs, data.val),
-                 "validation_flip_averaged": crowd_metrics(val_probs, data.val)}
+        crowd = {
+            "validation_single_view": crowd_metrics(plain_probs, data.val),
+            "validation_flip_averaged": crowd_metrics(val_probs, data.val),
+        }
         if data.val_as_cropped is not None:
-            crowd["validation_dataset_crops_single_view"] = crowd_metrics(plain.predict(data.val_as_cropped.images),
-                                                                          data.val_as_cropped)
+            crowd["validation_dataset_crops_single_view"] = crowd_metrics(
+                plain.predict(data.val_as_cropped.images), data.val_as_cropped
+            )
         calibration["uncertain_margins"] = uncertain_table(plain_probs, data.val)
     holdouts = {name: _evaluate(flip, faces)[0] for name, faces in data.holdouts.items()}
     as_cropped = {}
     if data.val_as_cropped is not None:  # the same faces in the dataset's crops: comparable with other models
-        as_cropped = {"validation_dataset_crops_single_view": _evaluate(plain, data.val_as_cropped)[0],
-                      "validation_dataset_crops_flip_averaged": _evaluate(flip, data.val_as_cropped)[0]}
+        as_cropped = {
+            "validation_dataset_crops_single_view": _evaluate(plain, data.val_as_cropped)[0],
+            "validation_dataset_crops_flip_averaged": _evaluate(flip, data.val_as_cropped)[0],
+        }
 
     margin_flips = _margin_flips(plain, data) if getattr(data, "val_margins", None) else None
 
     history_csv = work / "history.csv"
     epochs_run = len(_history_epochs(history_csv))
-    wall = json.loads((work / "wall_seconds.json").read_text())["seconds"] if (work / "wall_seconds.json").exists() else None
+    wall = (
+        json.loads((work / "wall_seconds.json").read_text())["seconds"]
+        if (work / "wall_seconds.json").exists()
+        else None
+    )
     fig_dir = out / "figures"
     figure_files = [
         figures.training_curves(history_csv, fig_dir / "training_curves.png"),
-        figures.confusion_matrix_png(val_metrics["confusion"], fig_dir / "confusion_matrix.png",
-                                     f"Validation ({len(data.val)} faces), flip-averaged"),
-        figures.class_counts_png(data.report["class_counts_before"], data.report["class_counts_after"],
-                                 fig_dir / "class_counts.png"),
-        figures.misclassified_grid(data.val.images, data.val.labels, val_probs.argmax(1),
-                                   fig_dir / "misclassified.png"),
+        figures.confusion_matrix_png(
+            val_metrics["confusion"],
+            fig_dir / "confusion_matrix.png",
+            f"Validation ({len(data.val)} faces), flip-averaged",
+        ),
+        figures.class_counts_png(
+            data.report["class_counts_before"], data.report["class_counts_after"], fig_dir / "class_counts.png"
+        ),
+        figures.misclassified_grid(
+            data.val.images, data.val.labels, val_probs.argmax(1), fig_dir / "misclassified.png"
+        ),
     ]
     if crowd:
         figure_files += [
-            figures.reliability_png(crowd["validation_single_view"]["calibration_vs_majority"],
-                                    fig_dir / "reliability.png",
-                                    f"PublicTest ({crowd['validation_single_view']['n']} faces), single view, "
-                                    f"T = {calibration['temperature']:.3f}"),
-            figures.confusion_matrix_png(crowd["validation_single_view"]["confusion_vs_crowd"],
-                                         fig_dir / "confusion_vs_crowd.png",
-                                         "PublicTest, single view: crowd majority (rows) vs model"),
+            figures.reliability_png(
+                crowd["validation_single_view"]["calibration_vs_majority"],
+                fig_dir / "reliability.png",
+                f"PublicTest ({crowd['validation_single_view']['n']} faces), single view, "
+                f"T = {calibration['temperature']:.3f}",
+            ),
+            figures.confusion_matrix_png(
+                crowd["validation_single_view"]["confusion_vs_crowd"],
+                fig_dir / "confusion_vs_crowd.png",
+                "PublicTest, single view: crowd majority (rows) vs model",
+            ),
         ]
     card = {
         "model": config.model,
@@ -180,16 +213,17 @@ def export_run(config, data, work: Path) -> dict:
         "input": "48x48 grayscale face, values 0..255 (the model scales them); see fervi.vision.preprocess",
         "params": int(model.count_params()),
         "non_trainable_params": int(sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)),
-        "data": [
-            {**entry, "sha256": file_sha256(entry["path"])} for entry in data.report["datasets"]
-        ],
+        "data": [{**entry, "sha256": file_sha256(entry["path"])} for entry in data.report["datasets"]],
         "class_counts_before_oversampling": data.report["class_counts_before"],
         "class_counts_after_oversampling": data.report["class_counts_after"],
         "overlap_by_pixel_hash": data.report["overlap_train_val"],
         **({"reframed": data.report["reframed"]} if "reframed" in data.report else {}),
         "training": {
-            **{k: v for k, v in asdict(config).items()
-               if k not in ("extra", "resume", "export_only", "note", "device_pack")},
+            **{
+                k: v
+                for k, v in asdict(config).items()
+                if k not in ("extra", "resume", "export_only", "note", "device_pack")
+            },
             "epochs_run": epochs_run,
             "selected_checkpoint": checkpoint.name,
             "wall_seconds": round(wall, 1) if wall else None,
@@ -212,7 +246,9 @@ def export_run(config, data, work: Path) -> dict:
     }
     (out / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
     (out / "MODEL_CARD.md").write_text(model_card_markdown(card))
-    log.info("event=model_exported out=%s accuracy=%.4f macro_f1=%.4f", out, val_metrics["accuracy"], val_metrics["macro_f1"])
+    log.info(
+        "event=model_exported out=%s accuracy=%.4f macro_f1=%.4f", out, val_metrics["accuracy"], val_metrics["macro_f1"]
+    )
     return card
 
 
@@ -255,8 +291,13 @@ def _machine(config) -> str:
 
 def _augmentation(augment) -> str:
     """Cards before augmentation modes said on (True) or off (False)."""
-    return {True: "on", False: "off", "full": "on (flip, rotation, zoom, shift, light)",
-            "flip": "mirror images only", "none": "off"}.get(augment, str(augment))
+    return {
+        True: "on",
+        False: "off",
+        "full": "on (flip, rotation, zoom, shift, light)",
+        "flip": "mirror images only",
+        "none": "off",
+    }.get(augment, str(augment))
 
 
 def _optimizer(training: dict) -> str:
@@ -269,12 +310,14 @@ def _optimizer(training: dict) -> str:
 
 
 def _torch_line(run: dict) -> str:
-    return (f"Trained by `training/gpu_train.py` (recipe `{run['recipe']}`, the PyTorch mirror of this "
-            f"architecture, weights mapped by `training/torch_port.py`) on {run['device']}, on the same split "
-            f"and over-sampled rows ({run['train_rows']} per epoch). Augmentation, training split only: "
-            f"horizontal flip, rotation ±{run['degrees']}°, zoom ±{run['zoom']:.0%}, shift ±{run['shift']:.0%}, "
-            f"brightness ±15%, contrast ±20%, random erasing p={run['erase']}; the epoch count was fixed after "
-            f"the first epoch to fit a {run.get('minutes', '?')}-minute budget.")
+    return (
+        f"Trained by `training/gpu_train.py` (recipe `{run['recipe']}`, the PyTorch mirror of this "
+        f"architecture, weights mapped by `training/torch_port.py`) on {run['device']}, on the same split "
+        f"and over-sampled rows ({run['train_rows']} per epoch). Augmentation, training split only: "
+        f"horizontal flip, rotation ±{run['degrees']}°, zoom ±{run['zoom']:.0%}, shift ±{run['shift']:.0%}, "
+        f"brightness ±15%, contrast ±20%, random erasing p={run['erase']}; the epoch count was fixed after "
+        f"the first epoch to fit a {run.get('minutes', '?')}-minute budget."
+    )
 
 
 def _cpus() -> int:
@@ -293,95 +336,143 @@ def _history_epochs(history_csv: Path) -> list[int]:
 
 def _init_line(training: dict) -> str:
     parent = training["init_from"]
-    line = (f"Started from the weights of an earlier run (`--init`): {parent.get('epochs_run')} epochs, peak rate "
-            f"{parent.get('learning_rate')}, validation accuracy {parent.get('validation_accuracy') or 0:.4f}, "
-            f"{parent.get('wall_seconds')} s. In all: {training['epochs_total']} epochs, "
-            f"{training['wall_seconds_total']} s.")
+    line = (
+        f"Started from the weights of an earlier run (`--init`): {parent.get('epochs_run')} epochs, peak rate "
+        f"{parent.get('learning_rate')}, validation accuracy {parent.get('validation_accuracy') or 0:.4f}, "
+        f"{parent.get('wall_seconds')} s. In all: {training['epochs_total']} epochs, "
+        f"{training['wall_seconds_total']} s."
+    )
     if parent.get("history_note"):
         line += f" That run: {parent['history_note']}"
     return line
 
 
 def _agreement_line(training: dict) -> str:
-    return (f"Agreement between framings (`--agreement {training['agreement']:g}`, training/agreement.py): every "
-            "batch shows each face in two framings drawn from its crops at the margins above and its dataset "
-            "crop, each mirrored at random; the loss adds to both views' cross-entropy "
-            f"{training['agreement']:g} x the Jensen-Shannon divergence between their predictions.")
+    return (
+        f"Agreement between framings (`--agreement {training['agreement']:g}`, training/agreement.py): every "
+        "batch shows each face in two framings drawn from its crops at the margins above and its dataset "
+        "crop, each mirrored at random; the loss adds to both views' cross-entropy "
+        f"{training['agreement']:g} x the Jensen-Shannon divergence between their predictions."
+    )
 
 
 def _reframed_line(reframed: dict) -> str:
-    found = ", ".join(f"{name} {info['found_by_detector']}/{info['faces']}" for name, info in reframed.items()
-                      if isinstance(info, dict))
-    both = (" Framing `both`: each epoch shows every training face in either framing at random, the "
-            "detector's or the dataset's own crop.") if reframed.get("framing") == "both" else ""
+    found = ", ".join(
+        f"{name} {info['found_by_detector']}/{info['faces']}"
+        for name, info in reframed.items()
+        if isinstance(info, dict)
+    )
+    both = (
+        (
+            " Framing `both`: each epoch shows every training face in either framing at random, the "
+            "detector's or the dataset's own crop."
+        )
+        if reframed.get("framing") == "both"
+        else ""
+    )
     if reframed.get("train_margins"):
-        both += (f" Training faces are also cropped at margins {', '.join(map(str, reframed['train_margins']))} "
-                 "around the detector's box (`--agreement`).")
-    return (f"- Every split framed as the workers frame live faces (training/reframe.py): detector "
-            f"`{reframed['detector']}`, crop margin {reframed['margin']}; faces found by it: {found} (the others "
-            "keep their original crop). Validation and hold-out metrics below are on these framings, except the "
-            f"rows that say dataset crops.{both}")
+        both += (
+            f" Training faces are also cropped at margins {', '.join(map(str, reframed['train_margins']))} "
+            "around the detector's box (`--agreement`)."
+        )
+    return (
+        f"- Every split framed as the workers frame live faces (training/reframe.py): detector "
+        f"`{reframed['detector']}`, crop margin {reframed['margin']}; faces found by it: {found} (the others "
+        "keep their original crop). Validation and hold-out metrics below are on these framings, except the "
+        f"rows that say dataset crops.{both}"
+    )
 
 
 WHY_LOWER_ON_ORIGINAL = (
     "Why agreeing with people scores lower on the original labels: each FER-2013 label is one person's guess, and "
     "ten people relabelling the same faces (FER+) overrule that guess on about a third of them, most often "
-    "turning \"fear\" or \"sad\" into \"neutral\". A model that learns what the crowd says therefore agrees "
-    "more with people and less with those single guesses; the crowd's majority is the better reference.")
+    'turning "fear" or "sad" into "neutral". A model that learns what the crowd says therefore agrees '
+    "more with people and less with those single guesses; the crowd's majority is the better reference."
+)
 
 
 def _labels_line(card: dict) -> str:
     notes = [n for entry in card["data"] for n in entry.get("notes", [])]
     posed = card["training"].get("posed_repeat", 1)
-    return ("Labels: each FER-2013 face's FER+ crowd votes as a distribution over the seven emotions (the loss is "
-            "the cross-entropy against it: the FER+ paper's PLD); contempt votes are dropped, and faces whose "
-            "plurality is unknown, not a face or contempt are left out of training and validation (" +
-            "; ".join(notes) + "). CK+ faces keep their one-hot posed label" +
-            (f", each shown {posed} times an epoch" if posed > 1 else "") + ". The model is selected on "
-            "PublicTest's agreement with the crowd's majority.")
+    return (
+        "Labels: each FER-2013 face's FER+ crowd votes as a distribution over the seven emotions (the loss is "
+        "the cross-entropy against it: the FER+ paper's PLD); contempt votes are dropped, and faces whose "
+        "plurality is unknown, not a face or contempt are left out of training and validation ("
+        + "; ".join(notes)
+        + "). CK+ faces keep their one-hot posed label"
+        + (f", each shown {posed} times an epoch" if posed > 1 else "")
+        + ". The model is selected on "
+        "PublicTest's agreement with the crowd's majority."
+    )
 
 
 def _crowd_lines(card: dict) -> list[str]:
     crowd = card["metrics"].get("crowd")
     if not crowd:
         return []
-    rows = {"validation_dataset_crops_single_view": "PublicTest, dataset crops, single view",
-            "validation_single_view": "PublicTest, framed by the detector, single view",
-            "validation_flip_averaged": "PublicTest, framed by the detector, flip-averaged"}
-    lines = ["", "## Agreement with people (FER+ crowd votes)", "",
-             "Validation labels are the crowd's majority of ten votes (FER+); faces whose plurality is unknown, "
-             "not a face or contempt are left out, and contempt votes are dropped. Accuracy below counts a face "
-             "where people tied as right on any tied emotion (strict: tied faces left out).", "",
-             "| set | n | crowd majority | strict | original FER-2013 label | mean p of the votes | ECE |",
-             "|---|---|---|---|---|---|---|"]
+    rows = {
+        "validation_dataset_crops_single_view": "PublicTest, dataset crops, single view",
+        "validation_single_view": "PublicTest, framed by the detector, single view",
+        "validation_flip_averaged": "PublicTest, framed by the detector, flip-averaged",
+    }
+    lines = [
+        "",
+        "## Agreement with people (FER+ crowd votes)",
+        "",
+        "Validation labels are the crowd's majority of ten votes (FER+); faces whose plurality is unknown, "
+        "not a face or contempt are left out, and contempt votes are dropped. Accuracy below counts a face "
+        "where people tied as right on any tied emotion (strict: tied faces left out).",
+        "",
+        "| set | n | crowd majority | strict | original FER-2013 label | mean p of the votes | ECE |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for key, label in rows.items():
         if key in crowd:
             m = crowd[key]
-            lines.append(f"| {label} | {m['n']} | {m['majority_accuracy']:.4f} | {m['majority_accuracy_strict']:.4f} "
-                         f"| {m['original_label_accuracy']:.4f} | {m['mean_probability_of_votes']:.4f} "
-                         f"| {m['calibration_vs_majority']['ece']:.4f} |")
+            lines.append(
+                f"| {label} | {m['n']} | {m['majority_accuracy']:.4f} | {m['majority_accuracy_strict']:.4f} "
+                f"| {m['original_label_accuracy']:.4f} | {m['mean_probability_of_votes']:.4f} "
+                f"| {m['calibration_vs_majority']['ece']:.4f} |"
+            )
     shares = crowd["validation_single_view"]["shares"]
-    lines += ["", "Share of each emotion (PublicTest, detector framing, single view): predicted / crowd's majority: "
-              + ", ".join(f"{e} {v['predicted']:.1%} / {v['crowd']:.1%}" for e, v in shares.items()) + ".",
-              "", WHY_LOWER_ON_ORIGINAL]
+    lines += [
+        "",
+        "Share of each emotion (PublicTest, detector framing, single view): predicted / crowd's majority: "
+        + ", ".join(f"{e} {v['predicted']:.1%} / {v['crowd']:.1%}" for e, v in shares.items())
+        + ".",
+        "",
+        WHY_LOWER_ON_ORIGINAL,
+    ]
     cal = card.get("calibration")
     if cal:
         cross = cal["ece_cross_fitted"]
-        lines += ["", "## Calibration", "",
-                  f"Temperature T = {cal['temperature']} fitted on {cal['fitted_on']} and folded into the last "
-                  f"layer (training/calibration.py): NLL {cal['nll_before']} -> {cal['nll_after']}, ECE "
-                  f"{cal['ece_before']} -> {cal['ece_after_in_sample']} on the faces it was fitted on. Fitted on "
-                  f"one half of them and measured on the other (both ways): ECE {cross['ece']} "
-                  f"(T {cross['temperatures']}). Reliability diagram: figures/reliability.png."]
+        lines += [
+            "",
+            "## Calibration",
+            "",
+            f"Temperature T = {cal['temperature']} fitted on {cal['fitted_on']} and folded into the last "
+            f"layer (training/calibration.py): NLL {cal['nll_before']} -> {cal['nll_after']}, ECE "
+            f"{cal['ece_before']} -> {cal['ece_after_in_sample']} on the faces it was fitted on. Fitted on "
+            f"one half of them and measured on the other (both ways): ECE {cross['ece']} "
+            f"(T {cross['temperatures']}). Reliability diagram: figures/reliability.png.",
+        ]
         if cal.get("uncertain_margins"):
-            lines += ["", "## Uncertain", "",
-                      "A face is shown as uncertain, with its two leading emotions, when the top emotion leads the "
-                      "second by less than a margin (FERVI_UNCERTAIN_MARGIN). On PublicTest, single view:", "",
-                      "| margin | faces uncertain | their label = crowd | crowd's in their two | clear faces' label "
-                      "= crowd |", "|---|---|---|---|---|"]
+            lines += [
+                "",
+                "## Uncertain",
+                "",
+                "A face is shown as uncertain, with its two leading emotions, when the top emotion leads the "
+                "second by less than a margin (FERVI_UNCERTAIN_MARGIN). On PublicTest, single view:",
+                "",
+                "| margin | faces uncertain | their label = crowd | crowd's in their two | clear faces' label "
+                "= crowd |",
+                "|---|---|---|---|---|",
+            ]
             for row in cal["uncertain_margins"]:
-                lines.append(f"| {row['margin']} | {row['uncertain_share']:.1%} | {_pct(row['uncertain_top_right'])} "
-                             f"| {_pct(row['uncertain_top2_right'])} | {_pct(row['clear_right'])} |")
+                lines.append(
+                    f"| {row['margin']} | {row['uncertain_share']:.1%} | {_pct(row['uncertain_top_right'])} "
+                    f"| {_pct(row['uncertain_top2_right'])} | {_pct(row['clear_right'])} |"
+                )
     return lines
 
 
@@ -395,8 +486,7 @@ def model_card_markdown(card: dict) -> str:
     lines = [
         f"# FERVI emotion classifier: {card['model']}",
         "",
-        f"{card['params']:,} parameters ({card['non_trainable_params']} non-trainable); input "
-        f"{card['input']}.",
+        f"{card['params']:,} parameters ({card['non_trainable_params']} non-trainable); input {card['input']}.",
         "",
         "## Data and split",
         "",
@@ -432,8 +522,10 @@ def model_card_markdown(card: dict) -> str:
         f"| validation, flip-averaged | {val['n']} | {val['accuracy']:.4f} | {val['macro_f1']:.4f} |",
         f"| validation, single view | {single['n']} | {single['accuracy']:.4f} | {single['macro_f1']:.4f} |",
     ]
-    for name, label in (("validation_dataset_crops_flip_averaged", "validation, dataset crops, flip-averaged"),
-                        ("validation_dataset_crops_single_view", "validation, dataset crops, single view")):
+    for name, label in (
+        ("validation_dataset_crops_flip_averaged", "validation, dataset crops, flip-averaged"),
+        ("validation_dataset_crops_single_view", "validation, dataset crops, single view"),
+    ):
         if name in card["metrics"]:
             m = card["metrics"][name]
             lines.append(f"| {label} | {m['n']} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
@@ -443,12 +535,20 @@ def model_card_markdown(card: dict) -> str:
     flips = card["metrics"].get("validation_label_flips_between_margins")
     if flips:
         per = ", ".join(f"{v:.1%} at margin {m}" for m, v in flips["per_margin"].items())
-        lines += ["", f"Label flips between crop margins (validation, single view, the {flips['faces']} faces the "
-                  f"detector found): {flips['mean']:.1%} of labels change when the margin is "
-                  f"{card['reframed']['margin']} ± 0.1 ({per})."]
+        lines += [
+            "",
+            f"Label flips between crop margins (validation, single view, the {flips['faces']} faces the "
+            f"detector found): {flips['mean']:.1%} of labels change when the margin is "
+            f"{card['reframed']['margin']} ± 0.1 ({per}).",
+        ]
     lines += _crowd_lines(card)
-    lines += ["", "Per class (validation, flip-averaged):", "", "| emotion | precision | recall | F1 | n |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Per class (validation, flip-averaged):",
+        "",
+        "| emotion | precision | recall | F1 | n |",
+        "|---|---|---|---|---|",
+    ]
     for name, m in val["per_class"].items():
         lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
     lines += [

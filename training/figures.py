@@ -28,8 +28,11 @@ def training_curves(history_csv: Path, path: Path) -> Path:
     epochs = history["epoch"] + 1
     fig, (acc, loss) = plt.subplots(1, 2, figsize=(10, 4))
     curves = {
-        acc: [("accuracy", "train (augmented)"), ("val_accuracy", "validation"),
-              ("val_accuracy_flip_averaged", "validation, flip-averaged")],
+        acc: [
+            ("accuracy", "train (augmented)"),
+            ("val_accuracy", "validation"),
+            ("val_accuracy_flip_averaged", "validation, flip-averaged"),
+        ],
         loss: [("loss", "train (augmented)"), ("val_loss", "validation")],
     }
     for ax, columns in curves.items():
@@ -49,8 +52,15 @@ def confusion_matrix_png(confusion: list[list[int]], path: Path, title: str) -> 
     ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(EMOTIONS)):
         for j in range(len(EMOTIONS)):
-            ax.text(j, i, f"{rows[i, j]:.2f}\n{int(counts[i, j])}", ha="center", va="center", fontsize=7,
-                    color="white" if rows[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{rows[i, j]:.2f}\n{int(counts[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if rows[i, j] > 0.5 else "black",
+            )
     ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45)
     ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
     ax.set(xlabel="predicted", ylabel="true", title=title)
@@ -77,7 +87,7 @@ def misclassified_grid(
     fig, axes = plt.subplots(side, side, figsize=(side * 1.5, side * 1.7))
     for ax in np.ravel(axes):
         ax.axis("off")
-    for ax, i in zip(np.ravel(axes), picks):
+    for ax, i in zip(np.ravel(axes), picks, strict=False):
         ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
         ax.set_title(f"{EMOTIONS[y_true[i]]}\n→ {EMOTIONS[y_pred[i]]}", fontsize=7)
     fig.suptitle("Misclassified validation faces (true → predicted)", fontsize=9)
@@ -95,7 +105,12 @@ def reliability_png(table: dict, path: Path, title: str) -> Path:
     ax.set(ylabel="share agreeing with the crowd's majority", title=title, xlim=(0, 1), ylim=(0, 1))
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
-    counts.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["n"] for b in bins],
-               width=[b["high"] - b["low"] for b in bins], color="tab:blue", alpha=0.6)
+    counts.bar(
+        [(b["low"] + b["high"]) / 2 for b in bins],
+        [b["n"] for b in bins],
+        width=[b["high"] - b["low"] for b in bins],
+        color="tab:blue",
+        alpha=0.6,
+    )
     counts.set(xlabel="confidence of the top emotion", ylabel="faces")
     return _save(fig, path)

@@ -27,24 +27,84 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from fervi.training.device_pack import read_pack
+from torch import nn
 
 # name -> recipe. Augmentation: degrees, zoom, shift (fraction of the side), erase probability.
 RECIPES: dict[str, dict] = {
-    "sgd": dict(optimizer="sgd", lr=0.05, weight_decay=5e-4, batch=128, smoothing=0.1,
-                degrees=10, zoom=0.1, shift=0.1, erase=0.25, seed=1),
-    "sgd_strong": dict(optimizer="sgd", lr=0.05, weight_decay=5e-4, batch=128, smoothing=0.1,
-                       degrees=15, zoom=0.15, shift=0.12, erase=0.5, seed=2),
-    "sgd_b64": dict(optimizer="sgd", lr=0.03, weight_decay=5e-4, batch=64, smoothing=0.1,
-                    degrees=10, zoom=0.1, shift=0.1, erase=0.25, seed=3),
-    "adamw": dict(optimizer="adamw", lr=2e-3, weight_decay=0.05, batch=128, smoothing=0.1,
-                  degrees=10, zoom=0.1, shift=0.1, erase=0.25, seed=4),
-    "adamw_strong": dict(optimizer="adamw", lr=2e-3, weight_decay=0.05, batch=128, smoothing=0.1,
-                         degrees=15, zoom=0.15, shift=0.12, erase=0.5, seed=5),
-    "finetune": dict(optimizer="adamw", lr=5e-4, weight_decay=0.05, batch=128, smoothing=0.1,
-                     degrees=10, zoom=0.1, shift=0.1, erase=0.25, seed=6, init=True),
+    "sgd": dict(
+        optimizer="sgd",
+        lr=0.05,
+        weight_decay=5e-4,
+        batch=128,
+        smoothing=0.1,
+        degrees=10,
+        zoom=0.1,
+        shift=0.1,
+        erase=0.25,
+        seed=1,
+    ),
+    "sgd_strong": dict(
+        optimizer="sgd",
+        lr=0.05,
+        weight_decay=5e-4,
+        batch=128,
+        smoothing=0.1,
+        degrees=15,
+        zoom=0.15,
+        shift=0.12,
+        erase=0.5,
+        seed=2,
+    ),
+    "sgd_b64": dict(
+        optimizer="sgd",
+        lr=0.03,
+        weight_decay=5e-4,
+        batch=64,
+        smoothing=0.1,
+        degrees=10,
+        zoom=0.1,
+        shift=0.1,
+        erase=0.25,
+        seed=3,
+    ),
+    "adamw": dict(
+        optimizer="adamw",
+        lr=2e-3,
+        weight_decay=0.05,
+        batch=128,
+        smoothing=0.1,
+        degrees=10,
+        zoom=0.1,
+        shift=0.1,
+        erase=0.25,
+        seed=4,
+    ),
+    "adamw_strong": dict(
+        optimizer="adamw",
+        lr=2e-3,
+        weight_decay=0.05,
+        batch=128,
+        smoothing=0.1,
+        degrees=15,
+        zoom=0.15,
+        shift=0.12,
+        erase=0.5,
+        seed=5,
+    ),
+    "finetune": dict(
+        optimizer="adamw",
+        lr=5e-4,
+        weight_decay=0.05,
+        batch=128,
+        smoothing=0.1,
+        degrees=10,
+        zoom=0.1,
+        shift=0.1,
+        erase=0.25,
+        seed=6,
+        init=True,
+    ),
 }
 
 
@@ -95,10 +155,13 @@ def augment(x: torch.Tensor, r: dict, gen: torch.Generator) -> torch.Tensor:
     scale = uniform(1 - r["zoom"], 1 + r["zoom"])
     flip = torch.where(torch.rand(n, device=dev, generator=gen) < 0.5, -1.0, 1.0)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([
-        torch.stack([cos * flip, -sin, uniform(-2 * r["shift"], 2 * r["shift"])], 1),
-        torch.stack([sin * flip, cos, uniform(-2 * r["shift"], 2 * r["shift"])], 1),
-    ], 1)
+    theta = torch.stack(
+        [
+            torch.stack([cos * flip, -sin, uniform(-2 * r["shift"], 2 * r["shift"])], 1),
+            torch.stack([sin * flip, cos, uniform(-2 * r["shift"], 2 * r["shift"])], 1),
+        ],
+        1,
+    )
     grid = F.affine_grid(theta, x.shape, align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
@@ -111,8 +174,12 @@ def augment(x: torch.Tensor, r: dict, gen: torch.Generator) -> torch.Tensor:
         top, left = uniform(0, 1) * (48 - h), uniform(0, 1) * (48 - w)
         ys = torch.arange(48, device=dev).view(1, 48, 1)
         xs = torch.arange(48, device=dev).view(1, 1, 48)
-        box = ((ys >= top.view(n, 1, 1)) & (ys < (top + h).view(n, 1, 1))
-               & (xs >= left.view(n, 1, 1)) & (xs < (left + w).view(n, 1, 1)))
+        box = (
+            (ys >= top.view(n, 1, 1))
+            & (ys < (top + h).view(n, 1, 1))
+            & (xs >= left.view(n, 1, 1))
+            & (xs < (left + w).view(n, 1, 1))
+        )
         box &= (torch.rand(n, device=dev, generator=gen) < r["erase"]).view(n, 1, 1)
         fill = torch.rand(n, 1, 1, device=dev, generator=gen) * 255
         x = torch.where(box.unsqueeze(1), fill.unsqueeze(1), x)
@@ -125,7 +192,7 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tu
     model.eval()
     single, flipped = [], []
     for start in range(0, len(images), 1024):
-        x = images[start:start + 1024]
+        x = images[start : start + 1024]
         p = F.softmax(model(x), 1)
         single.append(p)
         flipped.append((p + F.softmax(model(x.flip(3)), 1)) / 2)
@@ -148,8 +215,12 @@ def _state(model: nn.Module) -> dict[str, np.ndarray]:
 
 def _save(path: Path, last: dict, best: dict, meta: dict) -> None:
     buffer = io.BytesIO()
-    np.savez(buffer, meta=np.array(json.dumps(meta)),
-             **{f"last/{k}": v for k, v in last.items()}, **{f"best/{k}": v for k, v in best.items()})
+    np.savez(
+        buffer,
+        meta=np.array(json.dumps(meta)),
+        **{f"last/{k}": v for k, v in last.items()},
+        **{f"best/{k}": v for k, v in best.items()},
+    )
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(buffer.getvalue())
     os.replace(tmp, path)
@@ -189,11 +260,14 @@ def train_recipe(name: str, pack: Path, out: Path, minutes: float, init: Path | 
         loss_sum = torch.zeros((), device=dev)
         for b in range(steps_per_epoch):
             total = (epochs or 1000) * steps_per_epoch
-            lr = r["lr"] * (step + 1) / warmup if step < warmup else \
-                0.5 * r["lr"] * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+            lr = (
+                r["lr"] * (step + 1) / warmup
+                if step < warmup
+                else 0.5 * r["lr"] * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+            )
             for g in opt.param_groups:
                 g["lr"] = lr
-            rows = order[b * r["batch"]:(b + 1) * r["batch"]]
+            rows = order[b * r["batch"] : (b + 1) * r["batch"]]
             faces = train_x[rows]
             if alt_x is not None:
                 other = torch.rand(len(rows), device=dev, generator=gen) < 0.5
@@ -210,20 +284,39 @@ def train_recipe(name: str, pack: Path, out: Path, minutes: float, init: Path | 
         if epochs is None:  # the first epoch's time sets how many fit the budget
             spent = time.time() - epoch_start
             epochs = max(3, int(minutes * 60 / (spent * 1.05)))
-        history.append({"epoch": epoch, "loss": round(float(loss_sum) / steps_per_epoch, 4), "lr": lr,
-                        "val_accuracy": round(single, 4), "val_accuracy_flip": round(flipped, 4),
-                        "seconds": round(time.time() - started, 1)})
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": round(float(loss_sum) / steps_per_epoch, 4),
+                "lr": lr,
+                "val_accuracy": round(single, 4),
+                "val_accuracy_flip": round(flipped, 4),
+                "seconds": round(time.time() - started, 1),
+            }
+        )
         last_state = _state(model)
         if single > best_acc:
             best_acc, best_state = single, last_state
-        meta = {"recipe": name, **r, "minutes": minutes, "epochs_planned": epochs, "epochs_run": epoch + 1, "history": history,
-                "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
-                "torch": torch.__version__, "wall_seconds": round(time.time() - started, 1),
-                "train_rows": int(len(index)), "steps_per_epoch": steps_per_epoch}
+        meta = {
+            "recipe": name,
+            **r,
+            "minutes": minutes,
+            "epochs_planned": epochs,
+            "epochs_run": epoch + 1,
+            "history": history,
+            "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
+            "torch": torch.__version__,
+            "wall_seconds": round(time.time() - started, 1),
+            "train_rows": int(len(index)),
+            "steps_per_epoch": steps_per_epoch,
+        }
         _save(out / f"{name}.npz", last_state, best_state, meta)
         if epoch % 10 == 0 or epoch + 1 >= epochs:
-            print(f"{name} epoch {epoch + 1}/{epochs} loss {history[-1]['loss']:.3f} val {single:.4f} "
-                  f"flip {flipped:.4f} {history[-1]['seconds']:.0f}s", flush=True)
+            print(
+                f"{name} epoch {epoch + 1}/{epochs} loss {history[-1]['loss']:.3f} val {single:.4f} "
+                f"flip {flipped:.4f} {history[-1]['seconds']:.0f}s",
+                flush=True,
+            )
         if epoch + 1 >= epochs:
             break
 
@@ -244,12 +337,21 @@ def main(argv: list[str] | None = None) -> None:
     if len(names) == 1:
         train_recipe(names[0], args.pack, args.out, args.minutes, args.init)
         return
-    base = [sys.executable, "-m", "fervi.training.gpu_train", "--pack", str(args.pack), "--out", str(args.out),
-            "--minutes", str(args.minutes)] + (["--init", str(args.init)] if args.init else [])
+    base = [
+        sys.executable,
+        "-m",
+        "fervi.training.gpu_train",
+        "--pack",
+        str(args.pack),
+        "--out",
+        str(args.out),
+        "--minutes",
+        str(args.minutes),
+    ] + (["--init", str(args.init)] if args.init else [])
     procs = [subprocess.Popen(base + ["--recipes", name]) for name in names]
     codes = [p.wait() for p in procs]
     if any(codes):
-        raise SystemExit(f"recipes failed: {dict(zip(names, codes))}")
+        raise SystemExit(f"recipes failed: {dict(zip(names, codes, strict=True))}")
 
 
 if __name__ == "__main__":

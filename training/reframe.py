@@ -47,15 +47,24 @@ def reframe_faces_at(images: np.ndarray, detector, margins) -> tuple[np.ndarray,
     return out, found
 
 
-def reframe_set(faces: FaceSet, detector, margin: float, name: str,
-                 extra_margins=()) -> tuple[FaceSet, dict, dict[float, np.ndarray]]:
+def reframe_set(
+    faces: FaceSet, detector, margin: float, name: str, extra_margins=()
+) -> tuple[FaceSet, dict, dict[float, np.ndarray]]:
     """`faces` framed at `margin`, a report, and the same faces cropped at each of `extra_margins`."""
     started = time.perf_counter()
     margins = [margin, *extra_margins]
     crops, found = reframe_faces_at(faces.images, detector, margins)
     reframed = faces.with_images(crops[0])
-    info = {"faces": len(faces), "found_by_detector": int(found.sum()),
-            "seconds": round(time.perf_counter() - started, 1)}
-    log.info("event=reframed split=%s faces=%d found=%d seconds=%.1f", name, len(faces), info["found_by_detector"],
-             info["seconds"])
+    info = {
+        "faces": len(faces),
+        "found_by_detector": int(found.sum()),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    log.info(
+        "event=reframed split=%s faces=%d found=%d seconds=%.1f",
+        name,
+        len(faces),
+        info["found_by_detector"],
+        info["seconds"],
+    )
     return reframed, info, {round(m, 4): crops[k + 1] for k, m in enumerate(extra_margins)}

@@ -66,9 +66,7 @@ def overlap_report(parts: dict[str, FaceSet]) -> dict[str, int]:
     """Identical images (by pixel hash) shared between each pair of splits."""
     hashes = {name: set(image_hashes(faces.images)) for name, faces in parts.items() if faces is not None}
     names = list(hashes)
-    return {
-        f"{a}&{b}": len(hashes[a] & hashes[b]) for i, a in enumerate(names) for b in names[i + 1 :]
-    }
+    return {f"{a}&{b}": len(hashes[a] & hashes[b]) for i, a in enumerate(names) for b in names[i + 1 :]}
 
 
 def oversample_indices(labels: np.ndarray, min_share: float, seed: int) -> np.ndarray:

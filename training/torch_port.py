@@ -39,7 +39,7 @@ def torch_state(layers: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
         kernel, bias = layers[f"{block}_conv"]
         state[f"{block}.conv.weight"] = kernel.transpose(3, 2, 0, 1)
         state[f"{block}.conv.bias"] = bias
-        for key, value in zip(("weight", "bias", "running_mean", "running_var"), layers[f"{block}_bn"]):
+        for key, value in zip(("weight", "bias", "running_mean", "running_var"), layers[f"{block}_bn"], strict=True):
             state[f"{block}.bn.{key}"] = value
     for lstm in LSTMS:
         kernel, recurrent, bias = layers[lstm]

@@ -44,8 +44,7 @@ def prepare(config: TrainConfig) -> PreparedData:
     """Split every dataset first, then over-sample the training rows only."""
     trains, vals, holdouts, report = [], [], {}, {"datasets": []}
     for i, path in enumerate(config.data):
-        faces = load_faces(path, skip_bad=config.skip_bad, include_contempt=config.include_contempt,
-                           votes=config.votes)
+        faces = load_faces(path, skip_bad=config.skip_bad, include_contempt=config.include_contempt, votes=config.votes)
         split = split_faces(faces, config.holdout_fraction, config.seed)
         name = Path(path).name.split(".")[0]
         entry = {
@@ -81,7 +80,8 @@ def prepare(config: TrainConfig) -> PreparedData:
     if config.framing != "dataset":
         cropped_train, val_as_cropped = train, val
         train, val, holdouts, train_margins, val_margins = reframe_splits(
-            train, val, holdouts, report, with_train_margins=config.agreement > 0)
+            train, val, holdouts, report, with_train_margins=config.agreement > 0
+        )
         report["reframed"]["framing"] = config.framing
         if config.framing == "both":
             train_alt = cropped_train
@@ -101,8 +101,9 @@ def prepare(config: TrainConfig) -> PreparedData:
     return PreparedData(train, val, holdouts, index, report, train_alt, val_as_cropped, val_margins, train_views)
 
 
-def reframe_splits(train: FaceSet, val: FaceSet, holdouts: dict[str, FaceSet], report: dict,
-                   with_train_margins: bool = False):
+def reframe_splits(
+    train: FaceSet, val: FaceSet, holdouts: dict[str, FaceSet], report: dict, with_train_margins: bool = False
+):
     """Every split framed as the workers frame faces (`reframe.py`), with the default detector settings; the
     validation faces also at margin -0.1 and +0.1 (label flips), the training faces at `MARGIN_OFFSETS` too
     when `with_train_margins`."""
@@ -120,9 +121,11 @@ def reframe_splits(train: FaceSet, val: FaceSet, holdouts: dict[str, FaceSet], r
     if train_offsets:
         report["reframed"]["train_margins"] = [round(margin + d, 4) for d in train_offsets]
     train, report["reframed"]["train"], train_margins = reframe_set(
-        train, detector, margin, "train", [margin + d for d in train_offsets])
+        train, detector, margin, "train", [margin + d for d in train_offsets]
+    )
     val, report["reframed"]["val"], val_margins = reframe_set(
-        val, detector, margin, "val", [margin - FLIP_MARGIN_STEP, margin + FLIP_MARGIN_STEP])
+        val, detector, margin, "val", [margin - FLIP_MARGIN_STEP, margin + FLIP_MARGIN_STEP]
+    )
     for name in list(holdouts):
         holdouts[name], report["reframed"][name], _ = reframe_set(holdouts[name], detector, margin, name)
     return train, val, holdouts, train_margins, val_margins
@@ -169,15 +172,19 @@ def train(config: TrainConfig) -> dict:
     if config.augment not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, not {config.augment!r}")
     if config.agreement and (config.device_pack or config.from_torch):
-        raise SystemExit("--agreement trains here (Keras) only: training/gpu_train.py does not train on pairs of "
-                         "framings, so it cannot go with --device-pack or --from-torch")
+        raise SystemExit(
+            "--agreement trains here (Keras) only: training/gpu_train.py does not train on pairs of "
+            "framings, so it cannot go with --device-pack or --from-torch"
+        )
     if config.device_pack:
         from .device_pack import write_pack
 
         data = prepare(config)
         if data.train.votes is not None:
-            raise SystemExit("--device-pack packs one label per face: training/gpu_train.py does not learn vote "
-                             "distributions yet; pass --no-votes to pack the CSV's own labels")
+            raise SystemExit(
+                "--device-pack packs one label per face: training/gpu_train.py does not learn vote "
+                "distributions yet; pass --no-votes to pack the CSV's own labels"
+            )
         manifest = write_pack(data, config.device_pack)
         log.info("event=device_pack_written folder=%s sets=%s", config.device_pack, manifest["sets"])
         return {"device_pack": config.device_pack, "sets": manifest["sets"]}
@@ -207,22 +214,37 @@ def train(config: TrainConfig) -> dict:
     if config.init:
         model.set_weights(keras.models.load_model(config.init, compile=False).get_weights())
         log.info("event=weights_loaded from=%s", config.init)
-    optimizer = keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay) \
-        if config.weight_decay else keras.optimizers.Adam(config.learning_rate)
+    optimizer = (
+        keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay)
+        if config.weight_decay
+        else keras.optimizers.Adam(config.learning_rate)
+    )
     if config.agreement > 0:
         from .agreement import CrossEntropyWithAgreement, PairedViews, paired_eval_batches
         from .augment import augmenter
 
         loss = CrossEntropyWithAgreement(config.agreement, config.label_smoothing)
-        batches = PairedViews(data.train_views, data.train.targets(), data.train_index, config.batch_size,
-                              config.seed, augmenter(config.seed) if config.augment == "full" else None)
+        batches = PairedViews(
+            data.train_views,
+            data.train.targets(),
+            data.train_index,
+            config.batch_size,
+            config.seed,
+            augmenter(config.seed) if config.augment == "full" else None,
+        )
         validation = paired_eval_batches(data.val.images, data.val.targets(), 128)
         log.info("event=agreement weight=%g framings=%d", config.agreement, len(data.train_views))
     else:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
         alternate = data.train_alt.images[data.train_index] if data.train_alt is not None else None
-        batches = train_pipeline(data.train.images[data.train_index], data.train.targets()[data.train_index],
-                                 config.batch_size, config.seed, config.augment, alternate)
+        batches = train_pipeline(
+            data.train.images[data.train_index],
+            data.train.targets()[data.train_index],
+            config.batch_size,
+            config.seed,
+            config.augment,
+            alternate,
+        )
         validation = eval_pipeline(data.val.images, data.val.targets(), 256)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     callbacks = [
@@ -234,8 +256,13 @@ def train(config: TrainConfig) -> dict:
         keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
         wall_clock(work / "wall_seconds.json"),
     ]
-    model.fit(batches, validation_data=validation, epochs=config.epochs, callbacks=callbacks,
-              verbose=1 if sys.stderr.isatty() else 2)
+    model.fit(
+        batches,
+        validation_data=validation,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=1 if sys.stderr.isatty() else 2,
+    )
 
     from .export import export_run
 
@@ -272,6 +299,7 @@ def import_torch_run(config: TrainConfig, work: Path) -> dict:
     config.label_smoothing = meta["smoothing"]
     config.augment = "full"
     config.extra = {"trained_with": run_info}
-    log.info("event=torch_run_imported file=%s recipe=%s epochs=%d", config.from_torch, meta["recipe"],
-             meta["epochs_run"])
+    log.info(
+        "event=torch_run_imported file=%s recipe=%s epochs=%d", config.from_torch, meta["recipe"], meta["epochs_run"]
+    )
     return export_run(config, prepare(config), work)

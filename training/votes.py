@@ -22,13 +22,17 @@ from fervi.emotions import EMOTIONS, NUM_EMOTIONS
 
 from .files import DatasetError, open_text
 
-VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown",
-                "NF")
+VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
 # FER+ emotion column -> FERVI emotion id
-EMOTION_OF_COLUMN = {"neutral": EMOTIONS.index("neutral"), "happiness": EMOTIONS.index("happy"),
-                     "surprise": EMOTIONS.index("surprise"), "sadness": EMOTIONS.index("sad"),
-                     "anger": EMOTIONS.index("angry"), "disgust": EMOTIONS.index("disgust"),
-                     "fear": EMOTIONS.index("fear")}
+EMOTION_OF_COLUMN = {
+    "neutral": EMOTIONS.index("neutral"),
+    "happiness": EMOTIONS.index("happy"),
+    "surprise": EMOTIONS.index("surprise"),
+    "sadness": EMOTIONS.index("sad"),
+    "anger": EMOTIONS.index("angry"),
+    "disgust": EMOTIONS.index("disgust"),
+    "fear": EMOTIONS.index("fear"),
+}
 OTHER_COLUMNS = ("contempt", "unknown", "NF")
 VOTES_FILE = "ferplus_votes.csv.gz"
 SHA1_DIGITS = 10
@@ -82,7 +86,7 @@ class CrowdVotes:
         votes = self.emotion_votes
         return (votes == votes.max(axis=1, keepdims=True)) & (votes > 0)
 
-    def subset(self, rows) -> "CrowdVotes":
+    def subset(self, rows) -> CrowdVotes:
         return CrowdVotes(self.counts[rows])
 
 
@@ -92,8 +96,9 @@ def votes_beside(csv_path: str | Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def load_votes(path: str | Path, rows: np.ndarray, sha1s: list[str], data_name: str,
-               total_rows: int | None = None) -> CrowdVotes:
+def load_votes(
+    path: str | Path, rows: np.ndarray, sha1s: list[str], data_name: str, total_rows: int | None = None
+) -> CrowdVotes:
     """The votes for the dataset rows `rows` (0-based data rows of the CSV), checked against each row's pixels
     hash `sha1s`; `total_rows`, where the whole CSV was read, must be the votes file's row count too. Raises
     `VotesError` (one line) when the files are not aligned."""
@@ -117,17 +122,22 @@ def load_votes(path: str | Path, rows: np.ndarray, sha1s: list[str], data_name: 
                 raise VotesError(
                     f"{path} row {row_number + 2} is for another face than {data_name} row {row_number + 2} "
                     f"(pixels_sha1 {row['pixels_sha1']} != {sha1s[k]}): the votes file is not aligned with this "
-                    "CSV (it must have one row per CSV row, in the same order)")
+                    "CSV (it must have one row per CSV row, in the same order)"
+                )
             try:
                 counts[k] = [int(row[c]) if row[c] not in ("", None) else 0 for c in VOTE_COLUMNS]
             except ValueError:
                 raise VotesError(f"{path} row {row_number + 2}: votes are not whole numbers") from None
     if seen != len(rows):
-        raise VotesError(f"{path} has fewer rows than {data_name} ({seen} of its {len(rows)} faces found): "
-                         "the votes file is not aligned with this CSV")
+        raise VotesError(
+            f"{path} has fewer rows than {data_name} ({seen} of its {len(rows)} faces found): "
+            "the votes file is not aligned with this CSV"
+        )
     if total_rows is not None and lines != total_rows:
-        raise VotesError(f"{path} has {lines} rows and {data_name} {total_rows}: the votes file is not aligned with "
-                         "this CSV (it must have one row per CSV row, in the same order)")
+        raise VotesError(
+            f"{path} has {lines} rows and {data_name} {total_rows}: the votes file is not aligned with "
+            "this CSV (it must have one row per CSV row, in the same order)"
+        )
     if (counts < 0).any():
         raise VotesError(f"{path}: negative vote counts")
     return CrowdVotes(counts)

@@ -51,8 +51,9 @@ def triage(entries: list[Entry], worker: str, now: float, max_age_s: float, max_
                 continue
             image = decode_image(frame.jpeg, max_pixels)
         except (ProtocolError, ImageError) as err:
-            out.dead.append(DeadLetter(entry.camera, entry.entry_id, str(err), worker, now,
-                                       DeadLetter.summarize(entry.fields)))
+            out.dead.append(
+                DeadLetter(entry.camera, entry.entry_id, str(err), worker, now, DeadLetter.summarize(entry.fields))
+            )
             if frame is not None and frame.seq >= 0:
                 out.gaps.append((entry, Result.gap_marker(frame, "dead", worker, now)))
             continue
@@ -60,9 +61,12 @@ def triage(entries: list[Entry], worker: str, now: float, max_age_s: float, max_
     return out
 
 
-def analyse(work: list[Work], pipeline: FacePipeline, worker: str, dequeued_at: float,
-            timing: Timing | None = None) -> list[Result]:
-    faces = pipeline.analyze([w.image for w in work], timing, [(w.frame.camera, w.frame.seq, w.frame.captured_at) for w in work])
+def analyse(
+    work: list[Work], pipeline: FacePipeline, worker: str, dequeued_at: float, timing: Timing | None = None
+) -> list[Result]:
+    faces = pipeline.analyze(
+        [w.image for w in work], timing, [(w.frame.camera, w.frame.seq, w.frame.captured_at) for w in work]
+    )
     done_at = time.time()
     return [
         Result(
@@ -77,5 +81,5 @@ def analyse(work: list[Work], pipeline: FacePipeline, worker: str, dequeued_at: 
             height=w.image.shape[0],
             faces=f,
         )
-        for w, f in zip(work, faces)
+        for w, f in zip(work, faces, strict=True)
     ]

@@ -64,8 +64,9 @@ class Worker:
         self._claimed_at = now
         claimed: list[Entry] = []
         for camera in self.cameras:
-            entries = self.bus.reclaim(self.name, camera, int(self.settings.claim_timeout_s * 1000),
-                                       self.settings.batch_frames)
+            entries = self.bus.reclaim(
+                self.name, camera, int(self.settings.claim_timeout_s * 1000), self.settings.batch_frames
+            )
             if entries:
                 FRAMES_RECLAIMED.labels(metric_camera(camera)).inc(len(entries))
                 log.info("event=reclaimed worker=%s camera=%s frames=%d", self.name, camera, len(entries))
@@ -90,7 +91,6 @@ class Worker:
             entries += more
         return entries
 
-
     def step(self) -> int:
         """Read and finish one batch; returns the number of entries handled."""
         now = time.time()
@@ -107,8 +107,13 @@ class Worker:
         for letter in batch.dead:
             self.bus.dead_letter(letter, ack=letter.entry_id not in marked)
             DEAD_LETTERS.labels(metric_camera(letter.camera)).inc()
-            log.warning("event=dead_letter worker=%s camera=%s entry=%s reason=%r",
-                        self.name, letter.camera, letter.entry_id, letter.reason)
+            log.warning(
+                "event=dead_letter worker=%s camera=%s entry=%s reason=%r",
+                self.name,
+                letter.camera,
+                letter.entry_id,
+                letter.reason,
+            )
         for entry, marker in batch.gaps:  # acked with the marker: the tracker passes these seqs at once
             self.bus.publish_result(marker, entry.entry_id, self.settings.results_maxlen)
         for camera, skipped in collections.Counter(entry.camera for entry in batch.skipped).items():
@@ -121,9 +126,11 @@ class Worker:
             BATCH_SECONDS.labels("detect").observe(timing.detect_ms / 1000)
             BATCH_SECONDS.labels("classify").observe(timing.classify_ms / 1000)
             BATCH_SECONDS.labels("analyse").observe(time.perf_counter() - started)
-            self.bus.publish_results([(result, work.entry.entry_id) for work, result in zip(batch.work, results)],
-                                     self.settings.results_maxlen)
-            for work, result in zip(batch.work, results):
+            self.bus.publish_results(
+                [(result, work.entry.entry_id) for work, result in zip(batch.work, results, strict=True)],
+                self.settings.results_maxlen,
+            )
+            for work, result in zip(batch.work, results, strict=True):
                 FRAMES_DONE.labels(metric_camera(result.camera)).inc()
                 FACES.labels(metric_camera(result.camera)).inc(len(result.faces))
                 LATENCY.observe(result.done_at - result.captured_at)
@@ -131,13 +138,23 @@ class Worker:
                     self.bus.set_latest_frame(result.camera, result.seq, work.frame.jpeg)
                     self._preview_at[result.camera] = result.done_at
             self.frames_done += len(results)
-            log.debug("event=batch worker=%s frames=%d faces=%d detect_ms=%.1f classify_ms=%.1f",
-                      self.name, len(results), timing.faces, timing.detect_ms, timing.classify_ms)
+            log.debug(
+                "event=batch worker=%s frames=%d faces=%d detect_ms=%.1f classify_ms=%.1f",
+                self.name,
+                len(results),
+                timing.faces,
+                timing.detect_ms,
+                timing.classify_ms,
+            )
         return len(entries)
 
     def health(self) -> dict:
-        return {"ok": self.redis_ok and not self.shutdown.requested, "worker": self.name,
-                "cameras": self.cameras, "frames_done": self.frames_done}
+        return {
+            "ok": self.redis_ok and not self.shutdown.requested,
+            "worker": self.name,
+            "cameras": self.cameras,
+            "frames_done": self.frames_done,
+        }
 
     def _step_or_rejoin(self) -> None:
         try:
@@ -150,8 +167,12 @@ class Worker:
                 raise
             # a one-off camera (an uploaded image) forgotten by its request is routine, not a warning
             routine = "NOGROUP" in str(err) and "{image-" in str(err)
-            log.log(logging.INFO if routine else logging.WARNING, "event=cameras_rejoined worker=%s reason=%r",
-                    self.name, str(err)[:120])
+            log.log(
+                logging.INFO if routine else logging.WARNING,
+                "event=cameras_rejoined worker=%s reason=%r",
+                self.name,
+                str(err)[:120],
+            )
             self._forget_cameras()
 
     def _forget_cameras(self, _err: Exception | None = None) -> None:
@@ -161,8 +182,12 @@ class Worker:
 
     def run(self) -> int:
         self.shutdown.install()
-        log.info("event=worker_started worker=%s detector=%s classifier=%s",
-                 self.name, self.pipeline.detector.name, self.pipeline.classifier.name)
+        log.info(
+            "event=worker_started worker=%s detector=%s classifier=%s",
+            self.name,
+            self.pipeline.detector.name,
+            self.pipeline.classifier.name,
+        )
         run_redis_loop(self._step_or_rejoin, self.shutdown, self._forget_cameras)
         self.heartbeat.forget()
         log.info("event=worker_stopped worker=%s frames=%d", self.name, self.frames_done)

@@ -7,9 +7,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import click
 
@@ -35,7 +35,9 @@ class _Main(click.Group):
             from fervi.settings import mask_password
 
             url = mask_password(ctx.obj.redis_url) if isinstance(ctx.obj, Settings) else ""
-            raise click.ClickException(f"cannot reach Redis at {url or '(none set)'} (FERVI_REDIS_URL): {err}") from None
+            raise click.ClickException(
+                f"cannot reach Redis at {url or '(none set)'} (FERVI_REDIS_URL): {err}"
+            ) from None
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -67,8 +69,10 @@ def _redis_url(settings: Settings) -> str:
 
     stack = running_stack(settings.home)
     if stack is None:
-        raise click.ClickException("no Redis to use: set FERVI_REDIS_URL (for example redis://127.0.0.1:6379/0), or "
-                                   f"start `fervi up` (none is running with FERVI_HOME={settings.home})")
+        raise click.ClickException(
+            "no Redis to use: set FERVI_REDIS_URL (for example redis://127.0.0.1:6379/0), or "
+            f"start `fervi up` (none is running with FERVI_HOME={settings.home})"
+        )
     log.debug("event=redis_of_running_stack pid=%s redis=%s", stack["pid"], stack["redis"])
     return stack["redis"]
 
@@ -79,8 +83,9 @@ def _jobs_url(settings: Settings, redis_url: str) -> str:
 
     url = settings.rq_redis_url or redis_url
     if is_cluster_url(url):
-        raise click.UsageError("video jobs need a standalone Redis (RQ does not support Redis Cluster): set "
-                               "FERVI_RQ_REDIS_URL")
+        raise click.UsageError(
+            "video jobs need a standalone Redis (RQ does not support Redis Cluster): set FERVI_RQ_REDIS_URL"
+        )
     return url
 
 
@@ -154,10 +159,17 @@ def config(as_json: bool) -> None:
     stack = running_stack(settings.home)
     if stack is not None:  # what its processes were given, where the environment did not say
         dashboard = urlsplit(stack.get("dashboard", ""))
-        given = {"FERVI_REDIS_URL": mask_password(stack.get("redis", "")), "FERVI_DASHBOARD_HOST": dashboard.hostname,
-                 "FERVI_DASHBOARD_PORT": dashboard.port}
-        rows = [(env, str(given[env]), doc, "fervi up") if source == "default" and given.get(env)
-                else (env, value, doc, source) for env, value, doc, source in rows]
+        given = {
+            "FERVI_REDIS_URL": mask_password(stack.get("redis", "")),
+            "FERVI_DASHBOARD_HOST": dashboard.hostname,
+            "FERVI_DASHBOARD_PORT": dashboard.port,
+        }
+        rows = [
+            (env, str(given[env]), doc, "fervi up")
+            if source == "default" and given.get(env)
+            else (env, value, doc, source)
+            for env, value, doc, source in rows
+        ]
     if as_json:
         click.echo(json.dumps({env: value for env, value, _, _ in rows}, indent=2))
         return
@@ -166,15 +178,18 @@ def config(as_json: bool) -> None:
     for env, value, doc, source in rows:
         click.echo(f"{env:<{width}}  {value:<28}  {source:<8}  {doc}")
     if stack is not None:
-        click.echo(f"\n`fervi up` runs with FERVI_HOME={settings.home} (pid {stack['pid']}): rows FROM \"fervi up\" are "
-                   "what it gave its processes.")
+        click.echo(
+            f'\n`fervi up` runs with FERVI_HOME={settings.home} (pid {stack["pid"]}): rows FROM "fervi up" are '
+            "what it gave its processes."
+        )
 
 
 @main.command()
 @click.option("--workers", type=click.IntRange(0), help="Worker processes (default: one per core).")
 @click.option("--demo/--no-demo", default=True, show_default=True, help="Run the demo camera.")
-@click.option("--camera", "cameras", multiple=True, metavar="NAME=SOURCE",
-              help="Also ingest SOURCE as camera NAME (repeatable).")
+@click.option(
+    "--camera", "cameras", multiple=True, metavar="NAME=SOURCE", help="Also ingest SOURCE as camera NAME (repeatable)."
+)
 @click.option("--host", help="Dashboard address (default: FERVI_DASHBOARD_HOST, 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Dashboard port (default: FERVI_DASHBOARD_PORT, 8000).")
 def up(workers: int | None, demo: bool, cameras: tuple[str, ...], host: str | None, port: int | None) -> None:
@@ -182,7 +197,6 @@ def up(workers: int | None, demo: bool, cameras: tuple[str, ...], host: str | No
     from dataclasses import replace
 
     from fervi.app.stack import Stack, running_stack
-
     from fervi.protocol import CameraSource, ProtocolError
 
     extra = []
@@ -195,8 +209,11 @@ def up(workers: int | None, demo: bool, cameras: tuple[str, ...], host: str | No
         except ProtocolError as err:
             raise click.BadParameter(f"{item!r}: {err}", param_hint="--camera") from None
     settings = _settings()
-    settings = replace(settings, dashboard_host=host or settings.dashboard_host,
-                       dashboard_port=settings.dashboard_port if port is None else port)
+    settings = replace(
+        settings,
+        dashboard_host=host or settings.dashboard_host,
+        dashboard_port=settings.dashboard_port if port is None else port,
+    )
     from fervi.dashboard.app import ExposureError, check_exposure
 
     try:
@@ -205,8 +222,10 @@ def up(workers: int | None, demo: bool, cameras: tuple[str, ...], host: str | No
         raise click.ClickException(str(err)) from None
     other = running_stack(settings.home)
     if other is not None:
-        raise click.ClickException(f"`fervi up` already runs with FERVI_HOME={settings.home} (pid {other['pid']}, "
-                                   f"dashboard {other['dashboard']}): stop it, or set another FERVI_HOME")
+        raise click.ClickException(
+            f"`fervi up` already runs with FERVI_HOME={settings.home} (pid {other['pid']}, "
+            f"dashboard {other['dashboard']}): stop it, or set another FERVI_HOME"
+        )
     _check_port(settings.dashboard_host, settings.dashboard_port)
     sys.exit(Stack(settings, workers, demo, extra).run())
 
@@ -216,20 +235,29 @@ def up(workers: int | None, demo: bool, cameras: tuple[str, ...], host: str | No
 @click.option("--camera", required=True, help="Camera name: letters, digits, '_', '.', '-'.")
 @click.option("--fps", type=click.FloatRange(min=0.1), help="Frames per second to send (live: drop the rest).")
 @click.option("--loop", is_flag=True, help="Start a file again at its end.")
-@click.option("--live/--no-live", "live", default=None,
-              help="Treat the source as live (drop frames, never wait) or as a file (wait, drop nothing). "
-                   "Default: webcams and URLs are live, files are not.")
-@click.option("--within", "within", multiple=True, type=click.Path(file_okay=False),
-              help="Folder a file source must stay inside, checked at each open (symlinks resolved); repeatable.")
+@click.option(
+    "--live/--no-live",
+    "live",
+    default=None,
+    help="Treat the source as live (drop frames, never wait) or as a file (wait, drop nothing). "
+    "Default: webcams and URLs are live, files are not.",
+)
+@click.option(
+    "--within",
+    "within",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="Folder a file source must stay inside, checked at each open (symlinks resolved); repeatable.",
+)
 @click.option("--metrics-port", type=int, help="Port for /healthz and /metrics (default FERVI_METRICS_PORT).")
-def ingest(source: str, camera: str, fps: float | None, loop: bool, live: bool | None, within: tuple[str, ...],
-           metrics_port) -> None:
+def ingest(
+    source: str, camera: str, fps: float | None, loop: bool, live: bool | None, within: tuple[str, ...], metrics_port
+) -> None:
     """Send frames of SOURCE to Redis: a webcam index, an RTSP/HTTP URL, a video file, an image or a folder.
 
     SOURCE `-` reads it from FERVI_INGEST_SOURCE (keeps a stream's password out of the process list).
     """
     from fervi.ingest.publisher import run_ingest
-
     from fervi.protocol import INGEST_SOURCE_ENV, ProtocolError, check_camera
 
     if source == "-":
@@ -242,8 +270,19 @@ def ingest(source: str, camera: str, fps: float | None, loop: bool, live: bool |
     except ProtocolError as err:
         raise click.BadParameter(str(err), param_hint="--camera") from None
     settings = _settings()
-    sys.exit(run_ingest(settings, _redis_url(settings), camera, source, fps, loop, live, metrics_port,
-                        [str(Path(w).resolve()) for w in within]))
+    sys.exit(
+        run_ingest(
+            settings,
+            _redis_url(settings),
+            camera,
+            source,
+            fps,
+            loop,
+            live,
+            metrics_port,
+            [str(Path(w).resolve()) for w in within],
+        )
+    )
 
 
 @main.group()
@@ -276,9 +315,17 @@ def cameras_list(as_json: bool) -> None:
     bus = Bus(connect(_redis_url(_settings())))
     sources = bus.sources()
     states = bus.source_states(sources)
-    rows = {c: {"source": mask_password(s.source), "kind": s.kind, "fps": s.fps, "loop": s.loop, "origin": s.origin,
-                **{k: v for k, v in states.get(c, {}).items() if k in ("state", "reason", "sent", "updated_at")}}
-            for c, s in sources.items()}
+    rows = {
+        c: {
+            "source": mask_password(s.source),
+            "kind": s.kind,
+            "fps": s.fps,
+            "loop": s.loop,
+            "origin": s.origin,
+            **{k: v for k, v in states.get(c, {}).items() if k in ("state", "reason", "sent", "updated_at")},
+        }
+        for c, s in sources.items()
+    }
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -297,9 +344,13 @@ def cameras_list(as_json: bool) -> None:
 @click.argument("source")
 @click.option("--fps", type=click.FloatRange(0, 120), default=0, help="Frames per second to send (0: the source's).")
 @click.option("--loop", is_flag=True, help="Start a file again at its end.")
-@click.option("--live/--no-live", "live", default=None,
-              help="Paced and dropping like a camera (the default here, files too), or every frame of a file as fast "
-                   "as the workers take them.")
+@click.option(
+    "--live/--no-live",
+    "live",
+    default=None,
+    help="Paced and dropping like a camera (the default here, files too), or every frame of a file as fast "
+    "as the workers take them.",
+)
 @click.option("--replace", is_flag=True, help="Replace a camera of the same name.")
 def cameras_add(name: str, source: str, fps: float, loop: bool, live: bool | None, replace: bool) -> None:
     """Run SOURCE as camera NAME: a webcam index, an RTSP/HTTP URL, or a video, image or folder path.
@@ -319,16 +370,19 @@ def cameras_add(name: str, source: str, fps: float, loop: bool, live: bool | Non
     settings = _settings()
     bus = Bus(connect(_redis_url(settings)))
     if bus.streams_elsewhere(name):
-        raise click.ClickException(f"a camera named {name!r} already streams (run by `fervi ingest` elsewhere): "
-                                   "pick another name")
+        raise click.ClickException(
+            f"a camera named {name!r} already streams (run by `fervi ingest` elsewhere): pick another name"
+        )
     try:
         added = bus.add_source(camera, replace=replace, most=settings.cameras_max)
     except RegistryFull as err:
         raise click.ClickException(str(err)) from None
     if not added:
         raise click.ClickException(f"a camera named {name!r} exists: remove it first, or pass --replace")
-    click.echo(f"added {name}" + ("" if bus.supervisor_running() else " (no supervisor runs: start `fervi up` or `fervi cameras "
-                                                     "supervise`)"))
+    click.echo(
+        f"added {name}"
+        + ("" if bus.supervisor_running() else " (no supervisor runs: start `fervi up` or `fervi cameras supervise`)")
+    )
 
 
 @cameras.command("remove")
@@ -377,9 +431,12 @@ def worker(metrics_port) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--quick", is_flag=True, help="Fewer frames and shorter runs.")
 @click.option("--save", type=click.Path(dir_okay=False), help="Also write the JSON to this file.")
-@click.option("--data", type=click.Path(exists=True, dir_okay=False),
-              help="FER-2013 CSV whose PublicTest rows both classifiers are scored on (default: "
-                   "FERVI_FER2013_CSV; neither: no accuracy is measured).")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False),
+    help="FER-2013 CSV whose PublicTest rows both classifiers are scored on (default: "
+    "FERVI_FER2013_CSV; neither: no accuracy is measured).",
+)
 @click.option("--no-peer", is_flag=True, help="Skip the side-by-side run of the `fer` package.")
 def bench(as_json: bool, quick: bool, save: str | None, data: str | None, no_peer: bool) -> None:
     """Speed, latency and scaling of this machine, side by side with the `fer` package (own venv).
@@ -422,26 +479,37 @@ def demo_video(path: str, frames: int, fps: float, faces: int, size: str) -> Non
 
 @main.command()
 @click.argument("videos", nargs=-1, required=True, type=click.Path())
-@click.option("--out", default="out", show_default=True, type=click.Path(file_okay=False),
-              help="Outputs go to OUT/<video stem>/.")
-@click.option("--segments", default=0, type=click.IntRange(0),
-              help="Segments per video, analysed in parallel (default: one per RQ worker, at least 2).")
+@click.option(
+    "--out", default="out", show_default=True, type=click.Path(file_okay=False), help="Outputs go to OUT/<video stem>/."
+)
+@click.option(
+    "--segments",
+    default=0,
+    type=click.IntRange(0),
+    help="Segments per video, analysed in parallel (default: one per RQ worker, at least 2).",
+)
 @click.option("--every", default=1, show_default=True, type=click.IntRange(1), help="Analyse every K-th frame.")
-@click.option("--detect-every", type=click.IntRange(1),
-              help="Run the face detector on every N-th analysed frame and interpolate the boxes between; every "
-                   "analysed frame is still classified (default: keyframes 0.1 s of video apart, 3 at 30 fps; "
-                   "1: detect on every frame).")
-@click.option("--workers", "rq_workers", type=click.IntRange(1),
-              help="RQ workers to start when using the embedded Redis (default: one per core).")
+@click.option(
+    "--detect-every",
+    type=click.IntRange(1),
+    help="Run the face detector on every N-th analysed frame and interpolate the boxes between; every "
+    "analysed frame is still classified (default: keyframes 0.1 s of video apart, 3 at 30 fps; "
+    "1: detect on every frame).",
+)
+@click.option(
+    "--workers",
+    "rq_workers",
+    type=click.IntRange(1),
+    help="RQ workers to start when using the embedded Redis (default: one per core).",
+)
 @click.option("--no-wait", is_flag=True, help="Enqueue (FERVI_REDIS_URL must be set), print job ids, return.")
 def analyze(videos, out, segments, every, detect_every, rq_workers, no_wait) -> None:
     """Analyse video files offline as RQ jobs: faces.csv, summary.json, annotated.mp4, timeline.png."""
+    from fervi.app.stack import running_stack
     from fervi.bus import Bus
     from fervi.offline.jobs import QUEUE
     from fervi.offline.runner import cancel, follow, submit_all
     from fervi.service import stop_processes
-
-    from fervi.app.stack import running_stack
 
     settings = _settings()
     missing = [v for v in videos if not Path(v).is_file()]
@@ -455,8 +523,9 @@ def analyze(videos, out, segments, every, detect_every, rq_workers, no_wait) -> 
         raise click.UsageError("--no-wait needs FERVI_REDIS_URL: the embedded Redis ends with this command")
     workers = rq_workers or (os.cpu_count() or 1)
     segments = segments or max(2, workers)
-    click.echo(f"outputs: {Path(out).resolve()}/<video name>/ (faces.csv, summary.json, annotated.mp4, "
-               "timeline.png)", err=True)
+    click.echo(
+        f"outputs: {Path(out).resolve()}/<video name>/ (faces.csv, summary.json, annotated.mp4, timeline.png)", err=True
+    )
     with redis_for_command(settings) as url:
         url = _jobs_url(settings, url)
         bus = Bus.from_url(url)
@@ -472,6 +541,7 @@ def analyze(videos, out, segments, every, detect_every, rq_workers, no_wait) -> 
             from tqdm import tqdm
 
             with tqdm(total=1, unit="frame", desc="analyse", disable=None) as bar:
+
                 def progress(done: int, total: int) -> None:
                     bar.total = max(total, 1)
                     bar.n = min(done, bar.total)
@@ -490,8 +560,10 @@ def analyze(videos, out, segments, every, detect_every, rq_workers, no_wait) -> 
             failed += 1
             click.echo(f"{state.video}: failed: {state.error}", err=True)
         else:
-            click.echo(f"{state.video}: {state.result.get('face_rows', 0)} face rows, "
-                       f"{state.result.get('tracks', 0)} tracks -> {state.result.get('out')}")
+            click.echo(
+                f"{state.video}: {state.result.get('face_rows', 0)} face rows, "
+                f"{state.result.get('tracks', 0)} tracks -> {state.result.get('out')}"
+            )
     sys.exit(1 if failed else 0)
 
 
@@ -524,8 +596,13 @@ def dashboard(host: str | None, port: int | None) -> None:
 
 
 @main.command()
-@click.option("--shard", default="0/1", show_default=True, metavar="I/N",
-              help="Track the cameras whose stable hash modulo N is I (run N trackers to share cameras).")
+@click.option(
+    "--shard",
+    default="0/1",
+    show_default=True,
+    metavar="I/N",
+    help="Track the cameras whose stable hash modulo N is I (run N trackers to share cameras).",
+)
 @click.option("--metrics-port", type=int, help="Port for /healthz and /metrics (default FERVI_METRICS_PORT).")
 def tracker(shard: str, metrics_port) -> None:
     """Give faces stable track ids, smooth their emotions, keep per-camera statistics."""
@@ -553,8 +630,9 @@ def status(as_json: bool) -> None:
     bus = Bus(connect(url), jobs=connect(jobs_url) if jobs_url else None)
     state = {
         "processes": {**bus.processes(), **(bus.rq_workers() if jobs_url else {})},
-        "cameras": {c: {"backlog": bus.backlog(c), "last_frame_at": bus.last_frame_at(c), **bus.stats(c)}
-                    for c in bus.cameras()},
+        "cameras": {
+            c: {"backlog": bus.backlog(c), "last_frame_at": bus.last_frame_at(c), **bus.stats(c)} for c in bus.cameras()
+        },
     }
     if as_json:
         click.echo(json.dumps(state, indent=2))
@@ -562,8 +640,10 @@ def status(as_json: bool) -> None:
     now = time.time()
     click.echo(f"{len(state['processes'])} process(es)")
     for name, info in sorted(state["processes"].items(), key=lambda item: (item[1].get("kind", ""), item[0])):
-        click.echo(f"  {info.get('kind', '?'):<10} {name}  " + " ".join(
-            _human(k, v, now) for k, v in sorted(info.items()) if k != "kind"))
+        click.echo(
+            f"  {info.get('kind', '?'):<10} {name}  "
+            + " ".join(_human(k, v, now) for k, v in sorted(info.items()) if k != "kind")
+        )
     click.echo(f"{len(state['cameras'])} camera(s) with data (live ones first)")
     recent = sorted(state["cameras"].items(), key=lambda item: -float(item[1]["last_frame_at"] or 0))
     for name, info in recent:
@@ -602,9 +682,9 @@ def predict(images: tuple[str, ...], as_json: bool) -> None:
                 "box": [int(round(v)) for v in box],
                 "label": label,
                 "score": round(float(p.max()), 4),
-                "probabilities": {e: round(float(v), 4) for e, v in zip(EMOTIONS, p)},
+                "probabilities": {e: round(float(v), 4) for e, v in zip(EMOTIONS, p, strict=True)},
             }
-            for box, p, label in zip(faces.boxes, faces.probs, faces.labels)
+            for box, p, label in zip(faces.boxes, faces.probs, faces.labels, strict=True)
         ]
         if as_json:
             click.echo(json.dumps({"image": path, "faces": items}))
@@ -616,60 +696,125 @@ def predict(images: tuple[str, ...], as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True),
-              help="Dataset: FER-2013 CSV (.csv/.csv.gz), FER image folders, or CK+ emotion folders. "
-                   "Repeatable; the first selects the model on its validation split.")
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True),
+    help="Dataset: FER-2013 CSV (.csv/.csv.gz), FER image folders, or CK+ emotion folders. "
+    "Repeatable; the first selects the model on its validation split.",
+)
 @click.option("--model", "model_name", default=TRAIN.model, show_default=True, help="Architecture name.")
 @click.option("--epochs", default=TRAIN.epochs, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=TRAIN.batch_size, show_default=True, type=click.IntRange(1))
-@click.option("--learning-rate", default=TRAIN.learning_rate, show_default=True, type=float,
-              help="Peak rate (warm-up, cosine).")
+@click.option(
+    "--learning-rate", default=TRAIN.learning_rate, show_default=True, type=float, help="Peak rate (warm-up, cosine)."
+)
 @click.option("--label-smoothing", default=TRAIN.label_smoothing, show_default=True, type=float)
-@click.option("--oversample", "oversample_min_share", default=TRAIN.oversample_min_share, show_default=True, type=float,
-              help="Repeat training faces of small classes up to this share of the largest class (0: off).")
-@click.option("--weight-decay", default=TRAIN.weight_decay, show_default=True, type=click.FloatRange(0),
-              help="AdamW's weight decay (0: Adam).")
-@click.option("--augment", type=click.Choice(AUGMENTATIONS), default=TRAIN.augment, show_default=True,
-              help="Training-split augmentation: flip, rotation, zoom, shift and light (full), mirror images "
-                   "only (flip, for gentle fine-tunes), or none.")
-@click.option("--framing", type=click.Choice(FRAMINGS), default=TRAIN.framing, show_default=True,
-              help="detector: frame every split's faces through the workers' default detector and crop margin, "
-                   "as live faces are framed (faces it misses keep their crop); both: that, and each training "
-                   "face shown in its dataset crop or the detector's at random every epoch; dataset: the "
-                   "datasets' own crops.")
-@click.option("--agreement", default=TRAIN.agreement, show_default=True, type=click.FloatRange(0),
-              help="Teach labels that do not swing with the framing: each batch shows every training face in "
-                   "two framings (crop margins within 0.1 of the workers', or its dataset crop) and the loss "
-                   "adds this weight x the divergence between their predictions (0: off).")
-@click.option("--votes", default=TRAIN.votes, show_default=True,
-              help="FER+ crowd votes for a FER-2013 CSV: 'auto' uses ferplus_votes.csv.gz beside the CSV if it is "
-                   "there, or name the file. With votes the model learns each face's vote distribution and is "
-                   "selected on agreement with the crowd's majority.")
+@click.option(
+    "--oversample",
+    "oversample_min_share",
+    default=TRAIN.oversample_min_share,
+    show_default=True,
+    type=float,
+    help="Repeat training faces of small classes up to this share of the largest class (0: off).",
+)
+@click.option(
+    "--weight-decay",
+    default=TRAIN.weight_decay,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="AdamW's weight decay (0: Adam).",
+)
+@click.option(
+    "--augment",
+    type=click.Choice(AUGMENTATIONS),
+    default=TRAIN.augment,
+    show_default=True,
+    help="Training-split augmentation: flip, rotation, zoom, shift and light (full), mirror images "
+    "only (flip, for gentle fine-tunes), or none.",
+)
+@click.option(
+    "--framing",
+    type=click.Choice(FRAMINGS),
+    default=TRAIN.framing,
+    show_default=True,
+    help="detector: frame every split's faces through the workers' default detector and crop margin, "
+    "as live faces are framed (faces it misses keep their crop); both: that, and each training "
+    "face shown in its dataset crop or the detector's at random every epoch; dataset: the "
+    "datasets' own crops.",
+)
+@click.option(
+    "--agreement",
+    default=TRAIN.agreement,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Teach labels that do not swing with the framing: each batch shows every training face in "
+    "two framings (crop margins within 0.1 of the workers', or its dataset crop) and the loss "
+    "adds this weight x the divergence between their predictions (0: off).",
+)
+@click.option(
+    "--votes",
+    default=TRAIN.votes,
+    show_default=True,
+    help="FER+ crowd votes for a FER-2013 CSV: 'auto' uses ferplus_votes.csv.gz beside the CSV if it is "
+    "there, or name the file. With votes the model learns each face's vote distribution and is "
+    "selected on agreement with the crowd's majority.",
+)
 @click.option("--no-votes", "votes", flag_value=None, help="Learn the CSV's own single labels even where votes exist.")
-@click.option("--posed-repeat", default=TRAIN.posed_repeat, show_default=True, type=click.IntRange(1),
-              help="Show each training face of the posed datasets (every --data after the first: CK+) this many "
-                   "times an epoch.")
+@click.option(
+    "--posed-repeat",
+    default=TRAIN.posed_repeat,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Show each training face of the posed datasets (every --data after the first: CK+) this many times an epoch.",
+)
 @click.option("--patience", default=TRAIN.patience, show_default=True, help="Early stopping patience in epochs.")
 @click.option("--seed", default=TRAIN.seed, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --work-dir from its last epoch.")
 @click.option("--skip-bad", is_flag=True, help="Skip and count malformed rows instead of failing.")
 @click.option("--include-contempt", is_flag=True, help="Keep CK+ contempt faces (as disgust).")
 @click.option("--limit", type=click.IntRange(1), help="Use only the first N training faces (smoke runs).")
-@click.option("--init", type=click.Path(exists=True, dir_okay=False),
-              help="Start from this trained .keras model's weights (same architecture): continue or fine-tune.")
-@click.option("--select", type=click.Choice(["best", "last"]), default=TRAIN.select, show_default=True,
-              help="Checkpoint to export: best validation accuracy (single view), or the last epoch.")
+@click.option(
+    "--init",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Start from this trained .keras model's weights (same architecture): continue or fine-tune.",
+)
+@click.option(
+    "--select",
+    type=click.Choice(["best", "last"]),
+    default=TRAIN.select,
+    show_default=True,
+    help="Checkpoint to export: best validation accuracy (single view), or the last epoch.",
+)
 @click.option("--export-only", is_flag=True, help="Export the run in --work-dir again, without training.")
 @click.option("--note", default=TRAIN.note, help="A note on the run for the model card (resumed, shared machine...).")
-@click.option("--device-pack", type=click.Path(file_okay=False),
-              help="Write the split, over-sampled training data to this folder for training/gpu_train.py "
-                   "(PyTorch, on a GPU machine) and stop.")
-@click.option("--from-torch", type=click.Path(exists=True, dir_okay=False),
-              help="Import a training/gpu_train.py run (.npz) instead of training here, then export it.")
-@click.option("--out", default=TRAIN.out, show_default=True, type=click.Path(file_okay=False),
-              help="Where the trained model, TFLite export, card and figures go.")
-@click.option("--work-dir", default=TRAIN.work_dir, show_default=True, type=click.Path(file_okay=False),
-              help="Checkpoints, backups and logs of the run.")
+@click.option(
+    "--device-pack",
+    type=click.Path(file_okay=False),
+    help="Write the split, over-sampled training data to this folder for training/gpu_train.py "
+    "(PyTorch, on a GPU machine) and stop.",
+)
+@click.option(
+    "--from-torch",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Import a training/gpu_train.py run (.npz) instead of training here, then export it.",
+)
+@click.option(
+    "--out",
+    default=TRAIN.out,
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the trained model, TFLite export, card and figures go.",
+)
+@click.option(
+    "--work-dir",
+    default=TRAIN.work_dir,
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Checkpoints, backups and logs of the run.",
+)
 def train(data, model_name, **options) -> None:
     """Train the emotion classifier honestly (split first, augment the training split only), export to --out."""
     from fervi.training.datasets import DatasetError
@@ -683,35 +828,65 @@ def train(data, model_name, **options) -> None:
         click.echo(json.dumps(card))
         return
     val = card["metrics"]["validation_flip_averaged"]
-    click.echo(json.dumps({"out": options["out"], "accuracy": val["accuracy"], "macro_f1": val["macro_f1"],
-                           "n": val["n"]}))
+    click.echo(
+        json.dumps({"out": options["out"], "accuracy": val["accuracy"], "macro_f1": val["macro_f1"], "n": val["n"]})
+    )
 
 
 @main.command()
 @click.option("--data", type=click.Path(exists=True), help="Dataset of face crops to evaluate the classifier on.")
-@click.option("--images", type=click.Path(exists=True),
-              help="Labelled photos (one folder per emotion, or a CSV of path,label): the whole chain, detector "
-                   "included, is evaluated.")
-@click.option("--usage", default="PublicTest", show_default=True,
-              help="Rows of this Usage (ignored when the data has no Usage column: all rows).")
-@click.option("--model", "model_file", type=click.Path(exists=True, dir_okay=False),
-              help="A .tflite or .keras model (default: the shipped TFLite model).")
+@click.option(
+    "--images",
+    type=click.Path(exists=True),
+    help="Labelled photos (one folder per emotion, or a CSV of path,label): the whole chain, detector "
+    "included, is evaluated.",
+)
+@click.option(
+    "--usage",
+    default="PublicTest",
+    show_default=True,
+    help="Rows of this Usage (ignored when the data has no Usage column: all rows).",
+)
+@click.option(
+    "--model",
+    "model_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A .tflite or .keras model (default: the shipped TFLite model).",
+)
 @click.option("--limit", type=click.IntRange(1), help="Only the first N rows of the selection.")
-@click.option("--flip/--no-flip", default=None,
-              help="Average each face with its mirror image, or not (default: as the workers, FERVI_FLIP_AVERAGE).")
+@click.option(
+    "--flip/--no-flip",
+    default=None,
+    help="Average each face with its mirror image, or not (default: as the workers, FERVI_FLIP_AVERAGE).",
+)
 @click.option("--skip-bad", is_flag=True, help="Skip and count malformed rows instead of failing.")
-@click.option("--confusion-png", default=".fervi/eval/confusion_matrix.png", show_default=True,
-              type=click.Path(dir_okay=False), help="Where to write the confusion matrix figure.")
-@click.option("--votes", default="auto", show_default=True,
-              help="FER+ crowd votes for a FER-2013 CSV: 'auto' uses ferplus_votes.csv.gz beside it if it is "
-                   "there, or name the file. With votes, the faces people could label are scored against the "
-                   "crowd's majority and the original labels side by side, with calibration (ECE).")
+@click.option(
+    "--confusion-png",
+    default=".fervi/eval/confusion_matrix.png",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the confusion matrix figure.",
+)
+@click.option(
+    "--votes",
+    default="auto",
+    show_default=True,
+    help="FER+ crowd votes for a FER-2013 CSV: 'auto' uses ferplus_votes.csv.gz beside it if it is "
+    "there, or name the file. With votes, the faces people could label are scored against the "
+    "crowd's majority and the original labels side by side, with calibration (ECE).",
+)
 @click.option("--no-votes", "votes", flag_value=None, help="Score against the CSV's own labels only.")
-@click.option("--reliability-png", default=".fervi/eval/reliability.png", show_default=True,
-              type=click.Path(dir_okay=False), help="Where to write the reliability diagram (with votes).")
+@click.option(
+    "--reliability-png",
+    default=".fervi/eval/reliability.png",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the reliability diagram (with votes).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
-def evaluate(data, images, usage, model_file, limit, flip, skip_bad, confusion_png, votes, reliability_png,
-             as_json) -> None:
+def evaluate(
+    data, images, usage, model_file, limit, flip, skip_bad, confusion_png, votes, reliability_png, as_json
+) -> None:
     """Accuracy, macro-F1, per-class metrics, confusion matrix, parameters and faces/s of a model; with crowd
     votes, agreement with people beside agreement with the original labels.
 
@@ -728,20 +903,24 @@ def evaluate(data, images, usage, model_file, limit, flip, skip_bad, confusion_p
         return
     try:
         flip = settings.flip_average if flip is None else flip
-        report = evaluate_model(data, usage, model_file, settings.models, limit, flip, skip_bad, confusion_png,
-                                votes, reliability_png)
+        report = evaluate_model(
+            data, usage, model_file, settings.models, limit, flip, skip_bad, confusion_png, votes, reliability_png
+        )
     except DatasetError as err:
         raise click.ClickException(str(err)) from None
     if as_json:
         click.echo(json.dumps(report))
         return
-    click.echo(f"{report['n']} faces ({report['selection']}), model {report['model']} ({report['params']:,} params), "
-               f"{'flip-averaged' if flip else 'single view'}")
+    click.echo(
+        f"{report['n']} faces ({report['selection']}), model {report['model']} ({report['params']:,} params), "
+        f"{'flip-averaged' if flip else 'single view'}"
+    )
     if "crowd" in report:
         _echo_crowd(report)
     else:
-        click.echo(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
-                   f"{report['faces_per_s']:.0f} faces/s")
+        click.echo(
+            f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  {report['faces_per_s']:.0f} faces/s"
+        )
     click.echo(f"{'emotion':<10} {'precision':>9} {'recall':>7} {'f1':>6} {'n':>6}")
     for name, m in report["per_class"].items():
         click.echo(f"{name:<10} {m['precision']:>9.3f} {m['recall']:>7.3f} {m['f1']:>6.3f} {m['support']:>6}")
@@ -756,11 +935,17 @@ def _echo_crowd(report: dict) -> None:
     click.echo(f"{'':<34} {'crowd majority':>15} {'original label':>15}")
     click.echo(f"{'accuracy':<34} {crowd['majority_accuracy']:>15.4f} {crowd['original_label_accuracy']:>15.4f}")
     click.echo(f"{'macro-F1':<34} {report['macro_f1']:>15.4f} {original['macro_f1']:>15.4f}")
-    click.echo(f"mean probability given to the crowd's votes {crowd['mean_probability_of_votes']:.4f}; "
-               f"expected calibration error {crowd['calibration_vs_majority']['ece']:.4f}; "
-               f"{report['faces_per_s']:.0f} faces/s")
-    click.echo("share of each emotion, predicted / crowd's majority: " + ", ".join(
-        f"{name} {share['predicted']:.1%} / {share['crowd']:.1%}" for name, share in crowd["shares"].items()))
+    click.echo(
+        f"mean probability given to the crowd's votes {crowd['mean_probability_of_votes']:.4f}; "
+        f"expected calibration error {crowd['calibration_vs_majority']['ece']:.4f}; "
+        f"{report['faces_per_s']:.0f} faces/s"
+    )
+    click.echo(
+        "share of each emotion, predicted / crowd's majority: "
+        + ", ".join(
+            f"{name} {share['predicted']:.1%} / {share['crowd']:.1%}" for name, share in crowd["shares"].items()
+        )
+    )
     click.echo(f"reliability diagram: {report['reliability_png']}")
     click.echo("per class, against the crowd's majority:")
 
@@ -768,10 +953,8 @@ def _echo_crowd(report: dict) -> None:
 def _evaluate_images(images, settings, model_file, flip, confusion_png, as_json) -> None:
     from fervi.training.datasets import DatasetError
     from fervi.training.evaluate_images import evaluate_images
-
-    from fervi.vision.pipeline import FacePipeline
-
     from fervi.vision.classifier import MODEL_KERAS, MODEL_TFLITE
+    from fervi.vision.pipeline import FacePipeline
 
     changes = {"flip_average": flip} if flip is not None else {}
     if model_file:
@@ -780,8 +963,13 @@ def _evaluate_images(images, settings, model_file, flip, confusion_png, as_json)
         changes["model_dir"] = str(Path(model_file).parent)
     settings = settings.replace(**changes)
     try:
-        report = evaluate_images(images, FacePipeline.from_settings(settings), settings.max_frame_pixels,
-                                 settings.max_image_bytes, confusion_png)
+        report = evaluate_images(
+            images,
+            FacePipeline.from_settings(settings),
+            settings.max_frame_pixels,
+            settings.max_image_bytes,
+            confusion_png,
+        )
     except DatasetError as err:
         raise click.ClickException(str(err)) from None
     if as_json:
@@ -789,17 +977,22 @@ def _evaluate_images(images, settings, model_file, flip, confusion_png, as_json)
         return
     for item in report["unreadable"]:
         click.echo(f"skipped {item['path']}: {item['error']}", err=True)
-    click.echo(f"{report['evaluated']} images, faces found in {report['faces_found']} ({report['found_rate']:.1%}); "
-               f"detector {settings.detector}")
-    click.echo(f"accuracy {report['accuracy']:.4f} (a photo without a face counts as wrong), "
-               f"on found faces {report['accuracy_of_found']:.4f}, macro-F1 {report['macro_f1_of_found']:.4f}")
+    click.echo(
+        f"{report['evaluated']} images, faces found in {report['faces_found']} ({report['found_rate']:.1%}); "
+        f"detector {settings.detector}"
+    )
+    click.echo(
+        f"accuracy {report['accuracy']:.4f} (a photo without a face counts as wrong), "
+        f"on found faces {report['accuracy_of_found']:.4f}, macro-F1 {report['macro_f1_of_found']:.4f}"
+    )
     click.echo(f"{'emotion':<10} {'recall':>7}")
     for name, recall in report["per_class_recall"].items():
         if recall is not None:
             click.echo(f"{name:<10} {recall:>7.3f}")
     for bucket in report["by_face_width"]:
-        click.echo(f"faces {bucket['face_width_px']:>9} px wide: {bucket['faces']:>5} faces, "
-                   f"accuracy {bucket['accuracy']:.3f}")
+        click.echo(
+            f"faces {bucket['face_width_px']:>9} px wide: {bucket['faces']:>5} faces, accuracy {bucket['accuracy']:.3f}"
+        )
     click.echo(f"confusion matrix: {report['confusion_png']}")
 
 

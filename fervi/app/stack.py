@@ -3,7 +3,8 @@
 Starts the embedded Redis unless FERVI_REDIS_URL is set, then workers, the tracker, an RQ worker for
 offline videos, the dashboard and the camera supervisor as `fervi` subcommands (the same commands
 docker-compose runs). The demo camera and `--camera` ones are registered for the supervisor (origin "up",
-replaced at the next `fervi up`); cameras added on the dashboard or with `fervi cameras add` stay registered. A child that dies is restarted with backoff;
+replaced at the next `fervi up`); cameras added on the dashboard or with `fervi cameras add` stay registered.
+A child that dies is restarted with backoff;
 Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after a grace period) and then Redis.
 While it runs, `<FERVI_HOME>/stack.json` says where its Redis and dashboard are, so that `fervi status`
 and other commands find them without FERVI_REDIS_URL.
@@ -45,8 +46,10 @@ def check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as err:
-            raise PortBusy(f"cannot serve the dashboard on {host}:{port}: {err.strerror or err} (another program "
-                           "uses it?): choose another with --port or FERVI_DASHBOARD_PORT") from None
+            raise PortBusy(
+                f"cannot serve the dashboard on {host}:{port}: {err.strerror or err} (another program "
+                "uses it?): choose another with --port or FERVI_DASHBOARD_PORT"
+            ) from None
 
 
 def running_stack(home: str | Path) -> dict | None:
@@ -91,8 +94,9 @@ class Stack:
         """This run's cameras (the demo, `--camera`) replace those of the previous `fervi up`."""
         ours = []
         if self.demo:
-            video = write_video(Path(self.settings.home).resolve() / "demo" / "demo-loop.mp4", frames=120,
-                                fps=DEMO_FPS, seamless=True)
+            video = write_video(
+                Path(self.settings.home).resolve() / "demo" / "demo-loop.mp4", frames=120, fps=DEMO_FPS, seamless=True
+            )
             ours.append(CameraSource("demo", str(video), loop=True, live=True, origin="up"))
         ours += [CameraSource(name, source, origin="up") for name, source in self.cameras]
         bus = Bus(connect(url))
@@ -121,10 +125,18 @@ class Stack:
             self._register_cameras(url)
             for child in children:
                 self._start(child, env)
-            stack_file.write_text(json.dumps({"pid": os.getpid(), "redis": url,
-                                              "dashboard": f"http://{host}:{port}/"}) + "\n")
-            log.info("event=stack_up redis=%s workers=%d cameras=%d dashboard=http://%s:%d/ status_file=%s", url,
-                     self.workers, len(self.cameras) + int(self.demo), host, port, stack_file)
+            stack_file.write_text(
+                json.dumps({"pid": os.getpid(), "redis": url, "dashboard": f"http://{host}:{port}/"}) + "\n"
+            )
+            log.info(
+                "event=stack_up redis=%s workers=%d cameras=%d dashboard=http://%s:%d/ status_file=%s",
+                url,
+                self.workers,
+                len(self.cameras) + int(self.demo),
+                host,
+                port,
+                stack_file,
+            )
             while not self.shutdown.wait(0.5):
                 self._supervise(children, env)
         finally:
@@ -153,6 +165,9 @@ class Stack:
 
     def _stop(self, children: list[Child]) -> None:
         names = {c.process.pid: c.name for c in children if c.process is not None}
-        stopped = stop_processes([c.process for c in children if c.process is not None], GRACE_S,
-                                 on_kill=lambda p: log.warning("event=child_killed name=%s", names[p.pid]))
+        stopped = stop_processes(
+            [c.process for c in children if c.process is not None],
+            GRACE_S,
+            on_kill=lambda p: log.warning("event=child_killed name=%s", names[p.pid]),
+        )
         log.info("event=stack_down children=%d", stopped)

@@ -18,8 +18,18 @@ Anything read from Redis may have been written by any client: what does not pars
 from __future__ import annotations
 
 from .challenge import Challenge
-from .core import (REDIS_DOWN, Entry, RedisError, RedisRefused, RedisUnreachable, camera_name, connect, is_cluster_url,
-                   node_url, process_id)
+from .core import (
+    REDIS_DOWN,
+    Entry,
+    RedisError,
+    RedisRefused,
+    RedisUnreachable,
+    camera_name,
+    connect,
+    is_cluster_url,
+    node_url,
+    process_id,
+)
 from .keys import *  # noqa: F403 - key names are part of the bus's interface (tests, docs/protocol.md)
 from .keys import VIDEO_QUEUE, camera_of
 from .processes import Processes
@@ -44,5 +54,19 @@ class Bus(Webcams, Tracks, Challenge, Videos, Processes, Sources):
         return self.queue(VIDEO_QUEUE).workers()
 
 
-__all__ = ["Bus", "Entry", "REDIS_DOWN", "RESOLUTIONS", "RedisError", "RedisRefused", "RedisUnreachable", "RegistryFull",
-           "camera_name", "camera_of", "connect", "is_cluster_url", "node_url", "process_id"]
+__all__ = [
+    "Bus",
+    "Entry",
+    "REDIS_DOWN",
+    "RESOLUTIONS",
+    "RedisError",
+    "RedisRefused",
+    "RedisUnreachable",
+    "RegistryFull",
+    "camera_name",
+    "camera_of",
+    "connect",
+    "is_cluster_url",
+    "node_url",
+    "process_id",
+]

@@ -1,5 +1,5 @@
-"""The acting challenge: each player's current round, the leaderboard of points and that of games. One hash tag, so a round and the
-leaderboard change in one transaction on a cluster."""
+"""The acting challenge: each player's current round, the leaderboard of points and that of games. One hash
+tag, so a round and the leaderboard change in one transaction on a cluster."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class Challenge(BusCore):
         if not players:
             return {}
         out = {}
-        for player, raw in zip(players, self.redis.mget([round_key(p) for p in players])):
+        for player, raw in zip(players, self.redis.mget([round_key(p) for p in players]), strict=True):
             if raw is None:
                 self.redis.srem(ROUNDS, player)
                 continue
@@ -79,15 +79,16 @@ class Challenge(BusCore):
     def record_game(self, name: str, score: int, when: float | None = None) -> bool:
         """A finished game: kept when it is the name's best (with its date). True if it was."""
         when = time.time() if when is None else when
-        return bool(self._record_game(keys=[GAMES, GAME_DATES], args=[name, int(score), f"{when:.0f}",
-                                                                        LEADERBOARD_SIZE]))
+        return bool(
+            self._record_game(keys=[GAMES, GAME_DATES], args=[name, int(score), f"{when:.0f}", LEADERBOARD_SIZE])
+        )
 
     def best_games(self, count: int = 10) -> list[dict]:
         """The best game of each name, best first: name, score, when it was played (unix s)."""
         rows = self.redis.zrevrange(GAMES, 0, count - 1, withscores=True)
         dates = self.redis.hmget(GAME_DATES, [n for n, _ in rows]) if rows else []
         out = []
-        for (name, score), when in zip(rows, dates):
+        for (name, score), when in zip(rows, dates, strict=True):
             try:
                 at = float(when) if when is not None else 0.0
             except ValueError:
@@ -97,6 +98,7 @@ class Challenge(BusCore):
         return out
 
     def leaderboard(self, count: int = 10) -> list[dict]:
-        return [{"name": decode(n), "score": int(s)}
-                for n, s in self.redis.zrevrange(LEADERBOARD, 0, count - 1, withscores=True)]
-
+        return [
+            {"name": decode(n), "score": int(s)}
+            for n, s in self.redis.zrevrange(LEADERBOARD, 0, count - 1, withscores=True)
+        ]

@@ -20,10 +20,18 @@ log = logging.getLogger("fervi.bus")
 RedisError = redis.RedisError  # what a stage catches around bus calls, without importing redis
 RedisRefused = redis.ResponseError  # a command Redis refused (WRONGTYPE: a key some client spoilt)
 RedisUnreachable = (redis.ConnectionError, redis.TimeoutError)  # no answer from the server
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ConnectionError, OSError,
-              # a Redis Cluster with a shard down or its slots moving: wait and retry, as for one server away
-              redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError,
-              redis.exceptions.SlotNotCoveredError, redis.exceptions.ClusterError)
+REDIS_DOWN = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    ConnectionError,
+    OSError,
+    # a Redis Cluster with a shard down or its slots moving: wait and retry, as for one server away
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.ClusterError,
+)
 
 
 @dataclass
@@ -45,8 +53,13 @@ def is_cluster_url(url: str) -> bool:
 def connect(url: str, **kwargs) -> redis.Redis:
     """A client with timeouts and keepalive, so a lost server is noticed instead of hanging; a
     `redis+cluster://` URL gives a `RedisCluster` client that follows the cluster's slots."""
-    options = dict(socket_connect_timeout=5, socket_timeout=kwargs.pop("socket_timeout", 30), socket_keepalive=True,
-                   health_check_interval=10, **kwargs)
+    options = dict(
+        socket_connect_timeout=5,
+        socket_timeout=kwargs.pop("socket_timeout", 30),
+        socket_keepalive=True,
+        health_check_interval=10,
+        **kwargs,
+    )
     if is_cluster_url(url):
         return redis.RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
     return redis.Redis.from_url(url, **options)
@@ -137,8 +150,9 @@ class BusCore:
         if self._jobs is not None:
             return self._jobs
         if self.cluster:
-            raise RuntimeError("video jobs need a standalone Redis: RQ does not support Redis Cluster; set "
-                               "FERVI_RQ_REDIS_URL")
+            raise RuntimeError(
+                "video jobs need a standalone Redis: RQ does not support Redis Cluster; set FERVI_RQ_REDIS_URL"
+            )
         return self.redis
 
     def read_streams(self, streams: dict[str, str], count: int, block_ms: int, group: tuple[str, str] | None = None):
@@ -177,8 +191,11 @@ class BusCore:
         commands processed, network bytes, memory: what the capacity bench reads)."""
         if not self.cluster:
             return self.redis.info(section) if section else self.redis.info()
-        per_node = self.redis.info(section, target_nodes=redis.RedisCluster.PRIMARIES) if section else \
-            self.redis.info(target_nodes=redis.RedisCluster.PRIMARIES)
+        per_node = (
+            self.redis.info(section, target_nodes=redis.RedisCluster.PRIMARIES)
+            if section
+            else self.redis.info(target_nodes=redis.RedisCluster.PRIMARIES)
+        )
         totals: dict = {}
         for info in per_node.values():
             for key, value in info.items():

@@ -84,8 +84,27 @@ GAMES = f"{PREFIX}:{{challenge}}:games"  # zset: player name -> best game score
 GAME_DATES = f"{PREFIX}:{{challenge}}:gamedates"  # hash: player name -> when that best game ended
 ROUNDS = f"{PREFIX}:{{challenge}}:rounds"  # set of players with a round
 ROUND_TTL_S = 300  # a round left behind by a dashboard that died
-ROUND_FIELDS = {"id", "player", "camera", "name", "target", "scored", "threshold", "hold_s", "round_s", "started_at",
-                "deadline", "state", "held", "best", "last_ts", "points", "streak", "score", "won"}
+ROUND_FIELDS = {
+    "id",
+    "player",
+    "camera",
+    "name",
+    "target",
+    "scored",
+    "threshold",
+    "hold_s",
+    "round_s",
+    "started_at",
+    "deadline",
+    "state",
+    "held",
+    "best",
+    "last_ts",
+    "points",
+    "streak",
+    "score",
+    "won",
+}
 # Browser cameras (one per connected browser that sends its camera). One hash tag, so the scripts below
 # stay legal on a Redis Cluster.
 WEBCAMS = f"{PREFIX}:{{webcams}}:live"  # zset: camera -> time of its last frame
@@ -119,10 +138,19 @@ def seen_key(camera: str, seq: int) -> str:
 
 
 # A camera's keys that every stage reads, and their type: a camera with one of another type is skipped.
-CAMERA_KEY_TYPES = ((frames_key, "stream"), (results_key, "stream"), (tracks_key, "stream"), (seq_key, "string"),
-                    (stats_key, "hash"), (live_key, "hash"), (latest_frame_key, "hash"),
-                    (tracker_position_key, "string"), (track_id_key, "string"), (track_index_key, "zset"),
-                    (dead_letter_key, "stream"))
+CAMERA_KEY_TYPES = (
+    (frames_key, "stream"),
+    (results_key, "stream"),
+    (tracks_key, "stream"),
+    (seq_key, "string"),
+    (stats_key, "hash"),
+    (live_key, "hash"),
+    (latest_frame_key, "hash"),
+    (tracker_position_key, "string"),
+    (track_id_key, "string"),
+    (track_index_key, "zset"),
+    (dead_letter_key, "stream"),
+)
 
 
 def camera_of(key) -> str:

@@ -26,7 +26,7 @@ class Processes(BusCore):
         for key in self.redis.scan_iter(match=PROCESSES + "*", count=200):
             info = self.redis.hgetall(key)
             if info:
-                out[decode(key)[len(PROCESSES):]] = {decode(k): decode(v) for k, v in info.items()}
+                out[decode(key)[len(PROCESSES) :]] = {decode(k): decode(v) for k, v in info.items()}
         return out
 
     def hold_relay_lock(self, name: str, ttl_s: int) -> bool:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from rq import Queue, Retry, Worker, get_current_job
 from rq.command import send_stop_job_command
@@ -50,17 +50,21 @@ class VideoQueue(Queue):
         states = [job.get_status(refresh=False) for job in jobs]
         done = sum(int(job.meta.get("done", 0)) for job in jobs)
         total = sum(int(job.meta.get("total", 0)) for job in jobs)
-        failed = next((job for job, state in zip(jobs, states) if state == JobStatus.FAILED), None)
+        failed = next((job for job, state in zip(jobs, states, strict=True) if state == JobStatus.FAILED), None)
         if failed is not None:
             return Progress(done, total, "failed", failure_message(failed))
-        last = next((job for job, state in zip(jobs, states) if job.id == final and state == JobStatus.FINISHED), None)
+        last = next(
+            (job for job, state in zip(jobs, states, strict=True) if job.id == final and state == JobStatus.FINISHED),
+            None,
+        )
         if last is not None:
             return Progress(total, total, "finished", result=last.return_value() or {})
         if JobStatus.CANCELED in states:
             return Progress(done, total, "canceled", "canceled")
         if len(jobs) < len(fetched):
-            return Progress(done, total, "gone", f"{len(fetched) - len(jobs)} of its jobs are gone (RQ's records "
-                                                 "were removed)")
+            return Progress(
+                done, total, "gone", f"{len(fetched) - len(jobs)} of its jobs are gone (RQ's records were removed)"
+            )
         return Progress(done, total, "running" if JobStatus.STARTED in states or done else "queued")
 
     def stop(self, job_ids: list[str]) -> None:
@@ -76,11 +80,16 @@ class VideoQueue(Queue):
         """Jobs waiting; jobs that failed, apart from those stopped by a cancel (RQ keeps both in its failed-job
         registry); and jobs canceled before they ran."""
         failed_ids = FailedJobRegistry(queue=self).get_job_ids(0, 999)
-        statuses = [job.get_status(refresh=False) if job else None
-                    for job in Job.fetch_many(failed_ids, connection=self.connection)]
+        statuses = [
+            job.get_status(refresh=False) if job else None
+            for job in Job.fetch_many(failed_ids, connection=self.connection)
+        ]
         stopped = sum(status == JobStatus.STOPPED for status in statuses)
-        return {"queued": self.count, "failed": len(failed_ids) - stopped,
-                "canceled": stopped + CanceledJobRegistry(queue=self).count}
+        return {
+            "queued": self.count,
+            "failed": len(failed_ids) - stopped,
+            "canceled": stopped + CanceledJobRegistry(queue=self).count,
+        }
 
     def workers(self) -> dict[str, dict[str, str]]:
         """RQ's own registry of the workers on this Redis (they keep no FERVI heartbeat): name -> kind, host,
@@ -88,8 +97,12 @@ class VideoQueue(Queue):
         out = {}
         for worker in Worker.all(connection=self.connection):
             job = worker.get_current_job_id()
-            out[worker.name] = {"kind": "rq-worker", "hostname": worker.hostname or "", "state": worker.get_state(),
-                                **({"job": job} if job else {})}
+            out[worker.name] = {
+                "kind": "rq-worker",
+                "hostname": worker.hostname or "",
+                "state": worker.get_state(),
+                **({"job": job} if job else {}),
+            }
         return out
 
     def work(self, name: str, burst: bool = False, logging_level: str = "INFO") -> None:

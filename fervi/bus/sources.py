@@ -59,8 +59,12 @@ class Sources(BusCore):
 
     def set_source_state(self, camera: str, state: str, reason: str = "", **info) -> None:
         """A camera's ingest says how it goes (`fervi.protocol.SOURCE_STATES`); a Redis outage loses the news."""
-        fields = {"state": state, "reason": reason[:500], "updated_at": f"{time.time():.3f}",
-                  **{k: str(v) for k, v in info.items()}}
+        fields = {
+            "state": state,
+            "reason": reason[:500],
+            "updated_at": f"{time.time():.3f}",
+            **{k: str(v) for k, v in info.items()},
+        }
         try:
             pipe = self.redis.pipeline(transaction=True)
             pipe.hset(source_state_key(camera), mapping=fields)
@@ -79,7 +83,7 @@ class Sources(BusCore):
         for camera in cameras:
             pipe.hgetall(source_state_key(camera))
         states = {}
-        for camera, fields in zip(cameras, pipe.execute(raise_on_error=False)):
+        for camera, fields in zip(cameras, pipe.execute(raise_on_error=False), strict=True):
             if isinstance(fields, dict) and fields:
                 states[camera] = {decode(k): decode(v) for k, v in fields.items()}
         return states

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import redis
 
@@ -59,8 +59,11 @@ class Streams(BusCore):
         types = [decode(t) for t in pipe.execute()] if names else []
         valid, width = [], len(CAMERA_KEY_TYPES)
         for i, camera in enumerate(names):
-            wrong = [(key_of(camera), t) for (key_of, kind), t in zip(CAMERA_KEY_TYPES, types[width * i : width * (i + 1)])
-                     if t not in (kind, "none")]
+            wrong = [
+                (key_of(camera), t)
+                for (key_of, kind), t in zip(CAMERA_KEY_TYPES, types[width * i : width * (i + 1)], strict=True)
+                if t not in (kind, "none")
+            ]
             if wrong:
                 self.untrusted.skip("camera_keys", camera, ", ".join(f"{k} is a {t}" for k, t in wrong))
             else:
@@ -80,8 +83,9 @@ class Streams(BusCore):
         flat: list = [maxlen]
         for key, value in frame.to_fields().items():
             flat += [key, value]
-        seq, entry_id = self._add_frame(keys=[frames_key(frame.camera), seq_key(frame.camera),
-                                              results_key(frame.camera)], args=flat)
+        seq, entry_id = self._add_frame(
+            keys=[frames_key(frame.camera), seq_key(frame.camera), results_key(frame.camera)], args=flat
+        )
         return int(seq), decode(entry_id)
 
     def last_seq(self, camera: str) -> int:
@@ -106,7 +110,7 @@ class Streams(BusCore):
         if oldest_frame:
             fields = oldest_frame[0][1]
             if isinstance(fields, list):  # a cluster's transaction returns entries unparsed: [field, value, ...]
-                fields = dict(zip(fields[::2], fields[1::2]))
+                fields = dict(zip(fields[::2], fields[1::2], strict=True))
             try:
                 if int(fields.get(b"seq", fields.get("seq"))) <= seq:
                     return True
@@ -139,7 +143,11 @@ class Streams(BusCore):
         if gone:
             self.redis.xack(frames_key(camera), WORKER_GROUP, *gone)
         if gone or (len(reply) > 2 and reply[2]):
-            log.info("event=reclaimed_trimmed camera=%s count=%d", camera, len(gone) + len(reply[2] if len(reply) > 2 else []))
+            log.info(
+                "event=reclaimed_trimmed camera=%s count=%d",
+                camera,
+                len(gone) + len(reply[2] if len(reply) > 2 else []),
+            )
         return [Entry(camera, decode(i), f) for i, f in claimed if f]
 
     @staticmethod
@@ -180,7 +188,6 @@ class Streams(BusCore):
         except redis.ResponseError as err:
             self.untrusted.skip("stats", (camera, counter), str(err))
 
-
     def set_latest_frame(self, camera: str, seq: int, jpeg: bytes) -> None:
         """The newest analysed frame of a camera, for live displays (kept briefly)."""
         key = latest_frame_key(camera)
@@ -203,7 +210,6 @@ class Streams(BusCore):
         self.redis.srem(CAMERAS, camera)
         for key in self.redis.scan_iter(match=f"{PREFIX}:{{{camera}}}:*", count=500):
             self.redis.delete(key)
-
 
     def dead_letter(self, letter: DeadLetter, ack: bool = True) -> None:
         """Keep a bad entry's summary and count it; `ack=False` when a gap marker will ack the frame."""
@@ -232,8 +238,9 @@ class Streams(BusCore):
 
     # --- reading results ---------------------------------------------------------------------
     def results(self, camera: str, start: str = "-", count: int | None = None) -> list[tuple[str, Result]]:
-        return [(decode(i), Result.from_fields(f)) for i, f in self.redis.xrange(results_key(camera), start, "+", count)]
-
+        return [
+            (decode(i), Result.from_fields(f)) for i, f in self.redis.xrange(results_key(camera), start, "+", count)
+        ]
 
     def pending(self, camera: str) -> int:
         """Frames a worker has read and not yet acked."""

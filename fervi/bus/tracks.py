@@ -44,7 +44,7 @@ def _bucket(ts: float, resolution: str) -> tuple[str, str]:
 
 
 def _queue_frame(pipe, camera: str, frame: FrameTracks) -> None:
-    for emotion, seconds in zip(EMOTIONS, frame.emotion_seconds.tolist()):
+    for emotion, seconds in zip(EMOTIONS, frame.emotion_seconds.tolist(), strict=True):
         if seconds <= 0:
             continue
         for resolution, (_, per_key, keep) in RESOLUTIONS.items():
@@ -61,11 +61,18 @@ def _queue_frame(pipe, camera: str, frame: FrameTracks) -> None:
 
 def _queue_track(pipe, camera: str, track: Track, ended: bool) -> None:
     key = track_key(camera, track.id)
-    pipe.hset(key, mapping={
-        "id": track.id, "start": f"{track.started_at:.3f}", "end": f"{track.last_seen:.3f}",
-        "frames": track.frames, "dominant": track.dominant, "open": 0 if ended else 1,
-        **{f"s_{e}": f"{v:.3f}" for e, v in zip(EMOTIONS, track.emotion_seconds)},
-    })
+    pipe.hset(
+        key,
+        mapping={
+            "id": track.id,
+            "start": f"{track.started_at:.3f}",
+            "end": f"{track.last_seen:.3f}",
+            "frames": track.frames,
+            "dominant": track.dominant,
+            "open": 0 if ended else 1,
+            **{f"s_{e}": f"{v:.3f}" for e, v in zip(EMOTIONS, track.emotion_seconds, strict=True)},
+        },
+    )
     pipe.expire(key, TRACK_RETENTION_S)
     pipe.zadd(track_index_key(camera), {str(track.id): track.last_seen})
     pipe.zremrangebyscore(track_index_key(camera), 0, time.time() - TRACK_RETENTION_S)
@@ -85,8 +92,9 @@ class Tracks(BusCore):
         """A track id never given before on this camera (by any tracker process)."""
         return int(self.redis.incr(track_id_key(camera)))
 
-    def publish_tracks(self, camera: str, tracked: list[tuple[TrackEntry, FrameTracks]], maxlen: int,
-                       still_open: list[Track] = ()) -> None:
+    def publish_tracks(
+        self, camera: str, tracked: list[tuple[TrackEntry, FrameTracks]], maxlen: int, still_open: list[Track] = ()
+    ) -> None:
         """Per tracked frame: its tracks entry, its face-seconds, the faces now live, and tracks started or
         ended; `still_open`: tracks whose records are brought up to date (end, frames, seconds) while they
         go on. One round trip, every command run (see `execute`)."""
@@ -118,11 +126,14 @@ class Tracks(BusCore):
 
     def track_entries(self, camera: str, after: str = "0-0", count: int | None = None) -> list[tuple[str, TrackEntry]]:
         """Tracks entries after entry id `after`, oldest first."""
-        return [(decode(i), TrackEntry.from_fields(f))
-                for i, f in self.redis.xrange(tracks_key(camera), min=f"({after}", count=count)]
+        return [
+            (decode(i), TrackEntry.from_fields(f))
+            for i, f in self.redis.xrange(tracks_key(camera), min=f"({after}", count=count)
+        ]
 
-    def emotion_series(self, camera: str, resolution: str = "1s", start: float | None = None,
-                       end: float | None = None) -> dict[str, list]:
+    def emotion_series(
+        self, camera: str, resolution: str = "1s", start: float | None = None, end: float | None = None
+    ) -> dict[str, list]:
         """Face-seconds per emotion per bucket: {"t": [bucket starts], "angry": [...], ...}; empty buckets are 0."""
         if resolution not in RESOLUTIONS:
             raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}")
@@ -149,8 +160,9 @@ class Tracks(BusCore):
         times = list(range(start, end + 1, step))
         return {"t": times, **{e: [round(values.get((t, e), 0.0), 3) for t in times] for e in EMOTIONS}}
 
-    def emotion_totals(self, camera: str, resolution: str = "1m", start: float | None = None,
-                       end: float | None = None) -> dict[str, float]:
+    def emotion_totals(
+        self, camera: str, resolution: str = "1m", start: float | None = None, end: float | None = None
+    ) -> dict[str, float]:
         series = self.emotion_series(camera, resolution, start, end)
         return {e: round(sum(series[e]), 3) for e in EMOTIONS}
 
@@ -173,15 +185,15 @@ class Tracks(BusCore):
         except redis.ResponseError:
             return None
 
-    def track_timeline(self, camera: str, track_id: int, start: float, end: float,
-                       max_points: int = 300) -> list[dict]:
+    def track_timeline(self, camera: str, track_id: int, start: float, end: float, max_points: int = 300) -> list[dict]:
         """One track's smoothed probabilities over time, from the tracks stream between `start` and `end`
         (entry ids are the tracker's clock, close to capture time): at most `max_points`, evenly picked.
         Empty once the stream (MAXLEN ~ FERVI_RESULTS_MAXLEN) no longer holds the track's frames."""
         low, high = int((start - 5) * 1000), int((end + 5) * 1000)
         try:
-            entries = self.redis.xrange(tracks_key(camera), f"{max(0, low)}-0", f"{high}-18446744073709551615",
-                                        count=20000)
+            entries = self.redis.xrange(
+                tracks_key(camera), f"{max(0, low)}-0", f"{high}-18446744073709551615", count=20000
+            )
         except redis.ResponseError:
             return []
         points = []
@@ -195,8 +207,13 @@ class Tracks(BusCore):
             hits = np.flatnonzero(entry.faces.track_ids == track_id)
             if hits.size:
                 probs = entry.faces.smoothed[hits[0]]
-                points.append({"t": round(entry.captured_at, 3), "label": EMOTIONS[int(np.argmax(probs))],
-                               "probs": [round(float(p), 4) for p in probs]})
+                points.append(
+                    {
+                        "t": round(entry.captured_at, 3),
+                        "label": EMOTIONS[int(np.argmax(probs))],
+                        "probs": [round(float(p), 4) for p in probs],
+                    }
+                )
         if len(points) > max_points:
             picks = np.linspace(0, len(points) - 1, max_points).round().astype(int)
             points = [points[i] for i in picks]
@@ -224,8 +241,12 @@ def _parse_track(reply) -> dict | None:
     try:
         info = {k.decode(): v.decode() for k, v in reply.items()}
         track = {
-            "id": int(info["id"]), "start": float(info["start"]), "end": float(info["end"]),
-            "frames": int(info["frames"]), "dominant": info["dominant"], "open": info.get("open") == "1",
+            "id": int(info["id"]),
+            "start": float(info["start"]),
+            "end": float(info["end"]),
+            "frames": int(info["frames"]),
+            "dominant": info["dominant"],
+            "open": info.get("open") == "1",
             "seconds": {e: float(info.get(f"s_{e}", 0)) for e in EMOTIONS},
         }
     except (KeyError, UnicodeDecodeError, ValueError):

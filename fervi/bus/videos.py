@@ -8,8 +8,8 @@ import json
 import time
 
 from .core import BusCore, decode
-from .scripts import UPDATE_IF_EXISTS
 from .keys import VIDEO_LIST, video_key, video_progress_key
+from .scripts import UPDATE_IF_EXISTS
 
 
 class Videos(BusCore):
@@ -54,4 +54,3 @@ class Videos(BusCore):
         pipe.delete(video_key(video_id), video_progress_key(video_id))
         pipe.zrem(VIDEO_LIST, video_id)
         pipe.execute()
-

@@ -29,9 +29,12 @@ class Webcams(Streams):
     def admit_webcam(self, camera: str, address: str, most: int, most_per_address: int, client: str = "") -> int:
         """Count a browser camera's frame: 1 known, 2 newly admitted (registered as a camera), -1 refused as
         one too many, -2 refused as one too many from `address`. `client`: its Socket.IO id."""
-        outcome = int(self._admit_webcam(keys=[WEBCAMS, WEBCAM_OWNERS, WEBCAMS_LEAVING, WEBCAM_SIDS],
-                                         args=[camera, address, f"{time.time():.3f}", most, most_per_address,
-                                               client]))
+        outcome = int(
+            self._admit_webcam(
+                keys=[WEBCAMS, WEBCAM_OWNERS, WEBCAMS_LEAVING, WEBCAM_SIDS],
+                args=[camera, address, f"{time.time():.3f}", most, most_per_address, client],
+            )
+        )
         if outcome == 2:
             self.ensure_group(camera)
             self.register_camera(camera)
@@ -40,8 +43,12 @@ class Webcams(Streams):
     def leave_webcam(self, camera: str) -> bool:
         """A browser camera's client left: it stops being a camera now, its keys go after a grace period
         (`sweep_webcams`), so frames the workers hold do not create them again."""
-        left = bool(self._leave_webcam(keys=[WEBCAMS, WEBCAM_OWNERS, WEBCAMS_SHARED, WEBCAMS_LEAVING, WEBCAM_SIDS],
-                                       args=[camera, f"{time.time():.3f}"]))
+        left = bool(
+            self._leave_webcam(
+                keys=[WEBCAMS, WEBCAM_OWNERS, WEBCAMS_SHARED, WEBCAMS_LEAVING, WEBCAM_SIDS],
+                args=[camera, f"{time.time():.3f}"],
+            )
+        )
         self.redis.srem(CAMERAS, camera)
         return left
 
@@ -49,8 +56,7 @@ class Webcams(Streams):
         """Browser cameras with no frame for `idle_s` leave; those that left `grace_s` ago are forgotten.
         Returns (left, forgotten)."""
         now = time.time()
-        left = [c for c in map(decode, self.redis.zrangebyscore(WEBCAMS, "-inf", now - idle_s))
-                if self.leave_webcam(c)]
+        left = [c for c in map(decode, self.redis.zrangebyscore(WEBCAMS, "-inf", now - idle_s)) if self.leave_webcam(c)]
         forgotten = []
         for camera in map(decode, self.redis.zrangebyscore(WEBCAMS_LEAVING, "-inf", now - grace_s)):
             if self.redis.zrem(WEBCAMS_LEAVING, camera):

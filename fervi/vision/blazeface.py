@@ -35,9 +35,12 @@ def anchor_centres(spec: BlazeFaceSpec, height: int, width: int) -> np.ndarray:
     """(A, 2) anchor centres in input pixels for a `height` x `width` input, in the order the model's
     outputs use (the short-range model is fully convolutional: it runs on other sizes than its own)."""
     out = []
-    for stride, repeats in zip(spec.strides, spec.anchors_per_cell):
-        ys, xs = np.meshgrid((np.arange(height // stride, dtype=np.float32) + 0.5) * stride,
-                             (np.arange(width // stride, dtype=np.float32) + 0.5) * stride, indexing="ij")
+    for stride, repeats in zip(spec.strides, spec.anchors_per_cell, strict=True):
+        ys, xs = np.meshgrid(
+            (np.arange(height // stride, dtype=np.float32) + 0.5) * stride,
+            (np.arange(width // stride, dtype=np.float32) + 0.5) * stride,
+            indexing="ij",
+        )
         out.append(np.repeat(np.stack([xs.ravel(), ys.ravel()], axis=1), repeats, axis=0))
     return np.concatenate(out)
 
@@ -109,8 +112,9 @@ class BlazeFaceDetector:
         outputs = sorted(self.interpreter.get_output_details(), key=lambda d: d["shape"][-1])
         self.score_index, self.box_index = outputs[0]["index"], outputs[-1]["index"]
 
-    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None,
-               at: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def detect(
+        self, frame: np.ndarray, stream: str | None = None, position: int | None = None, at: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         square, scale, left, top = letterbox(frame, self.spec.size)  # colour converted after shrinking: cheaper
         rgb = cv2.cvtColor(square, cv2.COLOR_BGR2RGB if square.ndim == 3 else cv2.COLOR_GRAY2RGB)
         self.interpreter.set_tensor(self.input_index, (rgb.astype(np.float32) * (1 / 127.5) - 1.0)[None])

@@ -200,8 +200,13 @@ def load_classifier(
         classifier: EmotionClassifier = KerasClassifier(model_dir / MODEL_KERAS, flip_average=flip_average)
     else:
         classifier = TFLiteClassifier(model_dir / MODEL_TFLITE, max_batch=max_batch, flip_average=flip_average)
-    log.info("event=classifier_loaded runtime=%s backend=%s model_dir=%s flip_average=%s", classifier.name,
-             getattr(classifier, "backend", "tflite"), model_dir, flip_average)
+    log.info(
+        "event=classifier_loaded runtime=%s backend=%s model_dir=%s flip_average=%s",
+        classifier.name,
+        getattr(classifier, "backend", "tflite"),
+        model_dir,
+        flip_average,
+    )
     return classifier
 
 

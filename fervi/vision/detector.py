@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 class FaceDetector(Protocol):
     name: str
 
-    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None,
-               at: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def detect(
+        self, frame: np.ndarray, stream: str | None = None, position: int | None = None, at: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Faces in `frame`; `stream` names the camera it comes from, `position` its place in that stream
         (its seq) and `at` its time on the stream's own clock (capture time, video time), for detectors
         that follow faces."""
@@ -43,8 +44,9 @@ class HaarDetector:
         self.cascade = cv2.CascadeClassifier(str(Path(root) / "haarcascade_frontalface_default.xml"))
         self.min_size = min_size
 
-    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None,
-               at: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def detect(
+        self, frame: np.ndarray, stream: str | None = None, position: int | None = None, at: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
         boxes, _, weights = self.cascade.detectMultiScale3(
             gray, scaleFactor=1.1, minNeighbors=5, minSize=(self.min_size, self.min_size), outputRejectLevels=True
@@ -55,11 +57,13 @@ class HaarDetector:
         return np.asarray(boxes, np.float32).reshape(-1, 4), scores
 
 
-def load_detector(name: str, min_score: float = 0.5, min_face: int = 48, full_scan_every: int = 1,
-                  full_scan_s: float | None = None) -> FaceDetector:
+def load_detector(
+    name: str, min_score: float = 0.5, min_face: int = 48, full_scan_every: int = 1, full_scan_s: float | None = None
+) -> FaceDetector:
     if name == "multiscale":
-        return MultiScaleDetector(min_face=min_face, min_score=min_score, full_scan_every=full_scan_every,
-                                  full_scan_s=full_scan_s)
+        return MultiScaleDetector(
+            min_face=min_face, min_score=min_score, full_scan_every=full_scan_every, full_scan_s=full_scan_s
+        )
     if name == "haar":
         return HaarDetector()
     if name in BLAZEFACE_MODELS:

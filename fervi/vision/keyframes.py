@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from fervi.tracking import similarity_matrix
 from fervi.faces import Faces
+from fervi.tracking import similarity_matrix
 
 KEYFRAME_INTERVAL_S = 0.1  # the detector runs at least 10 times per second of video
 MIN_SIMILARITY = 0.3
@@ -36,7 +36,7 @@ def interpolate(before: Faces, after: Faces | None, t: float) -> Faces:
     if len(boxes_a) and len(boxes_b):
         similarity = similarity_matrix(boxes_a, boxes_b)
         rows, cols = linear_sum_assignment(-similarity)
-        pairs = [(r, c) for r, c in zip(rows, cols) if similarity[r, c] >= MIN_SIMILARITY]
+        pairs = [(r, c) for r, c in zip(rows, cols, strict=True) if similarity[r, c] >= MIN_SIMILARITY]
     matched_a = {r for r, _ in pairs}
     matched_b = {c for _, c in pairs}
     boxes = [boxes_a[r] * (1 - t) + boxes_b[c] * t for r, c in pairs]

@@ -31,8 +31,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .blazeface import (BLAZEFACE_MODELS, BlazeFaceDetector, anchor_centres, clip_boxes, decode_boxes, model_file,
-                        weighted_nms)
+from .blazeface import (
+    BLAZEFACE_MODELS,
+    BlazeFaceDetector,
+    anchor_centres,
+    clip_boxes,
+    decode_boxes,
+    model_file,
+    weighted_nms,
+)
 from .tflite import load_interpreter
 
 FOLLOW_GAP = 4  # a stream's faces are followed only from its frame at most this many positions earlier
@@ -96,8 +103,13 @@ class _AnyShapeShortRange:
             interpreter.resize_tensor_input(index, [1, height, width, 3], strict=False)
             interpreter.allocate_tensors()
             outputs = sorted(interpreter.get_output_details(), key=lambda d: d["shape"][-1])
-            self._by_shape[key] = (interpreter, index, outputs[0]["index"], outputs[-1]["index"],
-                                   anchor_centres(self.spec, height, width))
+            self._by_shape[key] = (
+                interpreter,
+                index,
+                outputs[0]["index"],
+                outputs[-1]["index"],
+                anchor_centres(self.spec, height, width),
+            )
         return self._by_shape[key]
 
     def detect(self, image: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
@@ -129,10 +141,14 @@ class _FacePresence:
         self.flag_index = min(self.interpreter.get_output_details(), key=lambda d: int(np.prod(d["shape"])))["index"]
 
     def score(self, crop: np.ndarray) -> float:
-        image = cv2.resize(crop, (self.SIZE, self.SIZE), interpolation=cv2.INTER_AREA if crop.shape[0] > self.SIZE
-                           else cv2.INTER_LINEAR)
-        self.interpreter.set_tensor(self.input_index,
-                                    (cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) * (1 / 255))[None])
+        image = cv2.resize(
+            crop,
+            (self.SIZE, self.SIZE),
+            interpolation=cv2.INTER_AREA if crop.shape[0] > self.SIZE else cv2.INTER_LINEAR,
+        )
+        self.interpreter.set_tensor(
+            self.input_index, (cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) * (1 / 255))[None]
+        )
         self.interpreter.invoke()
         logit = float(self.interpreter.get_tensor(self.flag_index).reshape(-1)[-1])
         return 1.0 / (1.0 + math.exp(-max(-80.0, min(80.0, logit))))
@@ -146,8 +162,9 @@ def context_crop(frame: np.ndarray, box: np.ndarray, factor: float) -> tuple[np.
     x0, y0 = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2))
     height, width = frame.shape[:2]
     patch = frame[max(0, y0) : min(height, y0 + side), max(0, x0) : min(width, x0 + side)]
-    crop = cv2.copyMakeBorder(patch, max(0, -y0), max(0, y0 + side - height), max(0, -x0),
-                              max(0, x0 + side - width), cv2.BORDER_CONSTANT)
+    crop = cv2.copyMakeBorder(
+        patch, max(0, -y0), max(0, y0 + side - height), max(0, -x0), max(0, x0 + side - width), cv2.BORDER_CONSTANT
+    )
     return crop, np.array([x0, y0, 0, 0], np.float32)
 
 
@@ -198,8 +215,15 @@ class MultiScaleDetector:
     name = "multiscale"
     max_streams = 1024
 
-    def __init__(self, min_face: int = 48, min_score: float = 0.5, iou: float = 0.3, threads: int = 1,
-                 full_scan_every: int = 1, full_scan_s: float | None = None):
+    def __init__(
+        self,
+        min_face: int = 48,
+        min_score: float = 0.5,
+        iou: float = 0.3,
+        threads: int = 1,
+        full_scan_every: int = 1,
+        full_scan_s: float | None = None,
+    ):
         self.min_face = min_face
         self.min_score = min_score
         self.iou = iou
@@ -210,8 +234,9 @@ class MultiScaleDetector:
         self.full = BlazeFaceDetector("blazeface_full", min_score=0.3, threads=threads)
         self.mesh = _FacePresence(threads)
         cascades = getattr(getattr(cv2, "data", None), "haarcascades", None)
-        self.haar = cv2.CascadeClassifier(str(Path(cascades) / "haarcascade_frontalface_default.xml")) \
-            if cascades else None
+        self.haar = (
+            cv2.CascadeClassifier(str(Path(cascades) / "haarcascade_frontalface_default.xml")) if cascades else None
+        )
         self._streams: OrderedDict[str, _StreamState] = OrderedDict()
 
     def candidates(self, frame: np.ndarray, scales: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -249,23 +274,29 @@ class MultiScaleDetector:
         if score >= SURE:
             return score, found
         # cheapest first; FaceMesh is asked once
-        if score >= LIKELY and (_centred(*self.full.detect(crop), crop.shape[0]) >= 0
-                                or self._haar_agrees(context_crop(frame, box, 1.6)[0])):
+        if score >= LIKELY and (
+            _centred(*self.full.detect(crop), crop.shape[0]) >= 0 or self._haar_agrees(context_crop(frame, box, 1.6)[0])
+        ):
             return score, found
         mesh = self.mesh.score(context_crop(frame, found, MESH_CONTEXT)[0])
         if mesh >= MESH_SURE or (score >= LIKELY and mesh >= MESH_FACE):
             return score, found
         return 0.0, box
 
-    def _plan(self, frame: np.ndarray, stream: str | None, position: int | None, at: float | None
-              ) -> tuple[list[float], np.ndarray, bool]:
+    def _plan(
+        self, frame: np.ndarray, stream: str | None, position: int | None, at: float | None
+    ) -> tuple[list[float], np.ndarray, bool]:
         """Pyramid levels to scan, earlier faces to look at again, and whether this is a full scan. A frame
         several positions after (or before) the one this worker saw last of the stream, as when workers
         share a camera's frames in batches, is scanned in full: its faces may be out of the second look's
         reach. So is a frame whose time runs backwards."""
         state = self._streams.get(stream) if stream is not None else None
-        stale = state is not None and position is not None and state.position is not None and not (
-            0 < position - state.position <= FOLLOW_GAP)
+        stale = (
+            state is not None
+            and position is not None
+            and state.position is not None
+            and not (0 < position - state.position <= FOLLOW_GAP)
+        )
         if state is None or stale or state.shape != frame.shape or self._full_scan_due(state, at):
             return pyramid_scales(frame.shape[1], frame.shape[0], self.min_face), np.zeros((0, 4), np.float32), True
         return [], state.boxes, False
@@ -277,8 +308,9 @@ class MultiScaleDetector:
             return False
         return not 0 <= at - state.full_scan_at < self.full_scan_s - CLOCK_SLACK_S
 
-    def _remember(self, stream: str, frame: np.ndarray, full_scan: bool, boxes: np.ndarray,
-                  position: int | None, at: float | None) -> None:
+    def _remember(
+        self, stream: str, frame: np.ndarray, full_scan: bool, boxes: np.ndarray, position: int | None, at: float | None
+    ) -> None:
         state = self._streams.pop(stream, None)
         if full_scan:
             since, full_scan_at = 0, at
@@ -288,8 +320,9 @@ class MultiScaleDetector:
         while len(self._streams) > self.max_streams:
             self._streams.popitem(last=False)
 
-    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None,
-               at: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def detect(
+        self, frame: np.ndarray, stream: str | None = None, position: int | None = None, at: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
         scales, earlier, full_scan = self._plan(frame, stream, position, at)

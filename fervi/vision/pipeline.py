@@ -33,10 +33,15 @@ class FacePipeline:
         self.margin = margin
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "FacePipeline":
+    def from_settings(cls, settings: Settings) -> FacePipeline:
         def make() -> FaceDetector:
-            return load_detector(settings.detector, settings.detector_min_score, settings.detector_min_face,
-                                 settings.detector_full_scan_every, settings.detector_full_scan_s)
+            return load_detector(
+                settings.detector,
+                settings.detector_min_score,
+                settings.detector_min_face,
+                settings.detector_full_scan_every,
+                settings.detector_full_scan_s,
+            )
 
         detector = make() if settings.detect_threads == 1 else DetectorPool(make, settings.detect_threads)
         return cls(
@@ -45,8 +50,9 @@ class FacePipeline:
             settings.face_margin,
         )
 
-    def analyze(self, images: list[np.ndarray], timing: Timing | None = None,
-                streams: list[tuple] | None = None) -> list[Faces]:
+    def analyze(
+        self, images: list[np.ndarray], timing: Timing | None = None, streams: list[tuple] | None = None
+    ) -> list[Faces]:
         """One `Faces` per image; all faces of all images go through the classifier together. `streams`
         gives each image's camera, position in it (seq) and optionally its time on the camera's clock
         (capture time), so a detector may follow a camera's faces."""
@@ -63,21 +69,20 @@ class FacePipeline:
         elif streams is None:
             found = [self.detector.detect(image) for image in images]
         else:
-            found = [self.detector.detect(image, *stream) for image, stream in zip(images, streams)]
+            found = [self.detector.detect(image, *stream) for image, stream in zip(images, streams, strict=True)]
         return [Faces.detected(boxes, scores) for boxes, scores in found]
 
-    def classify(self, images: list[np.ndarray], detections: list[Faces],
-                 timing: Timing | None = None) -> list[Faces]:
+    def classify(self, images: list[np.ndarray], detections: list[Faces], timing: Timing | None = None) -> list[Faces]:
         """Classify the faces at the given boxes (detected, or interpolated between keyframes) in one call."""
         started = time.perf_counter()
-        crops = [face_crops(image, faces.boxes, self.margin) for image, faces in zip(images, detections)]
+        crops = [face_crops(image, faces.boxes, self.margin) for image, faces in zip(images, detections, strict=True)]
         counts = [len(c) for c in crops]
         probs = self.classifier.predict(np.concatenate(crops)) if sum(counts) else np.zeros((0, 7), np.float32)
         if timing is not None:
             timing.classify_ms += (time.perf_counter() - started) * 1000
             timing.faces += sum(counts)
         out, start = [], 0
-        for faces, n in zip(detections, counts):
+        for faces, n in zip(detections, counts, strict=True):
             out.append(faces.classified(probs[start : start + n]))
             start += n
         return out

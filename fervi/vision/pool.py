@@ -8,8 +8,8 @@ release the GIL while they compute, so the threads run on separate cores.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import numpy as np
 
@@ -29,12 +29,14 @@ class DetectorPool:
             return position % len(self.detectors)
         return zlib.crc32(stream.encode()) % len(self.detectors)
 
-    def detect(self, frame: np.ndarray, stream: str | None = None, position: int | None = None,
-               at: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def detect(
+        self, frame: np.ndarray, stream: str | None = None, position: int | None = None, at: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         return self.detectors[self._index(stream, 0)].detect(frame, stream, position, at)
 
-    def detect_many(self, images: list[np.ndarray], streams: list[tuple] | None = None
-                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    def detect_many(
+        self, images: list[np.ndarray], streams: list[tuple] | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each image's (boxes, scores); a camera's images in their order on its own detector."""
         keys = streams or [(None, i) for i in range(len(images))]
         groups: dict[int, list[int]] = {}

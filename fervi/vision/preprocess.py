@@ -39,9 +39,7 @@ def face_crops(frame: np.ndarray, boxes: np.ndarray, margin: float = 0.15) -> np
         if x1 <= x0 or y1 <= y0:
             continue
         patch = gray[y0:y1, x0:x1]
-        patch = cv2.copyMakeBorder(
-            patch, y0 - y, (y + side) - y1, x0 - x, (x + side) - x1, cv2.BORDER_REPLICATE
-        )
+        patch = cv2.copyMakeBorder(patch, y0 - y, (y + side) - y1, x0 - x, (x + side) - x1, cv2.BORDER_REPLICATE)
         interpolation = cv2.INTER_AREA if side > FACE_SIZE else cv2.INTER_LINEAR
         crops[i] = cv2.resize(patch, (FACE_SIZE, FACE_SIZE), interpolation=interpolation)
     return crops

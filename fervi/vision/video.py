@@ -16,8 +16,26 @@ import cv2
 
 # Demuxers of video files and of the still images OpenCV reads as one-frame videos; no playlists (hls, concat),
 # no text (tty), no device or network formats.
-FILE_FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts", "mpeg", "flv", "asf", "ogg", "h264",
-                "hevc", "mjpeg", "image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "tiff_pipe", "gif")
+FILE_FORMATS = (
+    "mov,mp4,m4a,3gp,3g2,mj2",
+    "matroska,webm",
+    "avi",
+    "mpegts",
+    "mpeg",
+    "flv",
+    "asf",
+    "ogg",
+    "h264",
+    "hevc",
+    "mjpeg",
+    "image2",
+    "png_pipe",
+    "jpeg_pipe",
+    "bmp_pipe",
+    "webp_pipe",
+    "tiff_pipe",
+    "gif",
+)
 OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"  # read by OpenCV at each open
 
 
