@@ -13,6 +13,7 @@ import subprocess
 import time
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -39,7 +40,8 @@ def redis_server_binary() -> str:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class EmbeddedRedis:
@@ -58,7 +60,7 @@ class EmbeddedRedis:
         self.appendonly = appendonly
         self.password = password
         self.extra_args = extra_args or []
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -126,7 +128,7 @@ class EmbeddedRedis:
     def __enter__(self) -> EmbeddedRedis:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -225,10 +227,10 @@ class EmbeddedCluster:
     def __enter__(self) -> EmbeddedCluster:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-def _count_masters(nodes_reply) -> int:
+def _count_masters(nodes_reply: Any) -> int:
     text = nodes_reply.decode() if isinstance(nodes_reply, bytes) else str(nodes_reply)
     return sum(1 for line in text.splitlines() if "master" in line.split()[2] and "fail" not in line.split()[2])

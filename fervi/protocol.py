@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 from .faces import Faces
 from .faces import ProtocolError as ProtocolError  # re-exported: part of the protocol
+
+N = TypeVar("N", int, float)
 
 SCHEMA_VERSION = 1
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -50,14 +54,18 @@ def check_camera(name: str) -> str:
     return name
 
 
-def _text(fields: dict, key: str) -> str:
+def _text(fields: Mapping[Any, Any], key: str) -> str:
     value = fields.get(key, fields.get(key.encode()))
     if value is None:
         raise ProtocolError(f"missing field {key!r}")
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _number(fields: dict, key: str, kind=float):
+@overload
+def _number(fields: Mapping[Any, Any], key: str) -> float: ...
+@overload
+def _number(fields: Mapping[Any, Any], key: str, kind: type[N]) -> N: ...
+def _number(fields: Mapping[Any, Any], key: str, kind: type[float] | type[int] = float) -> float:
     raw = _text(fields, key)
     try:
         return kind(raw)
@@ -65,14 +73,14 @@ def _number(fields: dict, key: str, kind=float):
         raise ProtocolError(f"field {key!r} is not a {kind.__name__}: {raw[:32]!r}") from None
 
 
-def _json(fields: dict, key: str):
+def _json(fields: Mapping[Any, Any], key: str) -> Any:
     try:
         return json.loads(_text(fields, key))
     except json.JSONDecodeError as err:
         raise ProtocolError(f"{key} is not JSON: {err}") from None
 
 
-def _check_version(fields: dict) -> None:
+def _check_version(fields: Mapping[Any, Any]) -> None:
     version = _number(fields, "v", int)
     if version != SCHEMA_VERSION:
         raise ProtocolError(f"unsupported schema version {version} (this FERVI reads {SCHEMA_VERSION})")
@@ -105,7 +113,7 @@ class Frame:
         }
 
     @classmethod
-    def from_fields(cls, fields: dict) -> Frame:
+    def from_fields(cls, fields: Mapping[Any, Any]) -> Frame:
         _check_version(fields)
         jpeg = fields.get(b"jpeg", fields.get("jpeg"))
         if jpeg is None:
@@ -179,7 +187,7 @@ class Result:
         )
 
     @classmethod
-    def from_fields(cls, fields: dict) -> Result:
+    def from_fields(cls, fields: Mapping[Any, Any]) -> Result:
         _check_version(fields)
         return cls(
             camera=_text(fields, "camera"),
@@ -219,7 +227,7 @@ class DeadLetter:
         }
 
     @classmethod
-    def from_fields(cls, fields: dict) -> DeadLetter:
+    def from_fields(cls, fields: Mapping[Any, Any]) -> DeadLetter:
         return cls(
             camera=_text(fields, "camera"),
             entry_id=_text(fields, "entry"),
@@ -230,7 +238,7 @@ class DeadLetter:
         )
 
     @staticmethod
-    def summarize(fields: dict) -> dict[str, str]:
+    def summarize(fields: Mapping[Any, Any]) -> dict[str, str]:
         """The original fields as text, with binary payloads replaced by their size."""
         out = {}
         for key, value in fields.items():
@@ -269,7 +277,7 @@ class TrackEntry:
         }
 
     @classmethod
-    def from_fields(cls, fields: dict) -> TrackEntry:
+    def from_fields(cls, fields: Mapping[Any, Any]) -> TrackEntry:
         _check_version(fields)
         return cls(
             camera=_text(fields, "camera"),
@@ -322,7 +330,7 @@ def check_source(spec: str) -> str:
     return spec
 
 
-def resolved_within(path: str | Path, roots) -> Path | None:
+def resolved_within(path: str | Path, roots: Iterable[str | Path]) -> Path | None:
     """`path` with its symlinks resolved when that lies inside one of the folders `roots` (also resolved),
     else None: the one check of where a file source may be read, when it is added and at every open."""
     resolved = Path(path).resolve()
@@ -396,7 +404,7 @@ class CameraSource:
         )
 
     @classmethod
-    def from_json(cls, raw) -> CameraSource:
+    def from_json(cls, raw: str | bytes) -> CameraSource:
         try:
             data = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
             if not isinstance(data, dict):

@@ -15,10 +15,25 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .bus import REDIS_DOWN
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from .bus.processes import Processes
+    from .settings import Settings
+
+    class Process(Protocol):
+        """A long-running process as `serve` runs it."""
+
+        def health(self) -> dict[str, Any]: ...
+
+        def run(self) -> int: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +50,7 @@ class Shutdown:
         signal.signal(signal.SIGINT, self._handle)
         return self
 
-    def _handle(self, signum, _frame) -> None:
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.event.is_set():
             log.warning("event=cold_shutdown process=%s signal=%s", self.name, signal.Signals(signum).name)
             raise SystemExit(1)
@@ -53,11 +68,11 @@ class Shutdown:
 class OpsServer:
     """`/healthz` (JSON from `health()`, 503 when unhealthy) and `/metrics` (Prometheus) on one port."""
 
-    def __init__(self, health: Callable[[], dict], port: int = 0, host: str = "127.0.0.1"):
+    def __init__(self, health: Callable[[], dict[str, Any]], port: int = 0, host: str = "127.0.0.1"):
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 if self.path.startswith("/metrics"):
                     body, status, kind = generate_latest(), 200, CONTENT_TYPE_LATEST
                 elif self.path.startswith("/healthz"):
@@ -72,7 +87,7 @@ class OpsServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *_args):  # access logs would drown the event log
+            def log_message(self, *_args: Any) -> None:  # access logs would drown the event log
                 pass
 
         self.health = health
@@ -129,7 +144,11 @@ class Backoff:
 
 
 def run_redis_loop(
-    step: Callable[[], object], shutdown: Shutdown, on_redis_down=None, on_error=None, what: str = "redis"
+    step: Callable[[], object],
+    shutdown: Shutdown,
+    on_redis_down: Callable[[Exception], object] | None = None,
+    on_error: Callable[[Exception], object] | None = None,
+    what: str = "redis",
 ) -> bool:
     """Call `step` until shutdown; Redis outages back off and are retried. Returns whether Redis was up
     at the last step. `on_redis_down(err)` runs at each outage failure (to forget state the server may have
@@ -159,11 +178,11 @@ class Heartbeat:
     """A process's entry in the registry that `fervi status` lists: written at most every `every_s`, kept
     `ttl_s` (so a process that dies leaves the list by itself), removed by `forget` on a clean exit."""
 
-    def __init__(self, bus, name: str, kind: str, ttl_s: int, every_s: float = 2.0):
+    def __init__(self, bus: Processes, name: str, kind: str, ttl_s: int, every_s: float = 2.0):
         self.bus, self.name, self.kind, self.ttl_s, self.every_s = bus, name, kind, ttl_s, every_s
         self.at = float("-inf")
 
-    def beat(self, now: float | None = None, **info) -> None:
+    def beat(self, now: float | None = None, **info: object) -> None:
         now = time.time() if now is None else now
         if now - self.at < self.every_s:
             return
@@ -176,7 +195,7 @@ class Heartbeat:
         self.bus.forget(self.name)
 
 
-def serve(process, metrics_port: int | None, settings) -> int:
+def serve(process: Process, metrics_port: int | None, settings: Settings) -> int:
     """Run a long-running process (`.health()`, `.run()`) with its /healthz and /metrics endpoint."""
     ops = OpsServer(
         process.health, settings.metrics_port if metrics_port is None else metrics_port, settings.metrics_host
@@ -203,13 +222,17 @@ def fervi_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "fervi", *args]
 
 
-def spawn(args: list[str], env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
+def spawn(args: list[str], env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen[bytes]:
     """Start a `fervi` subcommand as a child in its own session (a terminal's Ctrl-C reaches only its
     supervisor, which then stops children once) that gets SIGTERM when its parent dies."""
     return subprocess.Popen(fervi_command(*args), env=env, start_new_session=True, preexec_fn=die_with_parent, **popen)
 
 
-def stop_processes(procs: list[subprocess.Popen], grace_s: float = 20.0, on_kill=None) -> int:
+def stop_processes(
+    procs: list[subprocess.Popen[bytes]],
+    grace_s: float = 20.0,
+    on_kill: Callable[[subprocess.Popen[bytes]], object] | None = None,
+) -> int:
     """SIGTERM to every running child (a warm shutdown), SIGKILL to those still running after `grace_s`
     in all. `on_kill(proc)` runs before each kill. Returns how many were running."""
     running = [p for p in procs if p.poll() is None]

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,6 +18,9 @@ from fervi import __version__
 from fervi.logs import setup_logging
 from fervi.settings import Settings, load_settings
 from fervi.training.config import AUGMENTATIONS, FRAMINGS, TrainConfig
+
+if TYPE_CHECKING:
+    import subprocess
 
 TRAIN = TrainConfig(data=[])  # `fervi train`'s defaults are the training run's own
 
@@ -26,7 +30,7 @@ log = logging.getLogger("fervi")
 class _Main(click.Group):
     """The command group: a Redis that cannot be reached is one line naming the setting, not a traceback."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         from fervi.bus import RedisUnreachable
 
         try:
@@ -58,7 +62,8 @@ def main(ctx: click.Context, log_level: str) -> None:
 
 
 def _settings() -> Settings:
-    return click.get_current_context().find_root().obj
+    settings: Settings = click.get_current_context().find_root().obj
+    return settings
 
 
 def _redis_url(settings: Settings) -> str:
@@ -74,7 +79,8 @@ def _redis_url(settings: Settings) -> str:
             f"start `fervi up` (none is running with FERVI_HOME={settings.home})"
         )
     log.debug("event=redis_of_running_stack pid=%s redis=%s", stack["pid"], stack["redis"])
-    return stack["redis"]
+    url: str = stack["redis"]
+    return url
 
 
 def _jobs_url(settings: Settings, redis_url: str) -> str:
@@ -109,7 +115,7 @@ def _human(key: str, value: str, now: float) -> str:
     return f"{key}={value}"
 
 
-def _start_rq_workers(redis_url: str, count: int, log_dir: Path) -> list:
+def _start_rq_workers(redis_url: str, count: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
     """`fervi analyze` alone: RQ workers of its own on its embedded Redis, logging to FERVI_HOME/logs."""
     import subprocess
 
@@ -251,7 +257,13 @@ def up(workers: int | None, demo: bool, cameras: tuple[str, ...], host: str | No
 )
 @click.option("--metrics-port", type=int, help="Port for /healthz and /metrics (default FERVI_METRICS_PORT).")
 def ingest(
-    source: str, camera: str, fps: float | None, loop: bool, live: bool | None, within: tuple[str, ...], metrics_port
+    source: str,
+    camera: str,
+    fps: float | None,
+    loop: bool,
+    live: bool | None,
+    within: tuple[str, ...],
+    metrics_port: int | None,
 ) -> None:
     """Send frames of SOURCE to Redis: a webcam index, an RTSP/HTTP URL, a video file, an image or a folder.
 
@@ -315,7 +327,7 @@ def cameras_list(as_json: bool) -> None:
     bus = Bus(connect(_redis_url(_settings())))
     sources = bus.sources()
     states = bus.source_states(sources)
-    rows = {
+    rows: dict[str, dict[str, Any]] = {
         c: {
             "source": mask_password(s.source),
             "kind": s.kind,
@@ -409,7 +421,7 @@ def cameras_remove(names: tuple[str, ...]) -> None:
 
 @cameras.command("supervise")
 @click.option("--metrics-port", type=int, help="Port for /healthz and /metrics (default FERVI_METRICS_PORT).")
-def cameras_supervise(metrics_port) -> None:
+def cameras_supervise(metrics_port: int | None) -> None:
     """Run an ingest for each registered camera, restart those that fail, stop those removed."""
     from fervi.ingest.supervisor import run_supervisor
 
@@ -419,7 +431,7 @@ def cameras_supervise(metrics_port) -> None:
 
 @main.command()
 @click.option("--metrics-port", type=int, help="Port for /healthz and /metrics (default FERVI_METRICS_PORT).")
-def worker(metrics_port) -> None:
+def worker(metrics_port: int | None) -> None:
     """Detect faces and classify emotions for every camera (joins the consumer group)."""
     from fervi.workers.worker import run_worker
 
@@ -503,7 +515,15 @@ def demo_video(path: str, frames: int, fps: float, faces: int, size: str) -> Non
     help="RQ workers to start when using the embedded Redis (default: one per core).",
 )
 @click.option("--no-wait", is_flag=True, help="Enqueue (FERVI_REDIS_URL must be set), print job ids, return.")
-def analyze(videos, out, segments, every, detect_every, rq_workers, no_wait) -> None:
+def analyze(
+    videos: tuple[str, ...],
+    out: str,
+    segments: int,
+    every: int,
+    detect_every: int | None,
+    rq_workers: int | None,
+    no_wait: bool,
+) -> None:
     """Analyse video files offline as RQ jobs: faces.csv, summary.json, annotated.mp4, timeline.png."""
     from fervi.app.stack import running_stack
     from fervi.bus import Bus
@@ -604,7 +624,7 @@ def dashboard(host: str | None, port: int | None) -> None:
     help="Track the cameras whose stable hash modulo N is I (run N trackers to share cameras).",
 )
 @click.option("--metrics-port", type=int, help="Port for /healthz and /metrics (default FERVI_METRICS_PORT).")
-def tracker(shard: str, metrics_port) -> None:
+def tracker(shard: str, metrics_port: int | None) -> None:
     """Give faces stable track ids, smooth their emotions, keep per-camera statistics."""
     from fervi.tracker.service import run_tracker
 
@@ -628,7 +648,7 @@ def status(as_json: bool) -> None:
     url = _redis_url(settings)
     jobs_url = settings.rq_redis_url or ("" if is_cluster_url(url) else url)  # RQ's workers are listed from there
     bus = Bus(connect(url), jobs=connect(jobs_url) if jobs_url else None)
-    state = {
+    state: dict[str, dict[str, Any]] = {
         "processes": {**bus.processes(), **(bus.rq_workers() if jobs_url else {})},
         "cameras": {
             c: {"backlog": bus.backlog(c), "last_frame_at": bus.last_frame_at(c), **bus.stats(c)} for c in bus.cameras()
@@ -815,7 +835,7 @@ def predict(images: tuple[str, ...], as_json: bool) -> None:
     type=click.Path(file_okay=False),
     help="Checkpoints, backups and logs of the run.",
 )
-def train(data, model_name, **options) -> None:
+def train(data: tuple[str, ...], model_name: str, **options: Any) -> None:
     """Train the emotion classifier honestly (split first, augment the training split only), export to --out."""
     from fervi.training.datasets import DatasetError
     from fervi.training.trainer import train as run_training
@@ -885,7 +905,17 @@ def train(data, model_name, **options) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
 def evaluate(
-    data, images, usage, model_file, limit, flip, skip_bad, confusion_png, votes, reliability_png, as_json
+    data,  # str | None, set wherever it is read (the data/images check), which mypy cannot narrow: left unannotated
+    images: str | None,
+    usage: str,
+    model_file: str | None,
+    limit: int | None,
+    flip: bool | None,
+    skip_bad: bool,
+    confusion_png: str,
+    votes: str | None,
+    reliability_png: str,
+    as_json: bool,
 ) -> None:
     """Accuracy, macro-F1, per-class metrics, confusion matrix, parameters and faces/s of a model; with crowd
     votes, agreement with people beside agreement with the original labels.
@@ -927,7 +957,7 @@ def evaluate(
     click.echo(f"confusion matrix: {report['confusion_png']}")
 
 
-def _echo_crowd(report: dict) -> None:
+def _echo_crowd(report: dict[str, Any]) -> None:
     """Agreement with the crowd and with the original labels, side by side."""
     crowd, original = report["crowd"], report["original_labels"]
     for note in report["notes"]:
@@ -950,13 +980,15 @@ def _echo_crowd(report: dict) -> None:
     click.echo("per class, against the crowd's majority:")
 
 
-def _evaluate_images(images, settings, model_file, flip, confusion_png, as_json) -> None:
+def _evaluate_images(
+    images: str, settings: Settings, model_file: str | None, flip: bool | None, confusion_png: str, as_json: bool
+) -> None:
     from fervi.training.datasets import DatasetError
     from fervi.training.evaluate_images import evaluate_images
     from fervi.vision.classifier import MODEL_KERAS, MODEL_TFLITE
     from fervi.vision.pipeline import FacePipeline
 
-    changes = {"flip_average": flip} if flip is not None else {}
+    changes: dict[str, object] = {"flip_average": flip} if flip is not None else {}
     if model_file:
         if Path(model_file).name not in (MODEL_TFLITE, MODEL_KERAS):
             raise click.UsageError(f"with --images, --model must be a folder's {MODEL_TFLITE} or {MODEL_KERAS}")

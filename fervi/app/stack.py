@@ -20,6 +20,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fervi.bus import Bus, connect
 from fervi.demo import write_video
@@ -52,11 +53,11 @@ def check_port_free(host: str, port: int) -> None:
             ) from None
 
 
-def running_stack(home: str | Path) -> dict | None:
+def running_stack(home: str | Path) -> dict[str, Any] | None:
     """What a running `fervi up` wrote to FERVI_HOME (redis, dashboard, pid), or None."""
     path = Path(home) / STACK_FILE
     try:
-        info = json.loads(path.read_text())
+        info: dict[str, Any] = json.loads(path.read_text())
         os.kill(int(info["pid"]), 0)  # the supervisor is alive (signal 0 only checks)
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -67,7 +68,7 @@ def running_stack(home: str | Path) -> dict | None:
 class Child:
     name: str
     args: list[str]
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
     started_at: float = field(default=0.0)

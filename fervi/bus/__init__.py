@@ -17,6 +17,8 @@ Anything read from Redis may have been written by any client: what does not pars
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .challenge import Challenge
 from .core import (
     REDIS_DOWN,
@@ -38,11 +40,14 @@ from .tracks import RESOLUTIONS, Tracks
 from .videos import Videos
 from .webcams import Webcams
 
+if TYPE_CHECKING:  # RQ is imported only by the processes that use the queue
+    from .queue import VideoQueue
+
 
 class Bus(Webcams, Tracks, Challenge, Videos, Processes, Sources):
     """One Redis connection and every operation FERVI does on it (see the modules above)."""
 
-    def queue(self, name: str, **kwargs):
+    def queue(self, name: str, **kwargs: Any) -> VideoQueue:
         """The RQ queue `name` (offline jobs) on `jobs`: a `queue.VideoQueue`. RQ is imported here, so only
         the processes that use the queue import it."""
         from .queue import VideoQueue

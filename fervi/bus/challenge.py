@@ -6,31 +6,34 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
+from typing import Any
 
 import redis
 
-from .core import BusCore, decode
+from .core import BusCore, decode, sync
 from .keys import GAME_DATES, GAMES, LEADERBOARD, LEADERBOARD_SIZE, ROUND_FIELDS, ROUND_TTL_S, ROUNDS, round_key
 
 
 class Challenge(BusCore):
-    def save_round(self, player: str, record: dict) -> None:
+    def save_round(self, player: str, record: dict[str, Any]) -> None:
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(round_key(player), json.dumps(record), ex=ROUND_TTL_S)
         pipe.sadd(ROUNDS, player)
         pipe.execute()
 
-    def load_round(self, player: str) -> dict | None:
-        raw = self.redis.get(round_key(player))
-        return json.loads(raw) if raw else None
+    def load_round(self, player: str) -> dict[str, Any] | None:
+        raw = sync(self.redis.get(round_key(player)))
+        record: dict[str, Any] | None = json.loads(raw) if raw else None
+        return record
 
-    def rounds(self) -> dict[str, dict]:
+    def rounds(self) -> dict[str, dict[str, Any]]:
         """Every player's current round; players whose record expired leave the index."""
-        players = sorted(decode(p) for p in self.redis.smembers(ROUNDS))
+        players = sorted(decode(p) for p in sync(self.redis.smembers(ROUNDS)))
         if not players:
             return {}
         out = {}
-        for player, raw in zip(players, self.redis.mget([round_key(p) for p in players]), strict=True):
+        for player, raw in zip(players, sync(self.redis.mget([round_key(p) for p in players])), strict=True):
             if raw is None:
                 self.redis.srem(ROUNDS, player)
                 continue
@@ -51,7 +54,9 @@ class Challenge(BusCore):
         pipe.srem(ROUNDS, player)
         pipe.execute()
 
-    def settle_round(self, player: str, round_id: str, settle) -> dict | None:
+    def settle_round(
+        self, player: str, round_id: str, settle: Callable[..., tuple[dict[str, Any], float]]
+    ) -> dict[str, Any] | None:
         """End round `round_id` of `player` once: `settle(record)` returns (new record, points for the
         leaderboard), written with the points in one transaction. None if the round is no longer that one
         or has already ended (another dashboard process, or a new round started)."""
@@ -60,8 +65,8 @@ class Challenge(BusCore):
             while True:
                 try:
                     pipe.watch(key)
-                    raw = pipe.get(key)
-                    record = json.loads(raw) if raw else None
+                    raw = sync(pipe.get(key))
+                    record: dict[str, Any] | None = json.loads(raw) if raw else None
                     if not record or record.get("id") != round_id or record.get("state") != "playing":
                         pipe.unwatch()
                         return None
@@ -83,10 +88,10 @@ class Challenge(BusCore):
             self._record_game(keys=[GAMES, GAME_DATES], args=[name, int(score), f"{when:.0f}", LEADERBOARD_SIZE])
         )
 
-    def best_games(self, count: int = 10) -> list[dict]:
+    def best_games(self, count: int = 10) -> list[dict[str, Any]]:
         """The best game of each name, best first: name, score, when it was played (unix s)."""
-        rows = self.redis.zrevrange(GAMES, 0, count - 1, withscores=True)
-        dates = self.redis.hmget(GAME_DATES, [n for n, _ in rows]) if rows else []
+        rows = sync(self.redis.zrevrange(GAMES, 0, count - 1, withscores=True))
+        dates = sync(self.redis.hmget(GAME_DATES, [n for n, _ in rows])) if rows else []
         out = []
         for (name, score), when in zip(rows, dates, strict=True):
             try:
@@ -97,8 +102,8 @@ class Challenge(BusCore):
                 out.append({"name": decode(name), "score": int(score), "at": at})
         return out
 
-    def leaderboard(self, count: int = 10) -> list[dict]:
+    def leaderboard(self, count: int = 10) -> list[dict[str, Any]]:
         return [
             {"name": decode(n), "score": int(s)}
-            for n, s in self.redis.zrevrange(LEADERBOARD, 0, count - 1, withscores=True)
+            for n, s in sync(self.redis.zrevrange(LEADERBOARD, 0, count - 1, withscores=True))
         ]

@@ -7,15 +7,20 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Self, TypeVar, cast
 
 import redis
+from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
 from ..protocol import ProtocolError, check_camera
 from . import scripts
 from .keys import camera_of
 
 log = logging.getLogger("fervi.bus")
+
+T = TypeVar("T")
 
 RedisError = redis.RedisError  # what a stage catches around bus calls, without importing redis
 RedisRefused = redis.ResponseError  # a command Redis refused (WRONGTYPE: a key some client spoilt)
@@ -38,11 +43,22 @@ REDIS_DOWN = (
 class Entry:
     camera: str
     entry_id: str
-    fields: dict
+    fields: dict[Any, Any]  # as redis-py returns them: bytes keys and values
 
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 CLUSTER_IDLE_POLL_S = 0.02  # on a cluster, stream reads poll (a blocking read spans one slot): the idle wait
+
+
+def sync(reply: Awaitable[T] | T) -> T:
+    """A reply of FERVI's clients, which are all sync: redis-py types each command for its asyncio client too
+    (`Awaitable[T] | T`), so this is where the sync half is picked, once, for the type checker."""
+    return cast(T, reply)
+
+
+def entry_fields(fields: Mapping[str, str | bytes]) -> dict[FieldT, EncodableT]:
+    """A protocol type's `to_fields()` as XADD takes it (the same dict: only its declared type is wider)."""
+    return cast("dict[FieldT, EncodableT]", fields)
 
 
 def is_cluster_url(url: str) -> bool:
@@ -50,7 +66,7 @@ def is_cluster_url(url: str) -> bool:
     return url.startswith(CLUSTER_SCHEMES)
 
 
-def connect(url: str, **kwargs) -> redis.Redis:
+def connect(url: str, **kwargs: Any) -> redis.Redis:
     """A client with timeouts and keepalive, so a lost server is noticed instead of hanging; a
     `redis+cluster://` URL gives a `RedisCluster` client that follows the cluster's slots."""
     options = dict(
@@ -75,11 +91,11 @@ def process_id(kind: str) -> str:
     return f"{kind}-{socket.gethostname()}-{os.getpid()}"
 
 
-def decode(value) -> str:
+def decode(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def stream_id(entry_id) -> tuple[int, int]:
+def stream_id(entry_id: object) -> tuple[int, int]:
     ms, _, seq = decode(entry_id).partition("-")
     return int(ms), int(seq or 0)
 
@@ -89,10 +105,10 @@ class Untrusted:
     logged once per value, never allowed to end a process."""
 
     def __init__(self, limit: int = 1000):
-        self.seen: set = set()
+        self.seen: set[object] = set()
         self.limit = limit
 
-    def skip(self, kind: str, value, reason: str) -> None:
+    def skip(self, kind: str, value: object, reason: str) -> None:
         from ..metrics import BAD_REDIS_VALUES
 
         BAD_REDIS_VALUES.labels(kind).inc()
@@ -103,7 +119,7 @@ class Untrusted:
             log.warning("event=bad_redis_value kind=%s value=%s reason=%s", kind, shown, reason)
 
 
-def camera_name(value) -> str:
+def camera_name(value: object) -> str:
     """A camera set member as a camera name; ProtocolError when it is not UTF-8 or not a valid name."""
     try:
         return check_camera(value.decode("utf-8") if isinstance(value, bytes) else str(value))
@@ -128,16 +144,16 @@ class BusCore:
         self.untrusted = Untrusted()
 
     @classmethod
-    def from_url(cls, url: str, **kwargs):
+    def from_url(cls, url: str, **kwargs: Any) -> Self:
         return cls(connect(url, **kwargs))
 
     def ping(self) -> bool:
         return bool(self.redis.ping())
 
-    def execute(self, pipe, kind: str, what) -> list:
+    def execute(self, pipe: redis.client.Pipeline, kind: str, what: object) -> list[Any]:
         """Run a pipeline of writes whose keys any client could have spoilt: every command runs, and one that
         Redis refuses (a key of another type, a field that is not a number) is skipped, not raised."""
-        replies = pipe.execute(raise_on_error=False)
+        replies: list[Any] = pipe.execute(raise_on_error=False)
         for reply in replies:
             if isinstance(reply, redis.ResponseError):
                 self.untrusted.skip(kind, what, str(reply))
@@ -155,7 +171,9 @@ class BusCore:
             )
         return self.redis
 
-    def read_streams(self, streams: dict[str, str], count: int, block_ms: int, group: tuple[str, str] | None = None):
+    def read_streams(
+        self, streams: dict[KeyT, StreamIdT], count: int, block_ms: int, group: tuple[str, str] | None = None
+    ) -> Any:
         """XREAD (or XREADGROUP with `group` = (group, consumer)) of several streams, as redis-py replies.
         On a cluster a multi-key read must stay in one slot and each camera has its own: one read per stream,
         pipelined (a round trip per node), polled every CLUSTER_IDLE_POLL_S up to `block_ms` while empty."""
@@ -176,27 +194,29 @@ class BusCore:
                 return reply
             time.sleep(min(CLUSTER_IDLE_POLL_S, max(0.0, deadline - time.monotonic())))
 
-    def _read_after(self, key_of, positions: dict[str, str], count: int, block_ms: int) -> list[tuple[str, list]]:
+    def _read_after(
+        self, key_of: Callable[[str], str], positions: dict[str, str], count: int, block_ms: int
+    ) -> list[tuple[str, list[tuple[str, dict[Any, Any]]]]]:
         """XREAD of one stream per camera after its position: (camera, [(entry id, fields)]) per camera."""
         reply = self.read_streams({key_of(c): p for c, p in positions.items()}, count, block_ms)
         return [(camera_of(stream), [(decode(i), f) for i, f in items]) for stream, items in reply or []]
 
-    def memory_info(self) -> dict:
+    def memory_info(self) -> dict[str, Any]:
         """The server's INFO memory section (used_memory, used_memory_rss, ... in bytes); on a cluster, the
         sums over its primaries."""
         return self.server_info("memory")
 
-    def server_info(self, section: str | None = None) -> dict:
+    def server_info(self, section: str | None = None) -> dict[str, Any]:
         """INFO (or one section of it); on a cluster, each number summed over the primaries (CPU seconds,
         commands processed, network bytes, memory: what the capacity bench reads)."""
         if not self.cluster:
-            return self.redis.info(section) if section else self.redis.info()
-        per_node = (
+            return sync(self.redis.info(section) if section else self.redis.info())
+        per_node: dict[str, dict[str, Any]] = sync(
             self.redis.info(section, target_nodes=redis.RedisCluster.PRIMARIES)
             if section
             else self.redis.info(target_nodes=redis.RedisCluster.PRIMARIES)
         )
-        totals: dict = {}
+        totals: dict[str, Any] = {}
         for info in per_node.values():
             for key, value in info.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -204,6 +224,6 @@ class BusCore:
         return totals
 
 
-def _stream_items(reply):
+def _stream_items(reply: Any) -> Iterable[Any]:
     """(stream, items) pairs of an XREAD reply: a list in RESP2, a dict in RESP3."""
     return reply.items() if isinstance(reply, dict) else reply

@@ -153,7 +153,7 @@ CAMERA_KEY_TYPES = (
 )
 
 
-def camera_of(key) -> str:
+def camera_of(key: object) -> str:
     """The camera a per-camera key belongs to: `fervi:{lobby}:results` -> `lobby`."""
     text = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
     return text.split("{", 1)[1].rsplit("}", 1)[0]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from .core import REDIS_DOWN, BusCore, decode
+from .core import REDIS_DOWN, BusCore, decode, sync
 from .keys import DASHBOARD_RELAY_LOCK, PROCESSES
 
 
 class Processes(BusCore):
-    def heartbeat(self, proc: str, info: dict, ttl_s: int) -> None:
+    def heartbeat(self, proc: str, info: dict[str, object], ttl_s: int) -> None:
         key = PROCESSES + proc
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(key, mapping={k: str(v) for k, v in info.items()})
@@ -24,7 +24,7 @@ class Processes(BusCore):
     def processes(self) -> dict[str, dict[str, str]]:
         out = {}
         for key in self.redis.scan_iter(match=PROCESSES + "*", count=200):
-            info = self.redis.hgetall(key)
+            info = sync(self.redis.hgetall(key))
             if info:
                 out[decode(key)[len(PROCESSES) :]] = {decode(k): decode(v) for k, v in info.items()}
         return out

@@ -7,8 +7,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rq import Queue, Retry, Worker, get_current_job
 from rq.command import send_stop_job_command
@@ -30,13 +31,13 @@ class Progress:
     total: int
     state: str  # queued | running | finished | failed | canceled | gone
     error: str = ""
-    result: dict = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)
 
 
 class VideoQueue(Queue):
     """RQ's queue, with what FERVI does with its jobs: callers hold job ids and never RQ's connection."""
 
-    def add(self, func, *args, retries: int = 0, **options) -> Job:
+    def add(self, func: Callable[..., Any], *args: Any, retries: int = 0, **options: Any) -> Job:
         """`func(*args)` as a job, run again up to `retries` times when it fails or its worker dies; `options`
         are RQ's (`depends_on`, `job_timeout`, `result_ttl`, `meta`, `description`)."""
         return self.enqueue(func, *args, retry=Retry(max=retries) if retries else None, **options)
@@ -76,7 +77,7 @@ class VideoQueue(Queue):
         expired: retried if they have retries left, else failed."""
         StartedJobRegistry(queue=self).cleanup()
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, int]:
         """Jobs waiting; jobs that failed, apart from those stopped by a cancel (RQ keeps both in its failed-job
         registry); and jobs canceled before they ran."""
         failed_ids = FailedJobRegistry(queue=self).get_job_ids(0, 999)
@@ -144,7 +145,7 @@ def report_progress(done: int, total: int) -> None:
         Videos(job.connection).video_progress(job.meta["video_id"], job.id, done, total)
 
 
-def update_running_video(**fields) -> None:
+def update_running_video(**fields: Any) -> None:
     """Change FERVI's record of the video the running job works for (a dashboard upload); nothing for a
     video of `fervi analyze` or outside a job."""
     job = get_current_job()

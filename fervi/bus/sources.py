@@ -4,9 +4,11 @@ dashboard's Cameras page), each camera's ingest state, and the lease that makes 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ..protocol import CameraSource, ProtocolError, check_camera
-from .core import REDIS_DOWN, BusCore, RedisError, decode
+from .core import REDIS_DOWN, BusCore, RedisError, decode, sync
 from .keys import SOURCE_STATE_TTL_S, SOURCES, source_lease_key, source_state_key
 
 
@@ -15,6 +17,10 @@ class RegistryFull(RuntimeError):
 
 
 class Sources(BusCore):
+    if TYPE_CHECKING:  # `Processes.processes`: `Bus` has both mixins
+
+        def processes(self) -> dict[str, dict[str, str]]: ...
+
     def add_source(self, source: CameraSource, replace: bool = False, most: int = 1 << 30) -> bool:
         """Register a camera for the supervisor to run; False when the name is taken (and `replace` is off).
         Raises `RegistryFull` when `most` cameras are registered already."""
@@ -46,7 +52,7 @@ class Sources(BusCore):
     def sources(self) -> dict[str, CameraSource]:
         """The registered cameras; an entry that does not parse (some client wrote it) is skipped and counted."""
         out = {}
-        for name, raw in self.redis.hgetall(SOURCES).items():
+        for name, raw in sync(self.redis.hgetall(SOURCES)).items():
             try:
                 source = CameraSource.from_json(raw)
                 if source.camera != decode(name):
@@ -57,7 +63,7 @@ class Sources(BusCore):
             out[source.camera] = source
         return dict(sorted(out.items()))
 
-    def set_source_state(self, camera: str, state: str, reason: str = "", **info) -> None:
+    def set_source_state(self, camera: str, state: str, reason: str = "", **info: object) -> None:
         """A camera's ingest says how it goes (`fervi.protocol.SOURCE_STATES`); a Redis outage loses the news."""
         fields = {
             "state": state,
@@ -76,7 +82,7 @@ class Sources(BusCore):
     def clear_source_state(self, camera: str) -> None:
         self.redis.delete(source_state_key(camera))
 
-    def source_states(self, cameras) -> dict[str, dict[str, str]]:
+    def source_states(self, cameras: Iterable[str]) -> dict[str, dict[str, str]]:
         """Each camera's ingest state as written (cameras with none are left out)."""
         cameras = list(cameras)
         pipe = self.redis.pipeline(transaction=False)

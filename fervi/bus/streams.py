@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import redis
+from redis.typing import KeyT, StreamIdT
 
 from ..protocol import DeadLetter, Frame, ProtocolError, Result, check_camera
-from .core import BusCore, Entry, camera_name, decode, stream_id
+from .core import BusCore, Entry, camera_name, decode, entry_fields, stream_id, sync
 from .keys import (
     CAMERA_KEY_TYPES,
     CAMERAS,
@@ -46,7 +48,7 @@ class Streams(BusCore):
         """Valid cameras of the camera set: a member that is not a valid name, or whose streams are keys of
         another type (any client may `SET fervi:{x}:frames`), is skipped (see `_Untrusted`)."""
         names = []
-        for member in self.redis.smembers(CAMERAS):
+        for member in sync(self.redis.smembers(CAMERAS)):
             try:
                 names.append(camera_name(member))
             except ProtocolError as err:
@@ -80,7 +82,7 @@ class Streams(BusCore):
     # --- ingest ------------------------------------------------------------------------------
     def add_frame(self, frame: Frame, maxlen: int = 0) -> tuple[int, str]:
         """XADD a frame; Redis assigns its seq. `maxlen` > 0 trims the stream (live sources)."""
-        flat: list = [maxlen]
+        flat: list[Any] = [maxlen]
         for key, value in frame.to_fields().items():
             flat += [key, value]
         seq, entry_id = self._add_frame(
@@ -91,7 +93,7 @@ class Streams(BusCore):
     def last_seq(self, camera: str) -> int:
         """The last seq ingest assigned to a camera's frames (-1 before the first, or when not a number)."""
         try:
-            value = self.redis.get(seq_key(camera))
+            value = sync(self.redis.get(seq_key(camera)))
             return int(value) if value is not None else -1
         except (ValueError, redis.ResponseError) as err:  # a key of another type, or not a number
             self.untrusted.skip("seq", camera, str(err))
@@ -119,23 +121,23 @@ class Streams(BusCore):
         return bool(newest_result) and stream_id(newest_result[0][0]) > stream_id(results_read_to)
 
     def results_kept(self, camera: str) -> int:
-        return int(self.redis.xlen(results_key(camera)))
+        return int(sync(self.redis.xlen(results_key(camera))))
 
     def backlog(self, camera: str) -> int:
         """Frames added but not yet done (workers delete frames once their result is written)."""
-        return int(self.redis.xlen(frames_key(camera)))
+        return int(sync(self.redis.xlen(frames_key(camera))))
 
     # --- workers -----------------------------------------------------------------------------
     def read_frames(self, consumer: str, cameras: list[str], count: int, block_ms: int) -> list[Entry]:
         if not cameras:
             time.sleep(block_ms / 1000)
             return []
-        streams = {frames_key(c): ">" for c in cameras}
+        streams: dict[KeyT, StreamIdT] = {frames_key(c): ">" for c in cameras}
         return list(self._entries(self.read_streams(streams, count, block_ms, (WORKER_GROUP, consumer))))
 
     def reclaim(self, consumer: str, camera: str, min_idle_ms: int, count: int) -> list[Entry]:
         """Take over entries another consumer read but did not ack within `min_idle_ms` (XAUTOCLAIM)."""
-        reply = self.redis.xautoclaim(frames_key(camera), WORKER_GROUP, consumer, min_idle_ms, "0-0", count=count)
+        reply = sync(self.redis.xautoclaim(frames_key(camera), WORKER_GROUP, consumer, min_idle_ms, "0-0", count=count))
         claimed = reply[1]
         # Entries trimmed from a live stream while pending: Redis 7 drops them from the PEL and lists them
         # in reply[2]; Redis 6.2 returns them with no fields and keeps them pending, so ack them here.
@@ -151,7 +153,7 @@ class Streams(BusCore):
         return [Entry(camera, decode(i), f) for i, f in claimed if f]
 
     @staticmethod
-    def _entries(reply) -> Iterator[Entry]:
+    def _entries(reply: Any) -> Iterator[Entry]:
         for stream, items in reply or []:
             camera = camera_of(stream)
             for entry_id, fields in items:
@@ -160,7 +162,8 @@ class Streams(BusCore):
     def publish_result(self, result: Result, entry_id: str, maxlen: int) -> bool:
         """Write the result once per (camera, seq), ack and delete the frame, atomically. True if new; False
         for a repeat, or when the camera was forgotten meanwhile (its result is dropped)."""
-        return self._publish(**self._publish_call(result, entry_id, maxlen)) == 1
+        published: int = self._publish(**self._publish_call(result, entry_id, maxlen))
+        return published == 1
 
     def publish_results(self, results: list[tuple[Result, str]], maxlen: int) -> list[bool]:
         """`publish_result` for a batch of (result, frame entry id): one round trip on a standalone Redis
@@ -173,8 +176,8 @@ class Streams(BusCore):
         return [reply == 1 for reply in pipe.execute()]
 
     @staticmethod
-    def _publish_call(result: Result, entry_id: str, maxlen: int) -> dict:
-        flat: list = [result.seq % SEEN_BLOCK, SEEN_TTL_S, maxlen, WORKER_GROUP, entry_id]
+    def _publish_call(result: Result, entry_id: str, maxlen: int) -> dict[str, Any]:
+        flat: list[Any] = [result.seq % SEEN_BLOCK, SEEN_TTL_S, maxlen, WORKER_GROUP, entry_id]
         for key, value in result.to_fields().items():
             flat += [key, value]
         keys = [results_key(result.camera), seen_key(result.camera, result.seq), frames_key(result.camera)]
@@ -198,7 +201,7 @@ class Streams(BusCore):
 
     def latest_frame(self, camera: str) -> tuple[int, bytes] | None:
         try:
-            values = self.redis.hmget(latest_frame_key(camera), ["seq", "jpeg"])
+            values = sync(self.redis.hmget(latest_frame_key(camera), ["seq", "jpeg"]))
             return (int(values[0]), values[1]) if values[0] is not None and values[1] else None
         except (redis.ResponseError, ValueError) as err:  # spoilt by some client: no preview
             self.untrusted.skip("latest_frame", camera, str(err))
@@ -214,7 +217,12 @@ class Streams(BusCore):
     def dead_letter(self, letter: DeadLetter, ack: bool = True) -> None:
         """Keep a bad entry's summary and count it; `ack=False` when a gap marker will ack the frame."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(dead_letter_key(letter.camera), letter.to_fields(), maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+        pipe.xadd(
+            dead_letter_key(letter.camera),
+            entry_fields(letter.to_fields()),
+            maxlen=DEAD_LETTER_MAXLEN,
+            approximate=True,
+        )
         pipe.hincrby(stats_key(letter.camera), "dead_lettered", 1)
         if ack:
             pipe.xack(frames_key(letter.camera), WORKER_GROUP, letter.entry_id)
@@ -224,7 +232,7 @@ class Streams(BusCore):
     def stats(self, camera: str) -> dict[str, int]:
         """A camera's counters; a field that is not a number (or a key of another type) is skipped."""
         try:
-            raw = self.redis.hgetall(stats_key(camera))
+            raw = sync(self.redis.hgetall(stats_key(camera)))
         except redis.ResponseError as err:
             self.untrusted.skip("stats", camera, str(err))
             return {}
@@ -239,13 +247,16 @@ class Streams(BusCore):
     # --- reading results ---------------------------------------------------------------------
     def results(self, camera: str, start: str = "-", count: int | None = None) -> list[tuple[str, Result]]:
         return [
-            (decode(i), Result.from_fields(f)) for i, f in self.redis.xrange(results_key(camera), start, "+", count)
+            (decode(i), Result.from_fields(f))
+            for i, f in sync(self.redis.xrange(results_key(camera), start, "+", count))
         ]
 
     def pending(self, camera: str) -> int:
         """Frames a worker has read and not yet acked."""
-        return int(self.redis.xpending(frames_key(camera), WORKER_GROUP)["pending"])
+        return int(sync(self.redis.xpending(frames_key(camera), WORKER_GROUP))["pending"])
 
-    def read_results(self, positions: dict[str, str], count: int, block_ms: int) -> list[tuple[str, list]]:
+    def read_results(
+        self, positions: dict[str, str], count: int, block_ms: int
+    ) -> list[tuple[str, list[tuple[str, dict[Any, Any]]]]]:
         """The tracker's read: per camera, results after its position, as (camera, [(entry id, fields)])."""
         return self._read_after(results_key, positions, count, block_ms)

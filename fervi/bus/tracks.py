@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import redis
@@ -20,7 +22,7 @@ import redis
 from ..emotions import EMOTIONS
 from ..protocol import ProtocolError, TrackEntry
 from ..tracking import FrameTracks, Track
-from .core import BusCore, decode
+from .core import BusCore, decode, entry_fields, sync
 from .keys import (
     aggregate_key,
     live_key,
@@ -34,6 +36,7 @@ from .keys import (
 SECOND_RETENTION_S = 3600
 MINUTE_RETENTION_S = 7 * 86400
 TRACK_RETENTION_S = 7 * 86400
+N = TypeVar("N", int, float)
 RESOLUTIONS = {"1s": (1, 60, SECOND_RETENTION_S), "1m": (60, 3600, MINUTE_RETENTION_S)}  # step, per key, keep
 
 
@@ -43,7 +46,7 @@ def _bucket(ts: float, resolution: str) -> tuple[str, str]:
     return str(int(ts // per_key) * per_key), str(start)
 
 
-def _queue_frame(pipe, camera: str, frame: FrameTracks) -> None:
+def _queue_frame(pipe: redis.client.Pipeline, camera: str, frame: FrameTracks) -> None:
     for emotion, seconds in zip(EMOTIONS, frame.emotion_seconds.tolist(), strict=True):
         if seconds <= 0:
             continue
@@ -59,7 +62,7 @@ def _queue_frame(pipe, camera: str, frame: FrameTracks) -> None:
         _queue_track(pipe, camera, track, ended=True)
 
 
-def _queue_track(pipe, camera: str, track: Track, ended: bool) -> None:
+def _queue_track(pipe: redis.client.Pipeline, camera: str, track: Track, ended: bool) -> None:
     key = track_key(camera, track.id)
     pipe.hset(
         key,
@@ -90,17 +93,17 @@ class Tracks(BusCore):
 
     def next_track_id(self, camera: str) -> int:
         """A track id never given before on this camera (by any tracker process)."""
-        return int(self.redis.incr(track_id_key(camera)))
+        return int(sync(self.redis.incr(track_id_key(camera))))
 
     def publish_tracks(
-        self, camera: str, tracked: list[tuple[TrackEntry, FrameTracks]], maxlen: int, still_open: list[Track] = ()
+        self, camera: str, tracked: list[tuple[TrackEntry, FrameTracks]], maxlen: int, still_open: Sequence[Track] = ()
     ) -> None:
         """Per tracked frame: its tracks entry, its face-seconds, the faces now live, and tracks started or
         ended; `still_open`: tracks whose records are brought up to date (end, frames, seconds) while they
         go on. One round trip, every command run (see `execute`)."""
         pipe = self.redis.pipeline(transaction=False)
         for entry, frame in tracked:
-            pipe.xadd(tracks_key(camera), entry.to_fields(), maxlen=maxlen, approximate=True)
+            pipe.xadd(tracks_key(camera), entry_fields(entry.to_fields()), maxlen=maxlen, approximate=True)
             _queue_frame(pipe, camera, frame)
         for track in still_open:
             _queue_track(pipe, camera, track, ended=False)
@@ -115,25 +118,27 @@ class Tracks(BusCore):
         self.execute(pipe, "tracker_write", camera)
 
     # --- readers -----------------------------------------------------------------------------
-    def read_tracks(self, positions: dict[str, str], count: int, block_ms: int) -> list[tuple[str, list]]:
+    def read_tracks(
+        self, positions: dict[str, str], count: int, block_ms: int
+    ) -> list[tuple[str, list[tuple[str, dict[Any, Any]]]]]:
         """Per camera, tracks entries after its position, as (camera, [(entry id, fields)])."""
         return self._read_after(tracks_key, positions, count, block_ms)
 
     def last_tracks_id(self, camera: str) -> str:
         """The id of a camera's newest tracks entry ("0-0" when none): read after it for new ones only."""
-        newest = self.redis.xrevrange(tracks_key(camera), count=1)
+        newest = sync(self.redis.xrevrange(tracks_key(camera), count=1))
         return decode(newest[0][0]) if newest else "0-0"
 
     def track_entries(self, camera: str, after: str = "0-0", count: int | None = None) -> list[tuple[str, TrackEntry]]:
         """Tracks entries after entry id `after`, oldest first."""
         return [
             (decode(i), TrackEntry.from_fields(f))
-            for i, f in self.redis.xrange(tracks_key(camera), min=f"({after}", count=count)
+            for i, f in sync(self.redis.xrange(tracks_key(camera), min=f"({after}", count=count))
         ]
 
     def emotion_series(
         self, camera: str, resolution: str = "1s", start: float | None = None, end: float | None = None
-    ) -> dict[str, list]:
+    ) -> dict[str, list[Any]]:
         """Face-seconds per emotion per bucket: {"t": [bucket starts], "angry": [...], ...}; empty buckets are 0."""
         if resolution not in RESOLUTIONS:
             raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}")
@@ -166,10 +171,10 @@ class Tracks(BusCore):
         series = self.emotion_series(camera, resolution, start, end)
         return {e: round(sum(series[e]), 3) for e in EMOTIONS}
 
-    def tracks(self, camera: str, since: float = 0.0, limit: int = 200) -> list[dict]:
+    def tracks(self, camera: str, since: float = 0.0, limit: int = 200) -> list[dict[str, Any]]:
         """Tracks of a camera seen since `since`, newest first: id, start, end, frames, dominant, seconds."""
         try:
-            members = self.redis.zrevrangebyscore(track_index_key(camera), "+inf", since, start=0, num=limit)
+            members = sync(self.redis.zrevrangebyscore(track_index_key(camera), "+inf", since, start=0, num=limit))
         except redis.ResponseError:
             return []
         ids = [int(m) for m in members if m.isdigit()]  # a member FERVI did not write is left out
@@ -178,21 +183,23 @@ class Tracks(BusCore):
             pipe.hgetall(track_key(camera, track_id))
         return [t for t in map(_parse_track, pipe.execute(raise_on_error=False)) if t is not None]
 
-    def track(self, camera: str, track_id: int) -> dict | None:
+    def track(self, camera: str, track_id: int) -> dict[str, Any] | None:
         """One track's record (as in `tracks`), or None."""
         try:
-            return _parse_track(self.redis.hgetall(track_key(camera, track_id)))
+            return _parse_track(sync(self.redis.hgetall(track_key(camera, track_id))))
         except redis.ResponseError:
             return None
 
-    def track_timeline(self, camera: str, track_id: int, start: float, end: float, max_points: int = 300) -> list[dict]:
+    def track_timeline(
+        self, camera: str, track_id: int, start: float, end: float, max_points: int = 300
+    ) -> list[dict[str, Any]]:
         """One track's smoothed probabilities over time, from the tracks stream between `start` and `end`
         (entry ids are the tracker's clock, close to capture time): at most `max_points`, evenly picked.
         Empty once the stream (MAXLEN ~ FERVI_RESULTS_MAXLEN) no longer holds the track's frames."""
         low, high = int((start - 5) * 1000), int((end + 5) * 1000)
         try:
-            entries = self.redis.xrange(
-                tracks_key(camera), f"{max(0, low)}-0", f"{high}-18446744073709551615", count=20000
+            entries = sync(
+                self.redis.xrange(tracks_key(camera), f"{max(0, low)}-0", f"{high}-18446744073709551615", count=20000)
             )
         except redis.ResponseError:
             return []
@@ -219,9 +226,9 @@ class Tracks(BusCore):
             points = [points[i] for i in picks]
         return points
 
-    def _live_number(self, camera: str, field: str, kind):
+    def _live_number(self, camera: str, field: str, kind: Callable[[Any], N]) -> N:
         try:
-            value = self.redis.hget(live_key(camera), field)
+            value = sync(self.redis.hget(live_key(camera), field))
             return kind(value) if value is not None else kind(0)
         except (redis.ResponseError, ValueError):  # a key or field some client spoilt
             return kind(0)
@@ -234,7 +241,7 @@ class Tracks(BusCore):
         return self._live_number(camera, "active", int)
 
 
-def _parse_track(reply) -> dict | None:
+def _parse_track(reply: Any) -> dict[str, Any] | None:
     """A track record as the tracker wrote it, or None for one FERVI did not write."""
     if not reply or isinstance(reply, redis.ResponseError):
         return None

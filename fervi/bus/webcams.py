@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from ..protocol import check_camera
-from .core import decode
+from .core import decode, sync
 from .keys import CAMERAS, ONE_OFF_CAMERAS, WEBCAM_OWNERS, WEBCAM_SIDS, WEBCAMS, WEBCAMS_LEAVING, WEBCAMS_SHARED
 from .streams import Streams
 
@@ -20,7 +20,7 @@ class Webcams(Streams):
         self.register_camera(camera)
 
     def sweep_one_off_cameras(self, max_age_s: float) -> list[str]:
-        stale = [decode(c) for c in self.redis.zrangebyscore(ONE_OFF_CAMERAS, "-inf", time.time() - max_age_s)]
+        stale = [decode(c) for c in sync(self.redis.zrangebyscore(ONE_OFF_CAMERAS, "-inf", time.time() - max_age_s))]
         for camera in stale:
             self.forget_camera(camera)
         return stale
@@ -56,9 +56,13 @@ class Webcams(Streams):
         """Browser cameras with no frame for `idle_s` leave; those that left `grace_s` ago are forgotten.
         Returns (left, forgotten)."""
         now = time.time()
-        left = [c for c in map(decode, self.redis.zrangebyscore(WEBCAMS, "-inf", now - idle_s)) if self.leave_webcam(c)]
+        left = [
+            c
+            for c in map(decode, sync(self.redis.zrangebyscore(WEBCAMS, "-inf", now - idle_s)))
+            if self.leave_webcam(c)
+        ]
         forgotten = []
-        for camera in map(decode, self.redis.zrangebyscore(WEBCAMS_LEAVING, "-inf", now - grace_s)):
+        for camera in map(decode, sync(self.redis.zrangebyscore(WEBCAMS_LEAVING, "-inf", now - grace_s))):
             if self.redis.zrem(WEBCAMS_LEAVING, camera):
                 self.forget_camera(camera)
                 forgotten.append(camera)
@@ -66,11 +70,11 @@ class Webcams(Streams):
 
     def webcams(self) -> dict[str, str]:
         """Live browser cameras and the address each came from."""
-        return {decode(k): decode(v) for k, v in self.redis.hgetall(WEBCAM_OWNERS).items()}
+        return {decode(k): decode(v) for k, v in sync(self.redis.hgetall(WEBCAM_OWNERS)).items()}
 
     def webcam_clients(self) -> dict[str, str]:
         """Live browser cameras and the Socket.IO id of the client each belongs to."""
-        return {decode(k): decode(v) for k, v in self.redis.hgetall(WEBCAM_SIDS).items()}
+        return {decode(k): decode(v) for k, v in sync(self.redis.hgetall(WEBCAM_SIDS)).items()}
 
     def share_webcam(self, camera: str, shared: bool) -> bool:
         """Show a live browser camera on the shared wall (or stop); False when it is not live."""
@@ -80,7 +84,7 @@ class Webcams(Streams):
         return True
 
     def shared_webcams(self) -> set[str]:
-        return {decode(c) for c in self.redis.smembers(WEBCAMS_SHARED)}
+        return {decode(c) for c in sync(self.redis.smembers(WEBCAMS_SHARED))}
 
     def is_shared_webcam(self, camera: str) -> bool:
         """Whether a browser camera is live and its user shares it (what others may see of it)."""

@@ -80,8 +80,7 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> tuple[np.
 
     The blending (as MediaPipe does) steadies boxes from frame to frame, which the tracker likes.
     """
-    keep = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), 0.0, iou)
-    keep = np.array(keep, dtype=int).ravel()
+    keep = np.array(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), 0.0, iou), dtype=int).ravel()
     if keep.size == 0:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
     x1, y1 = boxes[:, 0], boxes[:, 1]

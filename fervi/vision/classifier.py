@@ -9,8 +9,9 @@ mirror image, as evaluated in the model card.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -33,7 +34,8 @@ def _with_mirrors(faces: np.ndarray) -> np.ndarray:
 
 def _mean_of_mirrors(probs: np.ndarray) -> np.ndarray:
     half = len(probs) // 2
-    return (probs[:half] + probs[half:]) / 2
+    mean: np.ndarray = (probs[:half] + probs[half:]) / 2
+    return mean
 
 
 def batch_sizes(n: int, max_batch: int) -> list[int]:
@@ -64,9 +66,9 @@ class TFLiteClassifier:
         self.flip_average = flip_average
         self.threads = threads
         self._model_bytes = self.path.read_bytes()
-        self._interpreters: dict[int, object] = {}
+        self._interpreters: dict[int, Any] = {}
 
-    def _interpreter(self, batch: int):
+    def _interpreter(self, batch: int) -> Any:
         if batch not in self._interpreters:
             interpreter = load_interpreter(self._model_bytes, self.threads)
             index = interpreter.get_input_details()[0]["index"]
@@ -121,12 +123,13 @@ class KerasClassifier:
         self._to_numpy = keras.ops.convert_to_numpy
         self._infer = self._compiled()
 
-    def _compiled(self):
+    def _compiled(self) -> Callable[[np.ndarray], Any]:
         model = self.model
         if self.backend == "tensorflow":
             import tensorflow as tf
 
-            return tf.function(lambda x: model(x, training=False), jit_compile=False)
+            compiled: Callable[[np.ndarray], Any] = tf.function(lambda x: model(x, training=False), jit_compile=False)
+            return compiled
         if self.backend == "jax":
             import jax
 
@@ -137,7 +140,7 @@ class KerasClassifier:
         if self.backend == "torch":
             import torch
 
-            def infer(x):
+            def infer(x: np.ndarray) -> Any:
                 with torch.inference_mode():
                     return model(x, training=False)
 

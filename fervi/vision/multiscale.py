@@ -27,6 +27,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -88,9 +89,11 @@ class _AnyShapeShortRange:
     def __init__(self, threads: int = 1):
         self.model = model_file(self.spec.file).read_bytes()
         self.threads = threads
-        self._by_shape: collections.OrderedDict[tuple[int, int], tuple] = collections.OrderedDict()
+        self._by_shape: collections.OrderedDict[tuple[int, int], tuple[Any, int, int, int, np.ndarray]] = (
+            collections.OrderedDict()
+        )
 
-    def _prepared(self, height: int, width: int) -> tuple:
+    def _prepared(self, height: int, width: int) -> tuple[Any, int, int, int, np.ndarray]:
         key = (height, width)
         if key in self._by_shape:
             self._by_shape.move_to_end(key)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class FacePipeline:
         )
 
     def analyze(
-        self, images: list[np.ndarray], timing: Timing | None = None, streams: list[tuple] | None = None
+        self, images: list[np.ndarray], timing: Timing | None = None, streams: list[tuple[Any, ...]] | None = None
     ) -> list[Faces]:
         """One `Faces` per image; all faces of all images go through the classifier together. `streams`
         gives each image's camera, position in it (seq) and optionally its time on the camera's clock
@@ -62,7 +63,7 @@ class FacePipeline:
             timing.detect_ms += (time.perf_counter() - started) * 1000
         return self.classify(images, detections, timing)
 
-    def detect(self, images: list[np.ndarray], streams: list[tuple] | None = None) -> list[Faces]:
+    def detect(self, images: list[np.ndarray], streams: list[tuple[Any, ...]] | None = None) -> list[Faces]:
         """One unclassified `Faces` (boxes, scores) per image."""
         if isinstance(self.detector, DetectorPool):
             found = self.detector.detect_many(images, streams)

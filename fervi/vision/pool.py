@@ -10,6 +10,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class DetectorPool:
         return self.detectors[self._index(stream, 0)].detect(frame, stream, position, at)
 
     def detect_many(
-        self, images: list[np.ndarray], streams: list[tuple] | None = None
+        self, images: list[np.ndarray], streams: list[tuple[Any, ...]] | None = None
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each image's (boxes, scores); a camera's images in their order on its own detector."""
         keys = streams or [(None, i) for i in range(len(images))]
@@ -43,11 +44,11 @@ class DetectorPool:
         for i, (stream, *_) in enumerate(keys):
             groups.setdefault(self._index(stream, i), []).append(i)
 
-        def run(detector_index: int, indices: list[int]) -> list[tuple[int, tuple]]:
+        def run(detector_index: int, indices: list[int]) -> list[tuple[int, tuple[np.ndarray, np.ndarray]]]:
             detector = self.detectors[detector_index]
             return [(i, detector.detect(images[i], *(keys[i] if streams else (None, None)))) for i in indices]
 
-        out: list = [None] * len(images)
+        out: list[Any] = [None] * len(images)
         for part in self.executor.map(lambda item: run(*item), groups.items()):
             for i, found in part:
                 out[i] = found

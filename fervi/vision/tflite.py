@@ -7,9 +7,11 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
+from typing import Any
 
 
-def interpreter_class():
+def interpreter_class() -> Any:  # LiteRT and tf.lite ship no types
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -21,7 +23,7 @@ def interpreter_class():
 
 
 @contextlib.contextmanager
-def _native_info_hidden():
+def _native_info_hidden() -> Iterator[None]:
     """TFLite's C++ runtime prints 'INFO: Created TensorFlow Lite XNNPACK delegate' straight to stderr (no
     setting turns it off): below INFO, stderr is pointed at /dev/null while an interpreter is made. A
     failure still raises its Python exception."""
@@ -39,7 +41,7 @@ def _native_info_hidden():
         os.close(saved)
 
 
-def load_interpreter(model: bytes, threads: int = 1):
+def load_interpreter(model: bytes, threads: int = 1) -> Any:
     with _native_info_hidden():
         interpreter = interpreter_class()(model_content=model, num_threads=threads)
         interpreter.allocate_tensors()
