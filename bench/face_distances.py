@@ -67,14 +67,12 @@ def real_faces(data: Path, count: int, rng: np.random.Generator) -> list:
 def crowd_labels(fer_csv: Path, fer, rows: np.ndarray) -> list:
     """The FER+ crowd's majority for CSV rows `rows` (None where people named none of the seven emotions), when
     the votes file is beside the CSV; the same faces are picked with or without it."""
-    from fervi.training.votes import load_votes, pixels_sha1, votes_beside
+    from fervi.training.votes import crowd_of_rows
 
-    votes_file = votes_beside(fer_csv)
-    if votes_file is None:
+    crowd = crowd_of_rows(fer_csv, fer.images[rows], rows)
+    if crowd is None:
         return [None] * len(rows)
-    sha1s = [pixels_sha1(" ".join(map(str, fer.images[r].ravel()))) for r in rows]
-    crowd = load_votes(votes_file, rows, sha1s, fer_csv.name)
-    return [int(m) if ok else None for m, ok in zip(crowd.majority(), crowd.usable, strict=True)]
+    return [int(m) if ok else None for m, ok in zip(crowd.majority(fer.labels[rows]), crowd.usable, strict=True)]
 
 
 def crowd_reference(face) -> int | None:

@@ -419,7 +419,8 @@ def peer_comparison(
             test = test.subset(test.usage == "PublicTest")
             arrays["faces"], arrays["labels"] = test.images, test.labels
             classifier = TFLiteClassifier(Path(settings.models) / MODEL_TFLITE, flip_average=settings.flip_average)
-            out["accuracy_fervi"] = round(float((classifier.predict(test.images).argmax(1) == test.labels).mean()), 4)
+            fervi_predicted = classifier.predict(test.images).argmax(1)
+            out["accuracy_fervi"] = round(float((fervi_predicted == test.labels).mean()), 4)
         np.savez(Path(tmp) / "input.npz", **arrays)
         probe = subprocess.run(
             [str(python), str(Path(__file__).with_name("peer_probe.py")), str(Path(tmp) / "input.npz")],
@@ -450,7 +451,32 @@ def peer_comparison(
     if fer_csv:
         out["accuracy_fer"] = fer["accuracy"]
         out["accuracy_n"] = fer["n"]
+        out.update(crowd_agreement(fer_csv, test, fervi_predicted, np.asarray(fer["predictions"], np.int64)))
     return out
+
+
+def crowd_agreement(fer_csv: str, test, fervi_predicted: np.ndarray, fer_predicted: np.ndarray) -> dict:
+    """Both classifiers against people: on the PublicTest faces whose FER+ crowd named one of the seven
+    emotions, the share whose prediction is the crowd's majority (any emotion tied at the top counts), when
+    the votes file is beside the CSV."""
+    from fervi.training.datasets import load_fer_csv
+    from fervi.training.votes import crowd_of_rows
+
+    full = load_fer_csv(fer_csv)
+    rows = np.flatnonzero(full.usage == "PublicTest")
+    crowd = crowd_of_rows(fer_csv, test.images, rows)
+    if crowd is None or len(fer_predicted) != len(rows):
+        return {}
+    usable, top = crowd.usable, crowd.top_set()
+
+    def agreement(predicted: np.ndarray) -> float:
+        return round(float(top[np.arange(len(predicted)), predicted][usable].mean()), 4)
+
+    return {
+        "crowd_agreement_fervi": agreement(fervi_predicted),
+        "crowd_agreement_fer": agreement(fer_predicted),
+        "crowd_n": int(usable.sum()),
+    }
 
 
 def run_bench(

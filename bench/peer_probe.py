@@ -31,7 +31,7 @@ def main():
     detector = FER()
     fps1, found1 = frames_per_s(detector, data["frames_1face"])
     fps4, found4 = frames_per_s(detector, data["frames_4faces"])
-    accuracy = None
+    accuracy, predictions = None, []
     if len(data["faces"]):
         faces = np.array([cv2.resize(f, (64, 64)) for f in data["faces"]], np.float32)
         faces = (faces / 255.0 - 0.5) * 2.0
@@ -48,6 +48,7 @@ def main():
                 "frames_4faces": len(data["frames_4faces"]),
                 "accuracy": accuracy,
                 "n": int(len(data["labels"])),
+                "predictions": [int(p) for p in predictions],
             }
         )
     )

@@ -7,7 +7,7 @@ FACE_SIZE = 48  # classifier input: 48x48 grayscale
 # A face whose top emotion leads the next by less than this (in calibrated probability) is shown as uncertain,
 # with its two leading emotions ("neutral / sad"): a coin toss is not a label. Measured on PublicTest with the
 # crowd's votes (models/MODEL_CARD.md, "Uncertain"); FERVI_UNCERTAIN_MARGIN overrides it.
-UNCERTAIN_MARGIN = 0.15
+UNCERTAIN_MARGIN = 0.2
 
 
 def uncertain_margin() -> float:

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from fervi.training.calibration import (
     apply_temperature,
     cross_fitted_ece,
+    fit_bias_and_temperature,
     fit_temperature,
     fold_temperature,
     reliability,
@@ -194,6 +195,25 @@ def test_a_temperature_fitted_on_overconfident_probabilities_calibrates_them():
     assert cross_fitted_ece(overconfident, labels)["ece"] < 0.04
 
 
+def test_biases_fitted_with_the_temperature_undo_a_leaning_to_one_emotion():
+    rng = np.random.default_rng(3)
+    n = 6000
+    logits = rng.normal(0, 1.5, (n, NUM_EMOTIONS))
+    true_p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(NUM_EMOTIONS, p=p) for p in true_p])
+    lean = np.zeros(NUM_EMOTIONS)
+    lean[E["neutral"]] = 1.0  # a model that over-calls neutral: its logit raised by 1
+    leaning = apply_temperature(true_p, 1.0, lean)
+    t, bias = fit_bias_and_temperature(leaning, labels)
+    assert t == pytest.approx(1.0, abs=0.1)
+    relative = bias - bias[E["neutral"]]  # biases are defined up to a constant
+    assert np.allclose(np.delete(relative, E["neutral"]), 1.0, atol=0.2)
+    fixed = apply_temperature(leaning, t, bias)
+    share = lambda p: (p.argmax(1) == E["neutral"]).mean()  # noqa: E731 - a one-line measure
+    assert abs(share(fixed) - share(true_p)) < 0.02 < share(leaning) - share(true_p)
+    assert cross_fitted_ece(leaning, labels, bias=True)["ece"] < 0.04
+
+
 def test_folding_the_temperature_into_the_last_layer_gives_the_calibrated_probabilities():
     pytest.importorskip("keras")
     from fervi.training.architectures import build
@@ -201,9 +221,10 @@ def test_folding_the_temperature_into_the_last_layer_gives_the_calibrated_probab
     model = build("cnn_lstm")
     faces = np.random.default_rng(1).integers(0, 256, (4, 48, 48, 1)).astype(np.float32)
     before = np.asarray(model(faces, training=False))
-    fold_temperature(model, 0.7)
+    bias = np.linspace(-0.5, 0.5, NUM_EMOTIONS)
+    fold_temperature(model, 0.7, bias)
     after = np.asarray(model(faces, training=False))
-    assert np.allclose(after, apply_temperature(before, 0.7), atol=1e-5)
+    assert np.allclose(after, apply_temperature(before, 0.7, bias), atol=1e-5)
 
 
 def test_a_face_without_a_clear_leader_is_marked_uncertain_with_its_two_leading_emotions(monkeypatch):

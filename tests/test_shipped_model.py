@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from fervi.training.datasets import load_fer_csv
 
 from fervi.app.cli import main
+from fervi.emotions import EMOTIONS
 from fervi.settings import default_model_dir
 from fervi.vision.classifier import MODEL_KERAS, MODEL_TFLITE, KerasClassifier, TFLiteClassifier
 
@@ -34,6 +35,8 @@ def test_shipped_model_scores_on_first_1000_public_test_rows(fer_csv, tmp_path):
     assert report["n"] == 1000
     assert report["params"] == 457_863
     assert report["accuracy"] >= 0.65, report["accuracy"]
+    # beside the votes file: scored against the crowd's majority and the original labels side by side
+    assert report["labels"] == "crowd majority (FER+ votes)" and report["crowd"]["majority_accuracy"] >= 0.8
     assert set(report) >= {"accuracy", "macro_f1", "per_class", "confusion", "params", "n"}
     assert (tmp_path / "cm.png").stat().st_size > 0
 
@@ -50,4 +53,8 @@ def test_tflite_and_keras_give_the_same_labels(fer_csv):
 def test_model_card_matches_files():
     card = json.loads((__import__("pathlib").Path(default_model_dir()) / "model_card.json").read_text())
     assert card["params"] == 457_863 and card["non_trainable_params"] == 832
-    assert card["metrics"]["validation_flip_averaged"]["n"] == 3589
+    # validated on the PublicTest faces whose FER+ crowd named one of the seven emotions, against its majority
+    assert card["metrics"]["validation_flip_averaged"]["n"] == 3489
+    crowd = card["metrics"]["crowd"]["validation_single_view"]
+    assert crowd["majority_accuracy"] >= 0.83 and crowd["calibration_vs_majority"]["ece"] <= 0.05
+    assert card["calibration"]["temperature"] > 0 and set(card["calibration"]["bias"]) == set(EMOTIONS)

@@ -72,7 +72,7 @@ def dashboard(tmp_path_factory, redis_server):
     redis.Redis.from_url(redis_server.url).flushall()
     port = free_port()
     env = fervi_env(redis_server.url, FERVI_DASHBOARD_PORT=port, FERVI_BLOCK_MS=200, FERVI_WEB_CONNECTS_PER_MINUTE=600)
-    env.pop("FERVI_UNCERTAIN_MARGIN", None)  # the default margin, 0.15
+    env.pop("FERVI_UNCERTAIN_MARGIN", None)  # the default margin, 0.2
     procs = Processes(tmp)
     procs.start(["dashboard"], env, "dashboard")
     wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "the dashboard")
@@ -174,20 +174,30 @@ def assert_shown(page, tile: str, tracked: bool) -> None:
 
     # the canvas: what it says (its accessible name and tooltip), then how: the label boxes' colours (the
     # clear face's in happy's yellow, the uncertain one's in the uncertain grey), dashes along the box
-    canvas = page.locator(f"{tile} canvas")
     said = f"{mark[0]}happy 82%; {mark[1]}neutral / sad ({NOTE})"
-    assert canvas.get_attribute("aria-label") == said
+    # the tile redraws its canvas as frames come (a browser camera's own preview too): read it once it shows
+    # these faces, and read its pixels again until one drawing of them is seen whole
+    page.wait_for_function(
+        "([tile, said]) => document.querySelector(tile + ' canvas').getAttribute('aria-label') === said",
+        arg=[tile, said],
+        timeout=30000,
+    )
     (x1, y1, w1, h1), (x2, y2, w2, h2) = BOXES
-    happy_fill, unsure_fill = canvas_pixels(page, tile, [(x1 + 2, y1 - 4), (x2 + 2, y2 - 4)])
-    assert close(happy_fill, rgb("#f0c828")), happy_fill
-    assert close(unsure_fill, rgb(uncertain_fill)), unsure_fill
 
     def stroked(x, y, w, color) -> float:  # share of the box's bottom edge drawn in its outline colour
         edge = canvas_pixels(page, tile, [(x + i, y) for i in range(10, w - 10)])
         return sum(close(p, color, 40) for p in edge) / len(edge)
 
-    assert stroked(x1, y1 + h1, w1, rgb("#f0c828")) > 0.95  # solid
-    assert 0.3 < stroked(x2, y2 + h2, w2, rgb(uncertain_ink)) < 0.85  # dashed
+    def drawn() -> bool:
+        happy_fill, unsure_fill = canvas_pixels(page, tile, [(x1 + 2, y1 - 4), (x2 + 2, y2 - 4)])
+        return (
+            close(happy_fill, rgb("#f0c828"))
+            and close(unsure_fill, rgb(uncertain_fill))
+            and stroked(x1, y1 + h1, w1, rgb("#f0c828")) > 0.95  # solid
+            and 0.3 < stroked(x2, y2 + h2, w2, rgb(uncertain_ink)) < 0.85  # dashed
+        )
+
+    wait_for(drawn, 15, "the clear face's solid yellow box and the uncertain face's dashed grey one")
 
 
 def shot(page, name: str) -> None:

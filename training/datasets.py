@@ -217,14 +217,14 @@ def _with_votes(
     usable = crowd.usable
     kept = faces.subset(usable)
     kept.votes, kept.original = crowd.counts[usable], faces.labels[usable]
-    kept.labels = crowd.majority()[usable]
+    kept.labels = crowd.majority(faces.labels)[usable]
     note = (
         f"crowd votes from {Path(votes_path).name}: {int(usable.sum())} of {len(faces)} faces kept; "
         f"{int((~crowd.has_votes).sum())} without votes and {int((crowd.has_votes & ~usable).sum())} whose "
         "plurality is unknown, not a face or contempt left out"
     )
     kept.notes.append(note)
-    log.info("event=votes_joined file=%s kept=%d of=%d", votes_path, int(usable.sum()), len(faces))
+    log.debug("event=votes_joined file=%s kept=%d of=%d", votes_path, int(usable.sum()), len(faces))
     return kept
 
 

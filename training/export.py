@@ -21,7 +21,14 @@ from fervi.emotions import EMOTIONS
 from fervi.vision.classifier import MODEL_KERAS, MODEL_TFLITE, TFLiteClassifier
 
 from . import figures
-from .calibration import apply_temperature, cross_fitted_ece, fit_temperature, fold_temperature, reliability
+from .calibration import (
+    apply_temperature,
+    cross_fitted_ece,
+    fit_bias_and_temperature,
+    fold_temperature,
+    nll,
+    reliability,
+)
 from .evaluation import classification_metrics, crowd_metrics, timed_predict
 
 log = logging.getLogger(__name__)
@@ -69,27 +76,35 @@ def _margin_flips(classifier, data) -> dict:
 
 
 def calibrate(model, classifier, val) -> dict:
-    """Fit the temperature on the validation faces (single view, as the workers run it by default) against
-    the crowd's majority, fold it into `model`, and say what it did: T, the NLL and ECE before and after, and
-    the ECE measured on halves the temperature was not fitted on (`cross_fitted_ece`)."""
+    """Fit the temperature and the per-emotion biases on the validation faces (single view, as the workers run
+    it by default) against the crowd's majority (`fit_bias_and_temperature`), fold them into `model`, and say
+    what it did: T, the biases, NLL, ECE and agreement with the crowd before and after, and ECE and agreement
+    measured on halves the calibration was not fitted on (`cross_fitted_ece`)."""
     probs = classifier.predict(val.images)
-    temperature = fit_temperature(probs, val.labels)
-    calibrated = apply_temperature(probs, temperature)
-    fold_temperature(model, temperature)
-    from .calibration import nll
+    right = val.crowd.top_set()  # any emotion tied at the top of the votes counts as right
 
+    def hit(p: np.ndarray) -> np.ndarray:
+        return right[np.arange(len(p)), p.argmax(1)]
+
+    temperature, bias = fit_bias_and_temperature(probs, val.labels)
+    calibrated = apply_temperature(probs, temperature, bias)
+    fold_temperature(model, temperature, bias)
     info = {
         "temperature": round(temperature, 4),
+        "bias": {emotion: round(float(b), 4) for emotion, b in zip(EMOTIONS, bias, strict=True)},
         "fitted_on": f"validation (PublicTest) faces with crowd votes, single view, {len(val)} faces, against the "
         "crowd's majority (NLL)",
         "nll_before": round(nll(probs, val.labels), 4),
         "nll_after": round(nll(calibrated, val.labels), 4),
-        "ece_before": reliability(probs, probs.argmax(1) == val.labels)["ece"],
-        "ece_after_in_sample": reliability(calibrated, calibrated.argmax(1) == val.labels)["ece"],
-        "ece_cross_fitted": cross_fitted_ece(probs, val.labels),
+        "ece_before": reliability(probs, hit(probs))["ece"],
+        "ece_after_in_sample": reliability(calibrated, hit(calibrated))["ece"],
+        "agreement_before": round(float(hit(probs).mean()), 4),
+        "agreement_after_in_sample": round(float(hit(calibrated).mean()), 4),
+        "ece_cross_fitted": cross_fitted_ece(probs, val.labels, bias=True, right=right),
+        "temperature_only_cross_fitted": cross_fitted_ece(probs, val.labels, right=right),
     }
     log.info(
-        "event=temperature_fitted temperature=%.4f ece_before=%.4f ece_after=%.4f",
+        "event=calibrated temperature=%.4f ece_before=%.4f ece_after=%.4f",
         temperature,
         info["ece_before"],
         info["ece_after_in_sample"],
@@ -450,11 +465,18 @@ def _crowd_lines(card: dict) -> list[str]:
             "",
             "## Calibration",
             "",
-            f"Temperature T = {cal['temperature']} fitted on {cal['fitted_on']} and folded into the last "
+            f"Temperature T = {cal['temperature']} and one bias per emotion ("
+            + ", ".join(f"{e} {b:+.2f}" for e, b in cal.get("bias", {}).items())
+            + f") fitted on {cal['fitted_on']} (bias-corrected temperature scaling) and folded into the last "
             f"layer (training/calibration.py): NLL {cal['nll_before']} -> {cal['nll_after']}, ECE "
-            f"{cal['ece_before']} -> {cal['ece_after_in_sample']} on the faces it was fitted on. Fitted on "
-            f"one half of them and measured on the other (both ways): ECE {cross['ece']} "
-            f"(T {cross['temperatures']}). Reliability diagram: figures/reliability.png.",
+            f"{cal['ece_before']} -> {cal['ece_after_in_sample']}, agreement with the crowd "
+            f"{cal.get('agreement_before', 0):.4f} -> {cal.get('agreement_after_in_sample', 0):.4f} on the faces it "
+            f"was fitted on. Fitted on one half of them and measured on the other (both ways): ECE {cross['ece']} "
+            f"{cross['per_half']}, agreement {cross.get('accuracy_per_half')} (T {cross['temperatures']}); with the "
+            f"temperature alone: ECE {cal.get('temperature_only_cross_fitted', {}).get('ece')}, agreement "
+            f"{cal.get('temperature_only_cross_fitted', {}).get('accuracy_per_half')}. The biases move the labels "
+            "where the model hesitated between neutral and another emotion. Reliability diagram: "
+            "figures/reliability.png.",
         ]
         if cal.get("uncertain_margins"):
             lines += [

@@ -77,9 +77,17 @@ class CrowdVotes:
         total = votes.sum(axis=1, keepdims=True)
         return np.divide(votes, total, out=np.zeros_like(votes), where=total > 0)
 
-    def majority(self) -> np.ndarray:
-        """(N,) the emotion most people chose (ties: the first in FERVI's order; see `top_set` for all)."""
-        return self.emotion_votes.argmax(axis=1)
+    def majority(self, original: np.ndarray | None = None) -> np.ndarray:
+        """(N,) the emotion most people chose. Where people tied, the `original` label (the dataset's own
+        annotator: an eleventh vote) if it is among the tied emotions, else the first tied one in FERVI's order.
+        (`top_set` gives all tied emotions: the crowd metrics count any of them as right.)"""
+        top = self.top_set()
+        chosen = self.emotion_votes.argmax(axis=1)
+        if original is not None:
+            rows = np.arange(len(chosen))
+            tied_on_original = (top.sum(axis=1) > 1) & top[rows, np.asarray(original)]
+            chosen = np.where(tied_on_original, original, chosen)
+        return chosen
 
     def top_set(self) -> np.ndarray:
         """(N, 7) bool: the emotions with the most votes (more than one where people tied)."""
@@ -141,3 +149,13 @@ def load_votes(
     if (counts < 0).any():
         raise VotesError(f"{path}: negative vote counts")
     return CrowdVotes(counts)
+
+
+def crowd_of_rows(csv_path: str | Path, images: np.ndarray, rows: np.ndarray) -> CrowdVotes | None:
+    """The votes for the CSV's data rows `rows`, whose pixels are `images` (row for row, as loaded without
+    votes), when the votes file is beside the CSV; None when it is not."""
+    votes_file = votes_beside(csv_path)
+    if votes_file is None:
+        return None
+    sha1s = [pixels_sha1(" ".join(map(str, image.ravel()))) for image in images]
+    return load_votes(votes_file, rows, sha1s, Path(csv_path).name)
