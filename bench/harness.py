@@ -415,8 +415,9 @@ def peer_comparison(
         if fer_csv:
             from fervi.training.datasets import load_fer_csv
 
-            test = load_fer_csv(fer_csv)
-            test = test.subset(test.usage == "PublicTest")
+            full = load_fer_csv(fer_csv)
+            public_rows = np.flatnonzero(full.usage == "PublicTest")
+            test = full.subset(public_rows)
             arrays["faces"], arrays["labels"] = test.images, test.labels
             classifier = TFLiteClassifier(Path(settings.models) / MODEL_TFLITE, flip_average=settings.flip_average)
             fervi_predicted = classifier.predict(test.images).argmax(1)
@@ -451,19 +452,20 @@ def peer_comparison(
     if fer_csv:
         out["accuracy_fer"] = fer["accuracy"]
         out["accuracy_n"] = fer["n"]
-        out.update(crowd_agreement(fer_csv, test, fervi_predicted, np.asarray(fer["predictions"], np.int64)))
+        out.update(
+            crowd_agreement(fer_csv, test, public_rows, fervi_predicted, np.asarray(fer["predictions"], np.int64))
+        )
     return out
 
 
-def crowd_agreement(fer_csv: str, test, fervi_predicted: np.ndarray, fer_predicted: np.ndarray) -> dict:
-    """Both classifiers against people: on the PublicTest faces whose FER+ crowd named one of the seven
-    emotions, the share whose prediction is the crowd's majority (any emotion tied at the top counts), when
-    the votes file is beside the CSV."""
-    from fervi.training.datasets import load_fer_csv
+def crowd_agreement(
+    fer_csv: str, test, rows: np.ndarray, fervi_predicted: np.ndarray, fer_predicted: np.ndarray
+) -> dict:
+    """Both classifiers against people: on the PublicTest faces (`test`, the CSV's data rows `rows`) whose FER+
+    crowd named one of the seven emotions, the share whose prediction is the crowd's majority (any emotion
+    tied at the top counts), when the votes file is beside the CSV."""
     from fervi.training.votes import crowd_of_rows
 
-    full = load_fer_csv(fer_csv)
-    rows = np.flatnonzero(full.usage == "PublicTest")
     crowd = crowd_of_rows(fer_csv, test.images, rows)
     if crowd is None or len(fer_predicted) != len(rows):
         return {}

@@ -77,12 +77,16 @@ def held_at(probs: list, fps: float, threshold: float, hold_s: float) -> dict:
     return out
 
 
-def track_frames(frames, fps: float, pipeline: FacePipeline, settings, half_life_s: float):
+def analyse_frames(frames, pipeline: FacePipeline) -> list:
+    """Each frame's faces, detected and classified once (the tracker runs on them at every half-life)."""
+    return [pipeline.analyze([frame])[0] for frame in frames]
+
+
+def track_frames(analysed: list, fps: float, settings, half_life_s: float):
     """Raw and smoothed probabilities of the largest face per frame (None where no face)."""
     tracker = FaceTracker(settings.track_iou, settings.track_max_misses, half_life_s)
     raw, smooth = [], []
-    for seq, frame in enumerate(frames):
-        faces = pipeline.analyze([frame])[0]
+    for seq, faces in enumerate(analysed):
         tracks = tracker.update(seq, seq / fps, faces)
         if len(faces):
             biggest = faces.largest()  # the tracker keeps the order of the faces it is given
@@ -98,8 +102,9 @@ def video_labels(name: str, frames: list, fps: float, pipeline: FacePipeline, se
     from fervi.dashboard.challenge import SCORED
 
     per_half_life = {}
+    analysed = analyse_frames(frames, pipeline)
     for half_life in HALF_LIVES_S:
-        raw_p, smooth_p = track_frames(frames, fps, pipeline, settings, half_life)
+        raw_p, smooth_p = track_frames(analysed, fps, settings, half_life)
         raw = [EMOTIONS[int(np.argmax(p))] if p is not None else "-" for p in raw_p]
         smooth = [EMOTIONS[int(np.argmax(p))] if p is not None else "-" for p in smooth_p]
         face_s = sum(p is not None for p in raw_p) / fps

@@ -79,13 +79,6 @@ class Faces:
         """Index of the face with the largest box (-1 when none)."""
         return int(np.argmax(self.boxes[:, 2] * self.boxes[:, 3])) if len(self) else -1
 
-    def uncertain(self, margin: float | None = None) -> np.ndarray:
-        """(N,) bool: faces whose label leads the next emotion by less than `margin` (default: the setting)."""
-        margin = uncertain_margin() if margin is None else margin
-        return (
-            np.array([leading_two(p)[2] < margin for p in self.label_probs], bool) if len(self) else np.zeros(0, bool)
-        )
-
     def shown(self) -> list[dict]:
         """What a page shows of each face: label, score, runner_up (the second emotion) and uncertain (the
         label leads it by less than FERVI_UNCERTAIN_MARGIN), from `label_probs`."""

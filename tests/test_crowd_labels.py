@@ -178,12 +178,16 @@ def test_evaluate_reports_the_crowd_beside_the_original_labels(tmp_path):
     assert "crowd majority" in text.output and "original label" in text.output and "calibration" in text.output
 
 
-def test_a_temperature_fitted_on_overconfident_probabilities_calibrates_them():
-    rng = np.random.default_rng(0)
-    n = 4000
+def _sampled_labels(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`n` faces' true emotion probabilities and a label drawn from each: a perfectly calibrated model."""
+    rng = np.random.default_rng(seed)
     logits = rng.normal(0, 1.5, (n, NUM_EMOTIONS))
     true_p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    labels = np.array([rng.choice(NUM_EMOTIONS, p=p) for p in true_p])
+    return true_p, np.array([rng.choice(NUM_EMOTIONS, p=p) for p in true_p])
+
+
+def test_a_temperature_fitted_on_overconfident_probabilities_calibrates_them():
+    true_p, labels = _sampled_labels(4000, seed=0)
     overconfident = apply_temperature(true_p, 0.5)  # logits doubled
     before = reliability(overconfident, overconfident.argmax(1) == labels)["ece"]
     t = fit_temperature(overconfident, labels)
@@ -196,11 +200,7 @@ def test_a_temperature_fitted_on_overconfident_probabilities_calibrates_them():
 
 
 def test_biases_fitted_with_the_temperature_undo_a_leaning_to_one_emotion():
-    rng = np.random.default_rng(3)
-    n = 6000
-    logits = rng.normal(0, 1.5, (n, NUM_EMOTIONS))
-    true_p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    labels = np.array([rng.choice(NUM_EMOTIONS, p=p) for p in true_p])
+    true_p, labels = _sampled_labels(6000, seed=3)
     lean = np.zeros(NUM_EMOTIONS)
     lean[E["neutral"]] = 1.0  # a model that over-calls neutral: its logit raised by 1
     leaning = apply_temperature(true_p, 1.0, lean)

@@ -117,32 +117,31 @@ UNCERTAIN_MARGINS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 
 def uncertain_table(probs: np.ndarray, val) -> list[dict]:
     """For each candidate margin: the share of faces shown uncertain (top emotion ahead of the second by less),
-    how often their label agrees with the crowd's majority, and how often the others' label does."""
-    ordered = np.sort(probs, axis=1)
-    lead = ordered[:, -1] - ordered[:, -2]
-    right = val.crowd.top_set()[np.arange(len(probs)), probs.argmax(1)]
-    rows = []
+    how often their label agrees with the crowd's majority, how often the crowd's majority is one of the two
+    emotions they show, and how often the other faces' label agrees."""
+    order = np.argsort(probs, axis=1)
+    rows = np.arange(len(probs))
+    first, second = order[:, -1], order[:, -2]
+    lead = probs[rows, first] - probs[rows, second]
+    top = val.crowd.top_set()
+    right, right_in_two = top[rows, first], top[rows, first] | top[rows, second]
+
+    def share(hits: np.ndarray, mask: np.ndarray) -> float | None:
+        return round(float(hits[mask].mean()), 4) if mask.any() else None
+
+    table = []
     for margin in UNCERTAIN_MARGINS:
         unsure = lead < margin
-        rows.append(
+        table.append(
             {
                 "margin": margin,
                 "uncertain_share": round(float(unsure.mean()), 4),
-                "uncertain_top_right": round(float(right[unsure].mean()), 4) if unsure.any() else None,
-                "uncertain_top2_right": round(float(_top2_right(probs[unsure], val.crowd.top_set()[unsure])), 4)
-                if unsure.any()
-                else None,
-                "clear_right": round(float(right[~unsure].mean()), 4) if (~unsure).any() else None,
+                "uncertain_top_right": share(right, unsure),
+                "uncertain_top2_right": share(right_in_two, unsure),
+                "clear_right": share(right, ~unsure),
             }
         )
-    return rows
-
-
-def _top2_right(probs: np.ndarray, top: np.ndarray) -> float:
-    """The share of faces where the crowd's majority is one of the model's two leading emotions."""
-    two = np.argsort(probs, axis=1)[:, -2:]
-    rows = np.arange(len(probs))
-    return float((top[rows, two[:, 0]] | top[rows, two[:, 1]]).mean())
+    return table
 
 
 def export_run(config, data, work: Path) -> dict:
