@@ -3,19 +3,12 @@
 mypy names a file's module by its folders, so `workers/worker.py` would be `workers.worker`, and it cannot
 follow the import hook of an editable install. This script reads pyproject's package-dir and hands mypy each
 stage file under its installed name; the options come from [tool.mypy] in pyproject.toml. Extra arguments
-go to mypy.
-
-The errors found when the gate was added (issue 29) are listed in .ci/mypy-baseline.txt (file, message, no line
-number): they are the debt left to fix, and only an error beyond that list fails the check. `--write-baseline`
-rewrites the list after fixes; it must only ever shrink. Exit code: 0 no new error, 1 new errors, 2 a blocking
-error.
+go to mypy. Exit code: 0 no error, 1 type errors, 2 a blocking error (mypy could not run).
 """
 
-import re
 import sys
 import time
 import tomllib
-from collections import Counter
 from pathlib import Path
 
 from mypy import build
@@ -24,7 +17,6 @@ from mypy.main import process_options
 from mypy.modulefinder import BuildSource
 
 ROOT = Path(__file__).resolve().parent.parent
-BASELINE = ROOT / ".ci" / "mypy-baseline.txt"
 
 
 def stage_sources() -> list[BuildSource]:
@@ -39,15 +31,8 @@ def stage_sources() -> list[BuildSource]:
     return sources
 
 
-def without_line(error: str) -> str:
-    """`path:line: error: message` without its line number, so that edits above an error do not move it."""
-    return re.sub(r"^([^:]+):\d+:", r"\1:", error)
-
-
 def main(argv: list[str]) -> int:
     started = time.monotonic()
-    write_baseline = "--write-baseline" in argv
-    argv = [arg for arg in argv if arg != "--write-baseline"]
     sources, options = process_options(["--config-file", str(ROOT / "pyproject.toml"), *argv, "-p", "fervi"])
     sources += stage_sources()
     try:
@@ -56,23 +41,12 @@ def main(argv: list[str]) -> int:
         print("\n".join(blocking.messages), file=sys.stderr)
         return 2
     errors = [line for line in result.errors if ": error:" in line]
-    took = time.monotonic() - started
-    if write_baseline:
-        BASELINE.write_text("".join(f"{without_line(e)}\n" for e in sorted(errors, key=without_line)))
-        print(f"{len(errors)} errors written to {BASELINE.relative_to(ROOT)}")
-        return 0
-    known = Counter(BASELINE.read_text().splitlines()) if BASELINE.is_file() else Counter()
-    found = Counter(without_line(e) for e in errors)
-    new = [e for e in errors if found[without_line(e)] > known[without_line(e)]]
-    fixed = sum((known - found).values())
-    summary = f"checked {len(sources)} source files in {took:.0f} s; {len(errors) - len(new)} known errors left to fix"
-    if fixed:
-        summary += f"; {fixed} fixed: run `python .ci/typecheck.py --write-baseline` to shrink the list"
-    if new:
-        print("\n".join(new))
-        print(f"Found {len(new)} new errors ({summary})")
+    summary = f"checked {len(sources)} source files in {time.monotonic() - started:.0f} s"
+    if errors:
+        print("\n".join(result.errors))
+        print(f"Found {len(errors)} errors ({summary})")
         return 1
-    print(f"Success: no new errors ({summary})")
+    print(f"Success: no issues found ({summary})")
     return 0
 
 

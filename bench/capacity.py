@@ -175,6 +175,7 @@ def run_topology(
     topology: str, counts: list[int], fps: float, seconds: float, producers: int, consumers: int, jpeg: bytes, on_step
 ) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
+        server: EmbeddedCluster | EmbeddedRedis
         if topology == "cluster":
             server = EmbeddedCluster(Path(tmp) / "cluster", masters=3).start()
         else:

@@ -22,12 +22,13 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fervi.bench.distance_scenes import (  # noqa: E402
+from fervi.bench.distance_scenes import (  # noqa: E402 - after sys.path: the bench runs as a script from a checkout
     FACE_FREE_PHOTOS,
     FRAME_SIZES,
     WIDTHS,
@@ -39,8 +40,8 @@ from fervi.bench.distance_scenes import (  # noqa: E402
     photo_faces,
 )
 
-from fervi.settings import load_settings  # noqa: E402
-from fervi.vision.pipeline import FacePipeline  # noqa: E402
+from fervi.settings import load_settings  # noqa: E402 - after sys.path: the bench runs as a script from a checkout
+from fervi.vision.pipeline import FacePipeline  # noqa: E402 - after sys.path: the bench runs as a script from a checkout
 
 
 def real_faces(data: Path, count: int, rng: np.random.Generator) -> list:
@@ -118,7 +119,7 @@ def run(pipeline: FacePipeline, faces: list, seed: int, occluded: bool, labelled
                     found += 1
                     flips += margin_flips(pipeline, scene.frame, result.boxes[hit])
                     if face.label is not None:
-                        predicted = int(np.argmax(result.probs[hit]))
+                        predicted = int(np.argmax(result.label_probs[hit]))
                         labelled += 1
                         correct += int(predicted == face.label)
                         reference = crowd_reference(face)
@@ -195,7 +196,8 @@ def main() -> None:
     pipeline = FacePipeline.from_settings(settings)
     faces = real_faces(args.data, args.faces, np.random.default_rng(args.seed))
     started = time.time()
-    result = {
+    found: list[tuple] = []  # every found labelled face of the clear scenes (`run`'s labelled_out)
+    result: dict[str, Any] = {
         "bench": "face_distances",
         "date": date.today().isoformat(),
         "machine": {
@@ -208,7 +210,7 @@ def main() -> None:
         "margin": settings.face_margin,
         "faces": {"labelled": sum(f.label is not None for f in faces), "photos": sum(f.label is None for f in faces)},
         "face_free": face_free(pipeline),
-        "clear": run(pipeline, faces, args.seed, occluded=False, labelled_out=(found := [])),
+        "clear": run(pipeline, faces, args.seed, occluded=False, labelled_out=found),
         "hand_over_mouth": run(pipeline, faces, args.seed, occluded=True),
     }
     result["clear_per_class_recall_from_48px"] = per_class_recall(found)

@@ -147,7 +147,10 @@ def jittered_frame(index: int, total: int, rng: np.random.Generator) -> np.ndarr
     image = render_frame(index, total).astype(np.float32)
     image = image * (1 + 0.08 * np.sin(index / 7)) + rng.normal(0, 6, image.shape)
     encoded = encode_jpeg(np.clip(image, 0, 255).astype(np.uint8), 70)
-    return cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
+    decoded = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
+    if decoded is None:
+        raise ValueError(f"frame {index}: OpenCV could not decode the JPEG it was just encoded to")
+    return decoded
 
 
 def tracking_quality(settings: Settings, frames: int = 150, fps: float = 15.0) -> dict:
@@ -168,8 +171,9 @@ def tracking_quality(settings: Settings, frames: int = 150, fps: float = 15.0) -
         tracked = tracker.update(i, i / fps, faces)
         tracker_s += time.perf_counter() - started
         faces = tracked.faces
+        # the tracker's output: classified (raw probabilities) and tracked (ids, smoothed probabilities)
         for track_id, raw_probs, smooth_probs in zip(
-            faces.track_ids.tolist(), faces.probs, faces.smoothed, strict=True
+            faces.tracked_ids.tolist(), faces.classified_probs, faces.label_probs, strict=True
         ):
             raw, smooth = int(raw_probs.argmax()), int(smooth_probs.argmax())
             flips_raw += track_id in last_raw and last_raw[track_id] != raw
@@ -280,6 +284,65 @@ def e2e_latency(
 MEMORY_FLAT_MB = 20.0
 
 
+def soak_sample(bus: Bus, names: list[str], after: dict[str, str], worker_pids: list[int], started: float) -> dict:
+    """One sample of a soak: Redis's and the workers' memory, the latency of the tracks entries since the
+    previous sample (`after`, moved on), and the cameras' counters so far."""
+    latencies = tracked_latencies_ms(bus, names, after)
+    memory = bus.memory_info()
+    return {
+        "t_s": round(time.time() - started, 1),
+        "redis_rss_mb": round(memory["used_memory_rss"] / 2**20, 1),
+        "redis_used_mb": round(memory["used_memory"] / 2**20, 2),
+        # RSS over what the allocator holds for data: allocator fragmentation, not a leak
+        "redis_fragmentation": memory.get("mem_fragmentation_ratio"),
+        "load_avg_1m": round(os.getloadavg()[0], 2),  # anything else on the machine shows here
+        "worker_rss_mb": [process_rss_mb(pid) for pid in worker_pids],
+        "frames_tracked": len(latencies),
+        "p50_ms": _percentile(latencies, 50),
+        "p95_ms": _percentile(latencies, 95),
+        "skipped_total": sum(bus.stats(n).get("skipped", 0) for n in names),
+        "frames_in_total": sum(max(0, bus.last_seq(n)) for n in names),
+        "pending_total": sum(bus.pending(n) for n in names),
+        "stream_len_total": sum(bus.backlog(n) for n in names),
+    }
+
+
+def soak_report(samples: list[dict], settle_s: float, run: dict) -> dict:
+    """A soak's report: the verdict on its samples, what was run (`run`), the start and end figures and every
+    sample. Memory is judged once the bounded streams are full (MAXLEN reached, after `settle_s`): growth after
+    that is a leak."""
+    first = next((x for x in samples if x["t_s"] >= settle_s), samples[0])
+    final = samples[-1]
+    settings = load_settings()
+    p95_bound_ms = (settings.frame_max_age_s + settings.reorder_wait_s) * 1000  # skipped when older, by design
+    redis_growth = final["redis_used_mb"] - first["redis_used_mb"]
+    worker_growth = max(e - s for s, e in zip(first["worker_rss_mb"], final["worker_rss_mb"], strict=True))
+    return {
+        "verdict": {
+            "redis_used_growth_mb": round(redis_growth, 2),
+            "worker_rss_growth_mb_max": round(worker_growth, 1),
+            "memory_flat": redis_growth < MEMORY_FLAT_MB and worker_growth < MEMORY_FLAT_MB,
+            "memory_flat_means": f"Redis used memory and every worker's RSS grew less than {MEMORY_FLAT_MB} MB "
+            f"from t={first['t_s']} s (streams at their MAXLEN) to the end",
+            "results_maxlen": settings.results_maxlen,
+            "live_maxlen": settings.live_maxlen,
+            "p95_bound_ms": p95_bound_ms,
+            "p95_within_bound": max(s["p95_ms"] for s in samples) <= p95_bound_ms,
+            "skipped_share": round(final["skipped_total"] / max(1, final["frames_in_total"]), 4),
+        },
+        **run,
+        "machine_info": machine_info(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "redis_used_mb": {"start": first["redis_used_mb"], "end": final["redis_used_mb"]},
+        "redis_rss_mb": {"start": first["redis_rss_mb"], "end": final["redis_rss_mb"]},
+        "worker_rss_mb": {"start": first["worker_rss_mb"], "end": final["worker_rss_mb"]},
+        "p95_ms_max": max(s["p95_ms"] for s in samples),
+        "skipped_total": final["skipped_total"],
+        "frames_in_total": final["frames_in_total"],
+        "samples": samples,
+    }
+
+
 def soak(
     redis_url: str,
     cameras: int = 8,
@@ -308,61 +371,13 @@ def soak(
         time.sleep(10.0)
         while time.time() - started < minutes * 60:
             time.sleep(sample_s)
-            latencies = tracked_latencies_ms(bus, names, after)
-            memory = bus.memory_info()
-            sample = {
-                "t_s": round(time.time() - started, 1),
-                "redis_rss_mb": round(memory["used_memory_rss"] / 2**20, 1),
-                "redis_used_mb": round(memory["used_memory"] / 2**20, 2),
-                # RSS over what the allocator holds for data: allocator fragmentation, not a leak
-                "redis_fragmentation": memory.get("mem_fragmentation_ratio"),
-                "load_avg_1m": round(os.getloadavg()[0], 2),  # anything else on the machine shows here
-                "worker_rss_mb": [process_rss_mb(p.pid) for p in procs[:workers]],
-                "frames_tracked": len(latencies),
-                "p50_ms": _percentile(latencies, 50),
-                "p95_ms": _percentile(latencies, 95),
-                "skipped_total": sum(bus.stats(n).get("skipped", 0) for n in names),
-                "frames_in_total": sum(max(0, bus.last_seq(n)) for n in names),
-                "pending_total": sum(bus.pending(n) for n in names),
-                "stream_len_total": sum(bus.backlog(n) for n in names),
-            }
+            sample = soak_sample(bus, names, after, [p.pid for p in procs[:workers]], started)
             samples.append(sample)
             if on_sample:
                 on_sample(sample)
-    # memory is judged once the bounded streams are full (MAXLEN reached): growth after that is a leak
-    first = next((x for x in samples if x["t_s"] >= settle_s), samples[0])
-    final = samples[-1]
-    settings = load_settings()
-    p95_bound_ms = (settings.frame_max_age_s + settings.reorder_wait_s) * 1000  # skipped when older, by design
-    redis_growth = final["redis_used_mb"] - first["redis_used_mb"]
-    worker_growth = max(e - s for s, e in zip(first["worker_rss_mb"], final["worker_rss_mb"], strict=True))
-    return {
-        "verdict": {
-            "redis_used_growth_mb": round(redis_growth, 2),
-            "worker_rss_growth_mb_max": round(worker_growth, 1),
-            "memory_flat": redis_growth < MEMORY_FLAT_MB and worker_growth < MEMORY_FLAT_MB,
-            "memory_flat_means": f"Redis used memory and every worker's RSS grew less than {MEMORY_FLAT_MB} MB "
-            f"from t={first['t_s']} s (streams at their MAXLEN) to the end",
-            "results_maxlen": settings.results_maxlen,
-            "live_maxlen": settings.live_maxlen,
-            "p95_bound_ms": p95_bound_ms,
-            "p95_within_bound": max(s["p95_ms"] for s in samples) <= p95_bound_ms,
-            "skipped_share": round(final["skipped_total"] / max(1, final["frames_in_total"]), 4),
-        },
-        "cameras": cameras,
-        "fps_per_camera": fps,
-        "workers": workers,
-        "minutes": minutes,
-        "machine_info": machine_info(),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "redis_used_mb": {"start": first["redis_used_mb"], "end": final["redis_used_mb"]},
-        "redis_rss_mb": {"start": first["redis_rss_mb"], "end": final["redis_rss_mb"]},
-        "worker_rss_mb": {"start": first["worker_rss_mb"], "end": final["worker_rss_mb"]},
-        "p95_ms_max": max(s["p95_ms"] for s in samples),
-        "skipped_total": final["skipped_total"],
-        "frames_in_total": final["frames_in_total"],
-        "samples": samples,
-    }
+    return soak_report(
+        samples, settle_s, {"cameras": cameras, "fps_per_camera": fps, "workers": workers, "minutes": minutes}
+    )
 
 
 PEER_VENV = Path.home() / ".cache" / "fervi" / "peer-venv"  # FERVI_PEER_VENV changes it
@@ -400,16 +415,13 @@ def peer_comparison(
     python = ensure_peer_venv(Path(settings.peer_venv) if settings.peer_venv else PEER_VENV)
     cpu = min(os.sched_getaffinity(0))
     out: dict = {}
-    arrays = {
-        "frames_1face": np.stack([render_frame(i, frames, faces=1) for i in range(frames)]),
-        "frames_4faces": np.stack([render_frame(i, frames, faces=4) for i in range(frames)]),
-        "faces": np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8),
-        "labels": np.zeros(0, np.int64),
-    }
+    frames_1face = np.stack([render_frame(i, frames, faces=1) for i in range(frames)])
+    frames_4faces = np.stack([render_frame(i, frames, faces=4) for i in range(frames)])
+    faces, labels = np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8), np.zeros(0, np.int64)
     with one_core(cpu):
         fervi_fps = {
-            "1face": pipeline_fps(settings, arrays["frames_1face"]),
-            "4faces": pipeline_fps(settings, arrays["frames_4faces"]),
+            "1face": pipeline_fps(settings, frames_1face),
+            "4faces": pipeline_fps(settings, frames_4faces),
         }
     with tempfile.TemporaryDirectory() as tmp:
         if fer_csv:
@@ -418,11 +430,13 @@ def peer_comparison(
             full = load_fer_csv(fer_csv)
             public_rows = np.flatnonzero(full.usage == "PublicTest")
             test = full.subset(public_rows)
-            arrays["faces"], arrays["labels"] = test.images, test.labels
+            faces, labels = test.images, test.labels
             classifier = TFLiteClassifier(Path(settings.models) / MODEL_TFLITE, flip_average=settings.flip_average)
             fervi_predicted = classifier.predict(test.images).argmax(1)
             out["accuracy_fervi"] = round(float((fervi_predicted == test.labels).mean()), 4)
-        np.savez(Path(tmp) / "input.npz", **arrays)
+        np.savez(
+            Path(tmp) / "input.npz", frames_1face=frames_1face, frames_4faces=frames_4faces, faces=faces, labels=labels
+        )
         probe = subprocess.run(
             [str(python), str(Path(__file__).with_name("peer_probe.py")), str(Path(tmp) / "input.npz")],
             capture_output=True,

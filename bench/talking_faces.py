@@ -26,10 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fervi.emotions import EMOTIONS, leading_two, uncertain_margin  # noqa: E402
-from fervi.settings import load_settings  # noqa: E402
-from fervi.tracking import FaceTracker  # noqa: E402
-from fervi.vision.pipeline import FacePipeline  # noqa: E402
+from fervi.emotions import EMOTIONS, leading_two, uncertain_margin  # noqa: E402 - after sys.path: the bench runs as a script from a checkout
+from fervi.settings import load_settings  # noqa: E402 - after sys.path: the bench runs as a script from a checkout
+from fervi.tracking import FaceTracker  # noqa: E402 - after sys.path: the bench runs as a script from a checkout
+from fervi.vision.pipeline import FacePipeline  # noqa: E402 - after sys.path: the bench runs as a script from a checkout
 
 
 def runs(labels: list[str]) -> list[str]:
@@ -65,7 +65,7 @@ def shown(probs: np.ndarray) -> str:
 def held_at(probs: list, fps: float, threshold: float, hold_s: float) -> dict:
     """Per emotion, the first second at which its probability had stayed >= threshold for hold_s (the
     challenge's rule), or None."""
-    out = {}
+    out: dict[str, float | None] = {}
     for i, emotion in enumerate(EMOTIONS):
         run = 0
         out[emotion] = None
@@ -91,7 +91,7 @@ def track_frames(analysed: list, fps: float, settings, half_life_s: float):
         if len(faces):
             biggest = faces.largest()  # the tracker keeps the order of the faces it is given
             raw.append(faces.probs[biggest])
-            smooth.append(tracks.faces.smoothed[biggest])
+            smooth.append(tracks.faces.label_probs[biggest])  # the track's smoothed probabilities
         else:
             raw.append(None)
             smooth.append(None)

@@ -19,6 +19,16 @@ MAX_SERIES_POINTS = 10080  # a week of minutes, or 2.8 hours of seconds, per cha
 
 
 def register_api(app: Flask, bus: Bus, settings: Settings, relay: Relay) -> None:
+    """The JSON API, one registrar per feature."""
+    register_camera_lists(app, bus, relay)
+    register_charts(app, bus)
+    register_leaderboards(app, bus)
+    register_image_mode(app, bus, settings)
+
+
+def register_camera_lists(app: Flask, bus: Bus, relay: Relay) -> None:
+    """The cameras on the wall, and those that can be charted."""
+
     @app.get("/api/cameras")
     def live_cameras():
         return jsonify(relay.camera_list())
@@ -38,14 +48,21 @@ def register_api(app: Flask, bus: Bus, settings: Settings, relay: Relay) -> None
             ]
         )
 
-    def _camera(name: str) -> str:
-        try:
-            camera = check_camera(name)
-        except ProtocolError as err:
-            abort(make_response(jsonify(error=str(err)), 400))
-        if is_browser_camera(camera) and not bus.is_shared_webcam(camera):
-            abort(make_response(jsonify(error=f"{camera} is a browser camera its user is not sharing"), 404))
-        return camera
+
+def chartable_camera(bus: Bus, name: str) -> str:
+    """A camera's name, checked; a 400 for a name no camera can have, a 404 for a browser camera its user is
+    not sharing."""
+    try:
+        camera = check_camera(name)
+    except ProtocolError as err:
+        abort(make_response(jsonify(error=str(err)), 400))
+    if is_browser_camera(camera) and not bus.is_shared_webcam(camera):
+        abort(make_response(jsonify(error=f"{camera} is a browser camera its user is not sharing"), 404))
+    return camera
+
+
+def register_charts(app: Flask, bus: Bus) -> None:
+    """A camera's emotion series, totals and tracks over a time window, and one track's timeline."""
 
     @app.get("/api/series/<camera>")
     def series(camera: str):
@@ -63,7 +80,7 @@ def register_api(app: Flask, bus: Bus, settings: Settings, relay: Relay) -> None
                 f"{resolution} (at most {MAX_SERIES_POINTS} points; use a coarser resolution)"
             ), 400
         now = time.time()
-        camera = _camera(camera)
+        camera = chartable_camera(bus, camera)
         return jsonify(
             series=bus.emotion_series(camera, resolution, now - seconds, now),
             totals=bus.emotion_totals(camera, resolution, now - seconds, now),
@@ -75,13 +92,17 @@ def register_api(app: Flask, bus: Bus, settings: Settings, relay: Relay) -> None
     def track_timeline(camera: str, track_id: int):
         """One face track: its record and its smoothed probabilities over time (while the tracks stream
         still holds its frames)."""
-        camera = _camera(camera)
+        camera = chartable_camera(bus, camera)
         track = bus.track(camera, track_id)
         if track is None:
             return jsonify(error=f"no track #{track_id} on {camera} (tracks are kept 7 days)"), 404
         return jsonify(
             track=track, emotions=EMOTIONS, points=bus.track_timeline(camera, track_id, track["start"], track["end"])
         )
+
+
+def register_leaderboards(app: Flask, bus: Bus) -> None:
+    """The acting challenge's leaderboard and best games."""
 
     @app.get("/api/leaderboard")
     def leaderboard():
@@ -91,6 +112,10 @@ def register_api(app: Flask, bus: Bus, settings: Settings, relay: Relay) -> None
     def games():
         """The acting challenge's best games: each name's best score over a game, and when."""
         return jsonify(bus.best_games(10))
+
+
+def register_image_mode(app: Flask, bus: Bus, settings: Settings) -> None:
+    """Image mode: one uploaded image analysed at once."""
 
     @app.post("/api/image")
     def image_upload():

@@ -136,7 +136,10 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
     )  # same origin only
     if settings.dashboard_proxies:  # client addresses (per-address limits) from the trusted proxies' headers;
         # outside the Socket.IO middleware, so its events see them too
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.dashboard_proxies, x_proto=settings.dashboard_proxies)
+        # Flask's documented way to add WSGI middleware (`Flask.wsgi_app`); mypy refuses any assignment to a method
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.dashboard_proxies, x_proto=settings.dashboard_proxies
+        )
     authorized = require_token(app, token, settings.dashboard_host)
     relay = Relay(
         socketio,

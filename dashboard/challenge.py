@@ -19,6 +19,7 @@ import time
 import unicodedata
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from fervi.emotions import EMOTIONS
 from fervi.protocol import TrackEntry
@@ -102,7 +103,7 @@ def new_round(
     scored = own_camera and target is None and rules is None
     keep = previous or {}  # the streak that scores goes on across practice rounds, on any camera
     name = clean_name(asked.get("name"))
-    game = {}
+    game: dict[str, Any] = {}
     if asked.get("game") and scored:  # the next round of this player's game, or the first of a new one
         going = (
             keep.get("game_id")

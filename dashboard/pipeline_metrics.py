@@ -4,7 +4,9 @@ under "browser" and "image" (see `metric_camera`)."""
 
 from __future__ import annotations
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from fervi.bus import Bus, RedisError
 from fervi.protocol import metric_camera
@@ -14,7 +16,7 @@ class PipelineCollector:
     def __init__(self, bus: Bus):
         self.bus = bus
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         frames_in = CounterMetricFamily("fervi_camera_frames_in", "Frames added to a camera stream", labels=["camera"])
         results = GaugeMetricFamily(
             "fervi_camera_results_kept", "Result entries kept in a camera's results stream", labels=["camera"]
@@ -22,6 +24,7 @@ class PipelineCollector:
         skipped = CounterMetricFamily("fervi_camera_frames_skipped", "Stale live frames skipped", labels=["camera"])
         dead = CounterMetricFamily("fervi_camera_dead_letters", "Entries dead-lettered", labels=["camera"])
         backlog = GaugeMetricFamily("fervi_camera_backlog", "Frames waiting for a worker", labels=["camera"])
+        families: tuple[CounterMetricFamily | GaugeMetricFamily, ...] = (frames_in, results, skipped, dead, backlog)
         totals: dict[str, list[float]] = {}  # metric label -> frames in, results kept, skipped, dead, backlog
         try:
             for camera in self.bus.cameras():
@@ -40,6 +43,6 @@ class PipelineCollector:
         except RedisError:
             pass  # /metrics stays up while Redis is away; /healthz says why
         for label, row in sorted(totals.items()):
-            for family, value in zip((frames_in, results, skipped, dead, backlog), row, strict=True):
-                family.add_metric([label], value)
-        yield from (frames_in, results, skipped, dead, backlog)
+            for family, total in zip(families, row, strict=True):
+                family.add_metric([label], total)
+        yield from families

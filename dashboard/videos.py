@@ -210,6 +210,12 @@ def register_videos(app: Flask, bus: Bus, home: Path, retention_s: float) -> Vid
             abort(404)
         return record
 
+    def ok_or_404(found: bool):
+        """The answer to an action on a video: ok, or 404 when there is no such video."""
+        if not found:
+            abort(404)
+        return jsonify(ok=True)
+
     @app.post("/api/videos")
     def video_upload():
         upload = request.files.get("video")
@@ -231,9 +237,7 @@ def register_videos(app: Flask, bus: Bus, home: Path, retention_s: float) -> Vid
 
     @app.post("/api/videos/<video_id>/cancel")
     def video_cancel(video_id: str):
-        if not videos.cancel(video_id):
-            abort(404)
-        return jsonify(ok=True)
+        return ok_or_404(videos.cancel(video_id))
 
     @app.post("/api/videos/<video_id>/retry")
     def video_retry(video_id: str):
@@ -251,9 +255,7 @@ def register_videos(app: Flask, bus: Bus, home: Path, retention_s: float) -> Vid
 
     @app.delete("/api/videos/<video_id>")
     def video_delete(video_id: str):
-        if not videos.delete(video_id):
-            abort(404)
-        return jsonify(ok=True)
+        return ok_or_404(videos.delete(video_id))
 
     @app.get("/videos/<video_id>/<name>")
     def video_file(video_id: str, name: str):

@@ -87,7 +87,7 @@ def write_video(
     """An MP4 (mp4v) of `frames` frames; returns its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
         raise RuntimeError(f"cannot write video {path}")
     try:

@@ -13,9 +13,10 @@ import subprocess
 import time
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import redis
+from redis.typing import EncodableT
 
 from .service import die_with_parent
 
@@ -150,6 +151,13 @@ def free_cluster_port(taken: set[int]) -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
+class _NodeCommands(Protocol):
+    """A node's client as the cluster's setup uses it: raw CLUSTER commands, replies as the server sends them
+    (redis-py's `cluster()` would parse INFO and NODES). redis-py leaves `execute_command` unannotated."""
+
+    def execute_command(self, *args: EncodableT) -> object: ...
+
+
 class EmbeddedCluster:
     """A real Redis Cluster of `masters` primaries (no replicas) on loopback, slots split evenly: for tests
     and the capacity bench. `url` is a `redis+cluster://` URL FERVI connects to."""
@@ -182,7 +190,7 @@ class EmbeddedCluster:
         auth = f":{self.password}@" if self.password else ""
         return f"redis+cluster://{auth}127.0.0.1:{self.nodes[0].port}"
 
-    def _client(self, node: EmbeddedRedis) -> redis.Redis:
+    def _client(self, node: EmbeddedRedis) -> _NodeCommands:
         return redis.Redis(port=node.port, password=self.password or None, socket_connect_timeout=2)
 
     def start(self, timeout_s: float = 30.0) -> EmbeddedCluster:
@@ -231,6 +239,6 @@ class EmbeddedCluster:
         self.stop()
 
 
-def _count_masters(nodes_reply: Any) -> int:
+def _count_masters(nodes_reply: object) -> int:
     text = nodes_reply.decode() if isinstance(nodes_reply, bytes) else str(nodes_reply)
     return sum(1 for line in text.splitlines() if "master" in line.split()[2] and "fail" not in line.split()[2])

@@ -1,5 +1,12 @@
 """The seven emotions FERVI predicts, in the label order of FER-2013 (0 angry ... 6 neutral)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy is imported where it is used: the emotion names alone need none
+    from numpy.typing import ArrayLike
+
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 NUM_EMOTIONS = len(EMOTIONS)
 FACE_SIZE = 48  # classifier input: 48x48 grayscale
@@ -21,7 +28,7 @@ def uncertain_margin() -> float:
         return UNCERTAIN_MARGIN
 
 
-def leading_two(probs) -> tuple[int, int, float]:
+def leading_two(probs: ArrayLike) -> tuple[int, int, float]:
     """The indices of the two most probable emotions and the margin of the first over the second."""
     import numpy as np
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import Any, TypedDict, TypeVar, overload
 from urllib.parse import urlsplit
 
 from .faces import Faces
@@ -84,6 +84,33 @@ def _check_version(fields: Mapping[Any, Any]) -> None:
     version = _number(fields, "v", int)
     if version != SCHEMA_VERSION:
         raise ProtocolError(f"unsupported schema version {version} (this FERVI reads {SCHEMA_VERSION})")
+
+
+class _FrameAnswer(TypedDict):
+    """What a result and a tracks entry both say: the frame they answer (camera, seq, index, capture time),
+    its size and its faces."""
+
+    camera: str
+    seq: int
+    index: int
+    captured_at: float
+    width: int
+    height: int
+    faces: Faces
+
+
+def _frame_answer(fields: Mapping[Any, Any]) -> _FrameAnswer:
+    """The shared part of a result or tracks entry, its schema version checked."""
+    _check_version(fields)
+    return _FrameAnswer(
+        camera=_text(fields, "camera"),
+        seq=_number(fields, "seq", int),
+        index=_number(fields, "index", int),
+        captured_at=_number(fields, "ts"),
+        width=_number(fields, "w", int),
+        height=_number(fields, "h", int),
+        faces=Faces.from_list(_json(fields, "faces")),
+    )
 
 
 @dataclass
@@ -188,18 +215,11 @@ class Result:
 
     @classmethod
     def from_fields(cls, fields: Mapping[Any, Any]) -> Result:
-        _check_version(fields)
         return cls(
-            camera=_text(fields, "camera"),
-            seq=_number(fields, "seq", int),
-            index=_number(fields, "index", int),
-            captured_at=_number(fields, "ts"),
+            **_frame_answer(fields),
             dequeued_at=_number(fields, "ts_dequeue"),
             done_at=_number(fields, "ts_done"),
             worker=_text(fields, "worker"),
-            width=_number(fields, "w", int),
-            height=_number(fields, "h", int),
-            faces=Faces.from_list(_json(fields, "faces")),
             gap=_text(fields, "gap") if ("gap" in fields or b"gap" in fields) else "",
         )
 
@@ -278,17 +298,7 @@ class TrackEntry:
 
     @classmethod
     def from_fields(cls, fields: Mapping[Any, Any]) -> TrackEntry:
-        _check_version(fields)
-        return cls(
-            camera=_text(fields, "camera"),
-            seq=_number(fields, "seq", int),
-            index=_number(fields, "index", int),
-            captured_at=_number(fields, "ts"),
-            tracked_at=_number(fields, "ts_tracked"),
-            width=_number(fields, "w", int),
-            height=_number(fields, "h", int),
-            faces=Faces.from_list(_json(fields, "faces")),
-        )
+        return cls(**_frame_answer(fields), tracked_at=_number(fields, "ts_tracked"))
 
 
 # --- camera sources: what `fervi cameras add` and the dashboard's Cameras page ask the supervisor to run --

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .emotions import UNCERTAIN_MARGIN
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 DETECTORS = ("multiscale", "blazeface", "blazeface_full", "haar")
 DEVICES = ("auto", "cpu", "gpu")
+
+T = TypeVar("T")
+SettingValue = str | int | float | bool  # the type of every setting
 
 
 def default_model_dir() -> str:
@@ -27,7 +32,8 @@ def default_model_dir() -> str:
     return str(Path(__file__).resolve().parent.parent / "models")
 
 
-def _setting(env: str, default, doc: str):
+def _setting(env: str, default: T, doc: str) -> T:
+    """A setting: read from `env` (else `default`), shown by `fervi config` with `doc`."""
     return field(default=default, metadata={"env": env, "doc": doc})
 
 
@@ -170,14 +176,15 @@ class Settings:
             "gpu_batch_frames",
             "detect_threads",
             "detector_full_scan_every",
+            "web_cameras_max",
+            "web_cameras_per_address",
+            "web_connects_per_minute",
+            "cameras_max",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_env(name)} must be at least 1")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError("FERVI_JPEG_QUALITY must be within 1..100")
-        for name in ("web_cameras_max", "web_cameras_per_address", "web_connects_per_minute", "cameras_max"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{_env(name)} must be at least 1")
         if not 0 <= self.gpu_max_wait_ms <= 1000:
             raise ValueError("FERVI_GPU_MAX_WAIT_MS must be within 0..1000 (ms)")
         if not 0 <= self.uncertain_margin <= 1:
@@ -224,7 +231,7 @@ class Settings:
     def embedded(self) -> bool:
         return not self.redis_url
 
-    def replace(self, **changes) -> Settings:
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     def describe(self) -> list[tuple[str, str, str]]:
@@ -240,15 +247,29 @@ class Settings:
                 value = "***"
             if f.name == "model_dir":
                 value = self.models
-            rows.append((f.metadata["env"], str(value), f.metadata["doc"]))
+            rows.append((_env_of(f), str(value), _doc_of(f)))
         return rows
 
 
+def _env_of(setting: Field[Any]) -> str:
+    env: str = setting.metadata["env"]
+    return env
+
+
+def _doc_of(setting: Field[Any]) -> str:
+    doc: str = setting.metadata["doc"]
+    return doc
+
+
 def _env(name: str) -> str:
-    return next(f.metadata["env"] for f in fields(Settings) if f.name == name)
+    return next(_env_of(f) for f in fields(Settings) if f.name == name)
 
 
-def _parse(kind, raw: str, env: str):
+def _parse(default: object, raw: str, env: str) -> SettingValue:
+    """`raw` as a value of the type of the setting's `default`."""
+    if not isinstance(default, SettingValue):
+        raise TypeError(f"{env}: a setting's default must be one of {SettingValue}, not {default!r}")
+    kind = type(default)
     try:
         if kind is bool:
             if raw.lower() in ("1", "true", "yes", "on"):
@@ -261,13 +282,13 @@ def _parse(kind, raw: str, env: str):
         raise ValueError(f"{env}={raw!r} is not a valid {kind.__name__}") from None
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    environ = os.environ if environ is None else environ
-    values = {}
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}  # of each field's own type: `_parse` reads a value as its default's type
     for f in fields(Settings):
-        raw = environ.get(f.metadata["env"])
+        raw = env.get(_env_of(f))
         if raw is not None and raw != "":
-            values[f.name] = _parse(type(f.default), raw, f.metadata["env"])
+            values[f.name] = _parse(f.default, raw, _env_of(f))
     return Settings(**values)
 
 

@@ -18,12 +18,15 @@ import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .emotions import EMOTIONS, NUM_EMOTIONS
 from .faces import Faces
+
+T = TypeVar("T")  # what a ReorderBuffer holds
 
 MAX_FRAME_GAP_S = 1.0  # a frame counts for at most this long in face-seconds (a camera that stalls)
 
@@ -38,7 +41,8 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         np.minimum(ay2, by2) - np.maximum(ay1, by1), 0, None
     )
     union = a[:, 2:3] * a[:, 3:4] + b[:, 2] * b[:, 3] - inter
-    return inter / np.maximum(union, 1e-9)
+    iou: np.ndarray = inter / np.maximum(union, 1e-9)  # numpy's stubs type np.clip(..., None) as Any
+    return iou
 
 
 def similarity_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -51,7 +55,8 @@ def similarity_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     cb = b[None, :, :2] + b[None, :, 2:] / 2
     distance = np.linalg.norm(ca - cb, axis=2)
     size = np.maximum(np.sqrt(a[:, None, 2] * a[:, None, 3]), np.sqrt(b[None, :, 2] * b[None, :, 3]))
-    return np.maximum(overlap, 1.0 - distance / np.maximum(size, 1e-9))
+    similarity: np.ndarray = np.maximum(overlap, 1.0 - distance / np.maximum(size, 1e-9))  # linalg.norm: Any in stubs
+    return similarity
 
 
 @dataclass
@@ -173,7 +178,7 @@ class FaceTracker:
         return ended
 
 
-class ReorderBuffer:
+class ReorderBuffer(Generic[T]):
     """Releases items in seq order. A missing seq is waited for until `window` later items are held or
     the oldest held item has waited `max_wait_s` (a lost result never comes), but not given up on while
     `in_flight(seq)` says its frame is still with the workers (a dead worker's frame is reclaimed after the
@@ -197,7 +202,7 @@ class ReorderBuffer:
         self.in_flight = in_flight
         self.last_seq = last_seq
         self.max_hold_s = max_hold_s
-        self.pending: dict[int, tuple[object, float]] = {}
+        self.pending: dict[int, tuple[T, float]] = {}
         self.next_seq: int | None = None
         self.late = 0  # items that came after their turn had passed
         self.gaps = 0  # seqs given up on (skipped live frames, or lost)
@@ -205,7 +210,7 @@ class ReorderBuffer:
         self._known_last = -1
         self._recheck_at: float | None = None  # while a missing seq is still in flight
 
-    def push(self, seq: int, item) -> list[tuple[int, object]]:
+    def push(self, seq: int, item: T) -> list[tuple[int, T]]:
         if self.next_seq is not None and seq < self.next_seq or seq in self.pending:
             self.late += 1
             return []
@@ -236,8 +241,8 @@ class ReorderBuffer:
         self._recheck_at = None
         return True
 
-    def _release(self, force: bool) -> list[tuple[int, object]]:
-        out = []
+    def _release(self, force: bool) -> list[tuple[int, T]]:
+        out: list[tuple[int, T]] = []
         if self.next_seq is None:  # the first results may arrive out of order too: start at the lowest,
             # unless an earlier frame is still with the workers (the first ones may be held by a dead worker)
             if not (force or self._overdue()) or not self._may_give_up(min(self.pending) - 1):
@@ -266,11 +271,11 @@ class ReorderBuffer:
             return max(0.0, self._recheck_at - now)
         return max(0.0, self.max_wait_s - (now - min(t for _, t in self.pending.values())))
 
-    def due(self) -> list[tuple[int, object]]:
+    def due(self) -> list[tuple[int, T]]:
         """Items whose wait for a missing seq is over (call it when nothing new arrives)."""
         return self._release(force=False)
 
-    def flush(self) -> list[tuple[int, object]]:
+    def flush(self) -> list[tuple[int, T]]:
         """Release everything held (the camera went quiet): missing seqs are given up on, except one whose
         frame is still in flight (`in_flight`)."""
         return self._release(force=True)

@@ -18,7 +18,7 @@ from fervi.service import Backoff, Heartbeat, Shutdown, serve
 from fervi.settings import Settings, mask_password
 from fervi.vision.images import encode_jpeg
 
-from .sources import Buffering, Captured, SourceError, is_live_spec, open_source
+from .sources import Buffering, Captured, Source, SourceError, is_live_spec, open_source
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,12 @@ class Publisher:
             "skipped": self.skipped,
         }
 
-    def _live(self, source) -> bool:
+    def _live(self, source: Source) -> bool:
         return source.buffering is Buffering.DROP_OLDEST if self.live_override is None else self.live_override
 
     def _publish(self, captured: Captured, live: bool) -> bool:
         """Add one frame; True when it went out. Live frames are dropped while Redis is away."""
+        assert captured.image is not None, "an unreadable item is dead-lettered (`_unreadable`), not published"
         height, width = captured.image.shape[:2]
         frame = Frame(
             self.camera,
@@ -156,7 +157,7 @@ class Publisher:
     def _heartbeat(self) -> None:
         self.heartbeat.beat(camera=self.camera, source=self.shown, sent=self.sent)
 
-    def _play(self, source) -> None:
+    def _play(self, source: Source) -> None:
         live = self._live(source)
         fps = self.fps or (source.fps if live and self.live_override else None)
         interval = 1.0 / fps if fps else 0.0

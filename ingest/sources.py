@@ -52,6 +52,9 @@ class Source:
     def fps(self) -> float | None:
         return None
 
+    def close(self) -> None:
+        """Release what the source holds open (a capture device or stream); nothing by default."""
+
 
 class VideoSource(Source):
     """A webcam index, an RTSP/HTTP URL (live) or a video file (every frame) through OpenCV."""
@@ -60,7 +63,8 @@ class VideoSource(Source):
         self.spec = spec
         self.name = str(spec)
         self.buffering = Buffering.DROP_OLDEST if live else Buffering.WAIT
-        if not live:  # a still image named like a video: its header, before OpenCV decodes it
+        # a file (no webcam index) may be a still image named like a video: its header, before OpenCV decodes it
+        if not live and isinstance(spec, str):
             try:
                 self._check_pixels(still_image_size(spec), max_pixels)
             except ImageError as err:
@@ -140,9 +144,6 @@ class ImageSource(Source):
                 yield Captured(index, None, time.time(), message if str(file) in message else f"{file}: {message}")
                 continue
             yield Captured(index, image, time.time())
-
-    def close(self) -> None:
-        pass
 
 
 def check_within(path: Path, within: list[str]) -> None:

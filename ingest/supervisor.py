@@ -104,8 +104,7 @@ class CameraSupervisor:
             log.info("event=ingest_stopped camera=%s", camera)
         self.stopping = still
 
-    def _exited(self, camera: str, run: Running, now: float) -> None:
-        code = run.process.returncode
+    def _exited(self, camera: str, run: Running, code: int, now: float) -> None:
         run.process = None
         if code == 0:  # a file that ended (a live source only ends on SIGTERM, which is ours)
             run.ended = True
@@ -146,8 +145,8 @@ class CameraSupervisor:
                 if not self.bus.hold_source_lease(camera, self.name, self.lease_s):
                     continue  # another supervisor runs it
                 run = self.running[camera] = Running(source)
-            if run.process is not None and run.process.poll() is not None:
-                self._exited(camera, run, now)
+            if run.process is not None and (code := run.process.poll()) is not None:
+                self._exited(camera, run, code, now)
             if run.process is None and not run.ended and now >= run.next_start:
                 if run.started_at:
                     INGEST_RESTARTS.labels(camera).inc()

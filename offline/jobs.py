@@ -16,14 +16,16 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from fervi.bus import VIDEO_QUEUE
-from fervi.bus.queue import VideoQueue, report_progress, update_running_video
+from fervi.bus.queue import QueuedJob, VideoQueue, report_progress, update_running_video
 from fervi.emotions import NUM_EMOTIONS
 from fervi.faces import Faces
 from fervi.settings import load_settings
@@ -41,6 +43,9 @@ from .outputs import (
     write_timeline,
 )
 from .video_io import VideoError, VideoInfo, probe, seek, segment_bounds, video_fps
+
+if TYPE_CHECKING:
+    from fervi.vision.pipeline import FacePipeline
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +68,133 @@ def _skip(what: str, **extra) -> dict:
 
 
 @dataclass
-class _Pending:
-    """An analysed frame waiting to be classified: its faces detected (a keyframe) or interpolated."""
+class _Located:
+    """An analysed frame whose faces are located (detected on a keyframe, or interpolated), to be classified."""
 
     index: int
     image: np.ndarray
-    faces: Faces | None = None  # None until its keyframe, or the next one, is detected
+    faces: Faces
+
+
+@dataclass
+class _SegmentFaces:
+    """What a segment found, one entry per analysed frame: the columns of its result file."""
+
+    frames: list[int] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+    boxes: list[np.ndarray] = field(default_factory=list)
+    scores: list[np.ndarray] = field(default_factory=list)
+    probs: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, index: int, faces: Faces) -> None:
+        assert faces.probs is not None, "faces are added as the classifier returns them"
+        self.frames.append(index)
+        self.counts.append(len(faces))
+        self.boxes.append(faces.boxes)
+        self.scores.append(faces.scores)
+        self.probs.append(faces.probs)
+
+    def save(self, out: Path) -> None:
+        """Written atomically: a segment retried after its worker died replaces what it found."""
+        tmp = out.with_suffix(".tmp.npz")
+        np.savez(
+            tmp,
+            frames=np.array(self.frames, np.int64),
+            counts=np.array(self.counts, np.int64),
+            boxes=np.concatenate(self.boxes) if self.boxes else np.zeros((0, 4), np.float32),
+            scores=np.concatenate(self.scores) if self.scores else np.zeros(0, np.float32),
+            probs=np.concatenate(self.probs) if self.probs else np.zeros((0, NUM_EMOTIONS), np.float32),
+        )
+        tmp.replace(out)
+
+
+class _Keyframes:
+    """The analysed frames of one segment on their way to the classifier, in frame order: the detector runs on
+    keyframes, the boxes of the frames between two keyframes are interpolated (`fervi.vision.keyframes`), and
+    located frames are classified in batches of at least BATCH."""
+
+    def __init__(self, pipeline: FacePipeline, stream: str, fps: float):
+        self.pipeline = pipeline
+        # the segment is one stream: the detector scans in full every few keyframes and follows between
+        self.stream = stream
+        self.fps = fps  # a keyframe's video time is the detector's clock (as probe() reads it)
+        self.detected = 0  # the keyframes detected so far: consecutive positions of the segment's stream
+        self.key: _Located | None = None  # the newest keyframe
+        self.between: list[tuple[int, np.ndarray]] = []  # frames after the newest keyframe: no boxes yet
+        self.located: list[_Located] = []  # frames up to the newest keyframe, not yet classified
+        self.found = _SegmentFaces()
+
+    def add(self, index: int, image: np.ndarray, keyframe: bool) -> None:
+        """The next analysed frame; a keyframe (and the segment's first frame) is detected at once."""
+        if self.key is not None and not keyframe:
+            self.between.append((index, image))
+            return
+        self._detect(index, image)
+        if len(self.located) >= BATCH:
+            self._classify()
+
+    def finish(self) -> _SegmentFaces:
+        """Classify what is left: the segment's last frame closes its last gap."""
+        if self.between:
+            self._detect(*self.between.pop())
+        if self.located:
+            self._classify()
+        return self.found
+
+    def _detect(self, index: int, image: np.ndarray) -> None:
+        """Detect at frame `index`, then interpolate the frames between the previous keyframe and it."""
+        from fervi.vision.keyframes import interpolate
+
+        self.detected += 1
+        faces = self.pipeline.detect([image], [(self.stream, self.detected, index / self.fps)])[0]
+        key = self.key
+        if key is not None:
+            for i, between in self.between:
+                t = (i - key.index) / (index - key.index)
+                self.located.append(_Located(i, between, interpolate(key.faces, faces, t)))
+        self.between.clear()
+        self.key = _Located(index, image, faces)
+        self.located.append(self.key)
+
+    def _classify(self) -> None:
+        classified = self.pipeline.classify([f.image for f in self.located], [f.faces for f in self.located])
+        for frame, faces in zip(self.located, classified, strict=True):
+            self.found.add(frame.index, faces)
+        self.located.clear()
+
+
+def _progress(done: int, total: int) -> None:
+    """Units done/total, reported every META_EVERY units (each report writes the job's records)."""
+    if done % META_EVERY == 0:
+        report_progress(done, total)
+
+
+def _read_segment(
+    capture: cv2.VideoCapture,
+    index: int,
+    stop: int | None,
+    every: int,
+    detect_every: int,
+    keyframes: _Keyframes,
+    total: int,
+) -> tuple[int, int]:
+    """Read frames from `index` to `stop` (or the end); each whose index is a multiple of `every` goes to
+    `keyframes`, every `detect_every`-th of those as a keyframe. Reports progress of `total` frames; returns
+    the index after the last frame read and the frames read."""
+    done = 0
+    while stop is None or index < stop:
+        if index % every:
+            if not capture.grab():  # a skipped frame is read, not decoded into an image
+                break
+        else:
+            ok, image = capture.read()
+            if not ok:
+                break
+            keyframes.add(index, image, (index // every) % detect_every == 0)
+        index += 1
+        done += 1
+        _progress(done, total)
+    return index, done
 
 
 def analyze_segment(video: str, start: int, stop: int | None, every: int, out_file: str, detect_every: int = 1) -> dict:
@@ -78,91 +204,27 @@ def analyze_segment(video: str, start: int, stop: int | None, every: int, out_fi
     (a full scan every `FERVI_DETECTOR_FULL_SCAN_S` of video time, following the faces between); the boxes
     between are interpolated (`fervi.vision.keyframes`) and every analysed frame is classified.
     """
-    from fervi.vision.keyframes import interpolate
     from fervi.vision.pipeline import FacePipeline
 
     if Path(out_file).exists() or finished(Path(out_file).parent.parent):
         return _skip(f"segment {start}..{stop}", start=start)
-    settings = load_settings()
-    pipeline = FacePipeline.from_settings(settings)
+    pipeline = FacePipeline.from_settings(load_settings())
     capture = open_file(video)
     if not capture.isOpened():
         raise VideoError(f"{video}: not a readable video")
     total = (stop - start) if stop is not None else max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) - start)
-    fps = video_fps(capture)  # a keyframe's video time is the detector's clock (as probe() reads it)
-    keyframes = 0  # the keyframes detected so far: consecutive positions of the segment's stream
+    keyframes = _Keyframes(pipeline, f"{video}#{start}", video_fps(capture))
     index = seek(capture, video, start)
-    frames, boxes, scores, probs, counts = [], [], [], [], []
-    waiting: list[_Pending] = []  # analysed frames not yet classified, in frame order
-    key: _Pending | None = None  # the newest keyframe
-
-    def detect_key(entry: _Pending) -> None:
-        """Detect at `entry`, then interpolate the waiting frames between the previous keyframe and it."""
-        nonlocal key, keyframes
-        # the segment is one stream: the detector scans in full every few keyframes and follows between
-        keyframes += 1
-        at = entry.index / fps
-        entry.faces = pipeline.detect([entry.image], [(f"{video}#{start}", keyframes, at)])[0]
-        if key is not None:
-            for item in waiting:
-                if item.faces is None:
-                    item.faces = interpolate(
-                        key.faces, entry.faces, (item.index - key.index) / (entry.index - key.index)
-                    )
-        key = entry
-
-    def flush() -> None:
-        for item, faces in zip(
-            waiting, pipeline.classify([w.image for w in waiting], [w.faces for w in waiting]), strict=True
-        ):
-            frames.append(item.index)
-            counts.append(len(faces))
-            boxes.append(faces.boxes)
-            scores.append(faces.scores)
-            probs.append(faces.probs)
-        waiting.clear()
-
-    done = 0
     try:
-        while stop is None or index < stop:
-            if index % every:
-                if not capture.grab():  # a skipped frame is read, not decoded into an image
-                    break
-            else:
-                ok, image = capture.read()
-                if not ok:
-                    break
-                entry = _Pending(index, image)
-                waiting.append(entry)
-                if key is None or (index // every) % detect_every == 0:
-                    detect_key(entry)
-                    if len(waiting) >= BATCH:
-                        flush()
-            index += 1
-            done += 1
-            if done % META_EVERY == 0:
-                report_progress(done, total)
-        if waiting and waiting[-1].faces is None:  # the segment's last frame closes its last gap
-            detect_key(waiting[-1])
-        if waiting:
-            flush()
+        index, done = _read_segment(capture, index, stop, every, detect_every, keyframes, total)
+        found = keyframes.finish()
     finally:
         capture.release()
-    if not frames and start == 0:
+    if not found.frames and start == 0:
         raise VideoError(f"{video}: no frame could be decoded")
-    out = Path(out_file)
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez(
-        tmp,
-        frames=np.array(frames, np.int64),
-        counts=np.array(counts, np.int64),
-        boxes=np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32),
-        scores=np.concatenate(scores) if scores else np.zeros(0, np.float32),
-        probs=np.concatenate(probs) if probs else np.zeros((0, NUM_EMOTIONS), np.float32),
-    )
-    tmp.replace(out)
+    found.save(Path(out_file))
     report_progress(done, done)
-    return {"start": start, "stop": index, "analysed": len(frames), "faces": int(sum(counts))}
+    return {"start": start, "stop": index, "analysed": len(found.frames), "faces": int(sum(found.counts))}
 
 
 def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: int, detect_every: int = 1) -> dict:
@@ -230,7 +292,7 @@ def annotate_part(info: dict, start: int, stop: int | None, out_dir: str, part_f
         stop,
         Path(part_file),
         video.fps,
-        on_frame=lambda done: done % META_EVERY or report_progress(done, total),
+        on_frame=lambda done: _progress(done, total),
     )
     report_progress(written, written)
     return {"start": start, "frames": written}
@@ -259,13 +321,13 @@ class Submitted:
 
     video: str
     out_dir: str
-    segments: list  # rq jobs
-    merge: object
-    parts: list
-    finish: object
+    segments: list[QueuedJob]
+    merge: QueuedJob
+    parts: list[QueuedJob]
+    finish: QueuedJob
 
     @property
-    def jobs(self) -> list:
+    def jobs(self) -> list[QueuedJob]:
         return [*self.segments, self.merge, *self.parts, self.finish]
 
     @property
@@ -276,6 +338,69 @@ class Submitted:
     def total(self) -> int:
         """Units of work of all its jobs (frames, and 1 per merge or finish): a video's progress bar."""
         return sum(int(j.meta.get("total", 0)) for j in self.jobs)
+
+
+@dataclass
+class _VideoJobs:
+    """Enqueues the jobs of one video, with the options and the record (RQ's `meta`) they all share."""
+
+    queue: VideoQueue
+    info: VideoInfo
+    name: str  # the video's file name, in the jobs' descriptions
+    work: Path  # the folder of its intermediate files
+    retries: int
+    video_id: str | None  # the dashboard's record of the video, which the jobs keep up to date
+
+    def add(
+        self, func: Callable[..., Any], *args: Any, kind: str, total: int, description: str, depends_on: Any = None
+    ) -> QueuedJob:
+        meta = {
+            "video": self.info.path,
+            "kind": kind,
+            "done": 0,
+            "total": total,
+            **({"video_id": self.video_id} if self.video_id else {}),
+        }
+        return self.queue.add(
+            func,
+            *args,
+            depends_on=depends_on,
+            retries=self.retries,
+            job_timeout=SEGMENT_TIMEOUT_S,
+            result_ttl=JOB_RECORD_TTL_S,
+            meta=meta,
+            description=description,
+        )
+
+    def per_range(
+        self,
+        bounds: list[tuple[int, int | None]],
+        func: Callable[..., Any],
+        args: Callable[[int, int | None, str], tuple[Any, ...]],
+        *,
+        kind: str,
+        title: str,
+        file_name: str,
+        depends_on: Any = None,
+    ) -> tuple[list[str], list[QueuedJob]]:
+        """One job per frame range [start, stop) of `bounds`, `func(*args(start, stop, file))`, each writing its
+        own file under `work` (`file_name` formatted with the range's number) and described as the `title`'s
+        i-th of n; returns the files and the jobs."""
+        files, jobs = [], []
+        for i, (start, stop) in enumerate(bounds):
+            file = str((self.work / file_name.format(i)).resolve())
+            files.append(file)
+            jobs.append(
+                self.add(
+                    func,
+                    *args(start, stop, file),
+                    kind=kind,
+                    total=(stop or self.info.frames) - start,
+                    description=f"{title} {i + 1}/{len(bounds)} of {self.name}",
+                    depends_on=depends_on,
+                )
+            )
+        return files, jobs
 
 
 def submit(
@@ -301,73 +426,39 @@ def submit(
     work.mkdir(parents=True, exist_ok=True)
     bounds = segment_bounds(info.frames, segments)
     name = Path(video).name
-    common = {"retries": retries, "job_timeout": SEGMENT_TIMEOUT_S, "result_ttl": JOB_RECORD_TTL_S}
-
-    def meta(kind: str, total: int) -> dict:
-        return {
-            "video": info.path,
-            "kind": kind,
-            "done": 0,
-            "total": total,
-            **({"video_id": video_id} if video_id else {}),
-        }
-
-    files, jobs = [], []
-    for i, (start, stop) in enumerate(bounds):
-        file = str((work / f"{i:03d}.npz").resolve())
-        files.append(file)
-        jobs.append(
-            queue.add(
-                analyze_segment,
-                info.path,
-                start,
-                stop,
-                every,
-                file,
-                detect_every,
-                **common,
-                meta=meta("segment", (stop or info.frames) - start),
-                description=f"segment {i + 1}/{len(bounds)} of {name}",
-            )
-        )
-    merge = queue.add(
+    out_dir = str(out.resolve())
+    video_jobs = _VideoJobs(queue, info, name, work, retries, video_id)
+    files, jobs = video_jobs.per_range(
+        bounds,
+        analyze_segment,
+        lambda start, stop, file: (info.path, start, stop, every, file, detect_every),
+        kind="segment",
+        title="segment",
+        file_name="{:03d}.npz",
+    )
+    merge = video_jobs.add(
         merge_segments,
         asdict(info),
         files,
-        str(out.resolve()),
+        out_dir,
         every,
         detect_every,
-        depends_on=jobs,
-        **common,
-        meta=meta("merge", 1),
+        kind="merge",
+        total=1,
         description=f"merge {name}",
+        depends_on=jobs,
     )
-    part_files, parts = [], []
-    for i, (start, stop) in enumerate(bounds):
-        part = str((work / f"annotated-{i:03d}.mp4").resolve())
-        part_files.append(part)
-        parts.append(
-            queue.add(
-                annotate_part,
-                asdict(info),
-                start,
-                stop,
-                str(out.resolve()),
-                part,
-                depends_on=merge,
-                **common,
-                meta=meta("annotate", (stop or info.frames) - start),
-                description=f"annotate part {i + 1}/{len(bounds)} of {name}",
-            )
-        )
-    finish = queue.add(
-        finish_video,
-        part_files,
-        str(out.resolve()),
-        depends_on=parts,
-        **common,
-        meta=meta("finish", 1),
-        description=f"finish {name}",
+    part_files, parts = video_jobs.per_range(
+        bounds,
+        annotate_part,
+        lambda start, stop, part: (asdict(info), start, stop, out_dir, part),
+        kind="annotate",
+        title="annotate part",
+        file_name="annotated-{:03d}.mp4",
+        depends_on=merge,
+    )
+    finish = video_jobs.add(
+        finish_video, part_files, out_dir, kind="finish", total=1, description=f"finish {name}", depends_on=parts
     )
     log.info(
         "event=video_submitted video=%s frames=%d segments=%d detect_every=%d out=%s",

@@ -42,18 +42,19 @@ def write_csv(frames: list[FrameTracks], path: Path) -> None:
         writer.writerow(CSV_HEADER)
         for frame in frames:
             faces = frame.faces
-            for i, item in enumerate(faces.shown()):
+            columns = (faces.tracked_ids.tolist(), faces.boxes, faces.shown(), faces.classified_probs)
+            for track_id, box, item, probs in zip(*columns, strict=True):
                 writer.writerow(
                     [
                         frame.seq,
                         f"{frame.ts:.3f}",
-                        int(faces.track_ids[i]),
-                        *(int(round(v)) for v in faces.boxes[i]),
+                        track_id,
+                        *(int(round(v)) for v in box),
                         item["label"],
                         f"{item['score']:.4f}",
                         item["runner_up"],
                         int(item["uncertain"]),
-                        *(f"{p:.4f}" for p in faces.probs[i]),
+                        *(f"{p:.4f}" for p in probs),
                     ]
                 )
     tmp.replace(path)
@@ -64,7 +65,7 @@ def summarize(frames: list[FrameTracks], tracks: list[Track], video: dict) -> di
     emotion (the tracker's own statistics, as the live tracker reports them) and label timeline."""
     timelines: dict[int, list[dict]] = {}
     for frame in frames:
-        for track_id, label in zip(frame.faces.track_ids.tolist(), frame.faces.labels, strict=True):
+        for track_id, label in zip(frame.faces.tracked_ids.tolist(), frame.faces.labels, strict=True):
             timeline = timelines.setdefault(track_id, [])
             if not timeline or timeline[-1]["label"] != label:
                 timeline.append({"start_s": round(frame.ts, 3), "label": label})
@@ -101,7 +102,7 @@ def write_summary(summary: dict, path: Path) -> None:
 
 
 def draw_faces(image: np.ndarray, faces: Faces) -> np.ndarray:
-    for box, track_id, item in zip(faces.boxes, faces.track_ids.tolist(), faces.shown(), strict=True):
+    for box, track_id, item in zip(faces.boxes, faces.tracked_ids.tolist(), faces.shown(), strict=True):
         x, y, w, h = (int(round(v)) for v in box)
         label, score = item["label"], item["score"]
         color = UNCERTAIN_COLOR if item["uncertain"] else COLORS[label]
@@ -201,9 +202,11 @@ def write_annotated_part(
                 break
             image = draw_faces(image, shown(index))
             if i420:
-                frame = av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+                pixels, pixel_format = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), "yuv420p"
             else:
-                frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+                pixels, pixel_format = image, "bgr24"
+            # cv2's stubs type every image as MatLike (any integer or float dtype); a decoded frame is uint8
+            frame = av.VideoFrame.from_ndarray(pixels, format=pixel_format)  # type: ignore[arg-type]
             frame.pts = written
             container.mux(stream.encode(frame))
             written += 1
@@ -236,6 +239,8 @@ def join_parts(parts: list[Path], path: Path) -> int:
                 for packet in source.demux(src):
                     if packet.dts is None:  # the demuxer's end-of-stream marker
                         continue
+                    # any other packet of an MP4 part (`write_annotated_part`'s) has its timestamps
+                    assert packet.pts is not None and packet.duration is not None
                     shift = round(offset / packet.time_base)
                     packet.pts += shift
                     packet.dts += shift
@@ -258,7 +263,7 @@ def label_spans(frames: list[FrameTracks], step: float) -> dict[tuple[int, str],
         spans.setdefault((track_id, label), []).append((start, end - start))
 
     for frame in frames:
-        for track_id, label in zip(frame.faces.track_ids.tolist(), frame.faces.labels, strict=True):
+        for track_id, label in zip(frame.faces.tracked_ids.tolist(), frame.faces.labels, strict=True):
             run = open_runs.get(track_id)
             if run and run[0] == label and frame.ts - run[2] <= 1.5 * step:
                 open_runs[track_id] = (run[0], run[1], frame.ts + step)
@@ -278,8 +283,9 @@ def timeline_figure(frames: list[FrameTracks], duration_s: float):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
-    track_ids = sorted({t for frame in frames for t in frame.faces.track_ids.tolist()})
+    track_ids = sorted({t for frame in frames for t in frame.faces.tracked_ids.tolist()})
     fig, ax = plt.subplots(figsize=(10, 1.9 + 0.45 * max(1, len(track_ids))))
     lane = {t: i for i, t in enumerate(track_ids)}
     faced = [f for f in frames if len(f.faces)]  # a bar is as wide as the closest analysed frames with faces
@@ -290,7 +296,7 @@ def timeline_figure(frames: list[FrameTracks], duration_s: float):
     ax.set_yticks(range(len(track_ids)), [f"face #{t}" for t in track_ids])
     ax.set_xlim(0, max(duration_s, step))
     ax.set_xlabel("time (s)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=(c[2] / 255, c[1] / 255, c[0] / 255)) for c in COLORS.values()]
+    handles = [Rectangle((0, 0), 1, 1, color=(c[2] / 255, c[1] / 255, c[0] / 255)) for c in COLORS.values()]
     ax.legend(handles, list(COLORS), ncol=7, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.01), frameon=False)
     ax.set_title("Emotion per face over time (smoothed)", pad=30)
     fig.tight_layout()

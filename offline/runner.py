@@ -28,13 +28,13 @@ def preload() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
+    import matplotlib.pyplot  # noqa: F401 - imported to warm the work horses, not used here
 
-    import fervi.vision.pipeline  # noqa: F401
+    import fervi.vision.pipeline  # noqa: F401 - likewise
     from fervi.vision.tflite import interpreter_class
 
     interpreter_class()  # imports LiteRT (or TensorFlow's tf.lite)
-    from . import jobs, outputs  # noqa: F401
+    from . import jobs, outputs  # noqa: F401 - likewise
 
 
 def rq_worker(redis_url: str, burst: bool = False) -> int:

@@ -14,7 +14,7 @@ from fervi.training.agreement import (  # noqa: E402 - after importorskip: witho
     paired_eval_batches,
 )
 
-from fervi.emotions import NUM_EMOTIONS  # noqa: E402
+from fervi.emotions import NUM_EMOTIONS  # noqa: E402 - after importorskip, as above
 
 
 def _probs(rows):

@@ -179,7 +179,10 @@ def test_a_browser_camera_is_private_until_shared(stack):
     camera = send_frame(owner, astronaut_jpeg())["camera"]
     answer = viewer.call("watch", {"camera": camera}, timeout=10)
     assert not answer["ok"] and "not shared" in answer["error"]
-    cameras = lambda: {c["camera"] for c in viewer_json(stack, "/api/cameras")}  # noqa: E731
+
+    def cameras() -> set[str]:
+        return {c["camera"] for c in viewer_json(stack, "/api/cameras")}
+
     assert camera not in cameras()
     assert owner.call("share", {"on": True}, timeout=10) == {"ok": True, "camera": camera, "shared": True}
     assert viewer.call("watch", {"camera": camera}, timeout=10) == {"ok": True}
@@ -187,7 +190,10 @@ def test_a_browser_camera_is_private_until_shared(stack):
         send_frame(owner, astronaut_jpeg())
         time.sleep(0.15)
     wait_for(lambda: camera in cameras(), 20, "the shared camera on the wall")
-    got = lambda sio: sum(1 for e, d in sio.events if e in ("tracks", "frame") and d["camera"] == camera)  # noqa: E731
+
+    def got(sio) -> int:
+        return sum(1 for e, d in sio.events if e in ("tracks", "frame") and d["camera"] == camera)
+
     wait_for(lambda: got(viewer) > 0, 20, "the watcher to receive the shared camera")
     assert owner.call("share", {"on": False}, timeout=10)["shared"] is False
     assert camera not in cameras()

@@ -10,6 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -44,85 +47,65 @@ def test_a_busy_dashboard_port_is_one_line_before_anything_starts(tmp_path):
     assert not (tmp_path / "home" / "stack.json").exists()  # nothing was started
 
 
-def test_status_finds_a_running_fervi_up_and_shows_every_kind_with_human_times(tmp_path):
-    home, port = tmp_path / "home", _free_port()
-    env = _env(home, FERVI_LOG_LEVEL="WARNING", FERVI_METRICS_PORT="0")
+def _fervi(args: list[str], cwd, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`python -m fervi ARGS` as a user runs it in a shell, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "fervi", *args], env=env, capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
+
+
+@contextmanager
+def _fervi_up(cwd, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen, int]]:
+    """`fervi up` with one worker and no demo, until it has written its stack.json; stopped as a user stops it
+    (SIGTERM) on the way out. Yields the process and its dashboard port."""
+    port = _free_port()
     up = subprocess.Popen(
         [sys.executable, "-m", "fervi", "up", "--no-demo", "--workers", "1", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        cwd=tmp_path,
+        cwd=cwd,
     )
     try:
-        wait_for(lambda: (home / "stack.json").exists(), 60, "fervi up's stack.json")
+        wait_for(lambda: (Path(env["FERVI_HOME"]) / "stack.json").exists(), 60, "fervi up's stack.json")
+        yield up, port
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(60)
+
+
+def _status_once_it_lists_every_kind(cwd, env: dict[str, str]) -> str | None:
+    """`fervi status`'s output once it lists every process kind `fervi up` starts; None before."""
+    run = _fervi(["status"], cwd, env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    kinds = ("worker", "tracker", "dashboard", "rq-worker", "cameras")
+    return run.stdout if all(f"  {kind} " in run.stdout for kind in kinds) else None
+
+
+def test_status_finds_a_running_fervi_up_and_shows_every_kind_with_human_times(tmp_path):
+    home = tmp_path / "home"
+    env = _env(home, FERVI_LOG_LEVEL="WARNING", FERVI_METRICS_PORT="0")
+    with _fervi_up(tmp_path, env) as (up, port):
         stack = json.loads((home / "stack.json").read_text())
         assert stack["pid"] == up.pid and stack["dashboard"] == f"http://127.0.0.1:{port}/"
-
-        def status() -> str:
-            run = subprocess.run(
-                [sys.executable, "-m", "fervi", "status"],
-                env=env,
-                capture_output=True,
-                text=True,
-                cwd=tmp_path,
-                timeout=60,
-            )
-            assert run.returncode == 0, run.stderr[-2000:]
-            return run.stdout
-
         out = wait_for(
-            lambda: (
-                lambda o: (
-                    o
-                    if all(f"  {k} " in o for k in ("worker", "tracker", "dashboard", "rq-worker", "cameras"))
-                    else None
-                )
-            )(status()),
-            90,
-            "every process kind in fervi status",
+            lambda: _status_once_it_lists_every_kind(tmp_path, env), 90, "every process kind in fervi status"
         )
         assert " ago" in out and "last_seen=" not in out  # '2 s ago', not epoch seconds
         # `fervi analyze` beside it uses its Redis: a second server on the same data folder once wrote its file too
         from fervi.demo import write_video
 
         video = write_video(tmp_path / "clip.mp4", frames=5, fps=5)
-        analyze = subprocess.run(
-            [sys.executable, "-m", "fervi", "analyze", str(video), "--no-wait", "--out", str(tmp_path / "out")],
-            env=env,
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=120,
-        )
+        analyze = _fervi(["analyze", str(video), "--no-wait", "--out", str(tmp_path / "out")], tmp_path, env, 120)
         assert analyze.returncode == 0, analyze.stderr[-2000:]
         assert "using the running `fervi up`" in analyze.stderr and "redis_started" not in analyze.stderr
-        missing = subprocess.run(
-            [sys.executable, "-m", "fervi", "analyze", "nope.mp4"],
-            env=env,
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=60,
-        )
+        missing = _fervi(["analyze", "nope.mp4"], tmp_path, env)
         assert missing.returncode == 1 and "no such file: nope.mp4" in missing.stderr
-        again = subprocess.run(
-            [sys.executable, "-m", "fervi", "up", "--port", str(_free_port())],
-            env=env,
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=60,
-        )
+        again = _fervi(["up", "--port", str(_free_port())], tmp_path, env)
         assert again.returncode == 1 and f"already runs with FERVI_HOME={home}" in again.stderr
         assert "Traceback" not in again.stderr
-    finally:
-        up.send_signal(signal.SIGTERM)
-        up.wait(60)
     assert not (home / "stack.json").exists()
-    nothing = subprocess.run(
-        [sys.executable, "-m", "fervi", "status"], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=60
-    )
+    nothing = _fervi(["status"], tmp_path, env)
     assert nothing.returncode == 1 and "start `fervi up`" in nothing.stderr and "Usage:" not in nothing.stderr
 
 
@@ -139,22 +122,10 @@ def test_predict_at_warning_prints_no_info_line(tmp_path):
     from fervi.demo import face_photo_paths
 
     photo = str(face_photo_paths()[0])
-    run = subprocess.run(
-        [sys.executable, "-m", "fervi", "--log-level", "WARNING", "predict", photo],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    run = _fervi(["--log-level", "WARNING", "predict", photo], tmp_path, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "face(s)" in run.stdout and "INFO" not in run.stderr, run.stderr
-    loud = subprocess.run(
-        [sys.executable, "-m", "fervi", "--log-level", "INFO", "predict", photo],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    loud = _fervi(["--log-level", "INFO", "predict", photo], tmp_path, timeout=120)
     assert "event=classifier_loaded" in loud.stderr  # INFO still shows what it should
 
 

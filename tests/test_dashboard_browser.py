@@ -9,7 +9,6 @@ Screenshots go to docs/screenshots/ (committed, shown in the README).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -25,11 +24,10 @@ from fervi.demo import face_photo_paths, write_video
 from fervi.embedded import free_port
 from fervi.emotions import EMOTIONS
 
-from .conftest import REPO, fervi_env, http_ok, wait_for
+from .conftest import fervi_env, http_ok, wait_for
+from .helpers_browser import FAKE_CAMERA_ARGS, camera_page, chromium, shot
 from .images import jpeg_claiming_size
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = REPO / "docs" / "screenshots"
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 
 
@@ -79,15 +77,6 @@ def stack(tmp_path_factory, redis_server):
     procs.stop_all()
 
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
 @pytest.fixture(scope="module")
 def playwright():
     with playwright_sync.sync_playwright() as p:
@@ -97,32 +86,14 @@ def playwright():
 @pytest.fixture(scope="module")
 def browser(stack, playwright):
     y4m = write_y4m(stack["tmp"] / "camera.y4m")
-    browser = playwright.chromium.launch(
-        executable_path=CHROMIUM,
-        headless=True,
-        args=[
-            *CHROMIUM_ARGS,
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={y4m}",
-        ],
-    )
-    yield browser
-    browser.close()
+    with chromium(playwright, *FAKE_CAMERA_ARGS, f"--use-file-for-fake-video-capture={y4m}") as browser:
+        yield browser
 
 
 @pytest.fixture
 def page(browser, stack):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.grant_permissions(["camera"], origin=stack["url"])
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    with camera_page(browser, stack["url"]) as page:
+        yield page
 
 
 def test_live_wall_shows_the_demo_camera_with_labels(page, stack):
@@ -457,8 +428,7 @@ def test_oversized_and_malformed_socket_messages_are_refused(page, stack):
 
 def test_without_a_camera_the_pages_say_so_and_offer_a_way_out(stack, playwright):
     """A user with no camera (Chromium without its fake device): before, Start vanished and nothing was said."""
-    bare = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-    try:
+    with chromium(playwright) as bare:
         page = bare.new_page()
         page.goto(stack["url"] + "/challenge?autostart=1")
         page.wait_for_function("document.getElementById('verdict').textContent.length > 0", timeout=20000)
@@ -481,8 +451,6 @@ def test_without_a_camera_the_pages_say_so_and_offer_a_way_out(stack, playwright
                 assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0, (path, width)
             context.close()
             assert errors == [], errors
-    finally:
-        bare.close()
 
 
 PAGES = ["/", "/cameras", "/webcam", "/challenge", "/charts?camera=demo", "/image", "/videos"]
@@ -492,10 +460,7 @@ PAGES = ["/", "/cameras", "/webcam", "/challenge", "/charts?camera=demo", "/imag
 def test_every_page_fits_the_screen_with_readable_labels(browser, stack, width):
     """No page is wider than the screen (the nav wraps, tiles shrink, tables scroll inside their box), charts
     keep their height, tile labels stay at least 12 px as shown, and every page has a favicon."""
-    context = browser.new_context(viewport={"width": width, "height": 844})
-    context.grant_permissions(["camera"], origin=stack["url"])
-    page = context.new_page()
-    try:
+    with camera_page(browser, stack["url"], width=width, height=844) as page:
         for path in PAGES:
             page.goto(stack["url"] + path)
             page.wait_for_load_state("networkidle")
@@ -519,5 +484,3 @@ def test_every_page_fits_the_screen_with_readable_labels(browser, stack, width):
         if width == 390:
             time.sleep(1.0)  # let a preview frame arrive before the screenshot
             shot(page, "wall-phone")
-    finally:
-        context.close()

@@ -7,15 +7,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from fervi.training.architectures import build
 from fervi.training.datasets import load_ckplus, load_fer_csv
 from fervi.training.device_pack import read_pack, write_pack
 from fervi.training.torch_port import keras_layer_weights, layers_of, load_into, torch_state
 
-from fervi.app.cli import main
 from fervi.settings import default_model_dir
 from fervi.vision.classifier import MODEL_KERAS, MODEL_TFLITE, TFLiteClassifier
+
+from .helpers_training import train
 
 
 def test_pack_returns_the_same_pixels_labels_and_oversampling(fer_csv, ckplus_dir, tmp_path):
@@ -108,28 +108,17 @@ def test_from_torch_exports_the_run_it_was_given(ckplus_dir, tmp_path):
         **{f"last/{k}": v for k, v in state.items()},
         **{f"best/{k}": v for k, v in state.items()},
     )
-    out = tmp_path / "models"
-    result = CliRunner().invoke(
-        main,
-        [
-            "train",
-            "--data",
-            str(ckplus_dir),
-            "--from-torch",
-            str(tmp_path / "run.npz"),
-            "--select",
-            "last",
-            "--out",
-            str(out),
-            "--work-dir",
-            str(tmp_path / "work"),
-        ],
+    run = train(
+        data=ckplus_dir,
+        from_torch=tmp_path / "run.npz",
+        select="last",
+        out=tmp_path / "models",
+        work_dir=tmp_path / "work",
     )
-    assert result.exit_code == 0, result.output
-    card = json.loads((out / "model_card.json").read_text())
-    assert card["training"]["trained_with"]["device"] == "test device" and card["training"]["epochs_run"] == 2
-    assert "training/gpu_train.py" in (out / "MODEL_CARD.md").read_text()
+    training = run.card["training"]
+    assert training["trained_with"]["device"] == "test device" and training["epochs_run"] == 2
+    assert "training/gpu_train.py" in run.card_text
     faces = load_ckplus(ckplus_dir).images[:64]
-    ours = TFLiteClassifier(out / MODEL_TFLITE, flip_average=False).predict(faces)
+    ours = TFLiteClassifier(run.out / MODEL_TFLITE, flip_average=False).predict(faces)
     theirs = TFLiteClassifier(f"{default_model_dir()}/{MODEL_TFLITE}", flip_average=False).predict(faces)
     assert np.abs(ours - theirs).max() < 1e-5

@@ -36,6 +36,14 @@ def results_by_index(bus: Bus, camera: str) -> dict[int, list]:
     return out
 
 
+def results_of_every_frame(bus: Bus, camera: str, frames: int, what: str) -> dict[int, list]:
+    """Wait until each of the file's frames 0..frames-1, and no other frame, has a result; returns the results
+    by frame index."""
+    done = wait_for(lambda: len(results_by_index(bus, camera)) == frames and results_by_index(bus, camera), 120, what)
+    assert sorted(done) == list(range(frames))
+    return done
+
+
 def test_file_through_two_workers_gives_every_frame_one_result(tmp_path, redis_url, processes):
     frames = 40
     video = write_video(tmp_path / "faces.mp4", frames=frames, fps=15)
@@ -53,12 +61,7 @@ def test_file_through_two_workers_gives_every_frame_one_result(tmp_path, redis_u
     )
     ingest = processes.start(["ingest", str(video), "--camera", "file1"], env, "ingest")
     assert ingest.wait(120) == 0, ingest.log_path.read_text()
-    done = wait_for(
-        lambda: len(results_by_index(bus, "file1")) == frames and results_by_index(bus, "file1"),
-        120,
-        "a result for every frame",
-    )
-    assert sorted(done) == list(range(frames))
+    done = results_of_every_frame(bus, "file1", frames, "a result for every frame")
     assert all(len(v) == 1 for v in done.values())
     raw = bus.results("file1")
     assert len(raw) == len({r.seq for _, r in raw}), "a frame was published twice"
@@ -88,12 +91,7 @@ def test_killed_worker_loses_no_frame(tmp_path, redis_url, processes):
     bus = Bus(redis.Redis.from_url(redis_url))
     wait_for(lambda: len(results_by_index(bus, "file2")) >= 10, 120, "the first results")
     os.kill(victim.pid, signal.SIGKILL)
-    done = wait_for(
-        lambda: len(results_by_index(bus, "file2")) == frames and results_by_index(bus, "file2"),
-        120,
-        "every frame after the kill",
-    )
-    assert sorted(done) == list(range(frames))
+    results_of_every_frame(bus, "file2", frames, "every frame after the kill")
     assert survivor.poll() is None
     pending = bus.redis.xpending(frames_key("file2"), "workers")
     assert pending["pending"] == 0
@@ -139,12 +137,7 @@ def test_redis_restart_under_running_ingest_and_worker(tmp_path, restartable_red
     time.sleep(2.0)
     restartable_redis.start()
     assert ingest.wait(120) == 0, ingest.log_path.read_text()
-    done = wait_for(
-        lambda: len(results_by_index(bus, "restart")) == frames and results_by_index(bus, "restart"),
-        120,
-        "every frame after the restart",
-    )
-    assert sorted(done) == list(range(frames))
+    results_of_every_frame(bus, "restart", frames, "every frame after the restart")
     assert worker.poll() is None
     assert "event=reconnected" in worker.log_path.read_text()
     assert "event=reconnected" in ingest.log_path.read_text()

@@ -1,76 +1,131 @@
-"""One epoch of real training on a small real subset, through the `fervi train` command, with export."""
+"""Real training on a small real subset, through the `fervi train` command, with export.
+
+The runs build on each other (one epoch, --resume to a second, --init a new run from that export, --export-only
+that run again), so each is a module fixture that runs once; the tests read what each run wrote."""
 
 from __future__ import annotations
 
 import gzip
-import json
+from pathlib import Path
 
-from click.testing import CliRunner
+import pytest
 
-from fervi.app.cli import main
+from .helpers_training import TrainingRun, train
+
+TRAINING_ROWS, VALIDATION_ROWS = 1000, 200
 
 
-def test_one_epoch_train_and_export(tmp_path, fer_csv, ckplus_dir):
-    subset = tmp_path / "fer_subset.csv"
-    votes = tmp_path / "subset_votes.csv"  # the FER+ votes of the same rows (not beside it by the auto name)
+def write_subset(fer_csv: Path, subset: Path, votes: Path) -> None:
+    """The first training and validation (PublicTest) rows of FER-2013 to `subset`, and the FER+ votes of the
+    same rows to `votes`."""
+    wanted = {"Training": TRAINING_ROWS, "PublicTest": VALIDATION_ROWS}
     with (
         gzip.open(fer_csv, "rt") as src,
         open(subset, "w") as dst,
         gzip.open(fer_csv.with_name("ferplus_votes.csv.gz"), "rt") as votes_src,
         open(votes, "w") as votes_dst,
     ):
-        header = next(src)
-        dst.write(header)
+        dst.write(next(src))
         votes_dst.write(next(votes_src))
         kept = {"Training": 0, "PublicTest": 0}
         for line, vote_line in zip(src, votes_src, strict=True):
             usage = line.rstrip().rsplit(",", 1)[1]
-            if kept[usage] < (1000 if usage == "Training" else 200):
+            if kept[usage] < wanted[usage]:
                 kept[usage] += 1
                 dst.write(line)
                 votes_dst.write(vote_line)
-            if kept == {"Training": 1000, "PublicTest": 200}:
+            if kept == wanted:
                 break
-    out, work = tmp_path / "models", tmp_path / "work"
-    result = CliRunner().invoke(
-        main,
-        [
-            "train",
-            "--data",
-            str(subset),
-            "--data",
-            str(ckplus_dir),
-            "--epochs",
-            "1",
-            "--oversample",
-            "0.5",
-            "--out",
-            str(out),
-            "--work-dir",
-            str(work),
-        ],
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, fer_csv) -> Path:
+    """Where the runs write; it holds the subset (fer_subset.csv) and its votes (subset_votes.csv: not beside
+    the subset by the auto name)."""
+    folder = tmp_path_factory.mktemp("training")
+    write_subset(fer_csv, folder / "fer_subset.csv", folder / "subset_votes.csv")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data(folder, ckplus_dir) -> list[Path]:
+    return [folder / "fer_subset.csv", ckplus_dir]
+
+
+@pytest.fixture(scope="module")
+def first_run(folder, data) -> TrainingRun:
+    """One epoch from scratch, over-sampling the rare emotions."""
+    return train(data=data, epochs=1, oversample=0.5, out=folder / "models", work_dir=folder / "work")
+
+
+@pytest.fixture(scope="module")
+def resumed_run(first_run, folder, data) -> TrainingRun:
+    """--resume to two epochs, in the first run's folders."""
+    return train(data=data, epochs=2, oversample=0.5, resume=True, out=first_run.out, work_dir=folder / "work")
+
+
+@pytest.fixture(scope="module")
+def tuned_run(resumed_run, folder, data) -> TrainingRun:
+    """--init a new run from the resumed run's export; --agreement trains on pairs of framings of each face
+    (crops at four more margins and the dataset's); --votes learns the crowd's vote distributions, is selected
+    and calibrated on the crowd's majority."""
+    return train(
+        data=data,
+        epochs=1,
+        init=resumed_run.out / "fervi_cnn_lstm.keras",
+        out=folder / "models2",
+        augment="flip",
+        weight_decay="0.05",
+        learning_rate="3e-5",
+        agreement=2,
+        votes=folder / "subset_votes.csv",
+        posed_repeat=2,
+        label_smoothing=0,
+        work_dir=folder / "work2",
     )
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.output.strip().splitlines()[-1])
-    assert summary["n"] == 200
-    card = json.loads((out / "model_card.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def exported_run(tuned_run, resumed_run, folder, data) -> TrainingRun:
+    """--export-only the tuned run again (its work folder): its last epoch, with a note for the card."""
+    return train(
+        data=data,
+        epochs=1,
+        init=resumed_run.out / "fervi_cnn_lstm.keras",
+        out=folder / "models3",
+        work_dir=folder / "work2",
+        export_only=True,
+        select="last",
+        note="exported again",
+    )
+
+
+def test_one_epoch_trains_the_model_on_the_subset(first_run):
+    assert first_run.summary["n"] == VALIDATION_ROWS
+    card = first_run.card
     assert card["params"] == 457_863
     assert card["training"]["epochs_run"] == 1
     assert card["class_counts_after_oversampling"]["disgust"] > card["class_counts_before_oversampling"]["disgust"]
     assert card["overlap_by_pixel_hash"]["train&ckplus48"] == 0
-    # every split was framed as the workers frame live faces; the detector finds nearly all of these faces
-    reframed = card["reframed"]
+
+
+def test_every_split_is_framed_as_the_workers_frame_live_faces(first_run):
+    # the detector finds nearly all of these faces
+    reframed = first_run.card["reframed"]
     assert reframed["detector"] == "multiscale" and reframed["margin"] == 0.15
     assert reframed["train"]["found_by_detector"] >= 0.85 * reframed["train"]["faces"]
-    assert reframed["val"]["faces"] == 200
+    assert reframed["val"]["faces"] == VALIDATION_ROWS
     # framing "both" (the default): trained on both framings, measured on the detector's and the dataset's crops
     assert reframed["framing"] == "both"
-    assert card["metrics"]["validation_dataset_crops_single_view"]["n"] == 200
-    assert "dataset crops, single view" in (out / "MODEL_CARD.md").read_text()
+    assert first_run.card["metrics"]["validation_dataset_crops_single_view"]["n"] == VALIDATION_ROWS
+    assert "dataset crops, single view" in first_run.card_text
     # how many labels change when the crop margin is 0.1 smaller or larger, over the faces the detector found
-    flips = card["metrics"]["validation_label_flips_between_margins"]
+    flips = first_run.card["metrics"]["validation_label_flips_between_margins"]
     assert set(flips["per_margin"]) == {"0.05", "0.25"} and 0 <= flips["mean"] <= 1
     assert flips["faces"] == reframed["val"]["found_by_detector"]
+
+
+def test_the_export_writes_the_model_its_card_and_figures(first_run):
     for name in (
         "fervi_cnn_lstm.keras",
         "fervi_cnn_lstm.tflite",
@@ -80,107 +135,36 @@ def test_one_epoch_train_and_export(tmp_path, fer_csv, ckplus_dir):
         "figures/class_counts.png",
         "figures/misclassified.png",
     ):
-        assert (out / name).stat().st_size > 0, name
-    # --resume continues the same run: a second epoch, not a fresh first one
-    again = CliRunner().invoke(
-        main,
-        [
-            "train",
-            "--data",
-            str(subset),
-            "--data",
-            str(ckplus_dir),
-            "--epochs",
-            "2",
-            "--oversample",
-            "0.5",
-            "--resume",
-            "--out",
-            str(out),
-            "--work-dir",
-            str(work),
-        ],
-    )
-    assert again.exit_code == 0, again.output
-    assert json.loads((out / "model_card.json").read_text())["training"]["epochs_run"] == 2
-    # --init starts a new run from the exported model's weights; the card counts both runs; --agreement trains
-    # on pairs of framings of each face (crops at four more margins and the dataset's); --votes learns the
-    # crowd's vote distributions, is selected and calibrated on the crowd's majority
-    out2 = tmp_path / "models2"
-    tuned = CliRunner().invoke(
-        main,
-        [
-            "train",
-            "--data",
-            str(subset),
-            "--data",
-            str(ckplus_dir),
-            "--epochs",
-            "1",
-            "--init",
-            str(out / "fervi_cnn_lstm.keras"),
-            "--out",
-            str(out2),
-            "--augment",
-            "flip",
-            "--weight-decay",
-            "0.05",
-            "--learning-rate",
-            "3e-5",
-            "--agreement",
-            "2",
-            "--votes",
-            str(votes),
-            "--posed-repeat",
-            "2",
-            "--label-smoothing",
-            "0",
-            "--work-dir",
-            str(tmp_path / "work2"),
-        ],
-    )
-    assert tuned.exit_code == 0, tuned.output
-    tuned_card = json.loads((out2 / "model_card.json").read_text())
-    training = tuned_card["training"]
+        assert first_run.sizes.get(name, 0) > 0, name
+
+
+def test_resume_continues_the_same_run_with_a_second_epoch(resumed_run):
+    assert resumed_run.card["training"]["epochs_run"] == 2
+
+
+def test_init_starts_a_new_run_from_the_exported_weights_and_the_card_counts_both(tuned_run):
+    training = tuned_run.card["training"]
     assert training["init_from"]["epochs_run"] == 2 and training["epochs_total"] == 3
     assert training["augment"] == "flip" and training["weight_decay"] == 0.05 and training["agreement"] == 2
-    assert tuned_card["reframed"]["train_margins"] == [0.05, 0.1, 0.2, 0.25]
-    card_text = (out2 / "MODEL_CARD.md").read_text()
+    assert tuned_run.card["reframed"]["train_margins"] == [0.05, 0.1, 0.2, 0.25]
+    card_text = tuned_run.card_text
     assert "Started from the weights" in card_text and "AdamW (weight decay 0.05)" in card_text
     assert "mirror images only" in card_text and "Jensen-Shannon" in card_text
-    crowd = tuned_card["metrics"]["crowd"]["validation_single_view"]
-    assert crowd["n"] == tuned_card["metrics"]["validation_single_view"]["n"] < 200  # unknown / not-a-face left out
+
+
+def test_votes_measure_agreement_with_the_crowd_and_calibrate(tuned_run):
+    metrics = tuned_run.card["metrics"]
+    crowd = metrics["crowd"]["validation_single_view"]
+    assert crowd["n"] == metrics["validation_single_view"]["n"] < VALIDATION_ROWS  # unknown / not-a-face left out
     assert 0 < crowd["majority_accuracy"] <= 1 and 0 < crowd["original_label_accuracy"] <= 1
-    calibration = tuned_card["calibration"]
+    calibration = tuned_run.card["calibration"]
     assert 0.2 <= calibration["temperature"] <= 5 and calibration["ece_after_in_sample"] <= calibration["ece_before"]
+    card_text = tuned_run.card_text
     assert "Agreement with people" in card_text and "## Calibration" in card_text and "## Uncertain" in card_text
-    assert (out2 / "figures" / "reliability.png").stat().st_size > 0
-    # --export-only exports the finished run again: here its last epoch, with a note for the card
-    out3 = tmp_path / "models3"
-    again = CliRunner().invoke(
-        main,
-        [
-            "train",
-            "--data",
-            str(subset),
-            "--data",
-            str(ckplus_dir),
-            "--epochs",
-            "1",
-            "--init",
-            str(out / "fervi_cnn_lstm.keras"),
-            "--out",
-            str(out3),
-            "--work-dir",
-            str(tmp_path / "work2"),
-            "--export-only",
-            "--select",
-            "last",
-            "--note",
-            "exported again",
-        ],
-    )
-    assert again.exit_code == 0, again.output
-    training = json.loads((out3 / "model_card.json").read_text())["training"]
+    assert tuned_run.sizes.get("figures/reliability.png", 0) > 0
+
+
+def test_export_only_exports_the_finished_run_again(exported_run):
+    training = exported_run.card["training"]
     assert training["selected_checkpoint"] == "last.keras" and training["history_note"] == "exported again"
-    assert (out3 / "fervi_cnn_lstm.tflite").stat().st_size > 0
+    assert exported_run.sizes.get("fervi_cnn_lstm.tflite", 0) > 0

@@ -28,12 +28,11 @@ from fervi.faces import Faces
 from fervi.protocol import TrackEntry
 from fervi.tracking import FrameTracks
 
-from .conftest import REPO, Processes, fervi_env, http_ok, wait_for
+from .conftest import Processes, fervi_env, http_ok, wait_for
+from .helpers_browser import FAKE_CAMERA_ARGS, camera_page, chromium, shot
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-from .test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402 (after the skip without playwright)
 
-SHOTS = REPO / "docs" / "screenshots"
 NOTE = "uncertain: no emotion clearly ahead"
 
 # The astronaut (left) and Grace Hopper (right) side by side, with their faces' boxes as the detector finds them.
@@ -82,22 +81,14 @@ def dashboard(tmp_path_factory, redis_server):
 
 @pytest.fixture(scope="module")
 def browser(dashboard):
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"],
-        )
+    with playwright_sync.sync_playwright() as playwright, chromium(playwright, *FAKE_CAMERA_ARGS) as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
 def page(browser, dashboard):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.grant_permissions(["camera"], origin=dashboard["url"])
-    yield context.new_page()
-    context.close()
+    with camera_page(browser, dashboard["url"]) as page:
+        yield page
 
 
 class Camera:
@@ -198,11 +189,6 @@ def assert_shown(page, tile: str, tracked: bool) -> None:
         )
 
     wait_for(drawn, 15, "the clear face's solid yellow box and the uncertain face's dashed grey one")
-
-
-def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def test_the_kernel_marks_the_faces_as_this_test_means():

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import pytest
 import redis
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from fervi.offline.jobs import QUEUE, submit
 from fervi.offline.outputs import CSV_HEADER
 from fervi.offline.runner import VideoState, follow
@@ -56,26 +56,17 @@ def _check_outputs(out: Path, frames: int, fps: float, every: int = 1) -> list[d
     return rows
 
 
+def _analyze_alone(tmp_path: Path, monkeypatch, *args: str | Path) -> Result:
+    """`fervi analyze ARGS --out tmp_path/out` with no Redis configured (it starts its own) and its own FERVI_HOME."""
+    monkeypatch.delenv("FERVI_REDIS_URL", raising=False)
+    monkeypatch.setenv("FERVI_HOME", str(tmp_path / "home"))
+    return CliRunner().invoke(main, ["analyze", *map(str, args), "--out", str(tmp_path / "out")])
+
+
 def test_analyze_command_alone_with_embedded_redis(tmp_path, monkeypatch):
     frames, fps = 48, 12.0
     video = write_video(tmp_path / "talk.mp4", frames=frames, fps=fps)
-    monkeypatch.delenv("FERVI_REDIS_URL", raising=False)
-    monkeypatch.setenv("FERVI_HOME", str(tmp_path / "home"))
-    result = CliRunner().invoke(
-        main,
-        [
-            "analyze",
-            str(video),
-            "--out",
-            str(tmp_path / "out"),
-            "--segments",
-            "3",
-            "--workers",
-            "2",
-            "--detect-every",
-            "3",
-        ],
-    )
+    result = _analyze_alone(tmp_path, monkeypatch, video, "--segments", "3", "--workers", "2", "--detect-every", "3")
     assert result.exit_code == 0, result.output
     # where the outputs go is said first, before the progress bar (a user knows where to look while it runs)
     assert result.output.splitlines()[0].startswith(f"outputs: {(tmp_path / 'out').resolve()}/<video name>/")
@@ -85,11 +76,7 @@ def test_analyze_command_alone_with_embedded_redis(tmp_path, monkeypatch):
 
 def test_every_kth_frame(tmp_path, monkeypatch):
     video = write_video(tmp_path / "skip.mp4", frames=30, fps=10)
-    monkeypatch.delenv("FERVI_REDIS_URL", raising=False)
-    monkeypatch.setenv("FERVI_HOME", str(tmp_path / "home"))
-    result = CliRunner().invoke(
-        main, ["analyze", str(video), "--out", str(tmp_path / "out"), "--every", "3", "--workers", "1"]
-    )
+    result = _analyze_alone(tmp_path, monkeypatch, video, "--every", "3", "--workers", "1")
     assert result.exit_code == 0, result.output
     _check_outputs(tmp_path / "out" / "skip", 30, 10.0, every=3)
 
@@ -100,21 +87,7 @@ def test_unreadable_files_fail_cleanly(tmp_path, monkeypatch):
     corrupt = tmp_path / "corrupt.mp4"
     good = write_video(tmp_path / "good.mp4", frames=12, fps=6).read_bytes()
     corrupt.write_bytes(good[:48] + os.urandom(len(good) - 48))
-    monkeypatch.delenv("FERVI_REDIS_URL", raising=False)
-    monkeypatch.setenv("FERVI_HOME", str(tmp_path / "home"))
-    result = CliRunner().invoke(
-        main,
-        [
-            "analyze",
-            str(text),
-            str(corrupt),
-            str(tmp_path / "good.mp4"),
-            "--out",
-            str(tmp_path / "out"),
-            "--workers",
-            "1",
-        ],
-    )
+    result = _analyze_alone(tmp_path, monkeypatch, text, corrupt, tmp_path / "good.mp4", "--workers", "1")
     assert result.exit_code == 1
     assert f"{text}: failed: " in result.output and "not a readable video" in result.output
     assert f"{corrupt}: failed: " in result.output

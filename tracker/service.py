@@ -34,7 +34,7 @@ def owns(camera: str, shard: int, shards: int) -> bool:
 @dataclass
 class CameraState:
     tracker: FaceTracker
-    buffer: ReorderBuffer
+    buffer: ReorderBuffer[Result]
     position: str
     last_result: float = field(default_factory=time.monotonic)
     stopped: bool = False
@@ -61,15 +61,18 @@ class TrackerProcess:
             self.settings.track_half_life_s,
             next_id=lambda: self.bus.next_track_id(camera),
         )
-        buffer = ReorderBuffer(
-            self.settings.reorder_window,
-            self.settings.reorder_wait_s,
-            last_seq=lambda: self.bus.last_seq(camera),
-            max_hold_s=2 * self.settings.claim_timeout_s + 5,
+        state = CameraState(
+            tracker,
+            ReorderBuffer(
+                self.settings.reorder_window,
+                self.settings.reorder_wait_s,
+                last_seq=lambda: self.bus.last_seq(camera),
+                max_hold_s=2 * self.settings.claim_timeout_s + 5,
+            ),
+            self.bus.tracker_position(camera),
         )
-        state = CameraState(tracker, buffer, self.bus.tracker_position(camera))
         # a missing seq is not given up on while its frame is with the workers or its result is unread
-        buffer.in_flight = lambda seq: self.bus.frame_in_flight(camera, seq, state.position)
+        state.buffer.in_flight = lambda seq: self.bus.frame_in_flight(camera, seq, state.position)
         return state
 
     def _refresh(self, now: float) -> None:
@@ -92,6 +95,7 @@ class TrackerProcess:
         self.heartbeat.beat(now, shard=f"{self.shard}/{self.shards}", cameras=len(self.cameras), frames=self.frames)
 
     def _publish(self, camera: str, state: CameraState, released: list[tuple[int, Result]]) -> None:
+        """Track the results the reorder buffer released, in seq order, and publish their tracks entries."""
         tracked = []
         for seq, result in released:
             if result.gap:  # a skipped or dead frame: its seq is passed, nothing is tracked
@@ -120,8 +124,8 @@ class TrackerProcess:
             now = time.monotonic()
             still_open = []
             if now - state.recorded_at >= TRACK_RECORD_EVERY_S:  # charts list faces still on camera as they go
-                started = {t.id for _, frame in tracked for t in frame.started}
-                still_open = [t for t in state.tracker.tracks if t.id not in started]
+                new_ids = {t.id for _, frame in tracked for t in frame.started}
+                still_open = [t for t in state.tracker.tracks if t.id not in new_ids]
                 state.recorded_at = now
             self.bus.publish_tracks(camera, tracked, self.settings.results_maxlen, still_open)
 
@@ -151,31 +155,26 @@ class TrackerProcess:
             state.last_result = time.monotonic()
             state.stopped = False
             self._publish(camera, state, released)
-            if state.buffer.gaps > gaps_before:
-                log.info(
-                    "event=seqs_given_up camera=%s count=%d next=%s",
-                    camera,
-                    state.buffer.gaps - gaps_before,
-                    state.buffer.next_seq,
-                )
-            if state.buffer.late > late_before:
-                log.info(
-                    "event=late_results camera=%s count=%d next=%s",
-                    camera,
-                    state.buffer.late - late_before,
-                    state.buffer.next_seq,
-                )
-            if state.buffer.bad > bad_before:
-                self.bus.untrusted.skip(
-                    "result_seq",
-                    camera,
-                    f"{state.buffer.bad - bad_before} result(s) with a seq beyond the last one ingest assigned",
-                )
-            if state.buffer.late > late_before:
-                self.bus.count(camera, "late", state.buffer.late - late_before)
-                LATE.labels(metric_camera(camera)).inc(state.buffer.late - late_before)
+            self._report_buffer(camera, state.buffer, gaps_before, late_before, bad_before)
             self.bus.set_tracker_position(camera, state.position)
         self._idle(time.monotonic())
+
+    def _report_buffer(
+        self, camera: str, buffer: ReorderBuffer[Result], gaps_before: int, late_before: int, bad_before: int
+    ) -> None:
+        """What the reorder buffer gave up on, got late or refused while it took one read's results."""
+        for event, count in (("seqs_given_up", buffer.gaps - gaps_before), ("late_results", buffer.late - late_before)):
+            if count > 0:
+                log.info("event=%s camera=%s count=%d next=%s", event, camera, count, buffer.next_seq)
+        if buffer.bad > bad_before:
+            self.bus.untrusted.skip(
+                "result_seq",
+                camera,
+                f"{buffer.bad - bad_before} result(s) with a seq beyond the last one ingest assigned",
+            )
+        if buffer.late > late_before:
+            self.bus.count(camera, "late", buffer.late - late_before)
+            LATE.labels(metric_camera(camera)).inc(buffer.late - late_before)
 
     def _idle(self, now: float) -> None:
         for camera, state in self.cameras.items():

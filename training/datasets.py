@@ -65,7 +65,7 @@ class FaceSet:
         one_hot = np.eye(len(EMOTIONS), dtype=np.float32)[self.labels]
         if self.votes is None:
             return one_hot
-        crowd = self.crowd
+        crowd = CrowdVotes(self.votes)
         voted = crowd.emotion_votes.sum(axis=1) > 0
         return np.where(voted[:, None], crowd.distributions(), one_hot).astype(np.float32)
 
@@ -168,6 +168,7 @@ def load_fer_csv(
     images, labels, usages, rows, sha1s = [], [], [], [], []
     skipped = 0
     total_rows = 0
+    read_to_end = True
     with open_text(path) as handle:
         reader = csv.DictReader(handle)
         fields = reader.fieldnames or []
@@ -191,7 +192,7 @@ def load_fer_csv(
                 rows.append(row_number - 2)
                 sha1s.append(pixels_sha1(row["pixels"] or ""))
             if limit is not None and len(labels) >= limit:
-                total_rows = None
+                read_to_end = False
                 break
     if skipped:
         log.warning("event=bad_rows_skipped file=%s skipped=%d", path, skipped)
@@ -207,7 +208,11 @@ def load_fer_csv(
         str(path),
         skipped,
     )
-    return faces if votes is None else _with_votes(faces, votes, np.array(rows), sha1s, path, total_rows)
+    return (
+        faces
+        if votes is None
+        else _with_votes(faces, votes, np.array(rows), sha1s, path, total_rows if read_to_end else None)
+    )
 
 
 def _with_votes(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,8 +63,8 @@ def evaluate_model(
         Path(confusion_png),
         f"{Path(data).name}: {selection} ({len(faces)} faces), {reference} vs model",
     )
-    crowd = {}
-    if faces.votes is not None:
+    crowd: dict[str, Any] = {}
+    if faces.votes is not None and faces.original is not None:  # loaded with votes: both are set
         crowd = {
             "labels": "crowd majority (FER+ votes)",
             "notes": faces.notes,

@@ -51,7 +51,7 @@ def to_tflite(model) -> bytes:
     return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
-def _evaluate(classifier, faces) -> dict:
+def _evaluate(classifier, faces) -> tuple[dict, np.ndarray]:
     probs, faces_per_s = timed_predict(classifier, faces.images)
     metrics = classification_metrics(faces.labels, probs)
     metrics["faces_per_s"] = round(faces_per_s, 1)
@@ -145,6 +145,8 @@ def uncertain_table(probs: np.ndarray, val) -> list[dict]:
 
 
 def export_run(config, data, work: Path) -> dict:
+    """Export the run in `work` to `config.out`: the selected checkpoint, calibrated where the validation faces
+    carry crowd votes, as Keras and TFLite, measured through the TFLite runtime, with its card and figures."""
     import keras
 
     out = Path(config.out)
@@ -164,34 +166,97 @@ def export_run(config, data, work: Path) -> dict:
     val_metrics, val_probs = _evaluate(flip, data.val)
     plain_metrics, plain_probs = _evaluate(plain, data.val)
     crowd = {}
-    if data.val.votes is not None:
-        crowd = {
-            "validation_single_view": crowd_metrics(plain_probs, data.val),
-            "validation_flip_averaged": crowd_metrics(val_probs, data.val),
-        }
-        if data.val_as_cropped is not None:
-            crowd["validation_dataset_crops_single_view"] = crowd_metrics(
-                plain.predict(data.val_as_cropped.images), data.val_as_cropped
-            )
+    if calibration is not None:
+        crowd = _crowd_section(plain, plain_probs, val_probs, data)
         calibration["uncertain_margins"] = uncertain_table(plain_probs, data.val)
-    holdouts = {name: _evaluate(flip, faces)[0] for name, faces in data.holdouts.items()}
     as_cropped = {}
     if data.val_as_cropped is not None:  # the same faces in the dataset's crops: comparable with other models
         as_cropped = {
             "validation_dataset_crops_single_view": _evaluate(plain, data.val_as_cropped)[0],
             "validation_dataset_crops_flip_averaged": _evaluate(flip, data.val_as_cropped)[0],
         }
-
     margin_flips = _margin_flips(plain, data) if getattr(data, "val_margins", None) else None
-
-    history_csv = work / "history.csv"
-    epochs_run = len(_history_epochs(history_csv))
-    wall = (
-        json.loads((work / "wall_seconds.json").read_text())["seconds"]
-        if (work / "wall_seconds.json").exists()
-        else None
+    metrics = {
+        "validation_flip_averaged": val_metrics,
+        "validation_single_view": plain_metrics,
+        **as_cropped,
+        **{f"holdout_{name}_flip_averaged": _evaluate(flip, faces)[0] for name, faces in data.holdouts.items()},
+        **({"validation_label_flips_between_margins": margin_flips} if margin_flips else {}),
+        **({"crowd": crowd} if crowd else {}),
+    }
+    figure_files = _export_figures(
+        out / "figures", work / "history.csv", data, val_metrics, val_probs, crowd, calibration
     )
-    fig_dir = out / "figures"
+    card = {
+        "model": config.model,
+        "files": {"keras": MODEL_KERAS, "tflite": MODEL_TFLITE},
+        "emotions": list(EMOTIONS),
+        "input": "48x48 grayscale face, values 0..255 (the model scales them); see fervi.vision.preprocess",
+        "params": int(model.count_params()),
+        "non_trainable_params": int(sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)),
+        "data": [{**entry, "sha256": file_sha256(entry["path"])} for entry in data.report["datasets"]],
+        "class_counts_before_oversampling": data.report["class_counts_before"],
+        "class_counts_after_oversampling": data.report["class_counts_after"],
+        "overlap_by_pixel_hash": data.report["overlap_train_val"],
+        **({"reframed": data.report["reframed"]} if "reframed" in data.report else {}),
+        "training": _training_section(config, work, checkpoint),
+        "metrics": metrics,
+        **({"calibration": calibration} if calibration else {}),
+        "figures": [str(p.relative_to(out)) for p in figure_files],
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (out / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (out / "MODEL_CARD.md").write_text(model_card_markdown(card))
+    log.info(
+        "event=model_exported out=%s accuracy=%.4f macro_f1=%.4f", out, val_metrics["accuracy"], val_metrics["macro_f1"]
+    )
+    return card
+
+
+def _crowd_section(plain, plain_probs: np.ndarray, flip_probs: np.ndarray, data) -> dict:
+    """Agreement with the crowd on the validation faces: single view, flip-averaged and, for reframed runs,
+    in the dataset's own crops."""
+    crowd = {
+        "validation_single_view": crowd_metrics(plain_probs, data.val),
+        "validation_flip_averaged": crowd_metrics(flip_probs, data.val),
+    }
+    if data.val_as_cropped is not None:
+        crowd["validation_dataset_crops_single_view"] = crowd_metrics(
+            plain.predict(data.val_as_cropped.images), data.val_as_cropped
+        )
+    return crowd
+
+
+def _training_section(config, work: Path, checkpoint: Path) -> dict:
+    """The card's `training` entry: the options, the epochs and time it took (with the runs it continued),
+    the checkpoint exported and the machine."""
+    epochs_run = len(_history_epochs(work / "history.csv"))
+    wall_file = work / "wall_seconds.json"
+    wall = json.loads(wall_file.read_text())["seconds"] if wall_file.exists() else None
+    left_out = ("extra", "resume", "export_only", "note", "device_pack")
+    return {
+        **{k: v for k, v in asdict(config).items() if k not in left_out},
+        "epochs_run": epochs_run,
+        "selected_checkpoint": checkpoint.name,
+        "wall_seconds": round(wall, 1) if wall else None,
+        **_totals(epochs_run, wall, parent_run(config.init)),
+        "machine": _machine(config),
+        **({"trained_with": config.extra["trained_with"]} if "trained_with" in config.extra else {}),
+        **({"history_note": config.note} if config.note else {}),
+    }
+
+
+def _export_figures(
+    fig_dir: Path,
+    history_csv: Path,
+    data,
+    val_metrics: dict,
+    val_probs: np.ndarray,
+    crowd: dict,
+    calibration: dict | None,
+) -> list[Path]:
+    """The card's figures: training curves, confusion matrices, class counts, misclassified faces and, with
+    crowd votes, the reliability diagram."""
     figure_files = [
         figures.training_curves(history_csv, fig_dir / "training_curves.png"),
         figures.confusion_matrix_png(
@@ -206,7 +271,7 @@ def export_run(config, data, work: Path) -> dict:
             data.val.images, data.val.labels, val_probs.argmax(1), fig_dir / "misclassified.png"
         ),
     ]
-    if crowd:
+    if crowd and calibration is not None:
         figure_files += [
             figures.reliability_png(
                 crowd["validation_single_view"]["calibration_vs_majority"],
@@ -220,50 +285,7 @@ def export_run(config, data, work: Path) -> dict:
                 "PublicTest, single view: crowd majority (rows) vs model",
             ),
         ]
-    card = {
-        "model": config.model,
-        "files": {"keras": MODEL_KERAS, "tflite": MODEL_TFLITE},
-        "emotions": list(EMOTIONS),
-        "input": "48x48 grayscale face, values 0..255 (the model scales them); see fervi.vision.preprocess",
-        "params": int(model.count_params()),
-        "non_trainable_params": int(sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)),
-        "data": [{**entry, "sha256": file_sha256(entry["path"])} for entry in data.report["datasets"]],
-        "class_counts_before_oversampling": data.report["class_counts_before"],
-        "class_counts_after_oversampling": data.report["class_counts_after"],
-        "overlap_by_pixel_hash": data.report["overlap_train_val"],
-        **({"reframed": data.report["reframed"]} if "reframed" in data.report else {}),
-        "training": {
-            **{
-                k: v
-                for k, v in asdict(config).items()
-                if k not in ("extra", "resume", "export_only", "note", "device_pack")
-            },
-            "epochs_run": epochs_run,
-            "selected_checkpoint": checkpoint.name,
-            "wall_seconds": round(wall, 1) if wall else None,
-            **_totals(epochs_run, wall, parent_run(config.init)),
-            "machine": _machine(config),
-            **({"trained_with": config.extra["trained_with"]} if "trained_with" in config.extra else {}),
-            **({"history_note": config.note} if config.note else {}),
-        },
-        "metrics": {
-            "validation_flip_averaged": val_metrics,
-            "validation_single_view": plain_metrics,
-            **as_cropped,
-            **{f"holdout_{name}_flip_averaged": m for name, m in holdouts.items()},
-            **({"validation_label_flips_between_margins": margin_flips} if margin_flips else {}),
-            **({"crowd": crowd} if crowd else {}),
-        },
-        **({"calibration": calibration} if calibration else {}),
-        "figures": [str(p.relative_to(out)) for p in figure_files],
-        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    (out / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
-    (out / "MODEL_CARD.md").write_text(model_card_markdown(card))
-    log.info(
-        "event=model_exported out=%s accuracy=%.4f macro_f1=%.4f", out, val_metrics["accuracy"], val_metrics["macro_f1"]
-    )
-    return card
+    return figure_files
 
 
 def _totals(epochs_run: int, wall: float | None, parent: dict | None) -> dict:
@@ -502,77 +524,19 @@ def _pct(value) -> str:
 
 
 def model_card_markdown(card: dict) -> str:
-    val = card["metrics"]["validation_flip_averaged"]
-    single = card["metrics"]["validation_single_view"]
+    """models/MODEL_CARD.md: the card's JSON (`model_card.json`) for people."""
     lines = [
         f"# FERVI emotion classifier: {card['model']}",
         "",
         f"{card['params']:,} parameters ({card['non_trainable_params']} non-trainable); input {card['input']}.",
         "",
-        "## Data and split",
+        *_data_lines(card),
         "",
-    ]
-    for entry in card["data"]:
-        lines.append(
-            f"- `{entry['path']}` (sha256 `{entry['sha256'][:16]}…`): {entry['rows']} faces; split: "
-            f"{entry['split']}; {entry['train']} train / {entry['val']} held out."
-        )
-    lines += [
-        f"- Identical images across splits (pixel hash): {card['overlap_by_pixel_hash']}. The FER-2013 "
-        "duplicates are in the original data; over-sampling and augmentation touch the training split only.",
-        *([_reframed_line(card["reframed"])] if card.get("reframed") else []),
+        *_training_lines(card),
         "",
-        "## Training",
-        "",
-        f"{card['training']['epochs_run']} epochs, batch {card['training']['batch_size']}, "
-        f"{_optimizer(card['training'])} peak "
-        f"{card['training']['learning_rate']:g} (warm-up, cosine decay), label smoothing "
-        f"{card['training']['label_smoothing']}, over-sampling to {card['training']['oversample_min_share']:g} of "
-        f"the largest class, augmentation {_augmentation(card['training']['augment'])}; wall time "
-        f"{card['training']['wall_seconds']} s on {card['training']['machine']}.",
-        *(["", _torch_line(card["training"]["trained_with"])] if card["training"].get("trained_with") else []),
-        *(["", card["training"]["history_note"]] if card["training"].get("history_note") else []),
-        *(["", _init_line(card["training"])] if card["training"].get("init_from") else []),
-        *(["", _agreement_line(card["training"])] if card["training"].get("agreement") else []),
-        *(["", _labels_line(card)] if card["metrics"].get("crowd") else []),
-        "",
-        "## Metrics (TFLite model, as the workers run it)",
-        "",
-        "| set | n | accuracy | macro-F1 |",
-        "|---|---|---|---|",
-        f"| validation, flip-averaged | {val['n']} | {val['accuracy']:.4f} | {val['macro_f1']:.4f} |",
-        f"| validation, single view | {single['n']} | {single['accuracy']:.4f} | {single['macro_f1']:.4f} |",
-    ]
-    for name, label in (
-        ("validation_dataset_crops_flip_averaged", "validation, dataset crops, flip-averaged"),
-        ("validation_dataset_crops_single_view", "validation, dataset crops, single view"),
-    ):
-        if name in card["metrics"]:
-            m = card["metrics"][name]
-            lines.append(f"| {label} | {m['n']} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
-    for name, metrics in card["metrics"].items():
-        if name.startswith("holdout_"):
-            lines.append(f"| {name} | {metrics['n']} | {metrics['accuracy']:.4f} | {metrics['macro_f1']:.4f} |")
-    flips = card["metrics"].get("validation_label_flips_between_margins")
-    if flips:
-        per = ", ".join(f"{v:.1%} at margin {m}" for m, v in flips["per_margin"].items())
-        lines += [
-            "",
-            f"Label flips between crop margins (validation, single view, the {flips['faces']} faces the "
-            f"detector found): {flips['mean']:.1%} of labels change when the margin is "
-            f"{card['reframed']['margin']} ± 0.1 ({per}).",
-        ]
-    lines += _crowd_lines(card)
-    lines += [
-        "",
-        "Per class (validation, flip-averaged):",
-        "",
-        "| emotion | precision | recall | F1 | n |",
-        "|---|---|---|---|---|",
-    ]
-    for name, m in val["per_class"].items():
-        lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
-    lines += [
+        *_metrics_lines(card),
+        *_crowd_lines(card),
+        *_per_class_lines(card["metrics"]["validation_flip_averaged"]),
         "",
         "## How this compares",
         "",
@@ -582,9 +546,10 @@ def model_card_markdown(card: dict) -> str:
         "figures above are measured on PublicTest faces the model never trained on. For reference, the widely "
         "used mini-Xception of the `fer` package scores 65.6% on the same PublicTest rows (`fervi bench` "
         "measures both side by side).",
-    ]
-    lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in card["figures"]]
-    lines += [
+        "",
+        "## Figures",
+        "",
+        *[f"![{Path(f).stem}]({f})" for f in card["figures"]],
         "",
         "## Limits",
         "",
@@ -593,3 +558,81 @@ def model_card_markdown(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _data_lines(card: dict) -> list[str]:
+    lines = ["## Data and split", ""]
+    for entry in card["data"]:
+        lines.append(
+            f"- `{entry['path']}` (sha256 `{entry['sha256'][:16]}…`): {entry['rows']} faces; split: "
+            f"{entry['split']}; {entry['train']} train / {entry['val']} held out."
+        )
+    return [
+        *lines,
+        f"- Identical images across splits (pixel hash): {card['overlap_by_pixel_hash']}. The FER-2013 "
+        "duplicates are in the original data; over-sampling and augmentation touch the training split only.",
+        *([_reframed_line(card["reframed"])] if card.get("reframed") else []),
+    ]
+
+
+def _training_lines(card: dict) -> list[str]:
+    training = card["training"]
+    return [
+        "## Training",
+        "",
+        f"{training['epochs_run']} epochs, batch {training['batch_size']}, {_optimizer(training)} peak "
+        f"{training['learning_rate']:g} (warm-up, cosine decay), label smoothing "
+        f"{training['label_smoothing']}, over-sampling to {training['oversample_min_share']:g} of "
+        f"the largest class, augmentation {_augmentation(training['augment'])}; wall time "
+        f"{training['wall_seconds']} s on {training['machine']}.",
+        *(["", _torch_line(training["trained_with"])] if training.get("trained_with") else []),
+        *(["", training["history_note"]] if training.get("history_note") else []),
+        *(["", _init_line(training)] if training.get("init_from") else []),
+        *(["", _agreement_line(training)] if training.get("agreement") else []),
+        *(["", _labels_line(card)] if card["metrics"].get("crowd") else []),
+    ]
+
+
+def _metrics_lines(card: dict) -> list[str]:
+    """The accuracy table (validation, its dataset crops, the holdouts) and the label flips between margins."""
+    metrics = card["metrics"]
+    rows = [
+        ("validation_flip_averaged", "validation, flip-averaged"),
+        ("validation_single_view", "validation, single view"),
+        ("validation_dataset_crops_flip_averaged", "validation, dataset crops, flip-averaged"),
+        ("validation_dataset_crops_single_view", "validation, dataset crops, single view"),
+        *[(name, name) for name in metrics if name.startswith("holdout_")],
+    ]
+    lines = [
+        "## Metrics (TFLite model, as the workers run it)",
+        "",
+        "| set | n | accuracy | macro-F1 |",
+        "|---|---|---|---|",
+    ]
+    for name, label in rows:
+        if name in metrics:
+            m = metrics[name]
+            lines.append(f"| {label} | {m['n']} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
+    flips = metrics.get("validation_label_flips_between_margins")
+    if flips:
+        per = ", ".join(f"{v:.1%} at margin {m}" for m, v in flips["per_margin"].items())
+        lines += [
+            "",
+            f"Label flips between crop margins (validation, single view, the {flips['faces']} faces the "
+            f"detector found): {flips['mean']:.1%} of labels change when the margin is "
+            f"{card['reframed']['margin']} ± 0.1 ({per}).",
+        ]
+    return lines
+
+
+def _per_class_lines(val: dict) -> list[str]:
+    lines = [
+        "",
+        "Per class (validation, flip-averaged):",
+        "",
+        "| emotion | precision | recall | F1 | n |",
+        "|---|---|---|---|---|",
+    ]
+    for name, m in val["per_class"].items():
+        lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    return lines

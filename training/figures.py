@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import pandas as pd
+
+from fervi.emotions import EMOTIONS
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from fervi.emotions import EMOTIONS  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the Agg backend: no display on servers
 
 
 def _save(fig, path: Path) -> Path:

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -31,80 +32,17 @@ from fervi.training.device_pack import read_pack
 from torch import nn
 
 # name -> recipe. Augmentation: degrees, zoom, shift (fraction of the side), erase probability.
+_AUGMENT = dict(degrees=10, zoom=0.1, shift=0.1, erase=0.25)
+_AUGMENT_STRONG = dict(degrees=15, zoom=0.15, shift=0.12, erase=0.5)
+_SGD = dict(optimizer="sgd", lr=0.05, weight_decay=5e-4, batch=128, smoothing=0.1)
+_ADAMW = dict(optimizer="adamw", lr=2e-3, weight_decay=0.05, batch=128, smoothing=0.1)
 RECIPES: dict[str, dict] = {
-    "sgd": dict(
-        optimizer="sgd",
-        lr=0.05,
-        weight_decay=5e-4,
-        batch=128,
-        smoothing=0.1,
-        degrees=10,
-        zoom=0.1,
-        shift=0.1,
-        erase=0.25,
-        seed=1,
-    ),
-    "sgd_strong": dict(
-        optimizer="sgd",
-        lr=0.05,
-        weight_decay=5e-4,
-        batch=128,
-        smoothing=0.1,
-        degrees=15,
-        zoom=0.15,
-        shift=0.12,
-        erase=0.5,
-        seed=2,
-    ),
-    "sgd_b64": dict(
-        optimizer="sgd",
-        lr=0.03,
-        weight_decay=5e-4,
-        batch=64,
-        smoothing=0.1,
-        degrees=10,
-        zoom=0.1,
-        shift=0.1,
-        erase=0.25,
-        seed=3,
-    ),
-    "adamw": dict(
-        optimizer="adamw",
-        lr=2e-3,
-        weight_decay=0.05,
-        batch=128,
-        smoothing=0.1,
-        degrees=10,
-        zoom=0.1,
-        shift=0.1,
-        erase=0.25,
-        seed=4,
-    ),
-    "adamw_strong": dict(
-        optimizer="adamw",
-        lr=2e-3,
-        weight_decay=0.05,
-        batch=128,
-        smoothing=0.1,
-        degrees=15,
-        zoom=0.15,
-        shift=0.12,
-        erase=0.5,
-        seed=5,
-    ),
-    "finetune": dict(
-        optimizer="adamw",
-        lr=5e-4,
-        weight_decay=0.05,
-        batch=128,
-        smoothing=0.1,
-        degrees=10,
-        zoom=0.1,
-        shift=0.1,
-        erase=0.25,
-        seed=6,
-        init=True,
-    ),
+    "sgd": {**_SGD, **_AUGMENT, "seed": 1},
+    "sgd_strong": {**_SGD, **_AUGMENT_STRONG, "seed": 2},
+    "sgd_b64": {**_SGD, **_AUGMENT, "lr": 0.03, "batch": 64, "seed": 3},
+    "adamw": {**_ADAMW, **_AUGMENT, "seed": 4},
+    "adamw_strong": {**_ADAMW, **_AUGMENT_STRONG, "seed": 5},
+    "finetune": {**_ADAMW, **_AUGMENT, "lr": 5e-4, "seed": 6, "init": True},
 }
 
 
@@ -203,7 +141,8 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tu
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on conv and dense weights only: not on biases, BatchNorm or the LSTMs (`weight_ih_l0`...)."""
-    decay, rest = [], []
+    decay: list[nn.Parameter] = []
+    rest: list[nn.Parameter] = []
     for name, param in model.named_parameters():
         (decay if name.endswith("weight") and ".bn." not in name else rest).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
@@ -226,72 +165,115 @@ def _save(path: Path, last: dict, best: dict, meta: dict) -> None:
     os.replace(tmp, path)
 
 
+class _TrainingFaces(NamedTuple):
+    faces: torch.Tensor  # (N, 48, 48) uint8, on the device
+    alternate: torch.Tensor | None  # framing "both": the same faces in their dataset crops, row for row
+    labels: torch.Tensor
+    index: torch.Tensor  # over-sampled rows of the training split
+
+
+def _load_pack(pack: Path, dev: torch.device) -> tuple[_TrainingFaces, torch.Tensor, torch.Tensor]:
+    """The pack's training faces, and its validation faces and labels, on `dev`."""
+    data = read_pack(pack)
+    train = _TrainingFaces(
+        torch.from_numpy(data["train"]).to(dev),
+        torch.from_numpy(data["train_alt"]).to(dev) if "train_alt" in data else None,
+        torch.from_numpy(data["train_labels"]).to(dev),
+        torch.from_numpy(data["train_index"]).to(dev),
+    )
+    return (
+        train,
+        torch.from_numpy(data["val"]).to(dev).float().unsqueeze(1),
+        torch.from_numpy(data["val_labels"]).to(dev),
+    )
+
+
+def _optimizer(model: nn.Module, r: dict) -> torch.optim.Optimizer:
+    groups = _param_groups(model, r["weight_decay"])
+    if r["optimizer"] == "sgd":
+        return torch.optim.SGD(groups, lr=r["lr"], momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=r["lr"])
+
+
+def _rate(r: dict, step: int, warmup: int, total: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to zero at step `total`."""
+    if step < warmup:
+        return r["lr"] * (step + 1) / warmup
+    return 0.5 * r["lr"] * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def _train_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    train: _TrainingFaces,
+    r: dict,
+    gen: torch.Generator,
+    step: int,
+    warmup: int,
+    total: int,
+) -> tuple[float, float, int]:
+    """One pass over the over-sampled rows in a new order: the mean loss, the last rate and the step reached."""
+    dev = train.index.device
+    order = train.index[torch.randperm(len(train.index), device=dev, generator=gen)]
+    steps = len(train.index) // r["batch"]
+    loss_sum = torch.zeros((), device=dev)
+    lr = r["lr"]
+    for b in range(steps):
+        lr = _rate(r, step, warmup, total)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        rows = order[b * r["batch"] : (b + 1) * r["batch"]]
+        faces = train.faces[rows]
+        if train.alternate is not None:  # each face in its dataset crop or the detector's, drawn anew each time
+            other = torch.rand(len(rows), device=dev, generator=gen) < 0.5
+            faces = torch.where(other[:, None, None], train.alternate[rows], faces)
+        x = augment(faces.float().unsqueeze(1), r, gen)
+        loss = F.cross_entropy(model(x), train.labels[rows], label_smoothing=r["smoothing"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 5.0)  # LSTMs under SGD: no exploding step
+        opt.step()
+        loss_sum += loss.detach()
+        step += 1
+    return float(loss_sum) / steps, lr, step
+
+
 def train_recipe(name: str, pack: Path, out: Path, minutes: float, init: Path | None) -> None:
+    """Train recipe `name` on the pack for about `minutes`, rewriting `out/<name>.npz` every epoch."""
     r = RECIPES[name]
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(r["seed"])
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
-    data = read_pack(pack)
-    train_x = torch.from_numpy(data["train"]).to(dev)
-    # framing "both": each face is shown in its dataset crop or the detector's, drawn again every time
-    alt_x = torch.from_numpy(data["train_alt"]).to(dev) if "train_alt" in data else None
-    train_y = torch.from_numpy(data["train_labels"]).to(dev)
-    index = torch.from_numpy(data["train_index"]).to(dev)  # over-sampled rows of the training split
-    val_x = torch.from_numpy(data["val"]).to(dev).float().unsqueeze(1)
-    val_y = torch.from_numpy(data["val_labels"]).to(dev)
+    train, val_x, val_y = _load_pack(pack, dev)
     model = CnnLstm().to(dev)
     if r.get("init") and init:
         weights = np.load(init)
         model.load_state_dict({k: torch.from_numpy(weights[k]) for k in weights.files}, strict=False)
-    groups = _param_groups(model, r["weight_decay"])
-    if r["optimizer"] == "sgd":
-        opt = torch.optim.SGD(groups, lr=r["lr"], momentum=0.9, nesterov=True)
-    else:
-        opt = torch.optim.AdamW(groups, lr=r["lr"])
+    opt = _optimizer(model, r)
     gen = torch.Generator(device=dev).manual_seed(r["seed"])
-    steps_per_epoch = len(index) // r["batch"]
+    steps_per_epoch = len(train.index) // r["batch"]
     warmup, epochs = 2 * steps_per_epoch, None
-    history, best_acc, best_state, step = [], -1.0, None, 0
+    history: list[dict] = []
+    best_acc, best_state, step = -1.0, {}, 0
     started = time.time()
     for epoch in range(10_000):
         epoch_start = time.time()
-        order = index[torch.randperm(len(index), device=dev, generator=gen)]
-        loss_sum = torch.zeros((), device=dev)
-        for b in range(steps_per_epoch):
-            total = (epochs or 1000) * steps_per_epoch
-            lr = (
-                r["lr"] * (step + 1) / warmup
-                if step < warmup
-                else 0.5 * r["lr"] * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-            )
-            for g in opt.param_groups:
-                g["lr"] = lr
-            rows = order[b * r["batch"] : (b + 1) * r["batch"]]
-            faces = train_x[rows]
-            if alt_x is not None:
-                other = torch.rand(len(rows), device=dev, generator=gen) < 0.5
-                faces = torch.where(other[:, None, None], alt_x[rows], faces)
-            x = augment(faces.float().unsqueeze(1), r, gen)
-            loss = F.cross_entropy(model(x), train_y[rows], label_smoothing=r["smoothing"])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)  # LSTMs under SGD: no exploding step
-            opt.step()
-            loss_sum += loss.detach()
-            step += 1
+        total = (epochs or 1000) * steps_per_epoch
+        loss, lr, step = _train_epoch(model, opt, train, r, gen, step, warmup, total)
         single, flipped = accuracy(model, val_x, val_y)
         if epochs is None:  # the first epoch's time sets how many fit the budget
             spent = time.time() - epoch_start
             epochs = max(3, int(minutes * 60 / (spent * 1.05)))
+        seconds = round(time.time() - started, 1)
         history.append(
             {
                 "epoch": epoch,
-                "loss": round(float(loss_sum) / steps_per_epoch, 4),
+                "loss": round(loss, 4),
                 "lr": lr,
                 "val_accuracy": round(single, 4),
                 "val_accuracy_flip": round(flipped, 4),
-                "seconds": round(time.time() - started, 1),
+                "seconds": seconds,
             }
         )
         last_state = _state(model)
@@ -307,14 +289,13 @@ def train_recipe(name: str, pack: Path, out: Path, minutes: float, init: Path | 
             "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
             "torch": torch.__version__,
             "wall_seconds": round(time.time() - started, 1),
-            "train_rows": int(len(index)),
+            "train_rows": int(len(train.index)),
             "steps_per_epoch": steps_per_epoch,
         }
         _save(out / f"{name}.npz", last_state, best_state, meta)
         if epoch % 10 == 0 or epoch + 1 >= epochs:
             print(
-                f"{name} epoch {epoch + 1}/{epochs} loss {history[-1]['loss']:.3f} val {single:.4f} "
-                f"flip {flipped:.4f} {history[-1]['seconds']:.0f}s",
+                f"{name} epoch {epoch + 1}/{epochs} loss {loss:.3f} val {single:.4f} flip {flipped:.4f} {seconds:.0f}s",
                 flush=True,
             )
         if epoch + 1 >= epochs:

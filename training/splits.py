@@ -62,7 +62,7 @@ def image_hashes(images: np.ndarray) -> np.ndarray:
     return np.array([hashlib.sha1(image.tobytes()).hexdigest() for image in images])
 
 
-def overlap_report(parts: dict[str, FaceSet]) -> dict[str, int]:
+def overlap_report(parts: dict[str, FaceSet | None]) -> dict[str, int]:
     """Identical images (by pixel hash) shared between each pair of splits."""
     hashes = {name: set(image_hashes(faces.images)) for name, faces in parts.items() if faces is not None}
     names = list(hashes)

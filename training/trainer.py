@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,12 +43,15 @@ class PreparedData:
 
 def prepare(config: TrainConfig) -> PreparedData:
     """Split every dataset first, then over-sample the training rows only."""
-    trains, vals, holdouts, report = [], [], {}, {"datasets": []}
+    trains: list[FaceSet] = []
+    vals: list[FaceSet] = []
+    holdouts: dict[str, FaceSet] = {}
+    report: dict[str, Any] = {"datasets": []}
     for i, path in enumerate(config.data):
         faces = load_faces(path, skip_bad=config.skip_bad, include_contempt=config.include_contempt, votes=config.votes)
         split = split_faces(faces, config.holdout_fraction, config.seed)
         name = Path(path).name.split(".")[0]
-        entry = {
+        entry: dict[str, Any] = {
             "path": str(path),
             "rows": len(faces),
             "skipped_bad_rows": faces.skipped,
@@ -159,48 +163,27 @@ def wall_clock(path: Path):
 
 
 def train(config: TrainConfig) -> dict:
+    """Train as `config` says and export; or, by its options, pack the data for a GPU machine, import a run
+    made there, or export the run in the work folder again."""
     import keras
 
-    from .architectures import build
-    from .augment import eval_pipeline, train_pipeline
-
     keras.utils.set_random_seed(config.seed)
+    check_options(config)
     work = Path(config.work_dir)
-    backup = work / "backup"
-    if config.select not in ("best", "last"):
-        raise ValueError(f"select must be best or last, not {config.select!r}")
-    if config.augment not in AUGMENTATIONS:
-        raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, not {config.augment!r}")
-    if config.agreement and (config.device_pack or config.from_torch):
-        raise SystemExit(
-            "--agreement trains here (Keras) only: training/gpu_train.py does not train on pairs of "
-            "framings, so it cannot go with --device-pack or --from-torch"
-        )
     if config.device_pack:
-        from .device_pack import write_pack
-
-        data = prepare(config)
-        if data.train.votes is not None:
-            raise SystemExit(
-                "--device-pack packs one label per face: training/gpu_train.py does not learn vote "
-                "distributions yet; pass --no-votes to pack the CSV's own labels"
-            )
-        manifest = write_pack(data, config.device_pack)
-        log.info("event=device_pack_written folder=%s sets=%s", config.device_pack, manifest["sets"])
-        return {"device_pack": config.device_pack, "sets": manifest["sets"]}
+        return pack_for_device(config, config.device_pack)
     if config.from_torch:
-        return import_torch_run(config, work)
+        return import_torch_run(config, work, config.from_torch)
+    from .export import export_run
+
     if config.export_only:
         if not (work / "last.keras").exists():
             raise SystemExit(f"{work} holds no finished epoch to export")
-        from .export import export_run
-
         return export_run(config, prepare(config), work)
-    if not config.resume and backup.exists():
-        raise SystemExit(f"{backup} holds an earlier run: pass --resume to continue it, or remove it")
+    if not config.resume and (work / "backup").exists():
+        raise SystemExit(f"{work / 'backup'} holds an earlier run: pass --resume to continue it, or remove it")
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.json").write_text(json.dumps(asdict(config), indent=2))
-
     data = prepare(config)
     (work / "split_report.json").write_text(json.dumps(data.report, indent=2))
     log.info(
@@ -210,6 +193,44 @@ def train(config: TrainConfig) -> dict:
         len(data.val),
         data.report["overlap_train_val"],
     )
+    fit(config, data, work)
+    return export_run(config, data, work)
+
+
+def check_options(config: TrainConfig) -> None:
+    """Refuse option values and combinations that cannot train, before any data is read."""
+    if config.select not in ("best", "last"):
+        raise ValueError(f"select must be best or last, not {config.select!r}")
+    if config.augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, not {config.augment!r}")
+    if config.agreement and (config.device_pack or config.from_torch):
+        raise SystemExit(
+            "--agreement trains here (Keras) only: training/gpu_train.py does not train on pairs of "
+            "framings, so it cannot go with --device-pack or --from-torch"
+        )
+
+
+def pack_for_device(config: TrainConfig, folder: str) -> dict:
+    """`--device-pack`: the split, over-sampled training data for training/gpu_train.py, written to `folder`."""
+    from .device_pack import write_pack
+
+    data = prepare(config)
+    if data.train.votes is not None:
+        raise SystemExit(
+            "--device-pack packs one label per face: training/gpu_train.py does not learn vote "
+            "distributions yet; pass --no-votes to pack the CSV's own labels"
+        )
+    manifest = write_pack(data, folder)
+    log.info("event=device_pack_written folder=%s sets=%s", folder, manifest["sets"])
+    return {"device_pack": folder, "sets": manifest["sets"]}
+
+
+def fit(config: TrainConfig, data: PreparedData, work: Path) -> None:
+    """Fit the model on `data`, with a backup, the last and the best checkpoint, and the history in `work`."""
+    import keras
+
+    from .architectures import build
+
     model = build(config.model)
     if config.init:
         model.set_weights(keras.models.load_model(config.init, compile=False).get_weights())
@@ -219,36 +240,10 @@ def train(config: TrainConfig) -> dict:
         if config.weight_decay
         else keras.optimizers.Adam(config.learning_rate)
     )
-    if config.agreement > 0:
-        from .agreement import CrossEntropyWithAgreement, PairedViews, paired_eval_batches
-        from .augment import augmenter
-
-        loss = CrossEntropyWithAgreement(config.agreement, config.label_smoothing)
-        batches = PairedViews(
-            data.train_views,
-            data.train.targets(),
-            data.train_index,
-            config.batch_size,
-            config.seed,
-            augmenter(config.seed) if config.augment == "full" else None,
-        )
-        validation = paired_eval_batches(data.val.images, data.val.targets(), 128)
-        log.info("event=agreement weight=%g framings=%d", config.agreement, len(data.train_views))
-    else:
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-        alternate = data.train_alt.images[data.train_index] if data.train_alt is not None else None
-        batches = train_pipeline(
-            data.train.images[data.train_index],
-            data.train.targets()[data.train_index],
-            config.batch_size,
-            config.seed,
-            config.augment,
-            alternate,
-        )
-        validation = eval_pipeline(data.val.images, data.val.targets(), 256)
+    loss, batches, validation = training_batches(config, data)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(backup)),
+        keras.callbacks.BackupAndRestore(str(work / "backup")),
         keras.callbacks.LearningRateScheduler(lr_schedule(config)),
         keras.callbacks.ModelCheckpoint(str(work / "last.keras")),
         keras.callbacks.ModelCheckpoint(str(work / "best.keras"), monitor="val_accuracy", save_best_only=True),
@@ -264,12 +259,49 @@ def train(config: TrainConfig) -> dict:
         verbose=1 if sys.stderr.isatty() else 2,
     )
 
-    from .export import export_run
 
-    return export_run(config, data, work)
+def training_batches(config: TrainConfig, data: PreparedData) -> tuple[Any, Any, Any]:
+    """The loss, the training batches and the validation batches: pairs of framings with `--agreement`,
+    single augmented faces without."""
+    import keras
+
+    from .augment import eval_pipeline, train_pipeline
+
+    if data.train_views is not None:  # prepare() draws the views exactly when config.agreement > 0
+        from .agreement import CrossEntropyWithAgreement, PairedViews, paired_eval_batches
+        from .augment import augmenter
+
+        batches = PairedViews(
+            data.train_views,
+            data.train.targets(),
+            data.train_index,
+            config.batch_size,
+            config.seed,
+            augmenter(config.seed) if config.augment == "full" else None,
+        )
+        log.info("event=agreement weight=%g framings=%d", config.agreement, len(data.train_views))
+        return (
+            CrossEntropyWithAgreement(config.agreement, config.label_smoothing),
+            batches,
+            paired_eval_batches(data.val.images, data.val.targets(), 128),
+        )
+    alternate = data.train_alt.images[data.train_index] if data.train_alt is not None else None
+    batches = train_pipeline(
+        data.train.images[data.train_index],
+        data.train.targets()[data.train_index],
+        config.batch_size,
+        config.seed,
+        config.augment,
+        alternate,
+    )
+    return (
+        keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        batches,
+        eval_pipeline(data.val.images, data.val.targets(), 256),
+    )
 
 
-def import_torch_run(config: TrainConfig, work: Path) -> dict:
+def import_torch_run(config: TrainConfig, work: Path, run_file: str) -> dict:
     """Turn a `training/gpu_train.py` run into this run's checkpoints and history, then export it as usual.
 
     The Keras model gets the mirror's weights (`torch_port`); export then measures the TFLite model here, on
@@ -281,7 +313,7 @@ def import_torch_run(config: TrainConfig, work: Path) -> dict:
     from .export import export_run
     from .torch_port import load_into
 
-    run = np.load(config.from_torch)
+    run = np.load(run_file)
     meta = json.loads(str(run["meta"]))
     work.mkdir(parents=True, exist_ok=True)
     for which in ("last", "best"):

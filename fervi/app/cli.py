@@ -7,10 +7,10 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -25,6 +25,30 @@ if TYPE_CHECKING:
 TRAIN = TrainConfig(data=[])  # `fervi train`'s defaults are the training run's own
 
 log = logging.getLogger("fervi")
+
+C = TypeVar("C", bound=Callable[..., Any])
+
+
+def _votes_options(default: str | None, with_votes: str, without_votes: str) -> Callable[[C], C]:
+    """`--votes` and `--no-votes`: the FER+ crowd votes of a FER-2013 CSV, as `train` and `evaluate` take them."""
+
+    def add(command: C) -> C:
+        command = click.option("--no-votes", "votes", flag_value=None, help=without_votes)(command)
+        return click.option(
+            "--votes",
+            default=default,
+            show_default=True,
+            help="FER+ crowd votes for a FER-2013 CSV: 'auto' uses ferplus_votes.csv.gz beside the CSV if it is "
+            f"there, or name the file. {with_votes}",
+        )(command)
+
+    return add
+
+
+def _output_option(flag: str, default: str, help: str, folder: bool = False) -> Callable[[C], C]:
+    """An option naming where a command writes a file (or, `folder`, a folder), with its default shown."""
+    path = click.Path(file_okay=False) if folder else click.Path(dir_okay=False)
+    return click.option(flag, default=default, show_default=True, type=path, help=help)
 
 
 class _Main(click.Group):
@@ -704,7 +728,7 @@ def predict(images: tuple[str, ...], as_json: bool) -> None:
                 "score": round(float(p.max()), 4),
                 "probabilities": {e: round(float(v), 4) for e, v in zip(EMOTIONS, p, strict=True)},
             }
-            for box, p, label in zip(faces.boxes, faces.probs, faces.labels, strict=True)
+            for box, p, label in zip(faces.boxes, faces.label_probs, faces.labels, strict=True)
         ]
         if as_json:
             click.echo(json.dumps({"image": path, "faces": items}))
@@ -774,15 +798,11 @@ def predict(images: tuple[str, ...], as_json: bool) -> None:
     "two framings (crop margins within 0.1 of the workers', or its dataset crop) and the loss "
     "adds this weight x the divergence between their predictions (0: off).",
 )
-@click.option(
-    "--votes",
-    default=TRAIN.votes,
-    show_default=True,
-    help="FER+ crowd votes for a FER-2013 CSV: 'auto' uses ferplus_votes.csv.gz beside the CSV if it is "
-    "there, or name the file. With votes the model learns each face's vote distribution and is "
-    "selected on agreement with the crowd's majority.",
+@_votes_options(
+    TRAIN.votes,
+    "With votes the model learns each face's vote distribution and is selected on agreement with the crowd's majority.",
+    "Learn the CSV's own single labels even where votes exist.",
 )
-@click.option("--no-votes", "votes", flag_value=None, help="Learn the CSV's own single labels even where votes exist.")
 @click.option(
     "--posed-repeat",
     default=TRAIN.posed_repeat,
@@ -821,20 +841,8 @@ def predict(images: tuple[str, ...], as_json: bool) -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="Import a training/gpu_train.py run (.npz) instead of training here, then export it.",
 )
-@click.option(
-    "--out",
-    default=TRAIN.out,
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where the trained model, TFLite export, card and figures go.",
-)
-@click.option(
-    "--work-dir",
-    default=TRAIN.work_dir,
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Checkpoints, backups and logs of the run.",
-)
+@_output_option("--out", TRAIN.out, "Where the trained model, TFLite export, card and figures go.", folder=True)
+@_output_option("--work-dir", TRAIN.work_dir, "Checkpoints, backups and logs of the run.", folder=True)
 def train(data: tuple[str, ...], model_name: str, **options: Any) -> None:
     """Train the emotion classifier honestly (split first, augment the training split only), export to --out."""
     from fervi.training.datasets import DatasetError
@@ -880,32 +888,19 @@ def train(data: tuple[str, ...], model_name: str, **options: Any) -> None:
     help="Average each face with its mirror image, or not (default: as the workers, FERVI_FLIP_AVERAGE).",
 )
 @click.option("--skip-bad", is_flag=True, help="Skip and count malformed rows instead of failing.")
-@click.option(
-    "--confusion-png",
-    default=".fervi/eval/confusion_matrix.png",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="Where to write the confusion matrix figure.",
+@_output_option("--confusion-png", ".fervi/eval/confusion_matrix.png", "Where to write the confusion matrix figure.")
+@_votes_options(
+    "auto",
+    "With votes, the faces people could label are scored against the crowd's majority and the original labels "
+    "side by side, with calibration (ECE).",
+    "Score against the CSV's own labels only.",
 )
-@click.option(
-    "--votes",
-    default="auto",
-    show_default=True,
-    help="FER+ crowd votes for a FER-2013 CSV: 'auto' uses ferplus_votes.csv.gz beside it if it is "
-    "there, or name the file. With votes, the faces people could label are scored against the "
-    "crowd's majority and the original labels side by side, with calibration (ECE).",
-)
-@click.option("--no-votes", "votes", flag_value=None, help="Score against the CSV's own labels only.")
-@click.option(
-    "--reliability-png",
-    default=".fervi/eval/reliability.png",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="Where to write the reliability diagram (with votes).",
+@_output_option(
+    "--reliability-png", ".fervi/eval/reliability.png", "Where to write the reliability diagram (with votes)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
 def evaluate(
-    data,  # str | None, set wherever it is read (the data/images check), which mypy cannot narrow: left unannotated
+    data: str | None,
     images: str | None,
     usage: str,
     model_file: str | None,
@@ -925,12 +920,12 @@ def evaluate(
     from fervi.training.datasets import DatasetError
     from fervi.training.evaluate_cli import evaluate_model
 
-    if bool(data) == bool(images):
-        raise click.UsageError("give exactly one of --data (face crops) or --images (labelled photos)")
     settings = _settings()
-    if images:
+    if images and not data:
         _evaluate_images(images, settings, model_file, flip, confusion_png, as_json)
         return
+    if not data or images:
+        raise click.UsageError("give exactly one of --data (face crops) or --images (labelled photos)")
     try:
         flip = settings.flip_average if flip is None else flip
         report = evaluate_model(

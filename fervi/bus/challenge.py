@@ -7,12 +7,23 @@ import json
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import redis
+from redis.typing import KeyT
 
 from .core import BusCore, decode, sync
 from .keys import GAME_DATES, GAMES, LEADERBOARD, LEADERBOARD_SIZE, ROUND_FIELDS, ROUND_TTL_S, ROUNDS, round_key
+
+
+class _Watching(Protocol):
+    """A transaction pipeline's WATCH as redis-py documents it (its code leaves `watch` unannotated)."""
+
+    def watch(self, *names: KeyT) -> object: ...
+
+
+def _watch(pipe: _Watching, key: str) -> None:
+    pipe.watch(key)
 
 
 class Challenge(BusCore):
@@ -64,7 +75,7 @@ class Challenge(BusCore):
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(key)
+                    _watch(pipe, key)
                     raw = sync(pipe.get(key))
                     record: dict[str, Any] | None = json.loads(raw) if raw else None
                     if not record or record.get("id") != round_id or record.get("state") != "playing":

@@ -3,6 +3,11 @@ Redis Cluster a camera's streams live on one shard and the bus's scripts (which 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # not at run time: `from .keys import *` in the bus exports key names, not this
+    from collections.abc import Callable
+
 PREFIX = "fervi"
 CAMERAS = f"{PREFIX}:cameras"  # set of camera names
 PROCESSES = f"{PREFIX}:proc:"  # + process id: heartbeat hash with a TTL
@@ -14,67 +19,45 @@ SEEN_TTL_S = 86400
 DEAD_LETTER_MAXLEN = 1000
 
 
-def frames_key(camera: str) -> str:
-    return f"{PREFIX}:{{{camera}}}:frames"
+def _camera_key(camera: str, *parts: object) -> str:
+    """A key of one camera: `fervi:{<camera>}:<parts>`, in the camera's hash tag."""
+    return ":".join((PREFIX, f"{{{camera}}}", *map(str, parts)))
 
 
-def results_key(camera: str) -> str:
-    return f"{PREFIX}:{{{camera}}}:results"
+def _per_camera(name: str) -> Callable[[str], str]:
+    """camera -> its key `name`: `frames_key("lobby")` is `fervi:{lobby}:frames`."""
+
+    def key(camera: str) -> str:
+        return _camera_key(camera, name)
+
+    return key
 
 
-def tracks_key(camera: str) -> str:
-    return f"{PREFIX}:{{{camera}}}:tracks"
-
-
-def dead_letter_key(camera: str) -> str:
-    return f"{PREFIX}:{{{camera}}}:deadletter"
-
-
-def stats_key(camera: str) -> str:
-    return f"{PREFIX}:{{{camera}}}:stats"
-
-
-def seq_key(camera: str) -> str:
-    return f"{PREFIX}:{{{camera}}}:seq"
+# Each camera's keys (their Redis types: CAMERA_KEY_TYPES below).
+frames_key = _per_camera("frames")
+results_key = _per_camera("results")
+tracks_key = _per_camera("tracks")
+dead_letter_key = _per_camera("deadletter")
+stats_key = _per_camera("stats")
+seq_key = _per_camera("seq")
+track_index_key = _per_camera("tracklist")
+track_id_key = _per_camera("track_id")
+live_key = _per_camera("live")
+tracker_position_key = _per_camera("tracker_pos")
+latest_frame_key = _per_camera("latest")
+# hash: the camera's ingest state (state, reason, sent, updated_at, ...), written by its `fervi ingest`
+source_state_key = _per_camera("source")
+# string with a TTL: the ingest supervisor that runs this camera (one across hosts)
+source_lease_key = _per_camera("source_lease")
 
 
 def aggregate_key(camera: str, resolution: str, bucket: int) -> str:
     """Face-seconds per emotion: resolution "1s" holds a minute per key, "1m" an hour per key."""
-    return f"{PREFIX}:{{{camera}}}:agg:{resolution}:{bucket}"
+    return _camera_key(camera, "agg", resolution, bucket)
 
 
 def track_key(camera: str, track_id: int) -> str:
-    return f"{PREFIX}:{{{camera}}}:track:{track_id}"
-
-
-def track_index_key(camera: str) -> str:
-    return f"{PREFIX}:{{{camera}}}:tracklist"
-
-
-def track_id_key(camera: str) -> str:
-    return f"{PREFIX}:{{{camera}}}:track_id"
-
-
-def live_key(camera: str) -> str:
-    return f"{PREFIX}:{{{camera}}}:live"
-
-
-def tracker_position_key(camera: str) -> str:
-    return f"{PREFIX}:{{{camera}}}:tracker_pos"
-
-
-def source_state_key(camera: str) -> str:
-    """Hash: the camera's ingest state (state, reason, sent, updated_at, ...), written by its `fervi ingest`."""
-    return f"{PREFIX}:{{{camera}}}:source"
-
-
-def source_lease_key(camera: str) -> str:
-    """String with a TTL: the ingest supervisor that runs this camera (one across hosts)."""
-    return f"{PREFIX}:{{{camera}}}:source_lease"
-
-
-def latest_frame_key(camera: str) -> str:
-    return f"{PREFIX}:{{{camera}}}:latest"
+    return _camera_key(camera, "track", track_id)
 
 
 # The acting challenge: one hash tag, so a round and the leaderboard change in one transaction on a cluster.
@@ -134,7 +117,7 @@ def video_progress_key(video_id: str) -> str:
 
 
 def seen_key(camera: str, seq: int) -> str:
-    return f"{PREFIX}:{{{camera}}}:seen:{seq // SEEN_BLOCK}"
+    return _camera_key(camera, "seen", seq // SEEN_BLOCK)
 
 
 # A camera's keys that every stage reads, and their type: a camera with one of another type is skipped.

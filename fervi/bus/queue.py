@@ -9,7 +9,7 @@ import os
 import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from rq import Queue, Retry, Worker, get_current_job
 from rq.command import send_stop_job_command
@@ -20,6 +20,7 @@ from .videos import Videos
 
 log = logging.getLogger("fervi.bus")
 
+QueuedJob = Job  # what `VideoQueue.add` returns: the stages name the type from here, never from RQ
 ENDED = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED)
 
 
@@ -133,6 +134,17 @@ def failure_message(job: Job) -> str:
     return lines[-1] if lines else f"job {job.id} {job.get_status()}"
 
 
+class _SavesMeta(Protocol):
+    """RQ's `Job.save_meta` as RQ documents it (its code leaves it unannotated): it writes `job.meta` alone,
+    where `Job.save` would write every field of the job over a stop that came meanwhile."""
+
+    def save_meta(self) -> None: ...
+
+
+def _save_meta(job: _SavesMeta) -> None:
+    job.save_meta()
+
+
 def report_progress(done: int, total: int) -> None:
     """The running job's units done/total, in its RQ record (`fervi analyze` follows it there) and, for a
     dashboard upload, in FERVI's record of the video (which outlives RQ's). Nothing outside a job."""
@@ -140,7 +152,7 @@ def report_progress(done: int, total: int) -> None:
     if job is None:
         return
     job.meta.update({"done": done, "total": total})
-    job.save_meta()
+    _save_meta(job)
     if job.meta.get("video_id"):
         Videos(job.connection).video_progress(job.meta["video_id"], job.id, done, total)
 

@@ -114,7 +114,7 @@ class Tracks(BusCore):
         pipe = self.redis.pipeline(transaction=False)
         for track in ended:
             _queue_track(pipe, camera, track, ended=True)
-        pipe.hset(live_key(camera), "active", 0)
+        pipe.hset(live_key(camera), "active", "0")
         self.execute(pipe, "tracker_write", camera)
 
     # --- readers -----------------------------------------------------------------------------
@@ -213,7 +213,7 @@ class Tracks(BusCore):
                 continue
             hits = np.flatnonzero(entry.faces.track_ids == track_id)
             if hits.size:
-                probs = entry.faces.smoothed[hits[0]]
+                probs = entry.faces.label_probs[hits[0]]  # tracked: the track's smoothed probabilities
                 points.append(
                     {
                         "t": round(entry.captured_at, 3),

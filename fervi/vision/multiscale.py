@@ -288,11 +288,11 @@ class MultiScaleDetector:
 
     def _plan(
         self, frame: np.ndarray, stream: str | None, position: int | None, at: float | None
-    ) -> tuple[list[float], np.ndarray, bool]:
-        """Pyramid levels to scan, earlier faces to look at again, and whether this is a full scan. A frame
-        several positions after (or before) the one this worker saw last of the stream, as when workers
-        share a camera's frames in batches, is scanned in full: its faces may be out of the second look's
-        reach. So is a frame whose time runs backwards."""
+    ) -> tuple[list[float], np.ndarray, _StreamState | None]:
+        """Pyramid levels to scan, earlier faces to look at again, and the stream's state this frame follows
+        (None: a full scan). A frame several positions after (or before) the one this worker saw last of the
+        stream, as when workers share a camera's frames in batches, is scanned in full: its faces may be out
+        of the second look's reach. So is a frame whose time runs backwards."""
         state = self._streams.get(stream) if stream is not None else None
         stale = (
             state is not None
@@ -301,8 +301,8 @@ class MultiScaleDetector:
             and not (0 < position - state.position <= FOLLOW_GAP)
         )
         if state is None or stale or state.shape != frame.shape or self._full_scan_due(state, at):
-            return pyramid_scales(frame.shape[1], frame.shape[0], self.min_face), np.zeros((0, 4), np.float32), True
-        return [], state.boxes, False
+            return pyramid_scales(frame.shape[1], frame.shape[0], self.min_face), np.zeros((0, 4), np.float32), None
+        return [], state.boxes, state
 
     def _full_scan_due(self, state: _StreamState, at: float | None) -> bool:
         if state.since_full_scan + 1 >= self.full_scan_every:
@@ -312,13 +312,20 @@ class MultiScaleDetector:
         return not 0 <= at - state.full_scan_at < self.full_scan_s - CLOCK_SLACK_S
 
     def _remember(
-        self, stream: str, frame: np.ndarray, full_scan: bool, boxes: np.ndarray, position: int | None, at: float | None
+        self,
+        stream: str,
+        frame: np.ndarray,
+        followed: _StreamState | None,
+        boxes: np.ndarray,
+        position: int | None,
+        at: float | None,
     ) -> None:
-        state = self._streams.pop(stream, None)
-        if full_scan:
+        """The stream's new state after this frame: a full scan (`followed` None), or one more frame since."""
+        if followed is None:
             since, full_scan_at = 0, at
-        else:  # not a full scan: the stream had a state
-            since, full_scan_at = state.since_full_scan + 1, state.full_scan_at
+        else:
+            since, full_scan_at = followed.since_full_scan + 1, followed.full_scan_at
+        self._streams.pop(stream, None)  # to the end of the order: the least recently seen stream goes first
         self._streams[stream] = _StreamState(frame.shape, since, boxes, position, full_scan_at)
         while len(self._streams) > self.max_streams:
             self._streams.popitem(last=False)
@@ -328,7 +335,7 @@ class MultiScaleDetector:
     ) -> tuple[np.ndarray, np.ndarray]:
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-        scales, earlier, full_scan = self._plan(frame, stream, position, at)
+        scales, earlier, followed = self._plan(frame, stream, position, at)
         boxes, _ = self.candidates(frame, scales)
         kept = [(box, score) for box in boxes if (score := self.verify(frame, box)[0]) > 0]
         for box in earlier:  # followed: the second look, on a wider crop, finds where the face is now
@@ -338,7 +345,7 @@ class MultiScaleDetector:
         kept = drop_nested(kept)
         raw = np.array([b for b, _ in kept], np.float32).reshape(-1, 4)
         if stream is not None:
-            self._remember(stream, frame, full_scan, raw, position, at)
+            self._remember(stream, frame, followed, raw, position, at)
         if not kept:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         centres = raw[:, :2] + raw[:, 2:] / 2
