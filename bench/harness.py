@@ -160,7 +160,7 @@ def tracking_quality(settings: Settings, frames: int = 150, fps: float = 15.0) -
 
     rng = np.random.default_rng(0)
     pipeline = FacePipeline.from_settings(settings)
-    tracker = FaceTracker(settings.track_iou, settings.track_max_misses, settings.track_half_life_s)
+    tracker = FaceTracker.from_settings(settings)
     last_raw: dict[int, int] = {}
     last_smooth: dict[int, int] = {}
     flips_raw = flips_smooth = faces_seen = 0
@@ -203,7 +203,8 @@ def process_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _spawn(args: list[str], redis_url: str, **env: str) -> subprocess.Popen:
+def spawn_quiet(args: list[str], redis_url: str, **env: str) -> subprocess.Popen:
+    """A fervi subcommand on `redis_url`, its output discarded (warnings only)."""
     full_env = {**os.environ, "FERVI_REDIS_URL": redis_url, "FERVI_LOG_LEVEL": "WARNING", **env}
     return spawn(args, full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -216,9 +217,10 @@ def _percentile(values: list[float], q: float) -> float:
 def live_stack(redis_url: str, video: Path, cameras: list[str], fps: float, workers: int):
     """`workers` workers, a tracker and one looping live ingest per camera; yields the processes, workers
     first, and stops them all on the way out."""
-    procs = [_spawn(["worker"], redis_url) for _ in range(workers)] + [_spawn(["tracker"], redis_url)]
+    procs = [spawn_quiet(["worker"], redis_url) for _ in range(workers)] + [spawn_quiet(["tracker"], redis_url)]
     procs += [
-        _spawn(["ingest", str(video), "--camera", n, "--live", "--loop", "--fps", str(fps)], redis_url) for n in cameras
+        spawn_quiet(["ingest", str(video), "--camera", n, "--live", "--loop", "--fps", str(fps)], redis_url)
+        for n in cameras
     ]
     try:
         yield procs

@@ -84,7 +84,7 @@ def analyse_frames(frames, pipeline: FacePipeline) -> list:
 
 def track_frames(analysed: list, fps: float, settings, half_life_s: float):
     """Raw and smoothed probabilities of the largest face per frame (None where no face)."""
-    tracker = FaceTracker(settings.track_iou, settings.track_max_misses, half_life_s)
+    tracker = FaceTracker.from_settings(settings.replace(track_half_life_s=half_life_s))
     raw, smooth = [], []
     for seq, faces in enumerate(analysed):
         tracks = tracker.update(seq, seq / fps, faces)

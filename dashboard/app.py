@@ -22,6 +22,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from fervi.bus import Bus, RedisError, connect, node_url, process_id
 from fervi.emotions import EMOTIONS
 from fervi.settings import Settings, describe_duration
+from fervi.vision.images import size_text
 
 from .api import register_api
 from .cameras import register_cameras
@@ -157,7 +158,7 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
 
     @app.errorhandler(413)
     def too_large(_err):
-        return jsonify(error="upload too large"), 413
+        return jsonify(error=f"the upload is larger than the limit of {size_text(MAX_VIDEO_BYTES)}"), 413
 
     register_sockets(socketio, bus, settings, authorized, token)
     if start_relay:

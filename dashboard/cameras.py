@@ -18,6 +18,7 @@ from fervi.protocol import (
     CameraSource,
     ProtocolError,
     check_camera,
+    check_file_on_disk,
     is_browser_camera,
     resolved_within,
     source_kind,
@@ -52,10 +53,10 @@ def check_file_source(path: str, roots: list[Path]) -> str:
             f"{path} is outside the folders the dashboard may read "
             f"({', '.join(map(str, roots))}; FERVI_CAMERA_FILE_ROOTS)"
         )
-    if not resolved.exists():
-        raise SourceRefused(f"{path}: no such file or folder on the server")
-    if not (resolved.is_file() or resolved.is_dir()):  # a FIFO or a device would hang or never end
-        raise SourceRefused(f"{path}: not a regular file or a folder")
+    try:
+        check_file_on_disk(path)
+    except ProtocolError as err:
+        raise SourceRefused(str(err)) from None
     return str(resolved)
 
 
@@ -104,7 +105,10 @@ def register_cameras(app: Flask, bus: Bus, settings: Settings) -> None:
         now = time.time()
         cameras = sorted(set(registered) | set(states))
         return jsonify(
-            cameras=[describe(registered.get(c), c, states.get(c, {}), now, supervised) for c in cameras],
+            cameras=[
+                {**describe(registered.get(c), c, states.get(c, {}), now, supervised), **bus.frame_rates(c)}
+                for c in cameras
+            ],
             supervised=supervised,
             file_roots=[str(r) for r in roots],
         )

@@ -80,6 +80,11 @@ def practice_rules(asked: dict) -> Rules | None:
     return Rules(**{**SCORED.__dict__, **values}) if values else None
 
 
+def _draw_target(targets: list[str], previous: str | None, rng: random.Random | None) -> str:
+    """A target at random, never the previous round's when there is another to ask for."""
+    return (rng or random).choice([t for t in targets if t != previous] or targets)
+
+
 def new_round(
     player: str,
     camera: str,
@@ -138,7 +143,7 @@ def new_round(
         "player": player,
         "camera": camera,
         "name": name,
-        "target": target or (rng or random).choice(targets),
+        "target": target or _draw_target(targets, keep.get("target"), rng),
         "scored": scored,
         **(rules or SCORED).__dict__,
         "started_at": now,

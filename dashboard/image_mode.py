@@ -7,7 +7,7 @@ import uuid
 
 from fervi.bus import Bus
 from fervi.protocol import Frame, Result
-from fervi.vision.images import ImageError, decode_image
+from fervi.vision.images import ImageError, decode_image, size_text
 
 MAX_UPLOAD_BYTES = 10 * 2**20
 ALLOWED_TYPES = {"image/jpeg", "image/png", "image/webp", "image/bmp"}
@@ -21,7 +21,7 @@ def check_upload(data: bytes, content_type: str, max_pixels: int) -> tuple[int, 
     if not data:
         raise UploadError("empty upload")
     if len(data) > MAX_UPLOAD_BYTES:
-        raise UploadError(f"image of {len(data)} bytes is larger than {MAX_UPLOAD_BYTES} bytes")
+        raise UploadError(f"the image is {size_text(len(data))}: the limit is {size_text(MAX_UPLOAD_BYTES)}")
     if content_type and content_type.split(";")[0].strip() not in ALLOWED_TYPES:
         raise UploadError(f"unsupported type {content_type!r}: use JPEG, PNG, WebP or BMP")
     try:

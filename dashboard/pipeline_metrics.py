@@ -21,9 +21,19 @@ class PipelineCollector:
         results = GaugeMetricFamily(
             "fervi_camera_results_kept", "Result entries kept in a camera's results stream", labels=["camera"]
         )
-        skipped = CounterMetricFamily("fervi_camera_frames_skipped", "Stale live frames skipped", labels=["camera"])
+        skipped = CounterMetricFamily(
+            "fervi_camera_frames_skipped",
+            "Live frames skipped (stale, or thinned out while the workers were behind)",
+            labels=["camera"],
+        )
         dead = CounterMetricFamily("fervi_camera_dead_letters", "Entries dead-lettered", labels=["camera"])
         backlog = GaugeMetricFamily("fervi_camera_backlog", "Frames waiting for a worker", labels=["camera"])
+        skipped_ratio = GaugeMetricFamily(
+            "fervi_camera_skipped_ratio",
+            "Share of a camera's recent frames (its last 60 tracked) the workers skipped; the worst camera of a group",
+            labels=["camera"],
+        )
+        ratios: dict[str, float] = {}
         families: tuple[CounterMetricFamily | GaugeMetricFamily, ...] = (frames_in, results, skipped, dead, backlog)
         totals: dict[str, list[float]] = {}  # metric label -> frames in, results kept, skipped, dead, backlog
         try:
@@ -40,9 +50,13 @@ class PipelineCollector:
                     )
                 ):
                     row[i] += float(value)
+                ratio = self.bus.frame_rates(camera)["skipped_pct"] / 100
+                ratios[metric_camera(camera)] = max(ratios.get(metric_camera(camera), 0.0), ratio)
         except RedisError:
             pass  # /metrics stays up while Redis is away; /healthz says why
         for label, row in sorted(totals.items()):
             for family, total in zip(families, row, strict=True):
                 family.add_metric([label], total)
-        yield from families
+        for label, ratio in sorted(ratios.items()):
+            skipped_ratio.add_metric([label], ratio)
+        yield from (*families, skipped_ratio)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from fervi.bus import Bus
+from fervi.bus import Bus, frame_rates
 from fervi.metrics import RELAY_LATENCY
 from fervi.protocol import IMAGE_CAMERA_PREFIX, ProtocolError, TrackEntry
 from fervi.service import Heartbeat, Shutdown, run_redis_loop
@@ -57,7 +57,7 @@ class Relay:
         self.block_ms = block_ms
         self.positions: dict[str, str] = {}
         self.frame_sent: dict[str, float] = {}
-        self.fps: dict[str, list[float]] = {}
+        self.stamps: dict[str, list[tuple[float, int]]] = {}  # camera -> its newest tracked (capture time, seq)
         self.cameras_sent = 0.0
         self.web_idle_s = web_idle_s
         self.swept_at = 0.0
@@ -80,12 +80,18 @@ class Relay:
         now = time.time()
         private = set(self.bus.webcams()) - self.bus.shared_webcams()
         return [
-            {"camera": c, "active": self.bus.active_faces(c), "fps": round(self._fps(c), 1)}
+            {"camera": c, "active": self.bus.active_faces(c), **self._rates(c)}
             for c in (self.bus.cameras() if cameras is None else cameras)
             if not c.startswith(IMAGE_CAMERA_PREFIX)
             and c not in private
             and now - self.bus.last_frame_at(c) < CAMERA_GONE_S
         ]
+
+    def _rates(self, camera: str) -> dict[str, float]:
+        """Processed and sent frames a second (`frame_rates`): from the frames this relay saw, or from the
+        tracks stream where it saw none (a standby dashboard process)."""
+        stamps = self.stamps.get(camera)
+        return frame_rates(stamps) if stamps else self.bus.frame_rates(camera)
 
     def _sweep(self, now: float) -> None:
         if now - self.swept_at < SWEEP_EVERY_S:
@@ -138,10 +144,6 @@ class Relay:
             elif record["camera"] in entries:
                 self.socketio.emit("challenge", challenge.progress(record, now), to=player)
 
-    def _fps(self, camera: str) -> float:
-        stamps = self.fps.get(camera, [])
-        return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
-
     def step(self) -> None:
         self.leading = self.bus.hold_relay_lock(self.name, LOCK_TTL_S)
         # every dashboard process is listed by `fervi status`, the relaying one marked
@@ -157,7 +159,7 @@ class Relay:
         for camera in set(self.positions) - set(cameras):  # gone (a browser camera whose client left)
             del self.positions[camera]
             self.frame_sent.pop(camera, None)
-            self.fps.pop(camera, None)
+            self.stamps.pop(camera, None)
         if now - self.cameras_sent >= CAMERAS_EVERY_S:
             self.socketio.emit("cameras", self.camera_list(cameras), to=WALL_ROOM)
             self.cameras_sent = now
@@ -177,9 +179,9 @@ class Relay:
                 except ProtocolError:
                     continue
                 entries.setdefault(camera, []).append(latest)
-                stamps = self.fps.setdefault(camera, [])
-                stamps.append(latest.captured_at)
-                del stamps[:-30]
+                stamps = self.stamps.setdefault(camera, [])
+                stamps.append((latest.captured_at, latest.seq))
+                del stamps[:-60]
             if latest is None:
                 continue
             RELAY_LATENCY.observe(max(0.0, latest.tracked_at - latest.captured_at))

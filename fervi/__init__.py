@@ -4,9 +4,16 @@ are its subpackages `fervi.ingest`, `fervi.workers`, `fervi.tracker`, `fervi.off
 repository; `fervi.app` (CLI and supervisor) is the only code that starts stages. See docs/architecture.md.
 """
 
+import os as _os
 from pathlib import Path as _Path
 
 __version__ = "0.1.0"
+
+# OpenCV and the FFmpeg inside it print their own warnings to stderr ("[h264 @ 0x...] error while decoding"),
+# outside FERVI's log lines; FERVI reports what fails to read itself. Read by OpenCV when it loads: set before
+# any stage imports cv2 (a value the user set stays).
+_os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+_os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 STAGES = ("ingest", "workers", "tracker", "offline", "dashboard", "training", "models", "bench")
 

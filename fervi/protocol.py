@@ -340,6 +340,18 @@ def check_source(spec: str) -> str:
     return spec
 
 
+def check_file_on_disk(path: str | Path) -> Path:
+    """A file source as the ingest will find it: an existing regular file or folder (symlinks resolved), never
+    a FIFO or a device, which would hang or never end. The one rule of `fervi cameras add` and the Cameras page
+    (which also keeps it inside FERVI_CAMERA_FILE_ROOTS)."""
+    resolved = Path(path).resolve()
+    if not resolved.exists():
+        raise ProtocolError(f"{path}: no such file or folder" + (" on the server" if resolved.is_absolute() else ""))
+    if not (resolved.is_file() or resolved.is_dir()):
+        raise ProtocolError(f"{path}: not a regular file or a folder")
+    return resolved
+
+
 def resolved_within(path: str | Path, roots: Iterable[str | Path]) -> Path | None:
     """`path` with its symlinks resolved when that lies inside one of the folders `roots` (also resolved),
     else None: the one check of where a file source may be read, when it is added and at every open."""

@@ -99,7 +99,16 @@ class Settings:
         "two leading emotions (0: never)",
     )
     track_iou: float = _setting("FERVI_TRACK_IOU", 0.3, "Minimum box overlap (or closeness) to continue a track")
-    track_max_misses: int = _setting("FERVI_TRACK_MAX_MISSES", 15, "Frames a face may be missing before its track ends")
+    track_hold_s: float = _setting(
+        "FERVI_TRACK_HOLD",
+        1.0,
+        "Seconds a gap between processed frames is bridged in face-time, and an unseen track lives",
+    )
+    track_confirm_s: float = _setting(
+        "FERVI_TRACK_CONFIRM",
+        0.25,
+        "Face-seconds a face must be seen for before it counts as a track (flickers count as no one)",
+    )
     reorder_window: int = _setting("FERVI_REORDER_WINDOW", 16, "Results held to restore seq order")
     reorder_wait_s: float = _setting("FERVI_REORDER_WAIT", 0.5, "Longest wait (s) for a missing seq")
     jpeg_quality: int = _setting("FERVI_JPEG_QUALITY", 85, "JPEG quality of ingested frames")
@@ -191,6 +200,10 @@ class Settings:
             raise ValueError("FERVI_UNCERTAIN_MARGIN must be within 0..1 (a probability)")
         if self.web_idle_s <= 0:
             raise ValueError("FERVI_WEB_IDLE must be above 0 (seconds)")
+        if self.track_hold_s <= 0:
+            raise ValueError("FERVI_TRACK_HOLD must be above 0 (seconds)")
+        if not 0 <= self.track_confirm_s < self.track_hold_s:
+            raise ValueError("FERVI_TRACK_CONFIRM must be at least 0 and below FERVI_TRACK_HOLD (seconds)")
         for name in ("redis_url", "rq_redis_url"):
             url = getattr(self, name)
             if url and not url.startswith(REDIS_SCHEMES):

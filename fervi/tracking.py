@@ -4,12 +4,22 @@
   `window` frames for a missing seq (skipped and dead frames come as gap markers, so a seq goes missing only
   when a result is lost or slow); later arrivals are counted.
 - `FaceTracker` matches faces to tracks by box overlap (or centre distance) with an optimal assignment
-  (`scipy.optimize.linear_sum_assignment`), ends a track after `max_misses` frames without it, and smooths
-  each track's 7 probabilities with an exponential moving average whose half-life is in seconds, so it
-  behaves the same at any fps. It also keeps the statistics of each track (face-seconds per emotion, the
-  dominant emotion): live tracking and offline video analysis both use it, so both count the same way.
-  Face-time is counted by probability mass: each frame's time is shared among the emotions by the track's
-  smoothed (calibrated) probabilities, so an uncertain face adds to both of its leading emotions.
+  (`scipy.optimize.linear_sum_assignment`), ends a track not seen for longer than `hold_s` seconds, and
+  smooths each track's 7 probabilities with an exponential moving average whose half-life is in seconds.
+  It also keeps the statistics of each track (face-seconds per emotion, the dominant emotion): live tracking
+  and offline video analysis both use it, so both count the same way.
+
+The face-time rule (docs/architecture.md, "Face-time"), the same whatever share of a camera's frames is
+processed: each processed frame stands for the time since the camera's previous processed frame, up to
+`hold_s` (its `duration`); a face in it adds that time to its track, shared among the emotions by the track's
+smoothed (calibrated) probabilities (probability mass: an uncertain face adds to both of its leading
+emotions). A longer gap (a restart, a starved stretch) is bridged for `hold_s` only: the rest is the frame's
+`unobserved` time, counted apart as "not observed", never as "no face". Tracks end by time too, so the
+number of tracks does not depend on the processed frame rate either, nor does a track's confirmation: a
+face becomes a track of the statistics (a record, a count) once its face-time reaches `confirm_s` (or it
+was seen in CONFIRM_FRAMES frames), so a detection that flickers for a moment counts as no one at any frame
+rate (its face still gets an id and its face-time). Offline analysis of every n-th frame
+gives each analysed frame n frames of video time (`frame_step_s`), which is this rule on evenly spaced frames.
 """
 
 from __future__ import annotations
@@ -25,10 +35,15 @@ from scipy.optimize import linear_sum_assignment
 
 from .emotions import EMOTIONS, NUM_EMOTIONS
 from .faces import Faces
+from .settings import Settings
 
 T = TypeVar("T")  # what a ReorderBuffer holds
 
-MAX_FRAME_GAP_S = 1.0  # a frame counts for at most this long in face-seconds (a camera that stalls)
+HOLD_S = 1.0  # default: the longest gap a frame bridges in face-seconds, and how long an unseen track lives
+# a track seen in this many frames counts whatever its face-time: a file ingested faster than real time
+# (its frames' capture times are when they were read) has frames a few ms apart. At 40 fps and below, the
+# face-time of `confirm_s` comes first, so live cameras confirm by time alone.
+CONFIRM_FRAMES = 10
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -69,6 +84,7 @@ class Track:
     misses: int = 0
     frames: int = 1
     emotion_seconds: np.ndarray = field(default_factory=lambda: np.zeros(NUM_EMOTIONS))
+    confirmed: bool = False  # seen long enough to count (`FaceTracker.confirm_s`)
 
     @property
     def label(self) -> str:
@@ -88,31 +104,47 @@ class FrameTracks:
     ts: float
     duration: float  # seconds this frame stands for in face-seconds
     faces: Faces  # tracked: track ids and smoothed probabilities
-    started: list[Track]
-    ended: list[Track]
+    started: list[Track]  # confirmed in this frame
+    ended: list[Track]  # confirmed tracks that ended
     # face-seconds this frame adds per emotion (each face's smoothed probabilities x duration): what its tracks add
     emotion_seconds: np.ndarray = field(default_factory=lambda: np.zeros(NUM_EMOTIONS))
+    unobserved: float = 0.0  # seconds before `ts - duration` that the camera was not observed (gap beyond the hold)
 
 
+@dataclass(eq=False)
 class FaceTracker:
-    """`frame_step_s`: the time each frame stands for in face-seconds when frames come at a fixed step (a
-    video analysed every n-th frame); by default the time since the previous frame (capped), as on a camera."""
+    """`hold_s`: the longest gap between processed frames that face-time bridges, and how long a track lives
+    unseen. `confirm_s`: the face-time after which a face counts as a track (0: at once). `frame_step_s`: the
+    time each frame stands for when frames come at a fixed step (a video analysed every n-th frame); by
+    default the time since the previous frame, up to `hold_s`, as on a camera. `next_id`: where track ids
+    come from (live: Redis, unique per camera; else 1, 2, 3...)."""
 
-    def __init__(
-        self,
-        iou_threshold: float = 0.3,
-        max_misses: int = 15,
-        half_life_s: float = 0.5,
-        next_id: Callable[[], int] | None = None,
-        frame_step_s: float | None = None,
-    ):
-        self.iou_threshold = iou_threshold
-        self.frame_step_s = frame_step_s
-        self.max_misses = max_misses
-        self.half_life_s = half_life_s
-        self.tracks: list[Track] = []
-        self._next_id = next_id or itertools.count(1).__next__  # live: ids from Redis, unique per camera
-        self.last_ts: float | None = None
+    iou_threshold: float = 0.3
+    hold_s: float = HOLD_S
+    half_life_s: float = 0.5
+    next_id: Callable[[], int] | None = None
+    frame_step_s: float | None = None
+    confirm_s: float = 0.0
+    tracks: list[Track] = field(default_factory=list)
+    last_ts: float | None = None
+
+    def __post_init__(self) -> None:
+        self._next_id = self.next_id or itertools.count(1).__next__
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, next_id: Callable[[], int] | None = None, frame_step_s: float | None = None
+    ) -> FaceTracker:
+        """The tracker as the settings configure it (FERVI_TRACK_*): live tracking, offline analysis and the
+        benchmarks all build it here."""
+        return cls(
+            settings.track_iou,
+            settings.track_hold_s,
+            settings.track_half_life_s,
+            next_id=next_id,
+            frame_step_s=frame_step_s,
+            confirm_s=settings.track_confirm_s,
+        )
 
     def _alpha(self, dt: float) -> float:
         """Weight of the new observation after dt seconds: 1 - 0.5 ** (dt / half_life)."""
@@ -121,11 +153,14 @@ class FaceTracker:
         return float(1.0 - 0.5 ** (max(dt, 0.0) / self.half_life_s))
 
     def update(self, seq: int, ts: float, faces: Faces) -> FrameTracks:
-        if self.frame_step_s is not None:
-            duration = self.frame_step_s
-        else:
-            duration = 0.0 if self.last_ts is None else float(np.clip(ts - self.last_ts, 0.0, MAX_FRAME_GAP_S))
+        gap = 0.0 if self.last_ts is None else max(0.0, ts - self.last_ts)
+        duration = self.frame_step_s if self.frame_step_s is not None else min(gap, self.hold_s)
+        unobserved = 0.0 if self.frame_step_s is not None else gap - duration
         self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
+        # tracks unseen for longer than the hold end before matching: by time, the same at any frame rate
+        gone = [t for t in self.tracks if ts - t.last_seen > self.hold_s]
+        self.tracks = [t for t in self.tracks if ts - t.last_seen <= self.hold_s]
+        ended = [t for t in gone if t.confirmed]
         boxes = np.asarray(faces.boxes, np.float32).reshape(-1, 4)
         probs = np.asarray(faces.probs, np.float32).reshape(-1, NUM_EMOTIONS)
         track_boxes = np.array([t.box for t in self.tracks], np.float32).reshape(-1, 4)
@@ -151,16 +186,10 @@ class FaceTracker:
             if c not in matched_faces:
                 track = Track(self._next_id(), boxes[c], probs[c].astype(np.float64), ts, ts)
                 self.tracks.append(track)
-                started.append(track)
                 assigned[c] = track
-        ended = []
         for i, track in enumerate(list(self.tracks)):
             if i < len(track_boxes) and i not in matched_tracks:
                 track.misses += 1
-        for track in list(self.tracks):
-            if track.misses > self.max_misses:
-                self.tracks.remove(track)
-                ended.append(track)
         added = np.zeros(NUM_EMOTIONS)
         for track in assigned.values():
             # face-time by probability mass: each emotion gets its (calibrated, smoothed) probability of the
@@ -168,13 +197,23 @@ class FaceTracker:
             share = track.smoothed / max(float(track.smoothed.sum()), 1e-9) * duration
             track.emotion_seconds += share
             added += share
+            if not track.confirmed and self._long_enough(track):
+                track.confirmed = True
+                started.append(track)
         ids = [assigned[c].id for c in range(len(boxes))]
         smoothed = np.array([assigned[c].smoothed for c in range(len(boxes))], np.float32).reshape(-1, NUM_EMOTIONS)
-        return FrameTracks(seq, ts, duration, faces.tracked(ids, smoothed), started, ended, added)
+        return FrameTracks(seq, ts, duration, faces.tracked(ids, smoothed), started, ended, added, unobserved)
+
+    def _long_enough(self, track: Track) -> bool:
+        """Seen for `confirm_s` of face-time (the time its frames stand for): the same at any frame rate; or
+        in CONFIRM_FRAMES frames."""
+        if self.confirm_s <= 0 or track.frames >= CONFIRM_FRAMES:
+            return True
+        return float(track.emotion_seconds.sum()) >= self.confirm_s - 1e-9
 
     def finish(self) -> list[Track]:
-        """End every open track (the camera stopped, or the video ended)."""
-        ended, self.tracks = self.tracks, []
+        """End every open track (the camera stopped, or the video ended); those never confirmed are dropped."""
+        ended, self.tracks = [t for t in self.tracks if t.confirmed], []
         return ended
 
 

@@ -18,6 +18,7 @@ from fervi.service import Backoff, Heartbeat, Shutdown, serve
 from fervi.settings import Settings, mask_password
 from fervi.vision.images import encode_jpeg
 
+from .diagnose import INGEST_EXIT_UNUSABLE, NOT_RETRIED, is_permanent
 from .sources import Buffering, Captured, Source, SourceError, is_live_spec, open_source
 
 log = logging.getLogger(__name__)
@@ -190,10 +191,13 @@ class Publisher:
         return SourceError(str(err).replace(self.spec, self.shown))
 
     def _failed(self, err: SourceError) -> int:
+        """A file source that failed: exit 2, or INGEST_EXIT_UNUSABLE when it can never work as given (the
+        supervisor then leaves it stopped)."""
         log.error("event=source_failed camera=%s error=%r", self.camera, str(self._masked(err)))
-        self.report("error", str(err))
+        permanent = is_permanent(str(err))
+        self.report("error", str(err) + (f" ({NOT_RETRIED})" if permanent else ""))
         self.heartbeat.forget()
-        return 2
+        return INGEST_EXIT_UNUSABLE if permanent else 2
 
     def run(self) -> int:
         self.shutdown.install()

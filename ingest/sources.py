@@ -21,6 +21,8 @@ from fervi.protocol import resolved_within
 from fervi.vision.images import ImageError, decode_image, read_image_file, still_image_size
 from fervi.vision.video import open_file, open_stream
 
+from .diagnose import why_file_failed, why_stream_failed
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -73,14 +75,18 @@ class VideoSource(Source):
             self.capture = cv2.VideoCapture(spec)  # a webcam, through the platform's camera backend
         else:
             self.capture = open_stream(spec) if live else open_file(spec)
-        if not self.capture.isOpened():
-            raise SourceError(f"cannot open video source {spec!r}")
+        if not self.capture.isOpened():  # OpenCV does not say why: ask the file system or the server
+            if isinstance(spec, int):
+                raise SourceError(  # a webcam may be plugged in later: live sources are retried anyway
+                    f"not found: webcam {spec} cannot be opened (no such device, or another program has it)"
+                )
+            raise SourceError(why_stream_failed(spec) if live else why_file_failed(spec))
         self._check_pixels(
             (int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT))),
             max_pixels,
         )
         if not live and self.capture.get(cv2.CAP_PROP_FRAME_COUNT) <= 0 and not self.capture.grab():
-            raise SourceError(f"{spec}: no video frames could be read")
+            raise SourceError(f"not a video: {spec}: no video frames could be read")
         if not live:
             self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
 
@@ -175,7 +181,7 @@ def open_source(
     path = Path(spec)
     check_within(path, within or [])
     if not path.exists():
-        raise SourceError(f"{spec}: no such file, folder, webcam index or URL")
+        raise SourceError(f"not found: {spec}: no such file, folder, webcam index or URL")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(path, max_pixels, max_bytes, within or [])
     return VideoSource(str(path), live=False, max_pixels=max_pixels)

@@ -22,6 +22,8 @@ from fervi.protocol import CameraSource
 from fervi.service import Heartbeat, Shutdown, run_redis_loop, serve, spawn, stop_processes
 from fervi.settings import Settings, mask_password
 
+from .diagnose import INGEST_EXIT_UNUSABLE
+
 log = logging.getLogger(__name__)
 
 LEASE_S = 10.0  # a supervisor that stops renewing loses its cameras to another after this long
@@ -109,6 +111,10 @@ class CameraSupervisor:
         if code == 0:  # a file that ended (a live source only ends on SIGTERM, which is ours)
             run.ended = True
             log.info("event=ingest_ended camera=%s", camera)
+            return
+        if code == INGEST_EXIT_UNUSABLE:  # a text file, a missing one: starting it again cannot help
+            run.ended = True
+            log.warning("event=ingest_unusable camera=%s not_retried=1", camera)
             return
         if now - run.started_at > 60:
             run.restarts = 0  # it ran a good while: a fresh failure, not a crash loop

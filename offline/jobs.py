@@ -235,9 +235,7 @@ def merge_segments(info: dict, segment_files: list[str], out_dir: str, every: in
     settings = load_settings()
     video = VideoInfo(**info)
     # each analysed frame stands for `every` frames of video in face-seconds
-    tracker = FaceTracker(
-        settings.track_iou, settings.track_max_misses, settings.track_half_life_s, frame_step_s=every / video.fps
-    )
+    tracker = FaceTracker.from_settings(settings, frame_step_s=every / video.fps)
     frames: list[FrameTracks] = []
     tracks: list[Track] = []
     for file in segment_files:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import time
@@ -20,6 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("FERVI_SHARED", REPO.parent / "shared"))
 FER_CSV = SHARED / "data" / "fer2013" / "fer2013.csv.gz"
 CKPLUS = SHARED / "data" / "ckplus48"
+VIDEOS = SHARED / "data" / "videos"
 
 
 def _data(path: Path, what: str) -> Path:
@@ -55,9 +57,20 @@ def ckplus_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_videos() -> Path:
+    return _data(VIDEOS, "the shared videos folder")
+
+
+@pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
     yield server
+    # The dashboards built in this process (create_app) each left python-socketio's Redis listener behind: a
+    # daemon thread with no way to stop it, which retries forever and, once this Redis is gone, logged
+    # "Cannot receive from redis" tracebacks into pytest's closed streams at exit. Silenced before the server
+    # goes; the threads end with the process (a real dashboard is its own process, ended by SIGTERM).
+    for name in ("socketio", "socketio.server", "socketio.client"):
+        logging.getLogger(name).disabled = True
     server.stop()
 
 

@@ -72,3 +72,20 @@ def test_a_round_on_another_camera_draws_from_what_its_faces_showed():
         for i in range(40)
     }
     assert draws == {"happy", "neutral"}
+
+
+def test_no_round_asks_for_the_emotion_the_round_before_it_asked_for():
+    """Drawn at random from the targets, but never the previous round's when another is allowed; with one
+    target allowed, that one every time."""
+    targets = ["happy", "sad", "surprise"]
+    record, now = None, 1000.0
+    asked = []
+    for _ in range(40):
+        record = challenge.new_round(
+            "sid", "web-1", True, {"name": "Ada"}, targets, record, now=now, rng=random.Random(len(asked))
+        )
+        asked.append(record["target"])
+        record = challenge.settle(record, True, now=now + 5)[0]
+        now += 10
+    assert all(a != b for a, b in zip(asked, asked[1:], strict=False)) and set(asked) == set(targets)
+    assert {_play(None, True, 1000.0 + i)["target"] for i in range(5)} == {"happy"}

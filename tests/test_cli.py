@@ -173,3 +173,13 @@ def test_config_shows_what_a_running_fervi_up_gave_its_processes(tmp_path):
     assert "`fervi up` runs with FERVI_HOME" in result.output
     as_json = json.loads(CliRunner().invoke(main, ["config", "--json"], env=env).output)
     assert as_json["FERVI_DASHBOARD_PORT"] == "8890"
+
+
+def test_cameras_add_refuses_a_file_the_supervisor_could_never_open(tmp_path):
+    """The Cameras page's rule on the command line too: a missing file, or a FIFO, is refused at once (exit 2,
+    one line), not registered to fail again and again in the supervisor."""
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    for source, reason in ((tmp_path / "missing.mp4", "no such file or folder"), (fifo, "not a regular file")):
+        result = CliRunner().invoke(main, ["cameras", "add", "door", str(source)], env=_env(tmp_path))
+        assert result.exit_code == 2 and reason in result.output and "Traceback" not in result.output, result.output

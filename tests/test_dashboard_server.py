@@ -8,7 +8,11 @@ import pytest
 from fervi.dashboard.app import create_app
 from fervi.dashboard.limits import TokenBucket
 
+from fervi.bus import Bus
+from fervi.faces import Faces
+from fervi.protocol import TrackEntry
 from fervi.settings import load_settings
+from fervi.tracking import FrameTracks
 
 from .images import jpeg_claiming_size
 
@@ -39,6 +43,19 @@ def test_metrics_are_prometheus_text(app_client, client):
     assert 'fervi_camera_dead_letters_total{camera="cam1"} 1.0' in text
 
 
+def test_metrics_have_each_cameras_skipped_ratio(app_client, client):
+    """The share of a camera's recent frames the workers skipped, from the seqs of its tracked frames: here
+    one frame in three processed."""
+    bus = Bus(client)
+    bus.register_camera("busy")
+    faces = Faces.detected([[10, 10, 50, 50]], [0.9]).classified([[1 / 7] * 7]).tracked([1], [[1 / 7] * 7])
+    for i in range(20):
+        entry = TrackEntry("busy", 3 * i, 3 * i, 1000 + i / 5, 1000 + i / 5, 640, 480, faces)
+        bus.publish_tracks("busy", [(entry, FrameTracks(3 * i, 1000 + i / 5, 0.2, faces, [], []))], 100)
+    text = app_client.get("/metrics", headers={"Authorization": "Bearer t0ken"}).data.decode()
+    assert 'fervi_camera_skipped_ratio{camera="busy"} 0.67' in text
+
+
 @pytest.mark.parametrize(
     "data, kind, reason",
     [
@@ -46,6 +63,8 @@ def test_metrics_are_prometheus_text(app_client, client):
         (b"%PDF-1.4 not an image", "application/pdf", "unsupported type"),
         (b"hello", "image/png", "not a readable image"),
         (jpeg_claiming_size(20000, 20000), "image/jpeg", "too large"),
+        # sizes as people read them, in the units of the page's "up to 10 MB"
+        (b"\xff" * (10 * 2**20 + 1), "image/jpeg", "the image is 10 MB: the limit is 10 MB"),
     ],
 )
 def test_bad_uploads_are_refused_with_a_reason(app_client, data, kind, reason):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import redis
+from fervi.ingest.diagnose import INGEST_EXIT_UNUSABLE
 
 from fervi.bus import Bus, frames_key
 from fervi.demo import write_video
@@ -75,8 +76,8 @@ def test_ingest_refuses_missing_sources_and_bad_camera_names(tmp_path, redis_url
     text = tmp_path / "notes.mp4"
     text.write_text("not a video")
     bad = processes.start(["ingest", str(text), "--camera", "y"], env, "bad")
-    assert bad.wait(30) == 2
-    assert "source_failed" in bad.log_path.read_text()
+    assert bad.wait(30) == INGEST_EXIT_UNUSABLE  # not a video: the supervisor will not start it again
+    assert "source_failed" in bad.log_path.read_text() and "not a video" in bad.log_path.read_text()
     name = processes.start(["ingest", str(text), "--camera", "../etc"], env, "name")
     assert name.wait(30) == 2
     assert "invalid camera name" in name.log_path.read_text()

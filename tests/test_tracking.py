@@ -42,18 +42,18 @@ def test_two_faces_crossing_paths_keep_their_ids():
     assert len(set(ids[0])) == 2
 
 
-def test_occlusion_within_the_miss_budget_keeps_the_id_and_a_long_one_ends_it():
-    tracker = FaceTracker(max_misses=5)
+def test_occlusion_within_the_hold_keeps_the_id_and_a_longer_one_ends_it():
+    tracker = FaceTracker(hold_s=0.5)
     box = (100, 100, 80, 80)
     first = tracker.update(0, 0.0, faces(box)).faces.track_ids[0]
-    for i in range(1, 5):  # hidden for 4 frames
+    for i in range(1, 5):  # hidden for 0.4 s
         assert tracker.update(i, i / 10, faces()).ended == []
     assert tracker.update(5, 0.5, faces(box)).faces.track_ids[0] == first
     ended = []
-    for i in range(6, 13):  # hidden for 7 frames: past the budget
+    for i in range(6, 12):  # hidden for 0.6 s: past the hold
         ended += tracker.update(i, i / 10, faces()).ended
     assert [t.id for t in ended] == [first]
-    assert tracker.update(13, 1.3, faces(box)).faces.track_ids[0] != first
+    assert tracker.update(12, 1.2, faces(box)).faces.track_ids[0] != first
 
 
 def test_a_camera_that_stops_ends_its_tracks():
@@ -256,7 +256,7 @@ def test_the_looping_demo_camera_keeps_its_track_ids():
 
     settings = load_settings({})
     pipeline = FacePipeline.from_settings(settings)
-    tracker = FaceTracker(settings.track_iou, settings.track_max_misses, settings.track_half_life_s)
+    tracker = FaceTracker(settings.track_iou, settings.track_hold_s, settings.track_half_life_s)
     frames, fps, ids = 40, 10.0, set()
     for i in range(2 * frames):
         faces = pipeline.analyze([render_frame(i % frames, frames, seamless=True)])[0]

@@ -12,24 +12,18 @@ Screenshots of the wall go to docs/screenshots/ (wall-uncertain.png, wall-uncert
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import cv2
 import numpy as np
 import pytest
-import redis
 
-from fervi.bus import Bus
 from fervi.demo import portraits
-from fervi.embedded import free_port
 from fervi.emotions import EMOTIONS
 from fervi.faces import Faces
-from fervi.protocol import TrackEntry
-from fervi.tracking import FrameTracks
 
-from .conftest import Processes, fervi_env, http_ok, wait_for
-from .helpers_browser import FAKE_CAMERA_ARGS, camera_page, chromium, shot
+from .conftest import wait_for
+from .helpers_browser import Camera, alone_browser, alone_page, dashboard_alone, shot  # noqa: F401 - the pytest fixtures browser and page
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 
@@ -67,58 +61,8 @@ def tracked_faces() -> Faces:
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory, redis_server):
     """The dashboard alone on the session's Redis: no worker or tracker to write faces of their own."""
-    tmp = tmp_path_factory.mktemp("uncertain")
-    redis.Redis.from_url(redis_server.url).flushall()
-    port = free_port()
-    env = fervi_env(redis_server.url, FERVI_DASHBOARD_PORT=port, FERVI_BLOCK_MS=200, FERVI_WEB_CONNECTS_PER_MINUTE=600)
-    env.pop("FERVI_UNCERTAIN_MARGIN", None)  # the default margin, 0.2
-    procs = Processes(tmp)
-    procs.start(["dashboard"], env, "dashboard")
-    wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "the dashboard")
-    yield {"url": f"http://127.0.0.1:{port}", "bus": Bus(redis.Redis.from_url(redis_server.url))}
-    procs.stop_all()
-
-
-@pytest.fixture(scope="module")
-def browser(dashboard):
-    with playwright_sync.sync_playwright() as playwright, chromium(playwright, *FAKE_CAMERA_ARGS) as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser, dashboard):
-    with camera_page(browser, dashboard["url"]) as page:
-        yield page
-
-
-class Camera:
-    """Writes a camera's tracks entries (and its preview frame) five times a second, as the tracker would,
-    until stopped: the relay sends each camera's new entries only, from when it first sees the camera."""
-
-    def __init__(self, bus: Bus, camera: str, faces: Faces, frame: np.ndarray):
-        self.bus, self.camera, self.faces = bus, camera, faces
-        self.jpeg = cv2.imencode(".jpg", frame)[1].tobytes()
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        seq = 0
-        while not self.stopped.is_set():
-            seq += 1
-            now = time.time()
-            entry = TrackEntry(self.camera, seq, seq, now - 0.05, now, 640, 480, self.faces)
-            self.bus.publish_tracks(self.camera, [(entry, FrameTracks(seq, now, 0.2, self.faces, [], []))], 100)
-            self.bus.set_latest_frame(self.camera, seq, self.jpeg)
-            self.stopped.wait(0.2)
-
-    def __enter__(self) -> Camera:
-        self.bus.register_camera(self.camera)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopped.set()
-        self.thread.join(5)
+    with dashboard_alone(tmp_path_factory.mktemp("uncertain"), redis_server.url) as running:
+        yield running
 
 
 def rgb(hex_color: str) -> tuple[int, int, int]:

@@ -55,12 +55,7 @@ class TrackerProcess:
         self.heartbeat = Heartbeat(self.bus, self.name, "tracker", settings.heartbeat_ttl_s)
 
     def _state(self, camera: str) -> CameraState:
-        tracker = FaceTracker(
-            self.settings.track_iou,
-            self.settings.track_max_misses,
-            self.settings.track_half_life_s,
-            next_id=lambda: self.bus.next_track_id(camera),
-        )
+        tracker = FaceTracker.from_settings(self.settings, next_id=lambda: self.bus.next_track_id(camera))
         state = CameraState(
             tracker,
             ReorderBuffer(
@@ -125,7 +120,7 @@ class TrackerProcess:
             still_open = []
             if now - state.recorded_at >= TRACK_RECORD_EVERY_S:  # charts list faces still on camera as they go
                 new_ids = {t.id for _, frame in tracked for t in frame.started}
-                still_open = [t for t in state.tracker.tracks if t.id not in new_ids]
+                still_open = [t for t in state.tracker.tracks if t.confirmed and t.id not in new_ids]
                 state.recorded_at = now
             self.bus.publish_tracks(camera, tracked, self.settings.results_maxlen, still_open)
 

@@ -55,7 +55,7 @@ def evaluate_model(
         else TFLiteClassifier(path, flip_average=flip)
     )
     classifier.predict(faces.images[:1])  # warm-up: interpreter allocation is not throughput
-    probs, faces_per_s = timed_predict(classifier, faces.images)
+    probs, faces_per_s = timed_predict(classifier, faces.images, progress="classify")
     report = classification_metrics(faces.labels, probs)
     reference = "crowd's majority" if faces.votes is not None else "labels"
     png = confusion_matrix_png(

@@ -77,9 +77,11 @@ def labelled_images(source: str | Path) -> list[LabelledImage]:
 
 
 def evaluate_images(source: str, pipeline, max_pixels: int, max_bytes: int, confusion_png: str) -> dict:
+    from tqdm import tqdm
+
     items = labelled_images(source)
     unreadable, truth, predicted, widths, found_probs = [], [], [], [], []
-    for item in items:
+    for item in tqdm(items, desc="detect and classify", unit="photo", disable=None):  # a bar on a terminal only
         try:
             image = decode_image(read_image_file(item.path, max_bytes), max_pixels)
         except (OSError, ImageError) as err:

@@ -32,11 +32,22 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
     }
 
 
-def timed_predict(classifier, faces: np.ndarray) -> tuple[np.ndarray, float]:
-    """Probabilities and faces/s (wall clock, this process)."""
+PROGRESS_CHUNK = 512  # faces a progress step classifies
+
+
+def timed_predict(classifier, faces: np.ndarray, progress: str | None = None) -> tuple[np.ndarray, float]:
+    """Probabilities and faces/s (wall clock, this process). `progress`: a progress bar with this title on a
+    terminal (stderr), in steps of PROGRESS_CHUNK faces."""
+    from tqdm import tqdm
+
     started = time.perf_counter()
-    probs = classifier.predict(faces)
+    parts = []
+    with tqdm(total=len(faces), unit="face", desc=progress, disable=None if progress else True) as bar:
+        for start in range(0, len(faces), PROGRESS_CHUNK):
+            parts.append(classifier.predict(faces[start : start + PROGRESS_CHUNK]))
+            bar.update(len(parts[-1]))
     seconds = time.perf_counter() - started
+    probs = np.concatenate(parts) if parts else classifier.predict(faces)
     return probs, (len(faces) / seconds if seconds > 0 else 0.0)
 
 

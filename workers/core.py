@@ -1,6 +1,10 @@
 """The worker's pure core, testable without Redis: sort a batch of entries, then analyse the good frames.
 
-triage: entry -> a decoded frame to analyse, a live frame too old to matter (skip), or a dead letter.
+triage: entry -> a decoded frame to analyse, a live frame too old to matter or thinned out (skip), or a dead
+  letter. When a live camera's frames outrun the workers, each batch takes `per_camera` of the frames that
+  came since the last read, spread evenly over them and ending with the newest (`spread_evenly`): the frames
+  kept stay evenly spaced in time, and every camera gets the same share of the worker whatever its frame
+  rate. Frames of a file (not live) are never skipped.
 analyse: decoded frames -> one `Result` per frame through the shared `FacePipeline`.
 """
 
@@ -36,9 +40,27 @@ class Triage:
         return [entry for entry, marker in self.gaps if marker.gap == "skipped"]
 
 
-def triage(entries: list[Entry], worker: str, now: float, max_age_s: float, max_pixels: int) -> Triage:
-    """Sort entries; every skipped frame, and every dead one whose header was readable, gets a gap marker."""
+def spread_evenly(n: int, k: int) -> list[int]:
+    """Indices of `k` of `n` items in order, spaced evenly and always ending with the last (the newest)."""
+    if n <= k:
+        return list(range(n))
+    step = n / k
+    return sorted({n - 1 - int(j * step) for j in range(k)})
+
+
+def is_live(entry: Entry) -> bool:
+    """Whether an entry is a live frame (may be skipped), read from its one field without parsing the rest."""
+    value = entry.fields.get(b"live", entry.fields.get("live"))
+    return value in (b"1", "1")
+
+
+def triage(
+    entries: list[Entry], worker: str, now: float, max_age_s: float, max_pixels: int, per_camera: int | None = None
+) -> Triage:
+    """Sort entries; every skipped frame, and every dead one whose header was readable, gets a gap marker.
+    With `per_camera`, each camera's fresh live frames are thinned to that many (`spread_evenly`)."""
     out = Triage()
+    frames: list[tuple[Entry, Frame]] = []
     for entry in entries:
         frame = None
         try:
@@ -46,19 +68,49 @@ def triage(entries: list[Entry], worker: str, now: float, max_age_s: float, max_
             if frame.camera != entry.camera:
                 claimed, frame = frame.camera, None  # no marker: the frame does not belong to this stream
                 raise ProtocolError(f"camera field {claimed!r} does not match stream {entry.camera!r}")
-            if frame.live and now - frame.captured_at > max_age_s:
-                out.gaps.append((entry, Result.gap_marker(frame, "skipped", worker, now)))
-                continue
+        except ProtocolError as err:
+            _dead(out, entry, frame, str(err), worker, now)
+            continue
+        if frame.live and now - frame.captured_at > max_age_s:
+            out.gaps.append((entry, Result.gap_marker(frame, "skipped", worker, now)))
+            continue
+        frames.append((entry, frame))
+    kept = _thinned(frames, per_camera) if per_camera else frames
+    kept_ids = {(entry.camera, entry.entry_id) for entry, _ in kept}
+    for entry, frame in frames:
+        if (entry.camera, entry.entry_id) not in kept_ids:
+            out.gaps.append((entry, Result.gap_marker(frame, "skipped", worker, now)))
+    for entry, frame in kept:
+        try:
             image = decode_image(frame.jpeg, max_pixels)
-        except (ProtocolError, ImageError) as err:
-            out.dead.append(
-                DeadLetter(entry.camera, entry.entry_id, str(err), worker, now, DeadLetter.summarize(entry.fields))
-            )
-            if frame is not None and frame.seq >= 0:
-                out.gaps.append((entry, Result.gap_marker(frame, "dead", worker, now)))
+        except ImageError as err:
+            _dead(out, entry, frame, str(err), worker, now)
             continue
         out.work.append(Work(entry, frame, image))
+    order = {(entry.camera, entry.entry_id): i for i, entry in enumerate(entries)}  # as read, for the logs
+    out.dead.sort(key=lambda letter: order[(letter.camera, letter.entry_id)])
+    out.gaps.sort(key=lambda gap: order[(gap[0].camera, gap[0].entry_id)])
     return out
+
+
+def _thinned(frames: list[tuple[Entry, Frame]], per_camera: int) -> list[tuple[Entry, Frame]]:
+    """Each camera's live frames thinned to `per_camera`, spread evenly; file frames all kept; order kept."""
+    live: dict[str, list[int]] = {}
+    for i, (_, frame) in enumerate(frames):
+        if frame.live:
+            live.setdefault(frame.camera, []).append(i)
+    dropped: set[int] = set()
+    for indices in live.values():
+        keep = {indices[j] for j in spread_evenly(len(indices), per_camera)}
+        dropped.update(i for i in indices if i not in keep)
+    return [pair for i, pair in enumerate(frames) if i not in dropped]
+
+
+def _dead(out: Triage, entry: Entry, frame: Frame | None, reason: str, worker: str, now: float) -> None:
+    """A dead letter for an entry no worker can use, with a gap marker where its seq is known."""
+    out.dead.append(DeadLetter(entry.camera, entry.entry_id, reason, worker, now, DeadLetter.summarize(entry.fields)))
+    if frame is not None and frame.seq >= 0:
+        out.gaps.append((entry, Result.gap_marker(frame, "dead", worker, now)))
 
 
 def analyse(

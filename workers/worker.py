@@ -3,6 +3,12 @@
 Read with XREADGROUP BLOCK on every camera's stream (the camera list is refreshed while running), take
 over entries of silent workers with XAUTOCLAIM, skip stale live frames, dead-letter bad entries, and on
 SIGTERM finish the batch in hand before leaving.
+
+Fair and even under overload: each batch takes `batch_frames / cameras` frames of each camera with frames.
+A read takes up to READ_AHEAD frames per camera, all that came while the worker was busy: a live camera's
+are thinned to its share, spread evenly (`core.triage`); a file's beyond its share wait in the worker
+(`_held`, still pending in Redis, so a crash loses none) for the next batches, and its stream is not read
+again until they are done.
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ from fervi.service import Heartbeat, Shutdown, run_redis_loop, serve
 from fervi.settings import Settings
 from fervi.vision.pipeline import FacePipeline, Timing
 
-from .core import analyse, triage
+from .core import analyse, is_live, triage
 
 log = logging.getLogger(__name__)
 
 CAMERA_REFRESH_S = 2.0
+READ_AHEAD = 64  # frames read per camera at once: what came while the worker was busy, for even thinning
 PREVIEW_EVERY_S = 0.1  # newest frame per camera for live displays, at most 10 a second
 
 
@@ -40,6 +47,8 @@ class Worker:
         self._claimed_at = 0.0
         self.heartbeat = Heartbeat(self.bus, self.name, "worker", settings.heartbeat_ttl_s)
         self._preview_at: dict[str, float] = {}
+        self._held: dict[str, collections.deque[Entry]] = {}  # file frames read beyond a camera's share
+        self._file_cameras: set[str] = set()  # cameras whose last frames read were a file's (never thinned)
         self.redis_ok = False
         # A GPU classifier pays off on large batches: gather frames of every camera for a few ms more
         gpu = getattr(pipeline.classifier, "name", "") == "keras"
@@ -56,6 +65,9 @@ class Worker:
             log.info("event=camera_joined worker=%s camera=%s", self.name, camera)
         self.cameras = cameras
         self._refreshed_at = now
+        for camera in set(self._held) - set(cameras):  # forgotten: its pending entries go with it
+            del self._held[camera]
+        self._file_cameras &= set(cameras)
 
     def _reclaim(self, now: float) -> list[Entry]:
         """Entries idle past the claim timeout in another consumer's pending list become ours."""
@@ -74,11 +86,27 @@ class Worker:
         return claimed
 
     # --- one batch ---------------------------------------------------------------------------
+    def per_camera(self, cameras: int | None = None) -> int:
+        """Each camera's share of a batch, among `cameras` (default: all the worker reads)."""
+        return max(1, self.settings.batch_frames // max(1, len(self.cameras) if cameras is None else cameras))
+
     def _read(self) -> list[Entry]:
-        """New frames across cameras; a GPU worker then keeps reading up to `gather_s` (its latency bound)
-        or `gather_frames`, so one classifier call takes the faces of many frames and cameras."""
-        per_camera = max(1, self.settings.batch_frames // max(1, len(self.cameras)))
-        entries = self.bus.read_frames(self.name, self.cameras, per_camera, self.settings.block_ms)
+        """New frames across cameras, after the file frames held from earlier reads; a GPU worker then keeps
+        reading up to `gather_s` (its latency bound) or `gather_frames`, so one classifier call takes the
+        faces of many frames and cameras."""
+        per_camera = self.per_camera()
+        entries = self._take_held(per_camera)
+        unread = [c for c in self.cameras if not self._held.get(c)]
+        files = [c for c in unread if c in self._file_cameras]
+        live = [c for c in unread if c not in self._file_cameras]  # or not seen yet
+        if files:  # their share only, without blocking: they are never thinned
+            entries += self.bus.read_frames(self.name, files, per_camera, None)
+        if live or (files and not entries):  # block only when nothing is at hand
+            block_ms = None if entries else self.settings.block_ms
+            count = READ_AHEAD if live else per_camera
+            entries += self._hold_back(self.bus.read_frames(self.name, live or files, count, block_ms), per_camera)
+        elif not entries:
+            time.sleep(self.settings.block_ms / 1000)
         deadline = time.monotonic() + self.gather_s
         while entries and self.gather_s and len(entries) < self.gather_frames and not self.shutdown.requested:
             left_ms = int((deadline - time.monotonic()) * 1000)
@@ -91,6 +119,30 @@ class Worker:
             entries += more
         return entries
 
+    def _hold_back(self, entries: list[Entry], per_camera: int) -> list[Entry]:
+        """A camera's file frames beyond its share wait in `_held` (in order) for the next batches; a camera
+        whose frames are a file's is read for its share only from then on."""
+        taken: collections.Counter[str] = collections.Counter()
+        out = []
+        for entry in entries:
+            live = is_live(entry)
+            (self._file_cameras.discard if live else self._file_cameras.add)(entry.camera)
+            if not live and taken[entry.camera] >= per_camera:
+                self._held.setdefault(entry.camera, collections.deque()).append(entry)
+                continue
+            taken[entry.camera] += not live
+            out.append(entry)
+        return out
+
+    def _take_held(self, per_camera: int) -> list[Entry]:
+        out = []
+        for camera, held in list(self._held.items()):
+            for _ in range(min(per_camera, len(held))):
+                out.append(held.popleft())
+            if not held:
+                del self._held[camera]
+        return out
+
     def step(self) -> int:
         """Read and finish one batch; returns the number of entries handled."""
         now = time.time()
@@ -102,7 +154,14 @@ class Worker:
         if not entries:
             return 0
         dequeued_at = time.time()
-        batch = triage(entries, self.name, dequeued_at, self.settings.frame_max_age_s, self.settings.max_frame_pixels)
+        batch = triage(
+            entries,
+            self.name,
+            dequeued_at,
+            self.settings.frame_max_age_s,
+            self.settings.max_frame_pixels,
+            self.per_camera(len({entry.camera for entry in entries})),  # shared among the cameras with frames
+        )
         marked = {entry.entry_id for entry, _ in batch.gaps}  # acked below, with their gap markers
         for letter in batch.dead:
             self.bus.dead_letter(letter, ack=letter.entry_id not in marked)
@@ -114,8 +173,10 @@ class Worker:
                 letter.entry_id,
                 letter.reason,
             )
-        for entry, marker in batch.gaps:  # acked with the marker: the tracker passes these seqs at once
-            self.bus.publish_result(marker, entry.entry_id, self.settings.results_maxlen)
+        if batch.gaps:  # acked with their markers, in one round trip: the tracker passes these seqs at once
+            self.bus.publish_results(
+                [(marker, entry.entry_id) for entry, marker in batch.gaps], self.settings.results_maxlen
+            )
         for camera, skipped in collections.Counter(entry.camera for entry in batch.skipped).items():
             self.bus.count(camera, "skipped", skipped)
             FRAMES_SKIPPED.labels(metric_camera(camera)).inc(skipped)
@@ -179,6 +240,7 @@ class Worker:
         self.redis_ok = False
         self._refreshed_at = 0.0  # the server may have lost its groups: recreate them on return
         self.cameras = []
+        self._held.clear()  # still pending in Redis: reclaimed after the claim timeout
 
     def run(self) -> int:
         self.shutdown.install()

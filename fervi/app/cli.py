@@ -394,12 +394,14 @@ def cameras_add(name: str, source: str, fps: float, loop: bool, live: bool | Non
     A file plays at its own frame rate, as a camera would (--no-live: every frame, as fast as the workers go).
     """
     from fervi.bus import Bus, RegistryFull, connect
-    from fervi.protocol import CameraSource, ProtocolError, source_kind
+    from fervi.protocol import CameraSource, ProtocolError, check_file_on_disk, source_kind
 
     try:
         spec = _source_spec(source)
-        if live is None and source_kind(spec) == "file":
-            live = True  # a file plays at its own frame rate, as a camera would (charts count video time)
+        if source_kind(spec) == "file":
+            check_file_on_disk(spec)  # the Cameras page's rule: what the supervisor could never open is refused
+            if live is None:
+                live = True  # a file plays at its own frame rate, as a camera would (charts count video time)
         camera = CameraSource(name, spec, fps, loop, live, origin="cli")
     except ProtocolError as err:
         raise click.UsageError(str(err)) from None
@@ -583,12 +585,14 @@ def analyze(
                     click.echo(json.dumps({"video": state.video, "jobs": ids, "error": state.error or None}))
                 return
             from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
-            with tqdm(total=1, unit="frame", desc="analyse", disable=None) as bar:
+            # in percent of the work: each frame is analysed, then drawn into annotated.mp4 (two units a frame,
+            # which a frame count would show as twice the video's frames); log lines print above the bar
+            with tqdm(total=100, unit="%", desc="analyse and annotate", disable=None) as bar, logging_redirect_tqdm():
 
                 def progress(done: int, total: int) -> None:
-                    bar.total = max(total, 1)
-                    bar.n = min(done, bar.total)
+                    bar.n = min(100, 100 * done // max(total, 1))
                     bar.refresh()
 
                 try:

@@ -36,7 +36,7 @@ from .keys import *  # noqa: F403 - key names are part of the bus's interface (t
 from .keys import VIDEO_QUEUE, camera_of
 from .processes import Processes
 from .sources import RegistryFull, Sources
-from .tracks import RESOLUTIONS, Tracks
+from .tracks import RESOLUTIONS, Tracks, frame_rates
 from .videos import Videos
 from .webcams import Webcams
 
@@ -71,6 +71,7 @@ __all__ = [
     "camera_name",
     "camera_of",
     "connect",
+    "frame_rates",
     "is_cluster_url",
     "node_url",
     "process_id",

@@ -183,7 +183,7 @@ class BusCore:
         return jobs
 
     def read_streams(
-        self, streams: dict[KeyT, StreamIdT], count: int, block_ms: int, group: tuple[str, str] | None = None
+        self, streams: dict[KeyT, StreamIdT], count: int, block_ms: int | None, group: tuple[str, str] | None = None
     ) -> Any:
         """XREAD (or XREADGROUP with `group` = (group, consumer)) of several streams, as redis-py replies.
         On a cluster a multi-key read must stay in one slot and each camera has its own: one read per stream,
@@ -192,7 +192,7 @@ class BusCore:
             if group:
                 return self.redis.xreadgroup(group[0], group[1], streams, count=count, block=block_ms)
             return self.redis.xread(streams, count=count, block=block_ms)
-        deadline = time.monotonic() + block_ms / 1000
+        deadline = time.monotonic() + (block_ms or 0) / 1000
         while True:
             pipe = self.redis.pipeline(transaction=False)
             for key, position in streams.items():

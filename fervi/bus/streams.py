@@ -128,9 +128,11 @@ class Streams(BusCore):
         return int(sync(self.redis.xlen(frames_key(camera))))
 
     # --- workers -----------------------------------------------------------------------------
-    def read_frames(self, consumer: str, cameras: list[str], count: int, block_ms: int) -> list[Entry]:
+    def read_frames(self, consumer: str, cameras: list[str], count: int, block_ms: int | None) -> list[Entry]:
+        """New entries of the cameras' frame streams for `consumer` (XREADGROUP ... >), up to `count` per
+        camera, waiting up to `block_ms` for one (None: not at all)."""
         if not cameras:
-            time.sleep(block_ms / 1000)
+            time.sleep((block_ms or 0) / 1000)
             return []
         streams: dict[KeyT, StreamIdT] = {frames_key(c): ">" for c in cameras}
         return list(self._entries(self.read_streams(streams, count, block_ms, (WORKER_GROUP, consumer))))

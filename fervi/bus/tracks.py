@@ -4,7 +4,9 @@
   position, the next track id, and the number of faces in its latest frame;
 - face-seconds per emotion per camera in 1-second buckets (kept `SECOND_RETENTION_S`) and 1-minute
   buckets (kept `MINUTE_RETENTION_S`): each face of a frame adds the frame's duration to its track's
-  smoothed emotion;
+  smoothed emotions, spread over the seconds that duration covers; beside them the seconds the camera was
+  observed (`observed`, faces or not) and not observed (`unobserved`: gaps beyond the hold), so a chart
+  tells "no face" from "not watched" (the face-time rule: `fervi.tracking`);
 - per track: start, end, frames, dominant emotion and seconds per emotion (kept `TRACK_RETENTION_S` after
   it ends).
 """
@@ -40,21 +42,41 @@ N = TypeVar("N", int, float)
 RESOLUTIONS = {"1s": (1, 60, SECOND_RETENTION_S), "1m": (60, 3600, MINUTE_RETENTION_S)}  # step, per key, keep
 
 
-def _bucket(ts: float, resolution: str) -> tuple[str, str]:
-    step, per_key, _ = RESOLUTIONS[resolution]
-    start = int(ts // step) * step
-    return str(int(ts // per_key) * per_key), str(start)
+COVERAGE = ("observed", "unobserved")  # the aggregates' fields beside the emotions
+
+
+def spans(start: float, end: float, step: int) -> list[tuple[int, float]]:
+    """The buckets of `step` seconds that [start, end) covers, with the seconds of it in each."""
+    out = []
+    bucket = int(start // step) * step
+    while bucket < end:
+        seconds = min(end, bucket + step) - max(start, bucket)
+        if seconds > 0:
+            out.append((bucket, seconds))
+        bucket += step
+    return out
+
+
+def _queue_seconds(
+    pipe: redis.client.Pipeline, camera: str, start: float, end: float, amounts: dict[str, float]
+) -> None:
+    """Add `amounts` (name -> seconds over [start, end)) to the aggregates, shared among the buckets covered."""
+    amounts = {name: v for name, v in amounts.items() if v > 0}
+    if not amounts or end <= start:
+        return
+    for resolution, (step, per_key, keep) in RESOLUTIONS.items():
+        for bucket, seconds in spans(start, end, step):
+            key = aggregate_key(camera, resolution, bucket // per_key * per_key)
+            for name, total in amounts.items():
+                pipe.hincrbyfloat(key, f"{bucket}:{name}", round(total * seconds / (end - start), 6))
+            pipe.expire(key, keep + per_key)
 
 
 def _queue_frame(pipe: redis.client.Pipeline, camera: str, frame: FrameTracks) -> None:
-    for emotion, seconds in zip(EMOTIONS, frame.emotion_seconds.tolist(), strict=True):
-        if seconds <= 0:
-            continue
-        for resolution, (_, per_key, keep) in RESOLUTIONS.items():
-            key_bucket, bucket = _bucket(frame.ts, resolution)
-            key = aggregate_key(camera, resolution, int(key_bucket))
-            pipe.hincrbyfloat(key, f"{bucket}:{emotion}", seconds)
-            pipe.expire(key, keep + per_key)
+    observed_from = frame.ts - frame.duration
+    emotions = dict(zip(EMOTIONS, frame.emotion_seconds.tolist(), strict=True))
+    _queue_seconds(pipe, camera, observed_from, frame.ts, {**emotions, "observed": frame.duration})
+    _queue_seconds(pipe, camera, observed_from - frame.unobserved, observed_from, {"unobserved": frame.unobserved})
     pipe.hset(live_key(camera), mapping={"active": len(frame.faces), "ts": f"{frame.ts:.3f}", "seq": frame.seq})
     for track in frame.started:
         _queue_track(pipe, camera, track, ended=False)
@@ -124,6 +146,21 @@ class Tracks(BusCore):
         """Per camera, tracks entries after its position, as (camera, [(entry id, fields)])."""
         return self._read_after(tracks_key, positions, count, block_ms)
 
+    def frame_rates(self, camera: str, frames: int = 60) -> dict[str, float]:
+        """`frame_rates` of a camera's newest `frames` tracks entries."""
+        try:
+            newest = sync(self.redis.xrevrange(tracks_key(camera), count=frames))
+        except redis.ResponseError:
+            return frame_rates([])
+        stamps = []
+        for _, fields in reversed(newest):
+            try:
+                entry = TrackEntry.from_fields(fields)
+            except ProtocolError:
+                continue  # an entry FERVI did not write
+            stamps.append((entry.captured_at, entry.seq))
+        return frame_rates(stamps)
+
     def last_tracks_id(self, camera: str) -> str:
         """The id of a camera's newest tracks entry ("0-0" when none): read after it for new ones only."""
         newest = sync(self.redis.xrevrange(tracks_key(camera), count=1))
@@ -139,7 +176,8 @@ class Tracks(BusCore):
     def emotion_series(
         self, camera: str, resolution: str = "1s", start: float | None = None, end: float | None = None
     ) -> dict[str, list[Any]]:
-        """Face-seconds per emotion per bucket: {"t": [bucket starts], "angry": [...], ...}; empty buckets are 0."""
+        """Face-seconds per emotion per bucket, and the seconds observed and not observed in each: {"t": [bucket
+        starts], "angry": [...], ..., "observed": [...], "unobserved": [...]}; empty buckets are 0."""
         if resolution not in RESOLUTIONS:
             raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}")
         step, per_key, keep = RESOLUTIONS[resolution]
@@ -163,7 +201,8 @@ class Tracks(BusCore):
                 if math.isfinite(number):  # nan and inf are not JSON
                     values[key] = number
         times = list(range(start, end + 1, step))
-        return {"t": times, **{e: [round(values.get((t, e), 0.0), 3) for t in times] for e in EMOTIONS}}
+        names = (*EMOTIONS, *COVERAGE)
+        return {"t": times, **{e: [round(values.get((t, e), 0.0), 3) for t in times] for e in names}}
 
     def emotion_totals(
         self, camera: str, resolution: str = "1m", start: float | None = None, end: float | None = None
@@ -239,6 +278,25 @@ class Tracks(BusCore):
 
     def active_faces(self, camera: str) -> int:
         return self._live_number(camera, "active", int)
+
+
+def frame_rates(stamps: Sequence[tuple[float, int]]) -> dict[str, float]:
+    """From a camera's newest tracked frames as (capture time, seq), oldest first: `fps`, the frames processed
+    a second; `camera_fps`, the frames the camera sent a second (seqs are given to every frame, processed or
+    skipped); `skipped_pct`, the share skipped; `last_frame_at`, the newest capture time (0: none)."""
+    if not stamps:
+        return {"fps": 0.0, "camera_fps": 0.0, "skipped_pct": 0.0, "last_frame_at": 0.0}
+    (t0, s0), (t1, s1) = stamps[0], stamps[-1]
+    span = t1 - t0
+    fps = (len(stamps) - 1) / span if span > 0 else 0.0
+    camera_fps = max(fps, (s1 - s0) / span) if span > 0 else 0.0
+    skipped = 100 * (1 - fps / camera_fps) if camera_fps > 0 else 0.0
+    return {
+        "fps": round(fps, 1),
+        "camera_fps": round(camera_fps, 1),
+        "skipped_pct": round(skipped),
+        "last_frame_at": round(t1, 3),
+    }
 
 
 def _parse_track(reply: Any) -> dict[str, Any] | None:

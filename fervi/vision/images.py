@@ -40,6 +40,15 @@ def still_image_size(path: str | Path) -> tuple[int, int] | None:
         return None
 
 
+def size_text(size: int) -> str:
+    """A file size as people read it, in binary units as the limits are set: 10485760 -> "10 MB"."""
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.0f} {unit}" if value >= 10 or value == int(value) else f"{value:.1f} {unit}"
+    return f"{size} bytes"
+
+
 def read_image_file(path: str | Path, max_bytes: int) -> bytes:
     """The bytes of a regular image file no larger than `max_bytes` (never a device, pipe or folder)."""
     path = Path(path)
@@ -50,11 +59,13 @@ def read_image_file(path: str | Path, max_bytes: int) -> bytes:
     if not stat.S_ISREG(info.st_mode):
         raise ImageError(f"{path}: not a regular file")
     if info.st_size > max_bytes:
-        raise ImageError(f"{path}: {info.st_size} bytes is over the limit of {max_bytes} (FERVI_MAX_IMAGE_BYTES)")
+        raise ImageError(
+            f"{path}: {size_text(info.st_size)} is over the limit of {size_text(max_bytes)} (FERVI_MAX_IMAGE_BYTES)"
+        )
     with open(path, "rb") as handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:  # grew since stat
-        raise ImageError(f"{path}: over the limit of {max_bytes} bytes (FERVI_MAX_IMAGE_BYTES)")
+        raise ImageError(f"{path}: over the limit of {size_text(max_bytes)} (FERVI_MAX_IMAGE_BYTES)")
     return data
 
 

@@ -25,9 +25,9 @@ def interpreter_class() -> Any:  # LiteRT and tf.lite ship no types
 @contextlib.contextmanager
 def _native_info_hidden() -> Iterator[None]:
     """TFLite's C++ runtime prints 'INFO: Created TensorFlow Lite XNNPACK delegate' straight to stderr (no
-    setting turns it off): below INFO, stderr is pointed at /dev/null while an interpreter is made. A
-    failure still raises its Python exception."""
-    if logging.getLogger().getEffectiveLevel() <= logging.INFO:
+    setting turns it off), outside FERVI's log format: unless logging at DEBUG, stderr is pointed at
+    /dev/null while an interpreter is made. A failure still raises its Python exception."""
+    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
         yield
         return
     sys.stderr.flush()

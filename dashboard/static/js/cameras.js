@@ -1,5 +1,5 @@
 // The Cameras page: the cameras FERVI runs, their ingest state, and a form to add more.
-import { connect, params } from "./common.js";
+import { connect, overloadText, params, rateText } from "./common.js";
 
 connect();
 const token = params.get("token");
@@ -42,7 +42,8 @@ function card(row) {
   const updated = row.updated_at ? ` · updated ${ago(Math.max(0, Date.now() / 1000 - row.updated_at))} ago` : "";
   item.innerHTML = `<div class="camera-head"><b></b><span class="badge"></span></div>
     <div class="camera-source"><span class="kind"></span> <code></code></div>
-    <div class="reason"></div><div class="hint counts"></div><div class="actions"></div>`;
+    <div class="reason"></div><div class="hint counts"></div><p class="overload" role="status" hidden></p>
+    <div class="actions"></div>`;
   item.querySelector("b").textContent = row.camera;
   const badge = item.querySelector(".badge");
   badge.textContent = STATE_TEXT[row.state] || row.state;
@@ -50,8 +51,12 @@ function card(row) {
   item.querySelector(".kind").textContent = row.kind || "";
   item.querySelector("code").textContent = row.source || "";
   item.querySelector(".reason").textContent = row.reason;
-  item.querySelector(".counts").textContent = `${row.sent} frame(s) sent${updated}` +
+  const rate = rateText(row);
+  item.querySelector(".counts").textContent = `${row.sent} frame(s) sent${updated}${rate ? ` · ${rate} processed` : ""}` +
     (row.managed ? (row.loop ? " · loops" : "") : " · run outside this page (fervi ingest): stop it where it runs");
+  const warning = item.querySelector(".overload");
+  warning.textContent = overloadText(row);
+  warning.hidden = !warning.textContent;
   const actions = item.querySelector(".actions");
   const open = document.createElement("a");
   open.href = `/charts?camera=${encodeURIComponent(row.camera)}${token ? "&token=" + encodeURIComponent(token) : ""}`;

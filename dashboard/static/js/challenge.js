@@ -133,7 +133,25 @@ setInterval(() => {
 }, 100);
 
 socket.on("challenge", (state) => { if (!round || state.id === round.id) show(state); });
-socket.on("tracks", (msg) => { if (msg.camera === camera) tile.setTracks(msg); });
+// The player's own camera: the first round's clock starts once it shows a picture (its first analysed
+// frame), not when the browser first hands a frame over.
+let pictureShown = false;
+let onPicture = null;
+function whenPictureShown(then) {
+  if (pictureShown) { then(); return; }
+  $("verdict").textContent = "Waiting for the camera's first picture…";
+  onPicture = () => { $("verdict").textContent = ""; then(); };
+}
+socket.on("tracks", (msg) => {
+  if (msg.camera !== camera) return;
+  tile.setTracks(msg);
+  if (!pictureShown) {
+    pictureShown = true;
+    document.body.dataset.pictureShown = "1";
+    const then = onPicture; onPicture = null;
+    if (then) then();
+  }
+});
 socket.on("frame", (msg) => { if (msg.camera === camera) tile.setFrame(msg.jpeg, msg.seq); });
 socket.on("disconnect", () => { round = null; });
 refreshLeaderboard();
@@ -145,6 +163,7 @@ $("stop").addEventListener("click", () => {
     stopCapture(); stopCapture = null;
     socket.emit("webcam_stop", {}, () => {});
     camera = params.get("camera");
+    pictureShown = false; onPicture = null;  // a new browser camera next time: wait for its picture again
   }
   round = null;
   $("verdict").textContent = "Stopped. Press Start to play again.";
@@ -156,7 +175,7 @@ $("start").addEventListener("click", async () => {
   $("start").hidden = true;
   stopped = false;
   delete document.body.dataset.stopped;
-  if (camera) {
+  if (camera) {  // a camera of the server, already running (the server says so if it is not)
     $("stop").hidden = false;
     newRound();
     return;
@@ -167,7 +186,7 @@ $("start").addEventListener("click", async () => {
   try {
     stopCapture = await startWebcam(socket, video, (ack) => {
       if (ack && ack.camera) camera = ack.camera;
-      if (ack && ack.ok && !started) { started = true; newRound(); }
+      if (ack && ack.ok && !started) { started = true; whenPictureShown(newRound); }
     });
     $("stop").hidden = false;
   } catch (err) {

@@ -19,9 +19,13 @@ if (!["5", "60", "1440", "10080"].includes(String(minutesWanted))) {  // ?minute
   range.value = String(minutesWanted);
 }
 
+// grey: time the camera was not watched (a restart, or workers that fell behind by more than the hold),
+// told apart from time watched with no face in view (blank)
+const NOT_OBSERVED = { label: "not observed", color: "#9aa0a6" };
 const area = new Chart(document.getElementById("area"), {
   type: "line",
-  data: { labels: [], datasets: EMOTIONS.map((e) => ({ label: e, data: [], fill: true, backgroundColor: COLORS[e], borderColor: COLORS[e], pointRadius: 0, tension: 0.2 })) },
+  data: { labels: [], datasets: [...EMOTIONS.map((e) => ({ label: e, data: [], fill: true, backgroundColor: COLORS[e], borderColor: COLORS[e], pointRadius: 0, tension: 0.2 })),
+    { label: NOT_OBSERVED.label, data: [], fill: true, backgroundColor: NOT_OBSERVED.color, borderColor: NOT_OBSERVED.color, pointRadius: 0, stepped: true }] },
   options: { animation: false, maintainAspectRatio: false, scales: { y: { stacked: true, title: { display: true, text: "share of face-time" }, max: 1 }, x: { ticks: { maxTicksLimit: 8 } } } },
 });
 const donut = new Chart(document.getElementById("donut"), {
@@ -62,14 +66,19 @@ async function refresh() {
   if (!response.ok) { notice.textContent = data.error || `cannot chart ${camera}`; return; }
   last = { camera, minutes: minutes(), resolution, ...data };
   const s = data.series;
-  // group the buckets into at most 60 points, as shares of face-time
+  // group the buckets into at most 60 points: shares of face-time within the time watched, and the share of
+  // the time not watched
   const step = Math.max(1, Math.ceil(s.t.length / 60));
-  const labels = [], shares = EMOTIONS.map(() => []);
+  const labels = [], shares = [...EMOTIONS, NOT_OBSERVED.label].map(() => []);
+  const sum = (name, i) => s[name].slice(i, i + step).reduce((a, b) => a + b, 0);
   for (let i = 0; i < s.t.length; i += step) {
-    const sums = EMOTIONS.map((e) => s[e].slice(i, i + step).reduce((a, b) => a + b, 0));
+    const sums = EMOTIONS.map((e) => sum(e, i));
     const total = sums.reduce((a, b) => a + b, 0);
+    const observed = sum("observed", i), unobserved = sum("unobserved", i);
+    const watched = observed + unobserved ? observed / (observed + unobserved) : 1;
     labels.push(clock(s.t[i]));
-    sums.forEach((v, k) => shares[k].push(total ? v / total : 0));
+    sums.forEach((v, k) => shares[k].push(total ? (watched * v) / total : 0));
+    shares[EMOTIONS.length].push(1 - watched);
   }
   area.data.labels = labels;
   area.data.datasets.forEach((d, k) => { d.data = shares[k]; });
@@ -87,35 +96,76 @@ async function refresh() {
     plot(line, timeline.points, timeline.t0);
   }
   const summary = document.getElementById("summary");
+  const unobserved = s.unobserved.reduce((a, b) => a + b, 0);
   summary.textContent = `${faceSeconds.toFixed(1)} face-seconds in the last ${range.selectedOptions[0].text.replace("last ", "")} · ` +
-    `${data.tracks.length} face track(s) · ${data.active} face(s) now`;
+    `${data.tracks.length} face track(s) · ${data.active} face(s) now` +
+    (unobserved >= 1 ? ` · not observed for ${span(unobserved)} (workers behind, or the camera restarted): not counted as "no face"` : "");
   summary.dataset.faceSeconds = faceSeconds.toFixed(2);
+  summary.dataset.unobservedSeconds = unobserved.toFixed(2);
   document.getElementById("range-note").textContent =
     faceSeconds || data.active ? "" : `No faces on ${camera} in this range; try a longer one.`;
 }
 
+// The faces table keeps one row per face across refreshes, updated in place: a click is never lost to a
+// table rebuilt under the pointer.
+const trackRows = new Map();  // track id -> its row
 function drawTracks(tracks) {
   const body = document.querySelector("#tracks tbody");
-  body.innerHTML = "";
-  for (const t of tracks.slice(0, 20)) {
-    const total = EMOTIONS.reduce((a, e) => a + t.seconds[e], 0) || 1;
-    const row = document.createElement("tr");
-    row.innerHTML = `<td><button type="button" class="link track-link" data-track="${t.id}">#${t.id}</button>${t.open ? " (now)" : ""}</td><td>${clock(t.start)}</td><td>${span(t.end - t.start)}</td>` +
-      `<td><b></b></td><td><span class="stack">${EMOTIONS.map((e) => `<i title="${e} ${t.seconds[e].toFixed(1)} s" style="width:${(100 * t.seconds[e]) / total}%;background:${COLORS[e]}"></i>`).join("")}</span></td>`;
-    row.querySelector("b").textContent = t.dominant;
-    row.querySelector("button").addEventListener("click", () => showTrack(t.id));
-    body.appendChild(row);
+  const shown = tracks.slice(0, 20);
+  for (const [id, row] of trackRows) {
+    if (!shown.some((t) => t.id === id)) { row.remove(); trackRows.delete(id); }
   }
+  shown.forEach((t, i) => {
+    let row = trackRows.get(t.id);
+    if (!row) {
+      row = document.createElement("tr");
+      row.dataset.track = t.id;
+      row.innerHTML = `<td><button type="button" class="link track-link" data-track="${t.id}">#${t.id}</button><span class="now"></span></td>` +
+        `<td class="seen"></td><td class="for"></td><td><b></b></td><td><span class="stack"></span></td>`;
+      row.querySelector("button").addEventListener("click", () => showTrack(t.id));
+      trackRows.set(t.id, row);
+    }
+    const total = EMOTIONS.reduce((a, e) => a + t.seconds[e], 0) || 1;
+    row.querySelector(".now").textContent = t.open ? " (now)" : "";
+    row.querySelector(".seen").textContent = clock(t.start);
+    row.querySelector(".for").textContent = span(t.end - t.start);
+    row.querySelector("b").textContent = t.dominant;
+    row.querySelector(".stack").innerHTML = EMOTIONS.map((e) =>
+      `<i title="${e} ${t.seconds[e].toFixed(1)} s" style="width:${(100 * t.seconds[e]) / total}%;background:${COLORS[e]}"></i>`).join("");
+    if (body.children[i] !== row) body.insertBefore(row, body.children[i] || null);  // moved only when its place changed
+  });
 }
 
-// Label segments of a track: "neutral 0–4 s → happy 4–9 s".
-function segments(points, t0) {
+// Label segments of a track, consecutive points of one label merged: each lasts until the next begins.
+function segments(points) {
   const out = [];
   for (const p of points) {
     const last = out[out.length - 1];
-    if (last && last.label === p.label) last.end = p.t; else out.push({ label: p.label, start: p.t, end: p.t });
+    if (last && last.label === p.label) last.end = p.t;
+    else { if (last) last.end = p.t; out.push({ label: p.label, start: p.t, end: p.t }); }
   }
-  return out.map((s) => `${s.label} ${Math.round(s.start - t0)}–${Math.max(Math.round(s.end - t0), Math.round(s.start - t0) + 1)} s`);
+  return out;
+}
+
+// The label history as a coloured strip, one block per segment, its width its share of the time; each
+// block names its label and seconds ("neutral 0–4 s") on hover and to a screen reader.
+function drawStrip(strip, parts, t0) {
+  strip.replaceChildren();
+  const first = parts.length ? parts[0].start : 0, last = parts.length ? parts[parts.length - 1].end : 0;
+  const whole = Math.max(last - first, 1e-6);
+  const words = [];
+  for (const s of parts) {
+    const text = `${s.label} ${Math.round(s.start - t0)}–${Math.max(Math.round(s.end - t0), Math.round(s.start - t0) + 1)} s`;
+    const block = document.createElement("i");
+    block.style.width = `${Math.max(0.5, (100 * (s.end - s.start)) / whole)}%`;
+    block.style.background = COLORS[s.label];
+    block.title = text;
+    block.dataset.label = s.label;
+    strip.appendChild(block);
+    words.push(text);
+  }
+  strip.setAttribute("aria-label", words.join(", then "));
+  return words;
 }
 
 async function showTrack(id) {
@@ -130,8 +180,7 @@ async function showTrack(id) {
   document.getElementById("track-title").textContent =
     `Face #${t.id}: ${clock(t.start)}, ${span(t.end - t.start)}${t.open ? " (still on camera)" : ""}, mostly ${t.dominant}`;
   plot(trackChart, data.points, t.start);
-  const parts = segments(data.points, t.start);
-  document.getElementById("track-segments").textContent = parts.join(" → ");
+  const parts = drawStrip(document.getElementById("track-segments"), segments(data.points), t.start);
   panel.dataset.segments = parts.length;
   note.textContent = data.points.length ? `${data.points.length} point(s) from the tracks stream`
     : "Its frames are no longer in the tracks stream (it keeps the newest FERVI_RESULTS_MAXLEN entries): only the totals above remain.";
@@ -152,8 +201,8 @@ document.getElementById("export-json").addEventListener("click", () => {
 document.getElementById("export-csv").addEventListener("click", () => {
   if (!last) return;
   const s = last.series;
-  const rows = [["time_utc", "t", ...EMOTIONS.map((e) => `${e}_face_s`)].join(",")];
-  s.t.forEach((t, i) => rows.push([when(t).toISOString(), t, ...EMOTIONS.map((e) => s[e][i])].join(",")));
+  const rows = [["time_utc", "t", ...EMOTIONS.map((e) => `${e}_face_s`), "observed_s", "not_observed_s"].join(",")];
+  s.t.forEach((t, i) => rows.push([when(t).toISOString(), t, ...EMOTIONS.map((e) => s[e][i]), s.observed[i], s.unobserved[i]].join(",")));
   download(`fervi-${last.camera}-${last.minutes}min.csv`, "text/csv", rows.join("\n") + "\n");
 });
 

@@ -37,6 +37,19 @@ export function faceLabelElement(face) {
   return both;
 }
 
+// What a camera's processing rate says (the relay's and /api/sources' `fps`, `camera_fps`, `skipped_pct`):
+// "5 of 15 fps", and where frames are skipped a plain warning with the remedy ("" when none are).
+export const SKIPPED_WARN_PCT = 10;
+export function rateText(rates) {
+  if (!rates || !rates.camera_fps) return rates && rates.fps ? `${rates.fps} fps` : "";
+  return rates.skipped_pct >= 1 ? `${rates.fps} of ${rates.camera_fps} fps` : `${rates.fps} fps`;
+}
+export function overloadText(rates) {
+  if (!rates || rates.skipped_pct < SKIPPED_WARN_PCT) return "";
+  return `Workers can't keep up: ${rates.skipped_pct}% of frames skipped. Add workers or lower this camera's fps.`;
+}
+const clockOf = (t) => new Date(t * 1000).toLocaleTimeString();
+
 export function connect() {
   const socket = io({ auth: { token: params.get("token") || "" }, transports: ["websocket", "polling"] });
   const status = document.getElementById("status");
@@ -51,17 +64,26 @@ export function connect() {
   return socket;
 }
 
+// A tile's picture is stale once no tracked frame came for this long: it greys and says since when.
+export const STALE_S = 5;
+
 // A tile: the newest frame on a canvas, boxes and labels on top, per-face probability bars below.
 export class Tile {
   constructor(element, title) {
     this.element = element;
     element.innerHTML = `<div class="tile-head"><b></b><span class="meta"></span></div>
+      <p class="tile-warning" role="status" hidden></p>
       <canvas width="640" height="480"></canvas><div class="bars"></div>`;
     element.querySelector("b").textContent = title;
     this.canvas = element.querySelector("canvas");
     this.canvas.setAttribute("role", "img");
     this.meta = element.querySelector(".meta");
     this.bars = element.querySelector(".bars");
+    this.warning = element.querySelector(".tile-warning");
+    this.rates = null;  // the newest `cameras` figures: processed and sent fps, skipped share
+    this.seenAt = Date.now() / 1000;  // when its newest tracks came (this browser's clock)
+    this.lastFrameAt = 0;  // that frame's capture time (the camera's clock)
+    this.offline = "";  // why the tile is greyed ("" while live)
     this.image = null;
     this.imageSeq = null;  // the frame shown: boxes are drawn from that frame's tracks, not the newest ones
     this.tracks = null;
@@ -82,11 +104,38 @@ export class Tile {
     for (const [seq, payload] of this.recent) if (seq <= this.imageSeq && (!best || seq > best.seq)) best = payload;
     return best || this.tracks;
   }
+  setRates(rates) {
+    this.rates = rates;
+    this.showWarning();
+  }
+  // Greyed with a reason: "no frames since 14:02:11", or the dashboard's own server lost ("" to clear).
+  setOffline(reason) {
+    if (reason === this.offline) return;
+    this.offline = reason;
+    this.element.classList.toggle("offline", Boolean(reason));
+    this.showWarning();
+  }
+  // Called every second: a tile whose camera sent nothing for STALE_S goes grey.
+  checkStale(now = Date.now() / 1000) {
+    if (this.offline && !this.offline.startsWith("no frames")) return;  // a lost server says more
+    const since = this.lastFrameAt ? clockOf(this.lastFrameAt) : "this page opened";
+    this.setOffline(now - this.seenAt > STALE_S ? `No frames since ${since}.` : "");
+  }
+  showWarning() {
+    const text = this.offline || overloadText(this.rates);
+    this.warning.textContent = text;
+    this.warning.hidden = !text;
+    this.element.dataset.warning = text;
+  }
   setTracks(payload) {
     this.tracks = payload;
+    this.seenAt = Date.now() / 1000;
+    this.lastFrameAt = payload.ts || this.lastFrameAt;
+    if (this.offline.startsWith("No frames")) this.setOffline("");
     this.recent.set(payload.seq, payload);
     if (this.recent.size > 64) this.recent.delete(this.recent.keys().next().value);
-    this.meta.textContent = `${payload.faces.length} face(s) · ${payload.fps ?? ""}${payload.fps ? " fps · " : ""}latency ${Math.round(payload.latency_ms)} ms`;
+    const rate = rateText(this.rates);
+    this.meta.textContent = `${payload.faces.length} face(s) · ${rate ? rate + " · " : ""}latency ${Math.round(payload.latency_ms)} ms`;
     this.draw();
     this.drawBars(payload.faces);
     this.element.dataset.labels = payload.faces.map((f) => f.label).join(",");
@@ -116,11 +165,15 @@ export class Tile {
       ctx.setLineDash([]);
       const text = `${face.track !== undefined ? "#" + face.track + " " : ""}${label.text}`;
       ctx.font = `${label.uncertain ? "italic " : ""}${px}px sans-serif`;
+      // a label wider than the frame (a phone's narrow tile) is set smaller until it fits whole
+      const fit = Math.min(1, (w - 8) / ctx.measureText(text).width);
+      const size = Math.max(8, Math.floor(px * fit));
+      if (size < px) ctx.font = `${label.uncertain ? "italic " : ""}${size}px sans-serif`;
       const tw = ctx.measureText(text).width + 8;
-      const th = Math.round(px * 1.4);
+      const th = Math.round(size * 1.4);
       const lx = Math.max(0, Math.min(x, w - tw));  // a long label near the right edge stays on the frame
       ctx.fillStyle = label.fill; ctx.fillRect(lx, Math.max(0, y - th), tw, th);
-      ctx.fillStyle = label.ink; ctx.fillText(text, lx + 4, Math.max(px, y - th * 0.28));
+      ctx.fillStyle = label.ink; ctx.fillText(text, lx + 4, Math.max(size, y - th * 0.28));
       said.push(label.uncertain ? `${text} (${label.title})` : text);
     }
     // what the canvas shows, for a screen reader and as the tooltip (a canvas has no text of its own)

@@ -75,23 +75,30 @@ function show(tr, s) {
   tr.querySelector(".retry").hidden = !["failed", "canceled"].includes(s.state);
 }
 
-async function refreshJobs() {
+// The queue in videos (a video is several jobs: segments, a merge, annotation parts), jobs in the tooltip.
+const count = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+async function refreshJobs(videos) {
   try {
     const jobs = await (await fetch(`/api/jobs${q}`)).json();
     const busy = jobs.workers.filter((w) => w.state === "busy").length;
+    const by = (states) => videos.filter((v) => states.includes(v.state)).length;
     const el = document.getElementById("jobs");
-    el.textContent = `${jobs.workers.length} RQ worker(s) (${busy} busy) · ${jobs.queued} job(s) waiting · ` +
-      `${jobs.failed} failed job(s)` + (jobs.canceled ? ` · ${jobs.canceled} canceled job(s)` : "") + (jobs.workers.length ? "" : " · no worker: start one with fervi rq-worker (fervi up runs one)");
+    el.textContent = `${count(jobs.workers.length, "RQ worker")} (${busy} busy) · ` +
+      `${count(by(["queued", "running"]), "video")} waiting or running · ${by(["failed"])} failed` +
+      (by(["canceled"]) ? ` · ${by(["canceled"])} canceled` : "") +
+      (jobs.workers.length ? "" : " · no worker: start one with fervi rq-worker (fervi up runs one)");
+    el.title = `jobs (segments, merges, annotation parts): ${jobs.queued} waiting, ${jobs.failed} failed, ` +
+      `${jobs.canceled || 0} canceled`;
     el.dataset.workers = jobs.workers.length;
   } catch { /* the next refresh tries again */ }
 }
 
 async function refresh() {
-  refreshJobs();
   let videos;
   try {
     videos = await (await fetch(`/api/videos${q}`)).json();
   } catch { return; }  // the next refresh tries again
+  refreshJobs(videos);
   const seen = new Set();
   for (const video of videos) {
     seen.add(video.id);

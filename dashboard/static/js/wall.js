@@ -1,10 +1,20 @@
 import { connect, Tile } from "./common.js";
 
+// Each tile: the processed rate against the camera's ("5 of 15 fps") and a warning when frames are skipped;
+// grey with "No frames since 14:02:11" when its camera went quiet, and every tile grey while the page has
+// lost its server.
+const LOST = "The dashboard lost its server: reconnecting…";
+
 const socket = connect();
 const tiles = new Map();
 const container = document.getElementById("tiles");
 
-socket.on("connect", () => socket.emit("watch", { camera: "wall" }));
+socket.on("connect", () => {
+  socket.emit("watch", { camera: "wall" });
+  for (const tile of tiles.values()) if (tile.offline === LOST) tile.setOffline("");
+});
+socket.on("disconnect", () => { for (const tile of tiles.values()) tile.setOffline(LOST); });
+setInterval(() => { if (socket.connected) for (const tile of tiles.values()) tile.checkStale(); }, 1000);
 socket.on("cameras", (cameras) => {
   const names = new Set(cameras.map((c) => c.camera));
   for (const camera of cameras) {
@@ -16,7 +26,7 @@ socket.on("cameras", (cameras) => {
       tiles.set(camera.camera, new Tile(element, camera.camera));
       socket.emit("watch", { camera: camera.camera });
     }
-    tiles.get(camera.camera).fps = camera.fps;
+    tiles.get(camera.camera).setRates(camera);
   }
   for (const [name, tile] of tiles) {
     if (!names.has(name)) { tile.element.remove(); tiles.delete(name); }
@@ -26,5 +36,5 @@ socket.on("cameras", (cameras) => {
 socket.on("frame", (msg) => tiles.get(msg.camera)?.setFrame(msg.jpeg, msg.seq));
 socket.on("tracks", (msg) => {
   const tile = tiles.get(msg.camera);
-  if (tile) tile.setTracks({ ...msg, fps: tile.fps });
+  if (tile) tile.setTracks(msg);
 });
