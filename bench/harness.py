@@ -13,6 +13,8 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -345,16 +347,21 @@ def soak_report(samples: list[dict], settle_s: float, run: dict) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class SoakPlan:
+    """What a soak runs: live cameras, each at `fps`, for `minutes`, with `workers`; a sample every
+    `sample_s`; memory judged from `settle_s` on (see `soak_report`)."""
+
+    cameras: int = 8
+    fps: float = 15.0
+    minutes: float = 10.0
+    workers: int = 2
+    sample_s: float = 30.0
+    settle_s: float = 120.0
+
+
 def soak(
-    redis_url: str,
-    cameras: int = 8,
-    fps: float = 15.0,
-    minutes: float = 10.0,
-    workers: int = 2,
-    sample_s: float = 30.0,
-    workdir: Path | None = None,
-    on_sample=None,
-    settle_s: float = 120.0,
+    redis_url: str, plan: SoakPlan, workdir: Path | None = None, on_sample: Callable[[dict], None] | None = None
 ) -> dict:
     """Live cameras for a bounded time (loopback only): memory of Redis and workers, latency per window,
     skipped frames. Returns every sample and a verdict on memory growth."""
@@ -364,22 +371,21 @@ def soak(
 
     bus = Bus(connect(redis_url))
     workdir = Path(workdir or tempfile.mkdtemp(prefix="fervi-soak-"))
-    video = write_video(workdir / "live.mp4", frames=150, fps=fps)
-    names = [f"soak{i}" for i in range(cameras)]
+    video = write_video(workdir / "live.mp4", frames=150, fps=plan.fps)
+    names = [f"soak{i}" for i in range(plan.cameras)]
     samples = []
     after = {n: "0-0" for n in names}
     started = time.time()
-    with live_stack(redis_url, video, names, fps, workers) as procs:
+    with live_stack(redis_url, video, names, plan.fps, plan.workers) as procs:
         time.sleep(10.0)
-        while time.time() - started < minutes * 60:
-            time.sleep(sample_s)
-            sample = soak_sample(bus, names, after, [p.pid for p in procs[:workers]], started)
+        while time.time() - started < plan.minutes * 60:
+            time.sleep(plan.sample_s)
+            sample = soak_sample(bus, names, after, [p.pid for p in procs[: plan.workers]], started)
             samples.append(sample)
             if on_sample:
                 on_sample(sample)
-    return soak_report(
-        samples, settle_s, {"cameras": cameras, "fps_per_camera": fps, "workers": workers, "minutes": minutes}
-    )
+    run = {"cameras": plan.cameras, "fps_per_camera": plan.fps, "workers": plan.workers, "minutes": plan.minutes}
+    return soak_report(samples, plan.settle_s, run)
 
 
 PEER_VENV = Path.home() / ".cache" / "fervi" / "peer-venv"  # FERVI_PEER_VENV changes it

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from datetime import date
@@ -30,7 +31,7 @@ from fervi.bench.harness import machine_info, spawn_quiet
 
 from fervi.bus import Bus, connect
 from fervi.demo import write_video
-from fervi.embedded import EmbeddedRedis
+from fervi.embedded import EmbeddedRedis, free_port
 from fervi.emotions import EMOTIONS
 from fervi.service import stop_processes
 
@@ -45,24 +46,54 @@ RUNS = {
 }
 
 
-def run_cameras(redis_url: str, video: Path, fps: dict[str, float], seconds: float) -> dict[str, dict]:
+def run_cameras(
+    redis_url: str, video: Path, fps: dict[str, float], seconds: float, screenshots: Path | None = None
+) -> dict[str, dict]:
     """One worker, the tracker and a looping live ingest per camera at its fps, on a Redis of their own; per
-    camera what came through in `seconds` after the warm-up."""
+    camera what came through in `seconds` after the warm-up. `screenshots`: a dashboard runs too, and the
+    wall and the first camera's charts are taken at 1280 and 390 px wide into that folder at the end."""
     bus = Bus(connect(redis_url))
     procs = [spawn_quiet(["worker"], redis_url), spawn_quiet(["tracker"], redis_url)]
     procs += [
         spawn_quiet(["ingest", str(video), "--camera", name, "--live", "--loop", "--fps", str(rate)], redis_url)
         for name, rate in fps.items()
     ]
+    port = free_port()
+    if screenshots:
+        procs.append(spawn_quiet(["dashboard"], redis_url, FERVI_DASHBOARD_PORT=str(port)))
     try:
         time.sleep(WARM_UP_S)
         after = {name: bus.last_tracks_id(name) for name in fps}
         started = time.time()
         time.sleep(seconds)
         ended = time.time()
+        if screenshots:
+            take_screenshots(f"http://127.0.0.1:{port}", next(iter(fps)), seconds, screenshots)
         return {name: camera_report(bus, name, after[name], started, ended) for name in fps}
     finally:
         stop_processes(procs, 30)
+
+
+def take_screenshots(url: str, camera: str, seconds: float, folder: Path) -> None:
+    """The live wall (a warning on each tile) and `camera`'s charts over the run (no holes for faces that
+    stay), at 1280 and 390 px wide: overload-wall*.png, overload-charts*.png."""
+    from playwright.sync_api import sync_playwright
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium")
+        for width, suffix in ((1280, ""), (390, "-phone")):
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.goto(url + "/")
+            page.wait_for_function("document.querySelectorAll('.tile[data-warning*=\"keep up\"]').length > 0")
+            time.sleep(1.0)
+            page.screenshot(path=str(folder / f"overload-wall{suffix}.png"), full_page=True)
+            page.goto(f"{url}/charts?camera={camera}&minutes={max(1, round(seconds / 60 + 0.5))}")
+            page.wait_for_function("Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1")
+            time.sleep(1.0)
+            page.screenshot(path=str(folder / f"overload-charts{suffix}.png"), full_page=True)
+            page.close()
+        browser.close()
 
 
 def camera_report(bus: Bus, camera: str, after: str, start: float, end: float) -> dict:
@@ -103,6 +134,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=40.0, help="measured window of each run")
     parser.add_argument("--out", default="bench/results/overload.json", help="committed as overload-<date>-<machine>")
+    parser.add_argument(
+        "--screenshots",
+        type=Path,
+        help="also run the first case again with a dashboard, and take the wall and the charts into this folder",
+    )
     args = parser.parse_args()
     report: dict = {"date": date.today().isoformat(), "machine": machine_info(), "seconds": args.seconds}
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,6 +156,10 @@ def main() -> None:
                 "processed_fps_spread": spread(cameras, "processed_fps"),
             }
             print(json.dumps({name: report[name]}), flush=True)
+        if args.screenshots:  # a run of its own: the dashboard's CPU is not in the figures above
+            name, fps = next(iter(RUNS.items()))
+            with EmbeddedRedis(Path(tmp) / "screenshots") as server:
+                run_cameras(server.url, video, fps, args.seconds, args.screenshots)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "machine"}))

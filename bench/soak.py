@@ -18,7 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from fervi.bench.harness import soak
+from fervi.bench.harness import SoakPlan, soak
 
 from fervi.embedded import EmbeddedRedis
 from fervi.settings import load_settings
@@ -43,17 +43,8 @@ def main() -> None:
         os.environ["FERVI_RESULTS_MAXLEN"] = str(args.results_maxlen)  # the soak's processes and its verdict
     settle_s = max(120.0, load_settings().results_maxlen / args.fps + 60)
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
-        report = soak(
-            server.url,
-            args.cameras,
-            args.fps,
-            args.minutes,
-            args.workers,
-            args.sample,
-            Path(tmp),
-            on_sample=lambda s: print(json.dumps(s), flush=True),
-            settle_s=settle_s,
-        )
+        plan = SoakPlan(args.cameras, args.fps, args.minutes, args.workers, args.sample, settle_s)
+        report = soak(server.url, plan, Path(tmp), on_sample=lambda s: print(json.dumps(s), flush=True))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "samples"}))

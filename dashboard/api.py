@@ -40,9 +40,10 @@ def register_camera_lists(app: Flask, bus: Bus, relay: Relay) -> None:
         cameras = bus.cameras()  # read and type-checked once, for the live list too
         live = {c["camera"] for c in relay.camera_list(cameras)}
         private = set(bus.webcams()) - bus.shared_webcams()
+        titles = bus.webcam_titles()
         return jsonify(
             [
-                {"camera": c, "live": c in live, "last_frame_at": bus.last_frame_at(c)}
+                {"camera": c, "title": titles.get(c, c), "live": c in live, "last_frame_at": bus.last_frame_at(c)}
                 for c in cameras
                 if not c.startswith(IMAGE_CAMERA_PREFIX) and c not in private
             ]

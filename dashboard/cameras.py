@@ -93,6 +93,41 @@ def _short(message: str, most: int = 300) -> str:
     return message if len(message) <= most else message[: most - 1] + "…"
 
 
+def uploaded_videos(folder: Path, most: int = 50) -> list[dict[str, str]]:
+    """The videos uploaded on the Videos page (`<folder>/<id>/<name>`), newest first: what the Cameras page
+    offers to play as a camera."""
+    files = [f for f in folder.glob("*/*") if f.is_file() and not f.name.startswith(".")] if folder.is_dir() else []
+    files.sort(key=lambda f: f.stat().st_mtime, reverse=True)
+    return [{"name": f.name, "path": str(f.resolve())} for f in files[:most]]
+
+
+def camera_from_request(body: object, roots: list[Path]) -> CameraSource:
+    """The camera a page asks to add (its JSON body), checked: SourceRefused says what to change."""
+    if not isinstance(body, dict):
+        raise SourceRefused("send a JSON object: camera, source, fps, loop")
+    name, spec, fps, loop = body.get("camera", ""), body.get("source", ""), body.get("fps", 0), body.get("loop", False)
+    if not isinstance(name, str) or not isinstance(spec, str):
+        raise SourceRefused("camera and source are text")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)):
+        raise SourceRefused("fps must be a number")
+    if not isinstance(loop, bool):
+        raise SourceRefused("loop must be true or false")
+    kind = body.get("kind")
+    try:
+        spec = spec.strip()
+        if kind in KIND_HINTS and spec and source_kind(spec) != kind:
+            raise SourceRefused(KIND_HINTS[kind])
+        if spec and source_kind(spec) == "file":
+            spec = check_file_source(spec, roots)
+        # a file plays at its own frame rate, as a camera would (the charts then count video time)
+        live = True if source_kind(spec or "0") == "file" else None
+        return CameraSource(name.strip(), spec, float(fps), loop, live, origin="dashboard")
+    except ProtocolError as err:
+        raise SourceRefused(str(err)) from None
+    except OverflowError:
+        raise SourceRefused("fps must be a number") from None
+
+
 def register_cameras(app: Flask, bus: Bus, settings: Settings) -> None:
     roots = settings.camera_file_root_list
 
@@ -110,7 +145,8 @@ def register_cameras(app: Flask, bus: Bus, settings: Settings) -> None:
                 for c in cameras
             ],
             supervised=supervised,
-            file_roots=[str(r) for r in roots],
+            file_roots=[str(r) for r in roots],  # as this running dashboard has them
+            uploads=uploaded_videos(settings.uploads_dir),
         )
 
     @app.post("/api/sources")
@@ -122,34 +158,10 @@ def register_cameras(app: Flask, bus: Bus, settings: Settings) -> None:
             body = json.loads(raw) if request.mimetype == "application/json" else None
         except ValueError:
             body = None
-        if not isinstance(body, dict):
-            return jsonify(error="send a JSON object: camera, source, fps, loop"), 400
-        name, spec, fps, loop = (
-            body.get("camera", ""),
-            body.get("source", ""),
-            body.get("fps", 0),
-            body.get("loop", False),
-        )
-        if not isinstance(name, str) or not isinstance(spec, str):
-            return jsonify(error="camera and source are text"), 400
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)):
-            return jsonify(error="fps must be a number"), 400
-        if not isinstance(loop, bool):
-            return jsonify(error="loop must be true or false"), 400
-        kind = body.get("kind")
         try:
-            spec = spec.strip()
-            if kind in KIND_HINTS and spec and source_kind(spec) != kind:
-                raise SourceRefused(KIND_HINTS[kind])
-            if spec and source_kind(spec) == "file":
-                spec = check_file_source(spec, roots)
-            # a file plays at its own frame rate, as a camera would (the charts then count video time)
-            live = True if source_kind(spec or "0") == "file" else None
-            source = CameraSource(name.strip(), spec, float(fps), loop, live, origin="dashboard")
-        except (ProtocolError, SourceRefused) as err:
+            source = camera_from_request(body, roots)
+        except SourceRefused as err:
             return jsonify(error=_short(str(err))), 400
-        except OverflowError:
-            return jsonify(error="fps must be a number"), 400
         if bus.streams_elsewhere(source.camera):
             return jsonify(
                 error=f"a camera named {source.camera!r} already streams (run by `fervi ingest` "

@@ -79,8 +79,9 @@ class Relay:
         a browser camera only when its user shares it. `cameras`: `Bus.cameras()` when the caller has it."""
         now = time.time()
         private = set(self.bus.webcams()) - self.bus.shared_webcams()
+        titles = self.bus.webcam_titles()  # a browser camera's name, as its user shares it
         return [
-            {"camera": c, "active": self.bus.active_faces(c), **self._rates(c)}
+            {"camera": c, "title": titles.get(c, c), "active": self.bus.active_faces(c), **self._rates(c)}
             for c in (self.bus.cameras() if cameras is None else cameras)
             if not c.startswith(IMAGE_CAMERA_PREFIX)
             and c not in private

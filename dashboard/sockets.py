@@ -44,6 +44,11 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
+def webcam_title(camera: str) -> str:
+    """What a viewer reads for a browser camera its user did not name: "Browser camera 8goB"."""
+    return f"Browser camera {camera[-4:]}"
+
+
 def webcam_name(sid: str) -> str:
     """The browser camera of a Socket.IO client."""
     return f"web-{sid[:12].replace('_', '-')}"
@@ -209,11 +214,15 @@ class DashboardEvents(Namespace):
         return {"ok": True, "camera": camera}
 
     def on_share(self, data=None):
-        """Show this browser's camera on the shared live wall, or stop showing it."""
+        """Show this browser's camera on the shared live wall, or stop showing it; `title`: the name it is
+        shown under (plain text, cleaned; default "Browser camera <last 4 of its id>")."""
         camera = self.own.get(client_sid())
         shared = bool(data.get("on")) if isinstance(data, dict) else False
         if camera is None or not self.bus.share_webcam(camera, shared):
             return {"ok": False, "error": "start your camera first"}
+        asked = data.get("title") if isinstance(data, dict) else None
+        title = challenge.clean_name(asked) if asked else ""
+        self.bus.set_webcam_title(camera, title if title not in ("", "anonymous") else webcam_title(camera))
         if not shared:
             self.stop_watchers(camera)
         log.info("event=webcam_shared camera=%s shared=%s", camera, shared)

@@ -145,7 +145,8 @@ class Settings:
         "FERVI_CAMERA_FILE_ROOTS",
         "~",
         "Folders (':'-separated) whose videos, images and folders the dashboard's "
-        "Cameras page may add as cameras (empty: no files, only webcams and URLs)",
+        "Cameras page may add as cameras, besides the videos uploaded on its Videos page "
+        "(FERVI_HOME/uploads, always; empty: those only)",
     )
     challenge_targets: str = _setting(
         "FERVI_CHALLENGE_TARGETS", "", "Emotions a scored challenge round draws from, comma-separated (empty: all 7)"
@@ -233,8 +234,15 @@ class Settings:
 
     @property
     def camera_file_root_list(self) -> list[Path]:
-        """FERVI_CAMERA_FILE_ROOTS as resolved folders."""
-        return [Path(p).expanduser().resolve() for p in self.camera_file_roots.split(":") if p.strip()]
+        """FERVI_CAMERA_FILE_ROOTS as resolved folders, and FERVI's own uploads folder: a video uploaded on the
+        Videos page may play as a camera without a restart with other settings."""
+        configured = [Path(p).expanduser().resolve() for p in self.camera_file_roots.split(":") if p.strip()]
+        return [*configured, self.uploads_dir.resolve()]
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where the dashboard keeps uploaded videos: `<id>/<file name>` each."""
+        return Path(self.home).expanduser() / "uploads"
 
     @property
     def models(self) -> str:

@@ -217,3 +217,22 @@ def test_metrics_are_defined_in_one_module():
     }
     defining = sorted(name for name, path in _modules().items() if _imports(name, path) & kinds)
     assert defining == ["fervi.metrics"]
+
+
+LONGEST_FUNCTION = 79  # lines from `def` to its end, docstring included: a longer one is split (issue 29)
+
+
+def _long_functions(paths) -> list[str]:
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > LONGEST_FUNCTION:
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}: {lines} lines")
+    return found
+
+
+def test_no_function_is_longer_than_the_limit():
+    paths = [*_modules().values(), *_test_modules().values()]
+    assert len(paths) > 100 and _long_functions(paths) == []

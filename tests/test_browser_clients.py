@@ -208,6 +208,14 @@ def test_a_browser_camera_is_private_until_shared(stack):
     assert viewer.call("share", {"on": True}, timeout=10)["ok"] is False  # no camera of its own to share
     assert owner.call("share", {"on": True}, timeout=10)["shared"] is True
     assert series_status(stack, camera) == 200  # shared: its charts are open too
+    # its name on the wall and the charts: one a viewer understands, or the one its user gives (plain text)
+
+    def titles() -> dict[str, str]:
+        return {c["camera"]: c["title"] for c in viewer_json(stack, "/api/cameras/history")}
+
+    assert titles()[camera] == f"Browser camera {camera[-4:]}" and camera.startswith("web-")
+    assert owner.call("share", {"on": True, "title": "Front <b>desk</b>"}, timeout=10)["shared"] is True
+    assert titles()[camera] == "Front bdeskb"
     owner.disconnect()
     # once its client left, at once (before the re-check's fix: 200 with its data until its keys were deleted)
     wait_for(lambda: camera not in web_cameras(stack["redis"]), 5, "the camera to leave")

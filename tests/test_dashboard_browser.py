@@ -199,9 +199,12 @@ def test_browser_camera_gets_labels_back_and_is_private_until_shared(page, brows
     wall.goto(stack["url"] + "/")
     wall.locator('.tile[data-camera="demo"]').wait_for(timeout=30000)
     assert wall.locator(f'.tile[data-camera="{camera}"]').count() == 0  # not shared: not on the wall
+    page.fill("#title", "Front desk")  # the name the wall shows it under (not web-...)
     page.check("#share")
     page.wait_for_function("document.body.dataset.shared === 'true'", timeout=10000)
     wall.locator(f'.tile[data-camera="{camera}"]').wait_for(timeout=20000)
+    title = f'.tile[data-camera="{camera}"] .tile-head b'
+    wall.wait_for_function(f"document.querySelector('{title}')?.textContent === 'Front desk'", timeout=10000)
     page.uncheck("#share")
     wall.locator(f'.tile[data-camera="{camera}"]').wait_for(state="detached", timeout=20000)
     wall.context.close()
@@ -406,6 +409,17 @@ def test_video_upload_runs_as_jobs_with_progress_and_outputs(page, stack, tmp_pa
     assert abs(duration - 4.0) < 0.2, duration
     page.wait_for_timeout(500)
     shot(page, "videos")
+    # the uploaded video plays as a camera too, picked on the Cameras page (no restart with other settings)
+    page.goto(stack["url"] + "/cameras")
+    page.wait_for_function("document.querySelectorAll('#uploaded option').length >= 2", timeout=15000)
+    page.select_option("#uploaded", label="interview.mp4")
+    assert page.input_value("#kind") == "file" and page.input_value("#source").endswith("/interview.mp4")
+    assert _add_camera(page, "replay", "file", page.input_value("#source"), loop=True) == ""
+    _card_state(page, "replay", "live")  # a file added on the page plays at its own pace, as a camera would
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click('.camera-card[data-camera="replay"] .remove')
+    page.wait_for_function("!document.querySelector('.camera-card[data-camera=\"replay\"]')", timeout=30000)
+    page.goto(stack["url"] + "/videos")
     notes = tmp_path / "notes.mp4"
     notes.write_text("not a video at all")
     page.set_input_files("#file", str(notes))

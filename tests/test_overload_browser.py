@@ -56,6 +56,7 @@ def test_an_overloaded_camera_says_so_on_its_tile_and_the_cameras_page(page, das
         assert re.search(r"1 face\(s\) · ([0-9.]+) of ([0-9.]+) fps · latency", meta), meta
         processed, sent = map(float, re.search(r"([0-9.]+) of ([0-9.]+) fps", meta).groups())
         assert 2 <= processed <= 6 and 2.8 <= sent / processed <= 3.2, meta  # about 5 of 15 (timing on a busy CI)
+        wait_for(lambda: tile_text(page, "calm")[0], 20, "the calm tile's first tracks")
         meta, warning = tile_text(page, "calm")
         assert re.search(r"1 face\(s\) · [0-9.]+ fps · latency", meta) and " of " not in meta and warning == "", meta
         assert page.locator('.tile[data-camera="calm"] .tile-warning').is_hidden()
@@ -81,8 +82,12 @@ def test_a_camera_gone_quiet_greys_its_tile_and_says_since_when(page, dashboard)
     page.goto(dashboard["url"] + "/")
     with Camera(dashboard["bus"], "door", one_face(), render_frame(0, 1)):
         page.locator('.tile[data-camera="door"]').wait_for(timeout=30000)
-        wait_for(lambda: page.locator('.tile[data-camera="door"]').get_attribute("data-seq"), 10, "tracks")
-        assert "offline" not in page.locator('.tile[data-camera="door"]').get_attribute("class")
+        door = page.locator('.tile[data-camera="door"]')
+        wait_for(
+            lambda: door.get_attribute("data-seq") and "offline" not in (door.get_attribute("class") or ""),
+            20,
+            "the camera's tracks on a tile that is not grey",
+        )
         stopped = time.time()
     tile = page.locator('.tile[data-camera="door"]')
     wait_for(lambda: "offline" in (tile.get_attribute("class") or ""), 10, "the quiet tile to grey")

@@ -4,11 +4,11 @@ Read with XREADGROUP BLOCK on every camera's stream (the camera list is refreshe
 over entries of silent workers with XAUTOCLAIM, skip stale live frames, dead-letter bad entries, and on
 SIGTERM finish the batch in hand before leaving.
 
-Fair and even under overload: each batch takes `batch_frames / cameras` frames of each camera with frames.
-A read takes up to READ_AHEAD frames per camera, all that came while the worker was busy: a live camera's
-are thinned to its share, spread evenly (`core.triage`); a file's beyond its share wait in the worker
-(`_held`, still pending in Redis, so a crash loses none) for the next batches, and its stream is not read
-again until they are done.
+Fair and even under overload: each batch takes FERVI_BATCH_FRAMES (a GPU worker: FERVI_GPU_BATCH_FRAMES)
+divided among the cameras with frames. A read takes up to READ_AHEAD frames per camera, all that came while
+the worker was busy: a live camera's are thinned to its share, spread evenly (`core.triage`); a file's
+beyond its share wait in the worker (`_held`, still pending in Redis, so a crash loses none) for the next
+batches, and its stream is not read again until they are done.
 """
 
 from __future__ import annotations
@@ -87,8 +87,9 @@ class Worker:
 
     # --- one batch ---------------------------------------------------------------------------
     def per_camera(self, cameras: int | None = None) -> int:
-        """Each camera's share of a batch, among `cameras` (default: all the worker reads)."""
-        return max(1, self.settings.batch_frames // max(1, len(self.cameras) if cameras is None else cameras))
+        """Each camera's share of a batch (FERVI_BATCH_FRAMES, or FERVI_GPU_BATCH_FRAMES on a GPU worker), among
+        `cameras` (default: all the worker reads)."""
+        return max(1, self.gather_frames // max(1, len(self.cameras) if cameras is None else cameras))
 
     def _read(self) -> list[Entry]:
         """New frames across cameras, after the file frames held from earlier reads; a GPU worker then keeps

@@ -95,6 +95,7 @@ WEBCAM_OWNERS = f"{PREFIX}:{{webcams}}:owner"  # hash: camera -> client address
 WEBCAM_SIDS = f"{PREFIX}:{{webcams}}:sid"  # hash: camera -> Socket.IO id of its client (its private room)
 WEBCAMS_SHARED = f"{PREFIX}:{{webcams}}:shared"  # set: cameras their users show on the live wall
 WEBCAMS_LEAVING = f"{PREFIX}:{{webcams}}:leaving"  # zset: camera -> time it left (keys deleted after a grace)
+WEBCAM_TITLES = f"{PREFIX}:{{webcams}}:title"  # hash: camera -> the name its user shows it under
 DASHBOARD_RELAY_LOCK = f"{PREFIX}:dashboard:relay"
 LATEST_FRAME_TTL_S = 10
 

@@ -7,7 +7,16 @@ import time
 
 from ..protocol import check_camera
 from .core import decode, sync
-from .keys import CAMERAS, ONE_OFF_CAMERAS, WEBCAM_OWNERS, WEBCAM_SIDS, WEBCAMS, WEBCAMS_LEAVING, WEBCAMS_SHARED
+from .keys import (
+    CAMERAS,
+    ONE_OFF_CAMERAS,
+    WEBCAM_OWNERS,
+    WEBCAM_SIDS,
+    WEBCAM_TITLES,
+    WEBCAMS,
+    WEBCAMS_LEAVING,
+    WEBCAMS_SHARED,
+)
 from .streams import Streams
 
 
@@ -65,6 +74,7 @@ class Webcams(Streams):
         for camera in map(decode, sync(self.redis.zrangebyscore(WEBCAMS_LEAVING, "-inf", now - grace_s))):
             if self.redis.zrem(WEBCAMS_LEAVING, camera):
                 self.forget_camera(camera)
+                self.redis.hdel(WEBCAM_TITLES, camera)
                 forgotten.append(camera)
         return left, forgotten
 
@@ -82,6 +92,13 @@ class Webcams(Streams):
             return False
         (self.redis.sadd if shared else self.redis.srem)(WEBCAMS_SHARED, camera)
         return True
+
+    def set_webcam_title(self, camera: str, title: str) -> None:
+        """The name a browser camera's user shows it under (checked plain text: the dashboard's to clean)."""
+        self.redis.hset(WEBCAM_TITLES, camera, title)
+
+    def webcam_titles(self) -> dict[str, str]:
+        return {decode(k): decode(v) for k, v in sync(self.redis.hgetall(WEBCAM_TITLES)).items()}
 
     def shared_webcams(self) -> set[str]:
         return {decode(c) for c in sync(self.redis.smembers(WEBCAMS_SHARED))}

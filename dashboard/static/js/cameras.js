@@ -23,6 +23,20 @@ function showKind() {
 }
 kind.addEventListener("change", showKind);
 
+// A video uploaded on the Videos page plays as a camera too: pick it instead of typing its path.
+const uploads = document.getElementById("uploaded");
+function showUploads(videos) {
+  const chosen = uploads.value;
+  uploads.replaceChildren(new Option(videos.length ? "or one of your uploaded videos…" : "no uploaded video yet", ""),
+    ...videos.map((v) => new Option(v.name, v.path, false, v.path === chosen)));
+  uploads.disabled = !videos.length;
+}
+uploads.addEventListener("change", () => {
+  if (!uploads.value) return;
+  kind.value = "file"; showKind();
+  source.value = uploads.value;
+});
+
 function ago(seconds) {
   if (seconds < 60) return `${Math.round(seconds)} s`;
   if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
@@ -88,6 +102,7 @@ async function refresh() {
   }
   roots = data.file_roots;
   if (kind.value === "file") showKind();
+  showUploads(data.uploads || []);
   document.getElementById("supervisor").textContent = data.supervised
     ? "The camera supervisor runs."
     : "No camera supervisor runs: cameras added here wait until `fervi up` or `fervi cameras supervise` starts.";

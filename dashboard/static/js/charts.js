@@ -217,7 +217,7 @@ async function cameras() {
   }
   select.innerHTML = "";
   for (const c of known) {
-    const option = new Option(`${c.camera}${c.live ? "" : " (ended)"}`, c.camera, false, c.camera === camera);
+    const option = new Option(`${c.title || c.camera}${c.live ? "" : " (ended)"}`, c.camera, false, c.camera === camera);
     select.appendChild(option);
   }
   if (!names.length) notice.textContent = "No camera has data yet: add one on the Cameras page, or open the browser camera.";

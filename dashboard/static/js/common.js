@@ -104,6 +104,10 @@ export class Tile {
     for (const [seq, payload] of this.recent) if (seq <= this.imageSeq && (!best || seq > best.seq)) best = payload;
     return best || this.tracks;
   }
+  setTitle(title) {
+    const name = this.element.querySelector(".tile-head b");
+    if (name.textContent !== title) name.textContent = title;
+  }
   setRates(rates) {
     this.rates = rates;
     this.showWarning();

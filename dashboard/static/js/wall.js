@@ -23,10 +23,11 @@ socket.on("cameras", (cameras) => {
       element.className = "tile";
       element.dataset.camera = camera.camera;
       container.appendChild(element);
-      tiles.set(camera.camera, new Tile(element, camera.camera));
+      tiles.set(camera.camera, new Tile(element, camera.title || camera.camera));
       socket.emit("watch", { camera: camera.camera });
     }
     tiles.get(camera.camera).setRates(camera);
+    tiles.get(camera.camera).setTitle(camera.title || camera.camera);  // a browser camera renamed by its user
   }
   for (const [name, tile] of tiles) {
     if (!names.has(name)) { tile.element.remove(); tiles.delete(name); }

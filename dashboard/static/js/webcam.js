@@ -5,6 +5,7 @@ const tile = new Tile(document.getElementById("tile"), "your camera");
 const video = document.createElement("video");
 video.muted = true; video.playsInline = true;
 const share = document.getElementById("share");
+const title = document.getElementById("title");
 const note = document.getElementById("note");
 let camera = null;
 let stopCapture = null;
@@ -14,12 +15,13 @@ const stopButton = document.getElementById("stop");
 // Private unless the box is ticked: the server shows only shared browser cameras on the live wall.
 const sendShare = () => {
   if (!camera) return;
-  socket.emit("share", { on: share.checked }, (ack) => {
+  socket.emit("share", { on: share.checked, title: title.value }, (ack) => {
     note.textContent = ack && ack.ok ? (ack.shared ? "Shown on the live wall." : "Only you see this camera.") : (ack?.error || "");
     document.body.dataset.shared = ack && ack.ok ? String(ack.shared) : "";
   });
 };
 share.addEventListener("change", sendShare);
+title.addEventListener("change", () => { if (share.checked) sendShare(); });  // a new name shows on the wall
 
 const start = () => startWebcam(socket, video, (ack) => {
   if (ack && ack.camera && ack.camera !== camera) {
