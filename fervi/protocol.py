@@ -99,14 +99,26 @@ class _FrameAnswer(TypedDict):
     faces: Faces
 
 
+def answer_stamp(fields: Mapping[Any, Any]) -> tuple[float, int]:
+    """A result's or tracks entry's capture time and seq, its schema version checked, without reading its
+    faces (what a frame rate needs)."""
+    _check_version(fields)
+    return _number(fields, "ts"), _number(fields, "seq", int)
+
+
+def is_live_frame(fields: Mapping[Any, Any]) -> bool:
+    """Whether a frame entry is marked live (its one field read, the rest not parsed); unmarked: not live."""
+    return fields.get("live", fields.get(b"live")) in ("1", b"1")
+
+
 def _frame_answer(fields: Mapping[Any, Any]) -> _FrameAnswer:
     """The shared part of a result or tracks entry, its schema version checked."""
-    _check_version(fields)
+    captured_at, seq = answer_stamp(fields)
     return _FrameAnswer(
         camera=_text(fields, "camera"),
-        seq=_number(fields, "seq", int),
+        seq=seq,
         index=_number(fields, "index", int),
-        captured_at=_number(fields, "ts"),
+        captured_at=captured_at,
         width=_number(fields, "w", int),
         height=_number(fields, "h", int),
         faces=Faces.from_list(_json(fields, "faces")),

@@ -48,12 +48,6 @@ def spread_evenly(n: int, k: int) -> list[int]:
     return sorted({n - 1 - int(j * step) for j in range(k)})
 
 
-def is_live(entry: Entry) -> bool:
-    """Whether an entry is a live frame (may be skipped), read from its one field without parsing the rest."""
-    value = entry.fields.get(b"live", entry.fields.get("live"))
-    return value in (b"1", "1")
-
-
 def triage(
     entries: list[Entry], worker: str, now: float, max_age_s: float, max_pixels: int, per_camera: int | None = None
 ) -> Triage:

@@ -19,12 +19,12 @@ import time
 
 from fervi.bus import Bus, Entry, RedisRefused, connect, process_id
 from fervi.metrics import BATCH_SECONDS, DEAD_LETTERS, FACES, FRAMES_DONE, FRAMES_RECLAIMED, FRAMES_SKIPPED, LATENCY
-from fervi.protocol import metric_camera
+from fervi.protocol import is_live_frame, metric_camera
 from fervi.service import Heartbeat, Shutdown, run_redis_loop, serve
 from fervi.settings import Settings
 from fervi.vision.pipeline import FacePipeline, Timing
 
-from .core import analyse, is_live, triage
+from .core import analyse, triage
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class Worker:
         taken: collections.Counter[str] = collections.Counter()
         out = []
         for entry in entries:
-            live = is_live(entry)
+            live = is_live_frame(entry.fields)
             (self._file_cameras.discard if live else self._file_cameras.add)(entry.camera)
             if not live and taken[entry.camera] >= per_camera:
                 self._held.setdefault(entry.camera, collections.deque()).append(entry)
