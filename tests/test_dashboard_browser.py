@@ -302,9 +302,12 @@ def test_charts_hold_data(page, stack):
     assert exported["series"].keys() == {"t", *EMOTIONS, "observed", "unobserved"} and exported["tracks"]
     assert exported["camera"] == "demo"
     # the faces table keeps its rows across refreshes (every 2 s): a click never lands on a row rebuilt under it
-    page.evaluate("document.querySelector('#tracks tbody tr').marked = true")
-    time.sleep(2.5)  # a refresh, and a timeline of a few seconds
-    assert page.evaluate("document.querySelector('#tracks tbody tr').marked === true")
+    newest = page.evaluate(
+        "(() => { const row = document.querySelector('#tracks tbody tr'); row.marked = true; "
+        "return row.dataset.track; })()"
+    )
+    time.sleep(2.5)  # a refresh, and a timeline of a few seconds (a newer face may take the top row meanwhile)
+    assert page.evaluate(f"document.querySelector('#tracks tbody tr[data-track=\"{newest}\"]').marked === true")
     ticks = page.evaluate("Chart.getChart(document.getElementById('timeline')).scales.x.ticks.map(t => t.label)")
     assert len(ticks) >= 2 and len(set(ticks)) == len(ticks), ticks  # one label per tick, none repeated
     page.locator("#tracks .track-link").first.click()  # a face's own timeline
