@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from fervi.bus import Bus, frame_rates
+from fervi.bus import Bus, frame_rates, redis_trouble
 from fervi.metrics import RELAY_LATENCY
 from fervi.protocol import IMAGE_CAMERA_PREFIX, ProtocolError, TrackEntry
 from fervi.service import Heartbeat, Shutdown, run_redis_loop
@@ -209,7 +209,7 @@ class Relay:
         self.last_ok = time.monotonic()
 
     def _redis_down(self, err: Exception) -> None:
-        self.last_error = f"redis: {err}"
+        self.last_error = f"redis {redis_trouble(err)}"
 
     def _error(self, err: Exception) -> None:
         """The relay must outlive any one bad event."""

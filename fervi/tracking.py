@@ -28,7 +28,7 @@ import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -89,6 +89,38 @@ class Track:
     @property
     def label(self) -> str:
         return EMOTIONS[int(self.smoothed.argmax())]
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything the track's future depends on, as JSON numbers (a float's repr reads back exactly)."""
+        return {
+            "id": self.id,
+            "box": self.box.astype(float).tolist(),
+            "smoothed": self.smoothed.astype(float).tolist(),
+            "started_at": self.started_at,
+            "last_seen": self.last_seen,
+            "misses": self.misses,
+            "frames": self.frames,
+            "emotion_seconds": self.emotion_seconds.astype(float).tolist(),
+            "confirmed": self.confirmed,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Track:
+        """The track `to_state` described; KeyError, TypeError or ValueError for a state it did not write."""
+        track = cls(
+            int(state["id"]),
+            np.asarray(state["box"], np.float32).reshape(4),
+            np.asarray(state["smoothed"], np.float64).reshape(NUM_EMOTIONS),
+            float(state["started_at"]),
+            float(state["last_seen"]),
+            int(state["misses"]),
+            int(state["frames"]),
+            np.asarray(state["emotion_seconds"], np.float64).reshape(NUM_EMOTIONS),
+            bool(state["confirmed"]),
+        )
+        if not all(np.isfinite(v).all() for v in (track.box, track.smoothed, track.emotion_seconds)):
+            raise ValueError(f"track {track.id}: a number that is not finite")
+        return track
 
     @property
     def dominant(self) -> str:
@@ -211,6 +243,17 @@ class FaceTracker:
             return True
         return float(track.emotion_seconds.sum()) >= self.confirm_s - 1e-9
 
+    def state(self) -> dict[str, Any]:
+        """What the next frames' tracking depends on (open tracks, the last frame's time), as JSON values: a
+        tracker restored from it (`restore`) goes on exactly as this one would."""
+        return {"tracks": [t.to_state() for t in self.tracks], "last_ts": self.last_ts}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Go on from `state()`; KeyError, TypeError or ValueError (nothing changed) for one it did not write."""
+        tracks = [Track.from_state(t) for t in state["tracks"]]
+        last_ts = state["last_ts"]
+        self.tracks, self.last_ts = tracks, None if last_ts is None else float(last_ts)
+
     def finish(self) -> list[Track]:
         """End every open track (the camera stopped, or the video ended); those never confirmed are dropped."""
         ended, self.tracks = [t for t in self.tracks if t.confirmed], []
@@ -249,9 +292,12 @@ class ReorderBuffer(Generic[T]):
         self._known_last = -1
         self._recheck_at: float | None = None  # while a missing seq is still in flight
 
-    def push(self, seq: int, item: T) -> list[tuple[int, T]]:
+    def push(self, seq: int, item: T, replayed: bool = False) -> list[tuple[int, T]]:
+        """Hold `item` and release what is now in order. `replayed`: an item read again after a restart, which
+        was released (or counted late) before it when its seq is passed: dropped, not counted again."""
         if self.next_seq is not None and seq < self.next_seq or seq in self.pending:
-            self.late += 1
+            if not replayed:
+                self.late += 1
             return []
         if self.last_seq is not None and seq > self._known_last:
             self._known_last = self.last_seq()

@@ -3,6 +3,7 @@ file system or the network what went wrong, and tells the kinds apart:
 
 - not found: no such file; a stream server that answers 404; a host name that does not resolve;
 - not a video: a file that exists but no video or image reader can decode (a text file, a playlist);
+- not a usable image: an image file given alone that does not decode, or is over the size limits;
 - refused: a stream server that refuses the connection (nothing listens on that port);
 - timeout: a stream server that does not answer within TIMEOUT_S;
 - unauthorized: a stream server that asks for a user name and password (401/403);
@@ -26,7 +27,8 @@ from urllib.parse import urlsplit
 INGEST_EXIT_UNUSABLE = 3  # `fervi ingest`'s exit code for a source that can never work as given
 NOT_RETRIED = "not retried: change the source, or remove the camera and add it again"
 TIMEOUT_S = 5.0
-PERMANENT = ("not a video",)  # a missing or unreadable file may appear or be fixed: those are retried
+# a missing or unreadable file may appear or be fixed: those are retried
+PERMANENT = ("not a video", "not a usable image")
 DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "rtmp": 1935, "http": 80, "https": 443}
 
 

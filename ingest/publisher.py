@@ -11,7 +11,8 @@ import logging
 import time
 from dataclasses import replace
 
-from fervi.bus import REDIS_DOWN, Bus, RedisRefused, connect, process_id
+from fervi.bus import REDIS_DOWN, Bus, RedisRefused, connect, process_id, redis_trouble, refuses_writes
+from fervi.clock import ServerClock, skew_text
 from fervi.metrics import BACKLOG, FRAMES_DROPPED, FRAMES_INGESTED
 from fervi.protocol import DeadLetter, Frame, check_camera
 from fervi.service import Backoff, Heartbeat, Shutdown, serve
@@ -58,11 +59,30 @@ class Publisher:
         self.dropped = 0
         self.skipped = 0  # unreadable files of a folder (dead-lettered)
         self.redis_backoff = Backoff("redis")
+        self.clock = ServerClock(self.bus.server_time)  # frames stamped in Redis's time where this host's is off
+        self.clock_reported = False
         self.redis_ok = False
+        self.redis_error = ""  # why Redis is not usable, for /healthz
         self._registered = False
         self.heartbeat = Heartbeat(self.bus, self.name, "ingest", settings.heartbeat_ttl_s)
         self.state = ""
         self.state_at = float("-inf")
+
+    def _check_clock(self) -> None:
+        """Measure this host's clock against Redis's when due; say when it goes off or comes back."""
+        self.clock.measure()
+        if self.clock.skewed != self.clock_reported:
+            self.clock_reported = self.clock.skewed
+            if self.clock.skewed:
+                log.warning(
+                    "event=clock_skew camera=%s offset_s=%.3f detail=%r",
+                    self.camera,
+                    self.clock.offset_s,
+                    f"this host's clock is {skew_text(self.clock.offset_s)}: frames are stamped in Redis's time",
+                )
+            else:
+                log.info("event=clock_skew_gone camera=%s offset_s=%.3f", self.camera, self.clock.offset_s)
+            self.report(self.state or "starting", force=True)
 
     def report(self, state: str, reason: str = "", force: bool = True) -> None:
         """The camera's ingest state for the dashboard's Cameras page (`fervi.protocol.SOURCE_STATES`)."""
@@ -82,12 +102,15 @@ class Publisher:
             dropped=self.dropped,
             skipped=self.skipped,
             pid=self.name,
+            clock_offset_s=f"{self.clock.offset_s:.3f}",
         )
 
     def health(self) -> dict:
         return {
             "ok": self.redis_ok,
+            **({"redis": self.redis_error} if self.redis_error else {}),
             "camera": self.camera,
+            "clock_offset_s": round(self.clock.offset_s, 3),
             "sent": self.sent,
             "dropped": self.dropped,
             "skipped": self.skipped,
@@ -114,18 +137,21 @@ class Publisher:
                 if not self._registered:
                     self.bus.register_camera(self.camera)
                     self._registered = True
+                self._check_clock()
                 if not live:
                     self._wait_for_backlog()
+                # in Redis's time where this host's clock is off (`fervi.clock`)
+                frame.captured_at = captured.captured_at + self.clock.correction_s()
                 self.bus.add_frame(frame, self.settings.live_maxlen if live else 0)
                 self._heartbeat()
-                self.redis_ok = True
+                self.redis_ok, self.redis_error = True, ""
                 self.redis_backoff.succeeded()
                 return True
             except (*REDIS_DOWN, RedisRefused) as err:
-                if isinstance(err, RedisRefused):  # the camera's keys spoilt by some client (WRONGTYPE)
+                if isinstance(err, REDIS_DOWN) or refuses_writes(err):  # away, or refusing writes: waited out
+                    self.redis_ok, self.redis_error = False, redis_trouble(err)
+                else:  # the camera's keys spoilt by some client (WRONGTYPE)
                     self.bus.untrusted.skip("camera_keys", self.camera, str(err))
-                else:
-                    self.redis_ok = False
                 self._registered = False
                 if live:  # a live camera does not wait for Redis: this frame is gone, the next one is fresh
                     self.redis_backoff.failed(err, self.shutdown)

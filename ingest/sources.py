@@ -122,8 +122,9 @@ class VideoSource(Source):
 
 
 class ImageSource(Source):
-    """One image or a folder of images, in name order; each file is one frame. A file that is not a readable
-    image within the size limits is reported (`Captured.error`) and the source goes on."""
+    """One image or a folder of images, in name order; each file is one frame. A file of a folder that is not
+    a readable image within the size limits is reported (`Captured.error`) and the source goes on; a single
+    image that is not is the source failing (`SourceError`): nothing can be sent."""
 
     buffering = Buffering.WAIT
 
@@ -136,18 +137,19 @@ class ImageSource(Source):
         if not files:
             raise SourceError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         self.files = files
+        self.folder = path.is_dir()
 
     def frames(self) -> Iterator[Captured]:
         for index, file in enumerate(self.files):
             try:
                 check_within(file, self.within)
                 image = decode_image(read_image_file(file, self.max_bytes), self.max_pixels)
-            except SourceError as err:
-                yield Captured(index, None, time.time(), str(err))
-                continue
-            except ImageError as err:
-                message = str(err)
-                yield Captured(index, None, time.time(), message if str(file) in message else f"{file}: {message}")
+            except (SourceError, ImageError) as err:
+                message = str(err) if str(file) in str(err) else f"{file}: {err}"
+                if not self.folder:  # a file that does not decode never will: `diagnose.PERMANENT`
+                    kind = "not a usable image: " if isinstance(err, ImageError) else ""
+                    raise SourceError(kind + message) from None
+                yield Captured(index, None, time.time(), message)
                 continue
             yield Captured(index, image, time.time())
 

@@ -16,7 +16,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from fervi.bus import Bus, connect, process_id
+from fervi.bus import Bus, connect, process_id, redis_trouble
 from fervi.metrics import INGEST_RESTARTS, SUPERVISED
 from fervi.protocol import CameraSource
 from fervi.service import Heartbeat, Shutdown, run_redis_loop, serve, spawn, stop_processes
@@ -56,10 +56,15 @@ class CameraSupervisor:
         self.stopping: list[tuple[str, subprocess.Popen, float]] = []
         self.wanted: dict[str, CameraSource] = {}
         self.redis_ok = False
+        self.redis_error = ""  # why Redis is not usable (unreachable, refusing writes), for /healthz
         self.heartbeat = Heartbeat(self.bus, self.name, "cameras", settings.heartbeat_ttl_s)
 
     def health(self) -> dict:
-        return {"ok": self.redis_ok, "cameras": sorted(self.running)}
+        return {
+            "ok": self.redis_ok,
+            **({"redis": self.redis_error} if self.redis_error else {}),
+            "cameras": sorted(self.running),
+        }
 
     # --- children --------------------------------------------------------------------------------
     def _within(self, source: CameraSource) -> list[str]:
@@ -165,10 +170,11 @@ class CameraSupervisor:
 
         def step() -> None:
             self.step()
+            self.redis_error = ""
             self.shutdown.wait(self.poll_s)
 
-        def down(_err) -> None:
-            self.redis_ok = False
+        def down(err: Exception) -> None:
+            self.redis_ok, self.redis_error = False, redis_trouble(err)
 
         try:
             run_redis_loop(

@@ -40,6 +40,24 @@ def test_a_folder_with_broken_images_sends_each_good_one_once(tmp_path, redis_ur
     assert bus.redis.xlen(frames_key("album")) == 0
 
 
+def test_one_unreadable_image_is_a_failed_source_not_a_success(tmp_path, redis_url, processes):
+    """Before: `fervi ingest broken.jpg` dead-lettered the file and exited 0, with nothing sent. One file named
+    alone that does not decode can never work: exit INGEST_EXIT_UNUSABLE with the reason (a folder goes on
+    past such files: the test above)."""
+    from fervi.ingest.diagnose import INGEST_EXIT_UNUSABLE
+
+    env = fervi_env(redis_url)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(corrupt_jpeg())
+    ingest = processes.start(["ingest", str(broken), "--camera", "one"], env, "ingest-broken")
+    assert ingest.wait(60) == INGEST_EXIT_UNUSABLE
+    log = ingest.log_path.read_text()
+    assert "event=source_failed" in log and "not a usable image" in log and "broken.jpg" in log
+    assert "Traceback" not in log
+    state = Bus(redis.Redis.from_url(redis_url)).source_states(["one"])["one"]
+    assert state["state"] == "error" and "not retried" in state["reason"]
+
+
 def test_analyze_refuses_huge_frames_before_decoding_any(tmp_path):
     """`fervi analyze` accepted a 12000x12000 PNG and decoded it (1.1 GB)."""
     import subprocess

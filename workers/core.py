@@ -4,7 +4,8 @@ triage: entry -> a decoded frame to analyse, a live frame too old to matter or t
   letter. When a live camera's frames outrun the workers, each batch takes `per_camera` of the frames that
   came since the last read, spread evenly over them and ending with the newest (`spread_evenly`): the frames
   kept stay evenly spaced in time, and every camera gets the same share of the worker whatever its frame
-  rate. Frames of a file (not live) are never skipped.
+  rate. Frames of a file (not live) are never skipped. The frames decoded at once hold at most `max_pixels`
+  x BATCH_PIXEL_FRAMES pixels (at least one frame): the rest are deferred, still pending, to the next batches.
 analyse: decoded frames -> one `Result` per frame through the shared `FacePipeline`.
 """
 
@@ -17,8 +18,10 @@ import numpy as np
 
 from fervi.bus import Entry
 from fervi.protocol import DeadLetter, Frame, ProtocolError, Result
-from fervi.vision.images import ImageError, decode_image
+from fervi.vision.images import ImageError, decode_image, image_size
 from fervi.vision.pipeline import FacePipeline, Timing
+
+BATCH_PIXEL_FRAMES = 2  # a batch decodes at most this many frames of the largest size allowed
 
 
 @dataclass
@@ -33,6 +36,7 @@ class Triage:
     work: list[Work] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     gaps: list[tuple[Entry, Result]] = field(default_factory=list)  # markers for skipped and dead frames
+    deferred: list[Entry] = field(default_factory=list)  # past the batch's pixel budget: for the next batches
 
     @property
     def skipped(self) -> list[Entry]:
@@ -49,10 +53,18 @@ def spread_evenly(n: int, k: int) -> list[int]:
 
 
 def triage(
-    entries: list[Entry], worker: str, now: float, max_age_s: float, max_pixels: int, per_camera: int | None = None
+    entries: list[Entry],
+    worker: str,
+    now: float,
+    max_age_s: float,
+    max_pixels: int,
+    per_camera: int | None = None,
+    server_now: float | None = None,
 ) -> Triage:
     """Sort entries; every skipped frame, and every dead one whose header was readable, gets a gap marker.
-    With `per_camera`, each camera's fresh live frames are thinned to that many (`spread_evenly`)."""
+    With `per_camera`, each camera's fresh live frames are thinned to that many (`spread_evenly`). A live
+    frame's age: with `server_now` (Redis's time now), by Redis's clock from its stream entry's id, so no
+    host's clock skew makes fresh frames stale (`fervi.clock`); without, `now` - its capture time."""
     out = Triage()
     frames: list[tuple[Entry, Frame]] = []
     for entry in entries:
@@ -65,7 +77,7 @@ def triage(
         except ProtocolError as err:
             _dead(out, entry, frame, str(err), worker, now)
             continue
-        if frame.live and now - frame.captured_at > max_age_s:
+        if frame.live and _age(entry, frame, now, server_now) > max_age_s:
             out.gaps.append((entry, Result.gap_marker(frame, "skipped", worker, now)))
             continue
         frames.append((entry, frame))
@@ -74,17 +86,42 @@ def triage(
     for entry, frame in frames:
         if (entry.camera, entry.entry_id) not in kept_ids:
             out.gaps.append((entry, Result.gap_marker(frame, "skipped", worker, now)))
+    budget = max_pixels * BATCH_PIXEL_FRAMES  # decoded BGR: 3 bytes a pixel, whatever the number of cameras
     for entry, frame in kept:
+        pixels = _pixels(frame.jpeg)
+        if out.work and pixels > budget:
+            out.deferred.append(entry)
+            continue
         try:
             image = decode_image(frame.jpeg, max_pixels)
         except ImageError as err:
             _dead(out, entry, frame, str(err), worker, now)
             continue
+        budget -= pixels
         out.work.append(Work(entry, frame, image))
     order = {(entry.camera, entry.entry_id): i for i, entry in enumerate(entries)}  # as read, for the logs
     out.dead.sort(key=lambda letter: order[(letter.camera, letter.entry_id)])
     out.gaps.sort(key=lambda gap: order[(gap[0].camera, gap[0].entry_id)])
     return out
+
+
+def _age(entry: Entry, frame: Frame, now: float, server_now: float | None) -> float:
+    """Seconds since Redis took the frame in (its entry id's milliseconds), by Redis's clock; without it, or
+    for an id that is not Redis's, since its capture by this host's clock."""
+    if server_now is not None:
+        millis = entry.entry_id.partition("-")[0]
+        if millis.isdigit():
+            return server_now - int(millis) / 1000
+    return now - frame.captured_at
+
+
+def _pixels(jpeg: bytes) -> int:
+    """A frame's pixel count from its header (0 when unreadable: `decode_image` then says why)."""
+    try:
+        width, height = image_size(jpeg)
+    except ImageError:
+        return 0
+    return width * height
 
 
 def _thinned(frames: list[tuple[Entry, Frame]], per_camera: int) -> list[tuple[Entry, Frame]]:

@@ -9,6 +9,10 @@ divided among the cameras with frames. A read takes up to READ_AHEAD frames per 
 the worker was busy: a live camera's are thinned to its share, spread evenly (`core.triage`); a file's
 beyond its share wait in the worker (`_held`, still pending in Redis, so a crash loses none) for the next
 batches, and its stream is not read again until they are done.
+
+Bounded whatever the number of cameras: a read takes at most READ_BUDGET frames across cameras (cameras
+beyond it are read in turn, a window at a time), a reclaim at most a batch, and a batch decodes at most
+`core.BATCH_PIXEL_FRAMES` frames of the largest size allowed (the rest wait in `_held`, still pending).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import collections
 import logging
 import time
 
-from fervi.bus import Bus, Entry, RedisRefused, connect, process_id
+from fervi.bus import Bus, Entry, RedisRefused, connect, process_id, redis_trouble
+from fervi.clock import ServerClock
 from fervi.metrics import BATCH_SECONDS, DEAD_LETTERS, FACES, FRAMES_DONE, FRAMES_RECLAIMED, FRAMES_SKIPPED, LATENCY
 from fervi.protocol import is_live_frame, metric_camera
 from fervi.service import Heartbeat, Shutdown, run_redis_loop, serve
@@ -30,6 +35,7 @@ log = logging.getLogger(__name__)
 
 CAMERA_REFRESH_S = 2.0
 READ_AHEAD = 64  # frames read per camera at once: what came while the worker was busy, for even thinning
+READ_BUDGET = 256  # frames read at once across cameras (their JPEGs are in memory until the batch is done)
 PREVIEW_EVERY_S = 0.1  # newest frame per camera for live displays, at most 10 a second
 
 
@@ -47,9 +53,13 @@ class Worker:
         self._claimed_at = 0.0
         self.heartbeat = Heartbeat(self.bus, self.name, "worker", settings.heartbeat_ttl_s)
         self._preview_at: dict[str, float] = {}
-        self._held: dict[str, collections.deque[Entry]] = {}  # file frames read beyond a camera's share
+        self.clock = ServerClock(self.bus.server_time)  # frame ages by Redis's clock
+        self._held: dict[str, collections.deque[Entry]] = {}  # file frames beyond a camera's share, deferred ones
+        self._window_at = 0  # where the next read's window of cameras starts (more cameras than READ_BUDGET)
+        self._reclaim_at = 0  # where the next reclaim starts
         self._file_cameras: set[str] = set()  # cameras whose last frames read were a file's (never thinned)
         self.redis_ok = False
+        self.redis_error = ""  # why Redis is not usable (unreachable, refusing writes), for /healthz
         # A GPU classifier pays off on large batches: gather frames of every camera for a few ms more
         gpu = getattr(pipeline.classifier, "name", "") == "keras"
         self.gather_s = settings.gpu_max_wait_ms / 1000 if gpu else 0.0
@@ -75,10 +85,14 @@ class Worker:
             return []
         self._claimed_at = now
         claimed: list[Entry] = []
-        for camera in self.cameras:
-            entries = self.bus.reclaim(
-                self.name, camera, int(self.settings.claim_timeout_s * 1000), self.settings.batch_frames
-            )
+        start = self._reclaim_at % max(1, len(self.cameras))
+        for i, camera in enumerate(self.cameras[start:] + self.cameras[:start]):
+            if len(claimed) >= self.gather_frames:  # a batch at most: the next cameras' turn comes next time
+                self._reclaim_at = start + i
+                self._claimed_at = 0.0
+                break
+            left = self.gather_frames - len(claimed)
+            entries = self.bus.reclaim(self.name, camera, int(self.settings.claim_timeout_s * 1000), left)
             if entries:
                 FRAMES_RECLAIMED.labels(metric_camera(camera)).inc(len(entries))
                 log.info("event=reclaimed worker=%s camera=%s frames=%d", self.name, camera, len(entries))
@@ -97,14 +111,14 @@ class Worker:
         faces of many frames and cameras."""
         per_camera = self.per_camera()
         entries = self._take_held(per_camera)
-        unread = [c for c in self.cameras if not self._held.get(c)]
+        unread = self._window([c for c in self.cameras if not self._held.get(c)])
         files = [c for c in unread if c in self._file_cameras]
         live = [c for c in unread if c not in self._file_cameras]  # or not seen yet
         if files:  # their share only, without blocking: they are never thinned
             entries += self.bus.read_frames(self.name, files, per_camera, None)
         if live or (files and not entries):  # block only when nothing is at hand
-            block_ms = None if entries else self.settings.block_ms
-            count = READ_AHEAD if live else per_camera
+            block_ms = None if entries else self._block_ms()
+            count = max(1, min(READ_AHEAD, READ_BUDGET // len(live))) if live else per_camera
             entries += self._hold_back(self.bus.read_frames(self.name, live or files, count, block_ms), per_camera)
         elif not entries:
             time.sleep(self.settings.block_ms / 1000)
@@ -114,11 +128,25 @@ class Worker:
             if left_ms < 1:  # (BLOCK 0 would wait forever)
                 break
             count = max(1, min(per_camera, self.gather_frames - len(entries)))
-            more = self.bus.read_frames(self.name, self.cameras, count, left_ms)
+            more = self.bus.read_frames(self.name, self._window(self.cameras), count, left_ms)
             if not more:
                 break
             entries += more
         return entries
+
+    def _window(self, cameras: list[str]) -> list[str]:
+        """At most READ_BUDGET of `cameras`, a different window at each read, so every camera is read in turn."""
+        if len(cameras) <= READ_BUDGET:
+            return cameras
+        start = self._window_at % len(cameras)
+        self._window_at = start + READ_BUDGET
+        return (cameras[start:] + cameras[:start])[:READ_BUDGET]
+
+    def _block_ms(self) -> int:
+        """How long an empty read waits: with cameras read a window at a time, a turn of all windows waits
+        about FERVI_BLOCK_MS, so no camera's frames wait longer than with one read of all."""
+        windows = -(-len(self.cameras) // READ_BUDGET)
+        return max(1, self.settings.block_ms // max(1, windows))
 
     def _hold_back(self, entries: list[Entry], per_camera: int) -> list[Entry]:
         """A camera's file frames beyond its share wait in `_held` (in order) for the next batches; a camera
@@ -154,6 +182,7 @@ class Worker:
             entries = self._read()
         if not entries:
             return 0
+        self.clock.measure()
         dequeued_at = time.time()
         batch = triage(
             entries,
@@ -162,7 +191,10 @@ class Worker:
             self.settings.frame_max_age_s,
             self.settings.max_frame_pixels,
             self.per_camera(len({entry.camera for entry in entries})),  # shared among the cameras with frames
+            self.clock.server_now(),
         )
+        for entry in reversed(batch.deferred):  # past the batch's pixel budget: first in the next batches
+            self._held.setdefault(entry.camera, collections.deque()).appendleft(entry)
         marked = {entry.entry_id for entry, _ in batch.gaps}  # acked below, with their gap markers
         for letter in batch.dead:
             self.bus.dead_letter(letter, ack=letter.entry_id not in marked)
@@ -213,6 +245,7 @@ class Worker:
     def health(self) -> dict:
         return {
             "ok": self.redis_ok and not self.shutdown.requested,
+            **({"redis": self.redis_error} if self.redis_error else {}),
             "worker": self.name,
             "cameras": self.cameras,
             "frames_done": self.frames_done,
@@ -221,7 +254,7 @@ class Worker:
     def _step_or_rejoin(self) -> None:
         try:
             self.step()
-            self.redis_ok = True
+            self.redis_ok, self.redis_error = True, ""
         except RedisRefused as err:
             # NOGROUP: a stream or group deleted under us; WRONGTYPE: a camera's key replaced by another type
             # (the camera refresh skips such cameras). Either way: join the cameras again.
@@ -237,8 +270,10 @@ class Worker:
             )
             self._forget_cameras()
 
-    def _forget_cameras(self, _err: Exception | None = None) -> None:
+    def _forget_cameras(self, err: Exception | None = None) -> None:
         self.redis_ok = False
+        if err is not None:  # an outage or a refusal of writes (not a camera rejoined)
+            self.redis_error = redis_trouble(err)
         self._refreshed_at = 0.0  # the server may have lost its groups: recreate them on return
         self.cameras = []
         self._held.clear()  # still pending in Redis: reclaimed after the claim timeout

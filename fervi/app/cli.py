@@ -169,10 +169,30 @@ def redis_for_command(settings: Settings) -> Iterator[str]:
     if settings.redis_url:
         yield settings.redis_url
         return
-    from fervi.embedded import EmbeddedRedis
+    from fervi.embedded import EmbeddedRedis, RedisStartError
 
-    with EmbeddedRedis(Path(settings.home) / "redis", settings.redis_port) as server:
+    try:
+        server = EmbeddedRedis(Path(settings.home) / "redis", settings.redis_port).start()
+    except RedisStartError as err:
+        raise click.ClickException(str(err)) from None
+    with server:
         yield server.url
+
+
+@main.command("redis-repair")
+def redis_repair() -> None:
+    """Repair the embedded Redis's damaged append-only file (after a crash or a full disk): cut it after its
+    last whole command, keeping a copy of the damaged file. Run it while `fervi up` is stopped."""
+    from fervi.app.stack import running_stack
+    from fervi.embedded import repair_aof
+
+    settings = _settings()
+    if running_stack(settings.home) is not None:
+        raise click.ClickException("`fervi up` runs with this FERVI_HOME: stop it first")
+    try:
+        click.echo(repair_aof(Path(settings.home) / "redis"))
+    except RuntimeError as err:
+        raise click.ClickException(str(err)) from None
 
 
 @main.command()
@@ -257,7 +277,13 @@ def up(workers: int | None, demo: bool, cameras: tuple[str, ...], host: str | No
             f"dashboard {other['dashboard']}): stop it, or set another FERVI_HOME"
         )
     _check_port(settings.dashboard_host, settings.dashboard_port)
-    sys.exit(Stack(settings, workers, demo, extra).run())
+    from fervi.embedded import RedisStartError
+
+    try:
+        code = Stack(settings, workers, demo, extra).run()
+    except RedisStartError as err:
+        raise click.ClickException(str(err)) from None
+    sys.exit(code)
 
 
 @main.command()
@@ -676,10 +702,20 @@ def status(as_json: bool) -> None:
     url = _redis_url(settings)
     jobs_url = settings.rq_redis_url or ("" if is_cluster_url(url) else url)  # RQ's workers are listed from there
     bus = Bus(connect(url), jobs=connect(jobs_url) if jobs_url else None)
+    from fervi.clock import clock_warning
+
+    cameras = bus.cameras()
+    clocks = {c: clock_warning(s) for c, s in bus.source_states(cameras).items()}
     state: dict[str, dict[str, Any]] = {
         "processes": {**bus.processes(), **(bus.rq_workers() if jobs_url else {})},
         "cameras": {
-            c: {"backlog": bus.backlog(c), "last_frame_at": bus.last_frame_at(c), **bus.stats(c)} for c in bus.cameras()
+            c: {
+                "backlog": bus.backlog(c),
+                "last_frame_at": bus.last_frame_at(c),
+                **bus.stats(c),
+                **({"clock": clocks[c]} if clocks.get(c) else {}),
+            }
+            for c in cameras
         },
     }
     if as_json:
@@ -697,7 +733,10 @@ def status(as_json: bool) -> None:
     for name, info in recent:
         last = float(info.pop("last_frame_at") or 0)
         seen = f"last frame {_ago(max(0.0, now - last))} ago" if last else "no frame tracked yet"
+        clock = info.pop("clock", "")
         click.echo(f"  {name}  {seen}  " + " ".join(f"{k}={v}" for k, v in sorted(info.items())))
+        if clock:
+            click.echo(f"    warning: {clock}")
 
 
 @main.command()

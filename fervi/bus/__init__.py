@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .challenge import Challenge
 from .core import (
     REDIS_DOWN,
+    REFUSING_WRITES,
     Entry,
     RedisError,
     RedisRefused,
@@ -31,6 +32,8 @@ from .core import (
     is_cluster_url,
     node_url,
     process_id,
+    redis_trouble,
+    refuses_writes,
 )
 from .keys import *  # noqa: F403 - key names are part of the bus's interface (tests, docs/protocol.md)
 from .keys import VIDEO_QUEUE, camera_of
@@ -63,6 +66,7 @@ __all__ = [
     "Bus",
     "Entry",
     "REDIS_DOWN",
+    "REFUSING_WRITES",
     "RESOLUTIONS",
     "RedisError",
     "RedisRefused",
@@ -75,4 +79,6 @@ __all__ = [
     "is_cluster_url",
     "node_url",
     "process_id",
+    "redis_trouble",
+    "refuses_writes",
 ]

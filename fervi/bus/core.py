@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Self, TypeVar, cast
 
 import redis
+from redis._parsers import BaseParser
 from redis.commands.core import Script
 from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
@@ -26,7 +27,20 @@ T = TypeVar("T")
 RedisError = redis.RedisError  # what a stage catches around bus calls, without importing redis
 RedisRefused = redis.ResponseError  # a command Redis refused (WRONGTYPE: a key some client spoilt)
 RedisUnreachable = (redis.ConnectionError, redis.TimeoutError)  # no answer from the server
+
+
+class WritesRefused(redis.ResponseError):
+    """MISCONF: Redis refuses writes because it cannot persist them (a full disk, a failed save)."""
+
+
+# redis-py names the OOM (maxmemory, noeviction) and READONLY (a replica) replies by class but leaves
+# MISCONF a plain ResponseError: its parsers look error prefixes up in this one table, so it is named here
+BaseParser.EXCEPTION_CLASSES.setdefault("MISCONF", WritesRefused)
+# Redis is up but refuses writes until an operator (or eviction) frees memory or disk: waited out, like an
+# unreachable server, never taken for a key some client spoilt
+REFUSING_WRITES = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError, WritesRefused)
 REDIS_DOWN = (
+    *REFUSING_WRITES,
     redis.ConnectionError,
     redis.TimeoutError,
     redis.BusyLoadingError,
@@ -38,6 +52,22 @@ REDIS_DOWN = (
     redis.exceptions.SlotNotCoveredError,
     redis.exceptions.ClusterError,
 )
+
+
+def refuses_writes(err: BaseException) -> str:
+    """The code ("OOM", "MISCONF", "READONLY") when `err` is Redis refusing writes, else "". Redis 7 passes a
+    script's refusal on as it is; Redis 6.2 wraps it in the script's error ("... -OOM command not allowed")."""
+    for code, kind in zip(("OOM", "READONLY", "MISCONF"), REFUSING_WRITES, strict=True):
+        if isinstance(err, kind) or (isinstance(err, redis.ResponseError) and f"-{code} " in str(err)):
+            return code
+    return ""
+
+
+def redis_trouble(err: BaseException) -> str:
+    """What is wrong with Redis, in a line for logs and /healthz: "refusing writes: OOM ..." or "unreachable: ..."."""
+    text = str(err)[:200] or type(err).__name__
+    code = refuses_writes(err)
+    return f"refusing writes: {code} {text}" if code else f"unreachable: {text}"
 
 
 @dataclass
@@ -162,11 +192,23 @@ class BusCore:
     def ping(self) -> bool:
         return bool(self.redis.ping())
 
+    def server_time(self) -> float:
+        """Redis's clock (TIME), in seconds: the one clock every host measures frame ages by (`fervi.clock`).
+        On a cluster, one node's."""
+        reply: Any = self.redis.time()
+        if isinstance(reply, dict):  # RedisCluster asks a random node and keys its reply by node
+            reply = next(iter(reply.values()))
+        seconds, micros = reply
+        return int(seconds) + int(micros) / 1e6
+
     def execute(self, pipe: redis.client.Pipeline, kind: str, what: object) -> list[Any]:
         """Run a pipeline of writes whose keys any client could have spoilt: every command runs, and one that
-        Redis refuses (a key of another type, a field that is not a number) is skipped, not raised."""
+        Redis refuses (a key of another type, a field that is not a number) is skipped, not raised. A refusal
+        of all writes (`REFUSING_WRITES`: OOM, MISCONF, READONLY) is raised, to be waited out."""
         replies: list[Any] = pipe.execute(raise_on_error=False)
         for reply in replies:
+            if refuses_writes(reply):  # not a spoilt key: Redis refuses all writes for now
+                raise reply
             if isinstance(reply, redis.ResponseError):
                 self.untrusted.skip(kind, what, str(reply))
         return replies

@@ -44,6 +44,8 @@ track_index_key = _per_camera("tracklist")
 track_id_key = _per_camera("track_id")
 live_key = _per_camera("live")
 tracker_position_key = _per_camera("tracker_pos")
+# string: the tracker's state snapshot (JSON), written in the same transaction as its tracks and position
+tracker_state_key = _per_camera("tracker_state")
 latest_frame_key = _per_camera("latest")
 # hash: the camera's ingest state (state, reason, sent, updated_at, ...), written by its `fervi ingest`
 source_state_key = _per_camera("source")
@@ -131,6 +133,7 @@ CAMERA_KEY_TYPES = (
     (live_key, "hash"),
     (latest_frame_key, "hash"),
     (tracker_position_key, "string"),
+    (tracker_state_key, "string"),
     (track_id_key, "string"),
     (track_index_key, "zset"),
     (dead_letter_key, "stream"),

@@ -3,13 +3,16 @@ dashboard's Cameras page), each camera's ingest state, and the lease that makes 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ..protocol import CameraSource, ProtocolError, check_camera
-from .core import REDIS_DOWN, BusCore, RedisError, decode, sync
+from .core import REDIS_DOWN, BusCore, RedisError, decode, redis_trouble, sync
 from .keys import SOURCE_STATE_TTL_S, SOURCES, source_lease_key, source_state_key
+
+log = logging.getLogger("fervi.bus")
 
 
 class RegistryFull(RuntimeError):
@@ -76,7 +79,9 @@ class Sources(BusCore):
             pipe.hset(source_state_key(camera), mapping=fields)
             pipe.expire(source_state_key(camera), SOURCE_STATE_TTL_S)
             pipe.execute()
-        except (*REDIS_DOWN, RedisError) as err:  # away, or the key spoilt by some client: news lost, not the camera
+        except REDIS_DOWN as err:  # away or refusing writes: this news is lost, the next one goes
+            log.debug("event=source_state_lost camera=%s reason=%r", camera, redis_trouble(err))
+        except RedisError as err:  # the key spoilt by some client
             self.untrusted.skip("source_state", camera, str(err))
 
     def clear_source_state(self, camera: str) -> None:

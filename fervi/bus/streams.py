@@ -15,7 +15,7 @@ import redis
 from redis.typing import KeyT, StreamIdT
 
 from ..protocol import DeadLetter, Frame, ProtocolError, Result, check_camera
-from .core import BusCore, Entry, camera_name, decode, entry_fields, stream_id, sync
+from .core import BusCore, Entry, camera_name, decode, entry_fields, refuses_writes, stream_id, sync
 from .keys import (
     CAMERA_KEY_TYPES,
     CAMERAS,
@@ -191,6 +191,8 @@ class Streams(BusCore):
         try:
             self.redis.hincrby(stats_key(camera), counter, n)
         except redis.ResponseError as err:
+            if refuses_writes(err):
+                raise  # waited out by the caller's loop, not a spoilt key
             self.untrusted.skip("stats", (camera, counter), str(err))
 
     def set_latest_frame(self, camera: str, seq: int, jpeg: bytes) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -24,14 +25,16 @@ import redis
 from ..emotions import EMOTIONS
 from ..protocol import ProtocolError, TrackEntry, answer_stamp
 from ..tracking import FrameTracks, Track
-from .core import BusCore, decode, entry_fields, sync
+from .core import BusCore, decode, entry_fields, stream_id, sync
 from .keys import (
     aggregate_key,
     live_key,
+    stats_key,
     track_id_key,
     track_index_key,
     track_key,
     tracker_position_key,
+    tracker_state_key,
     tracks_key,
 )
 
@@ -103,6 +106,26 @@ def _queue_track(pipe: redis.client.Pipeline, camera: str, track: Track, ended: 
     pipe.zremrangebyscore(track_index_key(camera), 0, time.time() - TRACK_RETENTION_S)
 
 
+@dataclass(frozen=True)
+class TrackerCommit:
+    """What the tracker commits with its output, in the same transaction, so that a tracker killed at any
+    moment resumes exactly where its last output ends: where to read the results stream again from, its
+    state snapshot (opaque here), and the late results it counted meanwhile."""
+
+    position: str
+    snapshot: str
+    late: int = 0
+
+
+def _queue_commit(pipe: redis.client.Pipeline, camera: str, commit: TrackerCommit | None) -> None:
+    if commit is None:
+        return
+    pipe.set(tracker_position_key(camera), commit.position)
+    pipe.set(tracker_state_key(camera), commit.snapshot)
+    if commit.late:
+        pipe.hincrby(stats_key(camera), "late", commit.late)
+
+
 class Tracks(BusCore):
     # --- the tracker writes ------------------------------------------------------------------
     def tracker_position(self, camera: str) -> str:
@@ -110,34 +133,77 @@ class Tracks(BusCore):
         position = self.redis.get(tracker_position_key(camera))
         return decode(position) if position else "0-0"
 
-    def set_tracker_position(self, camera: str, position: str) -> None:
-        self.redis.set(tracker_position_key(camera), position)
+    def tracker_snapshot(self, camera: str) -> str | None:
+        """The tracker's last committed state snapshot of a camera (`TrackerCommit.snapshot`), None when none."""
+        snapshot = sync(self.redis.get(tracker_state_key(camera)))
+        return None if snapshot is None else decode(snapshot)
 
     def next_track_id(self, camera: str) -> int:
         """A track id never given before on this camera (by any tracker process)."""
         return int(sync(self.redis.incr(track_id_key(camera))))
 
+    @staticmethod
+    def entry_before(entry_id: str) -> str:
+        """The stream entry id just before `entry_id`: reading after it reads `entry_id` again."""
+        ms, seq = stream_id(entry_id)
+        if seq:
+            return f"{ms}-{seq - 1}"
+        return f"{ms - 1}-{2**64 - 1}" if ms else "0-0"
+
+    @staticmethod
+    def entry_order(entry_id: str) -> tuple[int, int]:
+        """A stream entry id as a key that sorts as Redis orders entries."""
+        return stream_id(entry_id)
+
     def publish_tracks(
-        self, camera: str, tracked: list[tuple[TrackEntry, FrameTracks]], maxlen: int, still_open: Sequence[Track] = ()
+        self,
+        camera: str,
+        tracked: list[tuple[TrackEntry, FrameTracks]],
+        maxlen: int,
+        still_open: Sequence[Track] = (),
+        commit: TrackerCommit | None = None,
     ) -> None:
         """Per tracked frame: its tracks entry, its face-seconds, the faces now live, and tracks started or
         ended; `still_open`: tracks whose records are brought up to date (end, frames, seconds) while they
-        go on. One round trip, every command run (see `execute`)."""
-        pipe = self.redis.pipeline(transaction=False)
+        go on; `commit`: the tracker's position and state after these frames. One transaction (all of a
+        camera's keys share its hash tag, so on a cluster too): all of it is written or, when Redis refuses
+        writes (OOM, MISCONF, READONLY: raised), none; a key some client spoilt is skipped (see `execute`)."""
+        pipe = self.redis.pipeline(transaction=True)
         for entry, frame in tracked:
             pipe.xadd(tracks_key(camera), entry_fields(entry.to_fields()), maxlen=maxlen, approximate=True)
             _queue_frame(pipe, camera, frame)
         for track in still_open:
             _queue_track(pipe, camera, track, ended=False)
+        _queue_commit(pipe, camera, commit)
         self.execute(pipe, "tracker_write", camera)
 
-    def end_tracks(self, camera: str, ended: list[Track]) -> None:
-        """A camera went quiet: its tracks end and it shows no face."""
-        pipe = self.redis.pipeline(transaction=False)
+    def end_tracks(self, camera: str, ended: Sequence[Track], commit: TrackerCommit | None = None) -> None:
+        """A camera went quiet (or a tracker found open tracks it cannot go on with): its tracks end and it
+        shows no face; with the tracker's `commit`, in one transaction (see `publish_tracks`)."""
+        pipe = self.redis.pipeline(transaction=True)
         for track in ended:
             _queue_track(pipe, camera, track, ended=True)
         pipe.hset(live_key(camera), "active", "0")
+        _queue_commit(pipe, camera, commit)
         self.execute(pipe, "tracker_write", camera)
+
+    def close_open_tracks(self, camera: str, commit: TrackerCommit) -> int:
+        """End the track records still marked open (a tracker that left no state it can go on from: they stay
+        as they were last written, ended) and commit a fresh start, in one transaction. Returns how many."""
+        members = sync(self.redis.zrange(track_index_key(camera), 0, -1))
+        ids = [int(m) for m in members if m.isdigit()]
+        read = self.redis.pipeline(transaction=False)
+        for track_id in ids:
+            read.hget(track_key(camera, track_id), "open")
+        flags = read.execute(raise_on_error=False)
+        open_ids = [i for i, flag in zip(ids, flags, strict=True) if flag == b"1"]
+        pipe = self.redis.pipeline(transaction=True)
+        for track_id in open_ids:
+            pipe.hset(track_key(camera, track_id), "open", "0")
+        pipe.hset(live_key(camera), "active", "0")
+        _queue_commit(pipe, camera, commit)
+        self.execute(pipe, "tracker_write", camera)
+        return len(open_ids)
 
     # --- readers -----------------------------------------------------------------------------
     def read_tracks(
