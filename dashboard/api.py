@@ -11,7 +11,9 @@ from fervi.emotions import EMOTIONS
 from fervi.metrics import UPLOADS
 from fervi.protocol import IMAGE_CAMERA_PREFIX, ProtocolError, check_camera, is_browser_camera
 from fervi.settings import Settings
+from fervi.vision.images import size_text
 
+from .guard import MULTIPART_SLACK, body_limit
 from .image_mode import MAX_UPLOAD_BYTES, UploadError, analyse_upload, check_upload
 from .relay import Relay
 
@@ -119,9 +121,8 @@ def register_image_mode(app: Flask, bus: Bus, settings: Settings) -> None:
     """Image mode: one uploaded image analysed at once."""
 
     @app.post("/api/image")
+    @body_limit(MAX_UPLOAD_BYTES + MULTIPART_SLACK, f"an image is at most {size_text(MAX_UPLOAD_BYTES)}")
     def image_upload():
-        if (request.content_length or 0) > MAX_UPLOAD_BYTES + 64 * 1024:
-            return jsonify(error=f"image larger than {MAX_UPLOAD_BYTES} bytes"), 413
         upload = request.files.get("image")
         if upload is None:
             return jsonify(error="send the image as multipart field 'image'"), 400

@@ -26,6 +26,8 @@ from fervi.vision.images import size_text
 
 from .api import register_api
 from .cameras import register_cameras
+from .connections import install_gate
+from .guard import install_guard
 from .pipeline_metrics import PipelineCollector
 from .relay import Relay
 from .sockets import WEB_FRAME_MAX_BYTES, register_sockets
@@ -122,7 +124,11 @@ def register_ops(app: Flask, bus: Bus, relay: Relay, relay_running: bool) -> Non
         return response
 
 
-def create_app(settings: Settings, redis_url: str, token: str = "", start_relay: bool = True):
+def create_app(
+    settings: Settings, redis_url: str, token: str = "", start_relay: bool = True, async_mode: str = "threading"
+):
+    """The dashboard app and its SocketIO; `async_mode` "gevent" under the server's gevent worker (`server.py`),
+    "threading" where the app runs in an ordinary process (tests, Flask's own server)."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_VIDEO_BYTES
     bus = Bus(connect(redis_url), jobs=connect(settings.rq_redis_url) if settings.rq_redis_url else None)
@@ -130,18 +136,20 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
     socketio = SocketIO(
         app,
         message_queue=node_url(redis_url),
-        async_mode="threading",
+        async_mode=async_mode,
         # a frame at the size limit still arrives to be refused with a reason, over
         # long-polling too (base64: 4/3 the bytes)
         max_http_buffer_size=WEB_FRAME_MAX_BYTES * 4 // 3 + 64 * 1024,
     )  # same origin only
+    authorized = require_token(app, token, settings.dashboard_host)
+    # the token and the per-address cap of Socket.IO sessions, checked before Engine.IO opens a session
+    install_gate(app, socketio, authorized, token)
     if settings.dashboard_proxies:  # client addresses (per-address limits) from the trusted proxies' headers;
         # outside the Socket.IO middleware, so its events see them too
         # Flask's documented way to add WSGI middleware (`Flask.wsgi_app`); mypy refuses any assignment to a method
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=settings.dashboard_proxies, x_proto=settings.dashboard_proxies
         )
-    authorized = require_token(app, token, settings.dashboard_host)
     relay = Relay(
         socketio,
         Bus(connect(redis_url, socket_timeout=10)),
@@ -159,6 +167,8 @@ def create_app(settings: Settings, redis_url: str, token: str = "", start_relay:
     @app.errorhandler(413)
     def too_large(_err):
         return jsonify(error=f"the upload is larger than the limit of {size_text(MAX_VIDEO_BYTES)}"), 413
+
+    install_guard(app)  # after the handler above: each route's 413 says its own limit
 
     register_sockets(socketio, bus, settings, authorized, token)
     if start_relay:
@@ -184,6 +194,7 @@ def check_exposure(host: str, token: str) -> None:
 
 def run_dashboard(settings: Settings, redis_url: str, host: str, port: int, token: str) -> int:
     """Serve the dashboard on Gunicorn (`server.py`) until SIGTERM."""
+    from .connections import CONNECTIONS_PER_ADDRESS
     from .server import serve
 
     check_exposure(host, token)
@@ -193,5 +204,7 @@ def run_dashboard(settings: Settings, redis_url: str, host: str, port: int, toke
         port,
         "required" if token else "off",
     )
-    serve(lambda: create_app(settings, redis_url, token)[0], host, port)
+    # behind trusted proxies every connection comes from them: the sessions' cap (per forwarded address) holds
+    per_address = 0 if settings.dashboard_proxies else CONNECTIONS_PER_ADDRESS
+    serve(lambda: create_app(settings, redis_url, token, async_mode="gevent")[0], host, port, per_address)
     return 0

@@ -6,13 +6,13 @@ run by `fervi up`) starts and stops the ingest processes and each ingest reports
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify
 
 from fervi.bus import Bus, RegistryFull
+from fervi.clock import clock_warning
 from fervi.protocol import (
     IMAGE_CAMERA_PREFIX,
     CameraSource,
@@ -24,6 +24,8 @@ from fervi.protocol import (
     source_kind,
 )
 from fervi.settings import Settings, mask_password
+
+from .guard import body_limit, json_object
 
 MAX_BODY_BYTES = 16 * 1024  # a camera is a name, a source of at most 1024 characters and two options
 QUIET_S = 15.0  # a running ingest says how it goes every 2 s: this long without news, it is shown as stalled
@@ -86,6 +88,7 @@ def describe(source: CameraSource | None, camera: str, state: dict, now: float, 
     elif row["state"] in RUNNING_STATES and updated and now - updated > QUIET_S:
         row["state"] = "stalled"
         row["reason"] = f"no news from its ingest for {now - updated:.0f} s"
+    row["clock"] = clock_warning(state)
     return row
 
 
@@ -113,6 +116,8 @@ def camera_from_request(body: object, roots: list[Path]) -> CameraSource:
     if not isinstance(loop, bool):
         raise SourceRefused("loop must be true or false")
     kind = body.get("kind")
+    if kind is not None and not isinstance(kind, str):
+        raise SourceRefused(f"kind is one of {', '.join(KIND_HINTS)}")
     try:
         spec = spec.strip()
         if kind in KIND_HINTS and spec and source_kind(spec) != kind:
@@ -150,14 +155,9 @@ def register_cameras(app: Flask, bus: Bus, settings: Settings) -> None:
         )
 
     @app.post("/api/sources")
+    @body_limit(MAX_BODY_BYTES, f"a camera is described in at most {MAX_BODY_BYTES} bytes")
     def add_source():
-        raw = request.stream.read(MAX_BODY_BYTES + 1)  # a chunked body declares no length: count what comes
-        if (request.content_length or 0) > MAX_BODY_BYTES or len(raw) > MAX_BODY_BYTES:
-            return jsonify(error=f"a camera is described in at most {MAX_BODY_BYTES} bytes"), 413
-        try:  # JSON only: a cross-site form cannot post it
-            body = json.loads(raw) if request.mimetype == "application/json" else None
-        except ValueError:
-            body = None
+        body = json_object("camera, source, fps, loop")
         try:
             source = camera_from_request(body, roots)
         except SourceRefused as err:

@@ -10,6 +10,8 @@ after they ended, and removes folders no record owns (an upload cut short by a c
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import logging
 import re
@@ -17,12 +19,18 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import IO
 
 from fervi.offline import QUEUE, VideoError, submit
 from flask import Flask, abort, jsonify, request, send_from_directory
+from werkzeug.datastructures import FileStorage
+from werkzeug.formparser import FormDataParser
 from werkzeug.utils import secure_filename
 
 from fervi.bus import Bus
+from fervi.vision.images import size_text
+
+from .guard import MULTIPART_SLACK, body_limit
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +40,43 @@ ENDED = ("finished", "failed", "canceled")
 JANITOR_EVERY_S = 30.0
 ORPHAN_AFTER_S = 3600.0  # a folder without a record, untouched this long, is left over from a crash
 VIDEO_ID = re.compile(r"[0-9a-f]{12}")
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+FORM_FIELDS_BYTES = 500 * 1024  # the form's text fields and the parser's buffer (Werkzeug's default limit)
+
+
+class DiskFull(OSError):
+    """No room on the server's disk for an upload (nothing of it is left behind)."""
+
+
+class PartFile(io.BufferedRandom):
+    """The file a multipart file part streams into. Each write yields to other connections: under a gevent
+    worker, parsing a 2 GB body that arrives faster than it is written would otherwise hold the process
+    (and the worker's heartbeat) for its whole length; elsewhere `sleep(0)` costs nothing."""
+
+    def write(self, data, /) -> int:
+        written = super().write(data)
+        time.sleep(0)
+        return written
+
+
+def open_part(folder: Path) -> IO[bytes]:
+    """A new part file in `folder` (a dot name: not listed, e.g. on the Cameras page, until renamed)."""
+    return PartFile(io.FileIO(folder / f".part-{uuid.uuid4().hex[:8]}", "w+"))
+
+
+def receive_parts(stream: IO[bytes], folder: Path, mimetype: str, length: int | None, options: dict) -> FileStorage:
+    """Parse a multipart body, each file part written to `folder` as it streams in (64 KB at a time, never
+    the whole body in memory); returns the part `video` (empty when the body has none)."""
+    if mimetype != "multipart/form-data":  # a form of another type would be parsed in memory
+        return FileStorage()
+    parser = FormDataParser(lambda *_args, **_kw: open_part(folder), max_form_memory_size=FORM_FIELDS_BYTES)
+    _, _, files = parser.parse(stream, mimetype, length, options)
+    video = files.get("video") or FileStorage()
+    for part in files.values():
+        part.stream.close()
+        if part is not video:
+            Path(str(part.stream.name)).unlink(missing_ok=True)
+    return video
 
 
 class Videos:
@@ -43,20 +88,32 @@ class Videos:
         self.uploads, self.outputs = home / "uploads", home / "videos"
         self.retention_s = retention_s
 
-    def add(self, upload) -> dict:
-        """Save an upload and submit its jobs; VideoError (nothing left behind) for an unreadable file."""
+    def add(self, stream: IO[bytes], mimetype: str, length: int | None, options: dict) -> dict:
+        """Save an uploaded multipart body (its field `video`) and submit its jobs. Nothing is left behind
+        when it fails: VideoError for an unreadable file or a body with no video, DiskFull for a full disk."""
         video_id = uuid.uuid4().hex[:12]
-        name = secure_filename(upload.filename) or "video.mp4"
         folder = self.uploads / video_id
+        name = "video.mp4"
         try:
             folder.mkdir(parents=True)
-            path = folder / name
-            upload.save(path)
+            if length and shutil.disk_usage(folder).free < length:
+                raise OSError(errno.ENOSPC, "not enough free space for the declared length")
+            part = receive_parts(stream, folder, mimetype, length, options)
+            if not part.filename:
+                raise VideoError("send the video as multipart field 'video'")
+            name = secure_filename(part.filename) or name
+            path = Path(str(part.stream.name)).rename(folder / name)
             submitted = submit(self.queue, str(path), self.outputs / video_id, segments=2, every=1, video_id=video_id)
         except BaseException as err:
             self._remove_files(video_id)
             if isinstance(err, VideoError):
                 raise VideoError(str(err).replace(str(folder / name), name)) from None
+            if isinstance(err, OSError) and err.errno in DISK_FULL:
+                log.warning("event=video_upload_disk_full video=%s error=%s", video_id, err)
+                raise DiskFull(
+                    f"the server's disk is full ({size_text(self._free())} free): the video was not stored; "
+                    "free some space there (or shorten FERVI_VIDEO_RETENTION) and upload it again"
+                ) from None
             raise
         record = {
             "name": name,
@@ -73,6 +130,12 @@ class Videos:
         self.bus.create_video(video_id, record)
         log.info("event=video_uploaded video=%s name=%s bytes=%d", video_id, name, path.stat().st_size)
         return {"id": video_id, "name": name}
+
+    def _free(self) -> int:
+        try:
+            return shutil.disk_usage(self.uploads).free
+        except OSError:
+            return 0
 
     def _record(self, video_id: str) -> dict | None:
         """The record of a video id (None for an unknown one, or a string that is no video id)."""
@@ -217,14 +280,16 @@ def register_videos(app: Flask, bus: Bus, home: Path, retention_s: float) -> Vid
         return jsonify(ok=True)
 
     @app.post("/api/videos")
+    @body_limit(MAX_VIDEO_BYTES + MULTIPART_SLACK, f"a video is at most {size_text(MAX_VIDEO_BYTES)}")
     def video_upload():
-        upload = request.files.get("video")
-        if upload is None or not upload.filename:
-            return jsonify(error="send the video as multipart field 'video'"), 400
         try:
-            return jsonify(videos.add(upload))
+            return jsonify(
+                videos.add(request.stream, request.mimetype, request.content_length, request.mimetype_params)
+            )
         except VideoError as err:
             return jsonify(error=str(err)), 400
+        except DiskFull as err:
+            return jsonify(error=str(err)), 507
 
     @app.get("/api/videos")
     def video_list():

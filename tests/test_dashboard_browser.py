@@ -99,12 +99,12 @@ def page(browser, stack):
 
 def test_live_wall_shows_the_demo_camera_with_labels(page, stack):
     page.goto(stack["url"] + "/")
-    # the production server (Gunicorn, gthread) carries Socket.IO over a real WebSocket
-    page.wait_for_function("document.body.dataset.transport === 'websocket'", timeout=15000)
+    # the production server (Gunicorn, gevent) carries Socket.IO over a real WebSocket
+    page.wait_for_function("() => document.body.dataset.transport === 'websocket'", timeout=15000)
     tile = page.locator('.tile[data-camera="demo"]')
     tile.wait_for(timeout=30000)
     page.wait_for_function(
-        "document.querySelector('.tile[data-camera=\"demo\"]')?.dataset.labels?.split(',').length === 2", timeout=30000
+        "() => document.querySelector('.tile[data-camera=\"demo\"]')?.dataset.labels?.split(',').length === 2", timeout=30000
     )
     labels = tile.get_attribute("data-labels").split(",")
     assert all(label in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral") for label in labels)
@@ -122,13 +122,13 @@ def _add_camera(page, name: str, kind: str, source: str, loop: bool = False, fps
         page.set_checked("#loop", loop)
     with page.expect_response(lambda r: r.url.endswith("/api/sources") and r.request.method == "POST"):
         page.click("#add button[type=submit]")
-    page.wait_for_function("!document.getElementById('add').dataset.busy")  # the page has shown the answer
+    page.wait_for_function("() => !document.getElementById('add').dataset.busy")  # the page has shown the answer
     return page.locator("#error").inner_text()
 
 
 def _card_state(page, camera: str, state: str, timeout_s: float = 60) -> str:
     card = f'.camera-card[data-camera="{camera}"]'
-    page.wait_for_function(f"document.querySelector('{card}')?.dataset.state === '{state}'", timeout=timeout_s * 1000)
+    page.wait_for_function(f"() => document.querySelector('{card}')?.dataset.state === '{state}'", timeout=timeout_s * 1000)
     return page.locator(card + " .reason").inner_text()
 
 
@@ -140,7 +140,7 @@ def test_cameras_are_added_watched_and_removed_from_the_page(page, stack):
     (media / "notes.txt").write_text("not a video")
     page.goto(stack["url"] + "/cameras")
     page.wait_for_function(
-        "document.getElementById('supervisor').textContent.includes('supervisor runs')", timeout=20000
+        "() => document.getElementById('supervisor').textContent.includes('supervisor runs')", timeout=20000
     )
     assert page.locator('.camera-card[data-camera="demo"] .actions').inner_text().startswith("Charts")
     assert "fervi ingest" in page.locator('.camera-card[data-camera="demo"]').inner_text()  # not the page's
@@ -167,7 +167,7 @@ def test_cameras_are_added_watched_and_removed_from_the_page(page, stack):
     assert reason.startswith("refused: 127.0.0.1:9") and "hunter2" not in page.locator("#cameras").inner_text()
 
     page.goto(stack["url"] + "/")  # the new camera is on the live wall, with labels from the workers
-    page.wait_for_function("document.querySelector('.tile[data-camera=\"porch\"]')?.dataset.seq", timeout=60000)
+    page.wait_for_function("() => document.querySelector('.tile[data-camera=\"porch\"]')?.dataset.seq", timeout=60000)
 
     page.goto(stack["url"] + "/cameras")
     _card_state(page, "porch", "live")
@@ -192,7 +192,7 @@ def test_cameras_are_added_watched_and_removed_from_the_page(page, stack):
 
 def test_browser_camera_gets_labels_back_and_is_private_until_shared(page, browser, stack):
     page.goto(stack["url"] + "/webcam?autostart=1")
-    page.wait_for_function("document.getElementById('tile').dataset.labels?.length > 0", timeout=40000)
+    page.wait_for_function("() => document.getElementById('tile').dataset.labels?.length > 0", timeout=40000)
     assert "happy" in page.locator("#tile").get_attribute("data-labels")
     camera = page.locator("#tile").get_attribute("data-camera")
     wall = browser.new_context().new_page()
@@ -201,10 +201,10 @@ def test_browser_camera_gets_labels_back_and_is_private_until_shared(page, brows
     assert wall.locator(f'.tile[data-camera="{camera}"]').count() == 0  # not shared: not on the wall
     page.fill("#title", "Front desk")  # the name the wall shows it under (not web-...)
     page.check("#share")
-    page.wait_for_function("document.body.dataset.shared === 'true'", timeout=10000)
+    page.wait_for_function("() => document.body.dataset.shared === 'true'", timeout=10000)
     wall.locator(f'.tile[data-camera="{camera}"]').wait_for(timeout=20000)
     title = f'.tile[data-camera="{camera}"] .tile-head b'
-    wall.wait_for_function(f"document.querySelector('{title}')?.textContent === 'Front desk'", timeout=10000)
+    wall.wait_for_function(f"() => document.querySelector('{title}')?.textContent === 'Front desk'", timeout=10000)
     page.uncheck("#share")
     wall.locator(f'.tile[data-camera="{camera}"]').wait_for(state="detached", timeout=20000)
     wall.context.close()
@@ -217,11 +217,11 @@ def test_browser_camera_gets_labels_back_and_is_private_until_shared(page, brows
 
 def test_the_browser_camera_stops_at_once(page, stack):
     page.goto(stack["url"] + "/webcam?autostart=1")
-    page.wait_for_function("document.getElementById('tile').dataset.labels?.length > 0", timeout=40000)
+    page.wait_for_function("() => document.getElementById('tile').dataset.labels?.length > 0", timeout=40000)
     camera = page.locator("#tile").get_attribute("data-camera")
     assert page.locator("#start").is_hidden() and page.locator("#stop").is_visible()
     page.click("#stop")
-    page.wait_for_function("document.body.dataset.stopped === '1'", timeout=10000)
+    page.wait_for_function("() => document.body.dataset.stopped === '1'", timeout=10000)
     r = redis.Redis.from_url(stack["redis"])
     wait_for(lambda: not r.sismember("fervi:cameras", camera), 5, "the stopped camera to leave at once")
     assert page.locator("#start").is_visible() and "stopped" in page.locator("#note").inner_text()
@@ -229,29 +229,29 @@ def test_the_browser_camera_stops_at_once(page, stack):
 
 def test_acting_challenge_round_is_decided_by_the_server(page, stack):
     page.goto(stack["url"] + "/challenge?name=astronaut&autostart=1")
-    page.wait_for_function("Number(document.body.dataset.roundsWon || 0) >= 1", timeout=60000)
+    page.wait_for_function("() => Number(document.body.dataset.roundsWon || 0) >= 1", timeout=60000)
     assert "Round won: happy! +1" in page.locator("#verdict").inner_text()
     assert "scored round" in page.locator("#mode").inner_text()
-    page.wait_for_function("document.getElementById('leaderboard').innerText.includes('astronaut: 1')", timeout=10000)
+    page.wait_for_function("() => document.getElementById('leaderboard').innerText.includes('astronaut: 1')", timeout=10000)
     shot(page, "challenge")
     bus = Bus(redis.Redis.from_url(stack["redis"]))
     assert bus.webcams()  # the player's camera is live ...
     page.click("#stop")  # ... until Stop: its light goes off and the server forgets it at once
-    page.wait_for_function("document.body.dataset.stopped === '1'", timeout=5000)
+    page.wait_for_function("() => document.body.dataset.stopped === '1'", timeout=5000)
     wait_for(lambda: not bus.webcams(), 10, "the challenge's camera to be forgotten")
     assert page.locator("#start").is_visible() and "Stopped" in page.locator("#verdict").inner_text()
 
 
 def test_the_challenge_says_what_it_cannot_play_and_shows_the_target_first_on_a_phone(page, stack):
     page.goto(stack["url"] + "/challenge?camera=nosuch&autostart=1")
-    page.wait_for_function("document.getElementById('verdict').textContent.includes('no camera called')", timeout=20000)
+    page.wait_for_function("() => document.getElementById('verdict').textContent.includes('no camera called')", timeout=20000)
     assert page.locator("#start").is_visible()
     page.goto(stack["url"] + "/challenge?target=joy&autostart=1")
     assert "not an emotion FERVI knows" in page.locator("#verdict").inner_text()
     assert page.locator("#start").is_visible()  # nothing started, least of all a scored game
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(stack["url"] + "/challenge?camera=demo&autostart=1")
-    page.wait_for_function("!document.getElementById('target').classList.contains('target-none')", timeout=30000)
+    page.wait_for_function("() => !document.getElementById('target').classList.contains('target-none')", timeout=30000)
     meter = page.evaluate("document.querySelector('.meter').getBoundingClientRect().bottom")
     assert meter < 844, meter  # what to act and how it goes, without scrolling past the camera
 
@@ -261,7 +261,7 @@ def test_a_name_the_server_cleans_is_shown_as_it_will_appear(page, stack):
     page.fill("#name", "Tester <b>x</b>")
     page.select_option("#mode-select", "happy")  # practice
     page.click("#start")
-    page.wait_for_function("document.getElementById('name-note').textContent.length > 0", timeout=30000)
+    page.wait_for_function("() => document.getElementById('name-note').textContent.length > 0", timeout=30000)
     assert "shown as “Tester bxb”" in page.locator("#name-note").inner_text()
 
 
@@ -271,13 +271,13 @@ def test_a_game_is_five_rounds_with_verdicts_a_final_score_and_a_best_games_boar
     page.dispatch_event("#name", "change")  # remembered in this browser
     assert page.locator("#mode-select").input_value() == "game"
     page.click("#start")
-    page.wait_for_function("document.body.dataset.gameScore !== undefined", timeout=120000)
+    page.wait_for_function("() => document.body.dataset.gameScore !== undefined", timeout=120000)
     verdicts = page.locator("#verdicts li").all_inner_texts()
     assert len(verdicts) == 5 and all(v.startswith("happy: ") for v in verdicts), verdicts
     score = int(page.evaluate("document.body.dataset.gameScore"))
     assert score == sum(int(v.split("+")[1]) for v in verdicts if "+" in v) and score >= 1
     assert "Game over" in page.locator("#verdict").inner_text() and page.locator("#again").is_visible()
-    page.wait_for_function(f"document.getElementById('games').innerText.includes('Grace: {score}')", timeout=10000)
+    page.wait_for_function(f"() => document.getElementById('games').innerText.includes('Grace: {score}')", timeout=10000)
     assert page.locator("#name-note").inner_text() == ""  # a plain name is kept as typed
     page.reload()
     assert page.locator("#name").input_value() == "Grace"
@@ -285,11 +285,11 @@ def test_a_game_is_five_rounds_with_verdicts_a_final_score_and_a_best_games_boar
 
 def test_charts_hold_data(page, stack):
     page.goto(stack["url"] + "/charts?camera=demo&minutes=2")
-    page.wait_for_function("Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1", timeout=30000)
-    page.wait_for_function("document.getElementById('newest-title').innerText.includes('#')", timeout=15000)
+    page.wait_for_function("() => Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1", timeout=30000)
+    page.wait_for_function("() => document.getElementById('newest-title').innerText.includes('#')", timeout=15000)
     totals = page.locator("#totals").inner_text()
     assert all(emotion in totals for emotion in ("happy", "neutral")) and "%" in totals  # the donut's values
-    page.wait_for_function("document.querySelectorAll('#tracks tbody tr').length >= 2", timeout=15000)
+    page.wait_for_function("() => document.querySelectorAll('#tracks tbody tr').length >= 2", timeout=15000)
     with page.expect_download() as csv_download:
         page.click("#export-csv")
     lines = Path(csv_download.value.path()).read_text().splitlines()
@@ -311,7 +311,7 @@ def test_charts_hold_data(page, stack):
     ticks = page.evaluate("Chart.getChart(document.getElementById('timeline')).scales.x.ticks.map(t => t.label)")
     assert len(ticks) >= 2 and len(set(ticks)) == len(ticks), ticks  # one label per tick, none repeated
     page.locator("#tracks .track-link").first.click()  # a face's own timeline
-    page.wait_for_function("Number(document.getElementById('track-panel').dataset.segments || 0) >= 1", timeout=15000)
+    page.wait_for_function("() => Number(document.getElementById('track-panel').dataset.segments || 0) >= 1", timeout=15000)
     assert "point(s) from the tracks stream" in page.locator("#track-note").inner_text()
     # the label history: a coloured strip, one block per stretch of one label, named on hover
     blocks = page.locator("#track-segments i")
@@ -320,9 +320,9 @@ def test_charts_hold_data(page, stack):
     assert page.locator("#track-title").inner_text().startswith("Face #")
     shot(page, "charts")
     page.select_option("#range", "1440")  # a day: 1-minute buckets
-    page.wait_for_function("document.getElementById('summary').innerText.includes('24 h')", timeout=15000)
+    page.wait_for_function("() => document.getElementById('summary').innerText.includes('24 h')", timeout=15000)
     page.goto(stack["url"] + "/charts?camera=nosuchcamera")
-    page.wait_for_function("document.getElementById('notice').innerText.includes('no camera called')", timeout=15000)
+    page.wait_for_function("() => document.getElementById('notice').innerText.includes('no camera called')", timeout=15000)
 
 
 def test_a_camera_that_ended_can_still_be_charted(page, stack):
@@ -336,7 +336,7 @@ def test_a_camera_that_ended_can_still_be_charted(page, stack):
     )
     assert ingest.returncode == 0, ingest.stderr[-2000:]
     page.goto(stack["url"] + "/charts?camera=lobby&minutes=5")
-    page.wait_for_function("Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1", timeout=30000)
+    page.wait_for_function("() => Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1", timeout=30000)
     # off the live wall after 15 s without frames, still on the charts' list, marked as ended
 
     def shown_as_ended() -> bool:
@@ -344,7 +344,7 @@ def test_a_camera_that_ended_can_still_be_charted(page, stack):
         return "(ended)" in page.locator("#camera option[value=lobby]").inner_text()
 
     wait_for(shown_as_ended, 60, "lobby shown as ended on the charts' list", interval_s=2)
-    page.wait_for_function("Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1", timeout=30000)
+    page.wait_for_function("() => Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1", timeout=30000)
 
 
 def test_image_mode_labels_every_face_and_refuses_bad_uploads(page, stack, tmp_path):
@@ -357,7 +357,7 @@ def test_image_mode_labels_every_face_and_refuses_bad_uploads(page, stack, tmp_p
     page.goto(stack["url"] + "/image")
     page.set_input_files("#file", str(group))
     page.click("button[type=submit]")
-    page.wait_for_function("document.getElementById('tile').dataset.done === '1'", timeout=30000)
+    page.wait_for_function("() => document.getElementById('tile').dataset.done === '1'", timeout=30000)
     assert len(page.locator("#tile").get_attribute("data-labels").split(",")) == 2
     shot(page, "image")
     assert "latency 0 ms" not in page.locator("#tile .meta").inner_text()  # the upload's own round trip
@@ -365,7 +365,7 @@ def test_image_mode_labels_every_face_and_refuses_bad_uploads(page, stack, tmp_p
     notes.write_text("not an image")
     page.set_input_files("#file", str(notes))
     page.click("button[type=submit]")
-    page.wait_for_function("document.getElementById('error').innerText.length > 0", timeout=10000)
+    page.wait_for_function("() => document.getElementById('error').innerText.length > 0", timeout=10000)
     assert "not a readable image" in page.locator("#error").inner_text()
     # before: the previous result stayed under the error, as if the text file had faces
     assert page.locator("#tile").get_attribute("data-labels") == "" and page.locator("#tile .bars .face").count() == 0
@@ -373,13 +373,13 @@ def test_image_mode_labels_every_face_and_refuses_bad_uploads(page, stack, tmp_p
     cv2.imwrite(str(empty), np.full((240, 320, 3), 90, np.uint8))
     page.set_input_files("#file", str(empty))
     page.click("button[type=submit]")
-    page.wait_for_function("document.getElementById('tile').dataset.done === '1'", timeout=30000)
+    page.wait_for_function("() => document.getElementById('tile').dataset.done === '1'", timeout=30000)
     assert "No face found" in page.locator("#note").inner_text() and page.locator("#error").inner_text() == ""
     huge = tmp_path / "huge.jpg"
     huge.write_bytes(jpeg_claiming_size(20000, 20000))
     page.set_input_files("#file", str(huge))
     page.click("button[type=submit]")
-    page.wait_for_function("document.getElementById('error').innerText.includes('too large')", timeout=10000)
+    page.wait_for_function("() => document.getElementById('error').innerText.includes('too large')", timeout=10000)
 
 
 def test_video_upload_runs_as_jobs_with_progress_and_outputs(page, stack, tmp_path):
@@ -389,14 +389,14 @@ def test_video_upload_runs_as_jobs_with_progress_and_outputs(page, stack, tmp_pa
     page.click("button[type=submit]")
     row = page.locator("tr[data-video]").first
     row.wait_for(timeout=10000)
-    page.wait_for_function("document.querySelector('tr[data-video]')?.dataset.state === 'finished'", timeout=120000)
+    page.wait_for_function("() => document.querySelector('tr[data-video]')?.dataset.state === 'finished'", timeout=120000)
     links = [a.inner_text() for a in row.locator(".files a").all()]
     assert links == ["faces.csv", "summary.json", "annotated.mp4", "timeline.png"]
     assert row.get_attribute("data-tracks") == "2"  # a readable result on the page: faces and main emotions
     summary = row.locator(".summary").inner_text()
     assert "4 s of video" in summary and "2 face(s)" in summary and "%" in summary, summary
     assert "took" in row.locator(".when").inner_text()  # its date and how long it took
-    page.wait_for_function("Number(document.getElementById('jobs').dataset.workers) >= 1", timeout=10000)
+    page.wait_for_function("() => Number(document.getElementById('jobs').dataset.workers) >= 1", timeout=10000)
     # the queue in videos, one video being several jobs (listed in the tooltip)
     jobs = page.locator("#jobs")
     assert re.fullmatch(r"\d+ RQ workers? \(\d+ busy\) · 0 videos waiting or running · 0 failed", jobs.inner_text())
@@ -407,32 +407,32 @@ def test_video_upload_runs_as_jobs_with_progress_and_outputs(page, stack, tmp_pa
     csv_text = urllib.request.urlopen(f"{stack['url']}/videos/{video_id}/faces.csv").read().decode()
     assert csv_text.splitlines()[0].startswith("frame,time_s,track_id") and len(csv_text.splitlines()) == 1 + 2 * 40
     # the annotated video (H.264) plays in the page: the browser reads its metadata
-    page.wait_for_function("document.querySelector('tr[data-video] video')?.readyState >= 1", timeout=20000)
+    page.wait_for_function("() => document.querySelector('tr[data-video] video')?.readyState >= 1", timeout=20000)
     duration = page.evaluate("document.querySelector('tr[data-video] video').duration")
     assert abs(duration - 4.0) < 0.2, duration
     page.wait_for_timeout(500)
     shot(page, "videos")
     # the uploaded video plays as a camera too, picked on the Cameras page (no restart with other settings)
     page.goto(stack["url"] + "/cameras")
-    page.wait_for_function("document.querySelectorAll('#uploaded option').length >= 2", timeout=15000)
+    page.wait_for_function("() => document.querySelectorAll('#uploaded option').length >= 2", timeout=15000)
     page.select_option("#uploaded", label="interview.mp4")
     assert page.input_value("#kind") == "file" and page.input_value("#source").endswith("/interview.mp4")
     assert _add_camera(page, "replay", "file", page.input_value("#source"), loop=True) == ""
     _card_state(page, "replay", "live")  # a file added on the page plays at its own pace, as a camera would
     page.once("dialog", lambda dialog: dialog.accept())
     page.click('.camera-card[data-camera="replay"] .remove')
-    page.wait_for_function("!document.querySelector('.camera-card[data-camera=\"replay\"]')", timeout=30000)
+    page.wait_for_function("() => !document.querySelector('.camera-card[data-camera=\"replay\"]')", timeout=30000)
     page.goto(stack["url"] + "/videos")
     notes = tmp_path / "notes.mp4"
     notes.write_text("not a video at all")
     page.set_input_files("#file", str(notes))
     page.click("button[type=submit]")
-    page.wait_for_function("document.getElementById('error').innerText.includes('not a readable video')", timeout=20000)
+    page.wait_for_function("() => document.getElementById('error').innerText.includes('not a readable video')", timeout=20000)
 
 
 def test_oversized_and_malformed_socket_messages_are_refused(page, stack):
     page.goto(stack["url"] + "/webcam")
-    page.wait_for_function("document.getElementById('status').textContent === 'live'", timeout=20000)
+    page.wait_for_function("() => document.getElementById('status').textContent === 'live'", timeout=20000)
     replies = page.evaluate("""async () => {
         const socket = io({ transports: ["websocket"] });
         await new Promise((ok) => socket.on("connect", ok));
@@ -454,7 +454,7 @@ def test_oversized_and_malformed_socket_messages_are_refused(page, stack):
     assert replies["flood"] != "still open"  # the 4 MB message closed that connection ...
     assert http_ok(stack["url"] + "/healthz")  # ... and only that one
     page.reload()
-    page.wait_for_function("document.getElementById('status').textContent === 'live'", timeout=20000)
+    page.wait_for_function("() => document.getElementById('status').textContent === 'live'", timeout=20000)
 
 
 def test_without_a_camera_the_pages_say_so_and_offer_a_way_out(stack, playwright):
@@ -462,12 +462,12 @@ def test_without_a_camera_the_pages_say_so_and_offer_a_way_out(stack, playwright
     with chromium(playwright) as bare:
         page = bare.new_page()
         page.goto(stack["url"] + "/challenge?autostart=1")
-        page.wait_for_function("document.getElementById('verdict').textContent.length > 0", timeout=20000)
+        page.wait_for_function("() => document.getElementById('verdict').textContent.length > 0", timeout=20000)
         verdict = page.locator("#verdict").inner_text()
         assert ("No camera" in verdict or "denied" in verdict) and "?camera=demo" in verdict, verdict
         assert page.locator("#start").is_visible()
         page.goto(stack["url"] + "/webcam?autostart=1")
-        page.wait_for_function("document.getElementById('note').textContent.length > 0", timeout=20000)
+        page.wait_for_function("() => document.getElementById('note').textContent.length > 0", timeout=20000)
         note = page.locator("#note").inner_text()
         assert ("No camera" in note or "denied" in note) and "press Start again" in note, note
         assert page.locator("#start").is_visible()
@@ -507,7 +507,7 @@ def test_every_page_fits_the_screen_with_readable_labels(browser, stack, width):
         heights = page.evaluate("Array.from(document.querySelectorAll('.charts canvas')).map(c => c.clientHeight)")
         assert len(heights) == 3 and min(heights) >= 150, heights
         page.goto(stack["url"] + "/")
-        page.wait_for_function("document.querySelector('.tile[data-camera=\"demo\"]')?.dataset.labelPx", timeout=30000)
+        page.wait_for_function("() => document.querySelector('.tile[data-camera=\"demo\"]')?.dataset.labelPx", timeout=30000)
         label_px = float(page.locator('.tile[data-camera="demo"]').get_attribute("data-label-px"))
         assert label_px >= 12, label_px
         tile = page.evaluate("document.querySelector('.tile[data-camera=\"demo\"]').getBoundingClientRect().width")

@@ -146,13 +146,13 @@ def test_the_live_wall_shows_an_uncertain_face_as_its_two_leading_emotions(page,
     tile = '.tile[data-camera="lab"]'
     with Camera(dashboard["bus"], "lab", tracked_faces(), group_photo()):
         page.goto(dashboard["url"] + "/")
-        page.wait_for_function(f"document.querySelectorAll('{tile} .face-title').length === 2", timeout=30000)
-        page.wait_for_function(f"document.querySelector('{tile}').dataset.seq > 3", timeout=10000)
+        page.wait_for_function(f"() => document.querySelectorAll('{tile} .face-title').length === 2", timeout=30000)
+        page.wait_for_function(f"() => document.querySelector('{tile}').dataset.seq > 3", timeout=10000)
         assert_shown(page, tile, tracked=True)
         time.sleep(0.5)  # a preview frame under the boxes
         shot(page, "wall-uncertain")
         page.set_viewport_size({"width": 390, "height": 844})
-        page.wait_for_function(f"document.querySelector('{tile}').getBoundingClientRect().width <= 390")
+        page.wait_for_function(f"() => document.querySelector('{tile}').getBoundingClientRect().width <= 390")
         time.sleep(0.5)  # redrawn at the phone's size
         assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
         assert float(page.locator(tile).get_attribute("data-label-px")) >= 12
@@ -162,10 +162,10 @@ def test_the_live_wall_shows_an_uncertain_face_as_its_two_leading_emotions(page,
 
 def test_the_browser_camera_page_shows_an_uncertain_face_as_its_two_leading_emotions(page, dashboard):
     page.goto(dashboard["url"] + "/webcam?autostart=1")
-    page.wait_for_function("document.getElementById('tile').dataset.camera", timeout=30000)
+    page.wait_for_function("() => document.getElementById('tile').dataset.camera", timeout=30000)
     camera = page.locator("#tile").get_attribute("data-camera")  # the server's name for this browser's camera
     with Camera(dashboard["bus"], camera, tracked_faces(), group_photo()):
-        page.wait_for_function("document.querySelectorAll('#tile .face-title').length === 2", timeout=30000)
+        page.wait_for_function("() => document.querySelectorAll('#tile .face-title').length === 2", timeout=30000)
         assert_shown(page, "#tile", tracked=True)
 
 
@@ -192,7 +192,7 @@ def test_image_mode_shows_an_uncertain_face_as_its_two_leading_emotions(page, da
     def upload() -> None:
         page.set_input_files("#file", str(photo))
         page.click("button[type=submit]")
-        page.wait_for_function("document.getElementById('tile').dataset.done === '1'", timeout=30000)
+        page.wait_for_function("() => document.getElementById('tile').dataset.done === '1'", timeout=30000)
 
     upload()
     assert_shown(page, "#tile", tracked=False)

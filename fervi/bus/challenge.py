@@ -117,4 +117,5 @@ class Challenge(BusCore):
         return [
             {"name": decode(n), "score": int(s)}
             for n, s in sync(self.redis.zrevrange(LEADERBOARD, 0, count - 1, withscores=True))
+            if math.isfinite(s)  # an inf some other client wrote is no score
         ]

@@ -69,7 +69,7 @@ function card(row) {
   item.querySelector(".counts").textContent = `${row.sent} frame(s) sent${updated}${rate ? ` · ${rate} processed` : ""}` +
     (row.managed ? (row.loop ? " · loops" : "") : " · run outside this page (fervi ingest): stop it where it runs");
   const warning = item.querySelector(".overload");
-  warning.textContent = overloadText(row);
+  warning.textContent = [overloadText(row), row.clock || ""].filter(Boolean).join(" ");
   warning.hidden = !warning.textContent;
   const actions = item.querySelector(".actions");
   const open = document.createElement("a");

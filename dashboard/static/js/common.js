@@ -51,7 +51,9 @@ export function overloadText(rates) {
 const clockOf = (t) => new Date(t * 1000).toLocaleTimeString();
 
 export function connect() {
-  const socket = io({ auth: { token: params.get("token") || "" }, transports: ["websocket", "polling"] });
+  const token = params.get("token") || "";
+  // the token rides the handshake too (checked before a session exists), for browsers that keep no cookie
+  const socket = io({ auth: { token }, query: token ? { token } : {}, transports: ["websocket", "polling"] });
   const status = document.getElementById("status");
   socket.on("connect", () => {
     status.textContent = "live"; status.className = "status ok";
