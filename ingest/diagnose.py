@@ -17,12 +17,14 @@ camera may come back, or its password be fixed on its side.
 
 from __future__ import annotations
 
+import base64
+import http.client
 import os
 import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 INGEST_EXIT_UNUSABLE = 3  # `fervi ingest`'s exit code for a source that can never work as given
 NOT_RETRIED = "not retried: change the source, or remove the camera and add it again"
@@ -50,12 +52,9 @@ def why_stream_failed(url: str, timeout_s: float = TIMEOUT_S) -> str:
     where = f"{host}:{port}"
     try:
         with socket.create_connection((host, port), timeout=timeout_s) as connection:
-            if scheme == "rtsp":
-                status = _rtsp_status(connection, url, timeout_s)
-            elif scheme in ("http", "https"):
-                status = _http_status(url, timeout_s)
-            else:
-                status = None
+            status = _rtsp_status(connection, url, timeout_s) if scheme == "rtsp" else None
+        if scheme in ("http", "https"):  # on a connection of its own, once the probe's is closed: a server
+            status = _http_status(url, timeout_s)  # that serves one connection at a time answers it too
     except socket.gaierror:
         return f"not found: no host called {host!r} (DNS)"
     except ConnectionRefusedError:
@@ -64,6 +63,8 @@ def why_stream_failed(url: str, timeout_s: float = TIMEOUT_S) -> str:
         return f"timeout: no answer from {where} within {timeout_s:.0f} s"
     except OSError as err:
         return f"unreachable: {where}: {err.strerror or err}"
+    if status in (401, 403) and parts.username is not None:
+        return f"unauthorized: {where} refused the user name and password in the URL ({status})"
     if status in (401, 403):
         return f"unauthorized: {where} asks for a user name and password ({status}): put them in the URL"
     if status == 404:
@@ -83,12 +84,22 @@ def _rtsp_status(connection: socket.socket, url: str, timeout_s: float) -> int |
 
 
 def _http_status(url: str, timeout_s: float) -> int | None:
+    """The status of a HEAD of `url`; credentials in the URL go as Basic authorization (urllib would take
+    them for part of the port)."""
+    parts = urlsplit(url)
+    headers = {}
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+        url = parts._replace(netloc=netloc).geturl()
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s) as answer:
+        request = urllib.request.Request(url, method="HEAD", headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
             return int(answer.status)
     except urllib.error.HTTPError as err:
         return int(err.code)
-    except (urllib.error.URLError, OSError, ValueError):
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException):
         return None
 
 

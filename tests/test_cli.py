@@ -183,3 +183,4 @@ def test_cameras_add_refuses_a_file_the_supervisor_could_never_open(tmp_path):
     for source, reason in ((tmp_path / "missing.mp4", "no such file or folder"), (fifo, "not a regular file")):
         result = CliRunner().invoke(main, ["cameras", "add", "door", str(source)], env=_env(tmp_path))
         assert result.exit_code == 2 and reason in result.output and "Traceback" not in result.output, result.output
+        assert "warning" not in result.output  # refused: no word that it would be shown as an error later

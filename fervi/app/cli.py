@@ -355,14 +355,16 @@ def cameras() -> None:
     """
 
 
-def _source_spec(source: str) -> str:
-    """A file named on the command line, as the absolute path the supervisor needs (webcams and URLs as given)."""
+def _source_spec(source: str, warn_missing: bool = True) -> str:
+    """A file named on the command line, as the absolute path the supervisor needs (webcams and URLs as given).
+    `warn_missing`: say that a missing file will show as the camera's error (`fervi up --camera`; `fervi
+    cameras add` refuses it instead)."""
     from fervi.protocol import source_kind
 
     if source_kind(source) != "file":
         return source
     path = Path(source).expanduser().resolve()
-    if not path.exists():
+    if warn_missing and not path.exists():
         click.echo(f"warning: {path} does not exist here; the camera will show the error until it does", err=True)
     return str(path)
 
@@ -423,7 +425,7 @@ def cameras_add(name: str, source: str, fps: float, loop: bool, live: bool | Non
     from fervi.protocol import CameraSource, ProtocolError, check_file_on_disk, source_kind
 
     try:
-        spec = _source_spec(source)
+        spec = _source_spec(source, warn_missing=False)
         if source_kind(spec) == "file":
             check_file_on_disk(spec)  # the Cameras page's rule: what the supervisor could never open is refused
             if live is None:

@@ -180,21 +180,34 @@ def _centred(boxes: np.ndarray, scores: np.ndarray, side: int) -> int:
     return int(near[np.argmax(scores[near])]) if len(near) else -1
 
 
+SAME_FACE_REACH = 0.625  # centres within this share of a box's side (its border widened by an eighth): one face
+
+
 def drop_nested(kept: list[tuple[np.ndarray, float]], inside: float = 0.5) -> list[tuple[np.ndarray, float]]:
     """Non-maximum suppression by intersection over the smaller box, best score first. A fine level sometimes
-    finds part of a big face (eyes to chin), and a coarse level a big false box around a real face; NMS by
-    IoU keeps both of such a pair, since a small box inside a large one has a small IoU."""
+    finds part of a big face (eyes to forehead, off to one side), and a coarse level a big false box around a
+    real face; NMS by IoU keeps both of such a pair, since a small box inside a large one has a small IoU. A
+    box is one face with a better one when `inside` of the smaller lies in both, or when their centres are
+    closer than SAME_FACE_REACH of either's side (two faces are never that close: one would hide the other's
+    eyes). On a close-up, a full scan may find two fragments of one face (an eye and the chin) that overlap
+    little: the rule takes them for one."""
     out: list[tuple[np.ndarray, float]] = []
     for box, score in sorted(kept, key=lambda item: -item[1]):
-        x, y, w, h = box
-        overlapping = any(
-            max(0.0, min(x + w, bx + bw) - max(x, bx)) * max(0.0, min(y + h, by + bh) - max(y, by))
-            >= inside * min(w * h, bw * bh)
-            for (bx, by, bw, bh), _ in out
-        )
-        if not overlapping:
+        if not any(_same_face(box, other, inside) for other, _ in out):
             out.append((box, score))
     return out
+
+
+def _same_face(a: np.ndarray, b: np.ndarray, inside: float = 0.5) -> bool:
+    (x, y, w, h), (bx, by, bw, bh) = a, b
+    shared = max(0.0, min(x + w, bx + bw) - max(x, bx)) * max(0.0, min(y + h, by + bh) - max(y, by))
+    if shared >= inside * min(w * h, bw * bh):
+        return True
+    # centres closer than SAME_FACE_REACH of either box's side, along both axes
+    dx, dy = abs((x + w / 2) - (bx + bw / 2)), abs((y + h / 2) - (by + bh / 2))
+    return any(
+        dx <= SAME_FACE_REACH * side_w and dy <= SAME_FACE_REACH * side_h for side_w, side_h in ((w, h), (bw, bh))
+    )
 
 
 @dataclass
