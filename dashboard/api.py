@@ -40,7 +40,7 @@ def register_camera_lists(app: Flask, bus: Bus, relay: Relay) -> None:
         """Every camera that can be charted, live or ended (not image-mode ones, nor browser cameras their
         users do not share), with the time of its newest tracked frame (0: none yet)."""
         cameras = bus.cameras()  # read and type-checked once, for the live list too
-        live = {c["camera"] for c in relay.camera_list(cameras)}
+        live = {c["camera"] for c in relay.camera_list(cameras) if not c["stalled"]}  # a quiet one has ended
         private = set(bus.webcams()) - bus.shared_webcams()
         titles = bus.webcam_titles()
         return jsonify(

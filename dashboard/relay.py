@@ -75,17 +75,33 @@ class Relay:
         return False, f"live relay failing for {time.monotonic() - self.last_ok:.0f} s: {self.last_error or 'no step'}"
 
     def camera_list(self, cameras: list[str] | None = None) -> list[dict]:
-        """Cameras with a tracked frame in the last `CAMERA_GONE_S` seconds (a stopped camera leaves the wall);
-        a browser camera only when its user shares it. `cameras`: `Bus.cameras()` when the caller has it."""
+        """Cameras with a tracked frame in the last `CAMERA_GONE_S` seconds, and the cameras FERVI runs
+        (`Bus.sources`) however long they are quiet, marked `stalled`, with their ingest's state and reason:
+        a camera that stopped for good and is not registered leaves the wall. A browser camera only when
+        its user shares it. `cameras`: `Bus.cameras()` when the caller has it."""
         now = time.time()
         private = set(self.bus.webcams()) - self.bus.shared_webcams()
         titles = self.bus.webcam_titles()  # a browser camera's name, as its user shares it
-        return [
-            {"camera": c, "title": titles.get(c, c), "active": self.bus.active_faces(c), **self._rates(c)}
+        registered = set(self.bus.sources())
+        shown = {
+            c: now - self.bus.last_frame_at(c) >= CAMERA_GONE_S
             for c in (self.bus.cameras() if cameras is None else cameras)
-            if not c.startswith(IMAGE_CAMERA_PREFIX)
-            and c not in private
-            and now - self.bus.last_frame_at(c) < CAMERA_GONE_S
+            if not c.startswith(IMAGE_CAMERA_PREFIX) and c not in private
+        }
+        shown = {c: stalled for c, stalled in shown.items() if c in registered or not stalled}
+        states = self.bus.source_states([c for c in shown if c in registered])
+        return [
+            {
+                "camera": c,
+                "title": titles.get(c, c),
+                "active": self.bus.active_faces(c),
+                **self._rates(c),
+                "stalled": stalled,
+                # what its ingest says of it (a quiet tile tells why: "reconnecting: refused ...")
+                "state": states.get(c, {}).get("state", ""),
+                "reason": states.get(c, {}).get("reason", ""),
+            }
+            for c, stalled in shown.items()
         ]
 
     def _rates(self, camera: str) -> dict[str, float]:
@@ -93,6 +109,12 @@ class Relay:
         tracks stream where it saw none (a standby dashboard process)."""
         stamps = self.stamps.get(camera)
         return frame_rates(stamps) if stamps else self.bus.frame_rates(camera)
+
+    def _own_rates(self, cameras: list[str]) -> None:
+        """Each browser camera's rates to its own client (its page shows them as the wall does), shared or not."""
+        for camera, client in self.bus.webcam_clients().items():
+            if camera in cameras and camera in self.stamps:
+                self.socketio.emit("rates", {"camera": camera, **self._rates(camera)}, to=client)
 
     def _sweep(self, now: float) -> None:
         if now - self.swept_at < SWEEP_EVERY_S:
@@ -163,6 +185,7 @@ class Relay:
             self.stamps.pop(camera, None)
         if now - self.cameras_sent >= CAMERAS_EVERY_S:
             self.socketio.emit("cameras", self.camera_list(cameras), to=WALL_ROOM)
+            self._own_rates(cameras)
             self.cameras_sent = now
         if not self.positions:
             time.sleep(self.block_ms / 1000)

@@ -123,6 +123,7 @@ class Videos:
             "state": "queued",
             "error": "",
             "total": submitted.total,
+            "bytes": path.stat().st_size,
             "created_at": time.time(),
             "ended_at": None,
             "result": None,
@@ -166,6 +167,9 @@ class Videos:
         files = [f for f in OUTPUTS if (Path(record["out"]) / f).exists()] if record["state"] == "finished" else []
         keys = ("id", "name", "state", "done", "total", "error", "created_at", "ended_at")
         out = {**{k: record.get(k) for k in keys}, "files": files, "retries": record.get("retries", 0)}
+        size = record.get("bytes", self._upload_bytes(record))
+        if isinstance(size, int):  # the uploaded file's size, as the page shows it ("12.5 MB")
+            out.update(bytes=size, size=size_text(size))
         if "summary.json" in files:  # what the page shows of the result: duration, faces, emotion shares
             try:
                 summary = json.loads((Path(record["out"]) / "summary.json").read_text())
@@ -173,6 +177,13 @@ class Videos:
             except (OSError, ValueError, KeyError):
                 pass
         return out
+
+    def _upload_bytes(self, record: dict) -> int | None:
+        """The size of a video uploaded before records kept it (None when its upload is gone)."""
+        try:
+            return (self.uploads / str(record.get("id")) / str(record.get("name"))).stat().st_size
+        except (OSError, ValueError):
+            return None
 
     def retry(self, video_id: str) -> str:
         """Run a failed or canceled video again on its upload ('' when submitted, else why not). Segments a
@@ -278,6 +289,9 @@ def register_videos(app: Flask, bus: Bus, home: Path, retention_s: float) -> Vid
         if not found:
             abort(404)
         return jsonify(ok=True)
+
+    # the page says the limit before an upload, in the words of the 413 a larger one gets
+    app.context_processor(lambda: {"video_limit": size_text(MAX_VIDEO_BYTES), "video_limit_bytes": MAX_VIDEO_BYTES})
 
     @app.post("/api/videos")
     @body_limit(MAX_VIDEO_BYTES + MULTIPART_SLACK, f"a video is at most {size_text(MAX_VIDEO_BYTES)}")

@@ -104,7 +104,8 @@ def test_live_wall_shows_the_demo_camera_with_labels(page, stack):
     tile = page.locator('.tile[data-camera="demo"]')
     tile.wait_for(timeout=30000)
     page.wait_for_function(
-        "() => document.querySelector('.tile[data-camera=\"demo\"]')?.dataset.labels?.split(',').length === 2", timeout=30000
+        "() => document.querySelector('.tile[data-camera=\"demo\"]')?.dataset.labels?.split(',').length === 2",
+        timeout=30000,
     )
     labels = tile.get_attribute("data-labels").split(",")
     assert all(label in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral") for label in labels)
@@ -128,7 +129,9 @@ def _add_camera(page, name: str, kind: str, source: str, loop: bool = False, fps
 
 def _card_state(page, camera: str, state: str, timeout_s: float = 60) -> str:
     card = f'.camera-card[data-camera="{camera}"]'
-    page.wait_for_function(f"() => document.querySelector('{card}')?.dataset.state === '{state}'", timeout=timeout_s * 1000)
+    page.wait_for_function(
+        f"() => document.querySelector('{card}')?.dataset.state === '{state}'", timeout=timeout_s * 1000
+    )
     return page.locator(card + " .reason").inner_text()
 
 
@@ -232,7 +235,9 @@ def test_acting_challenge_round_is_decided_by_the_server(page, stack):
     page.wait_for_function("() => Number(document.body.dataset.roundsWon || 0) >= 1", timeout=60000)
     assert "Round won: happy! +1" in page.locator("#verdict").inner_text()
     assert "scored round" in page.locator("#mode").inner_text()
-    page.wait_for_function("() => document.getElementById('leaderboard').innerText.includes('astronaut: 1')", timeout=10000)
+    page.wait_for_function(
+        "() => document.getElementById('leaderboard').innerText.includes('astronaut: 1')", timeout=10000
+    )
     shot(page, "challenge")
     bus = Bus(redis.Redis.from_url(stack["redis"]))
     assert bus.webcams()  # the player's camera is live ...
@@ -244,7 +249,9 @@ def test_acting_challenge_round_is_decided_by_the_server(page, stack):
 
 def test_the_challenge_says_what_it_cannot_play_and_shows_the_target_first_on_a_phone(page, stack):
     page.goto(stack["url"] + "/challenge?camera=nosuch&autostart=1")
-    page.wait_for_function("() => document.getElementById('verdict').textContent.includes('no camera called')", timeout=20000)
+    page.wait_for_function(
+        "() => document.getElementById('verdict').textContent.includes('no camera called')", timeout=20000
+    )
     assert page.locator("#start").is_visible()
     page.goto(stack["url"] + "/challenge?target=joy&autostart=1")
     assert "not an emotion FERVI knows" in page.locator("#verdict").inner_text()
@@ -277,7 +284,9 @@ def test_a_game_is_five_rounds_with_verdicts_a_final_score_and_a_best_games_boar
     score = int(page.evaluate("document.body.dataset.gameScore"))
     assert score == sum(int(v.split("+")[1]) for v in verdicts if "+" in v) and score >= 1
     assert "Game over" in page.locator("#verdict").inner_text() and page.locator("#again").is_visible()
-    page.wait_for_function(f"() => document.getElementById('games').innerText.includes('Grace: {score}')", timeout=10000)
+    page.wait_for_function(
+        f"() => document.getElementById('games').innerText.includes('Grace: {score}')", timeout=10000
+    )
     assert page.locator("#name-note").inner_text() == ""  # a plain name is kept as typed
     page.reload()
     assert page.locator("#name").input_value() == "Grace"
@@ -285,7 +294,9 @@ def test_a_game_is_five_rounds_with_verdicts_a_final_score_and_a_best_games_boar
 
 def test_charts_hold_data(page, stack):
     page.goto(stack["url"] + "/charts?camera=demo&minutes=2")
-    page.wait_for_function("() => Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1", timeout=30000)
+    page.wait_for_function(
+        "() => Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1", timeout=30000
+    )
     page.wait_for_function("() => document.getElementById('newest-title').innerText.includes('#')", timeout=15000)
     totals = page.locator("#totals").inner_text()
     assert all(emotion in totals for emotion in ("happy", "neutral")) and "%" in totals  # the donut's values
@@ -311,7 +322,9 @@ def test_charts_hold_data(page, stack):
     ticks = page.evaluate("Chart.getChart(document.getElementById('timeline')).scales.x.ticks.map(t => t.label)")
     assert len(ticks) >= 2 and len(set(ticks)) == len(ticks), ticks  # one label per tick, none repeated
     page.locator("#tracks .track-link").first.click()  # a face's own timeline
-    page.wait_for_function("() => Number(document.getElementById('track-panel').dataset.segments || 0) >= 1", timeout=15000)
+    page.wait_for_function(
+        "() => Number(document.getElementById('track-panel').dataset.segments || 0) >= 1", timeout=15000
+    )
     assert "point(s) from the tracks stream" in page.locator("#track-note").inner_text()
     # the label history: a coloured strip, one block per stretch of one label, named on hover
     blocks = page.locator("#track-segments i")
@@ -322,7 +335,9 @@ def test_charts_hold_data(page, stack):
     page.select_option("#range", "1440")  # a day: 1-minute buckets
     page.wait_for_function("() => document.getElementById('summary').innerText.includes('24 h')", timeout=15000)
     page.goto(stack["url"] + "/charts?camera=nosuchcamera")
-    page.wait_for_function("() => document.getElementById('notice').innerText.includes('no camera called')", timeout=15000)
+    page.wait_for_function(
+        "() => document.getElementById('notice').innerText.includes('no camera called')", timeout=15000
+    )
 
 
 def test_a_camera_that_ended_can_still_be_charted(page, stack):
@@ -336,7 +351,9 @@ def test_a_camera_that_ended_can_still_be_charted(page, stack):
     )
     assert ingest.returncode == 0, ingest.stderr[-2000:]
     page.goto(stack["url"] + "/charts?camera=lobby&minutes=5")
-    page.wait_for_function("() => Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1", timeout=30000)
+    page.wait_for_function(
+        "() => Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1", timeout=30000
+    )
     # off the live wall after 15 s without frames, still on the charts' list, marked as ended
 
     def shown_as_ended() -> bool:
@@ -344,7 +361,9 @@ def test_a_camera_that_ended_can_still_be_charted(page, stack):
         return "(ended)" in page.locator("#camera option[value=lobby]").inner_text()
 
     wait_for(shown_as_ended, 60, "lobby shown as ended on the charts' list", interval_s=2)
-    page.wait_for_function("() => Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1", timeout=30000)
+    page.wait_for_function(
+        "() => Number(document.getElementById('summary').dataset.faceSeconds || 0) > 1", timeout=30000
+    )
 
 
 def test_image_mode_labels_every_face_and_refuses_bad_uploads(page, stack, tmp_path):
@@ -389,7 +408,9 @@ def test_video_upload_runs_as_jobs_with_progress_and_outputs(page, stack, tmp_pa
     page.click("button[type=submit]")
     row = page.locator("tr[data-video]").first
     row.wait_for(timeout=10000)
-    page.wait_for_function("() => document.querySelector('tr[data-video]')?.dataset.state === 'finished'", timeout=120000)
+    page.wait_for_function(
+        "() => document.querySelector('tr[data-video]')?.dataset.state === 'finished'", timeout=120000
+    )
     links = [a.inner_text() for a in row.locator(".files a").all()]
     assert links == ["faces.csv", "summary.json", "annotated.mp4", "timeline.png"]
     assert row.get_attribute("data-tracks") == "2"  # a readable result on the page: faces and main emotions
@@ -427,7 +448,9 @@ def test_video_upload_runs_as_jobs_with_progress_and_outputs(page, stack, tmp_pa
     notes.write_text("not a video at all")
     page.set_input_files("#file", str(notes))
     page.click("button[type=submit]")
-    page.wait_for_function("() => document.getElementById('error').innerText.includes('not a readable video')", timeout=20000)
+    page.wait_for_function(
+        "() => document.getElementById('error').innerText.includes('not a readable video')", timeout=20000
+    )
 
 
 def test_oversized_and_malformed_socket_messages_are_refused(page, stack):
@@ -507,7 +530,9 @@ def test_every_page_fits_the_screen_with_readable_labels(browser, stack, width):
         heights = page.evaluate("Array.from(document.querySelectorAll('.charts canvas')).map(c => c.clientHeight)")
         assert len(heights) == 3 and min(heights) >= 150, heights
         page.goto(stack["url"] + "/")
-        page.wait_for_function("() => document.querySelector('.tile[data-camera=\"demo\"]')?.dataset.labelPx", timeout=30000)
+        page.wait_for_function(
+            "() => document.querySelector('.tile[data-camera=\"demo\"]')?.dataset.labelPx", timeout=30000
+        )
         label_px = float(page.locator('.tile[data-camera="demo"]').get_attribute("data-label-px"))
         assert label_px >= 12, label_px
         tile = page.evaluate("document.querySelector('.tile[data-camera=\"demo\"]').getBoundingClientRect().width")

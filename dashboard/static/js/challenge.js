@@ -97,16 +97,19 @@ function show(state) {
   }
   if (state.game_over) {  // the game's last round: a final score, and a way to play again
     gameOver = true;
-    $("verdict").textContent += ` Game over: ${state.game_score} point(s) in ${state.game_rounds} rounds.`;
+    // no game runs: no Stop (and the player's own camera goes off until Play again)
+    stopPlaying(`${$("verdict").textContent} Game over: ${state.game_score} point(s) in ${state.game_rounds} rounds.`);
     document.body.dataset.gameScore = state.game_score;
-    $("again").hidden = false;
-    setTimeout(refreshLeaderboard, 500);
+    $("start").hidden = true; $("again").hidden = false;
+    // the boards with this game on them (the server recorded it before it said the game was over)
+    refreshLeaderboard();
+    setTimeout(refreshLeaderboard, 1000);
     return;
   }
   if (state.state !== "playing" && !next) next = setTimeout(() => { next = null; newRound(); }, 2000);
 }
 
-$("again").addEventListener("click", () => { gameOver = false; $("again").hidden = true; newRound(); });
+$("again").addEventListener("click", () => { gameOver = false; $("again").hidden = true; $("start").click(); });
 modeSelect.addEventListener("change", () => { if (round && round.state !== "playing" && gameOver) $("again").hidden = false; });
 
 let stopped = false;     // the player pressed Stop: no new round until Start
@@ -153,10 +156,12 @@ socket.on("tracks", (msg) => {
   }
 });
 socket.on("frame", (msg) => { if (msg.camera === camera) tile.setFrame(msg.jpeg, msg.seq); });
+socket.on("rates", (msg) => { if (msg.camera === camera) tile.setRates(msg); });  // the player's own camera
 socket.on("disconnect", () => { round = null; });
 refreshLeaderboard();
 
-$("stop").addEventListener("click", () => {
+// No round is asked for until Start; the player's own camera goes off and the server forgets it now.
+function stopPlaying(verdict = "Stopped. Press Start to play again.") {
   stopped = true;
   clearTimeout(next); next = null;
   if (stopCapture) {  // the player's own camera: off now, and the server forgets it now
@@ -166,10 +171,11 @@ $("stop").addEventListener("click", () => {
     pictureShown = false; onPicture = null;  // a new browser camera next time: wait for its picture again
   }
   round = null;
-  $("verdict").textContent = "Stopped. Press Start to play again.";
+  $("verdict").textContent = verdict;
   $("stop").hidden = true; $("start").hidden = false;
   document.body.dataset.stopped = "1";
-});
+}
+$("stop").addEventListener("click", () => stopPlaying());
 
 $("start").addEventListener("click", async () => {
   $("start").hidden = true;
@@ -185,7 +191,7 @@ $("start").addEventListener("click", async () => {
   let started = false;
   try {
     stopCapture = await startWebcam(socket, video, (ack) => {
-      if (ack && ack.camera) camera = ack.camera;
+      if (ack && ack.camera) { camera = ack.camera; tile.element.dataset.camera = camera; }
       if (ack && ack.ok && !started) { started = true; whenPictureShown(newRound); }
     });
     $("stop").hidden = false;

@@ -9,7 +9,9 @@ const notice = document.getElementById("notice");
 let camera = params.get("camera");
 let known = [];
 let last = null;  // the newest /api/series answer: what the export buttons write
-const timeline = { track: null, points: [], t0: 0 };
+const timeline = { track: null, points: [], t0: 0 };  // the face the live chart follows
+const NEWEST_TITLE = "Newest face: smoothed probabilities";
+const recentFaces = new Map();  // track id -> { points, seenAt }: the faces of the newest tracks entries
 const trackStarts = new Map();  // track id -> when it appeared (from the tracks of the newest chart query)
 const withToken = (url) => url + (params.get("token") ? `${url.includes("?") ? "&" : "?"}token=${params.get("token")}` : "");
 const minutesWanted = parseFloat(params.get("minutes") || "5");
@@ -19,13 +21,25 @@ if (!["5", "60", "1440", "10080"].includes(String(minutesWanted))) {  // ?minute
   range.value = String(minutesWanted);
 }
 
-// grey: time the camera was not watched (a restart, or workers that fell behind by more than the hold),
-// told apart from time watched with no face in view (blank)
-const NOT_OBSERVED = { label: "not observed", color: "#9aa0a6" };
+// time the camera was not watched (a restart, or workers that fell behind by more than the hold), told apart
+// from time watched with no face in view (blank): hatched light grey on no fill, with a dashed edge, in the
+// chart and its legend, so that it never reads as neutral's solid grey (on a phone's small chart too)
+const NOT_OBSERVED = { label: "not observed", color: "#e2e6ea" };
+function hatch(color) {
+  const cell = document.createElement("canvas");
+  cell.width = cell.height = 8;
+  const ctx = cell.getContext("2d");
+  ctx.strokeStyle = color; ctx.lineWidth = 1.5;
+  ctx.beginPath();
+  for (const [x0, y0, x1, y1] of [[0, 8, 8, 0], [-2, 2, 2, -2], [6, 10, 10, 6]]) { ctx.moveTo(x0, y0); ctx.lineTo(x1, y1); }
+  ctx.stroke();
+  return ctx.createPattern(cell, "repeat");
+}
 const area = new Chart(document.getElementById("area"), {
   type: "line",
   data: { labels: [], datasets: [...EMOTIONS.map((e) => ({ label: e, data: [], fill: true, backgroundColor: COLORS[e], borderColor: COLORS[e], pointRadius: 0, tension: 0.2 })),
-    { label: NOT_OBSERVED.label, data: [], fill: true, backgroundColor: NOT_OBSERVED.color, borderColor: NOT_OBSERVED.color, pointRadius: 0, stepped: true }] },
+    { label: NOT_OBSERVED.label, data: [], fill: true, backgroundColor: hatch(NOT_OBSERVED.color), borderColor: NOT_OBSERVED.color,
+      borderDash: [5, 4], borderWidth: 1.5, pointRadius: 0, stepped: true }] },
   options: { animation: false, maintainAspectRatio: false, scales: { y: { stacked: true, title: { display: true, text: "share of face-time" }, max: 1 }, x: { ticks: { maxTicksLimit: 8 } } } },
 });
 const donut = new Chart(document.getElementById("donut"), {
@@ -168,23 +182,33 @@ function drawStrip(strip, parts, t0) {
   return words;
 }
 
+function fillTrack(t, points, note) {
+  document.getElementById("track-title").textContent =
+    `Face #${t.id}: ${clock(t.start)}, ${span(t.end - t.start)}${t.open ? " (still on camera)" : ""}, mostly ${t.dominant}`;
+  plot(trackChart, points, t.start);
+  const parts = drawStrip(document.getElementById("track-segments"), segments(points), t.start);
+  document.getElementById("track-panel").dataset.segments = parts.length;
+  note.textContent = points.length ? `${points.length} point(s) from the tracks stream`
+    : "Its frames are no longer in the tracks stream (it keeps the newest FERVI_RESULTS_MAXLEN entries): only the totals above remain.";
+}
+
 async function showTrack(id) {
   const panel = document.getElementById("track-panel");
   const response = await fetch(withToken(`/api/tracks/${encodeURIComponent(camera)}/${id}`));
-  const data = await response.json();
+  const data = await response.json().catch(() => ({}));
   panel.hidden = false;
   panel.dataset.track = id;
   const note = document.getElementById("track-note");
-  if (!response.ok) { note.textContent = data.error; return; }
-  const t = data.track;
-  document.getElementById("track-title").textContent =
-    `Face #${t.id}: ${clock(t.start)}, ${span(t.end - t.start)}${t.open ? " (still on camera)" : ""}, mostly ${t.dominant}`;
-  plot(trackChart, data.points, t.start);
-  const parts = drawStrip(document.getElementById("track-segments"), segments(data.points), t.start);
-  panel.dataset.segments = parts.length;
-  note.textContent = data.points.length ? `${data.points.length} point(s) from the tracks stream`
-    : "Its frames are no longer in the tracks stream (it keeps the newest FERVI_RESULTS_MAXLEN entries): only the totals above remain.";
-  panel.scrollIntoView({ block: "nearest" });
+  if (response.ok) fillTrack(data.track, data.points, note);
+  else {  // what it says is about this face, not the one shown before
+    document.getElementById("track-title").textContent = `Face #${id}`;
+    plot(trackChart, [], 0);
+    drawStrip(document.getElementById("track-segments"), [], 0);
+    panel.dataset.segments = 0;
+    note.textContent = data.error || `face #${id} could not be read (${response.status})`;
+  }
+  // the panel opens below the faces table, off screen on a phone: bring it into view, once it is filled
+  panel.scrollIntoView({ block: "start" });
 }
 
 function download(name, type, text) {
@@ -227,23 +251,47 @@ async function cameras() {
 select.addEventListener("change", () => {
   socket.emit("watch", { camera: select.value, leave: [camera] });
   camera = select.value; notice.textContent = "";
-  timeline.track = null; timeline.points = [];  // the newest face of the other camera no longer shows
+  timeline.track = null; timeline.points = []; recentFaces.clear();  // the other camera's faces no longer show
   line.data.datasets.forEach((d) => { d.data = []; }); line.update();
   document.getElementById("track-panel").hidden = true;
-  document.getElementById("newest-title").textContent = "Newest face: smoothed probabilities";
+  document.getElementById("newest-title").textContent = NEWEST_TITLE;
   refresh();
 });
 range.addEventListener("change", refresh);
-socket.on("tracks", (msg) => {
-  if (msg.camera !== camera || !msg.faces.length) return;
-  const face = msg.faces.reduce((a, b) => (b.track > a.track ? b : a));  // the newest face
-  if (timeline.track !== face.track) {
-    timeline.track = face.track; timeline.points = []; timeline.t0 = trackStarts.get(face.track) ?? msg.ts;
-    document.getElementById("newest-title").textContent = `Newest face #${face.track}: smoothed probabilities`;
+// The live chart follows the newest face with points to draw: a face seen in one frame alone (a passer-by, a
+// detection that did not last) has none and would leave it empty; until one has two, it says so.
+const FACE_FORGOTTEN_S = 60;
+function followNewest(ts) {
+  let newest = null;
+  for (const [id, face] of recentFaces) {
+    if (ts - face.seenAt > FACE_FORGOTTEN_S) recentFaces.delete(id);
+    else if (face.points.length >= 2 && (newest === null || id > newest)) newest = id;
   }
-  timeline.points.push({ t: msg.ts, probs: face.smooth });
-  timeline.points = timeline.points.slice(-300);
+  const title = document.getElementById("newest-title");
+  if (newest === null) {
+    title.textContent = `${NEWEST_TITLE}: no points yet`;
+    timeline.track = null; timeline.points = [];
+  } else {
+    if (timeline.track !== newest) {
+      timeline.track = newest; timeline.t0 = trackStarts.get(newest) ?? recentFaces.get(newest).points[0].t;
+      title.textContent = `Newest face #${newest}: smoothed probabilities`;
+    }
+    timeline.points = recentFaces.get(newest).points;
+  }
+  title.dataset.points = timeline.points.length;
   plot(line, timeline.points, timeline.t0);
+}
+socket.on("tracks", (msg) => {
+  if (msg.camera !== camera) return;
+  for (const face of msg.faces) {
+    if (face.track === undefined) continue;
+    const known = recentFaces.get(face.track) || { points: [], seenAt: msg.ts };
+    known.points.push({ t: msg.ts, probs: face.smooth || face.probs });
+    if (known.points.length > 300) known.points.shift();
+    known.seenAt = msg.ts;
+    recentFaces.set(face.track, known);
+  }
+  followNewest(msg.ts);
 });
 socket.on("connect", cameras);
 setInterval(refresh, 2000);

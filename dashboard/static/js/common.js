@@ -69,6 +69,18 @@ export function connect() {
 // A tile's picture is stale once no tracked frame came for this long: it greys and says since when.
 export const STALE_S = 5;
 
+// Why a tile is grey: its camera sent nothing lately (with its ingest's own reason where it says one), or the
+// page lost its server (when, and when the tile's last frame came).
+export function quietText(lastFrameAt, rates) {
+  const since = lastFrameAt ? clockOf(lastFrameAt) : "this page opened";
+  const reason = rates && rates.reason ? ` ${rates.state ? rates.state + ": " : ""}${rates.reason}` : "";
+  return `No frames since ${since}.${reason}`;
+}
+export function lostText(lostAt, lastFrameAt) {
+  return `The dashboard lost its server at ${clockOf(lostAt)}: reconnecting…` +
+    (lastFrameAt ? ` Last frame ${clockOf(lastFrameAt)}.` : "");
+}
+
 // A tile: the newest frame on a canvas, boxes and labels on top, per-face probability bars below.
 export class Tile {
   constructor(element, title) {
@@ -82,13 +94,15 @@ export class Tile {
     this.meta = element.querySelector(".meta");
     this.bars = element.querySelector(".bars");
     this.warning = element.querySelector(".tile-warning");
-    this.rates = null;  // the newest `cameras` figures: processed and sent fps, skipped share
+    this.rates = null;  // the newest `cameras` (or `rates`) figures: processed and sent fps, skipped share
     this.seenAt = Date.now() / 1000;  // when its newest tracks came (this browser's clock)
     this.lastFrameAt = 0;  // that frame's capture time (the camera's clock)
     this.offline = "";  // why the tile is greyed ("" while live)
+    this.lostAt = 0;  // when the page lost its server (0: it has it)
     this.image = null;
     this.imageSeq = null;  // the frame shown: boxes are drawn from that frame's tracks, not the newest ones
     this.tracks = null;
+    this.barsOf = null;  // the tracks payload the bars below show: the same as the boxes'
     this.recent = new Map();  // seq -> tracks payload, the last few dozen
     // the canvas is drawn at the frame's size and shown smaller or larger: redraw when its shown size changes
     new ResizeObserver(() => this.draw()).observe(this.canvas);
@@ -112,20 +126,33 @@ export class Tile {
   }
   setRates(rates) {
     this.rates = rates;
+    if (rates && rates.last_frame_at > this.lastFrameAt) this.lastFrameAt = rates.last_frame_at;
     this.showWarning();
+    this.showMeta();
   }
-  // Greyed with a reason: "no frames since 14:02:11", or the dashboard's own server lost ("" to clear).
+  // Greyed with a reason: "No frames since 14:02:11.", or the dashboard's own server lost ("" to clear).
   setOffline(reason) {
     if (reason === this.offline) return;
     this.offline = reason;
     this.element.classList.toggle("offline", Boolean(reason));
     this.showWarning();
+    this.showMeta();
   }
-  // Called every second: a tile whose camera sent nothing for STALE_S goes grey.
+  serverLost(at = Date.now() / 1000) {
+    this.lostAt = at;
+    this.setOffline(lostText(at, this.lastFrameAt));
+  }
+  serverBack() {
+    if (!this.lostAt) return;
+    this.lostAt = 0;
+    this.setOffline("");
+  }
+  // Called every second: a tile whose camera sent nothing for STALE_S goes grey; so does one the server lists
+  // as stalled (a registered camera quiet for long) before any of its frames came to this page.
   checkStale(now = Date.now() / 1000) {
-    if (this.offline && !this.offline.startsWith("no frames")) return;  // a lost server says more
-    const since = this.lastFrameAt ? clockOf(this.lastFrameAt) : "this page opened";
-    this.setOffline(now - this.seenAt > STALE_S ? `No frames since ${since}.` : "");
+    if (this.lostAt) return;  // a lost server says more
+    const stalled = this.rates && this.rates.stalled && !this.tracks;
+    this.setOffline(stalled || now - this.seenAt > STALE_S ? quietText(this.lastFrameAt, this.rates) : "");
   }
   showWarning() {
     const text = this.offline || overloadText(this.rates);
@@ -133,17 +160,29 @@ export class Tile {
     this.warning.hidden = !text;
     this.element.dataset.warning = text;
   }
+  // The header: faces, rate and latency while live; a grey tile's figures would be stale, so it says offline.
+  showMeta() {
+    if (this.offline) { this.meta.textContent = "offline"; return; }
+    if (!this.tracks) return;
+    const rate = rateText(this.rates);
+    this.meta.textContent = `${this.tracks.faces.length} face(s) · ${rate ? rate + " · " : ""}` +
+      `latency ${Math.round(this.tracks.latency_ms)} ms`;
+  }
+  // No picture and no faces (a browser camera its user stopped); `note` in the header.
+  clear(note = "") {
+    this.image = null; this.imageSeq = null; this.tracks = null; this.recent.clear();
+    this.draw();
+    this.meta.textContent = note;
+  }
   setTracks(payload) {
     this.tracks = payload;
     this.seenAt = Date.now() / 1000;
     this.lastFrameAt = payload.ts || this.lastFrameAt;
-    if (this.offline.startsWith("No frames")) this.setOffline("");
+    if (this.offline && !this.lostAt) this.setOffline("");
     this.recent.set(payload.seq, payload);
     if (this.recent.size > 64) this.recent.delete(this.recent.keys().next().value);
-    const rate = rateText(this.rates);
-    this.meta.textContent = `${payload.faces.length} face(s) · ${rate ? rate + " · " : ""}latency ${Math.round(payload.latency_ms)} ms`;
+    this.showMeta();
     this.draw();
-    this.drawBars(payload.faces);
     this.element.dataset.labels = payload.faces.map((f) => f.label).join(",");
     this.element.dataset.seq = payload.seq;
   }
@@ -155,7 +194,10 @@ export class Tile {
     ctx.fillStyle = "#20252b"; ctx.fillRect(0, 0, w, h);
     if (this.image) ctx.drawImage(this.image, 0, 0);
     const shown = this.shownTracks();
+    // the list below is of the same frame as the boxes: one face reads the same on both
+    if (shown !== this.barsOf) { this.barsOf = shown; this.drawBars(shown ? shown.faces : []); }
     if (!shown) { this.canvas.setAttribute("aria-label", "no face"); this.canvas.title = ""; return; }
+    this.element.dataset.shownSeq = shown.seq;
     // canvas pixels per pixel on screen: labels are at least 13 px as the user sees them
     const scale = this.canvas.clientWidth ? w / this.canvas.clientWidth : 1;
     const px = Math.round(Math.max(13 * scale, w / 40));

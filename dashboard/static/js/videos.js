@@ -10,7 +10,7 @@ function row(id) {
   if (!rows.has(id)) {
     const tr = document.createElement("tr");
     tr.dataset.video = id;
-    tr.innerHTML = `<td><span class="name"></span><br><span class="when hint"></span></td>
+    tr.innerHTML = `<td><span class="name"></span> <span class="size hint"></span><br><span class="when hint"></span></td>
       <td><progress max="1" value="0"></progress> <span class="pct"></span></td>
       <td class="state"></td><td><div class="summary"></div><div class="files"></div></td>
       <td><button class="cancel">cancel</button> <button class="retry">retry</button> <button class="delete">delete</button></td>`;
@@ -38,6 +38,7 @@ const took = (s) => (s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${Mat
 function show(tr, s) {
   tr.dataset.state = s.state;
   tr.querySelector(".name").textContent = s.name;
+  tr.querySelector(".size").textContent = s.size ? `(${s.size})` : "";
   const ended = s.ended_at || Date.now() / 1000;
   tr.querySelector(".when").textContent = `${new Date(s.created_at * 1000).toLocaleString()} · ` +
     `${s.ended_at ? "took" : "running for"} ${took(ended - s.created_at)}${s.retries ? ` · retried ${s.retries}x` : ""}`;
@@ -114,6 +115,8 @@ document.getElementById("upload").addEventListener("submit", async (event) => {
   error.textContent = "";
   const file = document.getElementById("file").files[0];
   if (!file) { error.textContent = "choose a video first"; return; }
+  const { maxBytes, limit } = event.target.dataset;  // the server's limit, said as its refusal says it
+  if (file.size > Number(maxBytes)) { error.textContent = `a video is at most ${limit}`; return; }
   const form = new FormData();
   form.append("video", file);
   // XMLHttpRequest, not fetch: it reports the upload's progress

@@ -1,19 +1,20 @@
 import { connect, Tile } from "./common.js";
 
 // Each tile: the processed rate against the camera's ("5 of 15 fps") and a warning when frames are skipped;
-// grey with "No frames since 14:02:11" when its camera went quiet, and every tile grey while the page has
-// lost its server.
-const LOST = "The dashboard lost its server: reconnecting…";
-
+// grey with "No frames since 14:02:11." when its camera went quiet (a camera FERVI runs keeps its tile, with
+// its ingest's reason, until it is removed), and every tile grey while the page has lost its server.
 const socket = connect();
 const tiles = new Map();
 const container = document.getElementById("tiles");
 
 socket.on("connect", () => {
   socket.emit("watch", { camera: "wall" });
-  for (const tile of tiles.values()) if (tile.offline === LOST) tile.setOffline("");
+  for (const tile of tiles.values()) tile.serverBack();
 });
-socket.on("disconnect", () => { for (const tile of tiles.values()) tile.setOffline(LOST); });
+socket.on("disconnect", () => {
+  const at = Date.now() / 1000;
+  for (const tile of tiles.values()) tile.serverLost(at);
+});
 setInterval(() => { if (socket.connected) for (const tile of tiles.values()) tile.checkStale(); }, 1000);
 socket.on("cameras", (cameras) => {
   const names = new Set(cameras.map((c) => c.camera));

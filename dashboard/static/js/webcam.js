@@ -40,7 +40,7 @@ stopButton.addEventListener("click", () => {
   stopCapture = null;
   socket.emit("webcam_stop", {}, () => {
     camera = null; delete tile.element.dataset.camera;
-    tile.image = null; tile.tracks = null; tile.draw(); tile.bars.innerHTML = ""; tile.meta.textContent = "stopped";
+    tile.clear("stopped");
     note.textContent = "Camera stopped. Start it again whenever you like."; note.className = "hint";
     document.body.dataset.stopped = "1";
   });
@@ -52,4 +52,6 @@ socket.on("disconnect", () => { camera = null; });
 startButton.addEventListener("click", start);
 socket.on("frame", (msg) => { if (msg.camera === camera) tile.setFrame(msg.jpeg, msg.seq); });
 socket.on("tracks", (msg) => { if (msg.camera === camera) tile.setTracks(msg); });
+// its processed rate against what it sends, and a warning when workers skip its frames (as on the wall)
+socket.on("rates", (msg) => { if (msg.camera === camera) tile.setRates(msg); });
 if (new URLSearchParams(location.search).has("autostart")) start();
