@@ -706,9 +706,11 @@ def status(as_json: bool) -> None:
     bus = Bus(connect(url), jobs=connect(jobs_url) if jobs_url else None)
     from fervi.clock import clock_warning
 
+    refusal = bus.write_refusal()
     cameras = bus.cameras()
     clocks = {c: clock_warning(s) for c, s in bus.source_states(cameras).items()}
-    state: dict[str, dict[str, Any]] = {
+    state: dict[str, Any] = {
+        "redis": refusal or "ok",
         "processes": {**bus.processes(), **(bus.rq_workers() if jobs_url else {})},
         "cameras": {
             c: {
@@ -724,6 +726,8 @@ def status(as_json: bool) -> None:
         click.echo(json.dumps(state, indent=2))
         return
     now = time.time()
+    if refusal:  # no process can write its heartbeat then: the list below is short for that reason
+        click.echo(f"warning: Redis {refusal}: every process waits until it takes writes again")
     click.echo(f"{len(state['processes'])} process(es)")
     for name, info in sorted(state["processes"].items(), key=lambda item: (item[1].get("kind", ""), item[0])):
         click.echo(
