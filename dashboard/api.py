@@ -14,7 +14,7 @@ from fervi.settings import Settings
 from fervi.vision.images import size_text
 
 from .guard import MULTIPART_SLACK, body_limit
-from .image_mode import MAX_UPLOAD_BYTES, UploadError, analyse_upload, check_upload
+from .image_mode import MAX_UPLOAD_BYTES, NoWorker, UploadError, analyse_upload, check_upload
 from .relay import Relay
 
 MAX_SERIES_POINTS = 10080  # a week of minutes, or 2.8 hours of seconds, per chart query
@@ -132,6 +132,6 @@ def register_image_mode(app: Flask, bus: Bus, settings: Settings) -> None:
             result = analyse_upload(bus, data, width, height)
         except UploadError as err:
             UPLOADS.labels("refused").inc()
-            return jsonify(error=str(err)), 400
+            return jsonify(error=str(err)), 503 if isinstance(err, NoWorker) else 400
         UPLOADS.labels("ok").inc()
         return jsonify(width=result.width, height=result.height, faces=result.faces.to_list(), emotions=EMOTIONS)

@@ -183,8 +183,18 @@ class ExposureError(ValueError):
     """The dashboard would be reachable from other machines with no token."""
 
 
+TOKEN_MIN_CHARS = 16  # a token that guards a dashboard reachable from other machines: guessing must not pay
+
+
 def check_exposure(host: str, token: str) -> None:
-    if host not in LOOPBACK and not host.startswith("127.") and not token:
+    exposed = host not in LOOPBACK and not host.startswith("127.")
+    if exposed and token and (len(token.strip()) < TOKEN_MIN_CHARS or token != token.strip()):
+        raise ExposureError(
+            f"refusing to serve the dashboard on {host} with a weak FERVI_DASHBOARD_TOKEN: use at least "
+            f"{TOKEN_MIN_CHARS} characters, no spaces around them (e.g. "
+            "FERVI_DASHBOARD_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(24))'))"
+        )
+    if exposed and not token:
         raise ExposureError(
             f"refusing to serve the dashboard on {host} without a token: anyone who reaches this machine could "
             "watch every camera and upload files. Set FERVI_DASHBOARD_TOKEN (e.g. "

@@ -6,6 +6,7 @@ run by `fervi up`) starts and stops the ingest processes and each ingest reports
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -62,6 +63,15 @@ def check_file_source(path: str, roots: list[Path]) -> str:
     return str(resolved)
 
 
+def _count(value: object) -> int:
+    """A counter from a camera's ingest state: 0 for one some client spoilt ("x", "nan", "inf")."""
+    try:
+        number = float(value or 0)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+    return int(number) if math.isfinite(number) else 0
+
+
 def describe(source: CameraSource | None, camera: str, state: dict, now: float, supervised: bool) -> dict:
     """One row of the page: the registration (if any) with the state its ingest last wrote."""
     row = {
@@ -69,7 +79,7 @@ def describe(source: CameraSource | None, camera: str, state: dict, now: float, 
         "managed": source is not None,
         "state": state.get("state", ""),
         "reason": state.get("reason", ""),
-        "sent": int(float(state.get("sent") or 0)),
+        "sent": _count(state.get("sent")),
     }
     spec = source.source if source else state.get("source", "")
     row.update(source=mask_password(spec), kind=source_kind(spec) if spec else "")
@@ -79,6 +89,7 @@ def describe(source: CameraSource | None, camera: str, state: dict, now: float, 
         updated = float(state.get("updated_at") or 0)
     except ValueError:
         updated = 0.0
+    updated = updated if math.isfinite(updated) else 0.0
     row["updated_at"] = updated
     if not row["state"]:
         row["state"] = "waiting"

@@ -17,6 +17,10 @@ class UploadError(ValueError):
     """Shown to the user as is."""
 
 
+class NoWorker(UploadError):
+    """No worker analysed the image in time: the service, not the image, is at fault (503)."""
+
+
 def check_upload(data: bytes, content_type: str, max_pixels: int) -> tuple[int, int]:
     if not data:
         raise UploadError("empty upload")
@@ -49,6 +53,6 @@ def analyse_upload(bus: Bus, data: bytes, width: int, height: int, timeout_s: fl
                         )
                     return result
             time.sleep(0.05)
-        raise UploadError("no worker answered in time: is `fervi worker` running?")
+        raise NoWorker("no worker answered in time: is `fervi worker` running?")
     finally:
         bus.forget_camera(camera)

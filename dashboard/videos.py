@@ -17,6 +17,7 @@ import logging
 import re
 import shutil
 import time
+import unicodedata
 import uuid
 from pathlib import Path
 from typing import IO
@@ -25,7 +26,6 @@ from fervi.offline import QUEUE, VideoError, submit
 from flask import Flask, abort, jsonify, request, send_from_directory
 from werkzeug.datastructures import FileStorage
 from werkzeug.formparser import FormDataParser
-from werkzeug.utils import secure_filename
 
 from fervi.bus import Bus
 from fervi.vision.images import size_text
@@ -101,7 +101,7 @@ class Videos:
             part = receive_parts(stream, folder, mimetype, length, options)
             if not part.filename:
                 raise VideoError("send the video as multipart field 'video'")
-            name = secure_filename(part.filename) or name
+            name = upload_name(part.filename) or name
             path = Path(str(part.stream.name)).rename(folder / name)
             submitted = submit(self.queue, str(path), self.outputs / video_id, segments=2, every=1, video_id=video_id)
         except BaseException as err:
@@ -273,6 +273,22 @@ class Videos:
             except Exception:  # noqa: BLE001 - Redis away or a folder in use: try again next time
                 log.exception("event=video_janitor_error")
             time.sleep(JANITOR_EVERY_S)
+
+
+NAME_MAX_BYTES = 120  # a file name's bytes on disk (file systems allow 255)
+
+
+def upload_name(filename: str) -> str:
+    """A safe file name for an upload that keeps what it can of the user's: letters of any script, digits,
+    '-', '_', '.', no path, no leading dot, at most NAME_MAX_BYTES in UTF-8 (its extension kept)."""
+    name = unicodedata.normalize("NFC", filename).replace("\\", "/").rsplit("/", 1)[-1]
+    name = "_".join(re.sub(r"[^\w.\-]+", " ", name).split()).lstrip("._")
+    stem, dot, ext = name.rpartition(".")
+    if not dot or len(ext.encode()) > 16:
+        stem, ext = name, ""
+    room = NAME_MAX_BYTES - len(ext.encode()) - 1
+    stem = stem.encode()[:room].decode("utf-8", "ignore").rstrip("._")
+    return f"{stem}.{ext}" if stem and ext else stem
 
 
 def register_videos(app: Flask, bus: Bus, home: Path, retention_s: float) -> Videos:

@@ -209,6 +209,23 @@ def aof_target(data_dir: Path) -> Path | None:
     return None
 
 
+def _run_check_aof(data_dir: Path, target: Path, fix: bool) -> tuple[subprocess.CompletedProcess[bytes], str]:
+    """Redis's own `redis-check-aof` (the redis-server binary run under that name) on `target`."""
+    tool = data_dir / "redis-check-aof"
+    tool.unlink(missing_ok=True)
+    tool.symlink_to(redis_server_binary())
+    try:
+        args = [str(tool), *(["--fix"] if fix else []), str(target)]
+        done = subprocess.run(args, input=b"y\n", capture_output=True, timeout=600, check=False)
+    finally:
+        tool.unlink(missing_ok=True)
+    return done, done.stdout.decode(errors="replace")
+
+
+def _check_aof(data_dir: Path, target: Path, fix: bool) -> str:
+    return _run_check_aof(data_dir, target, fix)[1]
+
+
 def repair_aof(data_dir: str | Path) -> str:
     """Cut a damaged append-only file after its last whole command (Redis's own `redis-check-aof --fix`,
     which is the redis-server binary run under that name), after copying the file (or folder) beside it.
@@ -217,19 +234,12 @@ def repair_aof(data_dir: str | Path) -> str:
     target = aof_target(data_dir)
     if target is None:
         raise RuntimeError(f"no append-only file in {data_dir}")
+    if "is valid" in _check_aof(data_dir, target, fix=False):
+        return f"{target}: valid, nothing to repair"
     original = target.parent if target.parent.name == "appendonlydir" else target
     backup = original.with_name(f"{original.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
     (shutil.copytree if original.is_dir() else shutil.copy2)(original, backup)
-    tool = data_dir / "redis-check-aof"
-    tool.unlink(missing_ok=True)
-    tool.symlink_to(redis_server_binary())
-    try:
-        done = subprocess.run(
-            [str(tool), "--fix", str(target)], input=b"y\n", capture_output=True, timeout=600, check=False
-        )
-    finally:
-        tool.unlink(missing_ok=True)
-    text = done.stdout.decode(errors="replace")
+    done, text = _run_check_aof(data_dir, target, fix=True)
     if done.returncode != 0 or ("truncated" not in text and "is valid" not in text):
         raise RuntimeError(f"redis-check-aof could not repair {target}: {text.strip().splitlines()[-1:]}")
     shrink = next((line for line in text.splitlines() if line.startswith("This will shrink")), "")

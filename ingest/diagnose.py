@@ -21,8 +21,6 @@ import base64
 import http.client
 import os
 import socket
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -84,23 +82,34 @@ def _rtsp_status(connection: socket.socket, url: str, timeout_s: float) -> int |
 
 
 def _http_status(url: str, timeout_s: float) -> int | None:
-    """The status of a HEAD of `url`; credentials in the URL go as Basic authorization (urllib would take
-    them for part of the port)."""
+    """The status the server answers to a HEAD of `url`, or to a GET (its body left unread) where HEAD is
+    not allowed (405, 501: Python's plain http.server, small cameras), so that 401/403/404 are told apart
+    there too; None if the answer is no HTTP. Credentials in the URL go as Basic authorization. Raises
+    TimeoutError when the server does not answer within `timeout_s`: that is no answer, not "no video"."""
+    status = _ask_http(url, "HEAD", timeout_s)
+    return _ask_http(url, "GET", timeout_s) if status in (405, 501) else status
+
+
+def _ask_http(url: str, method: str, timeout_s: float) -> int | None:
+    """The status line's code of one `method` request on a connection of its own, closed once it is read."""
     parts = urlsplit(url)
-    headers = {}
+    headers = {"Connection": "close"}
     if parts.username is not None:
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-        netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-        url = parts._replace(netloc=netloc).geturl()
+    kind = http.client.HTTPSConnection if parts.scheme.lower() == "https" else http.client.HTTPConnection
+    connection = kind(parts.hostname or "", parts.port, timeout=timeout_s)
+    target = parts.path or "/"
+    target += f"?{parts.query}" if parts.query else ""
     try:
-        request = urllib.request.Request(url, method="HEAD", headers=headers)
-        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
-            return int(answer.status)
-    except urllib.error.HTTPError as err:
-        return int(err.code)
-    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException):
+        connection.request(method, target, headers=headers)
+        return int(connection.getresponse().status)  # the headers only: a stream's body never ends
+    except TimeoutError:
+        raise
+    except (OSError, ValueError, http.client.HTTPException):
         return None
+    finally:
+        connection.close()
 
 
 def is_permanent(reason: str) -> bool:

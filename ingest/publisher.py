@@ -97,6 +97,7 @@ class Publisher:
             self.camera,
             state,
             reason,
+            now=time.time() + self.clock.correction_s(),  # the dashboard compares it with its own time
             source=self.shown,
             sent=self.sent,
             dropped=self.dropped,
@@ -182,7 +183,8 @@ class Publisher:
             time.sleep(BACKPRESSURE_POLL_S)
 
     def _heartbeat(self) -> None:
-        self.heartbeat.beat(camera=self.camera, source=self.shown, sent=self.sent)
+        now = time.time() + self.clock.correction_s()  # `fervi status` compares it with its own time
+        self.heartbeat.beat(now, camera=self.camera, source=self.shown, sent=self.sent)
 
     def _play(self, source: Source) -> None:
         live = self._live(source)

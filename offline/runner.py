@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fervi.bus import Bus, process_id
@@ -51,12 +52,33 @@ class VideoState:
     error: str = ""
     done: bool = False
     result: dict = field(default_factory=dict)
+    analysed: int = 0  # frames of the video analysed, then drawn into annotated.mp4
+    annotated: int = 0
+
+    @property
+    def frames(self) -> int:
+        """The video's frames (those its analysis segments cover)."""
+        return sum(int(job.meta.get("total", 0)) for job in self.submitted.segments) if self.submitted else 0
+
+
+@dataclass
+class FramesDone:
+    """`fervi analyze`'s progress over all its videos, in frames: each is analysed, then annotated."""
+
+    analysed: int
+    annotated: int
+    frames: int
 
 
 def follow(
-    states: list[VideoState], queue: VideoQueue, on_progress=None, poll_s: float = 0.3, timeout_s: float | None = None
+    states: list[VideoState],
+    queue: VideoQueue,
+    on_progress: Callable[[FramesDone], None] | None = None,
+    poll_s: float = 0.3,
+    timeout_s: float | None = None,
 ) -> list[VideoState]:
-    """Wait until every video's last job has finished or one of its jobs has failed for good."""
+    """Wait until every video's last job has finished or one of its jobs has failed for good; `on_progress`
+    hears the frames analysed and annotated of all the videos (those done included) after each look."""
     cleaned = 0.0
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
@@ -65,22 +87,34 @@ def follow(
         if time.monotonic() - cleaned > CLEANUP_EVERY_S:
             queue.requeue_abandoned()  # jobs of dead workers: retried if they have retries left
             cleaned = time.monotonic()
-        done = total = 0
         for state in states:
-            if state.submitted is None or state.done:
-                continue
-            progress = queue.progress(state.submitted.ids, final=state.submitted.finish.id)
-            done, total = done + progress.done, total + progress.total
-            if progress.state == "finished":
-                state.done, state.result = True, progress.result
-            elif progress.state in ("failed", "canceled", "gone"):
-                state.done, state.error = True, progress.error
-                cancel([state])
+            if state.submitted is not None and not state.done:
+                _look(state, state.submitted, queue)
         if on_progress:
-            on_progress(done, total)
+            on_progress(
+                FramesDone(
+                    sum(s.analysed for s in states), sum(s.annotated for s in states), sum(s.frames for s in states)
+                )
+            )
         if all(s.done or s.submitted is None for s in states):
             return states
         time.sleep(poll_s)
+
+
+def _look(state: VideoState, submitted: Submitted, queue: VideoQueue) -> None:
+    """Where the jobs of one video (`state`, whose jobs are `submitted`) stand, into `state`: its frames
+    analysed and annotated, and whether it is done."""
+    progress = queue.progress(submitted.ids, final=submitted.finish.id)
+    if progress.state == "finished":
+        state.done, state.result = True, progress.result
+        state.analysed = state.annotated = state.frames
+        return
+    if progress.state in ("failed", "canceled", "gone"):
+        state.done, state.error = True, progress.error
+        cancel([state])
+        return
+    state.analysed = min(state.frames, queue.progress([job.id for job in submitted.segments]).done)
+    state.annotated = min(state.frames, queue.progress([job.id for job in submitted.parts]).done)
 
 
 def cancel(states: list[VideoState]) -> None:

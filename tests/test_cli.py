@@ -184,3 +184,85 @@ def test_cameras_add_refuses_a_file_the_supervisor_could_never_open(tmp_path):
         result = CliRunner().invoke(main, ["cameras", "add", "door", str(source)], env=_env(tmp_path))
         assert result.exit_code == 2 and reason in result.output and "Traceback" not in result.output, result.output
         assert "warning" not in result.output  # refused: no word that it would be shown as an error later
+
+
+def _fervi_on_a_terminal(args: list[str], cwd, env: dict[str, str], timeout: float = 180) -> tuple[int, str, str]:
+    """`python -m fervi ARGS` with stderr on a terminal (a pty's slave, as a user's shell has it; a fresh pty
+    reports 0 columns and 0 rows, as some do), stdout piped: exit code, stdout and what the terminal showed."""
+    import select
+    import time
+
+    master, slave = os.openpty()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "fervi", *args],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+    )
+    os.close(slave)
+    shown, deadline = b"", time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:  # read as it comes: a full pty would block the command
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: every writer of the slave has closed it
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            elif run.poll() is not None:
+                break
+        out = run.stdout.read().decode() if run.stdout else ""
+        return run.wait(10), out, shown.decode(errors="replace")
+    finally:
+        run.kill()
+        os.close(master)
+
+
+def test_analyze_on_a_terminal_shows_a_bar_of_frames_and_no_info_line(tmp_path):
+    """A new user saw no bar at all in a terminal (a pty reporting no size hid tqdm's; the callback was told
+    0/0 once the video was done), and INFO lines (video_submitted, redis_started twice) in the output."""
+    from fervi.demo import write_video
+
+    video = write_video(tmp_path / "clip.mp4", frames=23, fps=10)
+    env = _env(tmp_path / "home")
+    env.pop("FERVI_LOG_LEVEL", None)  # the default: what a user who sets nothing sees
+    code, out, shown = _fervi_on_a_terminal(
+        ["analyze", str(video), "--workers", "1", "--segments", "2", "--out", str(tmp_path / "out")], tmp_path, env
+    )
+    assert code == 0, shown[-3000:]
+    assert "clip.mp4: " in out and "face rows" in out
+    assert "analyse: 100%" in shown and "23/23 [" in shown and "frame/s" in shown, shown[-3000:]
+    assert "annotate: 100%" in shown, shown[-3000:]
+    assert "level=INFO" not in shown and "redis_started" not in shown and "video_submitted" not in shown, shown
+
+
+def test_evaluate_images_shows_a_bar_of_images_on_a_terminal_and_says_what_it_skipped_in_plain_words(tmp_path):
+    """468 CK+ images took 5 s with no bar, INFO lines (classifier_loaded) and the skipped contempt folder as a
+    log line; off a terminal (CI logs) no bar, and --verbose still shows the INFO lines."""
+    import shutil
+
+    from fervi.demo import face_photo_paths
+
+    photos = tmp_path / "photos"
+    for folder in ("happy", "contempt"):
+        (photos / folder).mkdir(parents=True)
+    for i in range(5):
+        photo = face_photo_paths()[i % 2]
+        shutil.copy(photo, photos / "happy" / f"{i}{photo.suffix}")
+    shutil.copy(face_photo_paths()[0], photos / "contempt" / f"0{face_photo_paths()[0].suffix}")
+    env = _env(tmp_path / "home")
+    env.pop("FERVI_LOG_LEVEL", None)
+    args = ["evaluate", "--images", str(photos), "--confusion-png", str(tmp_path / "confusion.png")]
+    code, out, shown = _fervi_on_a_terminal(args, tmp_path, env)
+    assert code == 0, shown[-3000:]
+    assert "5 images" in out
+    assert "detect and classify: 100%" in shown and "5/5 [" in shown, shown
+    assert f"skipped {photos / 'contempt'}: contempt is not one of the seven" in shown
+    assert "level=INFO" not in shown and "folder_skipped" not in shown, shown
+    piped = _fervi([*args, "--verbose"], tmp_path, env, 180)
+    assert piped.returncode == 0, piped.stderr[-2000:]
+    assert "detect and classify" not in piped.stderr and "event=classifier_loaded" in piped.stderr

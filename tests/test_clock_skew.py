@@ -61,6 +61,10 @@ def test_skewed_ingest_hosts_are_neither_discarded_nor_misplaced(tmp_path, redis
     states = bus.source_states(["behind", "ahead"])
     assert abs(float(states["behind"]["clock_offset_s"]) - 2.0) < 0.5
     assert abs(float(states["ahead"]["clock_offset_s"]) + 3600) < 0.5
+    for camera in ("behind", "ahead"):  # its news and heartbeat in Redis's time: not "stalled", not "seen 1 h ago"
+        assert abs(float(states[camera]["updated_at"]) - time.time()) < 15, camera
+        seen = [p for n, p in bus.processes().items() if n.startswith(f"ingest-{camera}-")]
+        assert seen and abs(float(seen[0]["last_seen"]) - time.time()) < 15, (camera, seen)
     assert "event=clock_skew" in behind.log_path.read_text() and "event=clock_skew" in ahead.log_path.read_text()
     status = subprocess.run(
         [sys.executable, "-m", "fervi", "status"], env=env, capture_output=True, text=True, timeout=60, check=True

@@ -309,3 +309,31 @@ def test_pages_on_other_origins_cannot_upload_or_cancel_but_the_videos_page_can(
         assert f"origin=null method=POST path=/api/videos/{video['id']}/cancel" in log
     finally:
         context.close()
+
+
+def test_long_and_foreign_upload_names_are_kept_short_and_readable(app_setup):
+    """Before: a video whose ASCII name had 256 bytes or more was a 500 (the file system's name limit), and
+    a Japanese name was stored as "avi"."""
+    http, home = app_setup
+    reply = http.post(
+        "/api/videos",
+        data={"video": (io.BytesIO(b"not a video" * 100), "a" * 300 + ".mp4")},
+        content_type="multipart/form-data",
+    )
+    assert reply.status_code == 400 and "a" * 100 in reply.get_json()["error"]  # refused as no video, not a 500
+    assert list((home / "uploads").iterdir()) == []
+    assert videos_module.upload_name("日本語の動画" * 10 + ".avi").startswith("日本語の動画")
+    assert videos_module.upload_name("日本語の動画" * 10 + ".avi").endswith(".avi")
+    assert len(videos_module.upload_name("日本語の動画" * 10 + ".avi").encode()) <= videos_module.NAME_MAX_BYTES
+    assert videos_module.upload_name("../../etc/passwd") == "passwd"
+    assert videos_module.upload_name("clip: take <1>?.mp4") == "clip_take_1.mp4"
+
+
+@pytest.mark.parametrize("sent", ["x", "nan", "inf", "1e999"])
+def test_a_spoilt_counter_of_one_camera_does_not_break_the_cameras_page(app_setup, client, sent):
+    http, _ = app_setup
+    client.hset("fervi:{door}:source", mapping={"state": "live", "sent": sent, "updated_at": "nan"})
+    client.sadd("fervi:cameras", "door")
+    reply = http.get("/api/sources")
+    assert reply.status_code == 200, reply.data[:300]
+    assert [c["sent"] for c in reply.get_json()["cameras"] if c["camera"] == "door"] == [0]

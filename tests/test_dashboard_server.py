@@ -116,9 +116,13 @@ def test_an_open_dashboard_is_served_on_loopback_only():
     from fervi.app.cli import main
 
     check_exposure("127.0.0.1", "")
-    check_exposure("0.0.0.0", "s3cret")
+    check_exposure("0.0.0.0", "a-token-of-24-characters")
     with pytest.raises(ExposureError, match="FERVI_DASHBOARD_TOKEN"):
         check_exposure("0.0.0.0", "")
+    for weak in (" ", "a", "+", "s3cret", " sixteen-chars-long "):  # guessable, or a space that was not meant
+        with pytest.raises(ExposureError, match="weak FERVI_DASHBOARD_TOKEN"):
+            check_exposure("0.0.0.0", weak)
+    check_exposure("127.0.0.1", "a")  # loopback: the token is the user's own business
     result = CliRunner().invoke(main, ["dashboard", "--host", "0.0.0.0"], env={"FERVI_DASHBOARD_TOKEN": ""})
     assert result.exit_code == 1 and "without a token" in result.output and "Traceback" not in result.output
 

@@ -31,12 +31,13 @@ from fervi.tracking import FrameTracks, Track
 from fervi.vision.images import size_text
 
 from .conftest import wait_for
-from .helpers_browser import Camera, alone_browser, alone_page, dashboard_alone  # noqa: F401 - fixtures browser, page
+from .helpers_browser import Camera, alone_browser, alone_page, camera_page, dashboard_alone  # noqa: F401 - fixtures browser, page
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 
 HAPPY = np.eye(7, dtype=np.float32)[EMOTIONS.index("happy")]
-OVERLOAD = re.compile(r"Workers can't keep up: 6[0-9]% of frames skipped\. Add workers or lower this camera's fps\.")
+# a browser camera's page has no fps to lower: its remedy is workers only
+OVERLOAD = re.compile(r"Workers can't keep up: 6[0-9]% of frames skipped\. Add workers\.")
 CLOCK = r"\d{1,2}:\d{2}:\d{2}( [AP]M)?"
 
 
@@ -288,3 +289,34 @@ def test_a_grey_tile_shows_no_live_figures_and_a_lost_server_says_when(page, das
         rf"The dashboard lost its server at {CLOCK}: reconnecting… Last frame {re.escape(last.group(1))}\.", lost
     ), lost
     assert meta(page, tile) == "offline"
+
+
+def test_the_browser_camera_tile_greys_as_the_wall_does_when_quiet_or_the_server_is_lost(
+    browser, redis_server, tmp_path
+):
+    """A new user saw its tile keep "1 face(s) · 6 fps · latency 272 ms" through a server outage while the
+    wall's tiles greyed. On a dashboard of its own: the module's is stopped by the test before."""
+    with dashboard_alone(tmp_path, redis_server.url) as own, camera_page(browser, own["url"]) as page:
+        page.goto(own["url"] + "/webcam?autostart=1")
+        page.wait_for_function("() => document.getElementById('tile').dataset.camera", timeout=30000)
+        camera = page.locator("#tile").get_attribute("data-camera")
+
+        def grey() -> bool:
+            return "offline" in (page.locator("#tile").get_attribute("class") or "")
+
+        with Camera(own["bus"], camera, faces_of([(1, HAPPY)]), render_frame(0, 1)):
+            wait_for(lambda: "latency" in meta(page, "#tile"), 20, "the tile's live figures")
+        wait_for(grey, 15, "the quiet tile to grey")  # no tracked frame for a few seconds
+        assert meta(page, "#tile") == "offline"
+        quiet = page.locator("#tile .tile-warning").inner_text()
+        last = re.fullmatch(rf"No frames since ({CLOCK})\.", quiet)
+        assert last, quiet
+        with Camera(own["bus"], camera, faces_of([(1, HAPPY)]), render_frame(0, 1)):
+            wait_for(lambda: not grey() and "latency" in meta(page, "#tile"), 20, "the tile live again")
+            own["procs"].stop_all()  # the server goes away; the page stays open
+            wait_for(lambda: "lost its server" in page.locator("#tile .tile-warning").inner_text(), 15, "the loss")
+        lost = page.locator("#tile .tile-warning").inner_text()
+        assert re.fullmatch(rf"The dashboard lost its server at {CLOCK}: reconnecting… Last frame {CLOCK}\.", lost), (
+            lost
+        )
+        assert grey() and meta(page, "#tile") == "offline"

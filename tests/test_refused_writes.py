@@ -87,6 +87,11 @@ def test_workers_and_ingest_wait_out_a_redis_refusing_writes(tmp_path, restartab
         "the worker's why",
     )
     assert refusal in said["redis"] and said["ok"] is False
+    assert "EVALSHA" not in said["redis"] and "\\x" not in said["redis"]  # the reason, not the failed command
+    status = subprocess.run(
+        [sys.executable, "-m", "fervi", "status"], env=env, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert f"warning: Redis refusing writes: {refusal}" in status
     wait_for(lambda: "refusing writes" in health(ingest_port).get("redis", ""), 30, "the ingest's why")
     time.sleep(2)  # a few more refused tries each
     assert worker.poll() is None, worker.log_path.read_text()[-2000:]
@@ -152,7 +157,12 @@ def test_a_damaged_append_only_file_is_one_line_with_its_repair(tmp_path):
         [sys.executable, "-m", "fervi", "redis-repair"], env=env, capture_output=True, text=True, timeout=120
     )
     assert repair.returncode == 0, repair.stderr
-    assert list((home / "redis").glob("appendonly.aof.damaged-*"))  # the damaged file is kept
+    assert len(list((home / "redis").glob("appendonly.aof.damaged-*"))) == 1  # the damaged file is kept
+    again = subprocess.run(
+        [sys.executable, "-m", "fervi", "redis-repair"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 0 and "nothing to repair" in again.stdout, again.stdout + again.stderr
+    assert len(list((home / "redis").glob("appendonly.aof.damaged-*"))) == 1  # a sound file is not copied
     with EmbeddedRedis(home / "redis") as server:  # starts again, with the commands before the damage
         kept = redis.Redis.from_url(server.url).dbsize()
     assert 0 < kept < 50

@@ -119,3 +119,51 @@ def test_an_ingest_of_a_text_file_exits_as_unusable_and_says_why(tmp_path, redis
     )
     assert done.returncode == INGEST_EXIT_UNUSABLE, done.stderr.decode()[-2000:]
     assert b"not a video" in done.stderr
+
+
+def test_an_http_server_that_accepts_but_never_answers_is_a_timeout_not_a_wrong_video():
+    """A new user saw "not a video: … answered" for a server that took the connection and said nothing."""
+    with rtsp_server(None) as port:
+        said = why_stream_failed(f"http://127.0.0.1:{port}/video.mjpg", timeout_s=1)
+    assert said == f"timeout: no answer from 127.0.0.1:{port} within 1 s"
+    assert not is_permanent(said)
+
+
+@pytest.mark.parametrize("server_class", [ThreadingHTTPServer, HTTPServer])
+def test_http_servers_that_do_not_allow_head_are_asked_with_get(server_class):
+    """Python's plain http.server with only do_GET answers HEAD with 501: its 401 or 404 to GET must still be
+    told (a new user saw "not a video … (it answered 501)"), and the GET's body is not read (a stream's never
+    ends: this one never would)."""
+    gets = []
+
+    class GetOnly(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            gets.append(self.path)
+            self.send_response(404 if self.path == "/nope" else 401)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            try:
+                for _ in range(50):  # an endless stream, cut short once the asker hangs up
+                    self.wfile.write(b"--frame\r\n" + b"x" * 4096 + b"\r\n")
+                    self.wfile.flush()
+            except OSError:
+                pass
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = server_class(("127.0.0.1", 0), GetOnly)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    try:
+        said = why_stream_failed(f"http://127.0.0.1:{port}/video.mjpg", timeout_s=2)
+        assert said.startswith("unauthorized:") and "(401)" in said, said
+        said = why_stream_failed(f"http://cam:pw@127.0.0.1:{port}/video.mjpg", timeout_s=2)
+        assert said.startswith("unauthorized:") and "refused the user name and password" in said, said
+        said = why_stream_failed(f"http://127.0.0.1:{port}/nope", timeout_s=2)
+        assert said.startswith("not found:") and "(404)" in said, said
+        assert gets == ["/video.mjpg", "/video.mjpg", "/nope"]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -9,7 +9,7 @@ to show one labelled person: the largest face found is theirs. A photo without a
 from __future__ import annotations
 
 import csv
-import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +21,6 @@ from fervi.vision.images import ImageError, decode_image, read_image_file
 from .datasets import CONTEMPT, FOLDER_LABELS, IMAGE_SUFFIXES, DatasetError
 from .evaluation import classification_metrics
 from .figures import confusion_matrix_png
-
-log = logging.getLogger(__name__)
 
 # Face widths (px) a result is grouped by: [lower, upper).
 WIDTH_BUCKETS = ((0, 48), (48, 96), (96, 192), (192, 384), (384, 10**9))
@@ -61,8 +59,7 @@ def labelled_images(source: str | Path) -> list[LabelledImage]:
     out = []
     for folder in sorted(p for p in source.iterdir() if p.is_dir()):
         name = folder.name.lower()
-        if name == CONTEMPT:
-            log.info("event=folder_skipped folder=%s reason=contempt_is_not_one_of_the_seven", folder)
+        if name == CONTEMPT:  # `skipped_folders` names it
             continue
         if name not in FOLDER_LABELS:
             raise DatasetError(f"{folder}: folder name is not an emotion ({', '.join(EMOTIONS)})")
@@ -76,12 +73,31 @@ def labelled_images(source: str | Path) -> list[LabelledImage]:
     return out
 
 
-def evaluate_images(source: str, pipeline, max_pixels: int, max_bytes: int, confusion_png: str) -> dict:
-    from tqdm import tqdm
+def skipped_folders(source: str | Path) -> list[str]:
+    """The folders of a folder of emotion folders that are left out, and why (contempt: not one of the seven)."""
+    source = Path(source)
+    if not source.is_dir():
+        return []
+    return [
+        f"{folder}: contempt is not one of the seven emotions FERVI tells apart"
+        for folder in sorted(p for p in source.iterdir() if p.is_dir())
+        if folder.name.lower() == CONTEMPT
+    ]
 
+
+def evaluate_images(
+    source: str,
+    pipeline,
+    max_pixels: int,
+    max_bytes: int,
+    confusion_png: str,
+    progress: Callable[[list[LabelledImage]], Iterable[LabelledImage]] = iter,
+) -> dict:
+    """The report of the whole chain on the labelled photos of `source`; `progress` wraps the photos as they
+    are gone through (the command line's bar)."""
     items = labelled_images(source)
     unreadable, truth, predicted, widths, found_probs = [], [], [], [], []
-    for item in tqdm(items, desc="detect and classify", unit="photo", disable=None):  # a bar on a terminal only
+    for item in progress(items):
         try:
             image = decode_image(read_image_file(item.path, max_bytes), max_pixels)
         except (OSError, ImageError) as err:
@@ -126,6 +142,7 @@ def evaluate_images(source: str, pipeline, max_pixels: int, max_bytes: int, conf
         "source": str(source),
         "images": len(items),
         "unreadable": unreadable,
+        "skipped_folders": skipped_folders(source),
         "evaluated": len(truth),
         "faces_found": int(found.sum()),
         "found_rate": round(float(found.mean()), 4),

@@ -4,8 +4,9 @@ triage: entry -> a decoded frame to analyse, a live frame too old to matter or t
   letter. When a live camera's frames outrun the workers, each batch takes `per_camera` of the frames that
   came since the last read, spread evenly over them and ending with the newest (`spread_evenly`): the frames
   kept stay evenly spaced in time, and every camera gets the same share of the worker whatever its frame
-  rate. Frames of a file (not live) are never skipped. The frames decoded at once hold at most `max_pixels`
-  x BATCH_PIXEL_FRAMES pixels (at least one frame): the rest are deferred, still pending, to the next batches.
+  rate. Frames of a file (not live) are never skipped. A batch decodes frames while it holds fewer than
+  `max_pixels` x BATCH_PIXEL_FRAMES pixels (at least one frame, at most one frame past it, and no header is
+  read twice): the rest are deferred, still pending, to the next batches.
 analyse: decoded frames -> one `Result` per frame through the shared `FacePipeline`.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from fervi.bus import Entry
 from fervi.protocol import DeadLetter, Frame, ProtocolError, Result
-from fervi.vision.images import ImageError, decode_image, image_size
+from fervi.vision.images import ImageError, decode_image
 from fervi.vision.pipeline import FacePipeline, Timing
 
 BATCH_PIXEL_FRAMES = 2  # a batch decodes at most this many frames of the largest size allowed
@@ -87,9 +88,9 @@ def triage(
         if (entry.camera, entry.entry_id) not in kept_ids:
             out.gaps.append((entry, Result.gap_marker(frame, "skipped", worker, now)))
     budget = max_pixels * BATCH_PIXEL_FRAMES  # decoded BGR: 3 bytes a pixel, whatever the number of cameras
+    decoded = 0  # pixels decoded so far: frames are decoded while under the budget (so at most one frame over)
     for entry, frame in kept:
-        pixels = _pixels(frame.jpeg)
-        if out.work and pixels > budget:
+        if out.work and decoded >= budget:
             out.deferred.append(entry)
             continue
         try:
@@ -97,7 +98,7 @@ def triage(
         except ImageError as err:
             _dead(out, entry, frame, str(err), worker, now)
             continue
-        budget -= pixels
+        decoded += image.shape[0] * image.shape[1]
         out.work.append(Work(entry, frame, image))
     order = {(entry.camera, entry.entry_id): i for i, entry in enumerate(entries)}  # as read, for the logs
     out.dead.sort(key=lambda letter: order[(letter.camera, letter.entry_id)])
@@ -113,15 +114,6 @@ def _age(entry: Entry, frame: Frame, now: float, server_now: float | None) -> fl
         if millis.isdigit():
             return server_now - int(millis) / 1000
     return now - frame.captured_at
-
-
-def _pixels(jpeg: bytes) -> int:
-    """A frame's pixel count from its header (0 when unreadable: `decode_image` then says why)."""
-    try:
-        width, height = image_size(jpeg)
-    except ImageError:
-        return 0
-    return width * height
 
 
 def _thinned(frames: list[tuple[Entry, Frame]], per_camera: int) -> list[tuple[Entry, Frame]]:

@@ -11,8 +11,9 @@ beyond its share wait in the worker (`_held`, still pending in Redis, so a crash
 batches, and its stream is not read again until they are done.
 
 Bounded whatever the number of cameras: a read takes at most READ_BUDGET frames across cameras (cameras
-beyond it are read in turn, a window at a time), a reclaim at most a batch, and a batch decodes at most
-`core.BATCH_PIXEL_FRAMES` frames of the largest size allowed (the rest wait in `_held`, still pending).
+beyond it are read in turn, a window at a time), a reclaim at most a batch, and a batch decodes frames only
+while it holds less than `core.BATCH_PIXEL_FRAMES` of the largest size allowed (the rest wait in `_held`,
+still pending).
 """
 
 from __future__ import annotations

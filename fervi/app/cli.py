@@ -175,8 +175,10 @@ def redis_for_command(settings: Settings) -> Iterator[str]:
         server = EmbeddedRedis(Path(settings.home) / "redis", settings.redis_port).start()
     except RedisStartError as err:
         raise click.ClickException(str(err)) from None
-    with server:
+    try:  # (not `with server`: entering it would start a second redis-server)
         yield server.url
+    finally:
+        server.stop()
 
 
 @main.command("redis-repair")
@@ -543,6 +545,33 @@ def demo_video(path: str, frames: int, fps: float, faces: int, size: str) -> Non
     click.echo(write_video(path, frames, fps, width, height, faces))
 
 
+def _library_logs_quiet(verbose: bool) -> None:
+    """`analyze` and `evaluate` talk to a person: INFO lines of library code (a job submitted, a model loaded)
+    go only where asked for (--verbose, --log-level, FERVI_LOG_LEVEL); warnings and errors always show."""
+    from click.core import ParameterSource
+
+    root = logging.getLogger()
+    if verbose:
+        root.setLevel(min(root.level, logging.INFO))
+    elif click.get_current_context().find_root().get_parameter_source("log_level") == ParameterSource.DEFAULT:
+        root.setLevel(max(root.level, logging.WARNING))
+
+
+def _terminal_bar(**options: Any) -> Any:
+    """tqdm's bar on stderr, off where stderr is no terminal (CI logs), as its disable=None is. A terminal
+    that reports no size (a fresh pty, `docker exec -t`) is taken as 80x24: tqdm would print nothing at all
+    for its 0 rows (and no bar for its 0 columns)."""
+    from tqdm import tqdm
+
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):  # no terminal, or no file behind sys.stderr (tests)
+        size = None
+    if size is not None and (size.columns == 0 or size.lines == 0):
+        options = {"ncols": 80, "nrows": 24, **options}
+    return tqdm(disable=None, **options)
+
+
 @main.command()
 @click.argument("videos", nargs=-1, required=True, type=click.Path())
 @click.option(
@@ -569,6 +598,7 @@ def demo_video(path: str, frames: int, fps: float, faces: int, size: str) -> Non
     help="RQ workers to start when using the embedded Redis (default: one per core).",
 )
 @click.option("--no-wait", is_flag=True, help="Enqueue (FERVI_REDIS_URL must be set), print job ids, return.")
+@click.option("--verbose", "-v", is_flag=True, help="Show the INFO log lines too (as FERVI_LOG_LEVEL=INFO does).")
 def analyze(
     videos: tuple[str, ...],
     out: str,
@@ -577,14 +607,16 @@ def analyze(
     detect_every: int | None,
     rq_workers: int | None,
     no_wait: bool,
+    verbose: bool,
 ) -> None:
     """Analyse video files offline as RQ jobs: faces.csv, summary.json, annotated.mp4, timeline.png."""
     from fervi.app.stack import running_stack
     from fervi.bus import Bus
     from fervi.offline.jobs import QUEUE
-    from fervi.offline.runner import cancel, follow, submit_all
+    from fervi.offline.runner import submit_all
     from fervi.service import stop_processes
 
+    _library_logs_quiet(verbose)
     settings = _settings()
     missing = [v for v in videos if not Path(v).is_file()]
     if missing:
@@ -612,22 +644,7 @@ def analyze(
                     ids = [job.id for job in state.submitted.jobs] if state.submitted else []
                     click.echo(json.dumps({"video": state.video, "jobs": ids, "error": state.error or None}))
                 return
-            from tqdm import tqdm
-            from tqdm.contrib.logging import logging_redirect_tqdm
-
-            # in percent of the work: each frame is analysed, then drawn into annotated.mp4 (two units a frame,
-            # which a frame count would show as twice the video's frames); log lines print above the bar
-            with tqdm(total=100, unit="%", desc="analyse and annotate", disable=None) as bar, logging_redirect_tqdm():
-
-                def progress(done: int, total: int) -> None:
-                    bar.n = min(100, 100 * done // max(total, 1))
-                    bar.refresh()
-
-                try:
-                    follow(states, queue, progress)
-                except KeyboardInterrupt:
-                    cancel(states)
-                    raise click.Abort() from None
+            _follow_with_bar(states, queue)
         finally:
             stop_processes(procs)
     failed = 0
@@ -641,6 +658,36 @@ def analyze(
                 f"{state.result.get('tracks', 0)} tracks -> {state.result.get('out')}"
             )
     sys.exit(1 if failed else 0)
+
+
+def _follow_with_bar(states: list[Any], queue: Any) -> None:
+    """Follow the videos' jobs to their end with a bar of frames: those analysed of all the videos' frames,
+    then a second bar of those drawn into annotated.mp4 (a frame is the unit a user knows from the video);
+    log lines print above the bars. Ctrl-C stops the jobs."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from fervi.offline.runner import FramesDone, cancel, follow
+
+    frames = sum(state.frames for state in states)
+    bars = [_terminal_bar(total=frames, unit="frame", desc="analyse")] if frames else []
+
+    def progress(done: FramesDone) -> None:
+        if len(bars) == 1 and done.analysed >= done.frames:
+            bars[0].update(done.frames - bars[0].n)
+            bars[0].close()  # left on the screen, full
+            bars.append(_terminal_bar(total=done.frames, unit="frame", desc="annotate"))
+        if bars:
+            bars[-1].update(max(0, (done.analysed if len(bars) == 1 else done.annotated) - bars[-1].n))
+
+    try:
+        with logging_redirect_tqdm():
+            follow(states, queue, progress)
+    except KeyboardInterrupt:
+        cancel(states)
+        raise click.Abort() from None
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 @main.command("rq-worker")
@@ -706,9 +753,11 @@ def status(as_json: bool) -> None:
     bus = Bus(connect(url), jobs=connect(jobs_url) if jobs_url else None)
     from fervi.clock import clock_warning
 
+    refusal = bus.write_refusal()
     cameras = bus.cameras()
     clocks = {c: clock_warning(s) for c, s in bus.source_states(cameras).items()}
-    state: dict[str, dict[str, Any]] = {
+    state: dict[str, Any] = {
+        "redis": refusal or "ok",
         "processes": {**bus.processes(), **(bus.rq_workers() if jobs_url else {})},
         "cameras": {
             c: {
@@ -724,6 +773,8 @@ def status(as_json: bool) -> None:
         click.echo(json.dumps(state, indent=2))
         return
     now = time.time()
+    if refusal:  # no process can write its heartbeat then: the list below is short for that reason
+        click.echo(f"warning: Redis {refusal}: every process waits until it takes writes again")
     click.echo(f"{len(state['processes'])} process(es)")
     for name, info in sorted(state["processes"].items(), key=lambda item: (item[1].get("kind", ""), item[0])):
         click.echo(
@@ -944,6 +995,7 @@ def train(data: tuple[str, ...], model_name: str, **options: Any) -> None:
     "--reliability-png", ".fervi/eval/reliability.png", "Where to write the reliability diagram (with votes)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
+@click.option("--verbose", "-v", is_flag=True, help="Show the INFO log lines too (as FERVI_LOG_LEVEL=INFO does).")
 def evaluate(
     data: str | None,
     images: str | None,
@@ -956,6 +1008,7 @@ def evaluate(
     votes: str | None,
     reliability_png: str,
     as_json: bool,
+    verbose: bool,
 ) -> None:
     """Accuracy, macro-F1, per-class metrics, confusion matrix, parameters and faces/s of a model; with crowd
     votes, agreement with people beside agreement with the original labels.
@@ -965,6 +1018,7 @@ def evaluate(
     from fervi.training.datasets import DatasetError
     from fervi.training.evaluate_cli import evaluate_model
 
+    _library_logs_quiet(verbose)
     settings = _settings()
     if images and not data:
         _evaluate_images(images, settings, model_file, flip, confusion_png, as_json)
@@ -1023,8 +1077,10 @@ def _echo_crowd(report: dict[str, Any]) -> None:
 def _evaluate_images(
     images: str, settings: Settings, model_file: str | None, flip: bool | None, confusion_png: str, as_json: bool
 ) -> None:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from fervi.training.datasets import DatasetError
-    from fervi.training.evaluate_images import evaluate_images
+    from fervi.training.evaluate_images import evaluate_images, skipped_folders
     from fervi.vision.classifier import MODEL_KERAS, MODEL_TFLITE
     from fervi.vision.pipeline import FacePipeline
 
@@ -1034,14 +1090,19 @@ def _evaluate_images(
             raise click.UsageError(f"with --images, --model must be a folder's {MODEL_TFLITE} or {MODEL_KERAS}")
         changes["model_dir"] = str(Path(model_file).parent)
     settings = settings.replace(**changes)
+    for skipped in skipped_folders(images):
+        click.echo(f"skipped {skipped}", err=True)
     try:
-        report = evaluate_images(
-            images,
-            FacePipeline.from_settings(settings),
-            settings.max_frame_pixels,
-            settings.max_image_bytes,
-            confusion_png,
-        )
+        pipeline = FacePipeline.from_settings(settings)
+        with logging_redirect_tqdm():  # log lines print above the bar
+            report = evaluate_images(
+                images,
+                pipeline,
+                settings.max_frame_pixels,
+                settings.max_image_bytes,
+                confusion_png,
+                lambda photos: _terminal_bar(iterable=photos, desc="detect and classify", unit="image"),
+            )
     except DatasetError as err:
         raise click.ClickException(str(err)) from None
     if as_json:

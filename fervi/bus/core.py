@@ -18,7 +18,7 @@ from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
 from ..protocol import ProtocolError, check_camera
 from . import scripts
-from .keys import camera_of
+from .keys import PREFIX, camera_of
 
 log = logging.getLogger("fervi.bus")
 
@@ -64,8 +64,10 @@ def refuses_writes(err: BaseException) -> str:
 
 
 def redis_trouble(err: BaseException) -> str:
-    """What is wrong with Redis, in a line for logs and /healthz: "refusing writes: OOM ..." or "unreachable: ..."."""
-    text = str(err)[:200] or type(err).__name__
+    """What is wrong with Redis, in a line for logs and /healthz: "refusing writes: OOM ..." or "unreachable: ...".
+    Without the failed command's arguments (redis-py puts a pipeline's command, frames and all, in front)."""
+    text = str(err).rpartition(" of pipeline caused error: ")[2]
+    text = text.encode("ascii", "replace").decode()[:200] or type(err).__name__
     code = refuses_writes(err)
     return f"refusing writes: {code} {text}" if code else f"unreachable: {text}"
 
@@ -192,6 +194,17 @@ class BusCore:
 
     def ping(self) -> bool:
         return bool(self.redis.ping())
+
+    def write_refusal(self) -> str:
+        """Why Redis refuses writes now ("refusing writes: OOM ..."), or "" when it takes them: one small
+        write that expires at once (`fervi status` asks, since no heartbeat gets through then)."""
+        try:
+            self.redis.set(f"{PREFIX}:probe", "1", px=100)
+        except redis.ResponseError as err:
+            if refuses_writes(err):
+                return redis_trouble(err)
+            raise
+        return ""
 
     def server_time(self) -> float:
         """Redis's clock (TIME), in seconds: the one clock every host measures frame ages by (`fervi.clock`).

@@ -66,12 +66,15 @@ class Sources(BusCore):
             out[source.camera] = source
         return dict(sorted(out.items()))
 
-    def set_source_state(self, camera: str, state: str, reason: str = "", **info: object) -> None:
-        """A camera's ingest says how it goes (`fervi.protocol.SOURCE_STATES`); a Redis outage loses the news."""
+    def set_source_state(
+        self, camera: str, state: str, reason: str = "", now: float | None = None, **info: object
+    ) -> None:
+        """A camera's ingest says how it goes (`fervi.protocol.SOURCE_STATES`) at `now` (its clock, corrected
+        to Redis's where it is off: `fervi.clock`); a Redis outage loses the news."""
         fields = {
             "state": state,
             "reason": reason[:500],
-            "updated_at": f"{time.time():.3f}",
+            "updated_at": f"{time.time() if now is None else now:.3f}",
             **{k: str(v) for k, v in info.items()},
         }
         try:

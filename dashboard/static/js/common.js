@@ -44,9 +44,11 @@ export function rateText(rates) {
   if (!rates || !rates.camera_fps) return rates && rates.fps ? `${rates.fps} fps` : "";
   return rates.skipped_pct >= 1 ? `${rates.fps} of ${rates.camera_fps} fps` : `${rates.fps} fps`;
 }
-export function overloadText(rates) {
+// `remedy`: what the user can do where the warning shows (a browser camera's page has no fps to lower).
+export const CAMERA_REMEDY = "Add workers or lower this camera's fps.";
+export function overloadText(rates, remedy = CAMERA_REMEDY) {
   if (!rates || rates.skipped_pct < SKIPPED_WARN_PCT) return "";
-  return `Workers can't keep up: ${rates.skipped_pct}% of frames skipped. Add workers or lower this camera's fps.`;
+  return `Workers can't keep up: ${rates.skipped_pct}% of frames skipped. ${remedy}`;
 }
 const clockOf = (t) => new Date(t * 1000).toLocaleTimeString();
 
@@ -99,6 +101,7 @@ export class Tile {
     this.lastFrameAt = 0;  // that frame's capture time (the camera's clock)
     this.offline = "";  // why the tile is greyed ("" while live)
     this.lostAt = 0;  // when the page lost its server (0: it has it)
+    this.remedy = CAMERA_REMEDY;  // what its overload warning tells the user to do
     this.image = null;
     this.imageSeq = null;  // the frame shown: boxes are drawn from that frame's tracks, not the newest ones
     this.tracks = null;
@@ -155,7 +158,7 @@ export class Tile {
     this.setOffline(stalled || now - this.seenAt > STALE_S ? quietText(this.lastFrameAt, this.rates) : "");
   }
   showWarning() {
-    const text = this.offline || overloadText(this.rates);
+    const text = this.offline || overloadText(this.rates, this.remedy);
     this.warning.textContent = text;
     this.warning.hidden = !text;
     this.element.dataset.warning = text;

@@ -2,6 +2,7 @@ import { cameraProblem, connect, startWebcam, Tile } from "./common.js";
 
 const socket = connect();
 const tile = new Tile(document.getElementById("tile"), "your camera");
+tile.remedy = "Add workers.";  // this page sends what the camera gives: it has no fps to lower
 const video = document.createElement("video");
 video.muted = true; video.playsInline = true;
 const share = document.getElementById("share");
@@ -26,6 +27,7 @@ title.addEventListener("change", () => { if (share.checked) sendShare(); });  //
 const start = () => startWebcam(socket, video, (ack) => {
   if (ack && ack.camera && ack.camera !== camera) {
     camera = ack.camera; tile.element.dataset.camera = camera;
+    tile.seenAt = Date.now() / 1000;  // a new camera (or the same after a reconnect): quiet from now, not before
     if (share.checked) sendShare();
   }
   if (ack && ack.full) { note.textContent = ack.error; note.className = "error"; startButton.hidden = false; stopButton.hidden = true; }
@@ -40,6 +42,7 @@ stopButton.addEventListener("click", () => {
   stopCapture = null;
   socket.emit("webcam_stop", {}, () => {
     camera = null; delete tile.element.dataset.camera;
+    tile.setOffline("");  // stopped on purpose: nothing to grey
     tile.clear("stopped");
     note.textContent = "Camera stopped. Start it again whenever you like."; note.className = "hint";
     document.body.dataset.stopped = "1";
@@ -48,7 +51,11 @@ stopButton.addEventListener("click", () => {
 });
 
 // A reconnect is a new client: its camera is new too (the old one was removed when the connection dropped).
-socket.on("disconnect", () => { camera = null; });
+// As on the wall, the tile greys and says why while the page has lost its server, or no tracked frame of
+// the running camera came for a few seconds; its last figures would be stale.
+socket.on("disconnect", () => { camera = null; tile.serverLost(); });
+socket.on("connect", () => tile.serverBack());
+setInterval(() => { if (socket.connected && camera) tile.checkStale(); }, 1000);
 startButton.addEventListener("click", start);
 socket.on("frame", (msg) => { if (msg.camera === camera) tile.setFrame(msg.jpeg, msg.seq); });
 socket.on("tracks", (msg) => { if (msg.camera === camera) tile.setTracks(msg); });
