@@ -420,6 +420,11 @@ def test_video_upload_runs_as_jobs_with_progress_and_outputs(page, stack, tmp_pa
     page.wait_for_function("() => Number(document.getElementById('jobs').dataset.workers) >= 1", timeout=10000)
     # the queue in videos, one video being several jobs (listed in the tooltip)
     jobs = page.locator("#jobs")
+    page.wait_for_function(  # the jobs line refreshes on its own beat: it may still count the video a moment
+        "() => /^\\d+ RQ workers? \\(\\d+ busy\\) · 0 videos waiting or running · 0 failed$/"
+        ".test(document.getElementById('jobs').innerText)",
+        timeout=20000,
+    )
     assert re.fullmatch(r"\d+ RQ workers? \(\d+ busy\) · 0 videos waiting or running · 0 failed", jobs.inner_text())
     assert jobs.get_attribute("title").startswith("jobs (segments, merges, annotation parts): ")
     video_id = row.get_attribute("data-video")

@@ -134,7 +134,8 @@ def test_a_slow_or_idle_client_is_cut_after_the_header_timeout(dashboard):
     with contextlib.closing(raw(dashboard, "127.0.0.5", http_request("/healthz"))) as sock:
         assert status(sock) == 200
         sock.settimeout(HEADER_TIMEOUT_S + 25)  # kept alive, idle: closed by the server
-        assert sock.recv(4096) == b""
+        while sock.recv(4096):  # the rest of the answer (its body may come apart), then the close
+            pass
 
 
 def test_many_idle_websockets_from_one_address_do_not_stop_healthz(dashboard):
