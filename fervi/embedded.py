@@ -222,10 +222,6 @@ def _run_check_aof(data_dir: Path, target: Path, fix: bool) -> tuple[subprocess.
     return done, done.stdout.decode(errors="replace")
 
 
-def _check_aof(data_dir: Path, target: Path, fix: bool) -> str:
-    return _run_check_aof(data_dir, target, fix)[1]
-
-
 def repair_aof(data_dir: str | Path) -> str:
     """Cut a damaged append-only file after its last whole command (Redis's own `redis-check-aof --fix`,
     which is the redis-server binary run under that name), after copying the file (or folder) beside it.
@@ -234,7 +230,7 @@ def repair_aof(data_dir: str | Path) -> str:
     target = aof_target(data_dir)
     if target is None:
         raise RuntimeError(f"no append-only file in {data_dir}")
-    if "is valid" in _check_aof(data_dir, target, fix=False):
+    if "is valid" in _run_check_aof(data_dir, target, fix=False)[1]:
         return f"{target}: valid, nothing to repair"
     original = target.parent if target.parent.name == "appendonlydir" else target
     backup = original.with_name(f"{original.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -143,3 +143,18 @@ def http_ok(url: str) -> bool:
         return urllib.request.urlopen(url, timeout=2).status == 200
     except OSError:
         return False
+
+
+def health_json(port: int) -> dict:
+    """A FERVI process's /healthz body on `port` (the same JSON with its 503 while not ok; {} when none answers)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+            return json.loads(reply.read())
+    except urllib.error.HTTPError as err:
+        return json.loads(err.read())
+    except OSError:
+        return {}

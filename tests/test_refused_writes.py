@@ -4,12 +4,10 @@ themselves when writes are accepted again, every frame with exactly one result."
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 import redis
@@ -18,19 +16,8 @@ from fervi.bus import Bus
 from fervi.demo import write_video
 from fervi.embedded import EmbeddedRedis, free_port
 
-from .conftest import fervi_env, wait_for
+from .conftest import fervi_env, health_json, wait_for
 from .test_pipeline_e2e import results_by_index
-
-
-def health(port: int) -> dict:
-    """A process's /healthz body (it answers 503 while not ok)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
-            return json.loads(reply.read())
-    except urllib.error.HTTPError as err:
-        return json.loads(err.read())
-    except OSError:
-        return {}
 
 
 def refuse_oom(client: redis.Redis) -> None:
@@ -82,7 +69,7 @@ def test_workers_and_ingest_wait_out_a_redis_refusing_writes(tmp_path, restartab
     with pytest.raises(redis.ResponseError):
         client.set("probe", "x")  # Redis does refuse writes now
     said = wait_for(
-        lambda: "refusing writes" in health(worker_port).get("redis", "") and health(worker_port),
+        lambda: "refusing writes" in health_json(worker_port).get("redis", "") and health_json(worker_port),
         30,
         "the worker's why",
     )
@@ -92,7 +79,7 @@ def test_workers_and_ingest_wait_out_a_redis_refusing_writes(tmp_path, restartab
         [sys.executable, "-m", "fervi", "status"], env=env, capture_output=True, text=True, timeout=60, check=True
     ).stdout
     assert f"warning: Redis refusing writes: {refusal}" in status
-    wait_for(lambda: "refusing writes" in health(ingest_port).get("redis", ""), 30, "the ingest's why")
+    wait_for(lambda: "refusing writes" in health_json(ingest_port).get("redis", ""), 30, "the ingest's why")
     time.sleep(2)  # a few more refused tries each
     assert worker.poll() is None, worker.log_path.read_text()[-2000:]
     assert ingest.poll() is None, ingest.log_path.read_text()[-2000:]
@@ -110,7 +97,7 @@ def test_workers_and_ingest_wait_out_a_redis_refusing_writes(tmp_path, restartab
     assert sorted(done) == list(range(frames))
     seqs = [r.seq for _, r in bus.results("full")]
     assert len(seqs) == len(set(seqs)), "a frame has two result entries"
-    wait_for(lambda: health(worker_port).get("ok") is True, 30, "the worker healthy again")
+    wait_for(lambda: health_json(worker_port).get("ok") is True, 30, "the worker healthy again")
     log = worker.log_path.read_text()
     assert "event=refusing_writes" in log and "bad_redis_value" not in log
     assert "bad_redis_value" not in ingest.log_path.read_text()

@@ -9,8 +9,6 @@ import json
 import os
 import signal
 import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -24,7 +22,7 @@ from fervi.emotions import EMOTIONS
 from fervi.settings import load_settings
 from fervi.tracking import FaceTracker, ReorderBuffer
 
-from .conftest import fervi_env, wait_for
+from .conftest import fervi_env, health_json, wait_for
 
 
 def test_a_tracker_killed_three_times_writes_each_frame_once_and_counts_like_one_never_killed(redis_url, tmp_path):
@@ -42,17 +40,6 @@ def test_a_tracker_killed_three_times_writes_each_frame_once_and_counts_like_one
         assert killed["face_seconds"][emotion] == pytest.approx(steady["face_seconds"][emotion], abs=1e-3), emotion
     assert killed["observed_s"] == pytest.approx(steady["observed_s"], abs=1e-3)
     assert Bus(redis.Redis.from_url(redis_url)).stats(camera_on_shard("crash", 0)).get("late", 0) == 0
-
-
-def health(port: int) -> dict:
-    """The tracker's /healthz (503 while it is not ok: the same JSON)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
-            return json.loads(reply.read())
-    except urllib.error.HTTPError as err:
-        return json.loads(err.read())
-    except OSError:
-        return {}
 
 
 def face_seconds_of_one_run(frames: int, t0: float) -> np.ndarray:
@@ -79,7 +66,9 @@ def test_writes_refused_for_a_while_lose_and_repeat_nothing(restartable_redis, p
     client.config_set("maxmemory-policy", "noeviction")
     client.config_set("maxmemory", 1)  # every write refused: OOM
     os.kill(tracker.pid, signal.SIGCONT)
-    refusing = wait_for(lambda: "OOM" in health(port).get("redis", "") and health(port), 30, "the refusal in /healthz")
+    refusing = wait_for(
+        lambda: "OOM" in health_json(port).get("redis", "") and health_json(port), 30, "the refusal in /healthz"
+    )
     assert refusing["ok"] is False and refusing["redis"].startswith("refusing writes: OOM"), refusing
     before = tracks_written(bus, camera)
     time.sleep(1.0)  # the tracker retries meanwhile; nothing of a refused batch is written
@@ -87,7 +76,7 @@ def test_writes_refused_for_a_while_lose_and_repeat_nothing(restartable_redis, p
     client.config_set("maxmemory", 0)
     wait_for(lambda: tracks_written(bus, camera) >= frames, 60, "every frame's tracks entry")
     time.sleep(0.5)  # a repeat would come now
-    wait_for(lambda: health(port).get("ok"), 30, "the tracker healthy again")
+    wait_for(lambda: health_json(port).get("ok"), 30, "the tracker healthy again")
     seqs = [entry.seq for _, entry in bus.track_entries(camera)]
     assert len(seqs) == frames and seqs == sorted(set(seqs)), (len(seqs), len(set(seqs)))
     series = bus.emotion_series(camera, "1s", t0 - 2, t0 + frames / FPS + 2)
