@@ -30,11 +30,24 @@ from fervi.service import Heartbeat, Shutdown, run_redis_loop, serve
 from fervi.settings import Settings
 from fervi.vision.pipeline import FacePipeline, Timing
 
+from .assignment import assigned
 from .core import analyse, triage
 
 log = logging.getLogger(__name__)
 
-CAMERA_REFRESH_S = 2.0
+CAMERA_REFRESH_S = 1.0  # how often a worker renews its lease and takes its cameras again
+FORGET_DEAD_EVERY_S = 60.0
+NAMES_EVERY_S = 30.0  # the camera set read again at least this often (a camera added by some other client)
+RECLAIM_EVERY_S = 2.0  # how often a camera just taken over is asked for entries its last reader left
+HOT_TTL_S = 5.0  # a camera stays hot this long after its owner last could not keep up
+
+
+def lease_seconds(claim_timeout_s: float) -> float:
+    """How long a worker's lease runs without renewal: a third of the claim timeout (at least three
+    refreshes), so a dead worker's cameras move well before its pending frames may be reclaimed."""
+    return max(3 * CAMERA_REFRESH_S, claim_timeout_s / 3)
+
+
 READ_AHEAD = 64  # frames read per camera at once: what came while the worker was busy, for even thinning
 READ_BUDGET = 256  # frames read at once across cameras (their JPEGs are in memory until the batch is done)
 PREVIEW_EVERY_S = 0.1  # newest frame per camera for live displays, at most 10 a second
@@ -57,7 +70,6 @@ class Worker:
         self.clock = ServerClock(self.bus.server_time)  # frame ages by Redis's clock
         self._held: dict[str, collections.deque[Entry]] = {}  # file frames beyond a camera's share, deferred ones
         self._window_at = 0  # where the next read's window of cameras starts (more cameras than READ_BUDGET)
-        self._reclaim_at = 0  # where the next reclaim starts
         self._file_cameras: set[str] = set()  # cameras whose last frames read were a file's (never thinned)
         self.redis_ok = False
         self.redis_error = ""  # why Redis is not usable (unreachable, refusing writes), for /healthz
@@ -65,34 +77,86 @@ class Worker:
         gpu = getattr(pipeline.classifier, "name", "") == "keras"
         self.gather_s = settings.gpu_max_wait_ms / 1000 if gpu else 0.0
         self.gather_frames = settings.gpu_batch_frames if gpu else settings.batch_frames
+        # its share of the cameras: a GPU worker batching 64 frames where a CPU one takes 8 weighs 8
+        self.weight = max(1.0, self.gather_frames / max(1, settings.batch_frames))
+        self.lease_s = lease_seconds(settings.claim_timeout_s)
+        self._assigned: list[str] = []
+        self._owned: list[str] | None = None  # none yet: the first assignment is logged
+        self._workers_seen = 0
+        self._assigned_for: tuple = ()
+        self._names: list[str] = []
+        self._names_version: str | None = None
+        self._names_at = 0.0
+        self._reclaim_until: dict[str, float] = {}  # camera just taken over -> reclaim often until then
+        self._swept_at = 0.0
+        self._forgot_at = 0.0
+        self._hot_at = 0.0
+        self._behind: set[str] = set()  # file cameras whose last read came back full
 
     # --- housekeeping ------------------------------------------------------------------------
     def _refresh_cameras(self, now: float) -> None:
+        """Renew this worker's lease and take the cameras assigned to it (`assignment`): those it owns among
+        the live workers, and the hot cameras of others it helps. Its cost does not grow with all cameras:
+        the camera set is read again only when its version changed (or every NAMES_EVERY_S), and only
+        cameras newly taken are type-checked."""
         if now - self._refreshed_at < CAMERA_REFRESH_S:
             return
-        cameras = self.bus.cameras()
-        for camera in set(cameras) - set(self.cameras):
+        names = self.bus.camera_names_since(self._names_version, force=now - self._names_at > NAMES_EVERY_S)
+        if names is not None:
+            self._names_version, self._names, self._names_at = names[0], names[1], now
+        workers = self.bus.hold_worker_lease(self.name, self.weight, self.lease_s)
+        hot = self.bus.hot_cameras()
+        key = (tuple(self._names), tuple(sorted(workers.items())), tuple(hot))
+        if key != self._assigned_for:  # C x W hashes: computed again only when something changed
+            own, helped = assigned(self._names, workers, self.name, hot)
+            if (own, len(workers)) != (self._owned, self._workers_seen):  # its share, or the workers, changed
+                log.info(
+                    "event=cameras_assigned worker=%s own=%d helped=%d workers=%d cameras=%d",
+                    self.name,
+                    len(own),
+                    len(helped),
+                    len(workers),
+                    len(self._names),
+                )
+            self._assigned, self._owned, self._assigned_for = own + helped, own, key
+            self._workers_seen = len(workers)
+        kept = [c for c in self.cameras if c in set(self._assigned)]
+        taken = self.bus.valid_cameras([c for c in self._assigned if c not in set(kept)])
+        for camera in taken:
             self.bus.ensure_group(camera)
             log.info("event=camera_joined worker=%s camera=%s", self.name, camera)
-        self.cameras = cameras
+            # what its last reader left pending is reclaimed as soon as it may be: every RECLAIM_EVERY_S
+            # until a claim timeout has passed since now
+            self._reclaim_until[camera] = now + self.settings.claim_timeout_s + RECLAIM_EVERY_S
+        self.cameras = sorted(kept + taken)
         self._refreshed_at = now
-        for camera in set(self._held) - set(cameras):  # forgotten: its pending entries go with it
+        for camera in set(self._held) - set(self.cameras):  # given up: its pending entries go with it
             del self._held[camera]
-        self._file_cameras &= set(cameras)
+        self._file_cameras &= set(self.cameras)
+        if now - self._forgot_at > FORGET_DEAD_EVERY_S:
+            self.bus.forget_dead_workers()
+            self._forgot_at = now
 
     def _reclaim(self, now: float) -> list[Entry]:
-        """Entries idle past the claim timeout in another consumer's pending list become ours."""
-        if now - self._claimed_at < self.settings.claim_timeout_s / 2:
+        """Entries idle past the claim timeout in another consumer's pending list become ours: on cameras just
+        taken over, every RECLAIM_EVERY_S for a claim timeout; on all it reads, once a claim timeout (a
+        worker that died while helping). At most a batch at a time."""
+        if now - self._claimed_at < RECLAIM_EVERY_S:
             return []
         self._claimed_at = now
+        if now - self._swept_at >= self.settings.claim_timeout_s:
+            self._swept_at = now
+            due = list(self.cameras)
+        else:
+            due = [c for c in self.cameras if self._reclaim_until.get(c, 0.0) >= now]
+        self._reclaim_until = {c: t for c, t in self._reclaim_until.items() if t >= now}
         claimed: list[Entry] = []
-        start = self._reclaim_at % max(1, len(self.cameras))
-        for i, camera in enumerate(self.cameras[start:] + self.cameras[:start]):
-            if len(claimed) >= self.gather_frames:  # a batch at most: the next cameras' turn comes next time
-                self._reclaim_at = start + i
-                self._claimed_at = 0.0
-                break
+        for camera in due:
             left = self.gather_frames - len(claimed)
+            if left <= 0:  # a batch at most: the rest at the next step
+                self._claimed_at = 0.0
+                self._swept_at = 0.0 if len(due) == len(self.cameras) else self._swept_at
+                break
             entries = self.bus.reclaim(self.name, camera, int(self.settings.claim_timeout_s * 1000), left)
             if entries:
                 FRAMES_RECLAIMED.labels(metric_camera(camera)).inc(len(entries))
@@ -116,7 +180,11 @@ class Worker:
         files = [c for c in unread if c in self._file_cameras]
         live = [c for c in unread if c not in self._file_cameras]  # or not seen yet
         if files:  # their share only, without blocking: they are never thinned
-            entries += self.bus.read_frames(self.name, files, per_camera, None)
+            got = self.bus.read_frames(self.name, files, per_camera, None)
+            # a full share: more frames wait, this worker is behind the file (helpers read it: `_mark_hot`)
+            counts = collections.Counter(entry.camera for entry in got)
+            self._behind = {c for c, n in counts.items() if n >= per_camera}
+            entries += got
         if live or (files and not entries):  # block only when nothing is at hand
             block_ms = None if entries else self._block_ms()
             count = max(1, min(READ_AHEAD, READ_BUDGET // len(live))) if live else per_camera
@@ -194,6 +262,7 @@ class Worker:
             self.per_camera(len({entry.camera for entry in entries})),  # shared among the cameras with frames
             self.clock.server_now(),
         )
+        self._mark_hot(batch.skipped, now)
         for entry in reversed(batch.deferred):  # past the batch's pixel budget: first in the next batches
             self._held.setdefault(entry.camera, collections.deque()).appendleft(entry)
         marked = {entry.entry_id for entry, _ in batch.gaps}  # acked below, with their gap markers
@@ -243,6 +312,17 @@ class Worker:
             )
         return len(entries)
 
+    def _mark_hot(self, skipped: list[Entry], now: float) -> None:
+        """Own cameras it could not keep up with (live frames thinned or stale, file frames waiting) are hot
+        for HOT_TTL_S: other workers help with them (`assignment.HOT_HELPERS`)."""
+        if now - self._hot_at < 1.0:
+            return
+        owned = set(self._owned or ())
+        behind = {e.camera for e in skipped} | {c for c, held in self._held.items() if held} | self._behind
+        if behind & owned:
+            self.bus.mark_hot(sorted(behind & owned), HOT_TTL_S)
+            self._hot_at = now
+
     def health(self) -> dict:
         return {
             "ok": self.redis_ok and not self.shutdown.requested,
@@ -276,6 +356,7 @@ class Worker:
         if err is not None:  # an outage or a refusal of writes (not a camera rejoined)
             self.redis_error = redis_trouble(err)
         self._refreshed_at = 0.0  # the server may have lost its groups: recreate them on return
+        self._names_version, self._assigned_for = None, ()  # and its camera set's version: read it again
         self.cameras = []
         self._held.clear()  # still pending in Redis: reclaimed after the claim timeout
 
@@ -288,6 +369,7 @@ class Worker:
             self.pipeline.classifier.name,
         )
         run_redis_loop(self._step_or_rejoin, self.shutdown, self._forget_cameras)
+        self.bus.leave_workers(self.name)  # its cameras move at the others' next refresh, not at its lease's end
         self.heartbeat.forget()
         log.info("event=worker_stopped worker=%s frames=%d", self.name, self.frames_done)
         return 0

@@ -8,7 +8,8 @@
 - `webcams`: browser and one-off cameras; `challenge`: rounds and leaderboard; `videos`: uploaded videos;
   `queue`: the RQ queue of video jobs (`Bus.queue`), its registries, stop command and workers, and the only
   module that imports RQ (imported by the offline stage and the dashboard, not by `Bus`'s users at large);
-  `processes`: heartbeats and the relay lock; `sources`: the cameras the ingest supervisor runs, their
+  `processes`: heartbeats and the relay lock; `leases`: workers' leases and hot cameras (the cameras'
+  assignment to workers); `sources`: the cameras the ingest supervisor runs, their
   ingest state and leases.
 
 Anything read from Redis may have been written by any client: what does not parse is skipped and counted
@@ -37,6 +38,7 @@ from .core import (
 )
 from .keys import *  # noqa: F403 - key names are part of the bus's interface (tests, docs/protocol.md)
 from .keys import VIDEO_QUEUE, camera_of
+from .leases import Leases
 from .processes import Processes
 from .sources import RegistryFull, Sources
 from .tracks import RESOLUTIONS, Tracks, frame_rates
@@ -47,7 +49,7 @@ if TYPE_CHECKING:  # RQ is imported only by the processes that use the queue
     from .queue import VideoQueue
 
 
-class Bus(Webcams, Tracks, Challenge, Videos, Processes, Sources):
+class Bus(Webcams, Tracks, Challenge, Videos, Processes, Sources, Leases):
     """One Redis connection and every operation FERVI does on it (see the modules above)."""
 
     def queue(self, name: str, **kwargs: Any) -> VideoQueue:

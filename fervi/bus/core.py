@@ -83,7 +83,8 @@ class Entry:
 Client = redis.Redis | redis.RedisCluster
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
-CLUSTER_IDLE_POLL_S = 0.02  # on a cluster, stream reads poll (a blocking read spans one slot): the idle wait
+CLUSTER_IDLE_POLL_S = 0.02  # on a cluster, stream reads poll (a blocking read spans one slot): the first wait,
+CLUSTER_IDLE_POLL_MAX_S = 0.2  # doubled while nothing comes, up to this
 
 
 def sync(reply: Awaitable[T] | T) -> T:
@@ -242,12 +243,15 @@ class BusCore:
     ) -> Any:
         """XREAD (or XREADGROUP with `group` = (group, consumer)) of several streams, as redis-py replies.
         On a cluster a multi-key read must stay in one slot and each camera has its own: one read per stream,
-        pipelined (a round trip per node), polled every CLUSTER_IDLE_POLL_S up to `block_ms` while empty."""
+        pipelined (a round trip per node), polled up to `block_ms` while empty: after CLUSTER_IDLE_POLL_S,
+        then twice as long each time up to CLUSTER_IDLE_POLL_MAX_S (an idle reader's cost is a few reads of
+        its streams a second)."""
         if not self.cluster:
             if group:
                 return self.redis.xreadgroup(group[0], group[1], streams, count=count, block=block_ms)
             return self.redis.xread(streams, count=count, block=block_ms)
         deadline = time.monotonic() + (block_ms or 0) / 1000
+        poll_s = CLUSTER_IDLE_POLL_S
         while True:
             pipe = self.redis.pipeline(transaction=False)
             for key, position in streams.items():
@@ -258,7 +262,8 @@ class BusCore:
             reply = [r for part in pipe.execute() if part for r in _stream_items(part)]
             if reply or time.monotonic() >= deadline:
                 return reply
-            time.sleep(min(CLUSTER_IDLE_POLL_S, max(0.0, deadline - time.monotonic())))
+            time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+            poll_s = min(2 * poll_s, CLUSTER_IDLE_POLL_MAX_S)  # idle: ask less often, up to 5 times a second
 
     def _read_after(
         self, key_of: Callable[[str], str], positions: dict[str, str], count: int, block_ms: int

@@ -10,10 +10,14 @@ if TYPE_CHECKING:  # not at run time: `from .keys import *` in the bus exports k
 
 PREFIX = "fervi"
 CAMERAS = f"{PREFIX}:cameras"  # set of camera names
+CAMERAS_VERSION = f"{PREFIX}:cameras_version"  # counter: changes whenever FERVI adds or removes a camera
 PROCESSES = f"{PREFIX}:proc:"  # + process id: heartbeat hash with a TTL
 SOURCES = f"{PREFIX}:sources"  # hash: camera -> CameraSource JSON (the cameras the ingest supervisor runs)
 SOURCE_STATE_TTL_S = 86400  # a camera's ingest state outlives its process by a day at most
 WORKER_GROUP = "workers"
+WORKER_LEASES = f"{PREFIX}:workers"  # zset: live worker -> when its lease runs out (unix ms)
+WORKER_WEIGHTS = f"{PREFIX}:worker_weights"  # hash: worker -> its weight in the cameras' assignment
+HOT_CAMERAS = f"{PREFIX}:hot"  # zset: camera whose owner cannot keep up -> until when (unix ms)
 SEEN_BLOCK = 1 << 20  # seqs per dedupe bitmap key
 SEEN_TTL_S = 86400
 DEAD_LETTER_MAXLEN = 1000

@@ -19,6 +19,7 @@ from .core import BusCore, Entry, camera_name, decode, entry_fields, refuses_wri
 from .keys import (
     CAMERA_KEY_TYPES,
     CAMERAS,
+    CAMERAS_VERSION,
     DEAD_LETTER_MAXLEN,
     LATEST_FRAME_TTL_S,
     ONE_OFF_CAMERAS,
@@ -42,18 +43,35 @@ log = logging.getLogger("fervi.bus")
 class Streams(BusCore):
     # --- cameras -----------------------------------------------------------------------------
     def register_camera(self, camera: str) -> None:
-        self.redis.sadd(CAMERAS, check_camera(camera))
+        if self.redis.sadd(CAMERAS, check_camera(camera)):
+            self.redis.incr(CAMERAS_VERSION)  # after the change: a reader that saw the old version reads again
+
+    def camera_names_since(self, version: str | None, force: bool = False) -> tuple[str, list[str]] | None:
+        """(the camera set's version, its names) when the version is not `version` (or `force`), else None:
+        a worker reads the whole set only when it changed."""
+        current = decode(sync(self.redis.get(CAMERAS_VERSION)) or b"0")
+        if current == version and not force:
+            return None
+        return current, self.camera_names()
 
     def cameras(self) -> list[str]:
         """Valid cameras of the camera set: a member that is not a valid name, or whose streams are keys of
         another type (any client may `SET fervi:{x}:frames`), is skipped (see `_Untrusted`)."""
+        return self.valid_cameras(self.camera_names())
+
+    def camera_names(self) -> list[str]:
+        """The camera set's valid names, sorted (one command; their keys' types are not checked)."""
         names = []
         for member in sync(self.redis.smembers(CAMERAS)):
             try:
                 names.append(camera_name(member))
             except ProtocolError as err:
                 self.untrusted.skip("camera_name", member, str(err))
-        names.sort()
+        return sorted(names)
+
+    def valid_cameras(self, names: list[str]) -> list[str]:
+        """Those of `names` whose keys are of FERVI's types (checked in one round trip: one TYPE per key, so a
+        worker checks the cameras it reads, not all)."""
         pipe = self.redis.pipeline(transaction=False)
         for camera in names:
             for key_of, _ in CAMERA_KEY_TYPES:
@@ -214,7 +232,8 @@ class Streams(BusCore):
     def forget_camera(self, camera: str) -> None:
         """Remove a camera and its keys (one-off cameras such as an uploaded image, browsers that left)."""
         self.redis.zrem(ONE_OFF_CAMERAS, camera)
-        self.redis.srem(CAMERAS, camera)
+        if self.redis.srem(CAMERAS, camera):
+            self.redis.incr(CAMERAS_VERSION)
         for key in self.redis.scan_iter(match=f"{PREFIX}:{{{camera}}}:*", count=500):
             self.redis.delete(key)
 

@@ -9,6 +9,7 @@ from ..protocol import check_camera
 from .core import decode, sync
 from .keys import (
     CAMERAS,
+    CAMERAS_VERSION,
     ONE_OFF_CAMERAS,
     WEBCAM_OWNERS,
     WEBCAM_SIDS,
@@ -58,7 +59,8 @@ class Webcams(Streams):
                 args=[camera, f"{time.time():.3f}"],
             )
         )
-        self.redis.srem(CAMERAS, camera)
+        if self.redis.srem(CAMERAS, camera):
+            self.redis.incr(CAMERAS_VERSION)  # the workers read the camera set again
         return left
 
     def sweep_webcams(self, idle_s: float, grace_s: float) -> tuple[list[str], list[str]]:
