@@ -68,3 +68,26 @@ def test_capacity_bench_drives_cameras_through_one_redis_and_a_cluster(tmp_path)
             assert s["done_fps"] > 0 and s["p95_latency_ms"] is not None
             assert s["redis_net_bytes_per_frame"] > report["frame_jpeg_bytes"]  # the frame goes in and out once
             assert s["redis_cpu_us_per_frame"] > 0 and s["redis_commands_per_frame"] > 3
+
+
+def test_worker_scaling_bench_runs_production_workers_per_cell(tmp_path):
+    """The workers x cameras bench, one small cell per topology: real `Worker` processes (null pipeline) are
+    all up, frames come back as results, and the busy and idle figures of issue #28 are there."""
+    out = tmp_path / "worker_scaling.json"
+    args = ["--workers", "2", "--cameras", "3", "--fps", "30", "--seconds", "2", "--idle", "1", "--out", str(out)]
+    run = subprocess.run(
+        [sys.executable, "-m", "fervi.bench.worker_scaling", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report["cells"]) == {"single", "cluster"}
+    for cells in report["cells"].values():
+        [cell] = cells
+        assert (cell["workers"], cell["cameras"], cell["workers_ready"]) == (2, 3, 2)
+        assert cell["done"] > 0 and cell["p95_latency_ms"] is not None
+        assert cell["redis_cpu_us_per_frame"] > 0 and cell["redis_commands_per_frame"] > 3
+        assert cell["idle_commands_per_s_per_worker"] > 0  # workers keep reading (or polling) with no frames
