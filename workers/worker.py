@@ -92,6 +92,7 @@ class Worker:
         self._forgot_at = 0.0
         self._hot_at = 0.0
         self._behind: set[str] = set()  # file cameras whose last read came back full
+        self._idle = True  # its last read found nothing
 
     # --- housekeeping ------------------------------------------------------------------------
     def _refresh_cameras(self, now: float) -> None:
@@ -187,10 +188,14 @@ class Worker:
             entries += got
         if live or (files and not entries):  # block only when nothing is at hand
             block_ms = None if entries else self._block_ms()
-            count = max(1, min(READ_AHEAD, READ_BUDGET // len(live))) if live else per_camera
+            # read ahead only when busy (frames came meanwhile, thinned evenly); an idle worker takes a share,
+            # so a file that starts on it is not all pending on it before a helper can join (`_mark_hot`)
+            ahead = live and not self._idle
+            count = max(1, min(READ_AHEAD, READ_BUDGET // len(live))) if ahead else per_camera
             entries += self._hold_back(self.bus.read_frames(self.name, live or files, count, block_ms), per_camera)
         elif not entries:
             time.sleep(self.settings.block_ms / 1000)
+        self._idle = not entries
         deadline = time.monotonic() + self.gather_s
         while entries and self.gather_s and len(entries) < self.gather_frames and not self.shutdown.requested:
             left_ms = int((deadline - time.monotonic()) * 1000)

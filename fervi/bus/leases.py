@@ -21,15 +21,17 @@ class Leases(BusCore):
         pipe.zrangebyscore(WORKER_LEASES, now_ms, "+inf")
         pipe.hgetall(WORKER_WEIGHTS)
         _, _, live, weights = pipe.execute()
-        out = {}
-        for member in live:
-            name = decode(member)
-            try:
-                out[name] = max(0.01, float(weights.get(member, b"1")))
-            except ValueError:  # a weight some client spoilt
-                out[name] = 1.0
+        out = _weighted(live, weights)
         out.setdefault(worker, weight)
         return out
+
+    def live_workers(self) -> dict[str, float]:
+        """The workers whose lease runs, with their weights (read only: for status pages and tests)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrangebyscore(WORKER_LEASES, int(time.time() * 1000), "+inf")
+        pipe.hgetall(WORKER_WEIGHTS)
+        live, weights = pipe.execute()
+        return _weighted(live, weights)
 
     def forget_dead_workers(self, older_than_s: float = 60.0) -> None:
         """Leases that ran out long ago, and their weights, go (any worker may do it now and then)."""
@@ -63,3 +65,13 @@ class Leases(BusCore):
         pipe.zremrangebyscore(HOT_CAMERAS, "-inf", now_ms)
         pipe.zrange(HOT_CAMERAS, 0, -1)
         return [decode(m) for m in pipe.execute()[1]]
+
+
+def _weighted(live: list[bytes], weights: dict[bytes, bytes]) -> dict[str, float]:
+    out = {}
+    for member in live:
+        try:
+            out[decode(member)] = max(0.01, float(weights.get(member, b"1")))
+        except ValueError:  # a weight some client spoilt
+            out[decode(member)] = 1.0
+    return out
