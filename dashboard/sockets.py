@@ -10,8 +10,10 @@ does not reset a limit.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
+import re
 import time
 
 from flask import request
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 
 WEB_FRAME_MAX_BYTES = 512 * 1024
 SHOWN_WINDOW_S = 600  # a round on another camera draws its target from the emotions shown in this window
+CAMERA_KEY = re.compile(r"[A-Za-z0-9_-]{22,64}")  # a tab's camera key: 128 bits or more, base64url
 WEB_FPS = 8.0
 
 
@@ -50,8 +53,18 @@ def webcam_title(camera: str) -> str:
 
 
 def webcam_name(sid: str) -> str:
-    """The browser camera of a Socket.IO client."""
+    """The browser camera of a Socket.IO client that sent no camera key."""
     return f"web-{sid[:12].replace('_', '-')}"
+
+
+def keyed_webcam_name(key: object) -> str | None:
+    """The browser camera of a tab that keeps a camera key (sessionStorage: the same key after a reload, a
+    reconnect or a server restart, so its history stays one camera); None for a missing or malformed key.
+    The key is the tab's secret: only its hash names the camera, so knowing the name does not let anyone
+    else send to it."""
+    if not isinstance(key, str) or not CAMERA_KEY.fullmatch(key):
+        return None
+    return "web-" + hashlib.sha256(b"fervi-browser-camera\0" + key.encode()).hexdigest()[:12]
 
 
 class FrameRefused(Exception):
@@ -75,8 +88,27 @@ class DashboardEvents(Namespace):
         self.address_frames = AddressLimits(per_address, per_address)
         self.frame_buckets: dict[str, TokenBucket] = {}
         self.own: dict[str, str] = {}  # sid -> its browser camera, once admitted
+        self.keyed: dict[str, str] = {}  # sid -> the camera its tab's key names (`keyed_webcam_name`)
 
     # --- what the events share ------------------------------------------------------------------
+    def camera_of(self) -> str:
+        """This client's browser camera: the one its tab's key names, else one named from its Socket.IO id."""
+        return self.keyed.get(client_sid()) or webcam_name(client_sid())
+
+    def take_key(self, key: object) -> None:
+        """A connection that brings its tab's camera key: the camera is this connection's from now. An older
+        connection of the same tab (a reconnect the server has not yet seen drop) gives it up without
+        leaving, and sends to a camera of its own from then on."""
+        camera = keyed_webcam_name(key)
+        if camera is None:
+            return
+        for sid, held in list(self.keyed.items()):
+            if held == camera:
+                del self.keyed[sid]
+                if self.own.get(sid) == camera:
+                    del self.own[sid]
+        self.keyed[client_sid()] = camera
+
     def visible(self, camera: str) -> bool:
         """A browser camera to its own client, and to others only while live and shared; every other camera."""
         return (
@@ -122,7 +154,7 @@ class DashboardEvents(Namespace):
             self.frame_buckets.setdefault(client_sid(), TokenBucket(WEB_FPS, WEB_FPS)).take()
             and self.address_frames.take(client_address())
         ):
-            raise FrameRefused("rate_limited", {"ok": False, "camera": webcam_name(client_sid()), "slow_down": True})
+            raise FrameRefused("rate_limited", {"ok": False, "camera": self.camera_of(), "slow_down": True})
         try:  # the header alone: the size the frame claims, checked before any worker decodes it
             width, height = image_size(bytes(jpeg))
         except ImageError as err:
@@ -153,10 +185,10 @@ class DashboardEvents(Namespace):
                 "address, the most it may have"
             )
             raise FrameRefused("refused", {"ok": False, "full": True, "error": f"{limit}: try again later"})
-        if admitted == 2:
+        if self.own.get(client_sid()) != camera:  # admitted now, or live before (this process restarted)
             self.own[client_sid()] = camera
             WEB_CAMERAS.set(len(self.own))
-            log.info("event=webcam_admitted camera=%s address=%s", camera, client_address())
+            log.info("event=webcam_admitted camera=%s address=%s again=%s", camera, client_address(), admitted == 1)
 
     # --- the events ---------------------------------------------------------------------------------
     def on_connect(self, auth=None):
@@ -174,12 +206,14 @@ class DashboardEvents(Namespace):
             )
         WEB_CONNECTIONS.labels("ok").inc()
         self.frame_buckets[client_sid()] = TokenBucket(WEB_FPS, WEB_FPS)
+        self.take_key(auth.get("camera_key") if isinstance(auth, dict) else None)
         return True
 
     def on_disconnect(self, *_args):
         self.frame_buckets.pop(client_sid(), None)
         self.bus.drop_round(client_sid())
         self.leave("disconnected")
+        self.keyed.pop(client_sid(), None)
 
     def on_webcam_stop(self, _data=None):
         """The user pressed Stop: the camera leaves at once, not after FERVI_WEB_IDLE."""
@@ -201,7 +235,7 @@ class DashboardEvents(Namespace):
 
     def on_webcam(self, data=None):
         """A JPEG from the browser's camera, into this browser's own camera stream."""
-        camera = webcam_name(client_sid())
+        camera = self.camera_of()
         try:
             jpeg, width, height = self.checked_frame(data)
             self.admit(camera)

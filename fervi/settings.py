@@ -107,7 +107,7 @@ class Settings:
     track_confirm_s: float = _setting(
         "FERVI_TRACK_CONFIRM",
         0.25,
-        "Face-seconds a face must be seen for before it counts as a track (flickers count as no one)",
+        "Face-seconds a face must be seen for, in 2 frames at least, before it counts as a track (flickers: no one)",
     )
     reorder_window: int = _setting("FERVI_REORDER_WINDOW", 16, "Results held to restore seq order")
     reorder_wait_s: float = _setting("FERVI_REORDER_WAIT", 0.5, "Longest wait (s) for a missing seq")

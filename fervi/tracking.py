@@ -44,6 +44,10 @@ HOLD_S = 1.0  # default: the longest gap a frame bridges in face-seconds, and ho
 # (its frames' capture times are when they were read) has frames a few ms apart. At 40 fps and below, the
 # face-time of `confirm_s` comes first, so live cameras confirm by time alone.
 CONFIRM_FRAMES = 10
+# and a face seen in one processed frame alone is never a track, whatever time that frame stands for: under
+# load (3 processed frames a second) one frame stands for 0.33 s, past `confirm_s`, and a detector's one-frame
+# flicker would count as a face
+MIN_CONFIRM_FRAMES = 2
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -146,7 +150,8 @@ class FrameTracks:
 @dataclass(eq=False)
 class FaceTracker:
     """`hold_s`: the longest gap between processed frames that face-time bridges, and how long a track lives
-    unseen. `confirm_s`: the face-time after which a face counts as a track (0: at once). `frame_step_s`: the
+    unseen. `confirm_s`: the face-time after which a face counts as a track, in two frames at least (0: at once); its
+    face-time counts from then, so a flicker adds none. `frame_step_s`: the
     time each frame stands for when frames come at a fixed step (a video analysed every n-th frame); by
     default the time since the previous frame, up to `hold_s`, as on a camera. `next_id`: where track ids
     come from (live: Redis, unique per camera; else 1, 2, 3...)."""
@@ -228,10 +233,12 @@ class FaceTracker:
             # frame's time, so a face that is 55% happy and 45% neutral is not counted as all happy
             share = track.smoothed / max(float(track.smoothed.sum()), 1e-9) * duration
             track.emotion_seconds += share
-            added += share
-            if not track.confirmed and self._long_enough(track):
+            if track.confirmed:
+                added += share
+            elif self._long_enough(track):  # its face-time so far counts from now: a flicker's never does
                 track.confirmed = True
                 started.append(track)
+                added += track.emotion_seconds
         ids = [assigned[c].id for c in range(len(boxes))]
         smoothed = np.array([assigned[c].smoothed for c in range(len(boxes))], np.float32).reshape(-1, NUM_EMOTIONS)
         return FrameTracks(seq, ts, duration, faces.tracked(ids, smoothed), started, ended, added, unobserved)
@@ -241,6 +248,8 @@ class FaceTracker:
         in CONFIRM_FRAMES frames."""
         if self.confirm_s <= 0 or track.frames >= CONFIRM_FRAMES:
             return True
+        if track.frames < MIN_CONFIRM_FRAMES:
+            return False
         return float(track.emotion_seconds.sum()) >= self.confirm_s - 1e-9
 
     def state(self) -> dict[str, Any]:

@@ -91,3 +91,41 @@ def test_a_round_needs_a_camera_that_exists(dashboard):
     assert (
         "there is no camera called 'hall'" in player.emit("challenge_start", {"camera": "hall"}, callback=True)["error"]
     )
+
+
+def fresh_dashboard(redis_url):
+    """A dashboard process's events on the session's Redis, as after a start (or a restart)."""
+    app = Flask(__name__)
+    socketio = SocketIO(app, async_mode="threading")
+    events = register_sockets(socketio, Bus.from_url(redis_url), load_settings(), require_token(app, TOKEN), TOKEN)
+    return lambda key: socketio.test_client(app, auth={"token": TOKEN, "camera_key": key}), events
+
+
+def test_a_tab_s_camera_key_keeps_its_camera_across_reconnects_and_restarts(redis_url):
+    """A tab sends its camera key (sessionStorage) when it connects: after a reconnect, or a restart of the
+    dashboard's process (new events, the same Redis), its frames go to the same camera, so its history and
+    charts stay one. Another key is another camera; a malformed key names the camera from the connection."""
+    key, other_key = "k" * 24, "Z_-9" * 8
+    client, _ = fresh_dashboard(redis_url)
+    first = client(key)
+    camera = first.emit("webcam", {"jpeg": demo_jpeg()}, callback=True)["camera"]
+    assert camera.startswith("web-") and key not in camera  # named from the key's hash, not the key
+    first.disconnect()
+    again = client(key)
+    assert again.emit("webcam", {"jpeg": demo_jpeg()}, callback=True)["camera"] == camera
+    assert again.emit("share", {"on": True}, callback=True) == {"ok": True, "camera": camera, "shared": True}
+    client, restarted = fresh_dashboard(redis_url)  # its process forgot every client; the tab reconnects
+    back = client(key)
+    assert back.emit("webcam", {"jpeg": demo_jpeg()}, callback=True)["camera"] == camera
+    assert list(restarted.own.values()) == [camera]  # this client's camera again: it may share it, stop it
+    assert back.emit("share", {"on": False}, callback=True) == {"ok": True, "camera": camera, "shared": False}
+    assert Bus.from_url(redis_url).redis.xlen(frames_key(camera)) == 3
+    assert client(other_key).emit("webcam", {"jpeg": demo_jpeg()}, callback=True)["camera"] != camera
+    assert client("short").emit("webcam", {"jpeg": demo_jpeg()}, callback=True)["camera"] != camera
+    # a reconnect the server has not yet seen drop: the new connection takes the camera over; the old one,
+    # if it still sends, sends to a camera of its own (never two streams of frames in one camera)
+    old = client(other_key)
+    taken = old.emit("webcam", {"jpeg": demo_jpeg()}, callback=True)["camera"]
+    new = client(other_key)
+    assert new.emit("webcam", {"jpeg": demo_jpeg()}, callback=True)["camera"] == taken
+    assert old.emit("webcam", {"jpeg": demo_jpeg()}, callback=True)["camera"] not in (taken, camera)

@@ -80,6 +80,20 @@ def test_an_overloaded_camera_says_so_on_its_tile_and_the_cameras_page(page, das
         assert card.locator(".overload").inner_text() == WARNING
 
 
+def test_a_shared_browser_camera_s_tile_names_the_remedy_it_has(page, dashboard):
+    """A browser camera sends what its browser's camera gives: on the wall, its warning says to add workers,
+    not to lower an fps it does not have."""
+    bus, camera = dashboard["bus"], "web-0123456789ab"
+    assert bus.admit_webcam(camera, "127.0.0.1", 10, 10) == 2 and bus.share_webcam(camera, True)
+    with Camera(bus, camera, one_face(), render_frame(0, 1), seq_step=3):
+        page.goto(dashboard["url"] + "/")
+        wait_for(lambda: tile_text(page, camera)[1].startswith("Workers can't keep up"), 30, "its warning")
+        assert re.fullmatch(
+            r"Workers can't keep up: 6[0-9]% of frames skipped\. Add workers\.", tile_text(page, camera)[1]
+        )
+    bus.leave_webcam(camera)
+
+
 def test_a_camera_gone_quiet_greys_its_tile_and_says_since_when(page, dashboard):
     page.goto(dashboard["url"] + "/")
     with Camera(dashboard["bus"], "door", one_face(), render_frame(0, 1)):

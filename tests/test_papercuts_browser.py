@@ -197,6 +197,9 @@ def test_the_charts_tell_not_observed_from_neutral_follow_a_face_with_points_and
         page.goto(dashboard["url"] + "/charts?camera=lab&minutes=2")
         wanted = {"fill": True, "dash": 2, "legendFill": True, "legendDash": 2, "neutral": True}
         assert _not_observed_legend(page) == wanted
+        # the 2 minutes before the camera existed are not observed (not "no face"), and the summary says so
+        page.wait_for_function("() => document.getElementById('summary').textContent.includes('no record before')")
+        assert int(page.locator("#area").get_attribute("data-unobserved-head")) >= 10  # of 60 points: 2 min
         title = "document.getElementById('newest-title')"
         page.wait_for_function(f"() => Number({title}.dataset.points) > 10", timeout=20000)
         for _ in range(10):  # one-frame faces keep coming: the chart stays on the face with points

@@ -155,6 +155,25 @@ def test_aggregates_add_up_to_the_exact_face_seconds():
     assert tracks and all(t["dominant"] in EMOTIONS for t in tracks)
 
 
+@pytest.mark.parametrize("step_s", [0.1, 0.35, 0.9])
+def test_a_flicker_is_no_track_and_adds_no_face_time_at_any_processed_rate(step_s):
+    """Under load one processed frame stands for up to the hold (0.9 s at ~1 frame/s): a face in one frame
+    alone, a detector's flicker, is still no track and adds no face-seconds; a face seen in later frames counts,
+    with all its face-time from its first frame (credited when it is confirmed)."""
+    tracker = FaceTracker(confirm_s=0.25)
+    frames = [tracker.update(0, 1000.0, faces())]
+    frames.append(tracker.update(1, 1000.0 + step_s, faces((50, 50, 80, 80))))  # a flicker, one frame
+    frames.append(tracker.update(2, 1000.0 + 2 * step_s, faces((400, 50, 80, 80))))  # a face elsewhere, from here on
+    assert not frames[-1].started and all(not f.emotion_seconds.any() for f in frames)
+    for seq in range(3, 10):
+        frames.append(tracker.update(seq, 1000.0 + seq * step_s, faces((400, 50, 80, 80))))
+    started = [t for f in frames for t in f.started]
+    assert len(started) == 1 and started[0].frames == 8  # the face, not the flicker
+    credited = sum(float(f.emotion_seconds.sum()) for f in frames)
+    assert credited == pytest.approx(8 * step_s) == pytest.approx(float(started[0].emotion_seconds.sum()))
+    assert [t.id for t in tracker.finish()] == [started[0].id]
+
+
 @pytest.mark.parametrize("fps, half_life", [(30.0, 0.5), (15.0, 0.5), (10.0, 1.0)])
 def test_smoothing_never_hides_a_real_change_longer_than_its_half_life(fps, half_life):
     """A face that turns from neutral to angry and stays: the smoothed label follows within the half-life."""

@@ -54,10 +54,12 @@ return 1
 """
 
 # KEYS: live, owners, leaving, sids. ARGV: camera, address, now, most cameras, most per address, client id.
-# 1: a known camera (its time updated); 2: admitted; -1: too many browser cameras; -2: too many for the address.
+# 1: a known camera (its time and client updated: a tab that reconnected); 2: admitted; -1: too many browser
+# cameras; -2: too many for the address.
 ADMIT_WEBCAM = """
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[6])
   return 1
 end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return -1 end

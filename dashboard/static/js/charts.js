@@ -85,17 +85,28 @@ async function refresh() {
   const step = Math.max(1, Math.ceil(s.t.length / 60));
   const labels = [], shares = [...EMOTIONS, NOT_OBSERVED.label].map(() => []);
   const sum = (name, i) => s[name].slice(i, i + step).reduce((a, b) => a + b, 0);
+  // time with no record at all (before the camera existed, or while nothing sent it frames) is not observed
+  // either; the newest seconds the tracker has not recorded yet are left blank, not called unobserved
+  const recorded = s.t.map((_, i) => s.observed[i] + s.unobserved[i] > 0);
+  const firstRecord = recorded.indexOf(true), lastRecord = recorded.lastIndexOf(true);
   for (let i = 0; i < s.t.length; i += step) {
     const sums = EMOTIONS.map((e) => sum(e, i));
     const total = sums.reduce((a, b) => a + b, 0);
     const observed = sum("observed", i), unobserved = sum("unobserved", i);
-    const watched = observed + unobserved ? observed / (observed + unobserved) : 1;
     labels.push(clock(s.t[i]));
+    if (observed + unobserved === 0 && i > lastRecord && lastRecord >= 0) {
+      shares.forEach((share) => share.push(null));
+      continue;
+    }
+    const watched = observed + unobserved ? observed / (observed + unobserved) : 0;
     sums.forEach((v, k) => shares[k].push(total ? (watched * v) / total : 0));
     shares[EMOTIONS.length].push(1 - watched);
   }
   area.data.labels = labels;
   area.data.datasets.forEach((d, k) => { d.data = shares[k]; });
+  // how many of its first points are wholly not observed (for tests and the curious: the chart's data)
+  area.canvas.dataset.unobservedHead = String(shares[EMOTIONS.length].findIndex((v) => v !== 1) === -1
+    ? shares[EMOTIONS.length].length : shares[EMOTIONS.length].findIndex((v) => v !== 1));
   area.update();
   donut.data.datasets[0].data = EMOTIONS.map((e) => data.totals[e]);
   donut.update();
@@ -113,7 +124,8 @@ async function refresh() {
   const unobserved = s.unobserved.reduce((a, b) => a + b, 0);
   summary.textContent = `${faceSeconds.toFixed(1)} face-seconds in the last ${range.selectedOptions[0].text.replace("last ", "")} · ` +
     `${data.tracks.length} face track(s) · ${data.active} face(s) now` +
-    (unobserved >= 1 ? ` · not observed for ${span(unobserved)} (workers behind, or the camera restarted): not counted as "no face"` : "");
+    (unobserved >= 1 ? ` · not observed for ${span(unobserved)} (workers behind, or the camera restarted): not counted as "no face"` : "") +
+    (firstRecord > 0 ? ` · no record before ${clock(s.t[firstRecord])}` : firstRecord < 0 ? " · no record in this range" : "");
   summary.dataset.faceSeconds = faceSeconds.toFixed(2);
   summary.dataset.unobservedSeconds = unobserved.toFixed(2);
   document.getElementById("range-note").textContent =

@@ -46,16 +46,35 @@ export function rateText(rates) {
 }
 // `remedy`: what the user can do where the warning shows (a browser camera's page has no fps to lower).
 export const CAMERA_REMEDY = "Add workers or lower this camera's fps.";
-export function overloadText(rates, remedy = CAMERA_REMEDY) {
+// A browser camera ("web-…") sends what its browser's camera gives: there is no fps setting to lower.
+export const remedyFor = (camera) => (String(camera || "").startsWith("web-") ? "Add workers." : CAMERA_REMEDY);
+export function overloadText(rates, remedy = remedyFor(rates && rates.camera)) {
   if (!rates || rates.skipped_pct < SKIPPED_WARN_PCT) return "";
   return `Workers can't keep up: ${rates.skipped_pct}% of frames skipped. ${remedy}`;
 }
 const clockOf = (t) => new Date(t * 1000).toLocaleTimeString();
 
+// This tab's browser camera key: kept for the tab's life (sessionStorage), so a reload, a reconnect or a
+// server restart sends to the same camera and its charts stay one; another tab has its own. A secret: the
+// server names the camera from its hash.
+function cameraKey() {
+  try {
+    let key = sessionStorage.getItem("fervi-camera-key");
+    if (!key) {
+      const bytes = crypto.getRandomValues(new Uint8Array(18));
+      key = btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_");
+      sessionStorage.setItem("fervi-camera-key", key);
+    }
+    return key;
+  } catch (err) {
+    return "";  // storage blocked: the camera is named from the connection
+  }
+}
+
 export function connect() {
   const token = params.get("token") || "";
   // the token rides the handshake too (checked before a session exists), for browsers that keep no cookie
-  const socket = io({ auth: { token }, query: token ? { token } : {}, transports: ["websocket", "polling"] });
+  const socket = io({ auth: { token, camera_key: cameraKey() }, query: token ? { token } : {}, transports: ["websocket", "polling"] });
   const status = document.getElementById("status");
   socket.on("connect", () => {
     status.textContent = "live"; status.className = "status ok";
@@ -101,7 +120,7 @@ export class Tile {
     this.lastFrameAt = 0;  // that frame's capture time (the camera's clock)
     this.offline = "";  // why the tile is greyed ("" while live)
     this.lostAt = 0;  // when the page lost its server (0: it has it)
-    this.remedy = CAMERA_REMEDY;  // what its overload warning tells the user to do
+    this.remedy = "";  // what its overload warning tells the user to do ("": as fits its camera, `remedyFor`)
     this.image = null;
     this.imageSeq = null;  // the frame shown: boxes are drawn from that frame's tracks, not the newest ones
     this.tracks = null;
@@ -158,7 +177,7 @@ export class Tile {
     this.setOffline(stalled || now - this.seenAt > STALE_S ? quietText(this.lastFrameAt, this.rates) : "");
   }
   showWarning() {
-    const text = this.offline || overloadText(this.rates, this.remedy);
+    const text = this.offline || overloadText(this.rates, this.remedy || remedyFor(this.element.dataset.camera || this.rates?.camera));
     this.warning.textContent = text;
     this.warning.hidden = !text;
     this.element.dataset.warning = text;

@@ -2,7 +2,6 @@ import { cameraProblem, connect, startWebcam, Tile } from "./common.js";
 
 const socket = connect();
 const tile = new Tile(document.getElementById("tile"), "your camera");
-tile.remedy = "Add workers.";  // this page sends what the camera gives: it has no fps to lower
 const video = document.createElement("video");
 video.muted = true; video.playsInline = true;
 const share = document.getElementById("share");
@@ -50,7 +49,7 @@ stopButton.addEventListener("click", () => {
   stopButton.hidden = true; startButton.hidden = false;
 });
 
-// A reconnect is a new client: its camera is new too (the old one was removed when the connection dropped).
+// A reconnect sends to the same camera (this tab's camera key, `connect`), admitted again with its history.
 // As on the wall, the tile greys and says why while the page has lost its server, or no tracked frame of
 // the running camera came for a few seconds; its last figures would be stale.
 socket.on("disconnect", () => { camera = null; tile.serverLost(); });
