@@ -89,6 +89,7 @@ class DashboardEvents(Namespace):
         self.frame_buckets: dict[str, TokenBucket] = {}
         self.own: dict[str, str] = {}  # sid -> its browser camera, once admitted
         self.keyed: dict[str, str] = {}  # sid -> the camera its tab's key names (`keyed_webcam_name`)
+        self.stopped_run: dict[str, int] = {}  # sid -> the newest run of its camera its user stopped
 
     # --- what the events share ------------------------------------------------------------------
     def camera_of(self) -> str:
@@ -214,9 +215,15 @@ class DashboardEvents(Namespace):
         self.bus.drop_round(client_sid())
         self.leave("disconnected")
         self.keyed.pop(client_sid(), None)
+        self.stopped_run.pop(client_sid(), None)
 
-    def on_webcam_stop(self, _data=None):
-        """The user pressed Stop: the camera leaves at once, not after FERVI_WEB_IDLE."""
+    def on_webcam_stop(self, data=None):
+        """The user pressed Stop: the camera leaves at once, not after FERVI_WEB_IDLE. `run`: the run stopped
+        (the page numbers each start of its camera): its frames still on their way are refused, so they do
+        not admit the camera again (events are handled in threads, not always in the order sent)."""
+        run = data.get("run") if isinstance(data, dict) else None
+        if isinstance(run, int) and not isinstance(run, bool):
+            self.stopped_run[client_sid()] = max(run, self.stopped_run.get(client_sid(), 0))
         return {"ok": True, "stopped": self.leave("stopped")}
 
     def on_watch(self, data=None):
@@ -236,6 +243,10 @@ class DashboardEvents(Namespace):
     def on_webcam(self, data=None):
         """A JPEG from the browser's camera, into this browser's own camera stream."""
         camera = self.camera_of()
+        run = data.get("run") if isinstance(data, dict) else None
+        if isinstance(run, int) and run <= self.stopped_run.get(client_sid(), 0):
+            WEB_FRAMES.labels("stopped").inc()
+            return {"ok": False, "stopped": True, "error": "this camera was stopped"}
         try:
             jpeg, width, height = self.checked_frame(data)
             self.admit(camera)

@@ -129,3 +129,18 @@ def test_a_tab_s_camera_key_keeps_its_camera_across_reconnects_and_restarts(redi
     new = client(other_key)
     assert new.emit("webcam", {"jpeg": demo_jpeg()}, callback=True)["camera"] == taken
     assert old.emit("webcam", {"jpeg": demo_jpeg()}, callback=True)["camera"] not in (taken, camera)
+
+
+def test_a_frame_of_a_stopped_run_that_comes_after_the_stop_does_not_bring_the_camera_back(redis_url):
+    """Socket.IO handles each event in a thread: a frame sent just before Stop may be handled after it. Its
+    run is the stopped one: refused, and the camera stays gone; the next run (Start again) is taken."""
+    client, _ = fresh_dashboard(redis_url)
+    tab = client("r" * 24)
+    camera = tab.emit("webcam", {"jpeg": demo_jpeg(), "run": 1}, callback=True)["camera"]
+    assert tab.emit("webcam_stop", {"run": 1}, callback=True) == {"ok": True, "stopped": True}
+    late = tab.emit("webcam", {"jpeg": demo_jpeg(), "run": 1}, callback=True)
+    assert late == {"ok": False, "stopped": True, "error": "this camera was stopped"}
+    bus = Bus.from_url(redis_url)
+    assert camera not in bus.cameras() and camera not in bus.webcams()
+    assert tab.emit("webcam", {"jpeg": demo_jpeg(), "run": 2}, callback=True) == {"ok": True, "camera": camera}
+    assert camera in bus.cameras()

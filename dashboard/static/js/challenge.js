@@ -1,4 +1,4 @@
-import { cameraProblem, connect, EMOTIONS, params, startWebcam, Tile } from "./common.js";
+import { cameraProblem, connect, EMOTIONS, params, startWebcam, stopWebcam, Tile } from "./common.js";
 
 // The server runs each round from the tracker's results; this page asks for rounds and shows progress.
 // A game is 5 scored rounds (the server counts them and keeps the best games); practice picks the emotion.
@@ -165,8 +165,7 @@ function stopPlaying(verdict = "Stopped. Press Start to play again.") {
   stopped = true;
   clearTimeout(next); next = null;
   if (stopCapture) {  // the player's own camera: off now, and the server forgets it now
-    stopCapture(); stopCapture = null;
-    socket.emit("webcam_stop", {}, () => {});
+    stopWebcam(socket, stopCapture); stopCapture = null;
     camera = params.get("camera");
     pictureShown = false; onPicture = null;  // a new browser camera next time: wait for its picture again
   }

@@ -275,19 +275,25 @@ export function cameraProblem(err) {
 
 // The browser camera: capture with getUserMedia, send JPEG frames at a capped rate, call back with each ack.
 // Stops sending when the server refuses the camera (too many browser cameras); resolves to a stop function.
+// Each start of the camera is a run; its frames carry the run's number and Stop sends it (`stopWebcam`), so
+// the server refuses a frame of a stopped run that arrives after the Stop (events may be handled out of
+// order), and a stopped camera never comes back by itself.
+let runs = 0;
 export async function startWebcam(socket, video, onAck, fps = 6) {
   const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
   video.srcObject = stream;
   await video.play();
   const canvas = document.createElement("canvas");
-  let timer = null;
-  const stop = () => { clearInterval(timer); stream.getTracks().forEach((t) => t.stop()); };
+  const run = ++runs;
+  let timer = null, stopped = false;
+  const stop = () => { stopped = true; clearInterval(timer); stream.getTracks().forEach((t) => t.stop()); };
+  stop.run = run;
   const send = () => {
     if (!video.videoWidth || !socket.connected) return;
     canvas.width = video.videoWidth; canvas.height = video.videoHeight;
     canvas.getContext("2d").drawImage(video, 0, 0);
-    canvas.toBlob((blob) => blob && blob.arrayBuffer().then((buffer) =>
-      socket.emit("webcam", { jpeg: buffer, w: canvas.width, h: canvas.height }, (ack) => {
+    canvas.toBlob((blob) => blob && !stopped && blob.arrayBuffer().then((buffer) =>
+      socket.emit("webcam", { jpeg: buffer, w: canvas.width, h: canvas.height, run }, (ack) => {
         if (ack && ack.full) {
           stop();
           const status = document.getElementById("status");
@@ -298,4 +304,10 @@ export async function startWebcam(socket, video, onAck, fps = 6) {
   };
   timer = setInterval(send, 1000 / fps);
   return stop;
+}
+
+// Stop the camera (`stop`, from startWebcam) and tell the server, which forgets the camera now.
+export function stopWebcam(socket, stop, onAck = () => {}) {
+  if (stop) stop();
+  socket.emit("webcam_stop", { run: stop ? stop.run : runs }, onAck);
 }

@@ -1,4 +1,4 @@
-import { cameraProblem, connect, startWebcam, Tile } from "./common.js";
+import { cameraProblem, connect, startWebcam, stopWebcam, Tile } from "./common.js";
 
 const socket = connect();
 const tile = new Tile(document.getElementById("tile"), "your camera");
@@ -37,15 +37,14 @@ const start = () => startWebcam(socket, video, (ack) => {
 
 // Stop: the camera light goes off and the server forgets the camera now (not after the idle timeout).
 stopButton.addEventListener("click", () => {
-  if (stopCapture) stopCapture();
-  stopCapture = null;
-  socket.emit("webcam_stop", {}, () => {
+  stopWebcam(socket, stopCapture, () => {
     camera = null; delete tile.element.dataset.camera;
     tile.setOffline("");  // stopped on purpose: nothing to grey
     tile.clear("stopped");
     note.textContent = "Camera stopped. Start it again whenever you like."; note.className = "hint";
     document.body.dataset.stopped = "1";
   });
+  stopCapture = null;
   stopButton.hidden = true; startButton.hidden = false;
 });
 
