@@ -52,3 +52,9 @@ def test_the_assignment_is_the_same_on_every_host():
     workers = {"a": 1.0, "b": 1.0, "c": 2.0}
     assert ranking("lobby", workers) == ranking("lobby", dict(reversed(list(workers.items()))))
     assert owner("lobby", {}) is None
+
+
+def test_the_owner_found_without_sorting_is_the_first_of_the_ranking():
+    workers = {"gpu": 8.0, **{f"cpu{i}": 1.0 for i in range(20)}}
+    assert all(owner(c, workers) == ranking(c, workers)[0] for c in CAMERAS)
+    assert owner("x", {"b": 1.0, "a": 1.0}) == ranking("x", {"b": 1.0, "a": 1.0})[0]

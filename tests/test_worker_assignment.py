@@ -14,10 +14,10 @@ import threading
 import time
 
 import redis
+from fervi.workers.assignment import owner
 
 from fervi.bus import Bus
 from fervi.protocol import Frame
-from fervi.workers.assignment import owner
 
 from .conftest import fervi_env, wait_for
 from .images import demo_jpeg
@@ -37,7 +37,7 @@ def feed(bus: Bus, cameras: list[str], fps: float, stop: threading.Event, sent: 
 
 def owned_by_log(log: str) -> tuple[str, int, int]:
     """(worker name, cameras it owns, live workers) from a worker's last `cameras_assigned` line."""
-    found = re.findall(r"event=cameras_assigned worker=(\S+) own=(\d+) helped=\d+ workers=(\d+)", log)
+    found = re.findall(r"event=cameras_assigned worker=(\S+) own=(\d+) workers=(\d+)", log)
     name, own, workers = found[-1] if found else ("", "0", "0")
     return name, int(own), int(workers)
 
@@ -55,8 +55,7 @@ def moved_within(bus: Bus, cameras: list[str], dead: str, since: float, timeout_
 def assert_exactly_once(bus: Bus, cameras: list[str], sent: dict[str, int], tracks: bool) -> None:
     def all_done() -> bool:
         return all(
-            len({r.seq for _, r in bus.results(c)}) == sent[c]
-            and (not tracks or len(bus.track_entries(c)) >= sent[c])
+            len({r.seq for _, r in bus.results(c)}) == sent[c] and (not tracks or len(bus.track_entries(c)) >= sent[c])
             for c in cameras
         )
 

@@ -33,20 +33,34 @@ def ranking(camera: str, workers: Mapping[str, float]) -> list[str]:
 
 
 def owner(camera: str, workers: Mapping[str, float]) -> str | None:
-    ranked = ranking(camera, workers)
-    return ranked[0] if ranked else None
+    """The camera's owner, the first of its `ranking`, found without sorting (owning all cameras is C x W
+    hashes, computed when the cameras or the workers change)."""
+    best, best_score = None, -math.inf
+    prefix = hashlib.blake2b(f"{camera}\0".encode(), digest_size=8)
+    for w, weight in workers.items():
+        pair = prefix.copy()
+        pair.update(w.encode())
+        score = -max(weight, 1e-9) / math.log((int.from_bytes(pair.digest(), "big") + 0.5) / 2**64)
+        if score > best_score or (score == best_score and best is not None and w < best):
+            best, best_score = w, score
+    return best
+
+
+def owned(cameras: Iterable[str], workers: Mapping[str, float], me: str) -> list[str]:
+    """The cameras `me` owns among `workers`, sorted: computed when the cameras or the workers change."""
+    return sorted(c for c in cameras if owner(c, workers) == me)
+
+
+def helped(hot: Iterable[str], workers: Mapping[str, float], me: str) -> list[str]:
+    """The hot cameras `me` helps (it is among the next HOT_HELPERS of their ranking), sorted: hot cameras
+    are few, so this is cheap to compute at every refresh."""
+    return sorted(c for c in set(hot) if me in ranking(c, workers)[1 : 1 + HOT_HELPERS])
 
 
 def assigned(
     cameras: Iterable[str], workers: Mapping[str, float], me: str, hot: Iterable[str] = ()
 ) -> tuple[list[str], list[str]]:
     """(the cameras `me` owns, the hot cameras of others it helps), each sorted."""
-    hot_set = set(hot)
-    own, helped = [], []
-    for camera in cameras:
-        ranked = ranking(camera, workers)
-        if ranked and ranked[0] == me:
-            own.append(camera)
-        elif camera in hot_set and me in ranked[1 : 1 + HOT_HELPERS]:
-            helped.append(camera)
-    return sorted(own), sorted(helped)
+    cameras = list(cameras)
+    known = set(cameras)
+    return owned(cameras, workers, me), helped([c for c in hot if c in known], workers, me)

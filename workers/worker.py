@@ -30,7 +30,7 @@ from fervi.service import Heartbeat, Shutdown, run_redis_loop, serve
 from fervi.settings import Settings
 from fervi.vision.pipeline import FacePipeline, Timing
 
-from .assignment import assigned
+from .assignment import helped, owned
 from .core import analyse, triage
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ class Worker:
         self._hot_at = 0.0
         self._behind: set[str] = set()  # file cameras whose last read came back full
         self._idle = True  # its last read found nothing
+        self._idle_at = 0.0  # when a read last found nothing (time.time()): it has capacity to spare
 
     # --- housekeeping ------------------------------------------------------------------------
     def _refresh_cameras(self, now: float) -> None:
@@ -106,21 +107,23 @@ class Worker:
         if names is not None:
             self._names_version, self._names, self._names_at = names[0], names[1], now
         workers = self.bus.hold_worker_lease(self.name, self.weight, self.lease_s)
-        hot = self.bus.hot_cameras()
-        key = (tuple(self._names), tuple(sorted(workers.items())), tuple(hot))
-        if key != self._assigned_for:  # C x W hashes: computed again only when something changed
-            own, helped = assigned(self._names, workers, self.name, hot)
+        key = (tuple(self._names), tuple(sorted(workers.items())))
+        if key != self._assigned_for:  # C x W hashes: computed again only when the cameras or workers changed
+            own = owned(self._names, workers, self.name)
             if (own, len(workers)) != (self._owned, self._workers_seen):  # its share, or the workers, changed
                 log.info(
-                    "event=cameras_assigned worker=%s own=%d helped=%d workers=%d cameras=%d",
+                    "event=cameras_assigned worker=%s own=%d workers=%d cameras=%d",
                     self.name,
                     len(own),
-                    len(helped),
                     len(workers),
                     len(self._names),
                 )
-            self._assigned, self._owned, self._assigned_for = own + helped, own, key
-            self._workers_seen = len(workers)
+            self._owned, self._assigned_for, self._workers_seen = own, key, len(workers)
+        # hot cameras of others: helped only by a worker with capacity to spare (a read came back empty
+        # lately); where every worker is busy, helping would only add reads
+        spare = now - self._idle_at < 2 * CAMERA_REFRESH_S
+        hot = [c for c in self.bus.hot_cameras() if c in set(self._names)] if spare else []
+        self._assigned = sorted({*(self._owned or []), *helped(hot, workers, self.name)})
         kept = [c for c in self.cameras if c in set(self._assigned)]
         taken = self.bus.valid_cameras([c for c in self._assigned if c not in set(kept)])
         for camera in taken:
@@ -196,6 +199,8 @@ class Worker:
         elif not entries:
             time.sleep(self.settings.block_ms / 1000)
         self._idle = not entries
+        if self._idle:
+            self._idle_at = time.time()
         deadline = time.monotonic() + self.gather_s
         while entries and self.gather_s and len(entries) < self.gather_frames and not self.shutdown.requested:
             left_ms = int((deadline - time.monotonic()) * 1000)
