@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from fervi.workers.assignment import HOT_HELPERS, assigned, owner, ranking
+from fervi.workers.assignment import HOT_HELPERS, Owners, assigned, owner, ranking
 
 CAMERAS = [f"cam-{i:04d}" for i in range(2048)]
 
@@ -58,3 +58,27 @@ def test_the_owner_found_without_sorting_is_the_first_of_the_ranking():
     workers = {"gpu": 8.0, **{f"cpu{i}": 1.0 for i in range(20)}}
     assert all(owner(c, workers) == ranking(c, workers)[0] for c in CAMERAS)
     assert owner("x", {"b": 1.0, "a": 1.0}) == ranking("x", {"b": 1.0, "a": 1.0})[0]
+
+
+def test_owners_kept_up_to_date_agree_with_owners_computed_afresh():
+    """`Owners` follows joins, leaves, new weights, new and removed cameras incrementally (a join is one hash
+    per camera): after every change its owner of each camera is `owner`'s."""
+    import random
+
+    rng, cameras, workers, kept = random.Random(1), list(CAMERAS[:300]), {}, Owners()
+    for step in range(200):
+        dice = rng.random()
+        if dice < 0.4 or not workers:
+            workers[f"w{rng.randrange(30)}"] = rng.choice([1.0, 1.0, 8.0])
+        elif dice < 0.7:
+            workers.pop(rng.choice(list(workers)))
+        elif dice < 0.85:
+            cameras.append(f"new-{step}")
+        else:
+            cameras.remove(rng.choice(cameras))
+        kept.update(cameras, workers)
+        if not workers:  # no worker: no owner
+            assert kept.best == {}
+            continue
+        assert {c: kept.best[c][1] for c in cameras} == {c: owner(c, workers) for c in cameras}, step
+        assert sorted(kept.best) == sorted(cameras)

@@ -45,7 +45,7 @@ def results_of_every_frame(bus: Bus, camera: str, frames: int, what: str) -> dic
 
 
 def test_file_through_two_workers_gives_every_frame_one_result(tmp_path, redis_url, processes):
-    frames = 40
+    frames = 90  # long enough that the owner is still behind when the other worker sees the camera hot
     video = write_video(tmp_path / "faces.mp4", frames=frames, fps=15)
     env = fervi_env(redis_url, **FAST)
     bus = Bus(redis.Redis.from_url(redis_url))

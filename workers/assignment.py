@@ -33,17 +33,64 @@ def ranking(camera: str, workers: Mapping[str, float]) -> list[str]:
 
 
 def owner(camera: str, workers: Mapping[str, float]) -> str | None:
-    """The camera's owner, the first of its `ranking`, found without sorting (owning all cameras is C x W
-    hashes, computed when the cameras or the workers change)."""
-    best, best_score = None, -math.inf
-    prefix = hashlib.blake2b(f"{camera}\0".encode(), digest_size=8)
-    for w, weight in workers.items():
-        pair = prefix.copy()
-        pair.update(w.encode())
-        score = -max(weight, 1e-9) / math.log((int.from_bytes(pair.digest(), "big") + 0.5) / 2**64)
-        if score > best_score or (score == best_score and best is not None and w < best):
-            best, best_score = w, score
-    return best
+    """The camera's owner, the first of its `ranking`, found without sorting."""
+    best = Owners._best(camera, workers.items())
+    return best[1] or None
+
+
+def _score(prefix, worker: str, weight: float) -> float:
+    pair = prefix.copy()
+    pair.update(worker.encode())
+    return -max(weight, 1e-9) / math.log((int.from_bytes(pair.digest(), "big") + 0.5) / 2**64)
+
+
+def _better(score: float, worker: str, than: tuple[float, str] | None) -> bool:
+    return than is None or score > than[0] or (score == than[0] and worker < than[1])
+
+
+class Owners:
+    """The owners of all cameras among the live workers (`owner` of each), kept up to date as they change:
+    a worker that joins costs one hash per camera (does it beat the camera's owner?), one that leaves a full
+    ranking of its own cameras only, a new camera one ranking. Computing all owners again at each change
+    would cost C x W hashes in every worker at every join: a storm while many workers start."""
+
+    def __init__(self) -> None:
+        self.workers: dict[str, float] = {}
+        self.best: dict[str, tuple[float, str]] = {}  # camera -> (its owner's score, its owner)
+
+    def update(self, cameras: Iterable[str], workers: Mapping[str, float]) -> None:
+        changed = {w for w in set(workers) | set(self.workers) if workers.get(w) != self.workers.get(w)}
+        joined = [w for w in changed if w in workers]  # a new weight counts as leaving and joining again
+        cameras = set(cameras)
+        for camera in set(self.best) - cameras:
+            del self.best[camera]
+        redo = [c for c in cameras if c not in self.best or self.best[c][1] in changed]
+        kept = [c for c in self.best if c not in set(redo)]
+        self.workers = dict(workers)
+        for camera in redo:
+            self.best[camera] = self._best(camera, self.workers.items())
+        if joined:
+            for camera in kept:
+                prefix = hashlib.blake2b(f"{camera}\0".encode(), digest_size=8)
+                for w in joined:
+                    score = _score(prefix, w, self.workers[w])
+                    if _better(score, w, self.best[camera]):
+                        self.best[camera] = (score, w)
+        for camera in [c for c, (_, o) in self.best.items() if o == ""]:  # no worker at all
+            del self.best[camera]
+
+    @staticmethod
+    def _best(camera: str, workers: Iterable[tuple[str, float]]) -> tuple[float, str]:
+        prefix = hashlib.blake2b(f"{camera}\0".encode(), digest_size=8)
+        best: tuple[float, str] | None = None
+        for w, weight in workers:
+            score = _score(prefix, w, weight)
+            if _better(score, w, best):
+                best = (score, w)
+        return best if best is not None else (-math.inf, "")
+
+    def owned_by(self, me: str) -> list[str]:
+        return sorted(c for c, (_, o) in self.best.items() if o == me)
 
 
 def owned(cameras: Iterable[str], workers: Mapping[str, float], me: str) -> list[str]:

@@ -30,7 +30,7 @@ from fervi.service import Heartbeat, Shutdown, run_redis_loop, serve
 from fervi.settings import Settings
 from fervi.vision.pipeline import FacePipeline, Timing
 
-from .assignment import helped, owned
+from .assignment import Owners, helped
 from .core import analyse, triage
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class Worker:
         self.lease_s = lease_seconds(settings.claim_timeout_s)
         self._assigned: list[str] = []
         self._owned: list[str] | None = None  # none yet: the first assignment is logged
+        self._owners = Owners()  # every camera's owner among the live workers
         self._workers_seen = 0
         self._assigned_for: tuple = ()
         self._names: list[str] = []
@@ -108,8 +109,9 @@ class Worker:
             self._names_version, self._names, self._names_at = names[0], names[1], now
         workers = self.bus.hold_worker_lease(self.name, self.weight, self.lease_s)
         key = (tuple(self._names), tuple(sorted(workers.items())))
-        if key != self._assigned_for:  # C x W hashes: computed again only when the cameras or workers changed
-            own = owned(self._names, workers, self.name)
+        if key != self._assigned_for:  # computed again only when the cameras or the workers changed
+            self._owners.update(self._names, workers)  # what moved only: a join is one hash per camera
+            own = self._owners.owned_by(self.name)
             if (own, len(workers)) != (self._owned, self._workers_seen):  # its share, or the workers, changed
                 log.info(
                     "event=cameras_assigned worker=%s own=%d workers=%d cameras=%d",
