@@ -48,6 +48,12 @@ CONFIRM_FRAMES = 10
 # load (3 processed frames a second) one frame stands for 0.33 s, past `confirm_s`, and a detector's one-frame
 # flicker would count as a face
 MIN_CONFIRM_FRAMES = 2
+# A track ends once unseen for longer than the hold AND in END_MISSES processed frames: under overload the
+# processed frames of a camera can be further apart than the hold (1.2 s at 2% of 60 fps), and a face seen
+# in every one of them is one face, not a new track each frame. Unseen for longer than UNOBSERVED_KEEP_S
+# (nothing processed: a restart, workers stopped), it ends whatever the frames.
+END_MISSES = 2
+UNOBSERVED_KEEP_S = 10.0
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -194,9 +200,10 @@ class FaceTracker:
         duration = self.frame_step_s if self.frame_step_s is not None else min(gap, self.hold_s)
         unobserved = 0.0 if self.frame_step_s is not None else gap - duration
         self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
-        # tracks unseen for longer than the hold end before matching: by time, the same at any frame rate
-        gone = [t for t in self.tracks if ts - t.last_seen > self.hold_s]
-        self.tracks = [t for t in self.tracks if ts - t.last_seen <= self.hold_s]
+        # tracks unseen for longer than the hold, in END_MISSES processed frames, end before matching: by time,
+        # the same at any frame rate, and never between two frames that both saw the face
+        gone = [t for t in self.tracks if self._lost(t, ts)]
+        self.tracks = [t for t in self.tracks if not self._lost(t, ts)]
         ended = [t for t in gone if t.confirmed]
         boxes = np.asarray(faces.boxes, np.float32).reshape(-1, 4)
         probs = np.asarray(faces.probs, np.float32).reshape(-1, NUM_EMOTIONS)
@@ -242,6 +249,10 @@ class FaceTracker:
         ids = [assigned[c].id for c in range(len(boxes))]
         smoothed = np.array([assigned[c].smoothed for c in range(len(boxes))], np.float32).reshape(-1, NUM_EMOTIONS)
         return FrameTracks(seq, ts, duration, faces.tracked(ids, smoothed), started, ended, added, unobserved)
+
+    def _lost(self, track: Track, ts: float) -> bool:
+        unseen = ts - track.last_seen
+        return unseen > self.hold_s and (track.misses >= END_MISSES or unseen > max(UNOBSERVED_KEEP_S, self.hold_s))
 
     def _long_enough(self, track: Track) -> bool:
         """Seen for `confirm_s` of face-time (the time its frames stand for): the same at any frame rate; or
