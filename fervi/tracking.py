@@ -70,9 +70,11 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return iou
 
 
-def similarity_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def similarity_matrix(a: np.ndarray, b: np.ndarray, reach: np.ndarray | None = None) -> np.ndarray:
     """How alike track boxes `a` and face boxes `b` are: their IoU, or, for a face that moved further than
-    its box overlaps (low fps, every k-th frame), 1 - centre distance / face size, whichever is larger."""
+    its box overlaps (low fps, every k-th frame), 1 - centre distance / (face size x the track's `reach`),
+    whichever is larger. `reach` (one per track, default 1): how far, in face sizes, its face may have moved
+    since it was last seen (`motion_reach`)."""
     overlap = iou_matrix(a, b)
     if overlap.size == 0:
         return overlap
@@ -80,8 +82,20 @@ def similarity_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     cb = b[None, :, :2] + b[None, :, 2:] / 2
     distance = np.linalg.norm(ca - cb, axis=2)
     size = np.maximum(np.sqrt(a[:, None, 2] * a[:, None, 3]), np.sqrt(b[None, :, 2] * b[None, :, 3]))
+    if reach is not None:
+        size = size * np.asarray(reach, np.float64).reshape(-1, 1)
     similarity: np.ndarray = np.maximum(overlap, 1.0 - distance / np.maximum(size, 1e-9))  # linalg.norm: Any in stubs
     return similarity
+
+
+MOTION_REF_S = 0.5  # a face unseen this long may have moved one face size more than between close frames
+MOTION_REACH_MAX = 4.0
+
+
+def motion_reach(unseen_s: float) -> float:
+    """How far (in face sizes, relative to close frames) a face may have moved in `unseen_s`: under overload a
+    camera's processed frames are far apart and a walking face moves further between them than its box."""
+    return min(MOTION_REACH_MAX, 1.0 + max(0.0, unseen_s) / MOTION_REF_S)
 
 
 @dataclass
@@ -208,7 +222,8 @@ class FaceTracker:
         boxes = np.asarray(faces.boxes, np.float32).reshape(-1, 4)
         probs = np.asarray(faces.probs, np.float32).reshape(-1, NUM_EMOTIONS)
         track_boxes = np.array([t.box for t in self.tracks], np.float32).reshape(-1, 4)
-        overlap = similarity_matrix(track_boxes, boxes)
+        reach = np.array([motion_reach(ts - t.last_seen) for t in self.tracks])
+        overlap = similarity_matrix(track_boxes, boxes, reach)
         pairs: list[tuple[int, int]] = []
         if overlap.size:
             rows, cols = linear_sum_assignment(-overlap)

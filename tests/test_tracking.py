@@ -74,6 +74,20 @@ def test_a_face_in_every_processed_frame_keeps_its_track_however_far_apart_the_f
     assert tracker.update(25, 23 * step_s + 2 * UNOBSERVED_KEEP_S, faces(box)).faces.track_ids[0] != again
 
 
+def test_walking_faces_keep_their_ids_when_processed_frames_are_far_apart():
+    """Under overload a camera's processed frames come about a second apart: two faces walking side by side
+    move more than their box between them (a new user saw the demo's two faces become 50 tracks in 5 min).
+    Each keeps its own id; at close frames nothing changes."""
+    for step_s, moved in ((1.0, 120.0), (0.1, 12.0)):  # the same walk: 120 px a second, faces 80 px wide
+        tracker = FaceTracker(hold_s=1.0)
+        ids = set()
+        for seq in range(12):
+            x = 40 + seq * moved
+            frame = tracker.update(seq, seq * step_s, faces((x, 100, 80, 80), (x, 300, 80, 80)))
+            ids.add(tuple(frame.faces.track_ids))
+        assert len(ids) == 1 and len(next(iter(ids))) == 2, (step_s, ids)
+
+
 def test_a_camera_that_stops_ends_its_tracks():
     tracker = FaceTracker()
     tracker.update(0, 0.0, faces((0, 0, 50, 50), (200, 0, 50, 50)))
