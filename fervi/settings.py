@@ -102,7 +102,7 @@ class Settings:
     track_hold_s: float = _setting(
         "FERVI_TRACK_HOLD",
         1.0,
-        "Seconds a gap between processed frames is bridged in face-time, and an unseen track lives",
+        "Seconds a gap between processed frames is bridged in face-time, and an unseen track lives (2 frames at least)",
     )
     track_confirm_s: float = _setting(
         "FERVI_TRACK_CONFIRM",

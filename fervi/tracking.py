@@ -48,6 +48,12 @@ CONFIRM_FRAMES = 10
 # load (3 processed frames a second) one frame stands for 0.33 s, past `confirm_s`, and a detector's one-frame
 # flicker would count as a face
 MIN_CONFIRM_FRAMES = 2
+# A track ends once unseen for longer than the hold AND in END_MISSES processed frames: under overload the
+# processed frames of a camera can be further apart than the hold (1.2 s at 2% of 60 fps), and a face seen
+# in every one of them is one face, not a new track each frame. Unseen for longer than UNOBSERVED_KEEP_S
+# (nothing processed: a restart, workers stopped), it ends whatever the frames.
+END_MISSES = 2
+UNOBSERVED_KEEP_S = 10.0
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -64,9 +70,11 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return iou
 
 
-def similarity_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def similarity_matrix(a: np.ndarray, b: np.ndarray, reach: np.ndarray | None = None) -> np.ndarray:
     """How alike track boxes `a` and face boxes `b` are: their IoU, or, for a face that moved further than
-    its box overlaps (low fps, every k-th frame), 1 - centre distance / face size, whichever is larger."""
+    its box overlaps (low fps, every k-th frame), 1 - centre distance / (face size x the track's `reach`),
+    whichever is larger. `reach` (one per track, default 1): how far, in face sizes, its face may have moved
+    since it was last seen (`motion_reach`)."""
     overlap = iou_matrix(a, b)
     if overlap.size == 0:
         return overlap
@@ -74,8 +82,20 @@ def similarity_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     cb = b[None, :, :2] + b[None, :, 2:] / 2
     distance = np.linalg.norm(ca - cb, axis=2)
     size = np.maximum(np.sqrt(a[:, None, 2] * a[:, None, 3]), np.sqrt(b[None, :, 2] * b[None, :, 3]))
+    if reach is not None:
+        size = size * np.asarray(reach, np.float64).reshape(-1, 1)
     similarity: np.ndarray = np.maximum(overlap, 1.0 - distance / np.maximum(size, 1e-9))  # linalg.norm: Any in stubs
     return similarity
+
+
+MOTION_REF_S = 0.5  # a face unseen this long may have moved one face size more than between close frames
+MOTION_REACH_MAX = 4.0
+
+
+def motion_reach(unseen_s: float) -> float:
+    """How far (in face sizes, relative to close frames) a face may have moved in `unseen_s`: under overload a
+    camera's processed frames are far apart and a walking face moves further between them than its box."""
+    return min(MOTION_REACH_MAX, 1.0 + max(0.0, unseen_s) / MOTION_REF_S)
 
 
 @dataclass
@@ -194,14 +214,16 @@ class FaceTracker:
         duration = self.frame_step_s if self.frame_step_s is not None else min(gap, self.hold_s)
         unobserved = 0.0 if self.frame_step_s is not None else gap - duration
         self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
-        # tracks unseen for longer than the hold end before matching: by time, the same at any frame rate
-        gone = [t for t in self.tracks if ts - t.last_seen > self.hold_s]
-        self.tracks = [t for t in self.tracks if ts - t.last_seen <= self.hold_s]
+        # tracks unseen for longer than the hold, in END_MISSES processed frames, end before matching: by time,
+        # the same at any frame rate, and never between two frames that both saw the face
+        gone = [t for t in self.tracks if self._lost(t, ts)]
+        self.tracks = [t for t in self.tracks if not self._lost(t, ts)]
         ended = [t for t in gone if t.confirmed]
         boxes = np.asarray(faces.boxes, np.float32).reshape(-1, 4)
         probs = np.asarray(faces.probs, np.float32).reshape(-1, NUM_EMOTIONS)
         track_boxes = np.array([t.box for t in self.tracks], np.float32).reshape(-1, 4)
-        overlap = similarity_matrix(track_boxes, boxes)
+        reach = np.array([motion_reach(ts - t.last_seen) for t in self.tracks])
+        overlap = similarity_matrix(track_boxes, boxes, reach)
         pairs: list[tuple[int, int]] = []
         if overlap.size:
             rows, cols = linear_sum_assignment(-overlap)
@@ -242,6 +264,10 @@ class FaceTracker:
         ids = [assigned[c].id for c in range(len(boxes))]
         smoothed = np.array([assigned[c].smoothed for c in range(len(boxes))], np.float32).reshape(-1, NUM_EMOTIONS)
         return FrameTracks(seq, ts, duration, faces.tracked(ids, smoothed), started, ended, added, unobserved)
+
+    def _lost(self, track: Track, ts: float) -> bool:
+        unseen = ts - track.last_seen
+        return unseen > self.hold_s and (track.misses >= END_MISSES or unseen > max(UNOBSERVED_KEEP_S, self.hold_s))
 
     def _long_enough(self, track: Track) -> bool:
         """Seen for `confirm_s` of face-time (the time its frames stand for): the same at any frame rate; or

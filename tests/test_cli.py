@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -238,6 +239,19 @@ def test_analyze_on_a_terminal_shows_a_bar_of_frames_and_no_info_line(tmp_path):
     assert "analyse: 100%" in shown and "23/23 [" in shown and "frame/s" in shown, shown[-3000:]
     assert "annotate: 100%" in shown, shown[-3000:]
     assert "level=INFO" not in shown and "redis_started" not in shown and "video_submitted" not in shown, shown
+
+
+def test_evaluate_data_shows_its_reading_and_classifying_on_a_terminal_without_tensorflow_noise(tmp_path, fer_csv):
+    """A new user: `fervi evaluate --data fer2013.csv.gz` ran 30 s with no bar (reading the CSV is most of
+    it) and printed TensorFlow's C++ start-up lines ("failed call to cuInit") on a machine with no GPU."""
+    env = _env(tmp_path / "home")
+    env.pop("FERVI_LOG_LEVEL", None)
+    args = ["evaluate", "--data", str(fer_csv), "--limit", "200", "--confusion-png", str(tmp_path / "c.png")]
+    code, out, shown = _fervi_on_a_terminal(args, tmp_path, env)
+    assert code == 0, shown[-3000:]
+    assert "200 faces (Usage=PublicTest, first 200)" in out and "(457,863 params)" in out
+    assert f"read {fer_csv.name}: " in shown and "row/s]" in shown and "classify: 100%" in shown, shown
+    assert not re.search(r"^[IWE]0000 |absl::InitializeLog|cuInit|oneDNN", shown, re.M), shown[-2000:]
 
 
 def test_evaluate_images_shows_a_bar_of_images_on_a_terminal_and_says_what_it_skipped_in_plain_words(tmp_path):

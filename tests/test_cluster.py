@@ -170,3 +170,31 @@ def test_a_password_in_the_cluster_url(tmp_path):
             bus.register_camera(camera)
             bus.ensure_group(camera)
         assert len(bus.cameras()) == 3
+
+
+def test_stream_reads_on_a_cluster_do_not_ask_a_node_for_their_keys(cluster):
+    """redis-py asked a node `COMMAND GETKEYS` before every XREADGROUP on a cluster (its keys follow STREAMS):
+    the idle poll of a worker's cameras cost twice its commands. Now the read's keys are found locally."""
+    import redis
+
+    from fervi.bus.core import stream_read_keys
+
+    assert stream_read_keys(("XREADGROUP", "GROUP", "g", "c", "COUNT", 8, "STREAMS", "a", "b", ">", ">")) == ["a", "b"]
+    assert stream_read_keys((b"XREAD", b"BLOCK", 5, b"STREAMS", b"k", b"0-0")) == [b"k"]
+    assert stream_read_keys(("GET", "k")) is None
+    bus = Bus(connect(cluster.url))
+    cameras = cameras_on_each_shard(cluster, "keys")
+    for camera in cameras:
+        bus.register_camera(camera)
+        bus.ensure_group(camera)
+
+    def asked() -> int:
+        stats = [redis.Redis(port=node.port).info("commandstats") for node in cluster.nodes]
+        return sum(
+            s.get(name, {}).get("calls", 0) for s in stats for name in ("cmdstat_command", "cmdstat_command|getkeys")
+        )
+
+    before = asked()
+    for _ in range(20):
+        assert bus.read_frames("w", cameras, 8, None) == []
+    assert asked() == before

@@ -78,6 +78,10 @@ def test_an_overloaded_camera_says_so_on_its_tile_and_the_cameras_page(page, das
         card.wait_for(timeout=15000)
         assert re.search(r"[0-9.]+ of [0-9.]+ fps processed", card.locator(".counts").inner_text())
         assert card.locator(".overload").inner_text() == WARNING
+        # a camera that ended has no present rate and no overload (a new user saw the warning 7 min after)
+        bus.set_source_state("busy", "ended", sent=100)
+        wait_for(lambda: card.get_attribute("data-state") == "ended", 20, "the card to say the camera ended")
+        assert card.locator(".overload").is_hidden() and " processed" not in card.locator(".counts").inner_text()
 
 
 def test_a_shared_browser_camera_s_tile_names_the_remedy_it_has(page, dashboard):

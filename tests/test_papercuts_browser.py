@@ -113,7 +113,16 @@ def test_the_browser_camera_page_says_its_rate_and_overload_as_the_wall_does(pag
         assert re.fullmatch(r"1 face\(s\) · [0-9.]+ of [0-9.]+ fps · latency \d+ ms", meta(page, "#tile"))
         wait_for(lambda: OVERLOAD.fullmatch(page.locator("#tile").get_attribute("data-warning") or ""), 10, "a warning")
         assert page.locator("#tile .tile-warning").is_visible()
-    page.click("#stop")
+        page.fill("#title", "Ada's laptop")
+        page.check("#share")
+        page.click("#stop")
+        # stopped: nothing is being skipped any more (a new user saw the warning stay for 96 s)
+        page.wait_for_function("() => document.body.dataset.stopped === '1'")
+        assert page.locator("#tile .tile-warning").is_hidden() and not page.locator("#tile").get_attribute(
+            "data-warning"
+        )
+    page.reload()  # the tab keeps its camera's name and its share box, as it keeps the camera
+    assert page.input_value("#title") == "Ada's laptop" and page.is_checked("#share")
 
 
 def test_a_face_reads_the_same_on_the_picture_and_in_the_list(page, dashboard):

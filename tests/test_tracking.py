@@ -13,7 +13,7 @@ from fervi.bus import Bus
 from fervi.emotions import EMOTIONS
 from fervi.faces import Faces
 from fervi.protocol import TrackEntry
-from fervi.tracking import FaceTracker, ReorderBuffer, iou_matrix
+from fervi.tracking import UNOBSERVED_KEEP_S, FaceTracker, ReorderBuffer, iou_matrix
 
 HAPPY = np.eye(7, dtype=np.float32)[3]
 
@@ -54,6 +54,38 @@ def test_occlusion_within_the_hold_keeps_the_id_and_a_longer_one_ends_it():
         ended += tracker.update(i, i / 10, faces()).ended
     assert [t.id for t in ended] == [first]
     assert tracker.update(12, 1.2, faces(box)).faces.track_ids[0] != first
+
+
+@pytest.mark.parametrize("step_s", [1.2, 2.5])
+def test_a_face_in_every_processed_frame_keeps_its_track_however_far_apart_the_frames(step_s):
+    """Under overload a camera's processed frames can be further apart than the hold (1.2 s at 2% of 60 fps):
+    a face seen in each of them is one track (a new user saw one still face become 5 tracks, two faces 37).
+    Missed in two processed frames past the hold, it ends; after UNOBSERVED_KEEP_S with no frame at all, too."""
+    tracker = FaceTracker(hold_s=1.0)
+    box = (100, 100, 80, 80)
+    ids = {tracker.update(seq, seq * step_s, faces(box)).faces.track_ids[0] for seq in range(20)}
+    assert len(ids) == 1
+    ended = []
+    for seq in range(20, 23):  # the face gone: two processed frames without it end its track (at the third)
+        ended += tracker.update(seq, seq * step_s, faces()).ended
+    assert [t.id for t in ended] == list(ids)
+    again = tracker.update(23, 23 * step_s, faces(box)).faces.track_ids[0]
+    assert tracker.update(24, 23 * step_s + UNOBSERVED_KEEP_S - 1, faces(box)).faces.track_ids[0] == again
+    assert tracker.update(25, 23 * step_s + 2 * UNOBSERVED_KEEP_S, faces(box)).faces.track_ids[0] != again
+
+
+def test_walking_faces_keep_their_ids_when_processed_frames_are_far_apart():
+    """Under overload a camera's processed frames come about a second apart: two faces walking side by side
+    move more than their box between them (a new user saw the demo's two faces become 50 tracks in 5 min).
+    Each keeps its own id; at close frames nothing changes."""
+    for step_s, moved in ((1.0, 120.0), (0.1, 12.0)):  # the same walk: 120 px a second, faces 80 px wide
+        tracker = FaceTracker(hold_s=1.0)
+        ids = set()
+        for seq in range(12):
+            x = 40 + seq * moved
+            frame = tracker.update(seq, seq * step_s, faces((x, 100, 80, 80), (x, 300, 80, 80)))
+            ids.add(tuple(frame.faces.track_ids))
+        assert len(ids) == 1 and len(next(iter(ids))) == 2, (step_s, ids)
 
 
 def test_a_camera_that_stops_ends_its_tracks():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,13 +158,18 @@ def _parse_row(row: dict, has_usage: bool) -> tuple[np.ndarray, int, str]:
 
 
 def load_fer_csv(
-    path: str | Path, skip_bad: bool = False, limit: int | None = None, votes: str | Path | None = None
+    path: str | Path,
+    skip_bad: bool = False,
+    limit: int | None = None,
+    votes: str | Path | None = None,
+    bar: Callable[[Iterable], Iterable] | None = None,
 ) -> FaceSet:
     """Load the Kaggle FER-2013 CSV (`emotion,pixels[,Usage]`, plain or .gz).
 
     With `votes` (a FER+ votes file, joined row by row and checked by pixel hash: `votes.load_votes`) the faces
     whose crowd named one of the seven emotions are kept, labelled with the crowd's majority, with the votes
-    and the original label beside it; the others are counted in `notes`."""
+    and the original label beside it; the others are counted in `notes`. `bar`: wraps the rows read (a progress
+    bar)."""
     path = Path(path)
     images, labels, usages, rows, sha1s = [], [], [], [], []
     skipped = 0
@@ -176,7 +182,7 @@ def load_fer_csv(
         if missing:
             raise DatasetError(f"{path}: missing column(s) {', '.join(sorted(missing))}; found {fields}")
         has_usage = "Usage" in fields
-        for row_number, row in enumerate(reader, start=2):  # line 1 is the header
+        for row_number, row in enumerate(bar(reader) if bar else reader, start=2):  # line 1 is the header
             total_rows += 1
             try:
                 image, label, usage = _parse_row(row, has_usage)
@@ -304,7 +310,11 @@ def load_ckplus(path: str | Path, skip_bad: bool = False, include_contempt: bool
 
 
 def load_faces(
-    path: str | Path, skip_bad: bool = False, include_contempt: bool = False, votes: str | Path | None = None
+    path: str | Path,
+    skip_bad: bool = False,
+    include_contempt: bool = False,
+    votes: str | Path | None = None,
+    bar: Callable[[Iterable], Iterable] | None = None,
 ) -> FaceSet:
     """Load any supported dataset by its shape: a CSV, a train/test image release, or emotion folders.
 
@@ -315,7 +325,7 @@ def load_faces(
     if path.is_file():
         if votes == "auto":
             votes = votes_beside(path)
-        return load_fer_csv(path, skip_bad=skip_bad, votes=votes)
+        return load_fer_csv(path, skip_bad=skip_bad, votes=votes, bar=bar)
     names = {p.name.lower() for p in path.iterdir() if p.is_dir()}
     if names & set(SPLIT_FOLDERS):
         return load_image_folders(path, skip_bad=skip_bad)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
@@ -35,14 +37,17 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
 PROGRESS_CHUNK = 512  # faces a progress step classifies
 
 
-def timed_predict(classifier, faces: np.ndarray, progress: str | None = None) -> tuple[np.ndarray, float]:
+def timed_predict(
+    classifier, faces: np.ndarray, progress: str | None = None, make_bar: Callable[..., Any] | None = None
+) -> tuple[np.ndarray, float]:
     """Probabilities and faces/s (wall clock, this process). `progress`: a progress bar with this title on a
-    terminal (stderr), in steps of PROGRESS_CHUNK faces."""
+    terminal (stderr), in steps of PROGRESS_CHUNK faces; `make_bar`: the tqdm-like bar to use (keywords)."""
     from tqdm import tqdm
 
     started = time.perf_counter()
     parts = []
-    with tqdm(total=len(faces), unit="face", desc=progress, disable=None if progress else True) as bar:
+    options: dict[str, Any] = {"total": len(faces), "unit": "face", "desc": progress}
+    with make_bar(**options) if make_bar else tqdm(disable=None if progress else True, **options) as bar:
         for start in range(0, len(faces), PROGRESS_CHUNK):
             parts.append(classifier.predict(faces[start : start + PROGRESS_CHUNK]))
             bar.update(len(parts[-1]))

@@ -551,6 +551,8 @@ def _library_logs_quiet(verbose: bool) -> None:
     from click.core import ParameterSource
 
     root = logging.getLogger()
+    if not verbose and os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "2":  # FERVI's default (`setup_logging`)
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # nor TensorFlow's C++ errors of no consequence ("cuInit")
     if verbose:
         root.setLevel(min(root.level, logging.INFO))
     elif click.get_current_context().find_root().get_parameter_source("log_level") == ParameterSource.DEFAULT:
@@ -1015,6 +1017,8 @@ def evaluate(
 
     With --images: faces found, accuracy, macro-F1, per-class recall and results per face size on your own
     labelled photos, through detection, cropping and classification as the workers run them."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from fervi.training.datasets import DatasetError
     from fervi.training.evaluate_cli import evaluate_model
 
@@ -1027,9 +1031,20 @@ def evaluate(
         raise click.UsageError("give exactly one of --data (face crops) or --images (labelled photos)")
     try:
         flip = settings.flip_average if flip is None else flip
-        report = evaluate_model(
-            data, usage, model_file, settings.models, limit, flip, skip_bad, confusion_png, votes, reliability_png
-        )
+        with logging_redirect_tqdm():  # log lines print above the bars
+            report = evaluate_model(
+                data,
+                usage,
+                model_file,
+                settings.models,
+                limit,
+                flip,
+                skip_bad,
+                confusion_png,
+                votes,
+                reliability_png,
+                make_bar=_terminal_bar,
+            )
     except DatasetError as err:
         raise click.ClickException(str(err)) from None
     if as_json:

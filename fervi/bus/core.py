@@ -114,8 +114,40 @@ def connect(url: str, **kwargs: Any) -> Client:
         **kwargs,
     )
     if is_cluster_url(url):
-        return redis.RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
+        cluster = redis.RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
+        _stream_keys_known(cluster)
+        return cluster
     return redis.Redis.from_url(url, **options)
+
+
+def stream_read_keys(args: tuple[Any, ...]) -> list[Any] | None:
+    """The keys of an XREAD or XREADGROUP (those after STREAMS: half of what follows it); None for another
+    command, or one without STREAMS."""
+    if not args or decode(args[0]).upper() not in STREAM_READS:
+        return None
+    words = [decode(a).upper() for a in args]
+    if "STREAMS" not in words:
+        return None
+    start = words.index("STREAMS") + 1
+    return list(args[start : start + (len(args) - start) // 2])
+
+
+STREAM_READS = ("XREAD", "XREADGROUP")
+
+
+def _stream_keys_known(cluster: redis.RedisCluster) -> None:
+    """redis-py finds the slot of a command whose keys move (XREAD, XREADGROUP: after STREAMS) by asking a
+    node (COMMAND GETKEYS) at every call: on a cluster that doubled the commands of every stream read, the
+    most frequent command a worker sends. The keys of a stream read are found here instead; every other
+    command as redis-py does (its client and its pipelines share this parser)."""
+    parser = cluster.commands_parser
+    ask_a_node = cast(Callable[..., Any], parser.get_keys)  # untyped in redis-py
+
+    def get_keys(redis_conn: Any, *args: Any) -> Any:
+        keys = stream_read_keys(args)
+        return keys if keys is not None else ask_a_node(redis_conn, *args)
+
+    parser.get_keys = get_keys  # type: ignore[method-assign]
 
 
 def node_url(url: str) -> str:

@@ -24,6 +24,9 @@ QueuedJob = Job  # what `VideoQueue.add` returns: the stages name the type from 
 ENDED = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED)
 
 
+JOB_MONITORING_S = 5  # how often an RQ worker renews its heartbeat while its work-horse runs a job
+
+
 @dataclass
 class Progress:
     """Where a video's jobs stand: work units done/total over them, and a state."""
@@ -109,7 +112,9 @@ class VideoQueue(Queue):
 
     def work(self, name: str, burst: bool = False, logging_level: str = "INFO") -> None:
         """Run the queue's jobs in this process (an RQ worker) until stopped, or until empty with `burst`."""
-        worker = VideoWorker([self], connection=self.connection, name=name)
+        # the work-horse's heartbeat every JOB_MONITORING_S: RQ retries the segment of a worker that vanished
+        # whole once it is JOB_MONITORING_S + 60 s old (RQ's margin), about 65 s instead of RQ's default 90
+        worker = VideoWorker([self], connection=self.connection, name=name, job_monitoring_interval=JOB_MONITORING_S)
         worker.work(burst=burst, logging_level=logging_level)
 
 

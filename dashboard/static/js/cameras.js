@@ -48,6 +48,8 @@ const STATE_TEXT = {
   error: "error", stopped: "stopped", stalled: "stalled", waiting: "waiting",
 };
 
+const RUNNING = new Set(["starting", "live", "playing", "reconnecting", "stalled"]);
+
 function card(row) {
   const item = document.createElement("div");
   item.className = "camera-card";
@@ -65,11 +67,13 @@ function card(row) {
   item.querySelector(".kind").textContent = row.kind || "";
   item.querySelector("code").textContent = row.source || "";
   item.querySelector(".reason").textContent = row.reason;
-  const rate = rateText(row);
+  // rates and an overload warning are the present's: a camera that ended, stopped or failed has none
+  const running = RUNNING.has(row.state);
+  const rate = running ? rateText(row) : "";
   item.querySelector(".counts").textContent = `${row.sent} frame(s) sent${updated}${rate ? ` · ${rate} processed` : ""}` +
     (row.managed ? (row.loop ? " · loops" : "") : " · run outside this page (fervi ingest): stop it where it runs");
   const warning = item.querySelector(".overload");
-  warning.textContent = [overloadText(row), row.clock || ""].filter(Boolean).join(" ");
+  warning.textContent = [running ? overloadText(row) : "", row.clock || ""].filter(Boolean).join(" ");
   warning.hidden = !warning.textContent;
   const actions = item.querySelector(".actions");
   const open = document.createElement("a");

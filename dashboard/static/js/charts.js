@@ -40,7 +40,7 @@ const area = new Chart(document.getElementById("area"), {
   data: { labels: [], datasets: [...EMOTIONS.map((e) => ({ label: e, data: [], fill: true, backgroundColor: COLORS[e], borderColor: COLORS[e], pointRadius: 0, tension: 0.2 })),
     { label: NOT_OBSERVED.label, data: [], fill: true, backgroundColor: hatch(NOT_OBSERVED.color), borderColor: NOT_OBSERVED.color,
       borderDash: [5, 4], borderWidth: 1.5, pointRadius: 0, stepped: true }] },
-  options: { animation: false, maintainAspectRatio: false, scales: { y: { stacked: true, title: { display: true, text: "share of face-time" }, max: 1 }, x: { ticks: { maxTicksLimit: 8 } } } },
+  options: { animation: false, maintainAspectRatio: false, scales: { y: { stacked: true, title: { display: true, text: "share of face-time" }, min: 0, max: 1 }, x: { ticks: { maxTicksLimit: 8 } } } },
 });
 const donut = new Chart(document.getElementById("donut"), {
   type: "doughnut",
@@ -138,6 +138,8 @@ const trackRows = new Map();  // track id -> its row
 function drawTracks(tracks) {
   const body = document.querySelector("#tracks tbody");
   const shown = tracks.slice(0, 20);
+  document.getElementById("tracks-cut").textContent =
+    tracks.length > shown.length ? ` The newest ${shown.length} of ${tracks.length} are listed.` : "";
   for (const [id, row] of trackRows) {
     if (!shown.some((t) => t.id === id)) { row.remove(); trackRows.delete(id); }
   }

@@ -193,6 +193,7 @@ export class Tile {
   // No picture and no faces (a browser camera its user stopped); `note` in the header.
   clear(note = "") {
     this.image = null; this.imageSeq = null; this.tracks = null; this.recent.clear();
+    this.rates = null; this.showWarning();  // a stopped camera is skipping nothing
     this.draw();
     this.meta.textContent = note;
   }

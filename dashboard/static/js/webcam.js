@@ -20,8 +20,19 @@ const sendShare = () => {
     document.body.dataset.shared = ack && ack.ok ? String(ack.shared) : "";
   });
 };
-share.addEventListener("change", sendShare);
-title.addEventListener("change", () => { if (share.checked) sendShare(); });  // a new name shows on the wall
+// the name and the share box last as long as the tab (as its camera does): a reload keeps them
+try {
+  title.value = sessionStorage.getItem("fervi-camera-title") ?? title.value;
+  share.checked = sessionStorage.getItem("fervi-camera-shared") === "1";
+} catch (err) { /* storage blocked: the defaults */ }
+const remember = () => {
+  try {
+    sessionStorage.setItem("fervi-camera-title", title.value);
+    sessionStorage.setItem("fervi-camera-shared", share.checked ? "1" : "0");
+  } catch (err) { /* storage blocked */ }
+};
+share.addEventListener("change", () => { remember(); sendShare(); });
+title.addEventListener("change", () => { remember(); if (share.checked) sendShare(); });  // a new name shows on the wall
 
 const start = () => startWebcam(socket, video, (ack) => {
   if (ack && ack.camera && ack.camera !== camera) {
