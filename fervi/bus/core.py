@@ -208,6 +208,8 @@ class BusCore:
     def __init__(self, client: Client, jobs: Client | None = None):
         self.redis = client
         self.cluster = isinstance(client, redis.RedisCluster)
+        self._poll_s = CLUSTER_IDLE_POLL_S  # a cluster's stream reads: the idle poll's interval now
+        self._empty_poll_at: float | None = None  # when the last poll found nothing (monotonic)
         self._jobs = jobs
         self._add_frame = register_script(client, scripts.ADD_FRAME)
         self._publish = register_script(client, scripts.PUBLISH_RESULT)
@@ -276,15 +278,19 @@ class BusCore:
         """XREAD (or XREADGROUP with `group` = (group, consumer)) of several streams, as redis-py replies.
         On a cluster a multi-key read must stay in one slot and each camera has its own: one read per stream,
         pipelined (a round trip per node), polled up to `block_ms` while empty: after CLUSTER_IDLE_POLL_S,
-        then twice as long each time up to CLUSTER_IDLE_POLL_MAX_S (an idle reader's cost is a few reads of
-        its streams a second)."""
+        then twice as long each time up to CLUSTER_IDLE_POLL_MAX_S, from one call to the next (an idle
+        reader's cost is at most 5 reads of each of its streams a second), and back to CLUSTER_IDLE_POLL_S
+        as soon as anything comes."""
         if not self.cluster:
             if group:
                 return self.redis.xreadgroup(group[0], group[1], streams, count=count, block=block_ms)
             return self.redis.xread(streams, count=count, block=block_ms)
         deadline = time.monotonic() + (block_ms or 0) / 1000
-        poll_s = CLUSTER_IDLE_POLL_S
         while True:
+            if block_ms and self._empty_poll_at is not None:  # idle: not sooner than the interval reached
+                wait = min(self._empty_poll_at + self._poll_s, deadline) - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
             pipe = self.redis.pipeline(transaction=False)
             for key, position in streams.items():
                 if group:
@@ -292,10 +298,13 @@ class BusCore:
                 else:
                     pipe.xread({key: position}, count=count)
             reply = [r for part in pipe.execute() if part for r in _stream_items(part)]
-            if reply or time.monotonic() >= deadline:
+            if reply:
+                self._poll_s, self._empty_poll_at = CLUSTER_IDLE_POLL_S, None
                 return reply
-            time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
-            poll_s = min(2 * poll_s, CLUSTER_IDLE_POLL_MAX_S)  # idle: ask less often, up to 5 times a second
+            self._empty_poll_at = time.monotonic()
+            if self._empty_poll_at >= deadline:
+                return reply
+            self._poll_s = min(2 * self._poll_s, CLUSTER_IDLE_POLL_MAX_S)  # idle: ask less often, up to 5 a second
 
     def _read_after(
         self, key_of: Callable[[str], str], positions: dict[str, str], count: int, block_ms: int
