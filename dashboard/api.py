@@ -87,7 +87,8 @@ def register_charts(app: Flask, bus: Bus) -> None:
         return jsonify(
             series=bus.emotion_series(camera, resolution, now - seconds, now),
             totals=bus.emotion_totals(camera, resolution, now - seconds, now),
-            tracks=bus.tracks(camera, now - seconds, 50),
+            tracks=bus.tracks(camera, now - seconds, 50),  # the newest 50
+            track_count=bus.track_count(camera, now - seconds),  # and how many there were
             active=bus.active_faces(camera),
         )
 

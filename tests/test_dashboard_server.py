@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 from fervi.dashboard.app import create_app
@@ -164,3 +165,24 @@ def test_an_unreachable_redis_is_one_line_not_a_traceback():
     assert result.exit_code == 1
     assert "cannot reach Redis at redis://:***@127.0.0.1:1/0 (FERVI_REDIS_URL)" in result.output
     assert "Traceback" not in result.output and "secret" not in result.output
+
+
+def test_the_charts_say_how_many_faces_a_range_had_not_just_the_50_listed(app_client, redis_url):
+    """A new user saw '50 face track(s)' for a range with about 130: the list is the newest 50, the count all."""
+    import numpy as np
+
+    from fervi.bus import Bus
+    from fervi.faces import Faces
+    from fervi.protocol import TrackEntry
+    from fervi.tracking import FaceTracker
+
+    bus, tracker, now = Bus.from_url(redis_url), FaceTracker(confirm_s=0.0), time.time() - 70
+    happy = np.eye(7, dtype=np.float32)[3][None]
+    for seq in range(60):  # a new face every second, far from the last one: 60 tracks
+        box = np.array([[seq * 1000, 10, 80, 80]], np.float32)
+        frame = tracker.update(seq, now + seq, Faces(box, np.ones(1), happy))
+        entry = TrackEntry("crowd", seq, seq, now + seq, now + seq, 640, 480, frame.faces)
+        bus.publish_tracks("crowd", [(entry, frame)], 1000)
+    bus.register_camera("crowd")
+    reply = app_client.get("/api/series/crowd?seconds=120&token=t0ken").get_json()
+    assert len(reply["tracks"]) == 50 and reply["track_count"] == 60

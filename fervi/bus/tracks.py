@@ -275,6 +275,13 @@ class Tracks(BusCore):
         series = self.emotion_series(camera, resolution, start, end)
         return {e: round(sum(series[e]), 3) for e in EMOTIONS}
 
+    def track_count(self, camera: str, since: float = 0.0) -> int:
+        """How many tracks of a camera were seen since `since` (all of them, where `tracks` lists a few)."""
+        try:
+            return int(sync(self.redis.zcount(track_index_key(camera), since, "+inf")))
+        except redis.ResponseError:
+            return 0
+
     def tracks(self, camera: str, since: float = 0.0, limit: int = 200) -> list[dict[str, Any]]:
         """Tracks of a camera seen since `since`, newest first: id, start, end, frames, dominant, seconds."""
         try:

@@ -114,7 +114,7 @@ async function refresh() {
   document.getElementById("totals").innerHTML = EMOTIONS.map((e) =>
     `<li><i style="background:${COLORS[e]}"></i>${e} ${faceSeconds ? Math.round((100 * data.totals[e]) / faceSeconds) : 0}%` +
     ` <span class="hint">${data.totals[e].toFixed(1)} s</span></li>`).join("");
-  drawTracks(data.tracks);
+  drawTracks(data.tracks, data.track_count ?? data.tracks.length);
   for (const t of data.tracks) trackStarts.set(t.id, t.start);
   if (timeline.track !== null && trackStarts.has(timeline.track) && timeline.t0 !== trackStarts.get(timeline.track)) {
     timeline.t0 = trackStarts.get(timeline.track);  // the face appeared before this page opened
@@ -123,7 +123,7 @@ async function refresh() {
   const summary = document.getElementById("summary");
   const unobserved = s.unobserved.reduce((a, b) => a + b, 0);
   summary.textContent = `${faceSeconds.toFixed(1)} face-seconds in the last ${range.selectedOptions[0].text.replace("last ", "")} · ` +
-    `${data.tracks.length} face track(s) · ${data.active} face(s) now` +
+    `${data.track_count ?? data.tracks.length} face track(s) · ${data.active} face(s) now` +
     (unobserved >= 1 ? ` · not observed for ${span(unobserved)} (workers behind, or the camera restarted): not counted as "no face"` : "") +
     (firstRecord > 0 ? ` · no record before ${clock(s.t[firstRecord])}` : firstRecord < 0 ? " · no record in this range" : "");
   summary.dataset.faceSeconds = faceSeconds.toFixed(2);
@@ -135,11 +135,11 @@ async function refresh() {
 // The faces table keeps one row per face across refreshes, updated in place: a click is never lost to a
 // table rebuilt under the pointer.
 const trackRows = new Map();  // track id -> its row
-function drawTracks(tracks) {
+function drawTracks(tracks, count) {
   const body = document.querySelector("#tracks tbody");
   const shown = tracks.slice(0, 20);
   document.getElementById("tracks-cut").textContent =
-    tracks.length > shown.length ? ` The newest ${shown.length} of ${tracks.length} are listed.` : "";
+    count > shown.length ? ` The newest ${shown.length} of ${count} are listed.` : "";
   for (const [id, row] of trackRows) {
     if (!shown.some((t) => t.id === id)) { row.remove(); trackRows.delete(id); }
   }
