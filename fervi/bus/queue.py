@@ -25,6 +25,7 @@ ENDED = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED)
 
 
 JOB_MONITORING_S = 5  # how often an RQ worker renews its heartbeat while its work-horse runs a job
+HEARTBEAT_MARGIN_S = 20  # how long past its next heartbeat a job is taken for abandoned (RQ's own: 60 s)
 
 
 @dataclass
@@ -112,8 +113,8 @@ class VideoQueue(Queue):
 
     def work(self, name: str, burst: bool = False, logging_level: str = "INFO") -> None:
         """Run the queue's jobs in this process (an RQ worker) until stopped, or until empty with `burst`."""
-        # the work-horse's heartbeat every JOB_MONITORING_S: RQ retries the segment of a worker that vanished
-        # whole once it is JOB_MONITORING_S + 60 s old (RQ's margin), about 65 s instead of RQ's default 90
+        # the work-horse's heartbeat every JOB_MONITORING_S: the segment of a worker that vanished whole is
+        # retried once its heartbeat is JOB_MONITORING_S + HEARTBEAT_MARGIN_S old, 25 s instead of RQ's 90
         worker = VideoWorker([self], connection=self.connection, name=name, job_monitoring_interval=JOB_MONITORING_S)
         worker.work(burst=burst, logging_level=logging_level)
 
@@ -177,6 +178,15 @@ class VideoWorker(Worker):
     fork. A stop that arrives in between (a video canceled the moment its job starts) found the worker's own
     group and killed the worker, and with it every process of that group: the queue then stood still. Such a
     horse is killed alone."""
+
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        """RQ's heartbeat TTL with FERVI's margin (HEARTBEAT_MARGIN_S, not RQ's fixed 60 s): a job whose
+        worker vanished (kill -9, a lost host) is found abandoned that much after its last heartbeat. The
+        heartbeat comes from the worker's own loop every JOB_MONITORING_S, whatever the work-horse does."""
+        if job.timeout and job.timeout > 0:
+            left = job.timeout - self.current_job_working_time
+            return int(min(left, self.job_monitoring_interval)) + HEARTBEAT_MARGIN_S
+        return int(self.job_monitoring_interval) + HEARTBEAT_MARGIN_S
 
     def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
         try:
