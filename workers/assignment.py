@@ -20,15 +20,23 @@ from collections.abc import Iterable, Mapping
 HOT_HELPERS = 3  # workers that help a hot camera besides its owner
 
 
-def _unit(camera: str, worker: str) -> float:
-    """A hash of the pair in (0, 1), the same on every host and Python (not `hash`, which is salted)."""
-    digest = hashlib.blake2b(f"{camera}\0{worker}".encode(), digest_size=8).digest()
-    return (int.from_bytes(digest, "big") + 0.5) / 2**64
+def _prefix(camera: str) -> hashlib.blake2b:
+    """The camera's half of the pair's hash, to be copied for each worker (`_score`)."""
+    return hashlib.blake2b(f"{camera}\0".encode(), digest_size=8)
+
+
+def _score(prefix: hashlib.blake2b, worker: str, weight: float) -> float:
+    """-weight / ln(u), u a hash of (camera, worker) in (0, 1): the same on every host and Python (not `hash`,
+    which is salted)."""
+    pair = prefix.copy()
+    pair.update(worker.encode())
+    return -max(weight, 1e-9) / math.log((int.from_bytes(pair.digest(), "big") + 0.5) / 2**64)
 
 
 def ranking(camera: str, workers: Mapping[str, float]) -> list[str]:
     """The live workers in the camera's order of preference: its owner first."""
-    scores = {w: -max(weight, 1e-9) / math.log(_unit(camera, w)) for w, weight in workers.items()}
+    prefix = _prefix(camera)
+    scores = {w: _score(prefix, w, weight) for w, weight in workers.items()}
     return sorted(scores, key=lambda w: (-scores[w], w))
 
 
@@ -36,12 +44,6 @@ def owner(camera: str, workers: Mapping[str, float]) -> str | None:
     """The camera's owner, the first of its `ranking`, found without sorting."""
     best = Owners._best(camera, workers.items())
     return best[1] or None
-
-
-def _score(prefix, worker: str, weight: float) -> float:
-    pair = prefix.copy()
-    pair.update(worker.encode())
-    return -max(weight, 1e-9) / math.log((int.from_bytes(pair.digest(), "big") + 0.5) / 2**64)
 
 
 def _better(score: float, worker: str, than: tuple[float, str] | None) -> bool:
@@ -64,14 +66,14 @@ class Owners:
         cameras = set(cameras)
         for camera in set(self.best) - cameras:
             del self.best[camera]
-        redo = [c for c in cameras if c not in self.best or self.best[c][1] in changed]
-        kept = [c for c in self.best if c not in set(redo)]
+        redo = {c for c in cameras if c not in self.best or self.best[c][1] in changed}
+        kept = [c for c in self.best if c not in redo]
         self.workers = dict(workers)
         for camera in redo:
             self.best[camera] = self._best(camera, self.workers.items())
         if joined:
             for camera in kept:
-                prefix = hashlib.blake2b(f"{camera}\0".encode(), digest_size=8)
+                prefix = _prefix(camera)
                 for w in joined:
                     score = _score(prefix, w, self.workers[w])
                     if _better(score, w, self.best[camera]):
@@ -81,7 +83,7 @@ class Owners:
 
     @staticmethod
     def _best(camera: str, workers: Iterable[tuple[str, float]]) -> tuple[float, str]:
-        prefix = hashlib.blake2b(f"{camera}\0".encode(), digest_size=8)
+        prefix = _prefix(camera)
         best: tuple[float, str] | None = None
         for w, weight in workers:
             score = _score(prefix, w, weight)
