@@ -16,10 +16,12 @@ Redis CPU per frame is what carries to other machines: cameras per Redis core = 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -171,9 +173,10 @@ def step(url: str, count: int, fps: float, seconds: float, producers: int, consu
     return result
 
 
-def run_topology(
-    topology: str, counts: list[int], fps: float, seconds: float, producers: int, consumers: int, jpeg: bytes, on_step
-) -> list[dict]:
+@contextlib.contextmanager
+def fresh_server(topology: str) -> Iterator[str]:
+    """A new embedded server of the topology ("single": one Redis without AOF; "cluster": 3 primaries), its
+    URL while the block runs, and nothing of it left after."""
     with tempfile.TemporaryDirectory() as tmp:
         server: EmbeddedCluster | EmbeddedRedis
         if topology == "cluster":
@@ -181,16 +184,23 @@ def run_topology(
         else:
             server = EmbeddedRedis(Path(tmp) / "redis", appendonly=False).start()
         try:
-            steps = []
-            for count in counts:
-                result = {"topology": topology, **step(server.url, count, fps, seconds, producers, consumers, jpeg)}
-                on_step(result)
-                steps.append(result)
-                if result["knee"]:
-                    break
-            return steps
+            yield server.url
         finally:
             server.stop()
+
+
+def run_topology(
+    topology: str, counts: list[int], fps: float, seconds: float, producers: int, consumers: int, jpeg: bytes, on_step
+) -> list[dict]:
+    with fresh_server(topology) as url:
+        steps = []
+        for count in counts:
+            result = {"topology": topology, **step(url, count, fps, seconds, producers, consumers, jpeg)}
+            on_step(result)
+            steps.append(result)
+            if result["knee"]:
+                break
+        return steps
 
 
 def main() -> None:

@@ -30,19 +30,17 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fervi.bench.capacity import camera_names, server_stats
+from fervi.bench.capacity import camera_names, fresh_server, server_stats
 from fervi.bench.harness import machine_info
 from fervi.workers.worker import Worker
 
 from fervi.bus import Bus, connect
-from fervi.embedded import EmbeddedCluster, EmbeddedRedis
 from fervi.faces import Faces
 from fervi.protocol import Frame
 from fervi.settings import load_settings
@@ -207,16 +205,8 @@ def cell(url: str, workers: int, count: int, fps: float, seconds: float, idle_s:
 
 def run_cell(topology: str, workers: int, count: int, fps: float, seconds: float, idle_s: float) -> dict:
     """One cell on a fresh server: no consumers, heartbeats or results left by the previous one."""
-    with tempfile.TemporaryDirectory() as tmp:
-        server: EmbeddedCluster | EmbeddedRedis
-        if topology == "cluster":
-            server = EmbeddedCluster(Path(tmp) / "cluster", masters=3).start()
-        else:
-            server = EmbeddedRedis(Path(tmp) / "redis", appendonly=False).start()
-        try:
-            return {"topology": topology, **cell(server.url, workers, count, fps, seconds, idle_s)}
-        finally:
-            server.stop()
+    with fresh_server(topology) as url:
+        return {"topology": topology, **cell(url, workers, count, fps, seconds, idle_s)}
 
 
 def ints(text: str) -> list[int]:

@@ -8,6 +8,20 @@ import subprocess
 import sys
 
 
+def run_bench_module(module: str, args: list[str], tmp_path) -> dict:
+    """`python -m <module> <args> --out FILE` in `tmp_path`, checked to exit 0; the JSON it wrote."""
+    out = tmp_path / "report.json"
+    run = subprocess.run(
+        [sys.executable, "-m", module, *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
 def test_bench_quick_prints_one_json_object(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "FERVI_REDIS_URL"}
     env["FERVI_HOME"] = str(tmp_path / "home")
@@ -32,34 +46,8 @@ def test_bench_quick_prints_one_json_object(tmp_path):
 
 def test_capacity_bench_drives_cameras_through_one_redis_and_a_cluster(tmp_path):
     """The capacity bench's own run, small: every step reports what docs/scaling.md is built from."""
-    import json
-    import subprocess
-    import sys
-
-    out = tmp_path / "capacity.json"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fervi.bench.capacity",
-            "--cameras",
-            "2,4",
-            "--seconds",
-            "2",
-            "--producers",
-            "1",
-            "--consumers",
-            "1",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    report = json.loads(out.read_text())
+    args = ["--cameras", "2,4", "--seconds", "2", "--producers", "1", "--consumers", "1"]
+    report = run_bench_module("fervi.bench.capacity", args, tmp_path)
     assert set(report["runs"]) == {"single", "cluster"}
     for steps in report["runs"].values():
         assert [s["cameras"] for s in steps] == [2, 4]
@@ -73,17 +61,8 @@ def test_capacity_bench_drives_cameras_through_one_redis_and_a_cluster(tmp_path)
 def test_worker_scaling_bench_runs_production_workers_per_cell(tmp_path):
     """The workers x cameras bench, one small cell per topology: real `Worker` processes (null pipeline) are
     all up, frames come back as results, and the busy and idle figures of issue #28 are there."""
-    out = tmp_path / "worker_scaling.json"
-    args = ["--workers", "2", "--cameras", "3", "--fps", "30", "--seconds", "2", "--idle", "1", "--out", str(out)]
-    run = subprocess.run(
-        [sys.executable, "-m", "fervi.bench.worker_scaling", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    report = json.loads(out.read_text())
+    args = ["--workers", "2", "--cameras", "3", "--fps", "30", "--seconds", "2", "--idle", "1"]
+    report = run_bench_module("fervi.bench.worker_scaling", args, tmp_path)
     assert set(report["cells"]) == {"single", "cluster"}
     for cells in report["cells"].values():
         [cell] = cells
