@@ -69,7 +69,9 @@ const when = (t) => new Date(t * 1000);
 // a range of a day or more spans two dates: its labels carry the date
 const clock = (t) => (minutes() >= 1440 ? when(t).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" })
   : when(t).toLocaleTimeString());
-const span = (s) => (s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(0)} s`);
+// a face on camera for 0.4 s reads "0.4 s", not "0 s"
+const span = (s) => (s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${(s / 60).toFixed(1)} min` :
+  `${s.toFixed(s >= 10 ? 0 : 1)} s`);
 
 async function refresh() {
   if (!camera) return;
