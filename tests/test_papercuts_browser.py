@@ -233,6 +233,26 @@ def test_the_charts_tell_not_observed_from_neutral_follow_a_face_with_points_and
         assert page.locator("#track-title").inner_text().startswith("Face #1: ")
 
 
+def test_the_newest_face_chart_shows_the_face_from_its_start_not_from_when_the_page_opened(page, dashboard):
+    """Before: the live chart drew only the points received since the page opened (at most 300), so a face on
+    camera for minutes showed its last seconds. Now its earlier points come from the tracks stream."""
+    with Writer(dashboard["bus"], "early", lambda seq: faces_of([(1, HAPPY)]), every_s=0.15):
+        time.sleep(4)  # the face is on camera before the page opens
+        opened = time.time()
+        page.goto(dashboard["url"] + "/charts?camera=early&minutes=2")
+        page.wait_for_function("() => Number(document.getElementById('newest-title').dataset.points) > 1")
+        page.wait_for_function(
+            "(opened) => Number(document.getElementById('newest-title').dataset.from) < opened - 3",
+            arg=opened,
+            timeout=10000,
+        )
+        # and the points the page receives follow them
+        points = int(page.locator("#newest-title").get_attribute("data-points"))
+        page.wait_for_function(
+            "(n) => Number(document.getElementById('newest-title').dataset.points) > n", arg=points, timeout=10000
+        )
+
+
 def panel_in_view(page) -> bool:
     return page.evaluate(
         """() => { const box = document.getElementById('track-panel').getBoundingClientRect();

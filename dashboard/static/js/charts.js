@@ -291,11 +291,41 @@ function followNewest(ts) {
     if (timeline.track !== newest) {
       timeline.track = newest; timeline.t0 = trackStarts.get(newest) ?? recentFaces.get(newest).points[0].t;
       title.textContent = `Newest face #${newest}: smoothed probabilities`;
+      backfill(camera, newest);
     }
     timeline.points = recentFaces.get(newest).points;
   }
   title.dataset.points = timeline.points.length;
+  title.dataset.from = timeline.points.length ? timeline.points[0].t : "";
   plot(line, timeline.points, timeline.t0);
+}
+// A face followed from its start, not from when the page opened: its earlier points come from the tracks
+// stream (`/api/tracks/<camera>/<id>`, once it is a confirmed track), before the points the page received.
+async function backfill(cam, id) {
+  const response = await fetch(withToken(`/api/tracks/${encodeURIComponent(cam)}/${id}`)).catch(() => null);
+  const face = recentFaces.get(id);
+  if (!response || !response.ok || !face || cam !== camera) return;
+  const data = await response.json().catch(() => null);
+  if (!data || !Array.isArray(data.points)) return;
+  const first = face.points.length ? face.points[0].t : Infinity;
+  const earlier = data.points.filter((p) => p.t < first).map((p) => ({ t: p.t, probs: p.probs }));
+  face.points = earlier.concat(face.points);
+  if (timeline.track === id) {
+    timeline.t0 = data.track.start ?? timeline.t0;
+    timeline.points = face.points;
+    const title = document.getElementById("newest-title");
+    title.dataset.points = face.points.length;
+    title.dataset.from = face.points.length ? face.points[0].t : "";
+    plot(line, timeline.points, timeline.t0);
+  }
+}
+// A face's points for the live chart: all of them, its older ones thinned to every other as they pile up
+// (a face on camera for an hour keeps its whole history at a coarser step, its newest seconds in full).
+const LIVE_POINTS = 600, LIVE_FULL = 200;
+function thinned(points) {
+  if (points.length <= LIVE_POINTS) return points;
+  const old = points.slice(0, -LIVE_FULL).filter((_, i) => i % 2 === 0);
+  return old.concat(points.slice(-LIVE_FULL));
 }
 socket.on("tracks", (msg) => {
   if (msg.camera !== camera) return;
@@ -303,7 +333,7 @@ socket.on("tracks", (msg) => {
     if (face.track === undefined) continue;
     const known = recentFaces.get(face.track) || { points: [], seenAt: msg.ts };
     known.points.push({ t: msg.ts, probs: face.smooth || face.probs });
-    if (known.points.length > 300) known.points.shift();
+    known.points = thinned(known.points);
     known.seenAt = msg.ts;
     recentFaces.set(face.track, known);
   }
