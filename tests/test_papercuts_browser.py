@@ -253,6 +253,48 @@ def test_the_newest_face_chart_shows_the_face_from_its_start_not_from_when_the_p
         )
 
 
+def test_the_newest_face_chart_never_follows_a_face_the_tracker_did_not_count(page, dashboard):
+    """A new user saw the chart jump to faces #50, #66, #128 that never were in the faces table: 0.2 s flashes,
+    with points in the tracks stream but no record (never confirmed). It follows the table's newest face."""
+
+    def faces_at(seq: int) -> Faces:  # id 900 in every frame from the 10th: points, but no record
+        return faces_of([(1, HAPPY)] + ([(900, probs(neutral=0.9))] if seq >= 10 else []))
+
+    with Writer(dashboard["bus"], "flash", faces_at, every_s=0.15):
+        page.goto(dashboard["url"] + "/charts?camera=flash&minutes=2")
+        title = "Newest face #1: smoothed probabilities"
+        page.wait_for_function("(t) => document.getElementById('newest-title').textContent === t", arg=title)
+        time.sleep(3)  # by now id 900 has had a dozen frames
+        for _ in range(5):
+            assert page.locator("#newest-title").inner_text() == title
+            time.sleep(0.3)
+
+
+def test_an_ended_camera_is_not_observed_after_its_end_and_shows_its_last_face(page, dashboard):
+    """A new user saw an ended camera's time after its last record left blank (not "not observed", as the time
+    before its first record is) and its newest-face chart empty. Here a camera recorded 3 s, 40 s ago."""
+    bus, camera = dashboard["bus"], "over"
+    bus.register_camera(camera)
+    started = time.time() - 40
+    track = Track(1, np.array([60, 120, 120, 120], np.float32), HAPPY, started, started)
+    for seq in range(1, 21):
+        ts = started + 0.15 * seq
+        faces = faces_of([(1, HAPPY)])
+        track.last_seen, track.frames = ts, seq
+        track.emotion_seconds = track.emotion_seconds + HAPPY * 0.15
+        entry = TrackEntry(camera, seq, seq, ts - 0.05, ts, 640, 480, faces)
+        frame = FrameTracks(seq, ts, 0.15, faces, [], [], HAPPY.astype(np.float64) * 0.15)
+        bus.publish_tracks(camera, [(entry, frame)], 1000, still_open=[track])
+    page.goto(dashboard["url"] + "/charts?camera=over&minutes=2")
+    page.wait_for_function("() => document.getElementById('summary').textContent.includes('the camera ended at')")
+    summary = page.locator("#summary").inner_text()
+    assert "no record before" in summary
+    # its last face is named, though no frame comes live (its points come from the tracks stream: the test
+    # above; these entries, written now with old times, are not where that looks)
+    title = "Newest face #1: smoothed probabilities"
+    page.wait_for_function("(t) => document.getElementById('newest-title').textContent === t", arg=title)
+
+
 def panel_in_view(page) -> bool:
     return page.evaluate(
         """() => { const box = document.getElementById('track-panel').getBoundingClientRect();

@@ -89,14 +89,16 @@ async function refresh() {
   const sum = (name, i) => s[name].slice(i, i + step).reduce((a, b) => a + b, 0);
   // time with no record at all (before the camera existed, or while nothing sent it frames) is not observed
   // either; the newest seconds the tracker has not recorded yet are left blank, not called unobserved
+  // a camera that ended was not watched after its last record either
   const recorded = s.t.map((_, i) => s.observed[i] + s.unobserved[i] > 0);
   const firstRecord = recorded.indexOf(true), lastRecord = recorded.lastIndexOf(true);
+  const ended = known.some((c) => c.camera === camera && !c.live);
   for (let i = 0; i < s.t.length; i += step) {
     const sums = EMOTIONS.map((e) => sum(e, i));
     const total = sums.reduce((a, b) => a + b, 0);
     const observed = sum("observed", i), unobserved = sum("unobserved", i);
     labels.push(clock(s.t[i]));
-    if (observed + unobserved === 0 && i > lastRecord && lastRecord >= 0) {
+    if (observed + unobserved === 0 && i > lastRecord && lastRecord >= 0 && !ended) {
       shares.forEach((share) => share.push(null));
       continue;
     }
@@ -118,16 +120,14 @@ async function refresh() {
     ` <span class="hint">${data.totals[e].toFixed(1)} s</span></li>`).join("");
   drawTracks(data.tracks, data.track_count ?? data.tracks.length);
   for (const t of data.tracks) trackStarts.set(t.id, t.start);
-  if (timeline.track !== null && trackStarts.has(timeline.track) && timeline.t0 !== trackStarts.get(timeline.track)) {
-    timeline.t0 = trackStarts.get(timeline.track);  // the face appeared before this page opened
-    plot(line, timeline.points, timeline.t0);
-  }
+  followNewest(Date.now() / 1000);  // a new face of the table, or the last face of a camera that ended
   const summary = document.getElementById("summary");
   const unobserved = s.unobserved.reduce((a, b) => a + b, 0);
   summary.textContent = `${faceSeconds.toFixed(1)} face-seconds in the last ${range.selectedOptions[0].text.replace("last ", "")} · ` +
     `${data.track_count ?? data.tracks.length} face track(s) · ${data.active} face(s) now` +
     (unobserved >= 1 ? ` · not observed for ${span(unobserved)} (workers behind, or the camera restarted): not counted as "no face"` : "") +
-    (firstRecord > 0 ? ` · no record before ${clock(s.t[firstRecord])}` : firstRecord < 0 ? " · no record in this range" : "");
+    (firstRecord > 0 ? ` · no record before ${clock(s.t[firstRecord])}` : firstRecord < 0 ? " · no record in this range" : "") +
+    (ended && lastRecord >= 0 && lastRecord < s.t.length - 1 ? ` · the camera ended at ${clock(s.t[lastRecord])}` : "");
   summary.dataset.faceSeconds = faceSeconds.toFixed(2);
   summary.dataset.unobservedSeconds = unobserved.toFixed(2);
   document.getElementById("range-note").textContent =
@@ -267,29 +267,30 @@ async function cameras() {
 select.addEventListener("change", () => {
   socket.emit("watch", { camera: select.value, leave: [camera] });
   camera = select.value; notice.textContent = "";
-  timeline.track = null; timeline.points = []; recentFaces.clear();  // the other camera's faces no longer show
+  timeline.track = null; timeline.points = []; recentFaces.clear(); trackStarts.clear();  // the other camera's faces no longer show
   line.data.datasets.forEach((d) => { d.data = []; }); line.update();
   document.getElementById("track-panel").hidden = true;
   document.getElementById("newest-title").textContent = NEWEST_TITLE;
   refresh();
 });
 range.addEventListener("change", refresh);
-// The live chart follows the newest face with points to draw: a face seen in one frame alone (a passer-by, a
-// detection that did not last) has none and would leave it empty; until one has two, it says so.
+// The live chart follows the newest face of the faces table: a confirmed track, never a passer-by's flash
+// that the tracker did not count (those take track ids too, but have no record); its points come live from
+// the tracks stream, its earlier ones from its record's timeline (`backfill`), so a camera that ended shows
+// its last face as well.
 const FACE_FORGOTTEN_S = 60;
 function followNewest(ts) {
   let newest = null;
-  for (const [id, face] of recentFaces) {
-    if (ts - face.seenAt > FACE_FORGOTTEN_S) recentFaces.delete(id);
-    else if (face.points.length >= 2 && (newest === null || id > newest)) newest = id;
-  }
+  for (const id of trackStarts.keys()) if (newest === null || id > newest) newest = id;
+  for (const [id, face] of recentFaces) if (ts - face.seenAt > FACE_FORGOTTEN_S && id !== newest) recentFaces.delete(id);
   const title = document.getElementById("newest-title");
   if (newest === null) {
-    title.textContent = `${NEWEST_TITLE}: no points yet`;
+    title.textContent = `${NEWEST_TITLE}: no face yet`;
     timeline.track = null; timeline.points = [];
   } else {
+    if (!recentFaces.has(newest)) recentFaces.set(newest, { points: [], seenAt: ts });
     if (timeline.track !== newest) {
-      timeline.track = newest; timeline.t0 = trackStarts.get(newest) ?? recentFaces.get(newest).points[0].t;
+      timeline.track = newest; timeline.t0 = trackStarts.get(newest);
       title.textContent = `Newest face #${newest}: smoothed probabilities`;
       backfill(camera, newest);
     }
