@@ -124,7 +124,8 @@ async function refresh() {
   const summary = document.getElementById("summary");
   const unobserved = s.unobserved.reduce((a, b) => a + b, 0);
   summary.textContent = `${faceSeconds.toFixed(1)} face-seconds in the last ${range.selectedOptions[0].text.replace("last ", "")} · ` +
-    `${data.track_count ?? data.tracks.length} face track(s) · ${data.active} face(s) now` +
+    // "now": the faces the table marks "(now)", its open tracks (a face hidden for a moment is still one)
+    `${data.track_count ?? data.tracks.length} face track(s) · ${ended ? 0 : data.tracks.filter((t) => t.open).length} face(s) now` +
     (unobserved >= 1 ? ` · not observed for ${span(unobserved)} (workers behind, or the camera restarted): not counted as "no face"` : "") +
     (firstRecord > 0 ? ` · no record before ${clock(s.t[firstRecord])}` : firstRecord < 0 ? " · no record in this range" : "") +
     (ended && lastRecord >= 0 && lastRecord < s.t.length - 1 ? ` · the camera ended at ${clock(s.t[lastRecord])}` : "");
