@@ -62,6 +62,16 @@ def dashboard(tmp_path_factory, redis_server):
         yield running
 
 
+def write_track_entry(bus: Bus, camera: str, seq: int, ts: float, faces: Faces, track: Track, step_s: float) -> None:
+    """One tracks entry of `camera` at `ts` with `faces`, `step_s` of happy face-time added to `track` (face 1),
+    whose record is kept open."""
+    track.last_seen, track.frames = ts, seq
+    track.emotion_seconds = track.emotion_seconds + HAPPY * step_s
+    entry = TrackEntry(camera, seq, seq, ts - 0.05, ts, 640, 480, faces)
+    frame = FrameTracks(seq, ts, step_s, faces, [], [], HAPPY.astype(np.float64) * step_s)
+    bus.publish_tracks(camera, [(entry, frame)], 1000, still_open=[track])
+
+
 class Writer:
     """Writes a camera's tracks entries every `every_s`, the faces of each from `faces_at(seq)`, and its preview
     frame every `preview_every` entries; track 1's record is kept open (the charts' list of faces)."""
@@ -78,13 +88,7 @@ class Writer:
         track = Track(1, np.array([60, 120, 120, 120], np.float32), HAPPY, started, started)
         while not self.stopped.is_set():
             seq += 1
-            now = time.time()
-            faces = self.faces_at(seq)
-            track.last_seen, track.frames = now, seq
-            track.emotion_seconds = track.emotion_seconds + HAPPY * self.every_s
-            entry = TrackEntry(self.camera, seq, seq, now - 0.05, now, 640, 480, faces)
-            frame = FrameTracks(seq, now, self.every_s, faces, [], [], HAPPY.astype(np.float64) * self.every_s)
-            self.bus.publish_tracks(self.camera, [(entry, frame)], 1000, still_open=[track])
+            write_track_entry(self.bus, self.camera, seq, time.time(), self.faces_at(seq), track, self.every_s)
             if seq % self.preview_every == 0:
                 self.bus.set_latest_frame(self.camera, seq, self.jpeg)
             self.stopped.wait(self.every_s)
@@ -278,13 +282,7 @@ def test_an_ended_camera_is_not_observed_after_its_end_and_shows_its_last_face(p
     started = time.time() - 40
     track = Track(1, np.array([60, 120, 120, 120], np.float32), HAPPY, started, started)
     for seq in range(1, 21):
-        ts = started + 0.15 * seq
-        faces = faces_of([(1, HAPPY)])
-        track.last_seen, track.frames = ts, seq
-        track.emotion_seconds = track.emotion_seconds + HAPPY * 0.15
-        entry = TrackEntry(camera, seq, seq, ts - 0.05, ts, 640, 480, faces)
-        frame = FrameTracks(seq, ts, 0.15, faces, [], [], HAPPY.astype(np.float64) * 0.15)
-        bus.publish_tracks(camera, [(entry, frame)], 1000, still_open=[track])
+        write_track_entry(bus, camera, seq, started + 0.15 * seq, faces_of([(1, HAPPY)]), track, 0.15)
     page.goto(dashboard["url"] + "/charts?camera=over&minutes=2")
     page.wait_for_function("() => document.getElementById('summary').textContent.includes('the camera ended at')")
     summary = page.locator("#summary").inner_text()

@@ -297,6 +297,10 @@ function followNewest(ts) {
     }
     timeline.points = recentFaces.get(newest).points;
   }
+  drawNewest();
+}
+function drawNewest() {
+  const title = document.getElementById("newest-title");
   title.dataset.points = timeline.points.length;
   title.dataset.from = timeline.points.length ? timeline.points[0].t : "";
   plot(line, timeline.points, timeline.t0);
@@ -312,13 +316,9 @@ async function backfill(cam, id) {
   const first = face.points.length ? face.points[0].t : Infinity;
   const earlier = data.points.filter((p) => p.t < first).map((p) => ({ t: p.t, probs: p.probs }));
   face.points = earlier.concat(face.points);
-  if (timeline.track === id) {
-    timeline.t0 = data.track.start ?? timeline.t0;
+  if (timeline.track === id) {  // its start (timeline.t0) is its record's, from the faces table
     timeline.points = face.points;
-    const title = document.getElementById("newest-title");
-    title.dataset.points = face.points.length;
-    title.dataset.from = face.points.length ? face.points[0].t : "";
-    plot(line, timeline.points, timeline.t0);
+    drawNewest();
   }
 }
 // A face's points for the live chart: all of them, its older ones thinned to every other as they pile up
