@@ -1,8 +1,9 @@
 """`fervi worker`: the loop around the worker core. Read a batch across cameras, analyse, publish, ack.
 
-Read with XREADGROUP BLOCK on every camera's stream (the camera list is refreshed while running), take
-over entries of silent workers with XAUTOCLAIM, skip stale live frames, dead-letter bad entries, and on
-SIGTERM finish the batch in hand before leaving.
+Read the cameras it is assigned (`assignment`, refreshed while running) with XREADGROUP: on one Redis an
+idle worker waits on its doorbell (one key that each frame of its cameras rings, `_read_rung`), on a
+cluster it polls its streams; take over entries of silent workers with XAUTOCLAIM, skip stale live frames,
+dead-letter bad entries, and on SIGTERM finish the batch in hand before leaving.
 
 Fair and even under overload: each batch takes FERVI_BATCH_FRAMES (a GPU worker: FERVI_GPU_BATCH_FRAMES)
 divided among the cameras with frames. A read takes up to READ_AHEAD frames per camera, all that came while
@@ -50,7 +51,11 @@ def lease_seconds(claim_timeout_s: float) -> float:
 
 READ_AHEAD = 64  # frames read per camera at once: what came while the worker was busy, for even thinning
 READ_BUDGET = 256  # frames read at once across cameras (their JPEGs are in memory until the batch is done)
+RECLAIM_CHUNK = 64  # cameras asked for idle entries in one round trip
 PREVIEW_EVERY_S = 0.1  # newest frame per camera for live displays, at most 10 a second
+BELL_SWEEP_S = 1.0  # with the doorbell, all its cameras are still read this often (a bell rang elsewhere)
+REASSERT_REFRESHES = 3  # with the doorbell, a camera's new owner sets its reader at this many refreshes more
+HELP_WAIT_MS = 50  # with the doorbell, how long a worker helping hot cameras (never rung) waits for a bell
 
 
 class Worker:
@@ -94,6 +99,12 @@ class Worker:
         self._hot_at = 0.0
         self._behind: set[str] = set()  # file cameras whose last read came back full
         self._idle = True  # its last read found nothing
+        # the doorbell (`Streams.bells`, one Redis): an idle worker waits on its bell, not on all its streams
+        self.bells = self.bus.bells
+        self._rings_me: set[str] = set()  # the cameras whose frames ring this worker (it set their reader)
+        self._reassert: dict[str, int] = {}  # cameras it owns lately -> refreshes left to set their reader again
+        self._unrung: set[str] = set()  # cameras to read at the next read without a bell (taken, full, rung)
+        self._bell_swept_at = 0.0  # when all its cameras were last read (monotonic)
         self._idle_at = 0.0  # when a read last found nothing (time.time()): it has capacity to spare
 
     # --- housekeeping ------------------------------------------------------------------------
@@ -121,6 +132,8 @@ class Worker:
                     len(self._names),
                 )
             self._owned, self._assigned_for, self._workers_seen = own, key, len(workers)
+        if self.bells:
+            self._ring_me(set(self._owned or ()))
         # hot cameras of others: helped only by a worker with capacity to spare (a read came back empty
         # lately); where every worker is busy, helping would only add reads
         spare = now - self._idle_at < 2 * CAMERA_REFRESH_S
@@ -136,12 +149,28 @@ class Worker:
             self._reclaim_until[camera] = now + self.settings.claim_timeout_s + RECLAIM_EVERY_S
         self.cameras = sorted(kept + taken)
         self._refreshed_at = now
+        if self.bells:  # cameras just taken are read at once
+            self._unrung |= set(taken)
         for camera in set(self._held) - set(self.cameras):  # given up: its pending entries go with it
             del self._held[camera]
         self._file_cameras &= set(self.cameras)
         if now - self._forgot_at > FORGET_DEAD_EVERY_S:
             self.bus.forget_dead_workers()
             self._forgot_at = now
+
+    def _ring_me(self, owned: set[str]) -> None:
+        """The doorbell: the frames of the cameras it owns ring it from now on. A worker that saw the workers
+        before the last one joined may set a camera's reader after its new owner did: a camera's new owner
+        sets it again at its next REASSERT_REFRESHES refreshes, a worker that gives a camera up hands its
+        reader to the new owner it sees (where it is still the reader), and a sweep of `_read_rung` sets it
+        whenever an own camera's frames did not ring."""
+        for camera in owned - self._rings_me:
+            self._reassert[camera] = REASSERT_REFRESHES + 1
+        self._reassert = {c: n - 1 for c, n in self._reassert.items() if c in owned and n > 0}
+        self.bus.ring_me(self.name, sorted(self._reassert))
+        given = {c: self._owners.best[c][1] for c in self._rings_me - owned if c in self._owners.best}
+        self.bus.hand_bells_over(self.name, given)
+        self._rings_me = owned
 
     def _reclaim(self, now: float) -> list[Entry]:
         """Entries idle past the claim timeout in another consumer's pending list become ours: on cameras just
@@ -157,18 +186,22 @@ class Worker:
             due = [c for c in self.cameras if self._reclaim_until.get(c, 0.0) >= now]
         self._reclaim_until = {c: t for c, t in self._reclaim_until.items() if t >= now}
         claimed: list[Entry] = []
-        for camera in due:
+        for start in range(0, len(due), RECLAIM_CHUNK):  # a round trip a chunk of cameras
             left = self.gather_frames - len(claimed)
             if left <= 0:  # a batch at most: the rest at the next step
                 self._claimed_at = 0.0
                 self._swept_at = 0.0 if len(due) == len(self.cameras) else self._swept_at
                 break
-            entries = self.bus.reclaim(self.name, camera, int(self.settings.claim_timeout_s * 1000), left)
-            if entries:
-                FRAMES_RECLAIMED.labels(metric_camera(camera)).inc(len(entries))
-                log.info("event=reclaimed worker=%s camera=%s frames=%d", self.name, camera, len(entries))
+            chunk = due[start : start + RECLAIM_CHUNK]
+            entries = self.bus.reclaim_many(self.name, chunk, int(self.settings.claim_timeout_s * 1000), left)
+            for camera, n in collections.Counter(entry.camera for entry in entries).items():
+                FRAMES_RECLAIMED.labels(metric_camera(camera)).inc(n)
+                log.info("event=reclaimed worker=%s camera=%s frames=%d", self.name, camera, n)
             claimed += entries
-        return claimed
+        # beyond a batch (each camera of a chunk may give `left`): still pending on this worker, for the next
+        for entry in claimed[self.gather_frames :]:
+            self._held.setdefault(entry.camera, collections.deque()).append(entry)
+        return claimed[: self.gather_frames]
 
     # --- one batch ---------------------------------------------------------------------------
     def per_camera(self, cameras: int | None = None) -> int:
@@ -191,7 +224,9 @@ class Worker:
             counts = collections.Counter(entry.camera for entry in got)
             self._behind = {c for c, n in counts.items() if n >= per_camera}
             entries += got
-        if live or (files and not entries):  # block only when nothing is at hand
+        if self.bells and not entries:  # nothing at hand: wait for a bell, then read the cameras that rang
+            entries += self._read_rung(per_camera)
+        elif live or (files and not entries):  # block only when nothing is at hand
             block_ms = None if entries else self._block_ms()
             # read ahead only when busy (frames came meanwhile, thinned evenly); an idle worker takes a share,
             # so a file that starts on it is not all pending on it before a helper can join (`_mark_hot`)
@@ -214,6 +249,46 @@ class Worker:
                 break
             entries += more
         return entries
+
+    def _read_rung(self, per_camera: int) -> list[Entry]:
+        """With the doorbell: wait up to FERVI_BLOCK_MS on this worker's one bell key, then read the cameras
+        that rang, those just taken, and those whose last read came back full, without blocking. A blocking
+        read of all its streams registers and releases the worker on each of them at every frame (the cost
+        that grew with its cameras); this costs the same for 1 camera or 1,000. Hot cameras it helps (their
+        frames ring their owner) are read at every turn, waiting HELP_WAIT_MS at most; every BELL_SWEEP_S all
+        its cameras are read (a camera whose reader key names another worker, still or for a moment)."""
+        readable = [c for c in self.cameras if not self._held.get(c)]
+        if not readable:
+            time.sleep(self.settings.block_ms / 1000)
+            return []
+        helping = set(self.cameras) - set(self._owned or ())
+        now = time.monotonic()
+        sweep = now - self._bell_swept_at >= BELL_SWEEP_S
+        wait_ms = 0 if sweep or self._unrung else min(self.settings.block_ms, HELP_WAIT_MS if helping else 10**9)
+        rung = self.bus.wait_for_bell(self.name, wait_ms, READ_BUDGET)
+        if rung is None or sweep:  # all of them: a spoilt bell, or the sweep
+            self._bell_swept_at = now
+            wanted = set(readable)
+        else:
+            wanted = (set(rung) | self._unrung | helping) & set(readable)
+        chosen = sorted(wanted)
+        self._unrung = set(chosen[READ_BUDGET:])  # the rest at the next read
+        chosen = chosen[:READ_BUDGET]
+        if not chosen and not rung:
+            return []
+        # busy: read ahead (thinned evenly); idle: a share and one more, which says whether more wait
+        ahead = not self._idle
+        count = max(1, min(READ_AHEAD, READ_BUDGET // max(1, len(chosen)))) if ahead else per_camera + 1
+        got = self.bus.read_rung(self.name, chosen, count, rung or [])
+        full = collections.Counter(entry.camera for entry in got)
+        self._unrung |= {c for c, n in full.items() if n >= count}  # more may wait: read again without a bell
+        if rung is None or wanted == set(readable):  # a sweep: an own camera with frames that did not ring
+            # this worker rings another (a worker with an older view of the workers set its reader last)
+            strays = set(full) & set(self._owned or ()) - set(rung or ())
+            self.bus.ring_me(self.name, sorted(strays))
+        files = {c for c in chosen if c in self._file_cameras}
+        self._behind = {c for c in files if full.get(c, 0) >= per_camera}
+        return self._hold_back(got, per_camera)
 
     def _window(self, cameras: list[str]) -> list[str]:
         """At most READ_BUDGET of `cameras`, a different window at each read, so every camera is read in turn."""
@@ -302,17 +377,20 @@ class Worker:
             BATCH_SECONDS.labels("detect").observe(timing.detect_ms / 1000)
             BATCH_SECONDS.labels("classify").observe(timing.classify_ms / 1000)
             BATCH_SECONDS.labels("analyse").observe(time.perf_counter() - started)
+            previews = []  # each camera's newest frame for live displays, in the same round trip
+            for work, result in zip(batch.work, results, strict=True):
+                if result.done_at - self._preview_at.get(result.camera, 0.0) >= PREVIEW_EVERY_S:
+                    previews.append((result.camera, result.seq, work.frame.jpeg))
+                    self._preview_at[result.camera] = result.done_at
             self.bus.publish_results(
                 [(result, work.entry.entry_id) for work, result in zip(batch.work, results, strict=True)],
                 self.settings.results_maxlen,
+                previews,
             )
-            for work, result in zip(batch.work, results, strict=True):
+            for result in results:
                 FRAMES_DONE.labels(metric_camera(result.camera)).inc()
                 FACES.labels(metric_camera(result.camera)).inc(len(result.faces))
                 LATENCY.observe(result.done_at - result.captured_at)
-                if result.done_at - self._preview_at.get(result.camera, 0.0) >= PREVIEW_EVERY_S:
-                    self.bus.set_latest_frame(result.camera, result.seq, work.frame.jpeg)
-                    self._preview_at[result.camera] = result.done_at
             self.frames_done += len(results)
             log.debug(
                 "event=batch worker=%s frames=%d faces=%d detect_ms=%.1f classify_ms=%.1f",
@@ -371,6 +449,7 @@ class Worker:
         self._names_version, self._assigned_for = None, ()  # and its camera set's version: read it again
         self.cameras = []
         self._held.clear()  # still pending in Redis: reclaimed after the claim timeout
+        self._rings_me.clear()  # the server may have lost its reader keys: set again on return
 
     def run(self) -> int:
         self.shutdown.install()

@@ -219,6 +219,7 @@ class BusCore:
         self._record_game = register_script(client, scripts.RECORD_GAME)
         self._renew_lease = register_script(client, scripts.RENEW_LEASE)
         self._release_lease = register_script(client, scripts.RELEASE_LEASE)
+        self._hand_over = register_script(client, scripts.HAND_OVER)
         self._add_source = register_script(client, scripts.ADD_SOURCE)
         self.untrusted = Untrusted()
 

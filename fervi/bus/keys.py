@@ -55,6 +55,17 @@ latest_frame_key = _per_camera("latest")
 source_state_key = _per_camera("source")
 # string with a TTL: the ingest supervisor that runs this camera (one across hosts)
 source_lease_key = _per_camera("source_lease")
+# string: the worker that owns the camera (workers/assignment.py): its frames ring that worker's bell
+reader_key = _per_camera("reader")
+BELLS = f"{PREFIX}:bell:"  # + worker: list of its cameras with new frames; + ":rung": the same, as a set
+
+
+def bell_key(worker: str) -> str:
+    return f"{BELLS}{worker}"
+
+
+def rung_key(worker: str) -> str:
+    return f"{BELLS}{worker}:rung"
 
 
 def aggregate_key(camera: str, resolution: str, bucket: int) -> str:

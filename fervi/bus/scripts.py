@@ -1,8 +1,12 @@
 """The bus's Lua scripts: each changes several keys of one hash tag atomically."""
 
-# KEYS: frames, seq counter, results. ARGV: maxlen (0 = no trim), then field, value, ...
+# KEYS: frames, seq counter, results, reader. ARGV: maxlen (0 = no trim), bell prefix ("" = none), camera,
+# then field, value, ...
 # A counter that is missing while the camera has frames or results (some client deleted it) starts again
 # after the newest seq in them: seqs are never given twice (the workers' once-only bitmap is keyed by seq).
+# The doorbell (one Redis only: its keys are the reader's, not the camera's): the camera's reader (the worker
+# that owns it) is rung once until it answers: its name goes on the reader's bell list when it is not in the
+# reader's rung set. Rung with pcall: a bell key some client spoilt never stops a frame.
 ADD_FRAME = """
 if redis.call('EXISTS', KEYS[2]) == 0 then
   local last = 0
@@ -23,8 +27,15 @@ if tonumber(ARGV[1]) > 0 then
   args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = ARGV[1]
 end
 args[#args + 1] = '*'; args[#args + 1] = 'seq'; args[#args + 1] = seq
-for i = 2, #ARGV do args[#args + 1] = ARGV[i] end
+for i = 4, #ARGV do args[#args + 1] = ARGV[i] end
 local id = redis.call('XADD', unpack(args))
+if ARGV[2] ~= '' then
+  local reader = redis.pcall('GET', KEYS[4])
+  if type(reader) == 'string' and #reader <= 200 then
+    local bell = ARGV[2] .. reader
+    if redis.pcall('SADD', bell .. ':rung', ARGV[3]) == 1 then redis.pcall('RPUSH', bell, ARGV[3]) end
+  end
+end
 return {seq, id}
 """
 
@@ -104,6 +115,16 @@ return was
 RENEW_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: a camera's reader. ARGV: the worker giving it up, its new reader. 1 if handed over, 0 if another
+# worker had become its reader meanwhile.
+HAND_OVER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
   return 1
 end
 return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import redis
@@ -17,6 +17,7 @@ from redis.typing import KeyT, StreamIdT
 from ..protocol import DeadLetter, Frame, ProtocolError, Result, check_camera
 from .core import BusCore, Entry, camera_name, decode, entry_fields, refuses_writes, stream_id, sync
 from .keys import (
+    BELLS,
     CAMERA_KEY_TYPES,
     CAMERAS,
     CAMERAS_VERSION,
@@ -27,11 +28,14 @@ from .keys import (
     SEEN_BLOCK,
     SEEN_TTL_S,
     WORKER_GROUP,
+    bell_key,
     camera_of,
     dead_letter_key,
     frames_key,
     latest_frame_key,
+    reader_key,
     results_key,
+    rung_key,
     seen_key,
     seq_key,
     stats_key,
@@ -100,11 +104,12 @@ class Streams(BusCore):
     # --- ingest ------------------------------------------------------------------------------
     def add_frame(self, frame: Frame, maxlen: int = 0) -> tuple[int, str]:
         """XADD a frame; Redis assigns its seq. `maxlen` > 0 trims the stream (live sources)."""
-        flat: list[Any] = [maxlen]
+        flat: list[Any] = [maxlen, "" if self.cluster else BELLS, frame.camera]
         for key, value in frame.to_fields().items():
             flat += [key, value]
         seq, entry_id = self._add_frame(
-            keys=[frames_key(frame.camera), seq_key(frame.camera), results_key(frame.camera)], args=flat
+            keys=[frames_key(frame.camera), seq_key(frame.camera), results_key(frame.camera), reader_key(frame.camera)],
+            args=flat,
         )
         return int(seq), decode(entry_id)
 
@@ -155,9 +160,84 @@ class Streams(BusCore):
         streams: dict[KeyT, StreamIdT] = {frames_key(c): ">" for c in cameras}
         return list(self._entries(self.read_streams(streams, count, block_ms, (WORKER_GROUP, consumer))))
 
+    # --- the doorbell (one Redis): a worker waits on one key for the cameras it owns, not on every stream ---
+    @property
+    def bells(self) -> bool:
+        """Whether frames ring their reader (one Redis; on a cluster a script cannot reach a worker's keys,
+        and workers poll their streams instead)."""
+        return not self.cluster
+
+    def ring_me(self, worker: str, cameras: list[str]) -> None:
+        """`worker` reads these cameras from now on: their frames ring its bell."""
+        if cameras and self.bells:
+            pipe = self.redis.pipeline(transaction=False)
+            for camera in cameras:
+                pipe.set(reader_key(camera), worker)
+            self.execute(pipe, "reader", worker)
+
+    def hand_bells_over(self, worker: str, new_readers: dict[str, str]) -> None:
+        """`worker` gives these cameras up: each one's frames ring its new reader from now on, unless some
+        other worker became its reader meanwhile."""
+        if new_readers and self.bells:
+            pipe = self.redis.pipeline(transaction=False)
+            for camera, new in new_readers.items():
+                self._hand_over(keys=[reader_key(camera)], args=[worker, new], client=pipe)
+            self.execute(pipe, "reader", worker)
+
+    def wait_for_bell(self, worker: str, wait_ms: int, most: int) -> list[str] | None:
+        """The cameras that rang `worker` (up to `most`), after waiting up to `wait_ms` for the first (0: not
+        at all), in one round trip. None when its bell keys were spoilt by some client: they are deleted (and
+        the caller reads all its streams)."""
+        pipe = self.redis.pipeline(transaction=False)
+        if wait_ms > 0:
+            pipe.blpop([bell_key(worker)], timeout=wait_ms / 1000)
+        pipe.lpop(bell_key(worker), most)
+        replies = pipe.execute(raise_on_error=False)
+        errors = [r for r in replies if isinstance(r, redis.ResponseError)]
+        if errors:
+            if refuses_writes(errors[0]):
+                raise errors[0]
+            self.untrusted.skip("bell", worker, str(errors[0]))
+            self.redis.delete(bell_key(worker), rung_key(worker))
+            return None
+        first = [replies[0][1]] if wait_ms > 0 and replies[0] else []
+        return sorted({decode(c) for c in [*first, *(replies[-1] or [])]})
+
+    def read_rung(self, consumer: str, cameras: list[str], count: int, answered: list[str]) -> list[Entry]:
+        """`read_frames` without waiting, after answering the bells of `answered` in the same round trip (a
+        frame that comes after the answer rings again; one before it is in this read)."""
+        pipe = self.redis.pipeline(transaction=False)
+        if answered:
+            pipe.srem(rung_key(consumer), *answered)
+        if cameras:
+            pipe.xreadgroup(WORKER_GROUP, consumer, {frames_key(c): ">" for c in cameras}, count=count)
+        replies = pipe.execute(raise_on_error=False)
+        if answered and isinstance(replies[0], redis.ResponseError):  # a rung set some client spoilt
+            self.untrusted.skip("bell", consumer, str(replies[0]))
+            self.redis.delete(rung_key(consumer))
+        if not cameras:
+            return []
+        if isinstance(replies[-1], Exception):
+            raise replies[-1]
+        return list(self._entries(replies[-1]))
+
     def reclaim(self, consumer: str, camera: str, min_idle_ms: int, count: int) -> list[Entry]:
         """Take over entries another consumer read but did not ack within `min_idle_ms` (XAUTOCLAIM)."""
         reply = sync(self.redis.xautoclaim(frames_key(camera), WORKER_GROUP, consumer, min_idle_ms, "0-0", count=count))
+        return self._claimed(camera, reply)
+
+    def reclaim_many(self, consumer: str, cameras: list[str], min_idle_ms: int, count: int) -> list[Entry]:
+        """`reclaim` of several cameras, up to `count` entries each, in one round trip on one Redis (one call
+        each on a cluster)."""
+        if self.cluster:
+            return [e for camera in cameras for e in self.reclaim(consumer, camera, min_idle_ms, count)]
+        pipe = self.redis.pipeline(transaction=False)
+        for camera in cameras:
+            pipe.xautoclaim(frames_key(camera), WORKER_GROUP, consumer, min_idle_ms, "0-0", count=count)
+        replies = pipe.execute()
+        return [e for camera, reply in zip(cameras, replies, strict=True) for e in self._claimed(camera, reply)]
+
+    def _claimed(self, camera: str, reply: Any) -> list[Entry]:
         claimed = reply[1]
         # Entries trimmed from a live stream while pending: Redis 7 drops them from the PEL and lists them
         # in reply[2]; Redis 6.2 returns them with no fields and keeps them pending, so ack them here.
@@ -185,15 +265,23 @@ class Streams(BusCore):
         published: int = self._publish(**self._publish_call(result, entry_id, maxlen))
         return published == 1
 
-    def publish_results(self, results: list[tuple[Result, str]], maxlen: int) -> list[bool]:
-        """`publish_result` for a batch of (result, frame entry id): one round trip on a standalone Redis
-        (each result still atomic on its own); one call each on a cluster, whose pipelines take no scripts."""
-        if self.cluster or len(results) < 2:
-            return [self.publish_result(result, entry_id, maxlen) for result, entry_id in results]
+    def publish_results(
+        self, results: list[tuple[Result, str]], maxlen: int, previews: Sequence[tuple[str, int, bytes]] = ()
+    ) -> list[bool]:
+        """`publish_result` for a batch of (result, frame entry id), and `set_latest_frame` for `previews`
+        ((camera, seq, jpeg)): one round trip on a standalone Redis (each result still atomic on its own); one
+        call each on a cluster, whose pipelines take no scripts."""
+        if self.cluster or len(results) + len(previews) < 2:
+            published = [self.publish_result(result, entry_id, maxlen) for result, entry_id in results]
+            for camera, seq, jpeg in previews:
+                self.set_latest_frame(camera, seq, jpeg)
+            return published
         pipe = self.redis.pipeline(transaction=False)
         for result, entry_id in results:
             self._publish(**self._publish_call(result, entry_id, maxlen), client=pipe)
-        return [reply == 1 for reply in pipe.execute()]
+        for camera, seq, jpeg in previews:
+            self._latest_frame(pipe, camera, seq, jpeg)
+        return [reply == 1 for reply in pipe.execute()[: len(results)]]
 
     @staticmethod
     def _publish_call(result: Result, entry_id: str, maxlen: int) -> dict[str, Any]:
@@ -215,11 +303,15 @@ class Streams(BusCore):
 
     def set_latest_frame(self, camera: str, seq: int, jpeg: bytes) -> None:
         """The newest analysed frame of a camera, for live displays (kept briefly)."""
-        key = latest_frame_key(camera)
         pipe = self.redis.pipeline(transaction=False)
+        self._latest_frame(pipe, camera, seq, jpeg)
+        pipe.execute()
+
+    @staticmethod
+    def _latest_frame(pipe: redis.client.Pipeline, camera: str, seq: int, jpeg: bytes) -> None:
+        key = latest_frame_key(camera)
         pipe.hset(key, mapping={"seq": seq, "jpeg": jpeg, "ts": f"{time.time():.3f}"})
         pipe.expire(key, LATEST_FRAME_TTL_S)
-        pipe.execute()
 
     def latest_frame(self, camera: str) -> tuple[int, bytes] | None:
         try:
