@@ -3,7 +3,7 @@
 
     python -m fervi.bench.worker_scaling [--workers 1,4,16,64] [--cameras 16,256,2048] [--topology single,cluster]
         [--cluster-workers 1,4,16,64] [--cluster-cameras 16,256,2048] [--fps 400] [--seconds 12] [--idle 7.5]
-        [--out FILE] [--resume]
+        [--out FILE] [--resume] [--no-doorbell]
 
 Each worker is the production `fervi.workers.worker.Worker` in its own process, with a null pipeline (no
 model: every image gets no faces), so its camera selection, reads, reclaims, camera refresh, heartbeat and
@@ -18,6 +18,9 @@ fresh server, waits until every worker has made its first step (its heartbeat), 
 - idle (`--idle`, no frames): commands Redis processes per second, divided by W. The default is half the
   claim timeout, the worker's longest period (its reclaim sweep), so each worker's periodic work
   (camera refresh, heartbeat, reclaim, empty reads or polls) is in the window once or more.
+On one Redis each cell also reports the costliest commands per frame (INFO commandstats: calls and µs of
+Redis time a frame, and µs a call). `--no-doorbell` runs the workers and the producer without the doorbell
+(`Streams.bells` off: no rings, and an idle worker blocks on all its streams), for comparison.
 A cell that cannot keep up is reported as measured (done/offered, p95), not skipped. The JSON is written
 after each cell, so an interrupted run keeps the cells it finished; `--resume` runs only the cells missing
 from `--out`.
@@ -41,6 +44,7 @@ from fervi.bench.harness import machine_info
 from fervi.workers.worker import Worker
 
 from fervi.bus import Bus, connect
+from fervi.bus.streams import Streams
 from fervi.faces import Faces
 from fervi.protocol import Frame
 from fervi.settings import load_settings
@@ -154,9 +158,9 @@ def cell(url: str, workers: int, count: int, fps: float, seconds: float, idle_s:
         producer = ctx.Process(target=produce, args=(url, cameras, fps, start_at, end_at, end_at, queue), daemon=True)
         producer.start()
         time.sleep(max(0.0, start_at - time.time()))
-        before = server_stats(bus)
+        before, commands_before = server_stats(bus), command_stats(bus)
         time.sleep(max(0.0, end_at - time.time()))
-        after = server_stats(bus)
+        after, commands_after = server_stats(bus), command_stats(bus)
         sent = queue.get(timeout=120)
         producer.join(30)
         time.sleep(DRAIN_S)
@@ -200,7 +204,28 @@ def cell(url: str, workers: int, count: int, fps: float, seconds: float, idle_s:
         "idle_redis_cpu_share": round((idle_after["cpu_s"] - idle_before["cpu_s"]) / idle_elapsed, 3),
         "redis_used_memory_mb": round(after["used_memory"] / 2**20, 1),
         "load_avg_1m": [round(load_before, 2), round(load_after, 2)],
+        **({"costliest_commands": costliest(commands_before, commands_after, frames)} if commands_after else {}),
     }
+
+
+def command_stats(bus: Bus) -> dict[str, dict[str, int]]:
+    """INFO commandstats on one Redis (calls and µs per command; empty on a cluster)."""
+    return {} if bus.cluster else bus.server_info("commandstats")
+
+
+def costliest(before: dict, after: dict, frames: int, top: int = 8) -> dict[str, dict[str, float]]:
+    """The `top` commands by Redis time per frame between two `command_stats`."""
+    rows = {}
+    for key, stats in after.items():
+        calls = stats["calls"] - before.get(key, {}).get("calls", 0)
+        usec = stats["usec"] - before.get(key, {}).get("usec", 0)
+        if calls > 0:
+            rows[key.removeprefix("cmdstat_")] = {
+                "calls_per_frame": round(calls / frames, 2),
+                "us_per_frame": round(usec / frames, 1),
+                "us_per_call": round(usec / calls, 1),
+            }
+    return dict(sorted(rows.items(), key=lambda kv: -kv[1]["us_per_frame"])[:top])
 
 
 def run_cell(topology: str, workers: int, count: int, fps: float, seconds: float, idle_s: float) -> dict:
@@ -225,7 +250,10 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=0.0, help="idle phase (s); default: half FERVI_CLAIM_TIMEOUT")
     parser.add_argument("--out", default="")
     parser.add_argument("--resume", action="store_true", help="keep the cells already in --out, run the others")
+    parser.add_argument("--no-doorbell", action="store_true", help="workers and producer without the doorbell")
     args = parser.parse_args()
+    if args.no_doorbell:  # before the workers fork: they and the producer inherit it
+        Streams.bells = property(lambda self: False)  # type: ignore[method-assign, assignment]
     settings = load_settings()
     idle_s = args.idle or settings.claim_timeout_s / 2
     grid = {
@@ -238,7 +266,11 @@ def main() -> None:
         "date": date.today().isoformat(),
         "machine": machine,
         "command": "python -m fervi.bench.worker_scaling "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in LOCAL_ARGS and v != ""),
+        + " ".join(
+            f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+            for k, v in vars(args).items()
+            if k not in LOCAL_ARGS and v not in ("", False)
+        ),
         "settings": {
             "block_ms": settings.block_ms,
             "claim_timeout_s": settings.claim_timeout_s,
@@ -249,6 +281,7 @@ def main() -> None:
         "fps_offered": args.fps,
         "seconds": args.seconds,
         "idle_s": idle_s,
+        "doorbell": not args.no_doorbell,
         "cells": {},
     }
     out = Path(

@@ -70,3 +70,6 @@ def test_worker_scaling_bench_runs_production_workers_per_cell(tmp_path):
         assert cell["done"] > 0 and cell["p95_latency_ms"] is not None
         assert cell["redis_cpu_us_per_frame"] > 0 and cell["redis_commands_per_frame"] > 3
         assert cell["idle_commands_per_s_per_worker"] > 0  # workers keep reading (or polling) with no frames
+    # where one Redis spends its time (the ingest and publish scripts are EVALSHA), with the doorbell on
+    assert report["doorbell"] is True and "evalsha" in report["cells"]["single"][0]["costliest_commands"]
+    assert "costliest_commands" not in report["cells"]["cluster"][0]
