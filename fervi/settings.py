@@ -54,7 +54,9 @@ class Settings:
     frame_max_age_s: float = _setting("FERVI_FRAME_MAX_AGE", 1.0, "Live frames older than this are skipped")
     claim_timeout_s: float = _setting("FERVI_CLAIM_TIMEOUT", 15.0, "Idle time before another worker reclaims")
     batch_frames: int = _setting("FERVI_BATCH_FRAMES", 8, "Frames a worker reads per batch, across cameras")
-    block_ms: int = _setting("FERVI_BLOCK_MS", 500, "XREADGROUP BLOCK timeout")
+    block_ms: int = _setting(
+        "FERVI_BLOCK_MS", 500, "How long an idle worker waits for frames (ms): on its doorbell, or a blocking read"
+    )
     detector: str = _setting("FERVI_DETECTOR", "multiscale", f"Face detector: {', '.join(DETECTORS)}")
     detector_min_face: int = _setting(
         "FERVI_DETECTOR_MIN_FACE", 48, "Smallest face (px wide) the multiscale detector looks for; larger is faster"
