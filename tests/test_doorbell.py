@@ -107,9 +107,10 @@ def test_a_reader_key_naming_another_worker_is_read_by_the_sweep_and_set_back(re
     bus = Bus(client)
     cameras = [f"gate-{i}" for i in range(8)]
     cameras_on(bus, cameras)
-    with stepping(redis_url, ["keeper"], monkeypatch):
+    with stepping(redis_url, ["keeper"], monkeypatch) as workers:
         wait_for(lambda: readers_follow_owners(client, cameras, bus), 30, "every camera ringing its owner")
-        time.sleep(worker_module.CAMERA_REFRESH_S * (worker_module.REASSERT_REFRESHES + 1))  # set-again done
+        # its readers set again at its next refreshes, and no more: only the sweep can set gate-3's back
+        wait_for(lambda: not workers["keeper"]._reassert, 30, "the readers set again for the last time")
         client.set(reader_key("gate-3"), "some-older-view")
         seq = send(bus, "gate-3", demo_jpeg())
         wait_for(lambda: any(r.seq == seq for _, r in bus.results("gate-3")), 10, "gate-3's frame read anyway")
