@@ -264,9 +264,11 @@ class Worker:
         helping = set(self.cameras) - set(self._owned or ())
         now = time.monotonic()
         sweep = now - self._bell_swept_at >= BELL_SWEEP_S
-        wait_ms = 0 if sweep or self._unrung else min(self.settings.block_ms, HELP_WAIT_MS if helping else 10**9)
-        rung = self.bus.wait_for_bell(self.name, wait_ms, READ_BUDGET)
-        if rung is None or sweep:  # all of them: a spoilt bell, or the sweep
+        wait_ms = min(self.settings.block_ms, HELP_WAIT_MS) if helping else self.settings.block_ms
+        answered = self.bus.wait_for_bell(self.name, 0 if sweep or self._unrung else wait_ms, READ_BUDGET)
+        sweep = sweep or answered is None  # all of them: the sweep, or a spoilt bell
+        rung = answered or []
+        if sweep:
             self._bell_swept_at = now
             wanted = set(readable)
         else:
@@ -279,12 +281,12 @@ class Worker:
         # busy: read ahead (thinned evenly); idle: a share and one more, which says whether more wait
         ahead = not self._idle
         count = max(1, min(READ_AHEAD, READ_BUDGET // max(1, len(chosen)))) if ahead else per_camera + 1
-        got = self.bus.read_rung(self.name, chosen, count, rung or [])
+        got = self.bus.read_rung(self.name, chosen, count, rung)
         full = collections.Counter(entry.camera for entry in got)
         self._unrung |= {c for c, n in full.items() if n >= count}  # more may wait: read again without a bell
-        if rung is None or wanted == set(readable):  # a sweep: an own camera with frames that did not ring
-            # this worker rings another (a worker with an older view of the workers set its reader last)
-            strays = set(full) & set(self._owned or ()) - set(rung or ())
+        if sweep:  # an own camera with frames that did not ring: it rings another worker (one with an older
+            # view of the workers set its reader last)
+            strays = set(full) & set(self._owned or ()) - set(rung)
             self.bus.ring_me(self.name, sorted(strays))
         files = {c for c in chosen if c in self._file_cameras}
         self._behind = {c for c in files if full.get(c, 0) >= per_camera}
