@@ -20,7 +20,7 @@ fresh server, waits until every worker has made its first step (its heartbeat), 
   (camera refresh, heartbeat, reclaim, empty reads or polls) is in the window once or more.
 On one Redis each cell also reports the costliest commands per frame (INFO commandstats: calls and µs of
 Redis time a frame, and µs a call). `--no-doorbell` runs the workers and the producer without the doorbell
-(`Streams.bells` off: no rings, and an idle worker blocks on all its streams), for comparison.
+(`Bus.bells` off: no rings, and an idle worker blocks on all its streams), for comparison.
 A cell that cannot keep up is reported as measured (done/offered, p95), not skipped. The JSON is written
 after each cell, so an interrupted run keeps the cells it finished; `--resume` runs only the cells missing
 from `--out`.
@@ -44,7 +44,7 @@ from fervi.bench.harness import machine_info
 from fervi.workers.worker import Worker
 
 from fervi.bus import Bus, connect
-from fervi.bus.streams import Streams
+from fervi.bus.core import BusCore
 from fervi.faces import Faces
 from fervi.protocol import Frame
 from fervi.settings import load_settings
@@ -253,7 +253,7 @@ def main() -> None:
     parser.add_argument("--no-doorbell", action="store_true", help="workers and producer without the doorbell")
     args = parser.parse_args()
     if args.no_doorbell:  # before the workers fork: they and the producer inherit it
-        Streams.bells = property(lambda self: False)  # type: ignore[method-assign, assignment]
+        BusCore.bells = property(lambda self: False)  # type: ignore[method-assign, assignment]
     settings = load_settings()
     idle_s = args.idle or settings.claim_timeout_s / 2
     grid = {

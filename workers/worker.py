@@ -99,8 +99,7 @@ class Worker:
         self._hot_at = 0.0
         self._behind: set[str] = set()  # file cameras whose last read came back full
         self._idle = True  # its last read found nothing
-        # the doorbell (`Streams.bells`, one Redis): an idle worker waits on its bell, not on all its streams
-        self.bells = self.bus.bells
+        # the doorbell (`Bus.bells`, one Redis): an idle worker waits on its bell, not on all its streams
         self._rings_me: set[str] = set()  # the cameras whose frames ring this worker (it set their reader)
         self._reassert: dict[str, int] = {}  # cameras it owns lately -> refreshes left to set their reader again
         self._unrung: set[str] = set()  # cameras to read at the next read without a bell (taken, full, rung)
@@ -132,7 +131,7 @@ class Worker:
                     len(self._names),
                 )
             self._owned, self._assigned_for, self._workers_seen = own, key, len(workers)
-        if self.bells:
+        if self.bus.bells:
             self._ring_me(set(self._owned or ()))
         # hot cameras of others: helped only by a worker with capacity to spare (a read came back empty
         # lately); where every worker is busy, helping would only add reads
@@ -149,7 +148,7 @@ class Worker:
             self._reclaim_until[camera] = now + self.settings.claim_timeout_s + RECLAIM_EVERY_S
         self.cameras = sorted(kept + taken)
         self._refreshed_at = now
-        if self.bells:  # cameras just taken are read at once
+        if self.bus.bells:  # cameras just taken are read at once
             self._unrung |= set(taken)
         for camera in set(self._held) - set(self.cameras):  # given up: its pending entries go with it
             del self._held[camera]
@@ -224,7 +223,7 @@ class Worker:
             counts = collections.Counter(entry.camera for entry in got)
             self._behind = {c for c, n in counts.items() if n >= per_camera}
             entries += got
-        if self.bells and not entries:  # nothing at hand: wait for a bell, then read the cameras that rang
+        if self.bus.bells and not entries:  # nothing at hand: wait for a bell, then read the cameras that rang
             entries += self._read_rung(per_camera)
         elif live or (files and not entries):  # block only when nothing is at hand
             block_ms = None if entries else self._block_ms()

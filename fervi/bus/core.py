@@ -223,6 +223,12 @@ class BusCore:
         self._add_source = register_script(client, scripts.ADD_SOURCE)
         self.untrusted = Untrusted()
 
+    @property
+    def bells(self) -> bool:
+        """Whether frames ring their reader, the doorbell (one Redis; on a cluster a script cannot reach a
+        worker's keys, and workers poll their streams instead)."""
+        return not self.cluster
+
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Self:
         return cls(connect(url, **kwargs))

@@ -68,6 +68,11 @@ def rung_key(worker: str) -> str:
     return f"{BELLS}{worker}:rung"
 
 
+def bell_keys(worker: str) -> tuple[str, str]:
+    """A worker's doorbell keys: its bell list and its rung set (deleted together)."""
+    return bell_key(worker), rung_key(worker)
+
+
 def aggregate_key(camera: str, resolution: str, bucket: int) -> str:
     """Face-seconds per emotion: resolution "1s" holds a minute per key, "1m" an hour per key."""
     return _camera_key(camera, "agg", resolution, bucket)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from .core import REDIS_DOWN, BusCore, decode, sync
-from .keys import HOT_CAMERAS, WORKER_LEASES, WORKER_WEIGHTS, bell_key, rung_key
+from .keys import HOT_CAMERAS, WORKER_LEASES, WORKER_WEIGHTS, bell_keys
 
 
 class Leases(BusCore):
@@ -41,8 +41,8 @@ class Leases(BusCore):
             pipe = self.redis.pipeline(transaction=False)
             pipe.zrem(WORKER_LEASES, *dead)
             pipe.hdel(WORKER_WEIGHTS, *dead)
-            if not self.cluster:  # their doorbells (`Streams.bells`: one Redis only)
-                pipe.delete(*[k for w in dead for k in (bell_key(w), rung_key(w))])
+            if self.bells:  # their doorbells
+                pipe.delete(*[k for w in dead for k in bell_keys(w)])
             pipe.execute()
 
     def leave_workers(self, worker: str) -> None:
@@ -51,8 +51,8 @@ class Leases(BusCore):
             pipe = self.redis.pipeline(transaction=False)
             pipe.zrem(WORKER_LEASES, worker)
             pipe.hdel(WORKER_WEIGHTS, worker)
-            if not self.cluster:
-                pipe.delete(bell_key(worker), rung_key(worker))
+            if self.bells:
+                pipe.delete(*bell_keys(worker))
             pipe.execute()
         except REDIS_DOWN:
             pass  # its lease runs out by itself

@@ -29,6 +29,7 @@ from .keys import (
     SEEN_TTL_S,
     WORKER_GROUP,
     bell_key,
+    bell_keys,
     camera_of,
     dead_letter_key,
     frames_key,
@@ -104,7 +105,7 @@ class Streams(BusCore):
     # --- ingest ------------------------------------------------------------------------------
     def add_frame(self, frame: Frame, maxlen: int = 0) -> tuple[int, str]:
         """XADD a frame; Redis assigns its seq. `maxlen` > 0 trims the stream (live sources)."""
-        flat: list[Any] = [maxlen, "" if self.cluster else BELLS, frame.camera]
+        flat: list[Any] = [maxlen, BELLS if self.bells else "", frame.camera]
         for key, value in frame.to_fields().items():
             flat += [key, value]
         seq, entry_id = self._add_frame(
@@ -160,13 +161,7 @@ class Streams(BusCore):
         streams: dict[KeyT, StreamIdT] = {frames_key(c): ">" for c in cameras}
         return list(self._entries(self.read_streams(streams, count, block_ms, (WORKER_GROUP, consumer))))
 
-    # --- the doorbell (one Redis): a worker waits on one key for the cameras it owns, not on every stream ---
-    @property
-    def bells(self) -> bool:
-        """Whether frames ring their reader (one Redis; on a cluster a script cannot reach a worker's keys,
-        and workers poll their streams instead)."""
-        return not self.cluster
-
+    # --- the doorbell (`bells`): a worker waits on one key for the cameras it owns, not on every stream ---
     def ring_me(self, worker: str, cameras: list[str]) -> None:
         """`worker` reads these cameras from now on: their frames ring its bell."""
         if cameras and self.bells:
@@ -198,7 +193,7 @@ class Streams(BusCore):
             if refuses_writes(errors[0]):
                 raise errors[0]
             self.untrusted.skip("bell", worker, str(errors[0]))
-            self.redis.delete(bell_key(worker), rung_key(worker))
+            self.redis.delete(*bell_keys(worker))
             return None
         first = [replies[0][1]] if wait_ms > 0 and replies[0] else []
         return sorted({decode(c) for c in [*first, *(replies[-1] or [])]})
