@@ -68,6 +68,11 @@ def send(bus: Bus, camera: str, jpeg: bytes) -> int:
     return seq
 
 
+def all_read(bus: Bus, sent: list[tuple[str, int]]) -> bool:
+    """Whether each (camera, seq) sent has its result."""
+    return all(any(r.seq == seq for _, r in bus.results(camera)) for camera, seq in sent)
+
+
 def test_an_idle_worker_waits_on_its_bell_and_reads_only_the_cameras_that_rang(redis_url, client, monkeypatch):
     bus = Bus(client)
     cameras = [f"yard-{i:03d}" for i in range(300)]
@@ -92,7 +97,7 @@ def test_an_idle_worker_waits_on_its_bell_and_reads_only_the_cameras_that_rang(r
         jpeg, started = demo_jpeg(), time.monotonic()
         for camera in cameras[::15]:  # 20 frames, one at a time
             seq = send(bus, camera, jpeg)
-            wait_for(lambda c=camera, s=seq: any(r.seq == s for _, r in bus.results(c)), 10, f"{camera}'s result")
+            wait_for(lambda c=camera, s=seq: all_read(bus, [(c, s)]), 10, f"{camera}'s result")
         # a read of all its cameras every BELL_SWEEP_S, READ_BUDGET cameras a read
         sweeps = (time.monotonic() - started) / worker_module.BELL_SWEEP_S + 1
         per_sweep = -(-len(cameras) // worker_module.READ_BUDGET)
@@ -113,7 +118,7 @@ def test_a_reader_key_naming_another_worker_is_read_by_the_sweep_and_set_back(re
         wait_for(lambda: not workers["keeper"]._reassert, 30, "the readers set again for the last time")
         client.set(reader_key("gate-3"), "some-older-view")
         seq = send(bus, "gate-3", demo_jpeg())
-        wait_for(lambda: any(r.seq == seq for _, r in bus.results("gate-3")), 10, "gate-3's frame read anyway")
+        wait_for(lambda: all_read(bus, [("gate-3", seq)]), 10, "gate-3's frame read anyway")
         wait_for(lambda: client.get(reader_key("gate-3")) == b"keeper", 10, "gate-3 ringing its owner again")
         assert client.llen(bell_key("some-older-view")) == 1  # the bell it rang instead (deleted when dead)
 
@@ -135,10 +140,8 @@ def test_readers_follow_the_owners_as_workers_join_and_leave(redis_url, client, 
         assert {client.get(reader_key(c)) for c in cameras} == {b"w-a"}
         assert not client.exists(bell_key("w-b"), rung_key("w-b"))  # a worker that left takes its bell along
         jpeg = demo_jpeg()
-        seqs = {camera: send(bus, camera, jpeg) for camera in cameras[:8]}
-        wait_for(
-            lambda: all(any(r.seq == s for _, r in bus.results(c)) for c, s in seqs.items()), 20, "their frames read"
-        )
+        sent = [(camera, send(bus, camera, jpeg)) for camera in cameras[:8]]
+        wait_for(lambda: all_read(bus, sent), 20, "their frames read")
 
 
 def test_spoilt_bell_keys_stop_neither_ingest_nor_the_worker(redis_url, client, monkeypatch):
@@ -153,8 +156,8 @@ def test_spoilt_bell_keys_stop_neither_ingest_nor_the_worker(redis_url, client, 
         client.delete(reader_key("pier-1"))
         client.rpush(reader_key("pier-1"), "a", "list")  # a reader key that GET refuses
         jpeg = demo_jpeg()
-        seqs = [(camera, send(bus, camera, jpeg)) for camera in cameras for _ in range(3)]  # ingest goes on
-        wait_for(lambda: all(any(r.seq == s for _, r in bus.results(c)) for c, s in seqs), 20, "every frame's result")
+        sent = [(camera, send(bus, camera, jpeg)) for camera in cameras for _ in range(3)]  # ingest goes on
+        wait_for(lambda: all_read(bus, sent), 20, "every frame's result")
         # the spoilt keys were dropped (and the reader set again by the sweep): the bell works again
         wait_for(lambda: client.type(bell_key("tough")) in (b"list", b"none"), 10, "the bell a list again")
         wait_for(lambda: client.get(reader_key("pier-1")) == b"tough", 10, "pier-1's reader set again")
