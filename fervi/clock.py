@@ -61,7 +61,7 @@ class ServerClock:
 
 def skew_text(offset_s: float) -> str:
     """ "2.0 s behind" / "1.0 h ahead": how a host's clock stands against Redis's, for people."""
-    seconds = abs(offset_s)
+    seconds = round(abs(offset_s), 1)  # measured 3599.98 s off is "1.0 h", as 3600.02 s is
     amount = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.1f} s"
     return f"{amount} {'behind' if offset_s > 0 else 'ahead of'} the Redis server's clock"
 

@@ -36,6 +36,7 @@ def test_the_server_clock_offset_and_its_warning():
     assert ServerClock(lambda: time.time() + 0.2).correction_s() == 0.0  # within the tolerance: own stamps
     assert clock_warning({"clock_offset_s": "2.0"}).startswith("Its ingest host's clock is 2.0 s behind")
     assert "1.0 h ahead of" in clock_warning({"clock_offset_s": "-3600"})
+    assert "1.0 h ahead of" in clock_warning({"clock_offset_s": "-3599.98"})  # measured a round trip short
     assert clock_warning({"clock_offset_s": "0.3"}) == "" and clock_warning({"clock_offset_s": "nan"}) == ""
 
 
