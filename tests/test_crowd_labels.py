@@ -20,7 +20,7 @@ from fervi.training.calibration import (
 )
 from fervi.training.datasets import load_faces
 from fervi.training.evaluation import crowd_metrics
-from fervi.training.votes import VOTE_COLUMNS, VotesError, pixels_sha1
+from fervi.training.votes import VOTE_COLUMNS, CrowdVotes, VotesError, pixels_sha1
 
 from fervi.app.cli import main
 from fervi.emotions import EMOTIONS, NUM_EMOTIONS
@@ -135,6 +135,21 @@ def test_crowd_metrics_on_a_small_fixture(tmp_path):
     assert m["shares"]["neutral"] == {"predicted": 0.5, "crowd": 0.25}
     assert m["calibration_vs_majority"]["ece"] == pytest.approx(abs(0.88 - 0.75), abs=1e-4)  # one bin
     assert m["confusion_vs_crowd"][E["angry"]][E["sad"]] == 1
+    # the paper's protocol: the tied face has no emotion over half the votes; 2 of the other 3 right
+    assert m["paper_protocol"] == {"n": 3, "accuracy": pytest.approx(2 / 3)}
+
+
+def test_the_paper_protocol_drops_single_votes_before_it_asks_for_more_than_half():
+    counts = np.zeros((4, len(VOTE_COLUMNS)), np.int64)
+    col = VOTE_COLUMNS.index
+    counts[0, [col("neutral"), col("happiness"), col("sadness"), col("fear"), col("unknown")]] = [4, 3, 1, 1, 1]
+    counts[1, [col("neutral"), col("happiness"), col("sadness")]] = [4, 3, 3]  # 4 of 10: no majority
+    counts[2, [col("contempt"), col("anger")]] = [6, 4]  # contempt: FERVI has no such class
+    counts[3, [col("NF"), col("anger")]] = [2, 8]
+    chosen, emotion = CrowdVotes(counts).paper_majority()
+    # face 0: 4 of the 7 votes left once the single ones go, over half; without dropping them 4 of 10 is not
+    assert chosen.tolist() == [True, False, False, True]
+    assert emotion.tolist() == [E["neutral"], -1, -1, E["angry"]]
 
 
 def test_evaluate_reports_the_crowd_beside_the_original_labels(tmp_path):

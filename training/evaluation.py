@@ -61,6 +61,8 @@ def crowd_metrics(probs: np.ndarray, faces) -> dict:
     - accuracy against the crowd's majority (a face where people tied counts the model right on any of the
       tied emotions; `majority_accuracy_strict` leaves those faces out);
     - accuracy against the dataset's original single label, on the same faces;
+    - accuracy as the FER+ paper scored its models (`CrowdVotes.paper_majority`: single votes dropped, faces
+      without an emotion over half the rest left out), for comparison with published figures;
     - the mean probability the model gives to the crowd's votes (sum over emotions of p x vote share);
     - each emotion's share of predictions against its share of the crowd's majorities;
     - expected calibration error of the top label against the crowd's majority (and against the share of
@@ -78,6 +80,7 @@ def crowd_metrics(probs: np.ndarray, faces) -> dict:
     hit = top[rows, predicted]
     shares = crowd.distributions()
     n = len(predicted)
+    paper, paper_label = crowd.paper_majority()
     predicted_share = np.bincount(predicted, minlength=len(EMOTIONS)) / max(n, 1)
     crowd_share = np.bincount(faces.labels, minlength=len(EMOTIONS)) / max(n, 1)
     return {
@@ -86,6 +89,10 @@ def crowd_metrics(probs: np.ndarray, faces) -> dict:
         "majority_accuracy_strict": float((predicted == faces.labels)[~tied].mean()) if (~tied).any() else 0.0,
         "tied_faces": int(tied.sum()),
         "original_label_accuracy": float((predicted == faces.original).mean()) if n else 0.0,
+        "paper_protocol": {
+            "n": int(paper.sum()),
+            "accuracy": float((predicted == paper_label)[paper].mean()) if paper.any() else 0.0,
+        },
         "mean_probability_of_votes": float((probs * shares).sum(axis=1).mean()) if n else 0.0,
         "shares": {
             name: {"predicted": round(float(predicted_share[i]), 4), "crowd": round(float(crowd_share[i]), 4)}

@@ -442,6 +442,12 @@ def _labels_line(card: dict) -> str:
     )
 
 
+def _paper_cell(metrics: dict) -> str:
+    """The FER+ paper's protocol as a card cell; "-" in cards measured before FERVI reported it."""
+    paper = metrics.get("paper_protocol")
+    return f"{paper['accuracy']:.4f} ({paper['n']})" if paper else "-"
+
+
 def _crowd_lines(card: dict) -> list[str]:
     crowd = card["metrics"].get("crowd")
     if not crowd:
@@ -457,10 +463,13 @@ def _crowd_lines(card: dict) -> list[str]:
         "",
         "Validation labels are the crowd's majority of ten votes (FER+); faces whose plurality is unknown, "
         "not a face or contempt are left out, and contempt votes are dropped. Accuracy below counts a face "
-        "where people tied as right on any tied emotion (strict: tied faces left out).",
+        "where people tied as right on any tied emotion (strict: tied faces left out). The FER+ paper's "
+        "protocol (microsoft/FERPlus, majority mode) drops each face's single votes and counts only faces where "
+        "one emotion has more than half of the rest: it leaves out faces people disagreed on, so it reads higher.",
         "",
-        "| set | n | crowd majority | strict | original FER-2013 label | mean p of the votes | ECE |",
-        "|---|---|---|---|---|---|---|",
+        "| set | n | crowd majority | strict | original FER-2013 label | mean p of the votes | ECE "
+        "| FER+ paper's protocol (n) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key, label in rows.items():
         if key in crowd:
@@ -468,7 +477,8 @@ def _crowd_lines(card: dict) -> list[str]:
             lines.append(
                 f"| {label} | {m['n']} | {m['majority_accuracy']:.4f} | {m['majority_accuracy_strict']:.4f} "
                 f"| {m['original_label_accuracy']:.4f} | {m['mean_probability_of_votes']:.4f} "
-                f"| {m['calibration_vs_majority']['ece']:.4f} |"
+                f"| {m['calibration_vs_majority']['ece']:.4f} "
+                f"| {_paper_cell(m)} |"
             )
     shares = crowd["validation_single_view"]["shares"]
     lines += [

@@ -94,6 +94,18 @@ class CrowdVotes:
         votes = self.emotion_votes
         return (votes == votes.max(axis=1, keepdims=True)) & (votes > 0)
 
+    def paper_majority(self) -> tuple[np.ndarray, np.ndarray]:
+        """The FER+ paper's "majority" test protocol, as microsoft/FERPlus scores it: each face's single votes
+        are dropped as outliers, and a face counts only where one emotion then has more than half of the votes
+        left. (N,) bool: those faces; (N,) int: that emotion in FERVI's order, -1 elsewhere. Faces whose such
+        emotion is contempt are left out (FERVI has no contempt class; the paper's 85.0% counts them)."""
+        kept = np.where(self.counts > 1, self.counts, 0)
+        total = kept.sum(axis=1)
+        top_column = kept.argmax(axis=1)
+        emotion = np.array([EMOTION_OF_COLUMN.get(VOTE_COLUMNS[c], -1) for c in top_column], dtype=np.int64)
+        chosen = (total > 0) & (kept.max(axis=1) * 2 > total) & (emotion >= 0)
+        return chosen, np.where(chosen, emotion, -1)
+
     def subset(self, rows) -> CrowdVotes:
         return CrowdVotes(self.counts[rows])
 

@@ -1074,6 +1074,11 @@ def _echo_crowd(report: dict[str, Any]) -> None:
     click.echo(f"{'':<34} {'crowd majority':>15} {'original label':>15}")
     click.echo(f"{'accuracy':<34} {crowd['majority_accuracy']:>15.4f} {crowd['original_label_accuracy']:>15.4f}")
     click.echo(f"{'macro-F1':<34} {report['macro_f1']:>15.4f} {original['macro_f1']:>15.4f}")
+    paper = crowd["paper_protocol"]
+    click.echo(
+        f"accuracy as the FER+ paper scored it (single votes dropped, {paper['n']} faces with an emotion over "
+        f"half the rest): {paper['accuracy']:.4f}"
+    )
     click.echo(
         f"mean probability given to the crowd's votes {crowd['mean_probability_of_votes']:.4f}; "
         f"expected calibration error {crowd['calibration_vs_majority']['ece']:.4f}; "
