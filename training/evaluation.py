@@ -80,7 +80,8 @@ def crowd_metrics(probs: np.ndarray, faces) -> dict:
     hit = top[rows, predicted]
     shares = crowd.distributions()
     n = len(predicted)
-    paper, paper_label = crowd.paper_majority()
+    paper_label = crowd.paper_majority()
+    paper = paper_label >= 0
     predicted_share = np.bincount(predicted, minlength=len(EMOTIONS)) / max(n, 1)
     crowd_share = np.bincount(faces.labels, minlength=len(EMOTIONS)) / max(n, 1)
     return {

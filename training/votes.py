@@ -33,6 +33,8 @@ EMOTION_OF_COLUMN = {
     "disgust": EMOTIONS.index("disgust"),
     "fear": EMOTIONS.index("fear"),
 }
+# vote column index -> FERVI emotion id, -1 for contempt, unknown and NF
+EMOTION_OF_VOTE_COLUMN = np.array([EMOTION_OF_COLUMN.get(c, -1) for c in VOTE_COLUMNS], dtype=np.int64)
 OTHER_COLUMNS = ("contempt", "unknown", "NF")
 VOTES_FILE = "ferplus_votes.csv.gz"
 SHA1_DIGITS = 10
@@ -94,17 +96,14 @@ class CrowdVotes:
         votes = self.emotion_votes
         return (votes == votes.max(axis=1, keepdims=True)) & (votes > 0)
 
-    def paper_majority(self) -> tuple[np.ndarray, np.ndarray]:
+    def paper_majority(self) -> np.ndarray:
         """The FER+ paper's "majority" test protocol, as microsoft/FERPlus scores it: each face's single votes
         are dropped as outliers, and a face counts only where one emotion then has more than half of the votes
-        left. (N,) bool: those faces; (N,) int: that emotion in FERVI's order, -1 elsewhere. Faces whose such
-        emotion is contempt are left out (FERVI has no contempt class; the paper's 85.0% counts them)."""
+        left. (N,) that emotion in FERVI's order, -1 for faces that do not count. Faces whose such emotion is
+        contempt do not count (FERVI has no contempt class; the paper's 85.0% counts them)."""
         kept = np.where(self.counts > 1, self.counts, 0)
-        total = kept.sum(axis=1)
-        top_column = kept.argmax(axis=1)
-        emotion = np.array([EMOTION_OF_COLUMN.get(VOTE_COLUMNS[c], -1) for c in top_column], dtype=np.int64)
-        chosen = (total > 0) & (kept.max(axis=1) * 2 > total) & (emotion >= 0)
-        return chosen, np.where(chosen, emotion, -1)
+        emotion = EMOTION_OF_VOTE_COLUMN[kept.argmax(axis=1)]
+        return np.where(kept.max(axis=1) * 2 > kept.sum(axis=1), emotion, -1)
 
     def subset(self, rows) -> CrowdVotes:
         return CrowdVotes(self.counts[rows])
