@@ -212,7 +212,10 @@ def test_the_charts_tell_not_observed_from_neutral_follow_a_face_with_points_and
         assert _not_observed_legend(page) == wanted
         # the 2 minutes before the camera existed are not observed (not "no face"), and the summary says so
         page.wait_for_function("() => document.getElementById('summary').textContent.includes('no record before')")
-        assert int(page.locator("#area").get_attribute("data-unobserved-head")) >= 10  # of 60 points: 2 min
+        assert int(page.locator("#area").get_attribute("data-unobserved-head")) >= 10  # of 61 points: 2 min
+        # 2 minutes of 1-second buckets are drawn as points of a round 2 s, not of 3 s (121 buckets / 60)
+        assert page.locator("#area").get_attribute("data-point-seconds") == "2"
+        assert page.evaluate("() => Chart.getChart(document.getElementById('area')).data.labels.length") <= 62
         title = "document.getElementById('newest-title')"
         page.wait_for_function(f"() => Number({title}.dataset.points) > 10", timeout=20000)
         for _ in range(10):  # one-frame faces keep coming: the chart stays on the face with points
@@ -235,6 +238,14 @@ def test_the_charts_tell_not_observed_from_neutral_follow_a_face_with_points_and
             wait_for(lambda: panel_in_view(page), 5, "the face's panel scrolled into view")
             page.unroute("**/api/tracks/lab/1")
         assert page.locator("#track-title").inner_text().startswith("Face #1: ")
+        # the open panel follows its face, which is still on camera: its length grows with no click
+        shown = page.locator("#track-title").inner_text()
+        assert "(still on camera)" in shown
+        page.wait_for_function("(t) => document.getElementById('track-title').textContent !== t", arg=shown)
+        assert page.locator("#track-title").inner_text().startswith("Face #1: ")
+        # a face's seconds start at 0 (a new face's one point once sat mid-axis, from "-1 s")
+        for chart in ("timeline", "track-chart"):
+            assert page.evaluate(f"() => Chart.getChart(document.getElementById('{chart}')).options.scales.x.min") == 0
 
 
 def test_the_newest_face_chart_shows_the_face_from_its_start_not_from_when_the_page_opened(page, dashboard):

@@ -54,7 +54,8 @@ const faceChart = (canvas) => new Chart(canvas, {
   data: { datasets: EMOTIONS.map((e) => ({ label: e, data: [], borderColor: COLORS[e], backgroundColor: COLORS[e], pointRadius: 0, fill: false })) },
   options: { animation: false, maintainAspectRatio: false, parsing: false, scales: {
     y: { min: 0, max: 1, title: { display: true, text: "smoothed probability" } },
-    x: { type: "linear", title: { display: true, text: "seconds since the face appeared" },
+    // min 0: a new face's one point would otherwise sit mid-axis, from "-1 s" to "1 s"
+    x: { type: "linear", min: 0, title: { display: true, text: "seconds since the face appeared" },
       ticks: { maxTicksLimit: 8, precision: 0, callback: (v) => `${v} s` } } } },
 });
 const line = faceChart(document.getElementById("timeline"));
@@ -82,22 +83,23 @@ async function refresh() {
   if (!response.ok) { notice.textContent = data.error || `cannot chart ${camera}`; return; }
   last = { camera, minutes: minutes(), resolution, ...data };
   const s = data.series;
-  // group the buckets into at most 60 points: shares of face-time within the time watched, and the share of
-  // the time not watched
-  const step = Math.max(1, Math.ceil(s.t.length / 60));
+  // the buckets grouped into about 60 points of a round length: shares of face-time within the time watched,
+  // and the share of the time not watched
+  const groups = groupBuckets(s.t, resolution === "1m" ? 60 : 1);
+  area.canvas.dataset.pointSeconds = groups.seconds;
   const labels = [], shares = [...EMOTIONS, NOT_OBSERVED.label].map(() => []);
-  const sum = (name, i) => s[name].slice(i, i + step).reduce((a, b) => a + b, 0);
   // time with no record at all (before the camera existed, or while nothing sent it frames) is not observed
   // either; the newest seconds the tracker has not recorded yet are left blank, not called unobserved
   // a camera that ended was not watched after its last record either
   const recorded = s.t.map((_, i) => s.observed[i] + s.unobserved[i] > 0);
   const firstRecord = recorded.indexOf(true), lastRecord = recorded.lastIndexOf(true);
   const ended = known.some((c) => c.camera === camera && !c.live);
-  for (let i = 0; i < s.t.length; i += step) {
-    const sums = EMOTIONS.map((e) => sum(e, i));
+  for (const [i, end, start] of groups.parts) {
+    const sum = (name) => s[name].slice(i, end).reduce((a, b) => a + b, 0);
+    const sums = EMOTIONS.map((e) => sum(e));
     const total = sums.reduce((a, b) => a + b, 0);
-    const observed = sum("observed", i), unobserved = sum("unobserved", i);
-    labels.push(clock(s.t[i]));
+    const observed = sum("observed"), unobserved = sum("unobserved");
+    labels.push(clock(start));
     if (observed + unobserved === 0 && i > lastRecord && lastRecord >= 0 && !ended) {
       shares.forEach((share) => share.push(null));
       continue;
@@ -119,6 +121,7 @@ async function refresh() {
     `<li><i style="background:${COLORS[e]}"></i>${e} ${faceSeconds ? Math.round((100 * data.totals[e]) / faceSeconds) : 0}%` +
     ` <span class="hint">${data.totals[e].toFixed(1)} s</span></li>`).join("");
   drawTracks(data.tracks, data.track_count ?? data.tracks.length);
+  refreshPanel(data.tracks);
   for (const t of data.tracks) trackStarts.set(t.id, t.start);
   followNewest(Date.now() / 1000);  // a new face of the table, or the last face of a camera that ended
   const summary = document.getElementById("summary");
@@ -133,6 +136,25 @@ async function refresh() {
   summary.dataset.unobservedSeconds = unobserved.toFixed(2);
   document.getElementById("range-note").textContent =
     faceSeconds || data.active ? "" : `No faces on ${camera} in this range; try a longer one.`;
+}
+
+// Point lengths, in buckets, that read as round times: 5 s, 1 min, 3 h...
+const ROUND_STEPS = [1, 2, 3, 5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 720, 1440, 2880];
+const MOST_POINTS = 62;
+// Buckets (their start times `t`, `bucketS` apart) grouped into at most MOST_POINTS points of the shortest
+// round length that allows, each beginning at a multiple of it (12:00:05, 12:00:10...; the first and last may
+// be partial): parts [first bucket, end bucket, point start time], and the points' length in seconds.
+function groupBuckets(t, bucketS) {
+  const step = ROUND_STEPS.find((k) => Math.ceil(t.length / k) + 1 <= MOST_POINTS) ?? Math.ceil(t.length / (MOST_POINTS - 1));
+  const width = step * bucketS, parts = [];
+  for (let i = 0; i < t.length;) {
+    const start = Math.floor(t[i] / width) * width;
+    let end = i + 1;
+    while (end < t.length && t[end] < start + width) end += 1;
+    parts.push([i, end, start]);
+    i = end;
+  }
+  return { parts, seconds: width };
 }
 
 // The faces table keeps one row per face across refreshes, updated in place: a click is never lost to a
@@ -209,12 +231,15 @@ function fillTrack(t, points, note) {
     : "Its frames are no longer in the tracks stream (it keeps the newest FERVI_RESULTS_MAXLEN entries): only the totals above remain.";
 }
 
-async function showTrack(id) {
+// `scroll`: bring the panel into view (a click); a refresh of the open panel leaves the page where it is
+async function showTrack(id, scroll = true) {
   const panel = document.getElementById("track-panel");
   const response = await fetch(withToken(`/api/tracks/${encodeURIComponent(camera)}/${id}`));
   const data = await response.json().catch(() => ({}));
+  if (!scroll && (panel.hidden || panel.dataset.track !== String(id))) return;  // closed or changed meanwhile
   panel.hidden = false;
   panel.dataset.track = id;
+  panel.dataset.end = response.ok ? data.track.end : "";
   const note = document.getElementById("track-note");
   if (response.ok) fillTrack(data.track, data.points, note);
   else {  // what it says is about this face, not the one shown before
@@ -225,7 +250,15 @@ async function showTrack(id) {
     note.textContent = data.error || `face #${id} could not be read (${response.status})`;
   }
   // the panel opens below the faces table, off screen on a phone: bring it into view, once it is filled
-  panel.scrollIntoView({ block: "start" });
+  if (scroll) panel.scrollIntoView({ block: "start" });
+}
+
+// The open panel follows its face while the face's record grows (its length, "still on camera", its points)
+function refreshPanel(tracks) {
+  const panel = document.getElementById("track-panel");
+  if (panel.hidden) return;
+  const t = tracks.find((x) => String(x.id) === panel.dataset.track);
+  if (t && String(t.end) !== panel.dataset.end) showTrack(t.id, false);
 }
 
 function download(name, type, text) {
