@@ -24,6 +24,10 @@ LOCK_TTL_S = 5
 FRAME_EVERY_S = 0.2  # preview images per camera, at most 5 a second
 CAMERAS_EVERY_S = 1.0
 CAMERA_GONE_S = 15.0
+# A camera removed from the registry ends then, on the wall and in the charts' list, though frames its ingest
+# sent before the supervisor stopped it (within its 1 s poll and 10 s stop grace) come for a while; one whose
+# frames were captured later than this after its removal streams again (a `fervi ingest` under its name)
+REMOVED_DRAIN_S = 12.0
 SWEEP_EVERY_S = 2.0
 WEBCAM_GRACE_S = 10.0  # a browser camera's keys are deleted this long after it left (frames in flight drain)
 ONE_OFF_MAX_AGE_S = 120.0  # an image-mode camera left behind (its dashboard died mid-request) goes after this
@@ -82,13 +86,17 @@ class Relay:
         now = time.time()
         private = set(self.bus.webcams()) - self.bus.shared_webcams()
         titles = self.bus.webcam_titles()  # a browser camera's name, as its user shares it
-        registered = set(self.bus.sources())
-        shown = {
-            c: now - self.bus.last_frame_at(c) >= CAMERA_GONE_S
+        registered, removed = set(self.bus.sources()), self.bus.removed_sources()
+        last_frame = {
+            c: self.bus.last_frame_at(c)
             for c in (self.bus.cameras() if cameras is None else cameras)
             if not c.startswith(IMAGE_CAMERA_PREFIX) and c not in private
         }
-        shown = {c: stalled for c, stalled in shown.items() if c in registered or not stalled}
+        shown = {
+            c: now - at >= CAMERA_GONE_S
+            for c, at in last_frame.items()
+            if c in registered or (now - at < CAMERA_GONE_S and at > removed.get(c, 0.0) + REMOVED_DRAIN_S)
+        }
         states = self.bus.source_states([c for c in shown if c in registered])
         return [
             {

@@ -181,6 +181,15 @@ def test_spoilt_registry_entries_are_skipped_not_fatal(client):
     client.set(source_state_key("ok"), "a string, not a hash")
     bus.set_source_state("ok", "live")  # refused by Redis (WRONGTYPE): the news is lost, nothing raised
     assert bus.source_states(["ok"]) == {}
+    # when a camera was removed: a note that does not parse is skipped, a key that is not a hash ignored
+    client.hset("fervi:removed", mapping={"junk": "yesterday", "old": "1700000000.5"})
+    assert bus.remove_source("ok")
+    removed = bus.removed_sources()
+    assert set(removed) == {"old", "ok"} and removed["old"] == 1700000000.5 and removed["ok"] > 1700000000.5
+    assert bus.add_source(CameraSource("ok", "rtsp://cam/1")) and "ok" not in bus.removed_sources()
+    client.delete("fervi:removed")
+    client.set("fervi:removed", "a string, not a hash")
+    assert bus.remove_source("ok") and bus.removed_sources() == {}
 
 
 def test_the_registry_holds_at_most_cameras_max(client):

@@ -185,6 +185,19 @@ def test_a_camera_fervi_runs_keeps_its_greyed_tile_while_quiet_and_one_off_camer
     assert porch.count() == 1
     bus.remove_source("porch")  # removed: its tile goes
     porch.wait_for(state="detached", timeout=10000)
+    # a camera removed while its frames still come ends at once, on the wall and in the charts' list (its tile
+    # stayed until it had been quiet for CAMERA_GONE_S, and the charts called it live for up to 40 s)
+    bus.add_source(CameraSource("deck", "rtsp://127.0.0.1:9/deck"))
+    _quiet_camera(bus, "deck", 1)
+    deck = page.locator('.tile[data-camera="deck"]')
+    deck.wait_for(timeout=10000)
+    bus.remove_source("deck")
+    deck.wait_for(state="detached", timeout=4000)
+    history = {c["camera"]: c for c in page.request.get(dashboard["url"] + "/api/cameras/history").json()}
+    assert history["deck"]["live"] is False
+    # added again, it is the registry's camera again: on the wall however quiet
+    bus.add_source(CameraSource("deck", "rtsp://127.0.0.1:9/deck"))
+    deck.wait_for(timeout=10000)
 
 
 def _not_observed_legend(page) -> dict:

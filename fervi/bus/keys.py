@@ -13,6 +13,7 @@ CAMERAS = f"{PREFIX}:cameras"  # set of camera names
 CAMERAS_VERSION = f"{PREFIX}:cameras_version"  # counter: changes whenever FERVI adds or removes a camera
 PROCESSES = f"{PREFIX}:proc:"  # + process id: heartbeat hash with a TTL
 SOURCES = f"{PREFIX}:sources"  # hash: camera -> CameraSource JSON (the cameras the ingest supervisor runs)
+REMOVED_SOURCES = f"{PREFIX}:removed"  # hash: camera -> when it left SOURCES (Redis time), until added again
 SOURCE_STATE_TTL_S = 86400  # a camera's ingest state outlives its process by a day at most
 WORKER_GROUP = "workers"
 WORKER_LEASES = f"{PREFIX}:workers"  # zset: live worker -> when its lease runs out (unix ms)

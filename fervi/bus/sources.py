@@ -8,9 +8,11 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import redis
+
 from ..protocol import CameraSource, ProtocolError, check_camera
 from .core import REDIS_DOWN, BusCore, RedisError, decode, redis_trouble, sync
-from .keys import SOURCE_STATE_TTL_S, SOURCES, source_lease_key, source_state_key
+from .keys import REMOVED_SOURCES, SOURCE_STATE_TTL_S, SOURCES, source_lease_key, source_state_key
 
 log = logging.getLogger("fervi.bus")
 
@@ -32,6 +34,8 @@ class Sources(BusCore):
         outcome = int(self._add_source(keys=[SOURCES], args=[source.camera, source.to_json(), most, int(replace)]))
         if outcome < 0:
             raise RegistryFull(f"{most} cameras are registered, the most allowed (FERVI_CAMERAS_MAX): remove one first")
+        if outcome == 1:
+            self._mark_removed(source.camera, None)
         return outcome == 1
 
     def streams_elsewhere(self, camera: str) -> bool:
@@ -46,11 +50,40 @@ class Sources(BusCore):
         return any(info.get("kind") == "cameras" for info in self.processes().values())
 
     def remove_source(self, camera: str) -> bool:
-        """Stop running a camera (its supervisor stops the ingest); its charts and tracks stay."""
+        """Stop running a camera (its supervisor stops the ingest); its charts and tracks stay. When it was
+        removed is kept until it is added again (`removed_sources`): the wall and the charts end it then, not
+        once its frames have stopped coming."""
         removed = bool(self.redis.hdel(SOURCES, check_camera(camera)))
         if removed:
             self.redis.delete(source_state_key(camera))
+            self._mark_removed(camera, self.server_time())
         return removed
+
+    def _mark_removed(self, camera: str, at: float | None) -> None:
+        """Note when `camera` was removed (None: it is registered again); a `fervi:removed` some client spoilt
+        (not a hash) loses the note, nothing else."""
+        try:
+            if at is None:
+                self.redis.hdel(REMOVED_SOURCES, camera)
+            else:
+                self.redis.hset(REMOVED_SOURCES, camera, repr(at))
+        except redis.ResponseError as err:
+            log.warning("event=removed_note_lost camera=%s error=%r", camera, str(err)[:120])
+
+    def removed_sources(self) -> dict[str, float]:
+        """Camera -> when it was removed from the registry (Redis's clock), for those not added again since; an
+        entry that does not parse (some client wrote it) is skipped, and so is a key that is not a hash."""
+        out: dict[str, float] = {}
+        try:
+            entries = sync(self.redis.hgetall(REMOVED_SOURCES))
+        except redis.ResponseError:  # not a hash: some client wrote it
+            return out
+        for name, raw in entries.items():
+            try:
+                out[decode(name)] = float(raw)
+            except ValueError:
+                self.untrusted.skip("removed_source", name, f"not a time: {raw!r:.40}")
+        return out
 
     def sources(self) -> dict[str, CameraSource]:
         """The registered cameras; an entry that does not parse (some client wrote it) is skipped and counted."""
