@@ -34,8 +34,10 @@ class Sources(BusCore):
         outcome = int(self._add_source(keys=[SOURCES], args=[source.camera, source.to_json(), most, int(replace)]))
         if outcome < 0:
             raise RegistryFull(f"{most} cameras are registered, the most allowed (FERVI_CAMERAS_MAX): remove one first")
-        if outcome == 1:
-            self._mark_removed(source.camera, None)
+        if outcome == 1:  # registered again: no longer removed
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hdel(REMOVED_SOURCES, source.camera)
+            self.execute(pipe, "removed_source", source.camera)
         return outcome == 1
 
     def streams_elsewhere(self, camera: str) -> bool:
@@ -54,21 +56,12 @@ class Sources(BusCore):
         removed is kept until it is added again (`removed_sources`): the wall and the charts end it then, not
         once its frames have stopped coming."""
         removed = bool(self.redis.hdel(SOURCES, check_camera(camera)))
-        if removed:
-            self.redis.delete(source_state_key(camera))
-            self._mark_removed(camera, self.server_time())
+        if removed:  # a `fervi:removed` some client spoilt loses the note, nothing else
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.delete(source_state_key(camera))
+            pipe.hset(REMOVED_SOURCES, camera, repr(self.server_time()))
+            self.execute(pipe, "removed_source", camera)
         return removed
-
-    def _mark_removed(self, camera: str, at: float | None) -> None:
-        """Note when `camera` was removed (None: it is registered again); a `fervi:removed` some client spoilt
-        (not a hash) loses the note, nothing else."""
-        try:
-            if at is None:
-                self.redis.hdel(REMOVED_SOURCES, camera)
-            else:
-                self.redis.hset(REMOVED_SOURCES, camera, repr(at))
-        except redis.ResponseError as err:
-            log.warning("event=removed_note_lost camera=%s error=%r", camera, str(err)[:120])
 
     def removed_sources(self) -> dict[str, float]:
         """Camera -> when it was removed from the registry (Redis's clock), for those not added again since; an
@@ -76,7 +69,8 @@ class Sources(BusCore):
         out: dict[str, float] = {}
         try:
             entries = sync(self.redis.hgetall(REMOVED_SOURCES))
-        except redis.ResponseError:  # not a hash: some client wrote it
+        except redis.ResponseError as err:  # not a hash: some client wrote it
+            self.untrusted.skip("removed_source", REMOVED_SOURCES, str(err))
             return out
         for name, raw in entries.items():
             try:
