@@ -87,7 +87,7 @@ def tuned_run(resumed_run, folder, data) -> TrainingRun:
 
 @pytest.fixture(scope="module")
 def exported_run(tuned_run, resumed_run, folder, data) -> TrainingRun:
-    """--export-only the tuned run again (its work folder): its last epoch, with a note for the card."""
+    """--export-only the tuned run again (its work folder, its votes): its last epoch, with a note for the card."""
     return train(
         data=data,
         epochs=1,
@@ -96,6 +96,7 @@ def exported_run(tuned_run, resumed_run, folder, data) -> TrainingRun:
         work_dir=folder / "work2",
         export_only=True,
         select="last",
+        votes=folder / "subset_votes.csv",
         note="exported again",
     )
 
@@ -161,10 +162,12 @@ def test_votes_measure_agreement_with_the_crowd_and_calibrate(tuned_run):
     assert 0.2 <= calibration["temperature"] <= 5 and calibration["ece_after_in_sample"] <= calibration["ece_before"]
     card_text = tuned_run.card_text
     assert "Agreement with people" in card_text and "## Calibration" in card_text and "## Uncertain" in card_text
+    assert "The model is selected on PublicTest's agreement" in card_text  # --select best, the default
     assert tuned_run.sizes.get("figures/reliability.png", 0) > 0
 
 
 def test_export_only_exports_the_finished_run_again(exported_run):
     training = exported_run.card["training"]
     assert training["selected_checkpoint"] == "last.keras" and training["history_note"] == "exported again"
+    assert "The last epoch is exported (--select last)" in exported_run.card_text  # not "selected on PublicTest"
     assert exported_run.sizes.get("fervi_cnn_lstm.tflite", 0) > 0

@@ -437,8 +437,13 @@ def _labels_line(card: dict) -> str:
         + "; ".join(notes)
         + "). CK+ faces keep their one-hot posed label"
         + (f", each shown {posed} times an epoch" if posed > 1 else "")
-        + ". The model is selected on "
-        "PublicTest's agreement with the crowd's majority."
+        + ". "
+        + (
+            "The last epoch is exported (--select last): PublicTest's agreement with the crowd's majority is "
+            "measured, not used to pick the epoch."
+            if card["training"].get("selected_checkpoint") == "last.keras"
+            else "The model is selected on PublicTest's agreement with the crowd's majority."
+        )
     )
 
 
