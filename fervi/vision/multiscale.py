@@ -64,8 +64,15 @@ MESH_SURE = 0.99  # ... and that keeps a fair second look: no face-free photo's 
 MESH_CONTEXT = 1.5  # FaceMesh looks at a square this many times the face box (its ROI scale on detections)
 # On FER-2013 faces pasted into photos (bench/distance_scenes.py), the median box side is 0.835 of the face
 # image's side for short range and 0.86 for full range: boxes are scaled to the full-range framing the crop
-# margin was tuned for (preprocess.py).
+# margin was tuned for (preprocess.py). That holds for those pasted faces only: on real faces with hair, neck and
+# background around them the full-range box is larger and higher than the short-range one (on the two shared
+# videos 1.08-1.10 times the side and 0.08-0.09 of it higher), and the scaled short-range crop cut off chin and
+# forehead. So each face's framing is the full-range model's own box, found on the second look's crop
+# (`framing`); the scale is the fallback where the full-range model finds no face there.
 BOX_SCALE = 0.86 / 0.835
+NO_FRAMING = np.array([BOX_SCALE, 0.0, 0.0], np.float32)  # (side ratio, dx, dy as shares of the side)
+FRAMING_EVERY = 8  # a followed face's framing is measured again every this many full scans (2.4 s at the defaults)
+FRAMING_BOUNDS = (np.array([0.8, -0.25, -0.25], np.float32), np.array([1.5, 0.25, 0.25], np.float32))
 
 
 def pyramid_scales(width: int, height: int, min_face: int) -> list[float]:
@@ -183,7 +190,12 @@ def _centred(boxes: np.ndarray, scores: np.ndarray, side: int) -> int:
 SAME_FACE_REACH = 0.625  # centres within this share of a box's side (its border widened by an eighth): one face
 
 
-def drop_nested(kept: list[tuple[np.ndarray, float]], inside: float = 0.5) -> list[tuple[np.ndarray, float]]:
+# a kept face: its box (short-range framing), the second look's score, and its full-range framing against the
+# box where known (followed faces carry theirs from the last full scan)
+_Kept = tuple[np.ndarray, float, np.ndarray | None]
+
+
+def drop_nested(kept: list[_Kept], inside: float = 0.5) -> list[_Kept]:
     """Non-maximum suppression by intersection over the smaller box, best score first. A fine level sometimes
     finds part of a big face (eyes to forehead, off to one side), and a coarse level a big false box around a
     real face; NMS by IoU keeps both of such a pair, since a small box inside a large one has a small IoU. A
@@ -191,10 +203,10 @@ def drop_nested(kept: list[tuple[np.ndarray, float]], inside: float = 0.5) -> li
     closer than SAME_FACE_REACH of either's side (two faces are never that close: one would hide the other's
     eyes). On a close-up, a full scan may find two fragments of one face (an eye and the chin) that overlap
     little: the rule takes them for one."""
-    out: list[tuple[np.ndarray, float]] = []
-    for box, score in sorted(kept, key=lambda item: -item[1]):
-        if not any(_same_face(box, other, inside) for other, _ in out):
-            out.append((box, score))
+    out: list[_Kept] = []
+    for face in sorted(kept, key=lambda item: -item[1]):
+        if not any(_same_face(face[0], other[0], inside) for other in out):
+            out.append(face)
     return out
 
 
@@ -215,8 +227,10 @@ class _StreamState:
     shape: tuple[int, ...]
     since_full_scan: int
     boxes: np.ndarray  # the faces kept in the stream's last frame, short-range framing
+    framings: np.ndarray  # (N, 3) each face's full-range framing against its box, measured at the last full scan
     position: int | None  # that frame's position in the stream (its seq)
     full_scan_at: float | None  # the stream's own time (capture or video time, s) of its last full scan
+    full_scans: int = 0  # full scans of the stream since its first frame (framings are measured again every few)
 
 
 class MultiScaleDetector:
@@ -225,8 +239,9 @@ class MultiScaleDetector:
     time), at the latest every `full_scan_every` frames of it (the only rule for frames without a time), and
     in between only a second look where its faces were (as DeepStream's `interval` skips inference between
     keyframes and lets its tracker follow): a face entering the picture is found at the next full scan, so
-    within `full_scan_s` whatever the camera's frame rate. The memory is a cache, so any worker may take any
-    frame; a lost cache only means a full scan."""
+    within `full_scan_s` whatever the camera's frame rate. A full scan follows the faces it had first and looks
+    again only at candidates that are none of them. The memory is a cache, so any worker may take any frame; a
+    lost cache only means a full scan."""
 
     name = "multiscale"
     max_streams = 1024
@@ -299,13 +314,38 @@ class MultiScaleDetector:
             return score, found
         return 0.0, box
 
+    def framing(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """(side ratio, dx, dy): where the full-range model frames the face in `box`, as a multiple of its side and
+        shifts of its centre in shares of the side; NO_FRAMING when it finds no face centred on the second look's
+        crop, or one so far off that it is another (FRAMING_BOUNDS)."""
+        crop, origin = context_crop(frame, box, CONTEXT)
+        boxes, scores = self.full.detect(crop)
+        best = _centred(boxes, scores, crop.shape[0])
+        if best < 0 or box[2] <= 0 or box[3] <= 0:
+            return NO_FRAMING
+        (x, y, w, h), (fx, fy, fw, fh) = box, boxes[best] + origin
+        framing = np.array([fw / w, (fx + fw / 2 - x - w / 2) / w, (fy + fh / 2 - y - h / 2) / h], np.float32)
+        low, high = FRAMING_BOUNDS
+        return framing if bool(np.all((framing >= low) & (framing <= high))) else NO_FRAMING
+
+    def _framed(self, frame: np.ndarray, face: _Kept) -> _Kept:
+        """A face found by a full scan, as the frames that follow it see it: its box is where the second look
+        on the following crop (FOLLOW_CONTEXT) finds it, and its framing is measured against that box. So the
+        framing, measured at full scans only (a full-range run per face), carries over to the followed frames,
+        whose boxes come from that same look."""
+        box, score, _ = face
+        look, found = self.verify(frame, box, FOLLOW_CONTEXT)
+        box = found if look > 0 else box
+        return box, score, self.framing(frame, box)
+
     def _plan(
         self, frame: np.ndarray, stream: str | None, position: int | None, at: float | None
-    ) -> tuple[list[float], np.ndarray, _StreamState | None]:
-        """Pyramid levels to scan, earlier faces to look at again, and the stream's state this frame follows
-        (None: a full scan). A frame several positions after (or before) the one this worker saw last of the
-        stream, as when workers share a camera's frames in batches, is scanned in full: its faces may be out
-        of the second look's reach. So is a frame whose time runs backwards."""
+    ) -> tuple[list[float], _StreamState | None]:
+        """Pyramid levels to scan (none: the frame only follows the faces it had), and the stream's state whose
+        faces this frame looks at again first (None: none to follow). A frame several positions after (or
+        before) the one this worker saw last of the stream, as when workers share a camera's frames in batches
+        or skip stale ones, is scanned in full: its faces may be out of the second look's reach, and a face the
+        look misses is found as a candidate. So is a frame whose time runs backwards."""
         state = self._streams.get(stream) if stream is not None else None
         stale = (
             state is not None
@@ -313,9 +353,11 @@ class MultiScaleDetector:
             and state.position is not None
             and not (0 < position - state.position <= FOLLOW_GAP)
         )
-        if state is None or stale or state.shape != frame.shape or self._full_scan_due(state, at):
-            return pyramid_scales(frame.shape[1], frame.shape[0], self.min_face), np.zeros((0, 4), np.float32), None
-        return [], state.boxes, state
+        if state is None or state.shape != frame.shape:
+            return pyramid_scales(frame.shape[1], frame.shape[0], self.min_face), None
+        if stale or self._full_scan_due(state, at):
+            return pyramid_scales(frame.shape[1], frame.shape[0], self.min_face), state
+        return [], state
 
     def _full_scan_due(self, state: _StreamState, at: float | None) -> bool:
         if state.since_full_scan + 1 >= self.full_scan_every:
@@ -328,18 +370,22 @@ class MultiScaleDetector:
         self,
         stream: str,
         frame: np.ndarray,
-        followed: _StreamState | None,
-        boxes: np.ndarray,
+        state: _StreamState | None,
+        full_scan: bool,
+        faces: list[_Kept],
         position: int | None,
         at: float | None,
     ) -> None:
-        """The stream's new state after this frame: a full scan (`followed` None), or one more frame since."""
-        if followed is None:
+        """The stream's new state after this frame: a full scan, or one more frame since."""
+        if full_scan or state is None:
             since, full_scan_at = 0, at
+            full_scans = state.full_scans + 1 if state is not None else 0
         else:
-            since, full_scan_at = followed.since_full_scan + 1, followed.full_scan_at
+            since, full_scan_at, full_scans = state.since_full_scan + 1, state.full_scan_at, state.full_scans
+        boxes = np.array([b for b, _, _ in faces], np.float32).reshape(-1, 4)
+        framings = np.array([f for _, _, f in faces], np.float32).reshape(-1, 3)
         self._streams.pop(stream, None)  # to the end of the order: the least recently seen stream goes first
-        self._streams[stream] = _StreamState(frame.shape, since, boxes, position, full_scan_at)
+        self._streams[stream] = _StreamState(frame.shape, since, boxes, framings, position, full_scan_at, full_scans)
         while len(self._streams) > self.max_streams:
             self._streams.popitem(last=False)
 
@@ -348,20 +394,35 @@ class MultiScaleDetector:
     ) -> tuple[np.ndarray, np.ndarray]:
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-        scales, earlier, followed = self._plan(frame, stream, position, at)
+        scales, state = self._plan(frame, stream, position, at)
+        full_scan = bool(scales)
+        kept = self._follow(frame, state, refresh=full_scan and state is not None and self._framing_due(state))
         boxes, _ = self.candidates(frame, scales)
-        kept = [(box, score) for box in boxes if (score := self.verify(frame, box)[0]) > 0]
-        for box in earlier:  # followed: the second look, on a wider crop, finds where the face is now
-            score, found = self.verify(frame, box, FOLLOW_CONTEXT)
-            if score > 0:
-                kept.append((found, score))
-        kept = drop_nested(kept)
-        raw = np.array([b for b, _ in kept], np.float32).reshape(-1, 4)
+        for box in boxes:  # a face followed into this frame is not looked at again as a candidate
+            if not any(_same_face(box, other) for other, _, _ in kept) and (score := self.verify(frame, box)[0]) > 0:
+                kept.append((box, score, None))
+        kept = [face if face[2] is not None else self._framed(frame, face) for face in drop_nested(kept)]
         if stream is not None:
-            self._remember(stream, frame, followed, raw, position, at)
+            self._remember(stream, frame, state, full_scan, kept, position, at)
         if not kept:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        centres = raw[:, :2] + raw[:, 2:] / 2
-        sides = raw[:, 2:] * BOX_SCALE
+        raw = np.array([b for b, _, _ in kept], np.float32).reshape(-1, 4)
+        framings = np.array([f for _, _, f in kept], np.float32).reshape(-1, 3)
+        sides = raw[:, 2:] * framings[:, :1]
+        centres = raw[:, :2] + raw[:, 2:] / 2 + raw[:, 2:] * framings[:, 1:]
         boxes = np.concatenate([centres - sides / 2, sides], axis=1)
-        return clip_boxes(boxes, frame.shape[1], frame.shape[0]), np.array([s for _, s in kept], np.float32)
+        return clip_boxes(boxes, frame.shape[1], frame.shape[0]), np.array([s for _, s, _ in kept], np.float32)
+
+    def _follow(self, frame: np.ndarray, state: _StreamState | None, refresh: bool) -> list[_Kept]:
+        """The stream's earlier faces where the second look, on a wider crop, finds them now, each with its
+        framing (measured again when `refresh`)."""
+        kept: list[_Kept] = []
+        for box, framing in zip(state.boxes, state.framings, strict=True) if state is not None else ():
+            score, found = self.verify(frame, box, FOLLOW_CONTEXT)
+            if score > 0:
+                kept.append((found, score, self.framing(frame, found) if refresh else framing))
+        return kept
+
+    @staticmethod
+    def _framing_due(state: _StreamState) -> bool:
+        return (state.full_scans + 1) % FRAMING_EVERY == 0
