@@ -12,7 +12,7 @@ import pytest
 
 from .helpers_training import TrainingRun, train
 
-TRAINING_ROWS, VALIDATION_ROWS = 1000, 100
+TRAINING_ROWS, VALIDATION_ROWS = 500, 100
 
 
 def write_subset(fer_csv: Path, subset: Path, votes: Path) -> None:
