@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from fervi.bench.distance_scenes import FACE_FREE_PHOTOS, background, match, paste, photo_faces
+from fervi.bench.talking_faces import read_video
 from PIL import Image
 
 from fervi.app.cli import main
@@ -355,15 +356,8 @@ def test_the_shared_videos_end_angry_through_the_workers_chain(shared_videos):
 
     pipeline = FacePipeline.from_settings(Settings(model_dir=""))
     for video in sorted(shared_videos.glob("*.avi")):
-        capture = cv2.VideoCapture(str(video))
-        frames = []
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frames.append(frame)
-        capture.release()
-        streams = [(video.name, index, index / 30) for index in range(len(frames))]  # full scans every 0.3 s
+        frames, fps = read_video(video)
+        streams = [(video.name, index, index / fps) for index in range(len(frames))]  # full scans every 0.3 s
         for how, faces in (
             ("full scans", pipeline.analyze(frames)),
             ("followed", pipeline.analyze(frames, streams=streams)),

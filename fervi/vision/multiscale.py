@@ -372,7 +372,8 @@ class MultiScaleDetector:
         frame: np.ndarray,
         state: _StreamState | None,
         full_scan: bool,
-        faces: list[_Kept],
+        boxes: np.ndarray,
+        framings: np.ndarray,
         position: int | None,
         at: float | None,
     ) -> None:
@@ -382,8 +383,6 @@ class MultiScaleDetector:
             full_scans = state.full_scans + 1 if state is not None else 0
         else:
             since, full_scan_at, full_scans = state.since_full_scan + 1, state.full_scan_at, state.full_scans
-        boxes = np.array([b for b, _, _ in faces], np.float32).reshape(-1, 4)
-        framings = np.array([f for _, _, f in faces], np.float32).reshape(-1, 3)
         self._streams.pop(stream, None)  # to the end of the order: the least recently seen stream goes first
         self._streams[stream] = _StreamState(frame.shape, since, boxes, framings, position, full_scan_at, full_scans)
         while len(self._streams) > self.max_streams:
@@ -402,12 +401,12 @@ class MultiScaleDetector:
             if not any(_same_face(box, other) for other, _, _ in kept) and (score := self.verify(frame, box)[0]) > 0:
                 kept.append((box, score, None))
         kept = [face if face[2] is not None else self._framed(frame, face) for face in drop_nested(kept)]
-        if stream is not None:
-            self._remember(stream, frame, state, full_scan, kept, position, at)
-        if not kept:
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         raw = np.array([b for b, _, _ in kept], np.float32).reshape(-1, 4)
         framings = np.array([f for _, _, f in kept], np.float32).reshape(-1, 3)
+        if stream is not None:
+            self._remember(stream, frame, state, full_scan, raw, framings, position, at)
+        if not kept:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         sides = raw[:, 2:] * framings[:, :1]
         centres = raw[:, :2] + raw[:, 2:] / 2 + raw[:, 2:] * framings[:, 1:]
         boxes = np.concatenate([centres - sides / 2, sides], axis=1)
